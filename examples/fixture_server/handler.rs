@@ -1,0 +1,305 @@
+//! The fixture's `ServerHandler`, written by hand rather than with rmcp's
+//! tool macros so that pagination, error codes and result shapes are exactly
+//! what the gateway's integration tests expect.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InitializeRequestParams, InitializeResult, JsonObject, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+use crate::catalog::{Catalog, TINY_PNG_BASE64, from_json};
+
+/// The newest revision the fixture speaks. 2026-07-28 drops sessions and
+/// unsolicited notifications, which the list_changed tests rely on.
+const MAX_PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
+
+/// Interval between progress notifications from `slow`.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One fixture process. Cheap to clone: the HTTP transport builds one
+/// handler per session, and they all share the catalog and peer list.
+#[derive(Clone)]
+pub struct Fixture {
+    catalog: Arc<Catalog>,
+    /// Every client that completed `initialize`, so a tool-list change made
+    /// by one session is announced to all of them.
+    peers: Arc<Mutex<Vec<Peer<RoleServer>>>>,
+}
+
+impl Fixture {
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            catalog: Arc::new(catalog),
+            peers: Arc::default(),
+        }
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `notifications/tools/list_changed` to every live client.
+    async fn announce_tool_list_change(&self) {
+        let peers = {
+            let mut peers = self.peers();
+            peers.retain(|peer| !peer.is_transport_closed());
+            peers.clone()
+        };
+        for peer in peers {
+            if let Err(err) = peer.notify_tool_list_changed().await {
+                eprintln!(
+                    "fixture {}: list_changed not delivered: {err}",
+                    self.catalog.name
+                );
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        tool: &str,
+        args: &JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let server = &self.catalog.name;
+        let str_arg = |field: &str| args.get(field).and_then(Value::as_str);
+        match tool {
+            "whoami" => Ok(CallToolResult::success(vec![text(server)])),
+            "echo" => {
+                let Some(message) = str_arg("text") else {
+                    return Ok(bad_args("echo needs a string `text`"));
+                };
+                from_json(json!({
+                    "content": [
+                        {
+                            "type": "text",
+                            "text": message,
+                            "annotations": { "audience": ["user"], "priority": 0.5 },
+                            "_meta": { "fixture/echo": true },
+                        },
+                        { "type": "image", "data": TINY_PNG_BASE64, "mimeType": "image/png" },
+                    ],
+                    "structuredContent": { "text": message },
+                }))
+            }
+            "slow" => {
+                let Some(ms) = args.get("ms").and_then(Value::as_u64) else {
+                    return Ok(bad_args("slow needs a non-negative integer `ms`"));
+                };
+                self.slow(ms, context).await
+            }
+            "crash" => {
+                eprintln!("fixture {server}: crashing on request");
+                // Exit without unwinding or answering: the gateway must cope
+                // with an upstream that vanishes mid-call.
+                std::process::exit(3);
+            }
+            "add_tool" | "remove_tool" => {
+                let Some(name) = str_arg("name") else {
+                    return Ok(bad_args(&format!("{tool} needs a string `name`")));
+                };
+                let changed = if tool == "add_tool" {
+                    self.catalog.add_tool(name)?
+                } else {
+                    self.catalog.remove_tool(name)
+                };
+                if !changed {
+                    let why = if tool == "add_tool" {
+                        "already exists"
+                    } else {
+                        "does not exist"
+                    };
+                    return Ok(bad_args(&format!("tool `{name}` {why}")));
+                }
+                self.announce_tool_list_change().await;
+                Ok(CallToolResult::success(vec![text(if tool == "add_tool" {
+                    "added"
+                } else {
+                    "removed"
+                })]))
+            }
+            "fail" => Err(ErrorData::internal_error("deliberate failure", None)),
+            // `tool_i` and anything added at runtime.
+            generic => from_json(json!({
+                "content": [{ "type": "text", "text": format!("{server}:{generic}") }],
+                "structuredContent": { "server": server, "tool": generic },
+            })),
+        }
+    }
+
+    /// Sleeps `ms` milliseconds, sending progress every 100 ms when the
+    /// request carried a progress token. Stops early if the call is cancelled.
+    async fn slow(
+        &self,
+        ms: u64,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let token = context.meta.get_progress_token();
+        let total = Duration::from_millis(ms);
+        let mut elapsed = Duration::ZERO;
+        while elapsed < total {
+            let step = PROGRESS_INTERVAL.min(total - elapsed);
+            tokio::select! {
+                () = tokio::time::sleep(step) => {}
+                () = context.ct.cancelled() => {
+                    return Err(ErrorData::internal_error("cancelled", None));
+                }
+            }
+            elapsed += step;
+            if let Some(token) = &token {
+                // Milliseconds fit an f64 exactly far beyond any test duration.
+                let progress =
+                    ProgressNotificationParam::new(token.clone(), elapsed.as_millis() as f64)
+                        .with_total(ms as f64)
+                        .with_message(format!("{} of {ms} ms", elapsed.as_millis()));
+                if let Err(err) = context.peer.notify_progress(progress).await {
+                    eprintln!(
+                        "fixture {}: progress not delivered: {err}",
+                        self.catalog.name
+                    );
+                }
+            }
+        }
+        Ok(CallToolResult::success(vec![text(&format!(
+            "done after {ms} ms"
+        ))]))
+    }
+}
+
+fn text(text: &str) -> ContentBlock {
+    ContentBlock::text(text.to_owned())
+}
+
+/// Invalid arguments are tool results, not protocol errors (MCP 2025-11-25).
+fn bad_args(message: &str) -> CallToolResult {
+    CallToolResult::error(vec![text(message)])
+}
+
+impl ServerHandler for Fixture {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_resources()
+            .enable_completions()
+            .build();
+        let info = Implementation::new(self.catalog.name.clone(), env!("CARGO_PKG_VERSION"));
+        ServerConfig::new(capabilities)
+            .with_server_info(info)
+            .with_protocol_version(MAX_PROTOCOL)
+            .with_instructions(format!("Test fixture server {}", self.catalog.name))
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&MAX_PROTOCOL))
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        self.peers().push(context.peer.clone());
+        self.negotiate_initialize(&request)
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let (tools, next_cursor) = self.catalog.tools_page(request)?;
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !self.catalog.has_tool(&request.name) {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool: {}", request.name),
+                Some(json!({ "name": request.name })),
+            ));
+        }
+        let args = request.arguments.unwrap_or_default();
+        self.call(&request.name, &args, &context)
+            .await
+            .map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let (prompts, next_cursor) = self.catalog.prompts_page(request)?;
+        let mut result = ListPromptsResult::with_all_items(prompts);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.catalog
+            .get_prompt(&request.name, request.arguments.as_ref())
+            .map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let (resources, next_cursor) = self.catalog.resources_page(request)?;
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let (templates, next_cursor) = self.catalog.templates_page(request)?;
+        let mut result = ListResourceTemplatesResult::with_all_items(templates);
+        result.next_cursor = next_cursor;
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.catalog.read_resource(&request.uri).map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.catalog.complete(&request)
+    }
+}

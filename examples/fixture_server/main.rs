@@ -1,0 +1,126 @@
+//! A configurable MCP server used as a real upstream in Manifold's
+//! integration tests, built on rmcp (the official Rust SDK) so the gateway is
+//! exercised against an implementation it does not share code with.
+//!
+//! ```text
+//! fixture_server --name NAME [--transport stdio|http] [--tools N] [--page-size K] [--port P]
+//! ```
+//!
+//! * `stdio` (default): JSON-RPC on stdin/stdout; exits when stdin closes.
+//! * `http`: Streamable HTTP with stateful sessions at
+//!   `http://127.0.0.1:P/mcp` (P = 0 picks a free port); prints exactly one
+//!   line, `LISTENING http://127.0.0.1:PORT/mcp`, to stdout once ready.
+//!
+//! Tools: `tool_0`..`tool_{N-1}`, `whoami`, `echo`, `slow`, `crash`,
+//! `add_tool`, `remove_tool`, `fail`. Prompts: `greet`, `about`. Resources:
+//! `fixture://NAME/info`, `fixture://NAME/item/{i}` and the template
+//! `fixture://NAME/tpl/{id}`. With `--page-size K` every list is paginated
+//! with opaque cursors. Diagnostics go to stderr only.
+
+mod catalog;
+mod handler;
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use rmcp::ServiceExt as _;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+use crate::catalog::Catalog;
+use crate::handler::Fixture;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    Stdio,
+    Http,
+}
+
+/// Test fixture MCP server for Manifold's integration tests.
+#[derive(Debug, Parser)]
+#[command(name = "fixture_server")]
+struct Cli {
+    /// Server name: reported as serverInfo.name and woven into every
+    /// description, text and URI so tests can tell servers apart.
+    #[arg(long)]
+    name: String,
+    /// Transport to serve.
+    #[arg(long, value_enum, default_value_t = Transport::Stdio)]
+    transport: Transport,
+    /// Number of generic tools (`tool_0`..) and of `item/{i}` resources.
+    #[arg(long, default_value_t = 3)]
+    tools: usize,
+    /// Items per page in every list result; 0 disables pagination.
+    #[arg(long, default_value_t = 0)]
+    page_size: usize,
+    /// Port for `--transport http` (bound on 127.0.0.1 only); 0 = any free port.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let catalog = Catalog::new(&cli.name, cli.tools, cli.page_size)
+        .map_err(|err| anyhow::anyhow!("building the catalog: {}", err.message))?;
+    let fixture = Fixture::new(catalog);
+    eprintln!(
+        "fixture {} started ({:?}, {} tools, page size {})",
+        cli.name, cli.transport, cli.tools, cli.page_size
+    );
+    match cli.transport {
+        Transport::Stdio => serve_stdio(fixture).await,
+        Transport::Http => serve_http(fixture, cli.port).await,
+    }?;
+    eprintln!("fixture {} stopped", cli.name);
+    Ok(())
+}
+
+async fn serve_stdio(fixture: Fixture) -> anyhow::Result<()> {
+    let running = fixture
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("MCP handshake on stdio")?;
+    // Returns once stdin reaches EOF (or the client goes away).
+    running.waiting().await.context("serving stdio")?;
+    Ok(())
+}
+
+async fn serve_http(fixture: Fixture, port: u16) -> anyhow::Result<()> {
+    // Loopback only: the fixture must never be reachable from elsewhere.
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+
+    // Default config = stateful sessions (`Mcp-Session-Id`), loopback Host
+    // validation, SSE keep-alives.
+    let service = StreamableHttpService::new(
+        move || Ok(fixture.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+
+    // Tests wait for this exact line, so it must be the only stdout output
+    // and must be flushed before anyone can connect usefully.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "LISTENING http://{bound}/mcp").context("writing LISTENING line")?;
+    stdout.flush().context("flushing LISTENING line")?;
+    drop(stdout);
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            // If the signal handler cannot be installed, just serve until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}

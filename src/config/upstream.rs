@@ -1,0 +1,274 @@
+//! Validation of the `upstreams` map: names, prefixes, transports, filters.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::error::{ConfigError, KeyPath};
+use super::model::{
+    DEFAULT_UPSTREAM_TIMEOUT, NameFilter, SessionMode, TransportConfig, UpstreamConfig,
+};
+use super::raw::{RawFilter, RawUpstream};
+use super::validate::{choice, duration};
+
+/// Longest upstream name; names double as default prefixes, so they stay short.
+const MAX_UPSTREAM_NAME_LEN: usize = 32;
+
+/// Validates every upstream. The map is sorted by name, so the result is too, and when two
+/// upstreams claim the same prefix the one that sorts later is reported.
+pub(crate) fn validate_upstreams(
+    raw: BTreeMap<String, RawUpstream>,
+    separator: Option<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<UpstreamConfig> {
+    let mut owners = BTreeMap::new();
+    let mut upstreams = Vec::with_capacity(raw.len());
+    for (name, upstream) in raw {
+        let path = KeyPath::root("upstreams").key(&name);
+        let name_ok = is_upstream_name(&name);
+        if !name_ok {
+            let message =
+                format!("upstream names must match [a-z0-9-]{{1,{MAX_UPSTREAM_NAME_LEN}}}");
+            errors.push(path.error(message));
+        }
+        let explicit = upstream.prefix.as_deref();
+        let prefix = explicit.unwrap_or(&name).to_owned();
+        // A defaulted prefix of a bad name would only repeat the name error.
+        if explicit.is_some() || name_ok {
+            check_prefix(&prefix, separator, &path.key("prefix"), errors);
+        }
+        claim_prefix(&mut owners, &prefix, &name, &path, errors);
+        if let Some(config) = upstream_config(name, prefix, upstream, &path, errors) {
+            upstreams.push(config);
+        }
+    }
+    upstreams
+}
+
+/// Records `name` as the owner of `prefix`, or reports the upstream that owns it already.
+fn claim_prefix(
+    owners: &mut BTreeMap<String, String>,
+    prefix: &str,
+    name: &str,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) {
+    // Several empty prefixes are fine: the `collisions` policy handles clashes at run time.
+    if prefix.is_empty() {
+        return;
+    }
+    match owners.get(prefix) {
+        Some(owner) => {
+            let message = format!("{prefix:?} is already the prefix of upstream {owner}");
+            errors.push(path.key("prefix").error(message));
+        }
+        None => {
+            owners.insert(prefix.to_owned(), name.to_owned());
+        }
+    }
+}
+
+fn upstream_config(
+    name: String,
+    prefix: String,
+    raw: RawUpstream,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<UpstreamConfig> {
+    let transport = transport(&raw, path, errors);
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .map_or(DEFAULT_UPSTREAM_TIMEOUT, |timeout| {
+            duration(path.key("timeout").as_str(), timeout, false, errors)
+        });
+    let session_options = [
+        ("shared", SessionMode::Shared),
+        ("per_session", SessionMode::PerSession),
+    ];
+    let session = raw
+        .session
+        .as_deref()
+        .map_or(Some(SessionMode::Shared), |session| {
+            choice(&path.key("session"), session, &session_options, errors)
+        });
+    Some(UpstreamConfig {
+        tools: filter(&path.key("tools"), raw.tools, errors),
+        prompts: filter(&path.key("prompts"), raw.prompts, errors),
+        resources: filter(&path.key("resources"), raw.resources, errors),
+        transport: transport?,
+        session: session?,
+        name,
+        prefix,
+        timeout,
+    })
+}
+
+/// Checks a prefix against the name alphabet and the separator: exposed names are split at the
+/// first separator, so a prefix must not contain it, nor end with its first characters.
+fn check_prefix(
+    prefix: &str,
+    separator: Option<&str>,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) {
+    if !prefix.chars().all(is_name_char) {
+        errors.push(path.error("must match [a-z0-9-]*"));
+        return;
+    }
+    let Some(separator) = separator.filter(|_| !prefix.is_empty()) else {
+        return;
+    };
+    if prefix.contains(separator) {
+        errors.push(path.error(format!("must not contain the separator {separator:?}")));
+    } else if format!("{prefix}{separator}").find(separator) != Some(prefix.len()) {
+        // e.g. prefix `a-` with separator `--`: `a---x` would split as `a` + `-x`.
+        let message = format!("must not end with the start of the separator {separator:?}");
+        errors.push(path.error(message));
+    }
+}
+
+fn is_upstream_name(name: &str) -> bool {
+    (1..=MAX_UPSTREAM_NAME_LEN).contains(&name.len()) && name.chars().all(is_name_char)
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+}
+
+/// Exactly one of `command` and `url` picks the transport; fields of the other kind are errors.
+fn transport(
+    raw: &RawUpstream,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<TransportConfig> {
+    match (&raw.command, &raw.url) {
+        (Some(command), None) => {
+            let stdio = stdio(command, raw, path, errors);
+            let misplaced = [
+                ("headers", raw.headers.is_some()),
+                ("transport", raw.transport.is_some()),
+            ];
+            reject(path, &misplaced, "url", errors);
+            stdio
+        }
+        (None, Some(url)) => {
+            let http = http(url, raw, path, errors);
+            let misplaced = [
+                ("args", raw.args.is_some()),
+                ("env", raw.env.is_some()),
+                ("cwd", raw.cwd.is_some()),
+                ("session", raw.session.is_some()),
+            ];
+            reject(path, &misplaced, "command", errors);
+            http
+        }
+        _ => {
+            errors.push(path.error("set exactly one of command or url"));
+            None
+        }
+    }
+}
+
+fn reject(path: &KeyPath, fields: &[(&str, bool)], owner: &str, errors: &mut Vec<ConfigError>) {
+    for (field, _) in fields.iter().filter(|(_, present)| *present) {
+        errors.push(path.key(field).error(format!("only valid with {owner}")));
+    }
+}
+
+fn stdio(
+    command: &str,
+    raw: &RawUpstream,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<TransportConfig> {
+    let before = errors.len();
+    if command.trim().is_empty() {
+        errors.push(path.key("command").error("must not be empty"));
+    }
+    let env = raw.env.clone().unwrap_or_default();
+    for (key, value) in &env {
+        let env_path = path.key("env").key(key);
+        if key.is_empty() || key.contains(['=', '\0']) {
+            errors.push(env_path.error("variable names must be non-empty, without '=' or NUL"));
+        } else if value.contains('\0') {
+            errors.push(env_path.error("must not contain NUL"));
+        }
+    }
+    let cwd = raw.cwd.as_deref().map(PathBuf::from);
+    if cwd.as_ref().is_some_and(|cwd| cwd.as_os_str().is_empty()) {
+        errors.push(path.key("cwd").error("must not be empty"));
+    }
+    (errors.len() == before).then(|| TransportConfig::Stdio {
+        command: command.to_owned(),
+        args: raw.args.clone().unwrap_or_default(),
+        env,
+        cwd,
+    })
+}
+
+fn http(
+    text: &str,
+    raw: &RawUpstream,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<TransportConfig> {
+    let url_path = path.key("url");
+    // The parse error never quotes the URL, which may carry a token in its query.
+    let url = match url::Url::parse(text.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+        Ok(_) => {
+            errors.push(url_path.error("must be an http or https URL"));
+            None
+        }
+        Err(error) => {
+            errors.push(url_path.error(error.to_string()));
+            None
+        }
+    };
+    let headers = raw.headers.clone().unwrap_or_default();
+    let headers_ok = check_headers(&path.key("headers"), &headers, errors);
+    let sse = match raw.transport.as_deref() {
+        None => Some(false),
+        Some(kind) => {
+            let options = [("streamable_http", false), ("sse", true)];
+            choice(&path.key("transport"), kind, &options, errors)
+        }
+    };
+    match (url?, sse?, headers_ok) {
+        (url, false, true) => Some(TransportConfig::StreamableHttp { url, headers }),
+        (url, true, true) => Some(TransportConfig::Sse { url, headers }),
+        (_, _, false) => None,
+    }
+}
+
+/// Header names must be HTTP tokens and values single-line, or the HTTP client would refuse
+/// them at the first request instead of at startup.
+fn check_headers(
+    path: &KeyPath,
+    headers: &BTreeMap<String, String>,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
+    let before = errors.len();
+    for (name, value) in headers {
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            errors.push(path.key(name).error("is not a valid HTTP header name"));
+        } else if value.contains(['\r', '\n', '\0']) {
+            errors.push(path.key(name).error("must not contain line breaks or NUL"));
+        }
+    }
+    errors.len() == before
+}
+
+fn filter(path: &KeyPath, raw: RawFilter, errors: &mut Vec<ConfigError>) -> NameFilter {
+    NameFilter::new(raw.allow, raw.deny).unwrap_or_else(|problems| {
+        for problem in problems {
+            errors.push(
+                path.key(problem.list)
+                    .index(problem.index)
+                    .error(problem.to_string()),
+            );
+        }
+        NameFilter::allow_all()
+    })
+}

@@ -1,0 +1,314 @@
+//! The built-in demo MCP server, served by `manifold demo`.
+//!
+//! The default gateway configuration points at this server over stdio, so a
+//! fresh machine without network access can still try the gateway end to end.
+//! It is deliberately small but complete: a handful of tools (with output
+//! schemas and annotations), static and templated resources, prompts with
+//! arguments, and argument completion.
+//!
+//! The server is hand-written on top of `serde_json` rather than an MCP SDK so
+//! that the gateway binary does not carry one. The protocol logic lives in the
+//! pure [`handle`] function (one parsed message in, at most one reply out);
+//! [`run_stdio`] only adds newline-delimited framing on stdin/stdout.
+
+mod catalog;
+mod tools;
+
+#[cfg(test)]
+mod tests;
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Protocol revisions this server speaks, oldest first.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
+    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// The revision offered when the client asks for one we do not know.
+pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// The `serverInfo.name` this server reports.
+pub const SERVER_NAME: &str = "manifold-demo";
+
+const INSTRUCTIONS: &str = "A small demo server bundled with Manifold. Try the `add`, `echo`, \
+`word_count` and `now` tools, read `demo://readme` or any `demo://notes/{topic}` resource, and \
+fetch the `summarize` or `greet` prompts.";
+
+// JSON-RPC 2.0 and MCP error codes.
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// Per-connection session state.
+///
+/// One stdio process serves exactly one client, so this only tracks the
+/// handshake: which protocol revision was agreed, if any.
+#[derive(Debug, Default, Clone)]
+pub struct DemoState {
+    protocol_version: Option<String>,
+}
+
+impl DemoState {
+    /// A session that has not seen `initialize` yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The protocol revision agreed in `initialize`, once it has happened.
+    pub fn protocol_version(&self) -> Option<&str> {
+        self.protocol_version.as_deref()
+    }
+}
+
+/// A JSON-RPC error produced by a method handler.
+#[derive(Debug, Clone, PartialEq)]
+struct RpcError {
+    code: i64,
+    message: String,
+    data: Option<Value>,
+}
+
+impl RpcError {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, message)
+    }
+
+    fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+}
+
+type MethodResult = Result<Value, RpcError>;
+
+/// Serves the demo MCP server on stdin/stdout until stdin closes.
+///
+/// Framing is one JSON-RPC message per line. Only protocol messages are
+/// written to stdout; anything diagnostic goes through `tracing`, which the
+/// caller must route to stderr. Returns `Ok(())` at end of input and an error
+/// only if stdin or stdout fails.
+pub async fn run_stdio() -> std::io::Result<()> {
+    let mut input = BufReader::new(tokio::io::stdin());
+    let mut output = tokio::io::stdout();
+    let mut state = DemoState::new();
+    // Read raw bytes rather than `lines()`: invalid UTF-8 must become a
+    // JSON-RPC parse error for that line, not a fatal I/O error.
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).await? == 0 {
+            tracing::debug!("demo server: stdin closed");
+            return Ok(());
+        }
+        let Some(reply) = handle_line(&mut state, &line) else {
+            continue;
+        };
+        // `Value`'s compact form escapes control characters, so the reply is
+        // guaranteed to be a single line.
+        let mut bytes = reply.to_string().into_bytes();
+        bytes.push(b'\n');
+        output.write_all(&bytes).await?;
+        output.flush().await?;
+    }
+}
+
+/// Handles one raw line of input: parses it and passes it to [`handle`].
+///
+/// Blank lines are ignored; bytes that are not a JSON document yield a
+/// `-32700` parse error with a `null` id, since the id cannot be known.
+pub fn handle_line(state: &mut DemoState, line: &[u8]) -> Option<Value> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(line) {
+        Ok(msg) => handle(state, msg),
+        Err(err) => {
+            tracing::debug!(%err, "demo server: unparsable input line");
+            Some(error_response(
+                Value::Null,
+                &RpcError::new(PARSE_ERROR, format!("Parse error: {err}")),
+            ))
+        }
+    }
+}
+
+/// Handles one parsed JSON-RPC message and returns the reply, if any.
+///
+/// Notifications (messages without an `id`) and responses never get a reply.
+/// The function does no I/O, which keeps the whole protocol unit-testable.
+pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
+    let Value::Object(obj) = msg else {
+        // Batches (arrays) were dropped from MCP in 2025-06-18; treat them,
+        // like any other non-object, as an invalid request.
+        return Some(error_response(
+            Value::Null,
+            &RpcError::new(INVALID_REQUEST, "Invalid Request: expected a JSON object"),
+        ));
+    };
+    // A request id must be a string or a number; anything else cannot be
+    // echoed back meaningfully, so such errors go out with a null id.
+    let reply_id = match obj.get("id") {
+        Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
+        _ => Value::Null,
+    };
+    let Some(method) = obj.get("method").and_then(Value::as_str) else {
+        if obj.contains_key("result") || obj.contains_key("error") {
+            // A response from the client. This server never sends requests,
+            // so there is nothing to match it against.
+            tracing::debug!("demo server: ignoring unsolicited response");
+            return None;
+        }
+        return Some(error_response(
+            reply_id,
+            &RpcError::new(INVALID_REQUEST, "Invalid Request: missing method"),
+        ));
+    };
+    if !obj.contains_key("id") {
+        // Notifications never get a reply, not even an error.
+        handle_notification(state, method);
+        return None;
+    }
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Some(error_response(
+            reply_id,
+            &RpcError::new(INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\""),
+        ));
+    }
+    if reply_id.is_null() {
+        return Some(error_response(
+            Value::Null,
+            &RpcError::new(
+                INVALID_REQUEST,
+                "Invalid Request: id must be a string or a number",
+            ),
+        ));
+    }
+    let id = reply_id;
+    let params = obj.get("params").cloned().unwrap_or(Value::Null);
+    let params = match params {
+        Value::Null => Map::new(),
+        Value::Object(params) => params,
+        _ => {
+            return Some(error_response(
+                id,
+                &RpcError::invalid_params("params must be an object"),
+            ));
+        }
+    };
+    Some(match dispatch(state, method, &params) {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(err) => error_response(id, &err),
+    })
+}
+
+fn handle_notification(state: &DemoState, method: &str) {
+    match method {
+        "notifications/initialized" if state.protocol_version.is_none() => {
+            tracing::debug!("demo server: `initialized` before `initialize`");
+        }
+        // Cancellation needs no work: every request is answered synchronously
+        // before the next line is read.
+        "notifications/initialized" | "notifications/cancelled" => {}
+        other => tracing::debug!(method = other, "demo server: ignoring notification"),
+    }
+}
+
+fn dispatch(state: &mut DemoState, method: &str, params: &Map<String, Value>) -> MethodResult {
+    match method {
+        "initialize" => return initialize(state, params),
+        "ping" => return Ok(json!({})),
+        _ => {}
+    }
+    if state.protocol_version.is_none() {
+        return Err(RpcError::invalid_params("not initialized"));
+    }
+    match method {
+        "tools/list" => single_page(params, "tools", tools::list()),
+        "tools/call" => tools::call(params),
+        "resources/list" => single_page(params, "resources", catalog::resources()),
+        "resources/templates/list" => {
+            single_page(params, "resourceTemplates", catalog::resource_templates())
+        }
+        "resources/read" => catalog::read_resource(params),
+        "prompts/list" => single_page(params, "prompts", catalog::prompts()),
+        "prompts/get" => catalog::get_prompt(params),
+        "completion/complete" => catalog::complete(params),
+        _ => Err(
+            RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
+                .with_data(json!({ "method": method })),
+        ),
+    }
+}
+
+fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResult {
+    if state.protocol_version.is_some() {
+        return Err(RpcError::new(INVALID_REQUEST, "already initialized"));
+    }
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("initialize: protocolVersion must be a string"))?;
+    let version = negotiate_version(requested);
+    state.protocol_version = Some(version.to_owned());
+    Ok(json!({
+        "protocolVersion": version,
+        "capabilities": {
+            "tools": { "listChanged": false },
+            "resources": { "subscribe": false, "listChanged": false },
+            "prompts": { "listChanged": false },
+            "completions": {},
+        },
+        "serverInfo": {
+            "name": SERVER_NAME,
+            "title": "Manifold demo server",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+        "instructions": INSTRUCTIONS,
+    }))
+}
+
+/// Echoes the client's protocol revision when supported, otherwise offers
+/// the newest one we know (the client then decides whether to continue).
+pub fn negotiate_version(requested: &str) -> &'static str {
+    SUPPORTED_PROTOCOL_VERSIONS
+        .iter()
+        .find(|&&v| v == requested)
+        .copied()
+        .unwrap_or(LATEST_PROTOCOL_VERSION)
+}
+
+/// Wraps a complete list in a list result. Every list here fits in one page,
+/// so this server never hands out cursors and any cursor a client sends is
+/// necessarily invalid.
+fn single_page(params: &Map<String, Value>, key: &str, items: Vec<Value>) -> MethodResult {
+    match params.get("cursor") {
+        None | Some(Value::Null) => Ok(json!({ key: items })),
+        Some(_) => Err(RpcError::invalid_params("invalid cursor")),
+    }
+}
+
+fn error_response(id: Value, err: &RpcError) -> Value {
+    let mut error = json!({ "code": err.code, "message": err.message });
+    if let (Some(data), Value::Object(error)) = (&err.data, &mut error) {
+        error.insert("data".to_owned(), data.clone());
+    }
+    json!({ "jsonrpc": "2.0", "id": id, "error": error })
+}
+
+/// Reads a required string field from request params.
+fn required_str<'a>(params: &'a Map<String, Value>, field: &str) -> Result<&'a str, RpcError> {
+    params
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params(format!("`{field}` must be a string")))
+}

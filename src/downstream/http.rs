@@ -1,0 +1,380 @@
+//! Streamable HTTP for clients: one endpoint (default `/mcp`) taking POST (client messages),
+//! GET (the server→client SSE stream) and DELETE (end of session), plus `/healthz` and
+//! `/readyz`.
+//!
+//! Status codes follow the transport spec and the reference SDKs: 202 for accepted
+//! notifications and responses, 400 for malformed messages or a missing session id, 404 for
+//! an unknown session, 405 for other methods, 406 for an `Accept` that rules out what the
+//! gateway sends, 413 over the body limit, 415 for a body that is not JSON, 409 for a second
+//! GET stream on one session, 503 when the session table is full.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::guard::Guard;
+use super::session::Session;
+use crate::gateway::Gateway;
+use crate::pipeline;
+use crate::protocol::jsonrpc::{ParseError, is_envelope_error};
+use crate::protocol::{ErrorObject, Message, Request, Response as RpcResponse, methods, version};
+use crate::router::RequestContext;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// Notifications queued on one request's response stream before further ones are dropped.
+const REQUEST_STREAM_QUEUE: usize = 64;
+
+#[derive(Clone)]
+struct AppState {
+    gateway: Arc<Gateway>,
+    guard: Arc<Guard>,
+}
+
+/// The HTTP application: the MCP endpoint and the health endpoints.
+pub fn app(gateway: Arc<Gateway>) -> Router {
+    let guard = Arc::new(Guard::new(&gateway.config.security));
+    let path = gateway.config.path.clone();
+    let mcp = get(get_stream)
+        .post(post_message)
+        .delete(delete_session)
+        .fallback(method_not_allowed);
+    Router::new()
+        .route(&path, mcp)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { gateway, guard })
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let (ready, body) = state.gateway.readiness();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    let mut resp = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed: use POST, GET or DELETE",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+    resp
+}
+
+async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    if let Err((status, msg)) = state.guard.check(&headers) {
+        return rpc_error(status, ErrorObject::invalid_request(msg));
+    }
+    if !is_json(&headers) {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    if !accepts(&headers, "application/json") || !accepts(&headers, "text/event-stream") {
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must list application/json and text/event-stream",
+        );
+    }
+    let limit = state.gateway.config.max_body_bytes;
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        let msg = format!("request body larger than {limit} bytes");
+        return rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorObject::invalid_request(msg),
+        );
+    };
+    let message = match Message::parse(&bytes) {
+        Ok(m) => m,
+        Err(ParseError::Invalid(e)) => return rpc_error(StatusCode::BAD_REQUEST, e),
+        Err(ParseError::Batch(_)) => {
+            let e = ErrorObject::invalid_request(
+                "JSON-RPC batches are not accepted by this gateway's negotiated protocol revisions",
+            );
+            return rpc_error(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    match message {
+        Message::Request(req) if req.method == methods::INITIALIZE => {
+            initialize(&state, &headers, req).await
+        }
+        other => in_session(&state, &headers, other).await,
+    }
+}
+
+/// `initialize` opens a session: the pipeline answers it, and only a successful answer
+/// registers the session and hands its id to the client.
+async fn initialize(state: &AppState, headers: &HeaderMap, req: Request) -> Response {
+    if headers.contains_key(SESSION_HEADER) {
+        let e = ErrorObject::invalid_request(
+            "initialize must not carry Mcp-Session-Id: the session is already initialized",
+        );
+        return rpc_error(StatusCode::BAD_REQUEST, e);
+    }
+    let ctx = RequestContext {
+        session: None,
+        notify: None,
+    };
+    let result = match pipeline::handle(&state.gateway, &ctx, &req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return rpc_json(
+                StatusCode::OK,
+                &Message::Response(RpcResponse::err(Some(req.id), e)),
+            );
+        }
+    };
+    let negotiated = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(version::LATEST);
+    let client_info = req.param("clientInfo").cloned().unwrap_or(Value::Null);
+    let caps = req
+        .param("capabilities")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let session = Arc::new(Session::new(negotiated, client_info, caps));
+    let Some(session) = state.gateway.sessions.insert(session) else {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorObject::new(crate::protocol::codes::GATEWAY_BUSY, "too many sessions"),
+        );
+    };
+    tracing::info!(session = %&session.id[..8], version = %negotiated, client = %session.client_info, "Client session opened");
+    let mut resp = rpc_json(
+        StatusCode::OK,
+        &Message::Response(RpcResponse::ok(req.id, result)),
+    );
+    if let Ok(v) = HeaderValue::from_str(&session.id) {
+        resp.headers_mut().insert(SESSION_HEADER, v);
+    }
+    resp
+}
+
+async fn in_session(state: &AppState, headers: &HeaderMap, message: Message) -> Response {
+    let session = match session_of(state, headers) {
+        Ok(s) => s,
+        Err(resp) => return *resp,
+    };
+    if let Err(resp) = check_version_header(headers, &session) {
+        return *resp;
+    }
+    match message {
+        Message::Request(req) => answer(state.gateway.clone(), session, req).await,
+        Message::Notification(n) => {
+            if n.method == methods::INITIALIZED {
+                session.mark_initialized();
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        // Answers to server→client requests; the gateway sends none yet, so there is nothing
+        // to match them against.
+        Message::Response(_) => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+/// Runs a request and answers it: plain JSON when the result comes first, or an SSE stream
+/// as soon as a notification for this request (progress) arrives before the result; the
+/// stream then carries the notifications in order and ends with the response. If the client
+/// goes away, the request future is dropped, which cancels the upstream request.
+async fn answer(gateway: Arc<Gateway>, session: Arc<Session>, req: Request) -> Response {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
+    let id = req.id.clone();
+    let mut work: BoxFuture<'static, Result<Value, ErrorObject>> = Box::pin(async move {
+        let ctx = RequestContext {
+            session: Some(session),
+            notify: Some(tx),
+        };
+        pipeline::handle(&gateway, &ctx, &req).await
+    });
+    let first = tokio::select! {
+        biased;
+        outcome = &mut work => return rpc_json(StatusCode::OK, &Message::Response(RpcResponse { id: Some(id), outcome })),
+        Some(first) = rx.recv() => first,
+    };
+    let state = (Some(work), rx, Some(first), id);
+    let events = futures::stream::unfold(state, |(work, mut rx, pending, id)| async move {
+        if let Some(msg) = pending {
+            return Some((sse_event(&msg), (work, rx, None, id)));
+        }
+        let mut work = work?;
+        tokio::select! {
+            biased;
+            Some(msg) = rx.recv() => Some((sse_event(&msg), (Some(work), rx, None, id))),
+            outcome = &mut work => {
+                let msg = Message::Response(RpcResponse { id: Some(id.clone()), outcome });
+                Some((sse_event(&msg), (None, rx, None, id)))
+            }
+        }
+    });
+    sse_response(events)
+}
+
+fn sse_event(msg: &Message) -> Result<Event, Infallible> {
+    Ok(Event::default().event("message").data(msg.to_json()))
+}
+
+fn sse_response(
+    events: impl futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
+    let mut resp = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    // Proxies such as nginx must pass events through as they come.
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err((status, msg)) = state.guard.check(&headers) {
+        return rpc_error(status, ErrorObject::invalid_request(msg));
+    }
+    if !accepts(&headers, "text/event-stream") {
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must list text/event-stream",
+        );
+    }
+    let session = match session_of(&state, &headers) {
+        Ok(s) => s,
+        Err(resp) => return *resp,
+    };
+    if let Err(resp) = check_version_header(&headers, &session) {
+        return *resp;
+    }
+    let Some(rx) = session.open_stream() else {
+        return plain(
+            StatusCode::CONFLICT,
+            "this session already has an open GET stream",
+        );
+    };
+    let shutdown = state.gateway.shutdown.clone().cancelled_owned();
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        let msg = rx.recv().await?;
+        Some((sse_event(&msg), rx))
+    })
+    .take_until(shutdown);
+    sse_response(events)
+}
+
+async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err((status, msg)) = state.guard.check(&headers) {
+        return rpc_error(status, ErrorObject::invalid_request(msg));
+    }
+    let session = match session_of(&state, &headers) {
+        Ok(s) => s,
+        Err(resp) => return *resp,
+    };
+    state.gateway.sessions.remove(&session.id);
+    tracing::info!(session = %&session.id[..8], "Client session closed");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The session named by `Mcp-Session-Id`: 400 when absent, 404 when unknown or expired (the
+/// client must then initialize again).
+fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Box<Response>> {
+    let Some(id) = headers.get(SESSION_HEADER) else {
+        let e =
+            ErrorObject::invalid_request("missing Mcp-Session-Id header: send initialize first");
+        return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e)));
+    };
+    let id = id.to_str().unwrap_or("");
+    state.gateway.sessions.get(id).ok_or_else(|| {
+        let e = ErrorObject::invalid_request("unknown or expired session: initialize a new one");
+        Box::new(rpc_error(StatusCode::NOT_FOUND, e))
+    })
+}
+
+/// After the handshake a client names the negotiated revision on every request; a header
+/// naming another or an unknown revision is refused with 400.
+fn check_version_header(headers: &HeaderMap, session: &Session) -> Result<(), Box<Response>> {
+    let Some(v) = headers.get(VERSION_HEADER) else {
+        return Ok(());
+    };
+    let v = v.to_str().unwrap_or("");
+    if !version::is_supported(v) {
+        let e = ErrorObject::invalid_request(format!(
+            "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+            version::SUPPORTED.join(", ")
+        ));
+        return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e)));
+    }
+    if v != session.protocol_version {
+        let e = ErrorObject::invalid_request(format!(
+            "MCP-Protocol-Version {v:?} does not match the negotiated {:?}",
+            session.protocol_version
+        ));
+        return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e)));
+    }
+    Ok(())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `Accept` admits `mime`, wildcards included. No `Accept` header means anything.
+fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let (kind, _) = mime.split_once('/').unwrap_or((mime, ""));
+    accept
+        .split(',')
+        .map(|part| {
+            part.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|range| {
+            range == mime || range == "*/*" || range.strip_suffix("/*").is_some_and(|k| k == kind)
+        })
+}
+
+fn rpc_json(status: StatusCode, msg: &Message) -> Response {
+    let mut resp = (status, msg.to_json()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// An error about the HTTP exchange itself, as an id-less JSON-RPC error body.
+fn rpc_error(status: StatusCode, error: ErrorObject) -> Response {
+    debug_assert!(status != StatusCode::OK || !is_envelope_error(error.code));
+    rpc_json(status, &Message::Response(RpcResponse::err(None, error)))
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let body = Message::Response(RpcResponse::err(None, ErrorObject::invalid_request(text)));
+    rpc_json(status, &body)
+}

@@ -1,0 +1,288 @@
+//! The gateway's shared state: upstreams, the merged catalog, sessions, and the task that
+//! keeps the catalog in step with the upstreams and tells clients when it changes.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::aggregate::merge::{Catalog, Input, Naming};
+use crate::aggregate::seal::Sealer;
+use crate::config::Config;
+use crate::downstream::SessionStore;
+use crate::protocol::{Message, Notification, methods};
+use crate::router::progress::ProgressTable;
+use crate::upstream::catalog::Kind;
+use crate::upstream::supervisor::{Supervisor, UpstreamEvent};
+use crate::upstream::{Status, Upstream};
+
+/// Upstream events queued for the catalog task.
+const EVENT_QUEUE: usize = 1024;
+/// How often idle sessions are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(15);
+
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub sessions: SessionStore,
+    pub sealer: Sealer,
+    /// Progress tokens of requests in flight, gateway token → client token and stream.
+    pub progress: ProgressTable,
+    /// Cancelled when the gateway starts shutting down: streams end, no new work starts.
+    pub shutdown: CancellationToken,
+    /// Cancelled after requests drained: the supervisors close their upstreams.
+    stop: CancellationToken,
+    supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    catalog: RwLock<Arc<Catalog>>,
+    naming: Naming,
+}
+
+impl Gateway {
+    /// Builds the gateway and starts one supervisor per upstream plus the catalog task.
+    pub fn start(config: Config) -> Arc<Gateway> {
+        // reqwest is built without a default TLS provider; install ring's once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sealer = match config.seal_key {
+            Some(key) => Sealer::new(key),
+            None => Sealer::random(),
+        };
+        let naming = Naming {
+            separator: config.separator.clone(),
+            max_len: config.max_name_length,
+            collisions: config.collisions,
+        };
+        let upstreams = config
+            .upstreams
+            .iter()
+            .cloned()
+            .map(|u| Arc::new(Upstream::new(u)))
+            .collect();
+        let gateway = Arc::new(Gateway {
+            sessions: SessionStore::new(config.session_idle_timeout),
+            config: Arc::new(config),
+            upstreams,
+            sealer,
+            progress: ProgressTable::default(),
+            shutdown: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            supervisors: std::sync::Mutex::new(Vec::new()),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            naming,
+        });
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let http = http_client();
+        let mut handles = Vec::with_capacity(gateway.upstreams.len());
+        for (index, upstream) in gateway.upstreams.iter().enumerate() {
+            let supervisor = Supervisor {
+                upstream: upstream.clone(),
+                index,
+                events: tx.clone(),
+                http: http.clone(),
+                shutdown: gateway.stop.clone(),
+            };
+            handles.push(tokio::spawn(supervisor.run()));
+        }
+        *gateway
+            .supervisors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = handles;
+        tokio::spawn(catalog_task(gateway.clone(), rx));
+        tokio::spawn(reap_task(gateway.clone()));
+        gateway
+    }
+
+    /// Closes every upstream (stdio children: stdin closed, a grace period, then kill) and
+    /// waits for the supervisors to finish.
+    pub async fn stop_upstreams(&self) {
+        self.shutdown.cancel();
+        self.stop.cancel();
+        let handles =
+            std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()));
+        let limit = crate::upstream::stdio::STOP_GRACE + Duration::from_secs(2);
+        if tokio::time::timeout(limit, futures::future::join_all(handles))
+            .await
+            .is_err()
+        {
+            tracing::warn!("Some upstreams did not stop in time");
+        }
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn rebuild_catalog(&self) -> (Arc<Catalog>, Arc<Catalog>) {
+        let inputs: Vec<Input<'_>> = self
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(index, u)| Input {
+                index,
+                name: u.name(),
+                prefix: &u.config.prefix,
+                catalog: u.catalog(),
+            })
+            .collect();
+        let next = Arc::new(Catalog::build(&inputs, &self.naming));
+        for c in &next.collisions {
+            match &c.served_by {
+                Some(winner) => {
+                    tracing::warn!(name = %c.name, upstreams = ?c.upstreams, served_by = %winner, "Name collision resolved by first_wins")
+                }
+                None => {
+                    tracing::error!(name = %c.name, upstreams = ?c.upstreams, "Name collision: withheld from every upstream (collisions: error)")
+                }
+            }
+        }
+        let mut slot = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        let previous = std::mem::replace(&mut *slot, next.clone());
+        (previous, next)
+    }
+
+    /// Whether every upstream is ready and no name collides: what `/readyz` reports.
+    pub fn readiness(&self) -> (bool, Value) {
+        let mut all_ready = true;
+        let mut upstreams = Map::new();
+        for u in &self.upstreams {
+            let status = u.status();
+            all_ready &= matches!(status, Status::Ready { .. });
+            let mut entry =
+                json!({ "status": status.label(), "transport": u.config.transport.kind() });
+            if let Status::Down {
+                error, failures, ..
+            } = &status
+            {
+                entry["error"] = json!(error);
+                entry["failures"] = json!(failures);
+            }
+            if let Some(info) = u.server_info() {
+                entry["protocolVersion"] = json!(info.protocol_version);
+                entry["serverInfo"] = info.server_info;
+            }
+            upstreams.insert(u.name().to_owned(), entry);
+        }
+        let collisions: Vec<Value> = self
+            .catalog()
+            .collisions
+            .iter()
+            .map(|c| json!({ "name": c.name, "list": c.kind.method(), "upstreams": c.upstreams, "servedBy": c.served_by }))
+            .collect();
+        let unresolved = self
+            .catalog()
+            .collisions
+            .iter()
+            .any(|c| c.served_by.is_none());
+        let ready = all_ready && !unresolved;
+        (
+            ready,
+            json!({ "ready": ready, "upstreams": upstreams, "collisions": collisions, "sessions": self.sessions.len() }),
+        )
+    }
+
+    /// Waits until every upstream has either become ready or failed at least once, at most
+    /// `limit`: used by `manifold tools`.
+    pub async fn settle(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let settled = self
+                .upstreams
+                .iter()
+                .all(|u| !matches!(u.status(), Status::Starting));
+            if settled {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One HTTP client for every upstream: connections and TLS sessions are reused.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "Could not build the configured HTTP client; using defaults");
+            reqwest::Client::new()
+        })
+}
+
+/// Rebuilds the merged catalog on every upstream change and tells clients which lists
+/// changed. Other upstream notifications are logged here until they are routed to clients.
+async fn catalog_task(gateway: Arc<Gateway>, mut events: mpsc::Receiver<UpstreamEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            UpstreamEvent::CatalogChanged { .. } => {
+                let (before, after) = gateway.rebuild_catalog();
+                for method in changed_lists(&before, &after) {
+                    let msg = Message::Notification(Notification::new(method, None));
+                    let reached = gateway.sessions.broadcast(&msg);
+                    tracing::debug!(
+                        notification = method,
+                        sessions = reached,
+                        "Sent list_changed"
+                    );
+                }
+            }
+            UpstreamEvent::Notification {
+                upstream,
+                notification,
+                ..
+            } => {
+                let delivered = match (notification.method.as_str(), notification.params) {
+                    (methods::PROGRESS, Some(params)) => gateway.progress.deliver(params),
+                    _ => false,
+                };
+                if !delivered {
+                    let name = gateway
+                        .upstreams
+                        .get(upstream)
+                        .map(|u| u.name())
+                        .unwrap_or("?");
+                    tracing::debug!(upstream = %name, method = %notification.method, "Upstream notification not forwarded");
+                }
+            }
+        }
+    }
+}
+
+/// The list_changed notifications owed to clients: one per list whose visible items differ.
+fn changed_lists(before: &Catalog, after: &Catalog) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = Vec::new();
+    for kind in Kind::ALL {
+        if !before
+            .all(kind)
+            .map(|(_, v)| v)
+            .eq(after.all(kind).map(|(_, v)| v))
+            && !methods.contains(&kind.list_changed())
+        {
+            methods.push(kind.list_changed());
+        }
+    }
+    methods
+}
+
+async fn reap_task(gateway: Arc<Gateway>) {
+    // Often enough that a short idle timeout is honoured closely, never busier than 10 Hz.
+    let every =
+        (gateway.config.session_idle_timeout / 2).clamp(Duration::from_millis(100), REAP_EVERY);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let gone = gateway.sessions.reap();
+                if gone > 0 {
+                    tracing::info!(sessions = gone, "Expired idle sessions");
+                }
+            }
+            _ = gateway.shutdown.cancelled() => return,
+        }
+    }
+}

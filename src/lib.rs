@@ -1,0 +1,65 @@
+//! Manifold: an MCP gateway. Clients see one MCP server; behind it stand many upstream MCP
+//! servers (stdio child processes and remote HTTP servers) whose tools, prompts and
+//! resources are merged, namespaced and routed.
+//!
+//! The pipeline, as the tree shows it:
+//! `downstream` (client transports, sessions) → `pipeline` (middleware stages) → `router`
+//! (fan-out, merge, route) → `upstream` (supervised connections) → servers; `aggregate` holds
+//! the pure logic (names, cursors, merged catalog) and `config` the validated configuration.
+
+#![forbid(unsafe_code)]
+
+pub mod aggregate;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod downstream;
+pub mod gateway;
+pub mod pipeline;
+pub mod protocol;
+pub mod router;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+
+/// Serves clients on `listener` until `shutdown` resolves, then stops in order: stop
+/// accepting, let in-flight requests finish within `shutdown_grace`, close the upstreams
+/// (stdin closed, wait, kill), return. Called by `main` and by tests alike.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = config.shutdown_grace;
+    let gateway = Gateway::start(config);
+    let app = downstream::http::app(gateway.clone());
+    let closing = gateway.shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("Shutting down: no new connections; draining requests in flight");
+        closing.cancel();
+    });
+    let server = tokio::spawn(async move { server.await });
+    gateway.shutdown.cancelled().await;
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join)) => tracing::error!(error = %join, "HTTP server task failed"),
+        Err(_) => {
+            tracing::warn!(grace = ?grace, "Requests still in flight after the grace period; closing anyway")
+        }
+    }
+    gateway.stop_upstreams().await;
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// Starts the upstreams without serving clients (for `manifold tools`).
+pub fn start_gateway(config: Config) -> Arc<Gateway> {
+    Gateway::start(config)
+}

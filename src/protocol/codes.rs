@@ -1,0 +1,85 @@
+//! JSON-RPC and MCP error codes, and the constructors the gateway uses for its own errors.
+
+use serde_json::{Value, json};
+
+use super::jsonrpc::ErrorObject;
+
+/// Invalid JSON was received.
+pub const PARSE_ERROR: i32 = -32700;
+/// The JSON sent is not a valid JSON-RPC request object.
+pub const INVALID_REQUEST: i32 = -32600;
+/// The method does not exist or is not served (also: capability not advertised).
+pub const METHOD_NOT_FOUND: i32 = -32601;
+/// Invalid params: unknown tool or prompt, bad cursor, missing field.
+pub const INVALID_PARAMS: i32 = -32602;
+/// Internal error.
+pub const INTERNAL_ERROR: i32 = -32603;
+/// Resource not found (2024-11-05 … 2025-11-25).
+pub const RESOURCE_NOT_FOUND: i32 = -32002;
+/// The gateway's own "upstream unavailable" error: the owning upstream is down or restarting,
+/// or its connection closed while the request was in flight. In the implementation-defined
+/// range (-32000..-32019) so it is never mistaken for a code the upstream sent.
+pub const UPSTREAM_UNAVAILABLE: i32 = -32010;
+/// The gateway's own "upstream timed out" error (implementation-defined range, see above).
+pub const UPSTREAM_TIMEOUT: i32 = -32011;
+/// The gateway is overloaded or shutting down.
+pub const GATEWAY_BUSY: i32 = -32012;
+
+impl ErrorObject {
+    /// An error with a code and a message and no data.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Attaches `data` to the error.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    pub fn parse_error(detail: impl std::fmt::Display) -> Self {
+        Self::new(PARSE_ERROR, format!("Parse error: {detail}"))
+    }
+
+    pub fn invalid_request(detail: impl std::fmt::Display) -> Self {
+        Self::new(INVALID_REQUEST, format!("Invalid request: {detail}"))
+    }
+
+    pub fn method_not_found(method: &str) -> Self {
+        Self::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
+    }
+
+    pub fn invalid_params(detail: impl std::fmt::Display) -> Self {
+        Self::new(INVALID_PARAMS, format!("Invalid params: {detail}"))
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::new(INTERNAL_ERROR, format!("Internal error: {detail}"))
+    }
+
+    pub fn resource_not_found(uri: &str) -> Self {
+        Self::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
+            .with_data(json!({ "uri": uri }))
+    }
+
+    /// The upstream that owns the request cannot take it; `detail` says why.
+    pub fn upstream_unavailable(upstream: &str, detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            UPSTREAM_UNAVAILABLE,
+            format!("Upstream '{upstream}' unavailable: {detail}"),
+        )
+        .with_data(json!({ "upstream": upstream, "source": "gateway" }))
+    }
+
+    pub fn upstream_timeout(upstream: &str, method: &str, after: std::time::Duration) -> Self {
+        Self::new(
+            UPSTREAM_TIMEOUT,
+            format!("Upstream '{upstream}' did not answer {method} within {after:?}"),
+        )
+        .with_data(json!({ "upstream": upstream, "source": "gateway" }))
+    }
+}

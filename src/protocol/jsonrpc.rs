@@ -1,0 +1,361 @@
+//! JSON-RPC 2.0 envelopes: parse once at the edge, keep `params` and `result` as raw JSON.
+//!
+//! MCP narrows JSON-RPC: ids are strings or integers and never `null` on requests, `params`
+//! is an object when present, and responses to unreadable requests may carry `"id": null`
+//! or no id at all (both forms are accepted).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::codes;
+
+/// A request id: MCP allows strings and integers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Id {
+    Num(i64),
+    Str(String),
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Id::Num(n) => write!(f, "{n}"),
+            Id::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl Id {
+    /// Reads an id from JSON; `None` for anything MCP does not allow (null, floats, objects).
+    pub fn from_value(value: &Value) -> Option<Id> {
+        match value {
+            Value::String(s) => Some(Id::Str(s.clone())),
+            Value::Number(n) => n.as_i64().map(Id::Num),
+            _ => None,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        match self {
+            Id::Num(n) => Value::from(*n),
+            Id::Str(s) => Value::from(s.clone()),
+        }
+    }
+}
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorObject {
+    pub code: i32,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl fmt::Display for ErrorObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ErrorObject {}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: Id,
+    pub method: String,
+    pub params: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub method: String,
+    pub params: Option<Value>,
+}
+
+/// A response; `id` is `None` only for errors about a request whose id could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub id: Option<Id>,
+    pub outcome: Result<Value, ErrorObject>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Request(Request),
+    Notification(Notification),
+    Response(Response),
+}
+
+impl Request {
+    pub fn new(id: Id, method: impl Into<String>, params: Option<Value>) -> Self {
+        Self {
+            id,
+            method: method.into(),
+            params,
+        }
+    }
+
+    /// A field of `params`, if params is an object that has it.
+    pub fn param(&self, key: &str) -> Option<&Value> {
+        self.params.as_ref()?.get(key)
+    }
+
+    /// A string field of `params`, or an invalid-params error naming the field.
+    pub fn str_param(&self, key: &str) -> Result<&str, ErrorObject> {
+        match self.param(key) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(ErrorObject::invalid_params(format!(
+                "'{key}' must be a string"
+            ))),
+            None => Err(ErrorObject::invalid_params(format!(
+                "missing required field '{key}'"
+            ))),
+        }
+    }
+}
+
+impl Notification {
+    pub fn new(method: impl Into<String>, params: Option<Value>) -> Self {
+        Self {
+            method: method.into(),
+            params,
+        }
+    }
+}
+
+impl Response {
+    pub fn ok(id: Id, result: Value) -> Self {
+        Self {
+            id: Some(id),
+            outcome: Ok(result),
+        }
+    }
+
+    pub fn err(id: Option<Id>, error: ErrorObject) -> Self {
+        Self {
+            id,
+            outcome: Err(error),
+        }
+    }
+}
+
+impl Message {
+    /// Parses one message from bytes. An array is reported as [`ParseError::Batch`] so the
+    /// caller can decide per protocol revision; everything else that is not a single valid
+    /// message becomes the JSON-RPC error object to answer with.
+    pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
+        match value {
+            Value::Array(items) => Err(ParseError::Batch(items)),
+            other => Message::from_value(other).map_err(ParseError::Invalid),
+        }
+    }
+
+    /// Interprets an already-parsed JSON value as one message.
+    pub fn from_value(value: Value) -> Result<Message, ErrorObject> {
+        let Value::Object(mut obj) = value else {
+            return Err(ErrorObject::invalid_request(
+                "message must be a JSON object",
+            ));
+        };
+        if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return Err(ErrorObject::invalid_request("'jsonrpc' must be \"2.0\""));
+        }
+        let params = take_params(&mut obj)?;
+        match obj.remove("method") {
+            Some(Value::String(method)) => {
+                request_or_notification(method, obj.remove("id"), params)
+            }
+            Some(_) => Err(ErrorObject::invalid_request("'method' must be a string")),
+            None => response(obj),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        let mut obj = Map::with_capacity(4);
+        obj.insert("jsonrpc".into(), Value::from("2.0"));
+        match self {
+            Message::Request(r) => {
+                obj.insert("id".into(), r.id.to_value());
+                obj.insert("method".into(), Value::from(r.method.clone()));
+                if let Some(p) = &r.params {
+                    obj.insert("params".into(), p.clone());
+                }
+            }
+            Message::Notification(n) => {
+                obj.insert("method".into(), Value::from(n.method.clone()));
+                if let Some(p) = &n.params {
+                    obj.insert("params".into(), p.clone());
+                }
+            }
+            Message::Response(r) => {
+                obj.insert("id".into(), r.id.as_ref().map_or(Value::Null, Id::to_value));
+                match &r.outcome {
+                    Ok(result) => obj.insert("result".into(), result.clone()),
+                    Err(e) => obj.insert("error".into(), error_value(e)),
+                };
+            }
+        }
+        Value::Object(obj)
+    }
+
+    /// Serialises to compact JSON text (no newlines, so it is valid stdio framing).
+    pub fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Message::Request(r) => Some(&r.method),
+            Message::Notification(n) => Some(&n.method),
+            Message::Response(_) => None,
+        }
+    }
+}
+
+/// Why bytes did not yield one message.
+#[derive(Debug)]
+pub enum ParseError {
+    /// A JSON array: a batch (allowed only in 2025-03-26).
+    Batch(Vec<Value>),
+    /// Not valid JSON, or not a valid message: answer with this error.
+    Invalid(ErrorObject),
+}
+
+fn take_params(obj: &mut Map<String, Value>) -> Result<Option<Value>, ErrorObject> {
+    match obj.remove("params") {
+        None | Some(Value::Null) => Ok(None),
+        Some(p @ Value::Object(_)) => Ok(Some(p)),
+        Some(_) => Err(ErrorObject::invalid_request("'params' must be an object")),
+    }
+}
+
+fn request_or_notification(
+    method: String,
+    id: Option<Value>,
+    params: Option<Value>,
+) -> Result<Message, ErrorObject> {
+    match id {
+        None => Ok(Message::Notification(Notification { method, params })),
+        Some(raw) => match Id::from_value(&raw) {
+            Some(id) => Ok(Message::Request(Request { id, method, params })),
+            None => Err(ErrorObject::invalid_request(
+                "'id' must be a string or an integer",
+            )),
+        },
+    }
+}
+
+fn response(mut obj: Map<String, Value>) -> Result<Message, ErrorObject> {
+    let id =
+        match obj.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(raw) => Some(Id::from_value(&raw).ok_or_else(|| {
+                ErrorObject::invalid_request("'id' must be a string or an integer")
+            })?),
+        };
+    let outcome = match (obj.remove("result"), obj.remove("error")) {
+        (Some(result), None) => Ok(result),
+        (None, Some(error)) => Err(serde_json::from_value::<ErrorObject>(error)
+            .map_err(|e| ErrorObject::invalid_request(format!("malformed error object: {e}")))?),
+        _ => {
+            return Err(ErrorObject::invalid_request(
+                "message has no 'method' and not exactly one of 'result' or 'error'",
+            ));
+        }
+    };
+    if id.is_none() && outcome.is_ok() {
+        return Err(ErrorObject::invalid_request(
+            "a result must carry the request 'id'",
+        ));
+    }
+    Ok(Message::Response(Response { id, outcome }))
+}
+
+fn error_value(e: &ErrorObject) -> Value {
+    let mut obj = Map::with_capacity(3);
+    obj.insert("code".into(), Value::from(e.code));
+    obj.insert("message".into(), Value::from(e.message.clone()));
+    if let Some(d) = &e.data {
+        obj.insert("data".into(), d.clone());
+    }
+    Value::Object(obj)
+}
+
+/// Whether an error code is one JSON-RPC reserves for malformed messages, which Streamable
+/// HTTP answers with status 400 rather than 200.
+pub fn is_envelope_error(code: i32) -> bool {
+    code == codes::PARSE_ERROR || code == codes::INVALID_REQUEST
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<Message, ParseError> {
+        Message::parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn parses_each_kind_and_round_trips() {
+        for v in [
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"x"}}),
+            json!({"jsonrpc":"2.0","id":"a","method":"ping"}),
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+            json!({"jsonrpc":"2.0","id":7,"result":{"tools":[]}}),
+            json!({"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"nope","data":{"x":1}}}),
+            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}),
+        ] {
+            let msg = parse(v.clone()).expect("parses");
+            assert_eq!(msg.to_value(), v);
+        }
+    }
+
+    #[test]
+    fn rejects_what_mcp_forbids() {
+        for (v, needle) in [
+            (json!({"jsonrpc":"1.0","id":1,"method":"x"}), "jsonrpc"),
+            (json!({"jsonrpc":"2.0","id":null,"method":"x"}), "'id'"),
+            (json!({"jsonrpc":"2.0","id":1.5,"method":"x"}), "'id'"),
+            (json!({"jsonrpc":"2.0","id":1,"method":3}), "'method'"),
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":"x","params":[1]}),
+                "'params'",
+            ),
+            (json!({"jsonrpc":"2.0","id":1}), "result"),
+            (json!({"jsonrpc":"2.0","result":{}}), "'id'"),
+            (json!("hello"), "object"),
+        ] {
+            match parse(v.clone()) {
+                Err(ParseError::Invalid(e)) => {
+                    assert_eq!(e.code, codes::INVALID_REQUEST, "{v}");
+                    assert!(e.message.contains(needle), "{v}: {}", e.message);
+                }
+                other => panic!("{v} parsed as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_json_is_a_parse_error_and_arrays_are_batches() {
+        match Message::parse(b"{not json") {
+            Err(ParseError::Invalid(e)) => assert_eq!(e.code, codes::PARSE_ERROR),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(Message::parse(b"[]"), Err(ParseError::Batch(v)) if v.is_empty()));
+    }
+
+    #[test]
+    fn field_order_of_params_is_preserved() {
+        let text =
+            r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"z":1,"a":2,"m":{"y":1,"b":2}}}"#;
+        let msg = Message::parse(text.as_bytes()).expect("parses");
+        assert_eq!(msg.to_json(), text);
+    }
+}

@@ -1,0 +1,12 @@
+//! The wire: JSON-RPC framing, MCP error codes, methods and protocol revisions.
+//!
+//! Everything here is pure. Transports turn bytes into [`jsonrpc::Message`]s exactly once,
+//! at the edge; the rest of the gateway works on those typed envelopes and keeps `params` and
+//! `result` as JSON it does not re-model (see `docs/architecture.md`, "pass-through").
+
+pub mod codes;
+pub mod jsonrpc;
+pub mod methods;
+pub mod version;
+
+pub use jsonrpc::{ErrorObject, Id, Message, Notification, Request, Response};

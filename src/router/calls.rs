@@ -1,0 +1,153 @@
+//! Calls, reads, prompts and completions: resolve the owner, restore the upstream's own
+//! name, forward, and return the upstream's answer untouched.
+
+use serde_json::{Value, json};
+
+use super::RequestContext;
+use crate::gateway::Gateway;
+use crate::protocol::{ErrorObject, Request, methods};
+
+pub async fn call_tool(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+) -> Result<Value, ErrorObject> {
+    let name = req.str_param("name")?;
+    let route = gateway
+        .catalog()
+        .tool(name)
+        .cloned()
+        .ok_or_else(|| unknown(gateway, "tool", name))?;
+    let params = with_field(req, "name", &route.name);
+    forward(gateway, ctx, route.upstream, methods::TOOLS_CALL, params).await
+}
+
+pub async fn get_prompt(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+) -> Result<Value, ErrorObject> {
+    let name = req.str_param("name")?;
+    let route = gateway
+        .catalog()
+        .prompt(name)
+        .cloned()
+        .ok_or_else(|| unknown(gateway, "prompt", name))?;
+    let params = with_field(req, "name", &route.name);
+    forward(gateway, ctx, route.upstream, methods::PROMPTS_GET, params).await
+}
+
+pub async fn read_resource(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+) -> Result<Value, ErrorObject> {
+    let uri = req.str_param("uri")?;
+    let owner = gateway
+        .catalog()
+        .resource_owner(uri)
+        .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
+    let params = req.params.clone().unwrap_or_else(|| json!({}));
+    forward(gateway, ctx, owner, methods::RESOURCES_READ, params).await
+}
+
+/// Sends a request to its owner. A client `progressToken` is swapped for a gateway token for
+/// the duration of the call, so progress finds its way back to this request's stream.
+async fn forward(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    upstream: usize,
+    method: &str,
+    mut params: Value,
+) -> Result<Value, ErrorObject> {
+    let client_token = params
+        .pointer("/_meta/progressToken")
+        .filter(|t| t.is_string() || t.is_number())
+        .cloned();
+    let registration = match (client_token, &ctx.notify) {
+        (Some(token), Some(sink)) => Some(gateway.progress.register(token, sink.clone())),
+        _ => None,
+    };
+    if let Some(reg) = &registration {
+        params["_meta"]["progressToken"] = Value::from(reg.token());
+    } else if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        // Nowhere to deliver progress: do not ask the upstream for it.
+        meta.remove("progressToken");
+    }
+    gateway.upstreams[upstream]
+        .request(method, Some(params))
+        .await
+}
+
+/// `completion/complete` for a prompt argument (namespaced prompt name) or a resource
+/// template argument (template URI). An owner without the `completions` capability gets no
+/// request: the answer is an empty completion, as for any value with no suggestions.
+pub async fn complete(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject> {
+    let Some(reference) = req.param("ref") else {
+        return Err(ErrorObject::invalid_params("missing required field 'ref'"));
+    };
+    let kind = reference
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let catalog = gateway.catalog();
+    let (owner, params) = match kind {
+        "ref/prompt" => {
+            let name = reference
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ErrorObject::invalid_params("'ref.name' must be a string"))?;
+            let route = catalog
+                .prompt(name)
+                .cloned()
+                .ok_or_else(|| unknown(gateway, "prompt", name))?;
+            let mut params = req.params.clone().unwrap_or_else(|| json!({}));
+            params["ref"]["name"] = Value::from(route.name);
+            (route.upstream, params)
+        }
+        "ref/resource" => {
+            let uri = reference
+                .get("uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ErrorObject::invalid_params("'ref.uri' must be a string"))?;
+            let owner = catalog
+                .template_owner(uri)
+                .or_else(|| catalog.resource_owner(uri))
+                .ok_or_else(|| {
+                    ErrorObject::invalid_params(format!("Unknown resource or template: {uri}"))
+                })?;
+            (owner, req.params.clone().unwrap_or_else(|| json!({})))
+        }
+        other => {
+            return Err(ErrorObject::invalid_params(format!(
+                "unsupported ref type {other:?}"
+            )));
+        }
+    };
+    let upstream = &gateway.upstreams[owner];
+    if !upstream.server_info().is_some_and(|i| i.has("completions")) {
+        return Ok(json!({ "completion": { "values": [], "hasMore": false } }));
+    }
+    upstream
+        .request(methods::COMPLETION_COMPLETE, Some(params))
+        .await
+}
+
+/// The request's params with one top-level field replaced; everything else is untouched.
+fn with_field(req: &Request, key: &str, value: &str) -> Value {
+    let mut params = req.params.clone().unwrap_or_else(|| json!({}));
+    params[key] = Value::from(value);
+    params
+}
+
+/// "Unknown tool" that says which part of a namespaced name did not resolve.
+fn unknown(gateway: &Gateway, what: &str, name: &str) -> ErrorObject {
+    let sep = &gateway.config.separator;
+    let hint = match crate::aggregate::names::decode(name, sep) {
+        Some((prefix, _)) if !gateway.upstreams.iter().any(|u| u.config.prefix == prefix) => {
+            format!(" (no upstream has the prefix '{prefix}')")
+        }
+        _ => String::new(),
+    };
+    ErrorObject::invalid_params(format!("Unknown {what}: {name}{hint}"))
+}

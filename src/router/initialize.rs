@@ -1,0 +1,86 @@
+//! `initialize`: version negotiation and the capabilities the gateway advertises.
+
+use serde_json::{Map, Value, json};
+
+use crate::gateway::Gateway;
+use crate::protocol::{ErrorObject, Request, version};
+use crate::upstream::Status;
+
+pub fn initialize(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject> {
+    let requested = req.str_param("protocolVersion")?;
+    if !req.param("capabilities").is_some_and(Value::is_object) {
+        return Err(ErrorObject::invalid_params(
+            "'capabilities' must be an object",
+        ));
+    }
+    let mut result = json!({
+        "protocolVersion": version::negotiate(requested),
+        "capabilities": capabilities(gateway),
+        "serverInfo": {
+            "name": "manifold",
+            "title": "Manifold MCP gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+    });
+    if let Some(text) = instructions(gateway) {
+        result["instructions"] = Value::from(text);
+    }
+    Ok(result)
+}
+
+/// Capabilities follow what can be routed: a list capability when some upstream serves it or
+/// may (one that has not connected yet), always with `listChanged` because the merged lists
+/// change whenever upstreams come and go; `completions` when a connected upstream has it.
+pub fn capabilities(gateway: &Gateway) -> Value {
+    let mut caps = Map::new();
+    let mut any_unknown = false;
+    let has = |name: &str| {
+        gateway
+            .upstreams
+            .iter()
+            .any(|u| u.server_info().is_some_and(|i| i.has(name)))
+    };
+    let (tools, prompts, resources, completions) = (
+        has("tools"),
+        has("prompts"),
+        has("resources"),
+        has("completions"),
+    );
+    for u in &gateway.upstreams {
+        any_unknown |= u.server_info().is_none() && !matches!(u.status(), Status::Stopped);
+    }
+    if tools || any_unknown {
+        caps.insert("tools".into(), json!({ "listChanged": true }));
+    }
+    if prompts || any_unknown {
+        caps.insert("prompts".into(), json!({ "listChanged": true }));
+    }
+    if resources || any_unknown {
+        caps.insert("resources".into(), json!({ "listChanged": true }));
+    }
+    if completions {
+        caps.insert("completions".into(), json!({}));
+    }
+    Value::Object(caps)
+}
+
+/// Upstream instructions, each under its upstream's name so the model knows whose they are.
+fn instructions(gateway: &Gateway) -> Option<String> {
+    let parts: Vec<String> = gateway
+        .upstreams
+        .iter()
+        .filter_map(|u| {
+            let text = u.server_info()?.instructions?;
+            let prefix = if u.config.prefix.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (tools and prompts prefixed '{}{}')",
+                    u.config.prefix, gateway.config.separator
+                )
+            };
+            Some(format!("## {}{prefix}\n{}", u.name(), text.trim()))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}

@@ -1,0 +1,50 @@
+//! The router: the last stage of the pipeline. List methods are served from the merged
+//! catalog; calls, reads, prompts and completions go to the upstream that owns them, with the
+//! upstream's own name restored.
+
+mod calls;
+mod initialize;
+mod lists;
+pub mod progress;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use tokio::sync::mpsc;
+
+use crate::downstream::Session;
+use crate::gateway::Gateway;
+use crate::protocol::{ErrorObject, Message, Request, methods};
+use crate::upstream::catalog::Kind;
+
+pub use initialize::capabilities;
+
+/// What the router knows about the request beyond the message itself.
+pub struct RequestContext {
+    /// The client's session; `None` only while `initialize` is creating it.
+    pub session: Option<Arc<Session>>,
+    /// Where notifications that belong to this request (progress) go: the request's own
+    /// response stream. `None` when the transport cannot stream a response.
+    pub notify: Option<mpsc::Sender<Message>>,
+}
+
+pub async fn route(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+) -> Result<Value, ErrorObject> {
+    match req.method.as_str() {
+        methods::INITIALIZE => initialize::initialize(gateway, req),
+        methods::PING => Ok(json!({})),
+        methods::TOOLS_LIST => lists::list(gateway, req, Kind::Tools),
+        methods::PROMPTS_LIST => lists::list(gateway, req, Kind::Prompts),
+        methods::RESOURCES_LIST => lists::list(gateway, req, Kind::Resources),
+        methods::RESOURCES_TEMPLATES_LIST => lists::list(gateway, req, Kind::ResourceTemplates),
+        methods::TOOLS_CALL => calls::call_tool(gateway, ctx, req).await,
+        methods::PROMPTS_GET => calls::get_prompt(gateway, ctx, req).await,
+        methods::RESOURCES_READ => calls::read_resource(gateway, ctx, req).await,
+        methods::COMPLETION_COMPLETE => calls::complete(gateway, req).await,
+        other => Err(ErrorObject::method_not_found(other)),
+    }
+}

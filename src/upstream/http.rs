@@ -1,0 +1,340 @@
+//! Streamable HTTP upstreams (2025-03-26 and later): one POST per message, JSON or SSE
+//! answers, `Mcp-Session-Id`, `MCP-Protocol-Version`, the GET stream for server-initiated
+//! messages, and DELETE when the gateway lets go of the session.
+//!
+//! A 404 on a request that carried a session id means the upstream forgot the session: the
+//! connection is reported closed, and the supervisor initializes a fresh one.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, StatusCode};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::peer::Inbound;
+use super::sse_read::{self, SseMessages};
+use super::{Connection, INBOUND_QUEUE, OUTBOUND_QUEUE};
+use crate::protocol::{ErrorObject, Id, Message, Response};
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// Longest wait before reopening a dropped GET stream.
+const GET_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// State shared by the POST tasks, the GET stream and the closer of one upstream session.
+pub struct HttpLink {
+    upstream: Arc<str>,
+    url: reqwest::Url,
+    client: Client,
+    headers: HeaderMap,
+    session_id: RwLock<Option<String>>,
+    protocol_version: RwLock<Option<String>>,
+    inbound: mpsc::Sender<Inbound>,
+    stop: CancellationToken,
+}
+
+pub fn connect(
+    upstream: &str,
+    url: &url::Url,
+    headers: &BTreeMap<String, String>,
+    client: Client,
+) -> Result<Connection, String> {
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
+    let link = Arc::new(HttpLink {
+        upstream: upstream.into(),
+        url: url.clone(),
+        client,
+        headers: header_map(headers)?,
+        session_id: RwLock::new(None),
+        protocol_version: RwLock::new(None),
+        inbound: in_tx,
+        stop: CancellationToken::new(),
+    });
+    tokio::spawn(post_loop(link.clone(), out_rx));
+    Ok(Connection {
+        outbound: out_tx,
+        inbound: in_rx,
+        closer: super::Closer::Http(link.clone()),
+        http: Some(link),
+    })
+}
+
+/// Turns configured headers into a header map, rejecting names or values HTTP cannot carry.
+pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("invalid header name '{k}'"))?;
+        let mut value =
+            HeaderValue::from_str(v).map_err(|_| format!("invalid value for header '{k}'"))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+impl HttpLink {
+    /// Called once the handshake completed: later requests carry the negotiated version, and
+    /// the standalone GET stream opens for server-initiated messages.
+    pub fn initialized(self: &Arc<Self>, version: &str) {
+        if let Ok(mut v) = self.protocol_version.write() {
+            *v = Some(version.to_owned());
+        }
+        tokio::spawn(get_stream(self.clone()));
+    }
+
+    /// Ends the session: stops the GET stream and sends DELETE (best effort).
+    pub async fn close(&self) {
+        self.stop.cancel();
+        let Some(session) = self.session() else {
+            return;
+        };
+        let req = self
+            .client
+            .delete(self.url.clone())
+            .headers(self.headers.clone())
+            .header(SESSION_HEADER, session);
+        let req = self.with_version(req);
+        match tokio::time::timeout(Duration::from_secs(2), req.send()).await {
+            Ok(Ok(resp)) => {
+                tracing::debug!(upstream = %self.upstream, status = %resp.status(), "Deleted upstream session")
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(upstream = %self.upstream, error = %e, "DELETE of upstream session failed")
+            }
+            Err(_) => {
+                tracing::debug!(upstream = %self.upstream, "DELETE of upstream session timed out")
+            }
+        }
+    }
+
+    fn session(&self) -> Option<String> {
+        self.session_id.read().ok().and_then(|s| s.clone())
+    }
+
+    fn with_version(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.protocol_version.read().ok().and_then(|v| v.clone()) {
+            Some(v) => req.header(VERSION_HEADER, v),
+            None => req,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, accept: &'static str) -> reqwest::RequestBuilder {
+        let mut req = self
+            .client
+            .request(method, self.url.clone())
+            .headers(self.headers.clone())
+            .header(ACCEPT, accept);
+        if let Some(s) = self.session() {
+            req = req.header(SESSION_HEADER, s);
+        }
+        self.with_version(req)
+    }
+
+    fn remember_session(&self, headers: &HeaderMap) {
+        let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        if let Ok(mut slot) = self.session_id.write()
+            && slot.is_none()
+        {
+            *slot = Some(id.to_owned());
+        }
+    }
+
+    async fn push(&self, msg: Message, related: Option<Id>) {
+        let _ = self.inbound.send(Inbound::Message(msg, related)).await;
+    }
+
+    async fn fail(&self, id: Option<Id>, error: ErrorObject) {
+        if let Some(id) = id {
+            self.push(Message::Response(Response::err(Some(id), error)), None)
+                .await;
+        }
+    }
+
+    async fn close_connection(&self, reason: String) {
+        if !self.stop.is_cancelled() {
+            self.stop.cancel();
+            let _ = self.inbound.send(Inbound::Closed(reason)).await;
+        }
+    }
+}
+
+async fn post_loop(link: Arc<HttpLink>, mut outbound: mpsc::Receiver<Message>) {
+    loop {
+        let msg = tokio::select! {
+            msg = outbound.recv() => msg,
+            _ = link.stop.cancelled() => None,
+        };
+        let Some(msg) = msg else { break };
+        // Each message is its own POST and answers may stream for a long time, so requests
+        // run concurrently; their number is bounded by the callers' own limits.
+        tokio::spawn(post(link.clone(), msg));
+    }
+}
+
+async fn post(link: Arc<HttpLink>, msg: Message) {
+    let id = match &msg {
+        Message::Request(r) => Some(r.id.clone()),
+        _ => None,
+    };
+    let had_session = link.session().is_some();
+    let req = link
+        .request(reqwest::Method::POST, ACCEPT_BOTH)
+        .header(CONTENT_TYPE, "application/json")
+        .body(msg.to_json());
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("HTTP request failed: {}", error_chain(&e));
+            link.fail(id, ErrorObject::upstream_unavailable(&link.upstream, &why))
+                .await;
+            if e.is_connect() {
+                link.close_connection(why).await;
+            }
+            return;
+        }
+    };
+    link.remember_session(resp.headers());
+    let status = resp.status();
+    if status == StatusCode::NOT_FOUND && had_session {
+        let why = String::from("upstream session expired (HTTP 404); re-initializing");
+        let error = ErrorObject::upstream_unavailable(&link.upstream, &why);
+        link.fail(id, super::mark_retryable(error)).await;
+        link.close_connection(why).await;
+        return;
+    }
+    if status == StatusCode::ACCEPTED {
+        return;
+    }
+    read_answer(&link, resp, id).await;
+}
+
+/// Reads a POST answer: one JSON message (or a batch), or an SSE stream of messages.
+async fn read_answer(link: &HttpLink, resp: reqwest::Response, id: Option<Id>) {
+    let status = resp.status();
+    let is_sse = content_type(&resp).starts_with("text/event-stream");
+    if is_sse && status.is_success() {
+        let mut events = SseMessages::new(resp.bytes_stream());
+        let mut answered = false;
+        while let Some(item) = events.next().await {
+            match item {
+                Ok((msg, _event_id)) => {
+                    answered |= matches!(&msg, Message::Response(r) if r.id == id);
+                    link.push(msg, id.clone()).await;
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %link.upstream, error = %e, "Upstream SSE answer broke off");
+                    break;
+                }
+            }
+            if answered {
+                break;
+            }
+        }
+        if !answered {
+            let why = "the response stream ended before the response";
+            link.fail(id, ErrorObject::upstream_unavailable(&link.upstream, why))
+                .await;
+        }
+        return;
+    }
+    let body = match sse_read::read_limited(resp).await {
+        Ok(b) => b,
+        Err(e) => {
+            return link
+                .fail(id, ErrorObject::upstream_unavailable(&link.upstream, e))
+                .await;
+        }
+    };
+    let mut delivered = false;
+    for msg in sse_read::messages_in_body(&body) {
+        delivered |= matches!(&msg, Message::Response(r) if r.id == id);
+        link.push(msg, id.clone()).await;
+    }
+    if !delivered {
+        let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let why = format!("HTTP {status}: {snippet}");
+        link.fail(id, ErrorObject::upstream_unavailable(&link.upstream, why))
+            .await;
+    }
+}
+
+fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Keeps the standalone GET stream open while the session lives, reopening it with capped
+/// backoff and `Last-Event-ID` so server-initiated notifications are not lost.
+async fn get_stream(link: Arc<HttpLink>) {
+    let mut backoff = Duration::from_millis(250);
+    let mut last_event_id: Option<String> = None;
+    while !link.stop.is_cancelled() {
+        let mut req = link.request(reqwest::Method::GET, "text/event-stream");
+        if let Some(id) = &last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let sent = tokio::select! {
+            r = req.send() => r,
+            _ = link.stop.cancelled() => return,
+        };
+        match sent {
+            Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                tracing::debug!(upstream = %link.upstream, "Upstream offers no GET stream");
+                return;
+            }
+            Ok(resp) if resp.status().is_success() => {
+                backoff = Duration::from_millis(250);
+                let mut events = SseMessages::new(resp.bytes_stream());
+                loop {
+                    let item = tokio::select! {
+                        i = events.next() => i,
+                        _ = link.stop.cancelled() => return,
+                    };
+                    match item {
+                        Some(Ok((msg, event_id))) => {
+                            if event_id.is_some() {
+                                last_event_id = event_id;
+                            }
+                            link.push(msg, None).await;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            Ok(resp) => {
+                tracing::debug!(upstream = %link.upstream, status = %resp.status(), "Upstream refused the GET stream")
+            }
+            Err(e) => tracing::debug!(upstream = %link.upstream, error = %e, "GET stream failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = link.stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(GET_RETRY_MAX);
+    }
+}
+
+/// The error and its causes, one line: reqwest's top-level message alone says little.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

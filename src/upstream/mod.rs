@@ -1,0 +1,233 @@
+//! Upstream MCP servers: one supervised connection each, its handshake, and its catalog.
+//!
+//! An [`Upstream`] is the gateway's handle on one configured server. Its supervisor task
+//! (see [`supervisor`]) connects, initializes, fetches the catalog, watches the connection,
+//! and reconnects with capped backoff when it drops; the router only ever calls
+//! [`Upstream::request`], which fails fast with a clear error while the upstream is down.
+
+pub mod catalog;
+pub mod http;
+pub mod peer;
+pub mod sse;
+pub mod sse_read;
+pub mod stdio;
+pub mod supervisor;
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::config::UpstreamConfig;
+use crate::protocol::{ErrorObject, Message};
+pub use catalog::UpstreamCatalog;
+use peer::{Inbound, Peer};
+
+/// Largest single message accepted from an upstream (a line on stdio, a body or SSE event on
+/// HTTP). Bounded so one misbehaving server cannot exhaust the gateway's memory.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Messages queued towards one upstream before senders wait.
+pub const OUTBOUND_QUEUE: usize = 256;
+/// Messages queued from one upstream before its reader waits (backpressure on the server).
+pub const INBOUND_QUEUE: usize = 256;
+
+/// A live transport: channels for messages, and how to close it.
+pub struct Connection {
+    pub outbound: mpsc::Sender<Message>,
+    pub inbound: mpsc::Receiver<Inbound>,
+    pub closer: Closer,
+    /// Set for Streamable HTTP, which needs to learn the negotiated version.
+    pub http: Option<Arc<http::HttpLink>>,
+}
+
+pub enum Closer {
+    Stdio(stdio::StdioCloser),
+    Http(Arc<http::HttpLink>),
+    Sse(sse::SseCloser),
+}
+
+impl Closer {
+    pub async fn close(self) {
+        match self {
+            Closer::Stdio(c) => c.close().await,
+            Closer::Http(link) => link.close().await,
+            Closer::Sse(c) => c.close().await,
+        }
+    }
+}
+
+/// What the handshake told us about the server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub protocol_version: String,
+    pub capabilities: Value,
+    pub server_info: Value,
+    pub instructions: Option<String>,
+}
+
+impl ServerInfo {
+    /// Whether the server declared a top-level capability such as `tools`.
+    pub fn has(&self, capability: &str) -> bool {
+        self.capabilities
+            .get(capability)
+            .is_some_and(|v| !v.is_null())
+    }
+}
+
+/// Health of an upstream, as `/readyz` and `manifold tools` report it.
+#[derive(Debug, Clone)]
+pub enum Status {
+    Starting,
+    Ready {
+        since: Instant,
+    },
+    Down {
+        error: String,
+        since: Instant,
+        failures: u32,
+    },
+    Stopped,
+}
+
+impl Status {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Ready { .. } => "ready",
+            Status::Down { .. } => "down",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+struct Live {
+    peer: Arc<Peer>,
+    info: ServerInfo,
+}
+
+pub struct Upstream {
+    pub config: UpstreamConfig,
+    live: RwLock<Option<Arc<Live>>>,
+    status: RwLock<Status>,
+    catalog: RwLock<Arc<UpstreamCatalog>>,
+}
+
+impl Upstream {
+    pub fn new(config: UpstreamConfig) -> Self {
+        Self {
+            config,
+            live: RwLock::new(None),
+            status: RwLock::new(Status::Starting),
+            catalog: RwLock::new(Arc::new(UpstreamCatalog::empty())),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn status(&self) -> Status {
+        read(&self.status).clone()
+    }
+
+    /// What the server said in its handshake, while it is connected.
+    pub fn server_info(&self) -> Option<ServerInfo> {
+        read(&self.live).as_ref().map(|l| l.info.clone())
+    }
+
+    pub fn catalog(&self) -> Arc<UpstreamCatalog> {
+        read(&self.catalog).clone()
+    }
+
+    /// Sends a request to the server, with the upstream's configured timeout.
+    ///
+    /// An HTTP upstream that answers 404 has forgotten the gateway's session without seeing
+    /// the request; the supervisor re-initializes at once, and the request is sent again,
+    /// once, on the new session, so clients do not see the upstream's restart.
+    pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, ErrorObject> {
+        let timeout = self.config.timeout;
+        let Some(live) = read(&self.live).clone() else {
+            return Err(ErrorObject::upstream_unavailable(
+                self.name(),
+                self.unavailable_reason(),
+            ));
+        };
+        if !matches!(
+            self.config.transport,
+            crate::config::TransportConfig::StreamableHttp { .. }
+        ) {
+            return live.peer.request(method, params, timeout).await;
+        }
+        match live.peer.request(method, params.clone(), timeout).await {
+            Err(e) if is_retryable(&e) => match self.next_live(&live, timeout).await {
+                Some(fresh) => fresh.peer.request(method, params, timeout).await,
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// Waits (bounded) for a connection other than `old` to become live.
+    async fn next_live(&self, old: &Arc<Live>, limit: std::time::Duration) -> Option<Arc<Live>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(live) = read(&self.live).clone()
+                && !Arc::ptr_eq(&live, old)
+            {
+                return Some(live);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    fn unavailable_reason(&self) -> String {
+        match self.status() {
+            Status::Starting => "still starting".into(),
+            Status::Down { error, .. } => format!("down ({error}); reconnecting"),
+            Status::Stopped => "stopped".into(),
+            Status::Ready { .. } => "reconnecting".into(),
+        }
+    }
+
+    fn set_status(&self, status: Status) {
+        *write(&self.status) = status;
+    }
+
+    fn set_live(&self, live: Option<Arc<Live>>) {
+        *write(&self.live) = live;
+    }
+
+    fn set_catalog(&self, catalog: UpstreamCatalog) {
+        *write(&self.catalog) = Arc::new(catalog);
+    }
+}
+
+/// Marks a gateway error as safe to retry on a new connection: the upstream never saw it.
+pub fn mark_retryable(mut error: ErrorObject) -> ErrorObject {
+    if let Some(data) = error.data.as_mut().and_then(Value::as_object_mut) {
+        data.insert("retryable".into(), Value::Bool(true));
+    }
+    error
+}
+
+fn is_retryable(error: &ErrorObject) -> bool {
+    error.code == crate::protocol::codes::UPSTREAM_UNAVAILABLE
+        && error
+            .data
+            .as_ref()
+            .and_then(|d| d.get("retryable"))
+            .and_then(Value::as_bool)
+            == Some(true)
+}
+
+/// Reads a lock, recovering from poisoning: every value guarded here is replaced whole, so a
+/// panicking writer cannot leave it half-updated.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}

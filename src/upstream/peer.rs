@@ -1,0 +1,247 @@
+//! A JSON-RPC client over one upstream connection: ids, pending requests, timeouts.
+//!
+//! The transport hands the peer a stream of [`Inbound`] items; one dispatcher task matches
+//! responses to pending requests and passes everything else (notifications and server→client
+//! requests) to the upstream's owner as [`PeerEvent`]s. When the stream ends, every request
+//! still pending fails at once with an error that names the upstream and the reason, so no
+//! caller waits for a timeout on a dead process.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, methods};
+
+/// What a transport yields.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A message, with the id of the gateway request whose HTTP response stream carried it
+    /// (`None` on stdio and on standalone streams).
+    Message(Message, Option<Id>),
+    /// The connection is gone; the text says why. The last item a transport sends.
+    Closed(String),
+}
+
+/// Something the upstream sent that is not a response to the gateway.
+#[derive(Debug)]
+pub enum PeerEvent {
+    Notification(Notification, Option<Id>),
+    Request(Request, Option<Id>),
+}
+
+/// Bound on events queued between the dispatcher and the upstream's owner. Notifications
+/// beyond it are dropped (and logged) rather than stalling responses behind them.
+pub const EVENT_QUEUE: usize = 256;
+
+type Pending = Arc<Mutex<HashMap<i64, oneshot::Sender<Result<Value, ErrorObject>>>>>;
+
+pub struct Peer {
+    upstream: Arc<str>,
+    outbound: mpsc::Sender<Message>,
+    pending: Pending,
+    next_id: AtomicI64,
+    closed: CancellationToken,
+    close_reason: Arc<Mutex<Option<String>>>,
+}
+
+impl Peer {
+    /// Starts the dispatcher over `inbound`; events go to the returned receiver.
+    pub fn start(
+        upstream: &str,
+        outbound: mpsc::Sender<Message>,
+        inbound: mpsc::Receiver<Inbound>,
+    ) -> (Arc<Peer>, mpsc::Receiver<PeerEvent>) {
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let peer = Arc::new(Peer {
+            upstream: upstream.into(),
+            outbound,
+            pending: Arc::default(),
+            next_id: AtomicI64::new(1),
+            closed: CancellationToken::new(),
+            close_reason: Arc::default(),
+        });
+        tokio::spawn(dispatch(peer.clone(), inbound, events_tx));
+        (peer, events_rx)
+    }
+
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    /// Resolves when the connection has closed.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<String> {
+        self.close_reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Sends a request and waits for its result, at most `timeout`. If the caller stops
+    /// waiting (timeout, or the future is dropped because the client went away), the pending
+    /// entry is removed and the upstream is told with `notifications/cancelled`.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, ErrorObject> {
+        if self.is_closed() {
+            return Err(self.unavailable());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock_pending().insert(id, tx);
+        let mut guard = CancelOnDrop {
+            peer: self,
+            id,
+            armed: true,
+        };
+        let msg = Message::Request(Request::new(Id::Num(id), method, params));
+        if self.outbound.send(msg).await.is_err() {
+            guard.armed = false;
+            self.lock_pending().remove(&id);
+            return Err(self.unavailable());
+        }
+        let outcome = tokio::time::timeout(timeout, rx).await;
+        match outcome {
+            Ok(Ok(result)) => {
+                guard.armed = false;
+                result
+            }
+            // The dispatcher dropped the sender: the connection closed under us.
+            Ok(Err(_)) => {
+                guard.armed = false;
+                Err(self.unavailable())
+            }
+            Err(_) => Err(ErrorObject::upstream_timeout(
+                &self.upstream,
+                method,
+                timeout,
+            )),
+        }
+    }
+
+    /// Sends a notification; fails only if the connection is gone.
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), ErrorObject> {
+        let msg = Message::Notification(Notification::new(method, params));
+        self.outbound
+            .send(msg)
+            .await
+            .map_err(|_| self.unavailable())
+    }
+
+    /// Answers a request the upstream sent us.
+    pub async fn respond(&self, id: Id, outcome: Result<Value, ErrorObject>) {
+        let msg = Message::Response(Response {
+            id: Some(id),
+            outcome,
+        });
+        // A closed connection has nobody left to answer; nothing to do.
+        let _ = self.outbound.send(msg).await;
+    }
+
+    fn unavailable(&self) -> ErrorObject {
+        let reason = self
+            .close_reason()
+            .unwrap_or_else(|| "connection closed".into());
+        ErrorObject::upstream_unavailable(&self.upstream, reason)
+    }
+
+    fn lock_pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<Result<Value, ErrorObject>>>> {
+        // A poisoned map only means another task panicked mid-insert; the map is still sound.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Removes a request that is no longer awaited and tells the upstream to stop working on it.
+struct CancelOnDrop<'a> {
+    peer: &'a Peer,
+    id: i64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.peer.lock_pending().remove(&self.id).is_some() && !self.peer.is_closed() {
+            let params =
+                json!({ "requestId": self.id, "reason": "request abandoned by the gateway" });
+            let msg = Message::Notification(Notification::new(methods::CANCELLED, Some(params)));
+            // Best effort: a full queue means the upstream is swamped; it will answer late
+            // and the response is then ignored as unknown.
+            let _ = self.peer.outbound.try_send(msg);
+        }
+    }
+}
+
+async fn dispatch(
+    peer: Arc<Peer>,
+    mut inbound: mpsc::Receiver<Inbound>,
+    events: mpsc::Sender<PeerEvent>,
+) {
+    let mut reason = String::from("connection closed");
+    while let Some(item) = inbound.recv().await {
+        match item {
+            Inbound::Closed(why) => {
+                reason = why;
+                break;
+            }
+            Inbound::Message(Message::Response(resp), _) => deliver(&peer, resp),
+            Inbound::Message(Message::Notification(n), related) => {
+                if let Err(e) = events.try_send(PeerEvent::Notification(n, related)) {
+                    tracing::warn!(upstream = %peer.upstream, error = %e, "Dropped upstream notification");
+                }
+            }
+            Inbound::Message(Message::Request(r), related) => {
+                let id = r.id.clone();
+                if events.try_send(PeerEvent::Request(r, related)).is_err() {
+                    let busy =
+                        ErrorObject::new(crate::protocol::codes::GATEWAY_BUSY, "gateway busy");
+                    peer.respond(id, Err(busy)).await;
+                }
+            }
+        }
+    }
+    if let Ok(mut slot) = peer.close_reason.lock() {
+        *slot = Some(reason.clone());
+    }
+    peer.closed.cancel();
+    let drained: Vec<_> = peer.lock_pending().drain().collect();
+    if !drained.is_empty() {
+        tracing::warn!(upstream = %peer.upstream, pending = drained.len(), reason = %reason, "Upstream connection closed with requests in flight");
+    }
+    for (_, tx) in drained {
+        let _ = tx.send(Err(ErrorObject::upstream_unavailable(
+            &peer.upstream,
+            &reason,
+        )));
+    }
+}
+
+fn deliver(peer: &Peer, resp: Response) {
+    let Some(Id::Num(id)) = resp.id else {
+        tracing::debug!(upstream = %peer.upstream, id = ?resp.id, "Ignored response with a foreign id");
+        return;
+    };
+    match peer.lock_pending().remove(&id) {
+        Some(tx) => {
+            let _ = tx.send(resp.outcome);
+        }
+        None => tracing::debug!(upstream = %peer.upstream, id, "Ignored late or unknown response"),
+    }
+}

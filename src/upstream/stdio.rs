@@ -1,0 +1,221 @@
+//! stdio upstreams: a child process speaking newline-delimited JSON-RPC.
+//!
+//! Three tasks per process: a writer (outbound messages → stdin), a reader (stdout lines →
+//! [`Inbound`]), and a waiter that owns the child, reaps it, and on shutdown closes stdin,
+//! waits, then kills, so no child outlives the gateway. stderr lines go to the gateway's log
+//! tagged with the upstream name.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::peer::Inbound;
+use super::{Connection, INBOUND_QUEUE, MAX_MESSAGE_BYTES, OUTBOUND_QUEUE};
+use crate::protocol::Message;
+
+/// How long a child gets to exit after its stdin closes before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the reader waits, after stdout closes, for the exit status to name in errors.
+const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
+
+/// Longest stderr line logged; the rest is cut so one noisy child cannot flood the log.
+const MAX_STDERR_LINE: usize = 8 * 1024;
+
+pub struct StdioSpec<'a> {
+    pub upstream: &'a str,
+    pub command: &'a str,
+    pub args: &'a [String],
+    pub env: &'a BTreeMap<String, String>,
+    pub cwd: Option<&'a PathBuf>,
+}
+
+/// Stops the child: closes stdin, waits [`STOP_GRACE`], then kills.
+pub struct StdioCloser {
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl StdioCloser {
+    pub async fn close(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+pub fn spawn(spec: StdioSpec<'_>) -> std::io::Result<Connection> {
+    let mut child = command(&spec).spawn().map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot start '{}': {e}", spec.command))
+    })?;
+    let (stdin, stdout, stderr) =
+        match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+            (Some(i), Some(o), Some(e)) => (i, o, e),
+            _ => return Err(std::io::Error::other("child stdio was not piped")),
+        };
+    let name: std::sync::Arc<str> = spec.upstream.into();
+    tracing::info!(upstream = %name, command = %spec.command, pid = child.id(), "Started upstream process");
+
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (status_tx, status_rx) = watch::channel(None);
+    let close_stdin = CancellationToken::new();
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+
+    tokio::spawn(write_loop(name.clone(), stdin, out_rx, close_stdin.clone()));
+    tokio::spawn(read_loop(name.clone(), stdout, in_tx, status_rx));
+    tokio::spawn(log_stderr(name.clone(), stderr));
+    tokio::spawn(async move {
+        let status = supervise_child(&name, child, stop_rx, close_stdin).await;
+        let _ = status_tx.send(status);
+        let _ = done_tx.send(());
+    });
+
+    Ok(Connection {
+        outbound: out_tx,
+        inbound: in_rx,
+        closer: super::Closer::Stdio(StdioCloser {
+            stop: Some(stop_tx),
+            done: Some(done_rx),
+        }),
+        http: None,
+    })
+}
+
+fn command(spec: &StdioSpec<'_>) -> Command {
+    let mut cmd = Command::new(spec.command);
+    cmd.args(spec.args)
+        .envs(spec.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Safety net: if the gateway drops the child without the graceful path (a panic, the
+        // runtime shutting down), the child is killed rather than orphaned.
+        .kill_on_drop(true);
+    if let Some(dir) = spec.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
+async fn write_loop(
+    name: std::sync::Arc<str>,
+    mut stdin: ChildStdin,
+    mut outbound: mpsc::Receiver<Message>,
+    close: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            msg = outbound.recv() => msg,
+            _ = close.cancelled() => None,
+        };
+        let Some(msg) = msg else { break };
+        let mut line = msg.to_json();
+        line.push('\n');
+        if let Err(e) = write_line(&mut stdin, line.as_bytes()).await {
+            tracing::debug!(upstream = %name, error = %e, "Upstream stdin closed");
+            break;
+        }
+    }
+    // Dropping stdin closes the pipe: the MCP way of asking a stdio server to exit.
+    drop(stdin);
+}
+
+async fn write_line(stdin: &mut ChildStdin, bytes: &[u8]) -> std::io::Result<()> {
+    stdin.write_all(bytes).await?;
+    stdin.flush().await
+}
+
+async fn read_loop(
+    name: std::sync::Arc<str>,
+    stdout: tokio::process::ChildStdout,
+    inbound: mpsc::Sender<Inbound>,
+    mut status: watch::Receiver<Option<ExitStatus>>,
+) {
+    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
+    let reason = loop {
+        match lines.next().await {
+            Some(Ok(line)) => {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match Message::parse(line.as_bytes()) {
+                    Ok(msg) => {
+                        if inbound.send(Inbound::Message(msg, None)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(upstream = %name, error = ?e, "Upstream wrote a line that is not a JSON-RPC message")
+                    }
+                }
+            }
+            Some(Err(e)) => break format!("unreadable output: {e}"),
+            None => break String::from("closed its stdout"),
+        }
+    };
+    let exited: Option<ExitStatus> =
+        match tokio::time::timeout(EXIT_STATUS_WAIT, status.wait_for(Option::is_some)).await {
+            Ok(Ok(s)) => *s,
+            _ => None,
+        };
+    let reason = match exited {
+        Some(st) => format!("process exited ({st})"),
+        None => format!("process {reason}"),
+    };
+    let _ = inbound.send(Inbound::Closed(reason)).await;
+}
+
+async fn log_stderr(name: std::sync::Arc<str>, stderr: tokio::process::ChildStderr) {
+    let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
+    while let Some(line) = lines.next().await {
+        match line {
+            Ok(line) => {
+                tracing::info!(target: "manifold::upstream::stderr", upstream = %name, "{line}")
+            }
+            // An over-long line: the codec skips it; keep reading.
+            Err(_) => {
+                tracing::info!(target: "manifold::upstream::stderr", upstream = %name, "(over-long stderr line cut)")
+            }
+        }
+    }
+}
+
+/// Owns the child until it exits, or until asked to stop: then close stdin, wait, kill.
+async fn supervise_child(
+    name: &str,
+    mut child: Child,
+    stop: oneshot::Receiver<()>,
+    close_stdin: CancellationToken,
+) -> Option<ExitStatus> {
+    tokio::select! {
+        status = child.wait() => {
+            let status = status.ok();
+            tracing::info!(upstream = %name, status = ?status, "Upstream process exited");
+            status
+        }
+        _ = stop => {
+            close_stdin.cancel();
+            match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+                Ok(status) => status.ok(),
+                Err(_) => {
+                    tracing::warn!(upstream = %name, "Upstream did not exit after stdin closed; killing it");
+                    let _ = child.kill().await;
+                    child.wait().await.ok()
+                }
+            }
+        }
+    }
+}

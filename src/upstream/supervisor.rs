@@ -1,0 +1,278 @@
+//! Keeps one upstream connected: connect, initialize, fetch the catalog, serve, and on loss
+//! reconnect with capped exponential backoff. Tells the gateway when the catalog changes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::{self, Kind};
+use super::peer::{Peer, PeerEvent};
+use super::{Closer, Connection, Live, ServerInfo, Status, Upstream};
+use crate::config::TransportConfig;
+use crate::protocol::{ErrorObject, Id, Notification, methods, version};
+
+/// First wait before reconnecting; doubles per failure.
+const BACKOFF_START: Duration = Duration::from_millis(250);
+/// Longest wait between reconnection attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection that lived this long resets the backoff: it was healthy, not flapping.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// What an upstream tells the rest of the gateway.
+#[derive(Debug)]
+pub enum UpstreamEvent {
+    /// The upstream's catalog was replaced (refresh, connect, or disconnect).
+    CatalogChanged { upstream: usize, kinds: Vec<Kind> },
+    /// A notification the gateway does not consume itself.
+    Notification {
+        upstream: usize,
+        notification: Notification,
+        related: Option<Id>,
+    },
+}
+
+pub struct Supervisor {
+    pub upstream: Arc<Upstream>,
+    pub index: usize,
+    pub events: mpsc::Sender<UpstreamEvent>,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+}
+
+impl Supervisor {
+    pub async fn run(self) {
+        let name = self.upstream.name().to_owned();
+        let mut backoff = BACKOFF_START;
+        let mut failures = 0u32;
+        while !self.shutdown.is_cancelled() {
+            let started = Instant::now();
+            let error = match self.connect().await {
+                Ok(session) => {
+                    failures = 0;
+                    self.serve(session).await
+                }
+                Err(e) => e,
+            };
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            if started.elapsed() >= HEALTHY_AFTER {
+                backoff = BACKOFF_START;
+            }
+            failures += 1;
+            tracing::warn!(upstream = %name, error = %error, retry_in = ?backoff, "Upstream unavailable");
+            self.upstream.set_status(Status::Down {
+                error,
+                since: Instant::now(),
+                failures,
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        self.upstream.set_status(Status::Stopped);
+    }
+
+    async fn connect(&self) -> Result<Session, String> {
+        let conn = self.open().await?;
+        let Connection {
+            outbound,
+            inbound,
+            closer,
+            http,
+        } = conn;
+        let (peer, events) = Peer::start(self.upstream.name(), outbound, inbound);
+        let info = match handshake(&peer, self.upstream.config.timeout).await {
+            Ok(info) => info,
+            Err(e) => {
+                closer.close().await;
+                return Err(e);
+            }
+        };
+        if let Some(link) = &http {
+            link.initialized(&info.protocol_version);
+        }
+        tracing::info!(upstream = %self.upstream.name(), version = %info.protocol_version, server = %info.server_info, "Upstream initialized");
+        let catalog = catalog::fetch_all(&peer, &info, &self.upstream.config).await;
+        self.upstream.set_catalog(catalog);
+        self.upstream.set_live(Some(Arc::new(Live {
+            peer: peer.clone(),
+            info,
+        })));
+        self.upstream.set_status(Status::Ready {
+            since: Instant::now(),
+        });
+        self.catalog_changed(Kind::ALL.to_vec()).await;
+        Ok(Session {
+            peer,
+            events,
+            closer,
+        })
+    }
+
+    async fn open(&self) -> Result<Connection, String> {
+        let name = self.upstream.name();
+        match &self.upstream.config.transport {
+            TransportConfig::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let command = resolve_command(command);
+                let spec = super::stdio::StdioSpec {
+                    upstream: name,
+                    command: &command,
+                    args,
+                    env,
+                    cwd: cwd.as_ref(),
+                };
+                super::stdio::spawn(spec).map_err(|e| e.to_string())
+            }
+            TransportConfig::StreamableHttp { url, headers } => {
+                super::http::connect(name, url, headers, self.http.clone())
+            }
+            TransportConfig::Sse { url, headers } => {
+                super::sse::connect(name, url, headers, self.http.clone()).await
+            }
+        }
+    }
+
+    /// Serves a live session until it closes or the gateway shuts down; returns why it ended.
+    async fn serve(&self, mut session: Session) -> String {
+        let reason = loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break String::from("gateway shutting down"),
+                _ = session.peer.closed() => break session.peer.close_reason().unwrap_or_else(|| "connection closed".into()),
+                ev = session.events.recv() => match ev {
+                    Some(ev) => self.on_event(&session.peer, ev).await,
+                    None => break String::from("connection closed"),
+                },
+            }
+        };
+        self.upstream.set_live(None);
+        self.upstream.set_catalog(catalog::UpstreamCatalog::empty());
+        self.catalog_changed(Kind::ALL.to_vec()).await;
+        session.closer.close().await;
+        reason
+    }
+
+    async fn on_event(&self, peer: &Peer, event: PeerEvent) {
+        match event {
+            PeerEvent::Request(req, _) => {
+                // The gateway declares no client capabilities upstream in this revision of
+                // Manifold, so only `ping` is legitimate here.
+                let outcome = if req.method == methods::PING {
+                    Ok(json!({}))
+                } else {
+                    Err(ErrorObject::method_not_found(&req.method))
+                };
+                peer.respond(req.id, outcome).await;
+            }
+            PeerEvent::Notification(n, related) => match changed_kinds(&n.method) {
+                Some(kinds) => self.refresh(peer, kinds).await,
+                None => {
+                    let event = UpstreamEvent::Notification {
+                        upstream: self.index,
+                        notification: n,
+                        related,
+                    };
+                    let _ = self.events.try_send(event);
+                }
+            },
+        }
+    }
+
+    /// Re-reads the listings that changed and tells the gateway.
+    async fn refresh(&self, peer: &Peer, kinds: Vec<Kind>) {
+        let mut catalog = (*self.upstream.catalog()).clone();
+        for kind in &kinds {
+            match catalog::fetch(peer, &self.upstream.config, *kind).await {
+                Ok(items) => catalog = catalog.with(*kind, items),
+                Err(e) => {
+                    tracing::warn!(upstream = %self.upstream.name(), list = kind.method(), error = %e, "Refresh failed")
+                }
+            }
+        }
+        self.upstream.set_catalog(catalog);
+        self.catalog_changed(kinds).await;
+    }
+
+    async fn catalog_changed(&self, kinds: Vec<Kind>) {
+        let _ = self
+            .events
+            .send(UpstreamEvent::CatalogChanged {
+                upstream: self.index,
+                kinds,
+            })
+            .await;
+    }
+}
+
+struct Session {
+    peer: Arc<Peer>,
+    events: mpsc::Receiver<PeerEvent>,
+    closer: Closer,
+}
+
+/// `initialize` then `notifications/initialized`, as a client.
+async fn handshake(peer: &Peer, timeout: Duration) -> Result<ServerInfo, String> {
+    let params = json!({
+        "protocolVersion": version::LATEST,
+        "capabilities": {},
+        "clientInfo": { "name": "manifold", "version": env!("CARGO_PKG_VERSION") },
+    });
+    let result = peer
+        .request(methods::INITIALIZE, Some(params), timeout)
+        .await
+        .map_err(|e| format!("initialize failed: {}", e.message))?;
+    let version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !version::is_supported(version) {
+        return Err(format!(
+            "server answered unsupported protocol version {version:?}"
+        ));
+    }
+    peer.notify(methods::INITIALIZED, None)
+        .await
+        .map_err(|e| e.message)?;
+    Ok(ServerInfo {
+        protocol_version: version.to_owned(),
+        capabilities: result
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        server_info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
+        instructions: result
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+fn changed_kinds(method: &str) -> Option<Vec<Kind>> {
+    match method {
+        methods::TOOLS_LIST_CHANGED => Some(vec![Kind::Tools]),
+        methods::PROMPTS_LIST_CHANGED => Some(vec![Kind::Prompts]),
+        methods::RESOURCES_LIST_CHANGED => Some(vec![Kind::Resources, Kind::ResourceTemplates]),
+        _ => None,
+    }
+}
+
+/// `manifold` as a command means this very binary (so the default config can run the
+/// built-in demo server on a machine where `manifold` is not on the PATH).
+fn resolve_command(command: &str) -> String {
+    if command == "manifold"
+        && let Ok(exe) = std::env::current_exe()
+    {
+        return exe.to_string_lossy().into_owned();
+    }
+    command.to_owned()
+}
