@@ -12,10 +12,8 @@ use crate::aggregate::merge::{Catalog, Input, Naming};
 use crate::aggregate::seal::Sealer;
 use crate::config::Config;
 use crate::downstream::SessionStore;
-use crate::protocol::{Message, Notification, methods};
 use crate::router::progress::ProgressTable;
-use crate::upstream::catalog::Kind;
-use crate::upstream::supervisor::{Supervisor, UpstreamEvent};
+use crate::upstream::supervisor::Supervisor;
 use crate::upstream::{Status, Upstream};
 
 /// Upstream events queued for the catalog task.
@@ -30,6 +28,8 @@ pub struct Gateway {
     pub sealer: Sealer,
     /// Progress tokens of requests in flight, gateway token → client token and stream.
     pub progress: ProgressTable,
+    /// Routing state for what upstreams send back (server→client requests, subscriptions).
+    pub relay: crate::relay::Relay,
     /// Cancelled when the gateway starts shutting down: streams end, no new work starts.
     pub shutdown: CancellationToken,
     /// Cancelled after requests drained: the supervisors close their upstreams.
@@ -65,6 +65,7 @@ impl Gateway {
             upstreams,
             sealer,
             progress: ProgressTable::default(),
+            relay: crate::relay::Relay::default(),
             shutdown: CancellationToken::new(),
             stop: CancellationToken::new(),
             supervisors: std::sync::Mutex::new(Vec::new()),
@@ -88,7 +89,7 @@ impl Gateway {
             .supervisors
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = handles;
-        tokio::spawn(catalog_task(gateway.clone(), rx));
+        tokio::spawn(crate::relay::run(gateway.clone(), rx));
         tokio::spawn(reap_task(gateway.clone()));
         gateway
     }
@@ -116,7 +117,7 @@ impl Gateway {
             .clone()
     }
 
-    fn rebuild_catalog(&self) -> (Arc<Catalog>, Arc<Catalog>) {
+    pub fn rebuild_catalog(&self) -> (Arc<Catalog>, Arc<Catalog>) {
         let inputs: Vec<Input<'_>> = self
             .upstreams
             .iter()
@@ -214,61 +215,6 @@ fn http_client() -> reqwest::Client {
         })
 }
 
-/// Rebuilds the merged catalog on every upstream change and tells clients which lists
-/// changed. Other upstream notifications are logged here until they are routed to clients.
-async fn catalog_task(gateway: Arc<Gateway>, mut events: mpsc::Receiver<UpstreamEvent>) {
-    while let Some(event) = events.recv().await {
-        match event {
-            UpstreamEvent::CatalogChanged { .. } => {
-                let (before, after) = gateway.rebuild_catalog();
-                for method in changed_lists(&before, &after) {
-                    let msg = Message::Notification(Notification::new(method, None));
-                    let reached = gateway.sessions.broadcast(&msg);
-                    tracing::debug!(
-                        notification = method,
-                        sessions = reached,
-                        "Sent list_changed"
-                    );
-                }
-            }
-            UpstreamEvent::Notification {
-                upstream,
-                notification,
-                ..
-            } => {
-                let delivered = match (notification.method.as_str(), notification.params) {
-                    (methods::PROGRESS, Some(params)) => gateway.progress.deliver(params),
-                    _ => false,
-                };
-                if !delivered {
-                    let name = gateway
-                        .upstreams
-                        .get(upstream)
-                        .map(|u| u.name())
-                        .unwrap_or("?");
-                    tracing::debug!(upstream = %name, method = %notification.method, "Upstream notification not forwarded");
-                }
-            }
-        }
-    }
-}
-
-/// The list_changed notifications owed to clients: one per list whose visible items differ.
-fn changed_lists(before: &Catalog, after: &Catalog) -> Vec<&'static str> {
-    let mut methods: Vec<&'static str> = Vec::new();
-    for kind in Kind::ALL {
-        if !before
-            .all(kind)
-            .map(|(_, v)| v)
-            .eq(after.all(kind).map(|(_, v)| v))
-            && !methods.contains(&kind.list_changed())
-        {
-            methods.push(kind.list_changed());
-        }
-    }
-    methods
-}
-
 async fn reap_task(gateway: Arc<Gateway>) {
     // Often enough that a short idle timeout is honoured closely, never busier than 10 Hz.
     let every =
@@ -278,8 +224,11 @@ async fn reap_task(gateway: Arc<Gateway>) {
         tokio::select! {
             _ = tick.tick() => {
                 let gone = gateway.sessions.reap();
-                if gone > 0 {
-                    tracing::info!(sessions = gone, "Expired idle sessions");
+                if !gone.is_empty() {
+                    tracing::info!(sessions = gone.len(), "Expired idle sessions");
+                }
+                for id in gone {
+                    crate::relay::session_closed(&gateway, &id).await;
                 }
             }
             _ = gateway.shutdown.cancelled() => return,

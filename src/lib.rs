@@ -17,6 +17,7 @@ pub mod downstream;
 pub mod gateway;
 pub mod pipeline;
 pub mod protocol;
+pub mod relay;
 pub mod router;
 pub mod upstream;
 

@@ -114,9 +114,13 @@ pub fn expose(prefix: &str, sep: &str, name: &str, max_len: usize) -> String {
         .chars()
         .map(|c| if is_name_char(c) { c } else { '_' })
         .collect();
-    if out.len() > max_len {
+    // Sanitising is lossy ("a b" and "a_b" would meet), so a name that needed it carries a
+    // hash of the original, as a shortened one does: exposed names stay distinct.
+    let altered = out != full || name.is_empty();
+    if altered || out.len() > max_len {
+        let keep = (max_len - HASH_HEX_LEN - 1).min(out.len());
         // Sanitised text is pure ASCII, so truncating at a byte index is safe.
-        out.truncate(max_len - HASH_HEX_LEN - 1);
+        out.truncate(keep);
         out.push('-');
         let digest = Sha256::digest(encode(prefix, sep, name).as_bytes());
         for byte in digest.iter().take(HASH_HEX_LEN / 2) {

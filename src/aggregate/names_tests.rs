@@ -62,15 +62,24 @@ fn expose_short_names_unchanged() {
 }
 
 #[test]
-fn expose_sanitises_invalid_characters() {
-    assert_eq!(expose("fs", "__", "read file/now", 64), "fs__read_file_now");
-    assert_eq!(expose("fs", "__", "ünï", 64), "fs___n_");
+fn expose_sanitises_invalid_characters_and_keeps_names_apart() {
+    let out = expose("fs", "__", "read file/now", 64);
+    assert!(out.starts_with("fs__read_file_now-"), "{out}");
+    assert_eq!(out.len(), "fs__read_file_now-".len() + 8);
+    assert!(expose("fs", "__", "ünï", 64).starts_with("fs___n_-"));
+    // Lossy sanitising must not merge names: the hash of the original tells them apart.
+    assert_ne!(
+        expose("a", "__", "has space", 64),
+        expose("a", "__", "has_space", 64)
+    );
+    assert_eq!(expose("a", "__", "has_space", 64), "a__has_space");
 }
 
 #[test]
 fn expose_empty_name() {
-    assert_eq!(expose("", "__", "", 64), "_");
-    assert_eq!(expose("gh", "__", "", 64), "gh___");
+    assert!(expose("", "__", "", 64).starts_with("_-"));
+    assert!(expose("gh", "__", "", 64).starts_with("gh___-"));
+    assert!(is_valid_name(&expose("", "__", "", 64)));
 }
 
 #[test]

@@ -94,9 +94,27 @@ pub fn load_with_env(
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
     let lookup = |name: &str| env.get(name).map(str::to_owned);
-    let (file, renames) = file_layer(&text, is_json, &source, &lookup)?;
+    let (file, renames, expansion) = file_layer(&text, is_json, &source, &lookup)?;
     let figment = merge_overrides(merge_env(defaults_and_file(file), env), overrides);
-    build(&figment, &renames)
+    with_expansion_errors(build(&figment, &renames), expansion)
+}
+
+/// Reports `${VAR}` problems together with every other problem, so one run of
+/// `manifold check` lists everything. A value that could not be expanded is not judged
+/// again (its literal `${VAR}` would only add a confusing second error at the same path).
+fn with_expansion_errors(
+    built: Result<Config, ConfigErrors>,
+    expansion: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
+    if expansion.is_empty() {
+        return built;
+    }
+    let mut errors = expansion;
+    if let Err(ConfigErrors(others)) = built {
+        let unexpanded: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
+        errors.extend(others.into_iter().filter(|e| !unexpanded.contains(&e.path)));
+    }
+    Err(ConfigErrors(errors))
 }
 
 /// Parses gateway.yaml (or desktop-client) text with `${VAR}` values from `env`; no
@@ -105,8 +123,8 @@ pub fn from_yaml_str(
     yaml: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    let (file, renames) = file_layer(yaml, false, "", env)?;
-    build(&defaults_and_file(file), &renames)
+    let (file, renames, expansion) = file_layer(yaml, false, "", env)?;
+    with_expansion_errors(build(&defaults_and_file(file), &renames), expansion)
 }
 
 /// The two lowest layers: built-in defaults, then the file.
@@ -122,7 +140,7 @@ fn file_layer(
     is_json: bool,
     source: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Value, Renames), ConfigErrors> {
+) -> Result<(Value, Renames, Vec<ConfigError>), ConfigErrors> {
     let document = parse_document(text, is_json, source)?;
     let (mut tree, renames) = if mcp_servers::is_desktop(is_json, &document) {
         mcp_servers::convert(&document).map_err(ConfigErrors)?
@@ -135,7 +153,7 @@ fn file_layer(
         .into_iter()
         .map(|error| renames.restore(error))
         .collect();
-    ConfigErrors::check(errors, (tree, renames))
+    Ok((tree, renames, errors))
 }
 
 /// Parses JSON or YAML (with merge keys) into a mapping; an empty document is an empty mapping.
@@ -208,17 +226,27 @@ fn build(figment: &Figment, renames: &Renames) -> Result<Config, ConfigErrors> {
     let restore = |errors: Vec<ConfigError>| {
         ConfigErrors(errors.into_iter().map(|e| renames.restore(e)).collect())
     };
-    let raw = deserialize(figment).map_err(restore)?;
-    validate(raw).map_err(|errors| restore(errors.0))
+    let (raw, mut errors) = deserialize(figment);
+    // Upstreams whose shape is wrong are left out, and everything else is still validated,
+    // so one run reports every problem of every kind.
+    if let Some(raw) = raw {
+        match validate(raw) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => {}
+            Err(more) => errors.extend(more.0),
+        }
+    }
+    Err(restore(errors))
 }
 
 /// Deserialises the top level, then each upstream on its own so that shape errors in every
 /// upstream are reported together.
-fn deserialize(figment: &Figment) -> Result<RawConfig, Vec<ConfigError>> {
+fn deserialize(figment: &Figment) -> (Option<RawConfig>, Vec<ConfigError>) {
     let root = KeyPath::default();
-    let merged: Dict = figment
-        .extract()
-        .map_err(|error| figment_errors(error, &root))?;
+    let merged: Dict = match figment.extract() {
+        Ok(m) => m,
+        Err(error) => return (None, figment_errors(error, &root)),
+    };
     let (top, mut errors) = match figment.extract::<RawConfig<FigmentValue>>() {
         Ok(top) => (Some(top), Vec::new()),
         // Serde stops at the first problem: look at each key alone to find all of them.
@@ -236,10 +264,7 @@ fn deserialize(figment: &Figment) -> Result<RawConfig, Vec<ConfigError>> {
             }
         }
     }
-    match top {
-        Some(top) if errors.is_empty() => Ok(top.with_upstreams(upstreams)),
-        _ => Err(errors),
-    }
+    (top.map(|t| t.with_upstreams(upstreams)), errors)
 }
 
 /// The shape errors of each top-level key, found by deserialising it on its own.

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+use super::exchange;
 use super::guard::Guard;
 use super::session::Session;
 use crate::gateway::Gateway;
@@ -105,21 +106,13 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
             ErrorObject::invalid_request(msg),
         );
     };
-    let message = match Message::parse(&bytes) {
-        Ok(m) => m,
-        Err(ParseError::Invalid(e)) => return rpc_error(StatusCode::BAD_REQUEST, e),
-        Err(ParseError::Batch(_)) => {
-            let e = ErrorObject::invalid_request(
-                "JSON-RPC batches are not accepted by this gateway's negotiated protocol revisions",
-            );
-            return rpc_error(StatusCode::BAD_REQUEST, e);
-        }
-    };
-    match message {
-        Message::Request(req) if req.method == methods::INITIALIZE => {
+    match Message::parse(&bytes) {
+        Ok(Message::Request(req)) if req.method == methods::INITIALIZE => {
             initialize(&state, &headers, req).await
         }
-        other => in_session(&state, &headers, other).await,
+        Ok(message) => in_session(&state, &headers, message).await,
+        Err(ParseError::Invalid(e)) => rpc_error(StatusCode::BAD_REQUEST, e),
+        Err(ParseError::Batch(items)) => batch(&state, &headers, items).await,
     }
 }
 
@@ -156,10 +149,8 @@ async fn initialize(state: &AppState, headers: &HeaderMap, req: Request) -> Resp
         .unwrap_or_else(|| json!({}));
     let session = Arc::new(Session::new(negotiated, client_info, caps));
     let Some(session) = state.gateway.sessions.insert(session) else {
-        return rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorObject::new(crate::protocol::codes::GATEWAY_BUSY, "too many sessions"),
-        );
+        let busy = ErrorObject::new(crate::protocol::codes::GATEWAY_BUSY, "too many sessions");
+        return rpc_error(StatusCode::SERVICE_UNAVAILABLE, busy);
     };
     tracing::info!(session = %&session.id[..8], version = %negotiated, client = %session.client_info, "Client session opened");
     let mut resp = rpc_json(
@@ -173,59 +164,86 @@ async fn initialize(state: &AppState, headers: &HeaderMap, req: Request) -> Resp
 }
 
 async fn in_session(state: &AppState, headers: &HeaderMap, message: Message) -> Response {
-    let session = match session_of(state, headers) {
+    let session = match session_with_version(state, headers) {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
-    if let Err(resp) = check_version_header(headers, &session) {
-        return *resp;
-    }
     match message {
         Message::Request(req) => answer(state.gateway.clone(), session, req).await,
         Message::Notification(n) => {
-            if n.method == methods::INITIALIZED {
-                session.mark_initialized();
-            }
+            exchange::notification(&state.gateway, &session, n).await;
             StatusCode::ACCEPTED.into_response()
         }
-        // Answers to server→client requests; the gateway sends none yet, so there is nothing
-        // to match them against.
-        Message::Response(_) => StatusCode::ACCEPTED.into_response(),
+        Message::Response(r) => {
+            exchange::response(&state.gateway, &session, r);
+            StatusCode::ACCEPTED.into_response()
+        }
     }
 }
 
+/// JSON-RPC batches exist only in 2025-03-26 (MUST accept); later revisions removed them.
+async fn batch(state: &AppState, headers: &HeaderMap, items: Vec<Value>) -> Response {
+    let session = match session_with_version(state, headers) {
+        Ok(s) => s,
+        Err(resp) => return *resp,
+    };
+    if session.protocol_version != "2025-03-26" {
+        let msg = format!(
+            "JSON-RPC batches are not part of protocol revision {}; only 2025-03-26 has them",
+            session.protocol_version
+        );
+        return rpc_error(StatusCode::BAD_REQUEST, ErrorObject::invalid_request(msg));
+    }
+    match exchange::batch(&state.gateway, &session, items).await {
+        Err(e) => rpc_error(StatusCode::BAD_REQUEST, e),
+        Ok(responses) if responses.is_empty() => StatusCode::ACCEPTED.into_response(),
+        Ok(responses) => {
+            let array: Vec<Value> = responses
+                .into_iter()
+                .map(|r| Message::Response(r).to_value())
+                .collect();
+            let mut resp = (StatusCode::OK, Value::Array(array).to_string()).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+    }
+}
+
+fn session_with_version(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Arc<Session>, Box<Response>> {
+    let session = session_of(state, headers)?;
+    check_version_header(headers, &session)?;
+    Ok(session)
+}
+
 /// Runs a request and answers it: plain JSON when the result comes first, or an SSE stream
-/// as soon as a notification for this request (progress) arrives before the result; the
-/// stream then carries the notifications in order and ends with the response. If the client
-/// goes away, the request future is dropped, which cancels the upstream request.
+/// as soon as a message for this request (progress, a server→client request) arrives before
+/// the result; the stream then carries those messages in order and ends with the response.
+/// If the client goes away, the request future is dropped, which cancels the upstream request.
 async fn answer(gateway: Arc<Gateway>, session: Arc<Session>, req: Request) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
-    let id = req.id.clone();
-    let mut work: BoxFuture<'static, Result<Value, ErrorObject>> = Box::pin(async move {
-        let ctx = RequestContext {
-            session: Some(session),
-            notify: Some(tx),
-        };
-        pipeline::handle(&gateway, &ctx, &req).await
-    });
+    let mut work: BoxFuture<'static, RpcResponse> =
+        Box::pin(async move { exchange::request(&gateway, &session, req, Some(tx)).await });
     let first = tokio::select! {
         biased;
-        outcome = &mut work => return rpc_json(StatusCode::OK, &Message::Response(RpcResponse { id: Some(id), outcome })),
+        response = &mut work => return rpc_json(StatusCode::OK, &Message::Response(response)),
         Some(first) = rx.recv() => first,
     };
-    let state = (Some(work), rx, Some(first), id);
-    let events = futures::stream::unfold(state, |(work, mut rx, pending, id)| async move {
+    let state = (Some(work), rx, Some(first));
+    let events = futures::stream::unfold(state, |(work, mut rx, pending)| async move {
         if let Some(msg) = pending {
-            return Some((sse_event(&msg), (work, rx, None, id)));
+            return Some((sse_event(&msg), (work, rx, None)));
         }
         let mut work = work?;
         tokio::select! {
             biased;
-            Some(msg) = rx.recv() => Some((sse_event(&msg), (Some(work), rx, None, id))),
-            outcome = &mut work => {
-                let msg = Message::Response(RpcResponse { id: Some(id.clone()), outcome });
-                Some((sse_event(&msg), (None, rx, None, id)))
-            }
+            Some(msg) = rx.recv() => Some((sse_event(&msg), (Some(work), rx, None))),
+            response = &mut work => Some((sse_event(&Message::Response(response)), (None, rx, None))),
         }
     });
     sse_response(events)
@@ -288,6 +306,7 @@ async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Re
         Err(resp) => return *resp,
     };
     state.gateway.sessions.remove(&session.id);
+    exchange::close(&state.gateway, &session).await;
     tracing::info!(session = %&session.id[..8], "Client session closed");
     StatusCode::NO_CONTENT.into_response()
 }

@@ -13,7 +13,9 @@ use dashmap::DashMap;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::protocol::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{Id, Message};
 
 /// Most concurrent sessions; past it new clients get 503 instead of exhausting memory.
 pub const MAX_SESSIONS: usize = 10_000;
@@ -30,6 +32,24 @@ pub struct Session {
     initialized: AtomicBool,
     last_seen: Mutex<Instant>,
     stream: Mutex<Option<mpsc::Sender<Message>>>,
+    /// Minimum log level the client asked for (`logging/setLevel`), as a rank.
+    log_level: Mutex<Option<usize>>,
+    /// The client's requests in flight, by the client's id, so `notifications/cancelled`
+    /// can stop them.
+    inflight: DashMap<Id, CancellationToken>,
+}
+
+/// Keeps a client request cancellable while it runs.
+pub struct InFlight<'a> {
+    session: &'a Session,
+    id: Id,
+    pub token: CancellationToken,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.session.inflight.remove(&self.id);
+    }
 }
 
 impl Session {
@@ -43,7 +63,33 @@ impl Session {
             initialized: AtomicBool::new(false),
             last_seen: Mutex::new(Instant::now()),
             stream: Mutex::new(None),
+            log_level: Mutex::new(None),
+            inflight: DashMap::new(),
         }
+    }
+
+    pub fn set_log_level(&self, rank: usize) {
+        *lock(&self.log_level) = Some(rank);
+    }
+
+    pub fn log_level(&self) -> Option<usize> {
+        *lock(&self.log_level)
+    }
+
+    /// Registers a client request as in flight until the returned guard drops.
+    pub fn track(&self, id: Id) -> InFlight<'_> {
+        let token = CancellationToken::new();
+        self.inflight.insert(id.clone(), token.clone());
+        InFlight {
+            session: self,
+            id,
+            token,
+        }
+    }
+
+    /// `notifications/cancelled` from the client: stop the request if it is still running.
+    pub fn cancel(&self, id: &Id) -> bool {
+        self.inflight.get(id).map(|t| t.cancel()).is_some()
     }
 
     pub fn mark_initialized(&self) {
@@ -118,6 +164,24 @@ impl SessionStore {
         Some(session)
     }
 
+    /// Looks a session up without counting it as client activity.
+    pub fn peek(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.get(id).map(|s| s.clone())
+    }
+
+    /// The most verbose log level any session asked for.
+    pub fn min_log_level(&self) -> Option<usize> {
+        self.sessions.iter().filter_map(|s| s.log_level()).min()
+    }
+
+    /// Sends a message to the stream of every initialized session that `wants` it.
+    pub fn broadcast_where(&self, msg: &Message, wants: impl Fn(&Session) -> bool) -> usize {
+        self.sessions
+            .iter()
+            .filter(|s| s.is_initialized() && wants(s) && s.send(msg.clone()))
+            .count()
+    }
+
     /// Looks a session up and counts the lookup as activity.
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         let session = self.sessions.get(id)?.clone();
@@ -141,23 +205,21 @@ impl SessionStore {
 
     /// Sends a message to every initialized session's stream.
     pub fn broadcast(&self, msg: &Message) -> usize {
-        self.sessions
-            .iter()
-            .filter(|s| s.is_initialized() && s.send(msg.clone()))
-            .count()
+        self.broadcast_where(msg, |_| true)
     }
 
-    /// Drops sessions idle past the TTL; returns how many.
-    pub fn reap(&self) -> usize {
-        let before = self.sessions.len();
-        self.sessions.retain(|_, s| {
+    /// Drops sessions idle past the TTL; returns their ids.
+    pub fn reap(&self) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.sessions.retain(|id, s| {
             let keep = !s.expired(self.idle_ttl);
             if !keep {
                 s.close_stream();
+                gone.push(id.clone());
             }
             keep
         });
-        before - self.sessions.len()
+        gone
     }
 }
 
@@ -195,7 +257,7 @@ mod tests {
             .expect("room");
         let _rx = live.open_stream();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(store.reap(), 1);
+        assert_eq!(store.reap(), vec![idle.id.clone()]);
         assert!(store.get(&idle.id).is_none());
         assert!(store.get(&live.id).is_some());
     }

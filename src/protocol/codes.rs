@@ -83,3 +83,7 @@ impl ErrorObject {
         .with_data(json!({ "upstream": upstream, "source": "gateway" }))
     }
 }
+
+/// The client cancelled the request (`notifications/cancelled`) before it completed; the
+/// upstream was told to stop. Implementation-defined range.
+pub const REQUEST_CANCELLED: i32 = -32013;

@@ -6,6 +6,7 @@
 
 pub mod codes;
 pub mod jsonrpc;
+pub mod logging;
 pub mod methods;
 pub mod version;
 

@@ -3,9 +3,12 @@
 
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::RequestContext;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, methods};
+use crate::upstream::peer::Origin;
 
 pub async fn call_tool(
     gateway: &Gateway,
@@ -68,6 +71,12 @@ async fn forward(
         (Some(token), Some(sink)) => Some(gateway.progress.register(token, sink.clone())),
         _ => None,
     };
+    let origin = ctx.session.as_ref().map(|s| {
+        Arc::new(Origin {
+            session: s.id.clone(),
+            sink: ctx.notify.clone(),
+        })
+    });
     if let Some(reg) = &registration {
         params["_meta"]["progressToken"] = Value::from(reg.token());
     } else if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
@@ -75,7 +84,7 @@ async fn forward(
         meta.remove("progressToken");
     }
     gateway.upstreams[upstream]
-        .request(method, Some(params))
+        .request(origin, method, Some(params))
         .await
 }
 
@@ -129,7 +138,7 @@ pub async fn complete(gateway: &Gateway, req: &Request) -> Result<Value, ErrorOb
         return Ok(json!({ "completion": { "values": [], "hasMore": false } }));
     }
     upstream
-        .request(methods::COMPLETION_COMPLETE, Some(params))
+        .request(None, methods::COMPLETION_COMPLETE, Some(params))
         .await
 }
 
@@ -140,14 +149,29 @@ fn with_field(req: &Request, key: &str, value: &str) -> Value {
     params
 }
 
-/// "Unknown tool" that says which part of a namespaced name did not resolve.
+/// The error for a name no upstream serves. When the name's prefix belongs to an upstream
+/// that is down, the honest answer is "unavailable" (-32010), not "unknown": the tool may well
+/// exist once it is back. Otherwise "unknown", saying which part did not resolve.
 fn unknown(gateway: &Gateway, what: &str, name: &str) -> ErrorObject {
     let sep = &gateway.config.separator;
-    let hint = match crate::aggregate::names::decode(name, sep) {
-        Some((prefix, _)) if !gateway.upstreams.iter().any(|u| u.config.prefix == prefix) => {
-            format!(" (no upstream has the prefix '{prefix}')")
-        }
-        _ => String::new(),
+    let Some((prefix, _)) = crate::aggregate::names::decode(name, sep) else {
+        return ErrorObject::invalid_params(format!("Unknown {what}: {name}"));
     };
-    ErrorObject::invalid_params(format!("Unknown {what}: {name}{hint}"))
+    match gateway
+        .upstreams
+        .iter()
+        .find(|u| !u.config.prefix.is_empty() && u.config.prefix == prefix)
+    {
+        Some(u) if !matches!(u.status(), crate::upstream::Status::Ready { .. }) => {
+            let e = u.request_error();
+            ErrorObject::upstream_unavailable(
+                u.name(),
+                format!("{}; cannot resolve {what} {name}", e),
+            )
+        }
+        Some(_) => ErrorObject::invalid_params(format!("Unknown {what}: {name}")),
+        None => ErrorObject::invalid_params(format!(
+            "Unknown {what}: {name} (no upstream has the prefix '{prefix}')"
+        )),
+    }
 }

@@ -56,7 +56,20 @@ pub fn capabilities(gateway: &Gateway) -> Value {
         caps.insert("prompts".into(), json!({ "listChanged": true }));
     }
     if resources || any_unknown {
-        caps.insert("resources".into(), json!({ "listChanged": true }));
+        let mut r = json!({ "listChanged": true });
+        // Subscriptions are routed to the URI's owner, so they are offered when one can take them.
+        let subscribe = gateway.upstreams.iter().any(|u| {
+            u.server_info().is_some_and(|i| {
+                i.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true))
+            })
+        });
+        if subscribe {
+            r["subscribe"] = Value::Bool(true);
+        }
+        caps.insert("resources".into(), r);
+    }
+    if has("logging") {
+        caps.insert("logging".into(), json!({}));
     }
     if completions {
         caps.insert("completions".into(), json!({}));

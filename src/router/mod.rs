@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::downstream::Session;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Message, Request, methods};
+use crate::relay;
 use crate::upstream::catalog::Kind;
 
 pub use initialize::capabilities;
@@ -45,6 +46,28 @@ pub async fn route(
         methods::PROMPTS_GET => calls::get_prompt(gateway, ctx, req).await,
         methods::RESOURCES_READ => calls::read_resource(gateway, ctx, req).await,
         methods::COMPLETION_COMPLETE => calls::complete(gateway, req).await,
+        methods::LOGGING_SET_LEVEL => {
+            let session = session_of(ctx)?;
+            let level = req
+                .param("level")
+                .ok_or_else(|| ErrorObject::invalid_params("missing required field 'level'"))?;
+            relay::logging::set_level(gateway, session, level).await
+        }
+        methods::RESOURCES_SUBSCRIBE => {
+            relay::subscriptions::subscribe(gateway, &session_of(ctx)?.id, req.str_param("uri")?)
+                .await
+        }
+        methods::RESOURCES_UNSUBSCRIBE => {
+            relay::subscriptions::unsubscribe(gateway, &session_of(ctx)?.id, req.str_param("uri")?)
+                .await
+        }
         other => Err(ErrorObject::method_not_found(other)),
     }
+}
+
+/// The client's session, for methods that only make sense inside one.
+fn session_of(ctx: &RequestContext) -> Result<&Arc<Session>, ErrorObject> {
+    ctx.session
+        .as_ref()
+        .ok_or_else(|| ErrorObject::invalid_request("this method needs an initialized session"))
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::config::UpstreamConfig;
 use crate::protocol::{ErrorObject, Message};
 pub use catalog::UpstreamCatalog;
-use peer::{Inbound, Peer};
+use peer::{Inbound, Origin, Peer};
 
 /// Largest single message accepted from an upstream (a line on stdio, a body or SSE event on
 /// HTTP). Bounded so one misbehaving server cannot exhaust the gateway's memory.
@@ -145,7 +145,12 @@ impl Upstream {
     /// An HTTP upstream that answers 404 has forgotten the gateway's session without seeing
     /// the request; the supervisor re-initializes at once, and the request is sent again,
     /// once, on the new session, so clients do not see the upstream's restart.
-    pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, ErrorObject> {
+    pub async fn request(
+        &self,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
         let timeout = self.config.timeout;
         let Some(live) = read(&self.live).clone() else {
             return Err(ErrorObject::upstream_unavailable(
@@ -157,14 +162,34 @@ impl Upstream {
             self.config.transport,
             crate::config::TransportConfig::StreamableHttp { .. }
         ) {
-            return live.peer.request(method, params, timeout).await;
+            return live
+                .peer
+                .request_from(origin, method, params, timeout)
+                .await;
         }
-        match live.peer.request(method, params.clone(), timeout).await {
+        match live
+            .peer
+            .request_from(origin.clone(), method, params.clone(), timeout)
+            .await
+        {
             Err(e) if is_retryable(&e) => match self.next_live(&live, timeout).await {
-                Some(fresh) => fresh.peer.request(method, params, timeout).await,
+                Some(fresh) => {
+                    fresh
+                        .peer
+                        .request_from(origin, method, params, timeout)
+                        .await
+                }
                 None => Err(e),
             },
             other => other,
+        }
+    }
+
+    /// Sends a notification to the server if it is connected.
+    pub async fn notify(&self, method: &str, params: Option<Value>) {
+        let live = read(&self.live).clone();
+        if let Some(live) = live {
+            let _ = live.peer.notify(method, params).await;
         }
     }
 
@@ -180,6 +205,11 @@ impl Upstream {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         None
+    }
+
+    /// Why requests to this upstream fail right now, in words.
+    pub fn request_error(&self) -> String {
+        self.unavailable_reason()
     }
 
     fn unavailable_reason(&self) -> String {

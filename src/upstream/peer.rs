@@ -27,19 +27,37 @@ pub enum Inbound {
     Closed(String),
 }
 
-/// Something the upstream sent that is not a response to the gateway.
+/// The downstream request an upstream request serves: who to route the upstream's
+/// related traffic (server→client requests, logs, progress) to.
+#[derive(Debug)]
+pub struct Origin {
+    /// The client's session id.
+    pub session: String,
+    /// The response stream of the client's request, while it is open.
+    pub sink: Option<mpsc::Sender<Message>>,
+}
+
+/// Something the upstream sent that is not a response to the gateway, with the downstream
+/// request it most likely belongs to.
 #[derive(Debug)]
 pub enum PeerEvent {
-    Notification(Notification, Option<Id>),
-    Request(Request, Option<Id>),
+    Notification(Notification, Option<Arc<Origin>>),
+    Request(Request, Option<Arc<Origin>>),
 }
 
 /// Bound on events queued between the dispatcher and the upstream's owner. Notifications
 /// beyond it are dropped (and logged) rather than stalling responses behind them.
 pub const EVENT_QUEUE: usize = 256;
 
-type Pending = Arc<Mutex<HashMap<i64, oneshot::Sender<Result<Value, ErrorObject>>>>>;
+struct Waiting {
+    tx: oneshot::Sender<Result<Value, ErrorObject>>,
+    origin: Option<Arc<Origin>>,
+}
 
+type PendingMap = HashMap<i64, Waiting>;
+type Pending = Arc<Mutex<PendingMap>>;
+
+/// A JSON-RPC client over one upstream connection.
 pub struct Peer {
     upstream: Arc<str>,
     outbound: mpsc::Sender<Message>,
@@ -47,6 +65,15 @@ pub struct Peer {
     next_id: AtomicI64,
     closed: CancellationToken,
     close_reason: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("upstream", &self.upstream)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
 }
 
 impl Peer {
@@ -96,12 +123,24 @@ impl Peer {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
+        self.request_from(None, method, params, timeout).await
+    }
+
+    /// [`Peer::request`] on behalf of a client request, so that what the upstream sends
+    /// while serving it can be routed back to that client.
+    pub async fn request_from(
+        &self,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, ErrorObject> {
         if self.is_closed() {
             return Err(self.unavailable());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.lock_pending().insert(id, tx);
+        self.lock_pending().insert(id, Waiting { tx, origin });
         let mut guard = CancelOnDrop {
             peer: self,
             id,
@@ -151,6 +190,23 @@ impl Peer {
         let _ = self.outbound.send(msg).await;
     }
 
+    /// The client request that a message from the upstream belongs to. On HTTP the
+    /// transport knows which request's stream carried it (`related`). On stdio nothing says
+    /// so: if every request in flight serves one client, it is that client's latest request;
+    /// if several clients have requests in flight, the most recent one is the best guess
+    /// (documented: use `session: per_session` where that ambiguity matters).
+    fn origin_of(&self, related: Option<&Id>) -> Option<Arc<Origin>> {
+        let pending = self.lock_pending();
+        if let Some(Id::Num(id)) = related {
+            return pending.get(id).and_then(|w| w.origin.clone());
+        }
+        pending
+            .iter()
+            .filter_map(|(id, w)| Some((*id, w.origin.clone()?)))
+            .max_by_key(|(id, _)| *id)
+            .map(|(_, o)| o)
+    }
+
     fn unavailable(&self) -> ErrorObject {
         let reason = self
             .close_reason()
@@ -158,9 +214,7 @@ impl Peer {
         ErrorObject::upstream_unavailable(&self.upstream, reason)
     }
 
-    fn lock_pending(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<i64, oneshot::Sender<Result<Value, ErrorObject>>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, PendingMap> {
         // A poisoned map only means another task panicked mid-insert; the map is still sound.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -203,13 +257,15 @@ async fn dispatch(
             }
             Inbound::Message(Message::Response(resp), _) => deliver(&peer, resp),
             Inbound::Message(Message::Notification(n), related) => {
-                if let Err(e) = events.try_send(PeerEvent::Notification(n, related)) {
+                let origin = peer.origin_of(related.as_ref());
+                if let Err(e) = events.try_send(PeerEvent::Notification(n, origin)) {
                     tracing::warn!(upstream = %peer.upstream, error = %e, "Dropped upstream notification");
                 }
             }
             Inbound::Message(Message::Request(r), related) => {
                 let id = r.id.clone();
-                if events.try_send(PeerEvent::Request(r, related)).is_err() {
+                let origin = peer.origin_of(related.as_ref());
+                if events.try_send(PeerEvent::Request(r, origin)).is_err() {
                     let busy =
                         ErrorObject::new(crate::protocol::codes::GATEWAY_BUSY, "gateway busy");
                     peer.respond(id, Err(busy)).await;
@@ -225,8 +281,8 @@ async fn dispatch(
     if !drained.is_empty() {
         tracing::warn!(upstream = %peer.upstream, pending = drained.len(), reason = %reason, "Upstream connection closed with requests in flight");
     }
-    for (_, tx) in drained {
-        let _ = tx.send(Err(ErrorObject::upstream_unavailable(
+    for (_, waiting) in drained {
+        let _ = waiting.tx.send(Err(ErrorObject::upstream_unavailable(
             &peer.upstream,
             &reason,
         )));
@@ -239,8 +295,8 @@ fn deliver(peer: &Peer, resp: Response) {
         return;
     };
     match peer.lock_pending().remove(&id) {
-        Some(tx) => {
-            let _ = tx.send(resp.outcome);
+        Some(waiting) => {
+            let _ = waiting.tx.send(resp.outcome);
         }
         None => tracing::debug!(upstream = %peer.upstream, id, "Ignored late or unknown response"),
     }

@@ -9,10 +9,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{self, Kind};
-use super::peer::{Peer, PeerEvent};
+use super::peer::{Origin, Peer, PeerEvent};
 use super::{Closer, Connection, Live, ServerInfo, Status, Upstream};
 use crate::config::TransportConfig;
-use crate::protocol::{ErrorObject, Id, Notification, methods, version};
+use crate::protocol::{Notification, Request, methods, version};
 
 /// First wait before reconnecting; doubles per failure.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -26,11 +26,22 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 pub enum UpstreamEvent {
     /// The upstream's catalog was replaced (refresh, connect, or disconnect).
     CatalogChanged { upstream: usize, kinds: Vec<Kind> },
+    /// The upstream (re)connected: per-upstream state such as subscriptions and log levels
+    /// must be replayed on the new session.
+    Connected { upstream: usize },
     /// A notification the gateway does not consume itself.
     Notification {
         upstream: usize,
         notification: Notification,
-        related: Option<Id>,
+        origin: Option<Arc<Origin>>,
+    },
+    /// A server→client request (sampling, elicitation, roots) to route to a client; the
+    /// answer goes back through `peer`.
+    Request {
+        upstream: usize,
+        peer: Arc<Peer>,
+        request: Request,
+        origin: Option<Arc<Origin>>,
     },
 }
 
@@ -108,6 +119,12 @@ impl Supervisor {
             since: Instant::now(),
         });
         self.catalog_changed(Kind::ALL.to_vec()).await;
+        let _ = self
+            .events
+            .send(UpstreamEvent::Connected {
+                upstream: self.index,
+            })
+            .await;
         Ok(Session {
             peer,
             events,
@@ -162,27 +179,43 @@ impl Supervisor {
         reason
     }
 
-    async fn on_event(&self, peer: &Peer, event: PeerEvent) {
+    async fn on_event(&self, peer: &Arc<Peer>, event: PeerEvent) {
         match event {
-            PeerEvent::Request(req, _) => {
-                // The gateway declares no client capabilities upstream in this revision of
-                // Manifold, so only `ping` is legitimate here.
-                let outcome = if req.method == methods::PING {
-                    Ok(json!({}))
-                } else {
-                    Err(ErrorObject::method_not_found(&req.method))
-                };
-                peer.respond(req.id, outcome).await;
+            // Liveness checks are the gateway's to answer, not the clients'.
+            PeerEvent::Request(req, _) if req.method == methods::PING => {
+                peer.respond(req.id, Ok(json!({}))).await
             }
-            PeerEvent::Notification(n, related) => match changed_kinds(&n.method) {
+            PeerEvent::Request(request, origin) => {
+                let event = UpstreamEvent::Request {
+                    upstream: self.index,
+                    peer: peer.clone(),
+                    request,
+                    origin,
+                };
+                if let Err(mpsc::error::TrySendError::Full(UpstreamEvent::Request {
+                    peer,
+                    request,
+                    ..
+                })) = self.events.try_send(event)
+                {
+                    let busy = crate::protocol::ErrorObject::new(
+                        crate::protocol::codes::GATEWAY_BUSY,
+                        "gateway busy",
+                    );
+                    peer.respond(request.id, Err(busy)).await;
+                }
+            }
+            PeerEvent::Notification(n, origin) => match changed_kinds(&n.method) {
                 Some(kinds) => self.refresh(peer, kinds).await,
                 None => {
                     let event = UpstreamEvent::Notification {
                         upstream: self.index,
                         notification: n,
-                        related,
+                        origin,
                     };
-                    let _ = self.events.try_send(event);
+                    if self.events.try_send(event).is_err() {
+                        tracing::warn!(upstream = %self.upstream.name(), "Dropped an upstream notification: gateway busy");
+                    }
                 }
             },
         }
@@ -224,7 +257,11 @@ struct Session {
 async fn handshake(peer: &Peer, timeout: Duration) -> Result<ServerInfo, String> {
     let params = json!({
         "protocolVersion": version::LATEST,
-        "capabilities": {},
+        "capabilities": {
+            "sampling": {},
+            "elicitation": { "form": {}, "url": {} },
+            "roots": { "listChanged": true }
+        },
         "clientInfo": { "name": "manifold", "version": env!("CARGO_PKG_VERSION") },
     });
     let result = peer

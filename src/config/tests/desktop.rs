@@ -76,9 +76,13 @@ fn desktop_errors_use_the_names_as_written() {
         ]
     );
     let json = r#"{"mcpServers": {"Rel": {"url": "/relative"}, "Tok": {"command": "t", "env": {"K": "${MISSING}"}}}}"#;
+    // Every problem at once: the missing variable and the invalid URL of another entry.
     assert_eq!(
         error_lines(load_json(json, &Environment::default())),
-        ["mcpServers.Tok.env.K: environment variable MISSING is not set"]
+        [
+            "mcpServers.Tok.env.K: environment variable MISSING is not set",
+            "mcpServers.Rel.url: relative URL without a base"
+        ]
     );
     let json = r#"{"mcpServers": {"Rel": {"url": "/relative"}}}"#;
     assert_eq!(

@@ -1,0 +1,111 @@
+//! What a client message does inside a session, whatever transport carried it: requests run
+//! through the pipeline (cancellable by the client), notifications and answers to
+//! server→client requests update gateway state.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::Session;
+use crate::gateway::Gateway;
+use crate::pipeline;
+use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
+use crate::relay;
+use crate::router::RequestContext;
+
+/// Runs one client request; notifications that belong to it go to `sink`. A
+/// `notifications/cancelled` naming it stops it (and its upstream request) and answers with
+/// error -32013.
+pub async fn request(
+    gateway: &Gateway,
+    session: &Arc<Session>,
+    req: Request,
+    sink: Option<mpsc::Sender<Message>>,
+) -> Response {
+    let inflight = session.track(req.id.clone());
+    let ctx = RequestContext {
+        session: Some(session.clone()),
+        notify: sink,
+    };
+    let outcome = tokio::select! {
+        outcome = pipeline::handle(gateway, &ctx, &req) => outcome,
+        _ = inflight.token.cancelled() => {
+            tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
+            Err(ErrorObject::new(codes::REQUEST_CANCELLED, "Request cancelled by the client"))
+        }
+    };
+    Response {
+        id: Some(req.id),
+        outcome,
+    }
+}
+
+/// A client notification.
+pub async fn notification(gateway: &Gateway, session: &Session, n: Notification) {
+    match n.method.as_str() {
+        methods::INITIALIZED => session.mark_initialized(),
+        methods::CANCELLED => {
+            let id = n
+                .params
+                .as_ref()
+                .and_then(|p| p.get("requestId"))
+                .and_then(Id::from_value);
+            if let Some(id) = id
+                && !session.cancel(&id)
+            {
+                tracing::debug!(id = %id, "Cancellation for a request not in flight (finished already?)");
+            }
+        }
+        methods::ROOTS_LIST_CHANGED => {
+            for upstream in &gateway.upstreams {
+                upstream.notify(methods::ROOTS_LIST_CHANGED, None).await;
+            }
+        }
+        other => tracing::debug!(method = %other, "Ignored client notification"),
+    }
+}
+
+/// A client's answer to a request the gateway sent it.
+pub fn response(gateway: &Gateway, session: &Session, r: Response) {
+    let id = r.id.clone();
+    if !relay::client_requests::answered(gateway, session, r) {
+        tracing::debug!(id = ?id, "Ignored an answer to no pending request");
+    }
+}
+
+/// A session ended (DELETE, expiry): drop its state everywhere.
+pub async fn close(gateway: &Gateway, session: &Session) {
+    session.close_stream();
+    relay::session_closed(gateway, &session.id).await;
+}
+
+/// A 2025-03-26 JSON-RPC batch: its requests run concurrently; the answer is the array of
+/// their responses, or nothing if it held only notifications and responses.
+pub async fn batch(
+    gateway: &Gateway,
+    session: &Arc<Session>,
+    items: Vec<Value>,
+) -> Result<Vec<Response>, ErrorObject> {
+    if items.is_empty() {
+        return Err(ErrorObject::invalid_request("empty batch"));
+    }
+    let mut requests = Vec::new();
+    let mut answers = Vec::new();
+    for item in items {
+        match Message::from_value(item) {
+            Ok(Message::Request(r)) if r.method == methods::INITIALIZE => {
+                answers.push(Response::err(
+                    Some(r.id),
+                    ErrorObject::invalid_request("initialize must not be part of a batch"),
+                ));
+            }
+            Ok(Message::Request(r)) => requests.push(request(gateway, session, r, None)),
+            Ok(Message::Notification(n)) => notification(gateway, session, n).await,
+            Ok(Message::Response(r)) => response(gateway, session, r),
+            Err(e) => answers.push(Response::err(None, e)),
+        }
+    }
+    answers.extend(futures::future::join_all(requests).await);
+    Ok(answers)
+}
