@@ -22,8 +22,10 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+use super::events::parse_event_id;
 use super::exchange;
 use super::guard::Guard;
+use super::session::GET_STREAM;
 use super::session::Session;
 use crate::gateway::Gateway;
 use crate::pipeline;
@@ -224,29 +226,46 @@ fn session_with_version(
 /// Runs a request and answers it: plain JSON when the result comes first, or an SSE stream
 /// as soon as a message for this request (progress, a server→client request) arrives before
 /// the result; the stream then carries those messages in order and ends with the response.
-/// If the client goes away, the request future is dropped, which cancels the upstream request.
+///
+/// Until the answer turns into a stream, a client that goes away drops the request (and the
+/// upstream request is cancelled). Once it is a stream, the request runs on into the
+/// stream's replay buffer, so a client whose connection dropped can resume it with
+/// `Last-Event-ID`; it still stops when the client cancels it or the session ends.
 async fn answer(gateway: Arc<Gateway>, session: Arc<Session>, req: Request) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
+    let runner = session.clone();
     let mut work: BoxFuture<'static, RpcResponse> =
-        Box::pin(async move { exchange::request(&gateway, &session, req, Some(tx)).await });
+        Box::pin(async move { exchange::request(&gateway, &runner, req, Some(tx)).await });
     let first = tokio::select! {
         biased;
         response = &mut work => return rpc_json(StatusCode::OK, &Message::Response(response)),
         Some(first) = rx.recv() => first,
     };
-    let state = (Some(work), rx, Some(first));
-    let events = futures::stream::unfold(state, |(work, mut rx, pending)| async move {
-        if let Some(msg) = pending {
-            return Some((sse_event(&msg), (work, rx, None)));
-        }
-        let mut work = work?;
-        tokio::select! {
-            biased;
-            Some(msg) = rx.recv() => Some((sse_event(&msg), (Some(work), rx, None))),
-            response = &mut work => Some((sse_event(&Message::Response(response)), (None, rx, None))),
+    let log = session.new_request_stream();
+    log.push(first);
+    let writer = log.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                Some(msg) = rx.recv() => {
+                    writer.push(msg);
+                }
+                response = &mut work => {
+                    while let Ok(msg) = rx.try_recv() {
+                        writer.push(msg);
+                    }
+                    writer.push(Message::Response(response));
+                    writer.close();
+                    return;
+                }
+            }
         }
     });
-    sse_response(events)
+    sse_response(
+        log.follow(0)
+            .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id))),
+    )
 }
 
 fn sse_event(msg: &Message) -> Result<Event, Infallible> {
@@ -265,6 +284,8 @@ fn sse_response(
     resp
 }
 
+/// GET: the session's standalone stream, or, with `Last-Event-ID`, the rest of any of the
+/// session's streams after that event (resumption after a dropped connection).
 async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
@@ -275,26 +296,48 @@ async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
             "Accept must list text/event-stream",
         );
     }
-    let session = match session_of(&state, &headers) {
+    let session = match session_with_version(&state, &headers) {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
-    if let Err(resp) = check_version_header(&headers, &session) {
-        return *resp;
-    }
-    let Some(rx) = session.open_stream() else {
-        return plain(
-            StatusCode::CONFLICT,
-            "this session already has an open GET stream",
-        );
-    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_event_id);
     let shutdown = state.gateway.shutdown.clone().cancelled_owned();
-    let events = futures::stream::unfold(rx, |mut rx| async move {
-        let msg = rx.recv().await?;
-        Some((sse_event(&msg), rx))
-    })
-    .take_until(shutdown);
-    sse_response(events)
+    match resume {
+        Some((stream, seq)) if stream != GET_STREAM => {
+            let Some(log) = session.stream(stream) else {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "Last-Event-ID names a stream this session no longer keeps",
+                );
+            };
+            let events = log
+                .follow(seq)
+                .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id)));
+            sse_response(events.take_until(shutdown))
+        }
+        _ => {
+            let Some(reader) = session.open_stream() else {
+                return plain(
+                    StatusCode::CONFLICT,
+                    "this session already has an open GET stream",
+                );
+            };
+            let (log, delivered_up_to, delivered) = session.get_stream();
+            let start = resume.map_or(delivered_up_to, |(_, seq)| seq);
+            let events = log.follow(start).map(move |(id, msg)| {
+                // The reader guard lives as long as the stream: dropping it frees the slot.
+                let _hold = &reader;
+                if let Some((_, seq)) = parse_event_id(&id) {
+                    delivered.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
+                }
+                sse_event(&msg).map(|e| e.id(id))
+            });
+            sse_response(events.take_until(shutdown))
+        }
+    }
 }
 
 async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {

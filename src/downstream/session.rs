@@ -4,25 +4,27 @@
 //! Session ids are 256 random bits, URL-safe base64: unguessable, and visible ASCII as the
 //! transport requires. Idle sessions expire, so clients that vanish leave nothing behind.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use dashmap::DashMap;
 use serde_json::Value;
-use tokio::sync::mpsc;
-
 use tokio_util::sync::CancellationToken;
 
+use super::events::EventLog;
 use crate::protocol::{Id, Message};
 
 /// Most concurrent sessions; past it new clients get 503 instead of exhausting memory.
 pub const MAX_SESSIONS: usize = 10_000;
 
-/// Messages queued for a client's GET stream before further ones are dropped: a client that
-/// does not read its stream must not make the gateway buffer without bound.
-pub const STREAM_QUEUE: usize = 64;
+/// Request streams kept per session for resumption; older ones are forgotten.
+pub const KEPT_STREAMS: usize = 32;
+
+/// The GET stream's number in event ids; request streams count from 1.
+pub const GET_STREAM: u64 = 0;
 
 pub struct Session {
     pub id: String,
@@ -31,7 +33,16 @@ pub struct Session {
     pub client_capabilities: Value,
     initialized: AtomicBool,
     last_seen: Mutex<Instant>,
-    stream: Mutex<Option<mpsc::Sender<Message>>>,
+    /// Messages not tied to a request (list_changed, updates, unrelated logs): the GET stream.
+    /// Buffered even while no GET is connected, so a client that reconnects loses nothing.
+    get_log: Arc<EventLog>,
+    /// Whether a client is reading the GET stream (at most one at a time).
+    get_reader: Arc<AtomicBool>,
+    /// The last GET-stream event handed to a reader: a fresh GET starts after it.
+    get_delivered: Arc<AtomicU64>,
+    /// Streams of requests answered with SSE, for resumption.
+    streams: Mutex<VecDeque<Arc<EventLog>>>,
+    next_stream: AtomicU64,
     /// Minimum log level the client asked for (`logging/setLevel`), as a rank.
     log_level: Mutex<Option<usize>>,
     /// The client's requests in flight, by the client's id, so `notifications/cancelled`
@@ -52,17 +63,42 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Holds the GET stream's single reader slot; released when the reader goes away.
+pub struct GetReader(Arc<AtomicBool>);
+
+impl Drop for GetReader {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 impl Session {
     pub fn new(protocol_version: &str, client_info: Value, client_capabilities: Value) -> Self {
         let bytes: [u8; 32] = rand::random();
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        Self::with_id(id, protocol_version, client_info, client_capabilities)
+    }
+
+    /// A session under an id chosen by the transport (legacy HTTP+SSE names the session
+    /// before `initialize`).
+    pub fn with_id(
+        id: String,
+        protocol_version: &str,
+        client_info: Value,
+        client_capabilities: Value,
+    ) -> Self {
         Self {
-            id: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+            id,
             protocol_version: protocol_version.to_owned(),
             client_info,
             client_capabilities,
             initialized: AtomicBool::new(false),
             last_seen: Mutex::new(Instant::now()),
-            stream: Mutex::new(None),
+            get_log: EventLog::new(GET_STREAM),
+            get_reader: Arc::new(AtomicBool::new(false)),
+            get_delivered: Arc::new(AtomicU64::new(0)),
+            streams: Mutex::new(VecDeque::new()),
+            next_stream: AtomicU64::new(GET_STREAM + 1),
             log_level: Mutex::new(None),
             inflight: DashMap::new(),
         }
@@ -104,36 +140,64 @@ impl Session {
         *lock(&self.last_seen) = Instant::now();
     }
 
-    /// Idle for longer than `ttl`, with no open stream.
+    /// Idle for longer than `ttl`, with nobody reading its stream.
     fn expired(&self, ttl: Duration) -> bool {
-        let streaming = lock(&self.stream).as_ref().is_some_and(|s| !s.is_closed());
-        !streaming && lock(&self.last_seen).elapsed() > ttl
+        !self.get_reader.load(Ordering::Acquire) && lock(&self.last_seen).elapsed() > ttl
     }
 
-    /// Opens the server→client stream; `None` if one is already open (one per session, so
-    /// every message goes to exactly one stream).
-    pub fn open_stream(&self) -> Option<mpsc::Receiver<Message>> {
-        let mut slot = lock(&self.stream);
-        if slot.as_ref().is_some_and(|s| !s.is_closed()) {
-            return None;
-        }
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        *slot = Some(tx);
-        Some(rx)
+    /// Claims the GET stream; `None` if a reader already has it (one per session, so every
+    /// message goes to exactly one stream).
+    pub fn open_stream(&self) -> Option<GetReader> {
+        let free = self
+            .get_reader
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        free.then(|| GetReader(self.get_reader.clone()))
     }
 
-    /// Sends on the stream if one is open; false if the message could not be queued.
+    /// The GET stream's log, where a fresh reader starts (after what was already delivered),
+    /// and the counter to record deliveries in.
+    pub fn get_stream(&self) -> (Arc<EventLog>, u64, Arc<AtomicU64>) {
+        (
+            self.get_log.clone(),
+            self.get_delivered.load(Ordering::Acquire),
+            self.get_delivered.clone(),
+        )
+    }
+
+    /// Queues a message on the GET stream; false if the session is closed.
     pub fn send(&self, msg: Message) -> bool {
-        let slot = lock(&self.stream);
-        match slot.as_ref() {
-            Some(tx) => tx.try_send(msg).is_ok(),
-            None => false,
-        }
+        self.get_log.push(msg) != 0
     }
 
-    /// Ends the stream (the client sees its SSE response end).
+    /// A new stream for one request's SSE answer, kept for resumption.
+    pub fn new_request_stream(&self) -> Arc<EventLog> {
+        let log = EventLog::new(self.next_stream.fetch_add(1, Ordering::Relaxed));
+        let mut streams = lock(&self.streams);
+        streams.push_back(log.clone());
+        if streams.len() > KEPT_STREAMS {
+            streams.pop_front();
+        }
+        log
+    }
+
+    /// A stream by its number, for `Last-Event-ID` resumption.
+    pub fn stream(&self, stream: u64) -> Option<Arc<EventLog>> {
+        if stream == GET_STREAM {
+            return Some(self.get_log.clone());
+        }
+        lock(&self.streams)
+            .iter()
+            .find(|l| l.stream == stream)
+            .cloned()
+    }
+
+    /// Ends the session's streams and stops its requests in flight.
     pub fn close_stream(&self) {
-        lock(&self.stream).take();
+        self.get_log.close();
+        for token in self.inflight.iter() {
+            token.cancel();
+        }
     }
 }
 
