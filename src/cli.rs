@@ -46,6 +46,8 @@ pub enum Command {
     Check(ConfigArgs),
     /// Start the upstreams, print the merged catalog, and exit.
     Tools(ToolsArgs),
+    /// Serve one MCP client on stdin/stdout (for desktop clients that launch servers).
+    Stdio(ConfigArgs),
     /// Run the built-in demo MCP server on stdin/stdout (the default gateway.yaml uses it).
     Demo,
 }
@@ -85,6 +87,7 @@ impl Cli {
             Some(Command::Serve(a)) => Command::Serve(a.clone()),
             Some(Command::Check(a)) => Command::Check(a.clone()),
             Some(Command::Tools(a)) => Command::Tools(a.clone()),
+            Some(Command::Stdio(a)) => Command::Stdio(a.clone()),
             Some(Command::Demo) => Command::Demo,
             None => Command::Serve(ServeArgs {
                 config: ConfigArgs {
@@ -120,6 +123,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("manifold listening on http://{addr}{}", config.path);
     tracing::info!(%addr, path = %config.path, upstreams = config.upstreams.len(), "Listening");
     crate::serve(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// How long `manifold stdio` waits for upstreams before answering its client, so the first
+/// `tools/list` is complete (later changes arrive as list_changed).
+const STDIO_SETTLE: Duration = Duration::from_secs(10);
+
+/// `manifold stdio`: the gateway as a stdio server, until stdin closes or a signal arrives.
+pub async fn stdio(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = load(&args, None)?;
+    let gateway = crate::start_gateway(config);
+    gateway.settle(STDIO_SETTLE).await;
+    let served =
+        crate::downstream::stdio::serve(gateway.clone(), tokio::io::stdin(), tokio::io::stdout());
+    tokio::select! {
+        result = served => result?,
+        _ = shutdown_signal() => {}
+    }
+    gateway.stop_upstreams().await;
     Ok(())
 }
 

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cli::serve(args).await.map(|_| true),
             Command::Check(args) => cli::check(&args).map(|_| true),
             Command::Tools(args) => cli::tools(args).await,
+            Command::Stdio(args) => cli::stdio(args).await.map(|_| true),
             Command::Demo => manifold::demo::run_stdio()
                 .await
                 .map(|_| true)

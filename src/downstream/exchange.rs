@@ -109,3 +109,32 @@ pub async fn batch(
     answers.extend(futures::future::join_all(requests).await);
     Ok(answers)
 }
+
+/// `initialize`: the pipeline answers it, and only a successful answer creates and registers
+/// the session (`make` builds it from the negotiated version, client info and capabilities).
+pub async fn initialize(
+    gateway: &Gateway,
+    req: &Request,
+    make: impl FnOnce(&str, Value, Value) -> Session,
+) -> Result<(Value, Arc<Session>), ErrorObject> {
+    let ctx = RequestContext {
+        session: None,
+        notify: None,
+    };
+    let result = pipeline::handle(gateway, &ctx, req).await?;
+    let negotiated = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(crate::protocol::version::LATEST);
+    let info = req.param("clientInfo").cloned().unwrap_or(Value::Null);
+    let caps = req
+        .param("capabilities")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    let session = gateway
+        .sessions
+        .insert(Arc::new(make(negotiated, info, caps)))
+        .ok_or_else(|| ErrorObject::new(codes::GATEWAY_BUSY, "too many sessions"))?;
+    tracing::info!(session = %&session.id[..8], version = %session.protocol_version, client = %session.client_info, "Client session opened");
+    Ok((result, session))
+}

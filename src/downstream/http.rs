@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::events::parse_event_id;
 use super::exchange;
@@ -28,10 +28,8 @@ use super::guard::Guard;
 use super::session::GET_STREAM;
 use super::session::Session;
 use crate::gateway::Gateway;
-use crate::pipeline;
 use crate::protocol::jsonrpc::{ParseError, is_envelope_error};
 use crate::protocol::{ErrorObject, Message, Request, Response as RpcResponse, methods, version};
-use crate::router::RequestContext;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -40,9 +38,10 @@ pub const VERSION_HEADER: &str = "mcp-protocol-version";
 const REQUEST_STREAM_QUEUE: usize = 64;
 
 #[derive(Clone)]
-struct AppState {
-    gateway: Arc<Gateway>,
-    guard: Arc<Guard>,
+pub(crate) struct AppState {
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) guard: Arc<Guard>,
+    pub(crate) opening: super::legacy_sse::Opening,
 }
 
 /// The HTTP application: the MCP endpoint and the health endpoints.
@@ -55,9 +54,18 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .fallback(method_not_allowed);
     Router::new()
         .route(&path, mcp)
+        .route(super::legacy_sse::SSE_PATH, get(super::legacy_sse::open))
+        .route(
+            super::legacy_sse::MESSAGE_PATH,
+            axum::routing::post(super::legacy_sse::message),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { gateway, guard })
+        .with_state(AppState {
+            gateway,
+            guard,
+            opening: Default::default(),
+        })
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -127,42 +135,25 @@ async fn initialize(state: &AppState, headers: &HeaderMap, req: Request) -> Resp
         );
         return rpc_error(StatusCode::BAD_REQUEST, e);
     }
-    let ctx = RequestContext {
-        session: None,
-        notify: None,
-    };
-    let result = match pipeline::handle(&state.gateway, &ctx, &req).await {
-        Ok(r) => r,
-        Err(e) => {
-            return rpc_json(
+    match exchange::initialize(&state.gateway, &req, Session::new).await {
+        Ok((result, session)) => {
+            let mut resp = rpc_json(
                 StatusCode::OK,
-                &Message::Response(RpcResponse::err(Some(req.id), e)),
+                &Message::Response(RpcResponse::ok(req.id, result)),
             );
+            if let Ok(v) = HeaderValue::from_str(&session.id) {
+                resp.headers_mut().insert(SESSION_HEADER, v);
+            }
+            resp
         }
-    };
-    let negotiated = result
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(version::LATEST);
-    let client_info = req.param("clientInfo").cloned().unwrap_or(Value::Null);
-    let caps = req
-        .param("capabilities")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let session = Arc::new(Session::new(negotiated, client_info, caps));
-    let Some(session) = state.gateway.sessions.insert(session) else {
-        let busy = ErrorObject::new(crate::protocol::codes::GATEWAY_BUSY, "too many sessions");
-        return rpc_error(StatusCode::SERVICE_UNAVAILABLE, busy);
-    };
-    tracing::info!(session = %&session.id[..8], version = %negotiated, client = %session.client_info, "Client session opened");
-    let mut resp = rpc_json(
-        StatusCode::OK,
-        &Message::Response(RpcResponse::ok(req.id, result)),
-    );
-    if let Ok(v) = HeaderValue::from_str(&session.id) {
-        resp.headers_mut().insert(SESSION_HEADER, v);
+        Err(e) if e.code == crate::protocol::codes::GATEWAY_BUSY => {
+            rpc_error(StatusCode::SERVICE_UNAVAILABLE, e)
+        }
+        Err(e) => rpc_json(
+            StatusCode::OK,
+            &Message::Response(RpcResponse::err(Some(req.id), e)),
+        ),
     }
-    resp
 }
 
 async fn in_session(state: &AppState, headers: &HeaderMap, message: Message) -> Response {
@@ -268,11 +259,11 @@ async fn answer(gateway: Arc<Gateway>, session: Arc<Session>, req: Request) -> R
     )
 }
 
-fn sse_event(msg: &Message) -> Result<Event, Infallible> {
+pub(crate) fn sse_event(msg: &Message) -> Result<Event, Infallible> {
     Ok(Event::default().event("message").data(msg.to_json()))
 }
 
-fn sse_response(
+pub(crate) fn sse_response(
     events: impl futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
 ) -> Response {
     let mut resp = Sse::new(events)
@@ -393,7 +384,7 @@ fn check_version_header(headers: &HeaderMap, session: &Session) -> Result<(), Bo
     Ok(())
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -402,7 +393,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Whether `Accept` admits `mime`, wildcards included. No `Accept` header means anything.
-fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -431,7 +422,7 @@ fn rpc_json(status: StatusCode, msg: &Message) -> Response {
 }
 
 /// An error about the HTTP exchange itself, as an id-less JSON-RPC error body.
-fn rpc_error(status: StatusCode, error: ErrorObject) -> Response {
+pub(crate) fn rpc_error(status: StatusCode, error: ErrorObject) -> Response {
     debug_assert!(status != StatusCode::OK || !is_envelope_error(error.code));
     rpc_json(status, &Message::Response(RpcResponse::err(None, error)))
 }

@@ -4,6 +4,8 @@ pub mod events;
 pub mod exchange;
 pub mod guard;
 pub mod http;
+pub mod legacy_sse;
 pub mod session;
+pub mod stdio;
 
 pub use session::{Session, SessionStore};

@@ -79,9 +79,22 @@ impl Session {
         Self::with_id(id, protocol_version, client_info, client_capabilities)
     }
 
-    /// A session under an id chosen by the transport (legacy HTTP+SSE names the session
-    /// before `initialize`).
-    pub fn with_id(
+    /// A session under an id chosen by the transport, whose standalone stream already exists
+    /// (legacy HTTP+SSE opens the stream, and names the session, before `initialize`).
+    pub fn with_stream(
+        id: String,
+        log: Arc<EventLog>,
+        version: &str,
+        client_info: Value,
+        client_capabilities: Value,
+    ) -> Self {
+        Self {
+            get_log: log,
+            ..Self::with_id(id, version, client_info, client_capabilities)
+        }
+    }
+
+    fn with_id(
         id: String,
         protocol_version: &str,
         client_info: Value,

@@ -1,0 +1,168 @@
+//! The 2024-11-05 HTTP+SSE transport, for clients that predate Streamable HTTP: a client
+//! opens `GET /sse`, whose first event (`endpoint`) names `/message?session_id=…`; it POSTs
+//! every message there (answered 202) and reads every gateway message, responses included,
+//! from the SSE stream. Closing the stream ends the session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use dashmap::DashMap;
+use futures::StreamExt;
+
+use super::events::EventLog;
+use super::exchange;
+use super::http::{AppState, accepts, is_json, rpc_error, sse_event, sse_response};
+use super::session::{GET_STREAM, Session};
+use crate::gateway::Gateway;
+use crate::protocol::jsonrpc::ParseError;
+use crate::protocol::{ErrorObject, Message, Response as RpcResponse, methods};
+
+pub const SSE_PATH: &str = "/sse";
+pub const MESSAGE_PATH: &str = "/message";
+
+/// Streams opened but not yet initialized, by the session id they will carry.
+pub(crate) type Opening = Arc<DashMap<String, Arc<EventLog>>>;
+
+/// Ends the session when the client's SSE stream goes away.
+struct CloseOnDrop {
+    gateway: Arc<Gateway>,
+    opening: Opening,
+    id: String,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.opening.remove(&self.id);
+        let (gateway, id) = (self.gateway.clone(), std::mem::take(&mut self.id));
+        tokio::spawn(async move {
+            if let Some(session) = gateway.sessions.remove(&id) {
+                exchange::close(&gateway, &session).await;
+            }
+        });
+    }
+}
+
+pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err((status, msg)) = state.guard.check(&headers) {
+        return rpc_error(status, ErrorObject::invalid_request(msg));
+    }
+    if !accepts(&headers, "text/event-stream") {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorObject::invalid_request("Accept must list text/event-stream"),
+        );
+    }
+    if state.opening.len() + state.gateway.sessions.len() >= super::session::MAX_SESSIONS {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorObject::invalid_request("too many sessions"),
+        );
+    }
+    let bytes: [u8; 32] = rand::random();
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let log = EventLog::new(GET_STREAM);
+    state.opening.insert(id.clone(), log.clone());
+    let endpoint = Event::default()
+        .event("endpoint")
+        .data(format!("{MESSAGE_PATH}?session_id={id}"));
+    let guard = CloseOnDrop {
+        gateway: state.gateway.clone(),
+        opening: state.opening.clone(),
+        id,
+    };
+    let messages = log.follow(0).map(move |(_, msg)| {
+        let _hold = &guard;
+        sse_event(&msg)
+    });
+    let shutdown = state.gateway.shutdown.clone().cancelled_owned();
+    let events = futures::stream::once(async move { Ok(endpoint) })
+        .chain(messages)
+        .take_until(shutdown);
+    sse_response(events)
+}
+
+pub(crate) async fn message(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err((status, msg)) = state.guard.check(&headers) {
+        return rpc_error(status, ErrorObject::invalid_request(msg));
+    }
+    if !is_json(&headers) {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorObject::invalid_request("Content-Type must be application/json"),
+        );
+    }
+    let Some(id) = query.get("session_id") else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            ErrorObject::invalid_request("missing session_id"),
+        );
+    };
+    let limit = state.gateway.config.max_body_bytes;
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorObject::invalid_request(format!("request body larger than {limit} bytes")),
+        );
+    };
+    let msg = match Message::parse(&bytes) {
+        Ok(m) => m,
+        Err(ParseError::Invalid(e)) => return rpc_error(StatusCode::BAD_REQUEST, e),
+        Err(ParseError::Batch(_)) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                ErrorObject::invalid_request("batches are not part of the HTTP+SSE transport"),
+            );
+        }
+    };
+    let gateway = state.gateway.clone();
+    if let Some(session) = gateway.sessions.get(id) {
+        deliver(gateway, session, msg).await;
+        return StatusCode::ACCEPTED.into_response();
+    }
+    match (state.opening.get(id).map(|l| l.clone()), msg) {
+        (Some(log), Message::Request(req)) if req.method == methods::INITIALIZE => {
+            let make =
+                |v: &str, info, caps| Session::with_stream(id.clone(), log.clone(), v, info, caps);
+            let reply = match exchange::initialize(&gateway, &req, make).await {
+                Ok((result, _)) => RpcResponse::ok(req.id, result),
+                Err(e) => RpcResponse::err(Some(req.id), e),
+            };
+            state.opening.remove(id);
+            log.push(Message::Response(reply));
+            StatusCode::ACCEPTED.into_response()
+        }
+        (Some(_), _) => rpc_error(
+            StatusCode::BAD_REQUEST,
+            ErrorObject::invalid_request("send initialize first"),
+        ),
+        (None, _) => rpc_error(
+            StatusCode::NOT_FOUND,
+            ErrorObject::invalid_request("unknown or closed session"),
+        ),
+    }
+}
+
+/// Handles a message of an initialized session; answers travel on the SSE stream.
+async fn deliver(gateway: Arc<Gateway>, session: Arc<Session>, msg: Message) {
+    match msg {
+        Message::Request(req) => {
+            tokio::spawn(async move {
+                let response = exchange::request(&gateway, &session, req, None).await;
+                session.send(Message::Response(response));
+            });
+        }
+        Message::Notification(n) => exchange::notification(&gateway, &session, n).await,
+        Message::Response(r) => exchange::response(&gateway, &session, r),
+    }
+}
