@@ -55,11 +55,6 @@ impl DemoState {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// The protocol revision agreed in `initialize`, once it has happened.
-    pub fn protocol_version(&self) -> Option<&str> {
-        self.protocol_version.as_deref()
-    }
 }
 
 /// A JSON-RPC error produced by a method handler.

@@ -78,7 +78,7 @@ fn initialize_echoes_supported_versions() {
             json!({ "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } }),
         );
         assert_eq!(result["protocolVersion"], version);
-        assert_eq!(state.protocol_version(), Some(version));
+        assert_eq!(state.protocol_version.as_deref(), Some(version));
     }
 }
 
@@ -115,7 +115,7 @@ fn initialize_reports_identity_and_capabilities() {
 fn initialize_rejects_bad_params_and_repeats() {
     let mut state = DemoState::new();
     assert_eq!(err(&mut state, "initialize", json!({}))["code"], -32602);
-    assert_eq!(state.protocol_version(), None);
+    assert_eq!(state.protocol_version.as_deref(), None);
     let mut state = initialized();
     let error = err(
         &mut state,

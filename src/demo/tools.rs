@@ -218,7 +218,8 @@ fn validate(schema: &Value, args: &Map<String, Value>) -> Result<(), String> {
 fn has_type(value: &Value, expected: &str) -> bool {
     match expected {
         "integer" => value.is_i64() || value.is_u64(),
-        other => type_name(value) == other || (other == "number" && value.is_number()),
+        // Every JSON number is a "number", integral or not.
+        other => type_name(value) == other,
     }
 }
 
@@ -275,10 +276,7 @@ pub(super) fn civil_from_days(days: i64) -> (i64, u32, u32) {
         shifted_month - 9
     };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // Both values are small by construction (1..=31, 1..=12).
-    (year, day_as_u32(month), day_as_u32(day))
-}
-
-fn day_as_u32(value: i64) -> u32 {
-    u32::try_from(value).unwrap_or_default()
+    // Month and day are in 1..=12 and 1..=31 by construction.
+    let small = |value: i64| u32::try_from(value).unwrap_or_default();
+    (year, small(month), small(day))
 }

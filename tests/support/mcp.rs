@@ -300,6 +300,14 @@ impl Mcp {
 
     /// Follows `nextCursor` to the end of a listing; returns every item in order.
     pub async fn list_all(&self, method: &str, field: &str) -> Vec<Value> {
+        self.try_list_all(method, field)
+            .await
+            .unwrap_or_else(|e| panic!("{method} failed: {e}"))
+    }
+
+    /// Like [`Mcp::list_all`], but a failed page (a cursor gone stale because the listing
+    /// changed during the walk, say) is returned as the error instead of panicking.
+    pub async fn try_list_all(&self, method: &str, field: &str) -> Result<Vec<Value>, Value> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..1000 {
@@ -307,7 +315,7 @@ impl Mcp {
                 Some(c) => json!({"cursor": c}),
                 None => json!({}),
             };
-            let page = self.ok(method, params).await;
+            let page = self.request(method, params).await?;
             items.extend(
                 page[field]
                     .as_array()
@@ -317,7 +325,7 @@ impl Mcp {
             );
             match page.get("nextCursor").and_then(Value::as_str) {
                 Some(c) => cursor = Some(c.to_owned()),
-                None => return items,
+                None => return Ok(items),
             }
         }
         panic!("{method}: more than 1000 pages");

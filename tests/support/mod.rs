@@ -51,7 +51,7 @@ impl Gateway {
     pub fn start_with(dir: tempfile::TempDir, config: &Path, env: &[(&str, &str)]) -> Gateway {
         let log = dir.path().join("gateway.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(manifold_bin())
+        let mut child = hermetic(manifold_bin())
             .args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
@@ -74,10 +74,12 @@ impl Gateway {
             .trim_start_matches("manifold listening on ")
             .trim()
             .to_owned();
-        let base = url
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_owned())
-            .expect("url has a path");
+        // Scheme and authority only: the endpoint path may have several segments.
+        let authority_end = url
+            .find("://")
+            .map(|i| i + 3)
+            .and_then(|i| url[i..].find('/').map(|j| i + j));
+        let base = url[..authority_end.expect("url has a path")].to_owned();
         Gateway {
             child: Some(child),
             url,
@@ -172,6 +174,19 @@ impl Drop for Gateway {
     }
 }
 
+/// A command for `program` that inherits no `MANIFOLD_*` or `RUST_LOG` settings from the
+/// environment the tests run in: every test states the configuration it depends on.
+pub fn hermetic(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        let upper = name.to_string_lossy().to_ascii_uppercase();
+        if upper.starts_with("MANIFOLD_") || upper == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// Reads lines from `out` on a thread until one starts with `prefix`, at most [`WAIT`]. The
 /// rest of the stream is drained in the background so the child never blocks on a full pipe.
 pub fn read_line_with_timeout(
@@ -201,8 +216,20 @@ pub struct HttpFixture {
 
 impl HttpFixture {
     pub fn start(name: &str, extra: &[&str]) -> HttpFixture {
+        Self::start_on(name, 0, extra)
+    }
+
+    /// Starts on a given port (0 = any free one), e.g. to replace a fixture that was stopped.
+    pub fn start_on(name: &str, port: u16, extra: &[&str]) -> HttpFixture {
         let mut child = Command::new(fixture_bin())
-            .args(["--name", name, "--transport", "http", "--port", "0"])
+            .args([
+                "--name",
+                name,
+                "--transport",
+                "http",
+                "--port",
+                &port.to_string(),
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -216,6 +243,16 @@ impl HttpFixture {
             child,
             url: line.trim_start_matches("LISTENING ").trim().to_owned(),
         }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        let after = self.url.trim_start_matches("http://127.0.0.1:");
+        after
+            .split('/')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in the fixture URL")
     }
 }
 
