@@ -171,8 +171,9 @@ pub async fn tools(args: ToolsArgs) -> anyhow::Result<bool> {
     let config = load(&args.config, None)?;
     let gateway = crate::start_gateway(config);
     gateway.settle(Duration::from_secs(args.wait)).await;
-    // Give late catalog rebuilds a moment to land after the last upstream settled.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The catalog task rebuilds asynchronously; rebuild here so what is printed is exactly
+    // the state the upstreams settled in.
+    gateway.rebuild_catalog();
     let (ready, health) = gateway.readiness();
     let catalog = gateway.catalog();
     let upstream_name = |i: usize| {

@@ -98,6 +98,9 @@ impl Gateway {
     /// waits for the supervisors to finish.
     pub async fn stop_upstreams(&self) {
         self.shutdown.cancel();
+        for upstream in &self.upstreams {
+            upstream.links.close_all().await;
+        }
         self.stop.cancel();
         let handles =
             std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()));

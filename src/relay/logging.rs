@@ -27,19 +27,33 @@ pub async fn set_level(
         )));
     };
     session.set_log_level(level_rank);
-    for (index, _) in gateway.upstreams.iter().enumerate() {
-        apply(gateway, index).await;
+    for (index, upstream) in gateway.upstreams.iter().enumerate() {
+        if upstream.dedicated() {
+            // The client's own upstream session takes the client's own level.
+            if upstream.server_info().is_some_and(|i| i.has("logging")) {
+                let params = json!({ "level": logging::name(level_rank) });
+                let origin = Some(super::origin(session));
+                if let Err(e) = upstream
+                    .request(origin, methods::LOGGING_SET_LEVEL, Some(params))
+                    .await
+                {
+                    tracing::debug!(upstream = %upstream.name(), error = %e, "logging/setLevel failed");
+                }
+            }
+        } else {
+            apply(gateway, index).await;
+        }
     }
     Ok(json!({}))
 }
 
-/// Sets an upstream to the most verbose level any client asked for.
+/// Sets a shared upstream session to the most verbose level any client asked for.
 async fn apply(gateway: &Gateway, index: usize) {
     let Some(level) = gateway.sessions.min_log_level() else {
         return;
     };
     let upstream = &gateway.upstreams[index];
-    if !upstream.server_info().is_some_and(|i| i.has("logging")) {
+    if upstream.dedicated() || !upstream.server_info().is_some_and(|i| i.has("logging")) {
         return;
     }
     let params = json!({ "level": logging::name(level) });

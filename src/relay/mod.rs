@@ -28,6 +28,9 @@ pub struct Relay {
 pub async fn session_closed(gateway: &Gateway, session: &str) {
     subscriptions::session_closed(gateway, session).await;
     client_requests::session_closed(gateway, session).await;
+    for upstream in &gateway.upstreams {
+        upstream.links.close(session).await;
+    }
 }
 
 /// Processes upstream events until every supervisor is gone.
@@ -137,6 +140,15 @@ pub fn send(session: &Session, msg: Message, sink: Option<&mpsc::Sender<Message>
         }
     }
     session.send(msg)
+}
+
+/// The origin for gateway-initiated traffic on behalf of a session (no request stream).
+pub fn origin(session: &Session) -> Arc<Origin> {
+    Arc::new(Origin {
+        session: session.id.clone(),
+        sink: None,
+        capabilities: session.client_capabilities.clone(),
+    })
 }
 
 /// A string field of notification params.

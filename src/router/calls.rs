@@ -75,6 +75,7 @@ async fn forward(
         Arc::new(Origin {
             session: s.id.clone(),
             sink: ctx.notify.clone(),
+            capabilities: s.client_capabilities.clone(),
         })
     });
     if let Some(reg) = &registration {

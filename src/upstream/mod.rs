@@ -6,7 +6,9 @@
 //! [`Upstream::request`], which fails fast with a clear error while the upstream is down.
 
 pub mod catalog;
+pub mod connect;
 pub mod http;
+pub mod links;
 pub mod peer;
 pub mod sse;
 pub mod sse_read;
@@ -108,6 +110,8 @@ struct Live {
 
 pub struct Upstream {
     pub config: UpstreamConfig,
+    /// Per-client upstream sessions, for upstreams that get one per client.
+    pub links: links::Links,
     live: RwLock<Option<Arc<Live>>>,
     status: RwLock<Status>,
     catalog: RwLock<Arc<UpstreamCatalog>>,
@@ -117,6 +121,7 @@ impl Upstream {
     pub fn new(config: UpstreamConfig) -> Self {
         Self {
             config,
+            links: links::Links::default(),
             live: RwLock::new(None),
             status: RwLock::new(Status::Starting),
             catalog: RwLock::new(Arc::new(UpstreamCatalog::empty())),
@@ -158,10 +163,10 @@ impl Upstream {
                 self.unavailable_reason(),
             ));
         };
-        if !matches!(
-            self.config.transport,
-            crate::config::TransportConfig::StreamableHttp { .. }
-        ) {
+        if let Some(origin) = origin.as_ref().filter(|_| self.dedicated()) {
+            return self.request_on_link(origin.clone(), method, params).await;
+        }
+        if !self.is_http() {
             return live
                 .peer
                 .request_from(origin, method, params, timeout)
@@ -183,6 +188,46 @@ impl Upstream {
             },
             other => other,
         }
+    }
+
+    /// A request on the client's own upstream session; if the upstream forgot that session
+    /// (HTTP 404) the link is reopened and the request sent again, once.
+    async fn request_on_link(
+        &self,
+        origin: Arc<Origin>,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let timeout = self.config.timeout;
+        let link = self.links.get(&self.config, &origin).await?;
+        match link
+            .peer
+            .request_from(Some(origin.clone()), method, params.clone(), timeout)
+            .await
+        {
+            Err(e) if is_retryable(&e) => {
+                self.links.forget(&origin.session, &link);
+                let fresh = self.links.get(&self.config, &origin).await?;
+                fresh
+                    .peer
+                    .request_from(Some(origin), method, params, timeout)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether each client gets its own upstream session: always over HTTP, where sessions
+    /// are cheap; for stdio only with `session: per_session` (a process per client).
+    pub fn dedicated(&self) -> bool {
+        self.is_http() || matches!(self.config.session, crate::config::SessionMode::PerSession)
+    }
+
+    fn is_http(&self) -> bool {
+        !matches!(
+            self.config.transport,
+            crate::config::TransportConfig::Stdio { .. }
+        )
     }
 
     /// Sends a notification to the server if it is connected.

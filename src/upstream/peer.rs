@@ -35,6 +35,8 @@ pub struct Origin {
     pub session: String,
     /// The response stream of the client's request, while it is open.
     pub sink: Option<mpsc::Sender<Message>>,
+    /// The client's declared capabilities (what a per-client upstream session may ask of it).
+    pub capabilities: Value,
 }
 
 /// Something the upstream sent that is not a response to the gateway, with the downstream

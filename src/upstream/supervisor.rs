@@ -4,15 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{self, Kind};
 use super::peer::{Origin, Peer, PeerEvent};
-use super::{Closer, Connection, Live, ServerInfo, Status, Upstream};
-use crate::config::TransportConfig;
-use crate::protocol::{Notification, Request, methods, version};
+use super::{Closer, Live, Status, Upstream};
+use crate::protocol::{Notification, Request, methods};
 
 /// First wait before reconnecting; doubles per failure.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -55,6 +54,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub async fn run(self) {
+        self.upstream.links.init(super::links::LinkContext {
+            http: self.http.clone(),
+            events: self.events.clone(),
+            index: self.index,
+        });
         let name = self.upstream.name().to_owned();
         let mut backoff = BACKOFF_START;
         let mut failures = 0u32;
@@ -90,24 +94,13 @@ impl Supervisor {
     }
 
     async fn connect(&self) -> Result<Session, String> {
-        let conn = self.open().await?;
-        let Connection {
-            outbound,
-            inbound,
+        let capabilities = super::connect::gateway_capabilities();
+        let super::connect::Opened {
+            peer,
+            events,
             closer,
-            http,
-        } = conn;
-        let (peer, events) = Peer::start(self.upstream.name(), outbound, inbound);
-        let info = match handshake(&peer, self.upstream.config.timeout).await {
-            Ok(info) => info,
-            Err(e) => {
-                closer.close().await;
-                return Err(e);
-            }
-        };
-        if let Some(link) = &http {
-            link.initialized(&info.protocol_version);
-        }
+            info,
+        } = super::connect::open(&self.upstream.config, &self.http, capabilities).await?;
         tracing::info!(upstream = %self.upstream.name(), version = %info.protocol_version, server = %info.server_info, "Upstream initialized");
         let catalog = catalog::fetch_all(&peer, &info, &self.upstream.config).await;
         self.upstream.set_catalog(catalog);
@@ -130,34 +123,6 @@ impl Supervisor {
             events,
             closer,
         })
-    }
-
-    async fn open(&self) -> Result<Connection, String> {
-        let name = self.upstream.name();
-        match &self.upstream.config.transport {
-            TransportConfig::Stdio {
-                command,
-                args,
-                env,
-                cwd,
-            } => {
-                let command = resolve_command(command);
-                let spec = super::stdio::StdioSpec {
-                    upstream: name,
-                    command: &command,
-                    args,
-                    env,
-                    cwd: cwd.as_ref(),
-                };
-                super::stdio::spawn(spec).map_err(|e| e.to_string())
-            }
-            TransportConfig::StreamableHttp { url, headers } => {
-                super::http::connect(name, url, headers, self.http.clone())
-            }
-            TransportConfig::Sse { url, headers } => {
-                super::sse::connect(name, url, headers, self.http.clone()).await
-            }
-        }
     }
 
     /// Serves a live session until it closes or the gateway shuts down; returns why it ended.
@@ -253,47 +218,6 @@ struct Session {
     closer: Closer,
 }
 
-/// `initialize` then `notifications/initialized`, as a client.
-async fn handshake(peer: &Peer, timeout: Duration) -> Result<ServerInfo, String> {
-    let params = json!({
-        "protocolVersion": version::LATEST,
-        "capabilities": {
-            "sampling": {},
-            "elicitation": { "form": {}, "url": {} },
-            "roots": { "listChanged": true }
-        },
-        "clientInfo": { "name": "manifold", "version": env!("CARGO_PKG_VERSION") },
-    });
-    let result = peer
-        .request(methods::INITIALIZE, Some(params), timeout)
-        .await
-        .map_err(|e| format!("initialize failed: {}", e.message))?;
-    let version = result
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !version::is_supported(version) {
-        return Err(format!(
-            "server answered unsupported protocol version {version:?}"
-        ));
-    }
-    peer.notify(methods::INITIALIZED, None)
-        .await
-        .map_err(|e| e.message)?;
-    Ok(ServerInfo {
-        protocol_version: version.to_owned(),
-        capabilities: result
-            .get("capabilities")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-        server_info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
-        instructions: result
-            .get("instructions")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    })
-}
-
 fn changed_kinds(method: &str) -> Option<Vec<Kind>> {
     match method {
         methods::TOOLS_LIST_CHANGED => Some(vec![Kind::Tools]),
@@ -301,15 +225,4 @@ fn changed_kinds(method: &str) -> Option<Vec<Kind>> {
         methods::RESOURCES_LIST_CHANGED => Some(vec![Kind::Resources, Kind::ResourceTemplates]),
         _ => None,
     }
-}
-
-/// `manifold` as a command means this very binary (so the default config can run the
-/// built-in demo server on a machine where `manifold` is not on the PATH).
-fn resolve_command(command: &str) -> String {
-    if command == "manifold"
-        && let Ok(exe) = std::env::current_exe()
-    {
-        return exe.to_string_lossy().into_owned();
-    }
-    command.to_owned()
 }
