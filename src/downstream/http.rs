@@ -360,26 +360,25 @@ fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Box
     })
 }
 
-/// After the handshake a client names the negotiated revision on every request; a header
-/// naming another or an unknown revision is refused with 400.
+/// After the handshake a client names the negotiated revision on every request. An unknown
+/// or unsupported revision is refused with 400 (transport spec). A supported revision other
+/// than the negotiated one is accepted: the spec asks for 400 only when the value is invalid
+/// or unsupported, and real clients (the conformance suite among them) send their transport
+/// default here; the session keeps the negotiated revision either way.
 fn check_version_header(headers: &HeaderMap, session: &Session) -> Result<(), Box<Response>> {
     let Some(v) = headers.get(VERSION_HEADER) else {
         return Ok(());
     };
     let v = v.to_str().unwrap_or("");
     if !version::is_supported(v) {
+        let supported = version::SUPPORTED.join(", ");
         let e = ErrorObject::invalid_request(format!(
-            "unsupported MCP-Protocol-Version {v:?}; supported: {}",
-            version::SUPPORTED.join(", ")
+            "unsupported MCP-Protocol-Version {v:?}; supported: {supported}"
         ));
         return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e)));
     }
     if v != session.protocol_version {
-        let e = ErrorObject::invalid_request(format!(
-            "MCP-Protocol-Version {v:?} does not match the negotiated {:?}",
-            session.protocol_version
-        ));
-        return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e)));
+        tracing::debug!(header = %v, negotiated = %session.protocol_version, "MCP-Protocol-Version differs from the negotiated revision");
     }
     Ok(())
 }
