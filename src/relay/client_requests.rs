@@ -51,14 +51,17 @@ pub async fn forward(
         .as_deref()
         .and_then(|o| gateway.sessions.peek(&o.session));
     let Some((session, origin)) = session.zip(origin) else {
-        let e = ErrorObject::new(
-            codes::INVALID_REQUEST,
-            format!(
+        // Roots belong to a client; with no client request in flight there are none to give.
+        let outcome = if request.method == methods::ROOTS_LIST {
+            Ok(json!({ "roots": [] }))
+        } else {
+            let why = format!(
                 "{} must relate to a client request in flight; none is",
                 request.method
-            ),
-        );
-        return peer.respond(request.id, Err(e)).await;
+            );
+            Err(ErrorObject::new(codes::INVALID_REQUEST, why))
+        };
+        return peer.respond(request.id, outcome).await;
     };
     if let Err(e) = permitted(&session, &request) {
         tracing::debug!(upstream = %name, method = %request.method, error = %e.message, "Refused a server→client request");

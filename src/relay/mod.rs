@@ -105,7 +105,7 @@ fn notify(gateway: &Gateway, upstream: usize, n: Notification, origin: Option<Ar
             logging::deliver(gateway, &name, params, origin.as_deref())
         }
         (methods::RESOURCES_UPDATED, Some(params)) => {
-            subscriptions::deliver(gateway, upstream, params)
+            subscriptions::deliver(gateway, upstream, params, origin.as_deref())
         }
         (methods::CANCELLED, Some(params)) => {
             client_requests::cancelled_by_upstream(gateway, upstream, params)

@@ -1,15 +1,23 @@
-//! Resource subscriptions: `resources/subscribe` routed to the URI's owner (once per URI,
-//! however many clients subscribe), `notifications/resources/updated` delivered to exactly
-//! the clients subscribed to that URI (or to a resource it is a sub-resource of), and
-//! subscriptions replayed when an upstream reconnects.
+//! Resource subscriptions: `resources/subscribe` routed to the URI's owner and
+//! `notifications/resources/updated` delivered to exactly the clients subscribed to that URI
+//! (or to a resource it lies under).
+//!
+//! Where clients share the upstream's session (stdio `shared`), the gateway subscribes once
+//! per URI however many clients do, unsubscribes when the last one leaves, and replays the
+//! subscriptions when the upstream reconnects. Where each client has its own upstream session
+//! (HTTP, stdio `per_session`), each client subscribes on its own session, so the upstream's
+//! own per-session logic applies, and an update arriving on a client's session is that
+//! client's alone.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
+use crate::downstream::Session;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Message, Notification, methods};
+use crate::upstream::peer::Origin;
 
 struct Subscription {
     upstream: usize,
@@ -27,7 +35,11 @@ impl Subscriptions {
     }
 }
 
-pub async fn subscribe(gateway: &Gateway, session: &str, uri: &str) -> Result<Value, ErrorObject> {
+pub async fn subscribe(
+    gateway: &Gateway,
+    session: &Session,
+    uri: &str,
+) -> Result<Value, ErrorObject> {
     let owner = gateway
         .catalog()
         .resource_owner(uri)
@@ -37,8 +49,8 @@ pub async fn subscribe(gateway: &Gateway, session: &str, uri: &str) -> Result<Va
         i.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true))
     });
     if !supports {
-        return Err(ErrorObject::method_not_found(methods::RESOURCES_SUBSCRIBE)
-            .with_data(json!({ "uri": uri, "upstream": upstream.name() })));
+        let data = json!({ "uri": uri, "upstream": upstream.name() });
+        return Err(ErrorObject::method_not_found(methods::RESOURCES_SUBSCRIBE).with_data(data));
     }
     let first = {
         let mut subs = gateway.relay.subscriptions.lock();
@@ -47,19 +59,20 @@ pub async fn subscribe(gateway: &Gateway, session: &str, uri: &str) -> Result<Va
             sessions: HashSet::new(),
         });
         let first = entry.sessions.is_empty();
-        entry.sessions.insert(session.to_owned());
+        entry.sessions.insert(session.id.clone());
         first
     };
-    if first
+    let origin = upstream.dedicated().then(|| super::origin(session));
+    if (first || origin.is_some())
         && let Err(e) = upstream
             .request(
-                None,
+                origin,
                 methods::RESOURCES_SUBSCRIBE,
                 Some(json!({ "uri": uri })),
             )
             .await
     {
-        remove(gateway, session, uri);
+        remove(gateway, &session.id, uri);
         return Err(e);
     }
     Ok(json!({}))
@@ -67,17 +80,33 @@ pub async fn subscribe(gateway: &Gateway, session: &str, uri: &str) -> Result<Va
 
 pub async fn unsubscribe(
     gateway: &Gateway,
-    session: &str,
+    session: &Session,
     uri: &str,
 ) -> Result<Value, ErrorObject> {
-    if let Some(owner) = remove(gateway, session, uri) {
-        let _ = gateway.upstreams[owner]
-            .request(
-                None,
-                methods::RESOURCES_UNSUBSCRIBE,
-                Some(json!({ "uri": uri })),
-            )
-            .await;
+    let last = remove(gateway, &session.id, uri);
+    let owner = gateway.catalog().resource_owner(uri);
+    match owner.map(|o| &gateway.upstreams[o]) {
+        Some(upstream) if upstream.dedicated() => {
+            let params = Some(json!({ "uri": uri }));
+            let _ = upstream
+                .request(
+                    Some(super::origin(session)),
+                    methods::RESOURCES_UNSUBSCRIBE,
+                    params,
+                )
+                .await;
+        }
+        _ => {
+            if let Some(owner) = last {
+                let _ = gateway.upstreams[owner]
+                    .request(
+                        None,
+                        methods::RESOURCES_UNSUBSCRIBE,
+                        Some(json!({ "uri": uri })),
+                    )
+                    .await;
+            }
+        }
     }
     Ok(json!({}))
 }
@@ -93,6 +122,8 @@ fn remove(gateway: &Gateway, session: &str, uri: &str) -> Option<usize> {
     None
 }
 
+/// A session ended. Shared upstream sessions are unsubscribed from URIs nobody watches any
+/// more; a client's own upstream session closes with it, subscriptions included.
 pub async fn session_closed(gateway: &Gateway, session: &str) {
     let uris: Vec<String> = gateway
         .relay
@@ -103,11 +134,25 @@ pub async fn session_closed(gateway: &Gateway, session: &str) {
         .map(|(u, _)| u.clone())
         .collect();
     for uri in uris {
-        let _ = unsubscribe(gateway, session, &uri).await;
+        if let Some(owner) = remove(gateway, session, &uri)
+            && !gateway.upstreams[owner].dedicated()
+        {
+            let _ = gateway.upstreams[owner]
+                .request(
+                    None,
+                    methods::RESOURCES_UNSUBSCRIBE,
+                    Some(json!({ "uri": uri })),
+                )
+                .await;
+        }
     }
 }
 
+/// The shared session reconnected: subscribe it again to every URI someone watches.
 pub async fn replay(gateway: &Gateway, upstream: usize) {
+    if gateway.upstreams[upstream].dedicated() {
+        return;
+    }
     let uris: Vec<String> = gateway
         .relay
         .subscriptions
@@ -127,18 +172,33 @@ pub async fn replay(gateway: &Gateway, upstream: usize) {
     }
 }
 
-/// Delivers an update to every session subscribed to the URI, or to a resource it lies under.
-pub fn deliver(gateway: &Gateway, upstream: usize, params: Value) -> bool {
+/// Delivers an update to the sessions subscribed to the URI (or to a resource it lies
+/// under): all of them for a shared upstream session, only the session's own client for a
+/// per-client one.
+pub fn deliver(gateway: &Gateway, upstream: usize, params: Value, origin: Option<&Origin>) -> bool {
     let Some(uri) = super::str_field(&params, "uri") else {
         return false;
     };
+    let only = origin
+        .filter(|_| {
+            gateway
+                .upstreams
+                .get(upstream)
+                .is_some_and(|u| u.dedicated())
+        })
+        .map(|o| o.session.as_str());
     let targets: HashSet<String> = gateway
         .relay
         .subscriptions
         .lock()
         .iter()
         .filter(|(sub, s)| s.upstream == upstream && (uri == sub.as_str() || is_under(uri, sub)))
-        .flat_map(|(_, s)| s.sessions.iter().cloned())
+        .flat_map(|(_, s)| {
+            s.sessions
+                .iter()
+                .filter(|id| only.is_none_or(|o| o == id.as_str()))
+                .cloned()
+        })
         .collect();
     let msg = Message::Notification(Notification::new(methods::RESOURCES_UPDATED, Some(params)));
     let mut delivered = false;

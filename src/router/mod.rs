@@ -54,11 +54,10 @@ pub async fn route(
             relay::logging::set_level(gateway, session, level).await
         }
         methods::RESOURCES_SUBSCRIBE => {
-            relay::subscriptions::subscribe(gateway, &session_of(ctx)?.id, req.str_param("uri")?)
-                .await
+            relay::subscriptions::subscribe(gateway, session_of(ctx)?, req.str_param("uri")?).await
         }
         methods::RESOURCES_UNSUBSCRIBE => {
-            relay::subscriptions::unsubscribe(gateway, &session_of(ctx)?.id, req.str_param("uri")?)
+            relay::subscriptions::unsubscribe(gateway, session_of(ctx)?, req.str_param("uri")?)
                 .await
         }
         other => Err(ErrorObject::method_not_found(other)),

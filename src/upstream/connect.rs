@@ -12,9 +12,12 @@ use super::{Closer, Connection, ServerInfo};
 use crate::config::{TransportConfig, UpstreamConfig};
 use crate::protocol::{methods, version};
 
-/// Client capabilities the gateway declares on its shared upstream sessions. It can satisfy
-/// them for any client that declared them too, and answers the others with an error naming
-/// the missing capability.
+/// Client capabilities the gateway declares on an upstream's shared session: everything it
+/// can relay. Servers decide what they offer by them (server-everything lists its sampling
+/// and elicitation tools only to clients that declared those), and the shared session is
+/// where the catalog comes from. When a request on it needs a capability its client did not
+/// declare, the upstream gets an error naming it; a `roots/list` outside any client request
+/// gets an empty list.
 pub fn gateway_capabilities() -> Value {
     json!({ "sampling": {}, "elicitation": { "form": {}, "url": {} }, "roots": { "listChanged": true } })
 }

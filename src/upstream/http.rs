@@ -175,9 +175,17 @@ async fn post_loop(link: Arc<HttpLink>, mut outbound: mpsc::Receiver<Message>) {
             _ = link.stop.cancelled() => None,
         };
         let Some(msg) = msg else { break };
-        // Each message is its own POST and answers may stream for a long time, so requests
-        // run concurrently; their number is bounded by the callers' own limits.
-        tokio::spawn(post(link.clone(), msg));
+        match msg {
+            // Each request is its own POST and its answer may stream for a long time, so
+            // requests run concurrently; their number is bounded by the callers' own limits.
+            Message::Request(_) => {
+                tokio::spawn(post(link.clone(), msg));
+            }
+            // Notifications and responses are sent in order, each before anything queued
+            // after it: `notifications/initialized` must reach the server before the first
+            // request (servers such as server-everything set up tools only once it has).
+            _ => post(link.clone(), msg).await,
+        }
     }
 }
 
