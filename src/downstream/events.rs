@@ -1,13 +1,14 @@
 //! Resumable SSE streams. Every stream the gateway writes to a client (the GET stream, and
-//! each POST answer that became a stream) is an [`EventLog`]: messages are numbered, kept in
-//! a bounded buffer, and read by followers. A client whose connection dropped reconnects
-//! with GET and `Last-Event-ID: <stream>-<seq>` and gets every later event of that stream,
-//! then the live rest of it (Streamable HTTP resumability).
+//! each POST answer) is an [`EventLog`]: messages are numbered, kept in a bounded buffer,
+//! and read by followers. A client whose connection dropped reconnects with GET and
+//! `Last-Event-ID: <stream>-<seq>` and gets every later event of that stream, then the live
+//! rest of it (Streamable HTTP resumability).
 //!
 //! Writers never wait for readers: past the bound the oldest events are dropped, so a client
 //! that neither reads nor leaves costs a bounded amount of memory.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
@@ -23,6 +24,8 @@ pub struct EventLog {
     inner: Mutex<Inner>,
     /// Bumped on every push and on close, so followers wake without polling.
     changed: watch::Sender<u64>,
+    /// Followers currently reading: zero means the client's connection is gone.
+    readers: Arc<AtomicUsize>,
 }
 
 struct Inner {
@@ -31,17 +34,43 @@ struct Inner {
     closed: bool,
 }
 
+/// Counts a follower for as long as its stream exists.
+struct Reader(Arc<AtomicUsize>);
+
+impl Reader {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Follow {
+    log: Arc<EventLog>,
+    rx: watch::Receiver<u64>,
+    cursor: u64,
+    ready: VecDeque<(u64, Message)>,
+    _reader: Reader,
+}
+
 impl EventLog {
     pub fn new(stream: u64) -> Arc<Self> {
         let (changed, _) = watch::channel(0);
+        let inner = Mutex::new(Inner {
+            events: VecDeque::new(),
+            next: 1,
+            closed: false,
+        });
         Arc::new(Self {
             stream,
-            inner: Mutex::new(Inner {
-                events: VecDeque::new(),
-                next: 1,
-                closed: false,
-            }),
+            inner,
             changed,
+            readers: Arc::default(),
         })
     }
 
@@ -78,36 +107,46 @@ impl EventLog {
         self.lock().closed
     }
 
+    /// How many followers are reading the log now.
+    pub fn readers(&self) -> usize {
+        self.readers.load(Ordering::Acquire)
+    }
+
     /// The events after `after` (0 = from the first kept), then live ones until the log
     /// closes. Items are `(event id, message)`.
     pub fn follow(
         self: &Arc<Self>,
         after: u64,
     ) -> impl Stream<Item = (String, Message)> + Send + 'static {
-        let rx = self.changed.subscribe();
-        futures::stream::unfold(
-            (self.clone(), rx, after, VecDeque::new()),
-            |(log, mut rx, mut cursor, mut ready)| async move {
-                loop {
-                    if let Some((seq, msg)) = ready.pop_front() {
-                        let item = (event_id(log.stream, seq), msg);
-                        return Some((item, (log, rx, cursor, ready)));
-                    }
-                    let closed = {
-                        let inner = log.lock();
-                        ready.extend(inner.events.iter().filter(|(s, _)| *s > cursor).cloned());
-                        inner.closed
-                    };
-                    if let Some((seq, _)) = ready.back() {
-                        cursor = *seq;
-                        continue;
-                    }
-                    if closed || rx.changed().await.is_err() {
-                        return None;
-                    }
+        let state = Follow {
+            log: self.clone(),
+            rx: self.changed.subscribe(),
+            cursor: after,
+            ready: VecDeque::new(),
+            _reader: Reader::new(&self.readers),
+        };
+        futures::stream::unfold(state, |mut f| async move {
+            loop {
+                if let Some((seq, msg)) = f.ready.pop_front() {
+                    let item = (event_id(f.log.stream, seq), msg);
+                    return Some((item, f));
                 }
-            },
-        )
+                let closed = {
+                    let inner = f.log.lock();
+                    let cursor = f.cursor;
+                    f.ready
+                        .extend(inner.events.iter().filter(|(s, _)| *s > cursor).cloned());
+                    inner.closed
+                };
+                if let Some((seq, _)) = f.ready.back() {
+                    f.cursor = *seq;
+                    continue;
+                }
+                if closed || f.rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
     }
 }
 
@@ -158,6 +197,19 @@ mod tests {
         );
         assert_eq!(rest[1].1, note(4));
         assert_eq!(log.push(note(5)), 0, "a closed log takes nothing");
+    }
+
+    #[tokio::test]
+    async fn readers_are_counted_while_their_stream_lives() {
+        let log = EventLog::new(2);
+        assert_eq!(log.readers(), 0);
+        let a = log.follow(0);
+        let b = log.follow(0);
+        assert_eq!(log.readers(), 2);
+        drop(a);
+        assert_eq!(log.readers(), 1);
+        drop(b);
+        assert_eq!(log.readers(), 0);
     }
 
     #[test]

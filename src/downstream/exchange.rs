@@ -14,6 +14,9 @@ use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response,
 use crate::relay;
 use crate::router::RequestContext;
 
+/// Related messages queued between a request and its stream.
+const RELATED_QUEUE: usize = 64;
+
 /// Runs one client request; notifications that belong to it go to `sink`. A
 /// `notifications/cancelled` naming it stops it (and its upstream request) and answers with
 /// error -32013.
@@ -39,6 +42,31 @@ pub async fn request(
         id: Some(req.id),
         outcome,
     }
+}
+
+/// Runs one client request whose related messages and final response all travel on one
+/// ordered stream (`push`): legacy HTTP+SSE, where everything shares the session's stream.
+/// Related messages are pushed as they come, and the response after every one of them.
+pub async fn request_streamed(
+    gateway: &Gateway,
+    session: &Arc<Session>,
+    req: Request,
+    push: impl Fn(Message),
+) {
+    let (tx, mut rx) = mpsc::channel(RELATED_QUEUE);
+    let work = request(gateway, session, req, Some(tx));
+    tokio::pin!(work);
+    let response = loop {
+        tokio::select! {
+            biased;
+            Some(msg) = rx.recv() => push(msg),
+            response = &mut work => break response,
+        }
+    };
+    while let Ok(msg) = rx.try_recv() {
+        push(msg);
+    }
+    push(Message::Response(response));
 }
 
 /// A client notification.
@@ -81,11 +109,13 @@ pub async fn close(gateway: &Gateway, session: &Session) {
 }
 
 /// A 2025-03-26 JSON-RPC batch: its requests run concurrently; the answer is the array of
-/// their responses, or nothing if it held only notifications and responses.
+/// their responses, or nothing if it held only notifications and responses. Related
+/// messages (progress) go to `sink` where the transport has a stream for them.
 pub async fn batch(
     gateway: &Gateway,
     session: &Arc<Session>,
     items: Vec<Value>,
+    sink: Option<mpsc::Sender<Message>>,
 ) -> Result<Vec<Response>, ErrorObject> {
     if items.is_empty() {
         return Err(ErrorObject::invalid_request("empty batch"));
@@ -100,7 +130,7 @@ pub async fn batch(
                     ErrorObject::invalid_request("initialize must not be part of a batch"),
                 ));
             }
-            Ok(Message::Request(r)) => requests.push(request(gateway, session, r, None)),
+            Ok(Message::Request(r)) => requests.push(request(gateway, session, r, sink.clone())),
             Ok(Message::Notification(n)) => notification(gateway, session, n).await,
             Ok(Message::Response(r)) => response(gateway, session, r),
             Err(e) => answers.push(Response::err(None, e)),

@@ -22,11 +22,12 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::events::parse_event_id;
+use super::events::{EventLog, parse_event_id};
 use super::exchange;
 use super::guard::Guard;
 use super::session::GET_STREAM;
 use super::session::Session;
+use crate::config::ResponseMode;
 use crate::gateway::Gateway;
 use crate::protocol::jsonrpc::{ParseError, is_envelope_error};
 use crate::protocol::{ErrorObject, Message, Request, Response as RpcResponse, methods, version};
@@ -187,7 +188,7 @@ async fn batch(state: &AppState, headers: &HeaderMap, items: Vec<Value>) -> Resp
         );
         return rpc_error(StatusCode::BAD_REQUEST, ErrorObject::invalid_request(msg));
     }
-    match exchange::batch(&state.gateway, &session, items).await {
+    match exchange::batch(&state.gateway, &session, items, None).await {
         Err(e) => rpc_error(StatusCode::BAD_REQUEST, e),
         Ok(responses) if responses.is_empty() => StatusCode::ACCEPTED.into_response(),
         Ok(responses) => {
@@ -214,49 +215,82 @@ fn session_with_version(
     Ok(session)
 }
 
-/// Runs a request and answers it: plain JSON when the result comes first, or an SSE stream
-/// as soon as a message for this request (progress, a server→client request) arrives before
-/// the result; the stream then carries those messages in order and ends with the response.
+/// Runs a request and answers it. In `stream` mode (the default) the answer is an SSE
+/// stream from the start; in `auto` mode it is plain JSON when the result comes first, and a
+/// stream as soon as a message for this request (progress, a server→client request) arrives
+/// before it. A stream carries those messages in order and ends with the response.
 ///
-/// Until the answer turns into a stream, a client that goes away drops the request (and the
-/// upstream request is cancelled). Once it is a stream, the request runs on into the
-/// stream's replay buffer, so a client whose connection dropped can resume it with
-/// `Last-Event-ID`; it still stops when the client cancels it or the session ends.
+/// While the answer is plain JSON, a client that goes away drops the request (and the
+/// upstream request is cancelled). Once it is a stream, the request runs in its own task into
+/// the stream's replay buffer, so a client whose connection dropped can resume it with
+/// `Last-Event-ID`; if no reader comes back within `resume_window` it is cancelled upstream.
+/// It also stops when the client cancels it or the session ends.
 async fn answer(gateway: Arc<Gateway>, session: Arc<Session>, req: Request) -> Response {
+    let mode = gateway.config.response_mode;
+    let window = gateway.config.resume_window;
     let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
     let runner = session.clone();
     let mut work: BoxFuture<'static, RpcResponse> =
         Box::pin(async move { exchange::request(&gateway, &runner, req, Some(tx)).await });
-    let first = tokio::select! {
-        biased;
-        response = &mut work => return rpc_json(StatusCode::OK, &Message::Response(response)),
-        Some(first) = rx.recv() => first,
+    let first = match mode {
+        ResponseMode::Stream => None,
+        ResponseMode::Auto => tokio::select! {
+            biased;
+            response = &mut work => return rpc_json(StatusCode::OK, &Message::Response(response)),
+            Some(first) = rx.recv() => Some(first),
+        },
     };
     let log = session.new_request_stream();
-    log.push(first);
-    let writer = log.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                Some(msg) = rx.recv() => {
-                    writer.push(msg);
+    if let Some(first) = first {
+        log.push(first);
+    }
+    let events = log
+        .follow(0)
+        .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id)));
+    tokio::spawn(run_into(work, rx, log, window));
+    sse_response(events)
+}
+
+/// Drives a streamed request to its end, writing its messages and response into `log`.
+/// Gives up (dropping the request, which cancels it upstream) once the log has had no
+/// reader for `window`.
+async fn run_into(
+    mut work: BoxFuture<'static, RpcResponse>,
+    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    log: Arc<EventLog>,
+    window: std::time::Duration,
+) {
+    let period = (window / 2).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(1),
+    );
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut unread_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            Some(msg) = rx.recv() => {
+                log.push(msg);
+            }
+            response = &mut work => {
+                while let Ok(msg) = rx.try_recv() {
+                    log.push(msg);
                 }
-                response = &mut work => {
-                    while let Ok(msg) = rx.try_recv() {
-                        writer.push(msg);
-                    }
-                    writer.push(Message::Response(response));
-                    writer.close();
+                log.push(Message::Response(response));
+                log.close();
+                return;
+            }
+            now = tick.tick() => {
+                if log.readers() > 0 {
+                    unread_since = None;
+                } else if now.duration_since(*unread_since.get_or_insert(now)) >= window {
+                    tracing::debug!(stream = log.stream, window = ?window, "Nobody resumed the stream; cancelling its request");
+                    log.close();
                     return;
                 }
             }
         }
-    });
-    sse_response(
-        log.follow(0)
-            .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id))),
-    )
+    }
 }
 
 pub(crate) fn sse_event(msg: &Message) -> Result<Event, Infallible> {

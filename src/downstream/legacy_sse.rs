@@ -158,8 +158,10 @@ async fn deliver(gateway: Arc<Gateway>, session: Arc<Session>, msg: Message) {
     match msg {
         Message::Request(req) => {
             tokio::spawn(async move {
-                let response = exchange::request(&gateway, &session, req, None).await;
-                session.send(Message::Response(response));
+                exchange::request_streamed(&gateway, &session, req, |msg| {
+                    session.send(msg);
+                })
+                .await;
             });
         }
         Message::Notification(n) => exchange::notification(&gateway, &session, n).await,

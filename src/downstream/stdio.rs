@@ -170,9 +170,9 @@ impl Connection {
             );
             return self.write(Message::Response(Response::err(None, e))).await;
         };
-        let (gateway, raw) = (self.gateway.clone(), self.raw.clone());
+        let (gateway, raw, out) = (self.gateway.clone(), self.raw.clone(), self.out.clone());
         tokio::spawn(async move {
-            let line = match exchange::batch(&gateway, &session, items).await {
+            let line = match exchange::batch(&gateway, &session, items, Some(out)).await {
                 Ok(responses) if responses.is_empty() => return,
                 Ok(responses) => Value::Array(
                     responses
