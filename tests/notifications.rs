@@ -15,8 +15,13 @@ use support::{Gateway, Mcp, Reply, WAIT, stdio_fixture, wait_for, within};
 use tokio::sync::mpsc;
 
 async fn gateway_with(names: &[&str]) -> (Gateway, Mcp) {
+    gateway_with_settings(names, "").await
+}
+
+/// [`gateway_with`] plus top-level `settings`.
+async fn gateway_with_settings(names: &[&str], settings: &str) -> (Gateway, Mcp) {
     let yaml: String = names.iter().map(|n| stdio_fixture(n, &[])).collect();
-    let gw = Gateway::start(&format!("upstreams:\n{yaml}"));
+    let gw = Gateway::start(&format!("{settings}upstreams:\n{yaml}"));
     gw.wait_ready().await;
     let c = Mcp::connect(&gw.url).await;
     wait_for(WAIT, "every upstream listed", || async {
@@ -227,7 +232,8 @@ async fn slow_on(tool: &str, c: &Mcp, ms: u64, token: Value) -> (Vec<Value>, Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_reaches_the_caller_under_its_own_token_before_the_result() {
-    let (_gw, c) = gateway_with(&["alpha"]).await;
+    // `auto`: the answer turns into a stream only when progress comes first.
+    let (_gw, c) = gateway_with_settings(&["alpha"], "response_mode: auto\n").await;
 
     let (progress, response) = slow_with_token(&c, 500, json!("tok-1")).await;
     assert_eq!(

@@ -31,5 +31,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use filter::PatternError;
 pub use load::{Environment, Overrides, from_yaml_str, load, load_with_env};
 pub use model::{
-    CollisionPolicy, Config, NameFilter, Security, SessionMode, TransportConfig, UpstreamConfig,
+    CollisionPolicy, Config, NameFilter, ResponseMode, Security, SessionMode, TransportConfig,
+    UpstreamConfig,
 };

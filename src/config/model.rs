@@ -27,6 +27,8 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default `max_body_bytes` (4 MiB): room for large tool arguments, bounded against abuse.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default `resume_window`: time for a client to reconnect after a dropped stream.
+pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(30);
 /// Default per-upstream request `timeout`.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -53,6 +55,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Largest accepted downstream request body. Default 4 MiB.
     pub max_body_bytes: usize,
+    /// How requests are answered on Streamable HTTP. Default `stream`.
+    pub response_mode: ResponseMode,
+    /// How long a request whose response stream lost its reader keeps running, so the client
+    /// can resume it with `Last-Event-ID`; then it is cancelled upstream. Default 30 seconds.
+    pub resume_window: Duration,
     /// Key sealing resumable state. Default `None`: the caller then uses a random per-process
     /// key, which is fine for one replica but not for several behind a load balancer.
     pub seal_key: Option<[u8; 32]>,
@@ -60,6 +67,18 @@ pub struct Config {
     pub security: Security,
     /// Upstream servers, sorted by name so that merged listings have a stable order.
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// How the gateway answers a request on Streamable HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseMode {
+    /// Every request is answered with an SSE stream whose events carry ids, so any answer
+    /// can be resumed after a dropped connection (what the reference SDKs do).
+    #[default]
+    Stream,
+    /// A plain JSON answer, unless something related to the request (progress, a
+    /// server→client request) comes before the result; then a stream.
+    Auto,
 }
 
 /// What to do when two upstreams expose the same exposed name or resource URI.
@@ -170,6 +189,8 @@ impl Default for Config {
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            response_mode: ResponseMode::Stream,
+            resume_window: DEFAULT_RESUME_WINDOW,
             seal_key: None,
             security: Security {
                 dns_rebinding_protection: true,
@@ -194,6 +215,8 @@ impl fmt::Debug for Config {
             .field("session_idle_timeout", &self.session_idle_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("response_mode", &self.response_mode)
+            .field("resume_window", &self.resume_window)
             .field("seal_key", &self.seal_key.map(|_| REDACTED))
             .field("security", &self.security)
             .field("upstreams", &self.upstreams)

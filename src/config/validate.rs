@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::error::{ConfigError, ConfigErrors, KeyPath};
-use super::model::{CollisionPolicy, Config, DEFAULT_LISTEN, MAX_NAME_LENGTH_LIMIT, Security};
+use super::model::{
+    CollisionPolicy, Config, DEFAULT_LISTEN, MAX_NAME_LENGTH_LIMIT, ResponseMode, Security,
+};
 use super::raw::{RawConfig, RawDuration, RawSecurity};
 use super::scalar::{parse_duration, parse_seal_key};
 use super::upstream::validate_upstreams;
@@ -38,6 +40,8 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         session_idle_timeout: duration("session_idle_timeout", &raw.session_idle_timeout, false, e),
         shutdown_grace: duration("shutdown_grace", &raw.shutdown_grace, true, e),
         max_body_bytes: bounded("max_body_bytes", raw.max_body_bytes, 1, usize::MAX, e),
+        response_mode: response_mode(&raw.response_mode, e),
+        resume_window: duration("resume_window", &raw.resume_window, true, e),
         seal_key: seal_key(raw.seal_key.as_deref(), e),
         security: security(raw.security, listen, e),
         upstreams: validate_upstreams(raw.upstreams, separator.as_deref(), e),
@@ -137,6 +141,14 @@ fn bounded(path: &str, value: u64, min: usize, max: usize, errors: &mut Vec<Conf
         errors.push(ConfigError::new(path, message));
     }
     converted.unwrap_or(min)
+}
+
+fn response_mode(value: &str, errors: &mut Vec<ConfigError>) -> ResponseMode {
+    let options = [
+        ("stream", ResponseMode::Stream),
+        ("auto", ResponseMode::Auto),
+    ];
+    choice(&KeyPath::root("response_mode"), value, &options, errors).unwrap_or_default()
 }
 
 fn collisions(value: &str, errors: &mut Vec<ConfigError>) -> CollisionPolicy {

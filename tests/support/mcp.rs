@@ -137,8 +137,15 @@ impl Reply {
         messages_of(self.content_type(), &self.body)
     }
 
-    /// The body as one JSON document.
+    /// The body as one JSON document; for an SSE answer, the JSON-RPC response it ends with.
     pub fn json(&self) -> Value {
+        if self.content_type().starts_with("text/event-stream") {
+            return self
+                .messages()
+                .into_iter()
+                .rfind(|m| m.get("id").is_some() && m.get("method").is_none())
+                .unwrap_or_else(|| panic!("no response in the stream: {}", self.body));
+        }
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
     }
@@ -162,8 +169,14 @@ impl Mcp {
     }
 
     pub async fn connect_version(url: &str, version: &str) -> Mcp {
+        Self::connect_with(url, version, json!({})).await
+    }
+
+    /// Initializes a session declaring the client `capabilities` (`{"sampling": {}}`, say).
+    pub async fn connect_with(url: &str, version: &str, capabilities: Value) -> Mcp {
         let http = http_client();
-        let init = initialize_body(1, version);
+        let mut init = initialize_body(1, version);
+        init["params"]["capabilities"] = capabilities;
         let resp = http
             .post(url)
             .header("content-type", "application/json")

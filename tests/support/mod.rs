@@ -4,8 +4,12 @@
 #![allow(dead_code)]
 
 mod mcp;
+mod wire;
 
 pub use mcp::*;
+// Not every test crate uses these.
+#[allow(unused_imports)]
+pub use wire::*;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
