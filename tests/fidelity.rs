@@ -624,6 +624,25 @@ async fn sampling_reaches_the_calling_client_and_its_answer_the_tool() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_during_a_call_reaches_the_calling_client_and_its_answer_the_upstream() {
+    let gw = conformance_gateway("").await;
+    let c = Mcp::connect(&gw.url).await;
+
+    let (id, mut answer) = call_streaming(&c, "test_ping_client", json!({})).await;
+    let ping = client_request(&mut answer, "ping").await;
+    let reply = c
+        .send(&json!({"jsonrpc": "2.0", "id": ping["id"], "result": {}}))
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let (event, _) = answer
+        .until(WAIT, is_response_to(id))
+        .await
+        .expect("the tool's result");
+    let result = &event.json()["result"];
+    assert_eq!(first_text(result), "The client answered ping.", "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elicitation_reaches_the_calling_client_and_its_answer_the_tool() {
     let gw = conformance_gateway("").await;
     let c = Mcp::connect_with(&gw.url, VERSION, json!({"elicitation": {}})).await;

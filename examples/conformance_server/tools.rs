@@ -74,6 +74,11 @@ pub fn list() -> Result<ListToolsResult, ErrorData> {
                 &no_args,
             ),
             tool(
+                "test_ping_client",
+                "Pings the calling client and says whether it answered",
+                &no_args,
+            ),
+            tool(
                 "json_schema_2020_12_tool",
                 "Has an input schema using JSON Schema 2020-12 keywords (SEP-1613)",
                 &json!({
@@ -270,6 +275,13 @@ pub async fn call(
         }
         "json_schema_2020_12_tool" => {
             Ok(text(&format!("Received: {}", Value::Object(args.clone()))))
+        }
+        "test_ping_client" => {
+            let ping = ServerRequest::PingRequest(Default::default());
+            match context.peer.send_request(ping).await {
+                Ok(_) => Ok(text("The client answered ping.")),
+                Err(err) => Ok(tool_error(&format!("ping failed: {err}"))),
+            }
         }
         _ => Err(ErrorData::invalid_params(
             format!("no such tool: {name}"),

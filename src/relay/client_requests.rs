@@ -1,5 +1,5 @@
-//! Server→client requests: `sampling/createMessage`, `elicitation/create`, `roots/list`
-//! from an upstream, sent to the client whose request the upstream is serving, under a
+//! Server→client requests: `sampling/createMessage`, `elicitation/create`, `roots/list` and
+//! `ping` from an upstream, sent to the client whose request the upstream is serving, under a
 //! gateway-minted id; the client's answer goes back to the upstream under the upstream's id.
 //!
 //! Ids are minted per gateway (`manifold-s2c-N`), so requests from different upstreams, whose
@@ -54,6 +54,8 @@ pub async fn forward(
         // Roots belong to a client; with no client request in flight there are none to give.
         let outcome = if request.method == methods::ROOTS_LIST {
             Ok(json!({ "roots": [] }))
+        } else if request.method == methods::PING {
+            Ok(json!({}))
         } else {
             let why = format!(
                 "{} must relate to a client request in flight; none is",
@@ -199,7 +201,7 @@ fn permitted(session: &Session, request: &Request) -> Result<(), ErrorObject> {
                 .with_data(json!({ "mode": mode })))
             }
         }
-        methods::SAMPLING_CREATE_MESSAGE | methods::ROOTS_LIST => Ok(()),
+        methods::SAMPLING_CREATE_MESSAGE | methods::ROOTS_LIST | methods::PING => Ok(()),
         other => Err(ErrorObject::method_not_found(other)),
     }
 }

@@ -167,7 +167,9 @@ async fn pump(
 ) {
     while let Some(event) = events.recv().await {
         let forwarded = match event {
-            PeerEvent::Request(req, _) if req.method == methods::PING => {
+            // A ping outside any request checks the gateway's link; one during a client's
+            // request goes on to that client.
+            PeerEvent::Request(req, None) if req.method == methods::PING => {
                 peer.respond(req.id, Ok(json!({}))).await;
                 continue;
             }

@@ -146,8 +146,9 @@ impl Supervisor {
 
     async fn on_event(&self, peer: &Arc<Peer>, event: PeerEvent) {
         match event {
-            // Liveness checks are the gateway's to answer, not the clients'.
-            PeerEvent::Request(req, _) if req.method == methods::PING => {
+            // A ping outside any client request checks the gateway, which answers it; one
+            // that belongs to a client's request goes on to that client.
+            PeerEvent::Request(req, None) if req.method == methods::PING => {
                 peer.respond(req.id, Ok(json!({}))).await
             }
             PeerEvent::Request(request, origin) => {
