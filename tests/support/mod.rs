@@ -26,9 +26,25 @@ pub fn manifold_bin() -> PathBuf {
 
 /// Path of the rmcp fixture server (an example target; `cargo test` builds examples).
 pub fn fixture_bin() -> PathBuf {
+    example_bin("fixture_server")
+}
+
+/// Path of an example binary used as a test peer. `cargo test` compiles examples but does
+/// not leave their executables where tests can run them, so `scripts/test` runs
+/// `cargo build --examples` first; run that too when invoking `cargo test` by hand.
+pub fn example_bin(name: &str) -> PathBuf {
     let bin = manifold_bin();
-    let dir = bin.parent().expect("target dir");
-    dir.join("examples").join("fixture_server")
+    let path = bin
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --examples` (scripts/test does) before `cargo test`",
+        path.display()
+    );
+    path
 }
 
 /// A running gateway process, stopped (SIGTERM, then kill) when dropped.

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
-use super::{manifold_bin, read_line_with_timeout};
+use super::read_line_with_timeout;
 
 /// One SSE event as sent: its `id:`, `event:` and (joined) `data:` fields.
 #[derive(Debug, Clone)]
@@ -173,9 +173,7 @@ fn read_jsonl(path: &Path) -> Vec<Value> {
 
 /// Path of the conformance fixture server (an example target; `cargo test` builds it).
 pub fn conformance_bin() -> PathBuf {
-    let bin = manifold_bin();
-    let dir = bin.parent().expect("target dir");
-    dir.join("examples").join("conformance_server")
+    super::example_bin("conformance_server")
 }
 
 /// YAML for the conformance fixture as a stdio upstream `name` with the given prefix.
