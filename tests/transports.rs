@@ -393,3 +393,50 @@ async fn legacy_http_sse_clients_get_progress_and_server_requests_on_their_strea
         "{progress:?}"
     );
 }
+
+/// The fixture processes the gateway runs for upstream `alpha`.
+fn alpha_processes(gw: &Gateway) -> Vec<u32> {
+    let pid = gw.pid().expect("gateway running");
+    children_of(pid)
+        .into_iter()
+        .filter(|&p| support::cmdline(p).contains("--name alpha"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_session_stdio_upstream_runs_one_process_per_client_and_stops_it_with_the_session() {
+    let upstream = stdio_fixture("alpha", &[])
+        .replace("\n    command:", "\n    session: per_session\n    command:");
+    let gw = Gateway::start(&format!("upstreams:\n{upstream}"));
+    gw.wait_ready().await;
+    // The shared process serves the catalog.
+    assert_eq!(alpha_processes(&gw).len(), 1);
+
+    let a = Mcp::connect(&gw.url).await;
+    let b = Mcp::connect(&gw.url).await;
+    assert_eq!(a.call_text("alpha__whoami", json!({})).await, "alpha");
+    assert_eq!(b.call_text("alpha__whoami", json!({})).await, "alpha");
+    // One more process per client session, each opened on the client's first call.
+    assert_eq!(alpha_processes(&gw).len(), 3);
+    assert_eq!(a.call_text("alpha__whoami", json!({})).await, "alpha");
+    assert_eq!(
+        alpha_processes(&gw).len(),
+        3,
+        "a session reuses its process"
+    );
+
+    // Ending a session stops its process, and only its.
+    let resp = a
+        .http
+        .delete(&a.url)
+        .header("mcp-session-id", &a.session)
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(resp.status().is_success());
+    wait_for(WAIT, "the session's process to stop", || async {
+        (alpha_processes(&gw).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(b.call_text("alpha__whoami", json!({})).await, "alpha");
+}
