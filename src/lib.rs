@@ -41,6 +41,13 @@ pub async fn serve(
     let gateway = Gateway::start(config);
     let app = downstream::http::app(gateway.clone());
     let closing = gateway.shutdown.clone();
+    // Without TCP_NODELAY, an SSE answer (headers, event, end of stream written separately)
+    // waits on Nagle's algorithm and the client's delayed ACK: ~40 ms per answer.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("Shutting down: no new connections; draining requests in flight");

@@ -102,6 +102,11 @@ async fn serve_http(shared: Arc<Shared>, port: u16) -> anyhow::Result<()> {
     drop(stdout);
     eprintln!("conformance_server: serving MCP on http://{bound}/mcp");
 
+    // TCP_NODELAY: SSE answers would otherwise wait ~40 ms on Nagle and delayed ACKs,
+    // which would make this server a poor baseline for measuring the gateway.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             // Without a Ctrl-C handler, serve until killed.

@@ -113,6 +113,11 @@ async fn serve_http(fixture: Fixture, port: u16) -> anyhow::Result<()> {
     stdout.flush().context("flushing LISTENING line")?;
     drop(stdout);
 
+    // TCP_NODELAY: SSE answers would otherwise wait ~40 ms on Nagle and delayed ACKs,
+    // which would make this server a poor baseline for measuring the gateway.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             // If the signal handler cannot be installed, just serve until killed.
