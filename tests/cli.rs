@@ -227,19 +227,7 @@ fn tools_json_lists_the_merged_catalog_with_each_items_upstream() {
     let tools = pairs(&json, "tools", "name");
     let mut expected = Vec::new();
     for (name, n) in [("alpha", 3), ("beta", 1)] {
-        let mut own: Vec<String> = (0..n).map(|i| format!("tool_{i}")).collect();
-        own.extend(
-            [
-                "whoami",
-                "echo",
-                "slow",
-                "crash",
-                "add_tool",
-                "remove_tool",
-                "fail",
-            ]
-            .map(String::from),
-        );
+        let own = support::fixture_tools(n);
         expected.extend(
             own.into_iter()
                 .map(|t| (name.to_owned(), format!("{name}__{t}"))),

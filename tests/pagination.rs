@@ -7,26 +7,11 @@ mod support;
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
-use support::{Gateway, HttpFixture, Mcp, WAIT, http_upstream, stdio_fixture, wait_for};
+use support::{
+    Gateway, HttpFixture, Mcp, WAIT, fixture_tools, http_upstream, stdio_fixture, wait_for,
+};
 
 const PAGE: usize = 7;
-
-fn fixture_tools(n: usize) -> Vec<String> {
-    let mut tools: Vec<String> = (0..n).map(|i| format!("tool_{i}")).collect();
-    tools.extend(
-        [
-            "whoami",
-            "echo",
-            "slow",
-            "crash",
-            "add_tool",
-            "remove_tool",
-            "fail",
-        ]
-        .map(String::from),
-    );
-    tools
-}
 
 /// alpha: 23 tools in pages of 4; beta: 11 in pages of 3; gamma (HTTP): 5 in pages of 2.
 fn config(gamma: &HttpFixture, extra: &str) -> String {

@@ -12,27 +12,9 @@ use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceReq
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 use support::{
-    Gateway, HttpFixture, Mcp, WAIT, demo_upstream, first_text, http_upstream, stdio_fixture,
-    wait_for,
+    Gateway, HttpFixture, Mcp, WAIT, demo_upstream, first_text, fixture_tools, http_upstream,
+    stdio_fixture, wait_for,
 };
-
-/// The fixture's tools in its own order, for a fixture started with `--tools n`.
-fn fixture_tools(n: usize) -> Vec<String> {
-    let mut tools: Vec<String> = (0..n).map(|i| format!("tool_{i}")).collect();
-    tools.extend(
-        [
-            "whoami",
-            "echo",
-            "slow",
-            "crash",
-            "add_tool",
-            "remove_tool",
-            "fail",
-        ]
-        .map(String::from),
-    );
-    tools
-}
 
 fn prefixed(prefix: &str, names: &[String]) -> Vec<String> {
     names.iter().map(|n| format!("{prefix}__{n}")).collect()

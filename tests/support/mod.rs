@@ -29,6 +29,23 @@ pub fn fixture_bin() -> PathBuf {
     example_bin("fixture_server")
 }
 
+/// The tools `fixture_server --tools n` lists, in its order.
+pub fn fixture_tools(n: usize) -> Vec<String> {
+    let fixed = [
+        "whoami",
+        "echo",
+        "slow",
+        "crash",
+        "add_tool",
+        "remove_tool",
+        "fail",
+    ];
+    (0..n)
+        .map(|i| format!("tool_{i}"))
+        .chain(fixed.map(String::from))
+        .collect()
+}
+
 /// Path of an example binary used as a test peer. `cargo test` compiles examples but does
 /// not leave their executables where tests can run them, so `scripts/test` runs
 /// `cargo build --examples` first; run that too when invoking `cargo test` by hand.
