@@ -8,35 +8,29 @@
 //! gateway sends, 413 over the body limit, 415 for a body that is not JSON, 409 for a second
 //! GET stream on one session, 503 when the session table is full.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::events::{EventLog, parse_event_id};
+use super::answer::{answer, sse_event, sse_response};
+use super::events::parse_event_id;
 use super::exchange;
 use super::guard::Guard;
 use super::session::GET_STREAM;
 use super::session::Session;
-use crate::config::ResponseMode;
 use crate::gateway::Gateway;
 use crate::protocol::jsonrpc::{ParseError, is_envelope_error};
 use crate::protocol::{ErrorObject, Message, Request, Response as RpcResponse, methods, version};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
-
-/// Notifications queued on one request's response stream before further ones are dropped.
-const REQUEST_STREAM_QUEUE: usize = 64;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -215,100 +209,6 @@ fn session_with_version(
     Ok(session)
 }
 
-/// Runs a request and answers it. In `stream` mode (the default) the answer is an SSE
-/// stream from the start; in `auto` mode it is plain JSON when the result comes first, and a
-/// stream as soon as a message for this request (progress, a server→client request) arrives
-/// before it. A stream carries those messages in order and ends with the response.
-///
-/// While the answer is plain JSON, a client that goes away drops the request (and the
-/// upstream request is cancelled). Once it is a stream, the request runs in its own task into
-/// the stream's replay buffer, so a client whose connection dropped can resume it with
-/// `Last-Event-ID`; if no reader comes back within `resume_window` it is cancelled upstream.
-/// It also stops when the client cancels it or the session ends.
-async fn answer(gateway: Arc<Gateway>, session: Arc<Session>, req: Request) -> Response {
-    let mode = gateway.config.response_mode;
-    let window = gateway.config.resume_window;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
-    let runner = session.clone();
-    let mut work: BoxFuture<'static, RpcResponse> =
-        Box::pin(async move { exchange::request(&gateway, &runner, req, Some(tx)).await });
-    let first = match mode {
-        ResponseMode::Stream => None,
-        ResponseMode::Auto => tokio::select! {
-            biased;
-            response = &mut work => return rpc_json(StatusCode::OK, &Message::Response(response)),
-            Some(first) = rx.recv() => Some(first),
-        },
-    };
-    let log = session.new_request_stream();
-    if let Some(first) = first {
-        log.push(first);
-    }
-    let events = log
-        .follow(0)
-        .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id)));
-    tokio::spawn(run_into(work, rx, log, window));
-    sse_response(events)
-}
-
-/// Drives a streamed request to its end, writing its messages and response into `log`.
-/// Gives up (dropping the request, which cancels it upstream) once the log has had no
-/// reader for `window`.
-async fn run_into(
-    mut work: BoxFuture<'static, RpcResponse>,
-    mut rx: tokio::sync::mpsc::Receiver<Message>,
-    log: Arc<EventLog>,
-    window: std::time::Duration,
-) {
-    let period = (window / 2).clamp(
-        std::time::Duration::from_millis(50),
-        std::time::Duration::from_secs(1),
-    );
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut unread_since: Option<tokio::time::Instant> = None;
-    loop {
-        tokio::select! {
-            biased;
-            Some(msg) = rx.recv() => {
-                log.push(msg);
-            }
-            response = &mut work => {
-                while let Ok(msg) = rx.try_recv() {
-                    log.push(msg);
-                }
-                log.push(Message::Response(response));
-                log.close();
-                return;
-            }
-            now = tick.tick() => {
-                if log.readers() > 0 {
-                    unread_since = None;
-                } else if now.duration_since(*unread_since.get_or_insert(now)) >= window {
-                    tracing::debug!(stream = log.stream, window = ?window, "Nobody resumed the stream; cancelling its request");
-                    log.close();
-                    return;
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn sse_event(msg: &Message) -> Result<Event, Infallible> {
-    Ok(Event::default().event("message").data(msg.to_json()))
-}
-
-pub(crate) fn sse_response(
-    events: impl futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
-) -> Response {
-    let mut resp = Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    // Proxies such as nginx must pass events through as they come.
-    resp.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
-}
-
 /// GET: the session's standalone stream, or, with `Last-Event-ID`, the rest of any of the
 /// session's streams after that event (resumption after a dropped connection).
 async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -445,7 +345,7 @@ pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
         })
 }
 
-fn rpc_json(status: StatusCode, msg: &Message) -> Response {
+pub(crate) fn rpc_json(status: StatusCode, msg: &Message) -> Response {
     let mut resp = (status, msg.to_json()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -15,9 +15,10 @@ use base64::Engine;
 use dashmap::DashMap;
 use futures::StreamExt;
 
+use super::answer::{sse_event, sse_response};
 use super::events::EventLog;
 use super::exchange;
-use super::http::{AppState, accepts, is_json, rpc_error, sse_event, sse_response};
+use super::http::{AppState, accepts, is_json, rpc_error};
 use super::session::{GET_STREAM, Session};
 use crate::gateway::Gateway;
 use crate::protocol::jsonrpc::ParseError;

@@ -1,5 +1,6 @@
 //! The client-facing side: transports that accept MCP clients, and their sessions.
 
+mod answer;
 pub mod events;
 pub mod exchange;
 pub mod guard;

@@ -1,0 +1,115 @@
+//! How a Streamable HTTP request is answered: plain JSON, or a resumable SSE stream fed by
+//! the request's own task (see `response_mode` and `resume_window`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+
+use super::events::EventLog;
+use super::exchange;
+use super::session::Session;
+use crate::config::ResponseMode;
+use crate::gateway::Gateway;
+use crate::protocol::{Message, Request, Response as RpcResponse};
+
+/// Messages queued on one request's response stream before further ones are dropped.
+const REQUEST_STREAM_QUEUE: usize = 64;
+
+/// Runs a request and answers it. In `stream` mode (the default) the answer is an SSE
+/// stream from the start; in `auto` mode it is plain JSON when the result comes first, and a
+/// stream as soon as a message for this request (progress, a server→client request) arrives
+/// before it. A stream carries those messages in order and ends with the response.
+///
+/// While the answer is plain JSON, a client that goes away drops the request (and the
+/// upstream request is cancelled). Once it is a stream, the request runs in its own task into
+/// the stream's replay buffer, so a client whose connection dropped can resume it with
+/// `Last-Event-ID`; if no reader comes back within `resume_window` it is cancelled upstream.
+/// It also stops when the client cancels it or the session ends.
+pub(crate) async fn answer(gateway: Arc<Gateway>, session: Arc<Session>, req: Request) -> Response {
+    let mode = gateway.config.response_mode;
+    let window = gateway.config.resume_window;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
+    let runner = session.clone();
+    let mut work: BoxFuture<'static, RpcResponse> =
+        Box::pin(async move { exchange::request(&gateway, &runner, req, Some(tx)).await });
+    let first = match mode {
+        ResponseMode::Stream => None,
+        ResponseMode::Auto => tokio::select! {
+            biased;
+            response = &mut work => return super::http::rpc_json(StatusCode::OK, &Message::Response(response)),
+            Some(first) = rx.recv() => Some(first),
+        },
+    };
+    let log = session.new_request_stream();
+    if let Some(first) = first {
+        log.push(first);
+    }
+    let events = log
+        .follow(0)
+        .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id)));
+    tokio::spawn(run_into(work, rx, log, window));
+    sse_response(events)
+}
+
+/// Drives a streamed request to its end, writing its messages and response into `log`.
+/// Gives up (dropping the request, which cancels it upstream) once the log has had no
+/// reader for `window`.
+async fn run_into(
+    mut work: BoxFuture<'static, RpcResponse>,
+    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    log: Arc<EventLog>,
+    window: std::time::Duration,
+) {
+    let period = (window / 2).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(1),
+    );
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut unread_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            Some(msg) = rx.recv() => {
+                log.push(msg);
+            }
+            response = &mut work => {
+                while let Ok(msg) = rx.try_recv() {
+                    log.push(msg);
+                }
+                log.push(Message::Response(response));
+                log.close();
+                return;
+            }
+            now = tick.tick() => {
+                if log.readers() > 0 {
+                    unread_since = None;
+                } else if now.duration_since(*unread_since.get_or_insert(now)) >= window {
+                    tracing::debug!(stream = log.stream, window = ?window, "Nobody resumed the stream; cancelling its request");
+                    log.close();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn sse_event(msg: &Message) -> Result<Event, Infallible> {
+    Ok(Event::default().event("message").data(msg.to_json()))
+}
+
+pub(crate) fn sse_response(
+    events: impl futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
+    let mut resp = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    // Proxies such as nginx must pass events through as they come.
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
