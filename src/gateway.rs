@@ -72,6 +72,13 @@ impl Gateway {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             naming,
         });
+        for (index, upstream) in gateway.upstreams.iter().enumerate() {
+            let weak = Arc::downgrade(&gateway);
+            upstream.set_hook(Arc::new(move |n, origin| {
+                weak.upgrade()
+                    .is_some_and(|gw| crate::relay::consume(&gw, index, n, origin))
+            }));
+        }
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let http = http_client();
         let mut handles = Vec::with_capacity(gateway.upstreams.len());

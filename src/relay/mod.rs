@@ -93,6 +93,21 @@ fn changed_lists(
     methods
 }
 
+/// The dispatcher's hook: every notification but list_changed (which needs an async
+/// re-fetch by the supervisor) is relayed right away, in the order the upstream sent it.
+pub fn consume(
+    gateway: &Gateway,
+    upstream: usize,
+    n: &Notification,
+    origin: Option<&Arc<Origin>>,
+) -> bool {
+    if n.method.ends_with("/list_changed") {
+        return false;
+    }
+    notify(gateway, upstream, n.clone(), origin.cloned());
+    true
+}
+
 fn notify(gateway: &Gateway, upstream: usize, n: Notification, origin: Option<Arc<Origin>>) {
     let name = gateway
         .upstreams

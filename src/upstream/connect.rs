@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::peer::{Peer, PeerEvent};
+use super::peer::{NotificationHook, Peer, PeerEvent};
 use super::{Closer, Connection, ServerInfo};
 use crate::config::{TransportConfig, UpstreamConfig};
 use crate::protocol::{methods, version};
@@ -47,6 +47,7 @@ pub async fn open(
     config: &UpstreamConfig,
     http: &reqwest::Client,
     capabilities: Value,
+    hook: Option<NotificationHook>,
 ) -> Result<Opened, String> {
     let Connection {
         outbound,
@@ -54,7 +55,7 @@ pub async fn open(
         closer,
         http: link,
     } = transport(config, http).await?;
-    let (peer, events) = Peer::start(&config.name, outbound, inbound);
+    let (peer, events) = Peer::start(&config.name, outbound, inbound, hook);
     let info = match handshake(&peer, config.timeout, capabilities).await {
         Ok(info) => info,
         Err(e) => {

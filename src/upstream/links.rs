@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::{OnceCell, mpsc};
 
 use super::connect::{self, Opened};
-use super::peer::{Origin, Peer, PeerEvent};
+use super::peer::{NotificationHook, Origin, Peer, PeerEvent};
 use super::supervisor::UpstreamEvent;
 use super::{Closer, ServerInfo};
 use crate::config::UpstreamConfig;
@@ -20,6 +20,8 @@ use crate::protocol::{ErrorObject, methods};
 
 /// What links need from the gateway, handed over by the supervisor when it starts.
 pub struct LinkContext {
+    /// The upstream's notification hook (see [`NotificationHook`]).
+    pub hook: Option<NotificationHook>,
     pub http: reqwest::Client,
     pub events: mpsc::Sender<UpstreamEvent>,
     pub index: usize,
@@ -133,6 +135,7 @@ async fn open(
         config,
         &context.http,
         connect::relayable(&origin.capabilities),
+        link_hook(context.hook.clone(), origin),
     )
     .await?;
     tracing::debug!(upstream = %config.name, session = %short(&origin.session), "Opened a per-session upstream link");
@@ -196,6 +199,18 @@ async fn pump(
             break;
         }
     }
+}
+
+/// The upstream's hook, with this link's one client as the origin of anything that is not
+/// tied to a request.
+fn link_hook(hook: Option<NotificationHook>, origin: &Origin) -> Option<NotificationHook> {
+    let hook = hook?;
+    let default = Arc::new(Origin {
+        session: origin.session.clone(),
+        sink: None,
+        capabilities: origin.capabilities.clone(),
+    });
+    Some(Arc::new(move |n, o| hook(n, Some(o.unwrap_or(&default)))))
 }
 
 fn short(id: &str) -> &str {

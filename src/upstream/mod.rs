@@ -112,6 +112,8 @@ pub struct Upstream {
     pub config: UpstreamConfig,
     /// Per-client upstream sessions, for upstreams that get one per client.
     pub links: links::Links,
+    /// How the gateway consumes this upstream's notifications in arrival order.
+    hook: std::sync::OnceLock<peer::NotificationHook>,
     live: RwLock<Option<Arc<Live>>>,
     status: RwLock<Status>,
     catalog: RwLock<Arc<UpstreamCatalog>>,
@@ -122,10 +124,20 @@ impl Upstream {
         Self {
             config,
             links: links::Links::default(),
+            hook: std::sync::OnceLock::new(),
             live: RwLock::new(None),
             status: RwLock::new(Status::Starting),
             catalog: RwLock::new(Arc::new(UpstreamCatalog::empty())),
         }
+    }
+
+    /// Installs the notification hook every connection of this upstream will use.
+    pub fn set_hook(&self, hook: peer::NotificationHook) {
+        let _ = self.hook.set(hook);
+    }
+
+    pub fn hook(&self) -> Option<peer::NotificationHook> {
+        self.hook.get().cloned()
     }
 
     pub fn name(&self) -> &str {

@@ -47,6 +47,12 @@ pub enum PeerEvent {
     Request(Request, Option<Arc<Origin>>),
 }
 
+/// Handles a notification in the dispatcher itself, in arrival order; returns false to pass
+/// it on as a [`PeerEvent`] instead. Notifications that belong to a request (progress, logs)
+/// must reach the client before that request's response, which the dispatcher delivers at
+/// once; any hop through another task could let the response overtake them.
+pub type NotificationHook = Arc<dyn Fn(&Notification, Option<&Arc<Origin>>) -> bool + Send + Sync>;
+
 /// Bound on events queued between the dispatcher and the upstream's owner. Notifications
 /// beyond it are dropped (and logged) rather than stalling responses behind them.
 pub const EVENT_QUEUE: usize = 256;
@@ -67,6 +73,7 @@ pub struct Peer {
     next_id: AtomicI64,
     closed: CancellationToken,
     close_reason: Arc<Mutex<Option<String>>>,
+    hook: Option<NotificationHook>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -84,6 +91,7 @@ impl Peer {
         upstream: &str,
         outbound: mpsc::Sender<Message>,
         inbound: mpsc::Receiver<Inbound>,
+        hook: Option<NotificationHook>,
     ) -> (Arc<Peer>, mpsc::Receiver<PeerEvent>) {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let peer = Arc::new(Peer {
@@ -93,6 +101,7 @@ impl Peer {
             next_id: AtomicI64::new(1),
             closed: CancellationToken::new(),
             close_reason: Arc::default(),
+            hook,
         });
         tokio::spawn(dispatch(peer.clone(), inbound, events_tx));
         (peer, events_rx)
@@ -260,6 +269,13 @@ async fn dispatch(
             Inbound::Message(Message::Response(resp), _) => deliver(&peer, resp),
             Inbound::Message(Message::Notification(n), related) => {
                 let origin = peer.origin_of(related.as_ref());
+                if peer
+                    .hook
+                    .as_ref()
+                    .is_some_and(|hook| hook(&n, origin.as_ref()))
+                {
+                    continue;
+                }
                 if let Err(e) = events.try_send(PeerEvent::Notification(n, origin)) {
                     tracing::warn!(upstream = %peer.upstream, error = %e, "Dropped upstream notification");
                 }

@@ -55,6 +55,7 @@ pub struct Supervisor {
 impl Supervisor {
     pub async fn run(self) {
         self.upstream.links.init(super::links::LinkContext {
+            hook: self.upstream.hook(),
             http: self.http.clone(),
             events: self.events.clone(),
             index: self.index,
@@ -100,7 +101,13 @@ impl Supervisor {
             events,
             closer,
             info,
-        } = super::connect::open(&self.upstream.config, &self.http, capabilities).await?;
+        } = super::connect::open(
+            &self.upstream.config,
+            &self.http,
+            capabilities,
+            self.upstream.hook(),
+        )
+        .await?;
         tracing::info!(upstream = %self.upstream.name(), version = %info.protocol_version, server = %info.server_info, "Upstream initialized");
         let catalog = catalog::fetch_all(&peer, &info, &self.upstream.config).await;
         self.upstream.set_catalog(catalog);
