@@ -177,17 +177,14 @@ impl Gateway {
             }
             upstreams.insert(u.name().to_owned(), entry);
         }
-        let collisions: Vec<Value> = self
-            .catalog()
+        // One snapshot for both answers, so they cannot disagree.
+        let catalog = self.catalog();
+        let collisions: Vec<Value> = catalog
             .collisions
             .iter()
             .map(|c| json!({ "name": c.name, "list": c.kind.method(), "upstreams": c.upstreams, "servedBy": c.served_by }))
             .collect();
-        let unresolved = self
-            .catalog()
-            .collisions
-            .iter()
-            .any(|c| c.served_by.is_none());
+        let unresolved = catalog.collisions.iter().any(|c| c.served_by.is_none());
         let ready = all_ready && !unresolved;
         (
             ready,

@@ -164,7 +164,7 @@ fn unknown(gateway: &Gateway, what: &str, name: &str) -> ErrorObject {
         .find(|u| !u.config.prefix.is_empty() && u.config.prefix == prefix)
     {
         Some(u) if !matches!(u.status(), crate::upstream::Status::Ready { .. }) => {
-            let e = u.request_error();
+            let e = u.unavailable_reason();
             ErrorObject::upstream_unavailable(
                 u.name(),
                 format!("{}; cannot resolve {what} {name}", e),

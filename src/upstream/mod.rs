@@ -265,11 +265,7 @@ impl Upstream {
     }
 
     /// Why requests to this upstream fail right now, in words.
-    pub fn request_error(&self) -> String {
-        self.unavailable_reason()
-    }
-
-    fn unavailable_reason(&self) -> String {
+    pub fn unavailable_reason(&self) -> String {
         match self.status() {
             Status::Starting => "still starting".into(),
             Status::Down { error, .. } => format!("down ({error}); reconnecting"),
