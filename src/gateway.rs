@@ -30,6 +30,12 @@ pub struct Gateway {
     pub progress: ProgressTable,
     /// Routing state for what upstreams send back (server→client requests, subscriptions).
     pub relay: crate::relay::Relay,
+    /// The middleware stages every client request walks (see `crate::pipeline`).
+    pub pipeline: crate::pipeline::Pipeline,
+    /// Prometheus metrics, served at `metrics.path`.
+    pub metrics: Arc<crate::pipeline::metrics::Metrics>,
+    /// Credential checks for the HTTP faces; `None` when `auth` configures none.
+    pub auth: Option<Arc<crate::pipeline::auth::Authenticator>>,
     /// Cancelled when the gateway starts shutting down: streams end, no new work starts.
     pub shutdown: CancellationToken,
     /// Cancelled after requests drained: the supervisors close their upstreams.
@@ -59,7 +65,13 @@ impl Gateway {
             .cloned()
             .map(|u| Arc::new(Upstream::new(u)))
             .collect();
+        let metrics = Arc::new(crate::pipeline::metrics::Metrics::default());
+        let pipeline = crate::pipeline::Pipeline::build(&config, &metrics);
+        tracing::debug!(stages = ?pipeline.names(), "Pipeline");
         let gateway = Arc::new(Gateway {
+            auth: crate::pipeline::auth::Authenticator::new(&config.auth),
+            pipeline,
+            metrics,
             sessions: SessionStore::new(config.session_idle_timeout),
             config: Arc::new(config),
             upstreams,

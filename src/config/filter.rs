@@ -179,3 +179,52 @@ mod tests {
         assert_eq!((errors[1].list, errors[1].index), ("deny", 0));
     }
 }
+
+/// One glob pattern, compiled once, compared and shown by its source text. Deserialises from
+/// a string, so stage sections can hold patterns and report bad ones at load time.
+#[derive(Clone)]
+pub struct Pattern {
+    source: String,
+    matcher: globset::GlobMatcher,
+}
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Self, String> {
+        let matcher = glob(source)
+            .map_err(|e| format!("invalid glob {source:?}: {}", e.kind()))?
+            .compile_matcher();
+        Ok(Pattern {
+            source: source.to_owned(),
+            matcher,
+        })
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        self.matcher.is_match(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Pattern {}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.source, f)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(d)?;
+        Pattern::new(&source).map_err(serde::de::Error::custom)
+    }
+}

@@ -21,6 +21,7 @@ mod mcp_servers;
 mod model;
 mod raw;
 mod scalar;
+pub mod section;
 mod upstream;
 mod validate;
 
@@ -28,7 +29,7 @@ mod validate;
 mod tests;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use filter::PatternError;
+pub use filter::{Pattern, PatternError};
 pub use load::{Environment, Overrides, from_yaml_str, load, load_with_env};
 pub use model::{
     CollisionPolicy, Config, NameFilter, ResponseMode, Security, SessionMode, TransportConfig,

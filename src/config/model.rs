@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::filter::NameFilter;
+pub use super::filter::{NameFilter, Pattern};
 
 /// Default `listen`: loopback only, so a fresh install is not reachable from the network.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -67,6 +67,18 @@ pub struct Config {
     pub security: Security,
     /// Upstream servers, sorted by name so that merged listings have a stable order.
     pub upstreams: Vec<UpstreamConfig>,
+    /// Authentication of HTTP clients (`auth`). Default: none, every caller is anonymous.
+    pub auth: crate::pipeline::auth::AuthConfig,
+    /// Authorization rules (`policy`). Default: everything allowed.
+    pub policy: crate::pipeline::policy::PolicyConfig,
+    /// Rate limits (`rate_limits`). Default: none.
+    pub rate_limits: crate::pipeline::rate_limit::RateLimitConfig,
+    /// Tracing and OTLP export (`telemetry`). Default: spans on, no exporter.
+    pub telemetry: crate::pipeline::trace::TelemetryConfig,
+    /// The Prometheus endpoint (`metrics`). Default: on, at `/metrics`.
+    pub metrics: crate::pipeline::metrics::MetricsConfig,
+    /// The audit log (`audit`). Default: on, arguments redacted.
+    pub audit: crate::pipeline::audit::AuditConfig,
 }
 
 /// How the gateway answers a request on Streamable HTTP.
@@ -125,6 +137,15 @@ pub struct UpstreamConfig {
     pub resources: NameFilter,
     /// Whether downstream sessions share one upstream session. Default `Shared`.
     pub session: SessionMode,
+    /// Most requests in flight to this upstream at once; more wait for a slot (bounded by
+    /// the request timeout). Default: no cap.
+    pub max_concurrency: Option<usize>,
+    /// Per-tool timeouts by glob over the upstream's own tool names, first match wins;
+    /// tools that match none use `timeout`. Default: none.
+    pub tool_timeouts: Vec<(Pattern, Duration)>,
+    /// Extra HTTP headers sent upstream, each filled from a claim of the caller's principal
+    /// (header name → claim name). Never the client's token. Default: none.
+    pub identity_headers: BTreeMap<String, String>,
 }
 
 /// Whether downstream sessions share an upstream session (only meaningful for stdio).
@@ -198,6 +219,12 @@ impl Default for Config {
                 allowed_origins: Vec::new(),
             },
             upstreams: Vec::new(),
+            auth: Default::default(),
+            policy: Default::default(),
+            rate_limits: Default::default(),
+            telemetry: Default::default(),
+            metrics: Default::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -220,6 +247,12 @@ impl fmt::Debug for Config {
             .field("seal_key", &self.seal_key.map(|_| REDACTED))
             .field("security", &self.security)
             .field("upstreams", &self.upstreams)
+            .field("auth", &self.auth)
+            .field("policy", &self.policy)
+            .field("rate_limits", &self.rate_limits)
+            .field("telemetry", &self.telemetry)
+            .field("metrics", &self.metrics)
+            .field("audit", &self.audit)
             .finish()
     }
 }

@@ -27,6 +27,12 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "seal_key",
     "security",
     "upstreams",
+    "auth",
+    "policy",
+    "rate_limits",
+    "telemetry",
+    "metrics",
+    "audit",
 ];
 
 /// gateway.yaml. `U` is the shape of one upstream: the loader first reads each upstream as an
@@ -58,6 +64,14 @@ pub struct RawConfig<U = RawUpstream> {
     pub security: RawSecurity,
     #[serde(deserialize_with = "nullable")]
     pub upstreams: BTreeMap<String, U>,
+    // Sections owned by pipeline stages: each stage parses and checks its own (see
+    // `config::section` and the stage modules under `crate::pipeline`).
+    pub auth: serde_json::Value,
+    pub policy: serde_json::Value,
+    pub rate_limits: serde_json::Value,
+    pub telemetry: serde_json::Value,
+    pub metrics: serde_json::Value,
+    pub audit: serde_json::Value,
 }
 
 /// The `security` section.
@@ -99,6 +113,9 @@ pub struct RawUpstream {
     pub prompts: RawFilter,
     pub resources: RawFilter,
     pub session: Option<String>,
+    pub max_concurrency: Option<u64>,
+    pub tool_timeouts: Option<BTreeMap<String, RawDuration>>,
+    pub identity_headers: Option<BTreeMap<String, String>>,
 }
 
 /// `tools`, `prompts` or `resources` of an upstream.
@@ -141,6 +158,12 @@ impl<U> Default for RawConfig<U> {
             seal_key: None,
             security: RawSecurity::default(),
             upstreams: BTreeMap::new(),
+            auth: empty_section(),
+            policy: empty_section(),
+            rate_limits: empty_section(),
+            telemetry: empty_section(),
+            metrics: empty_section(),
+            audit: empty_section(),
         }
     }
 }
@@ -163,6 +186,12 @@ impl<U> RawConfig<U> {
             seal_key: self.seal_key,
             security: self.security,
             upstreams,
+            auth: self.auth,
+            policy: self.policy,
+            rate_limits: self.rate_limits,
+            telemetry: self.telemetry,
+            metrics: self.metrics,
+            audit: self.audit,
         }
     }
 }
@@ -175,6 +204,11 @@ impl Default for RawSecurity {
             allowed_origins: Vec::new(),
         }
     }
+}
+
+/// A stage section left at its defaults: an empty mapping.
+fn empty_section() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 fn as_u64(value: usize) -> u64 {

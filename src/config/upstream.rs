@@ -91,7 +91,22 @@ fn upstream_config(
         .map_or(Some(SessionMode::Shared), |session| {
             choice(&path.key("session"), session, &session_options, errors)
         });
+    let max_concurrency = raw.max_concurrency.map(|n| {
+        super::validate::bounded(
+            path.key("max_concurrency").as_str(),
+            n,
+            1,
+            usize::MAX,
+            errors,
+        )
+    });
+    let tool_timeouts = tool_timeouts(raw.tool_timeouts, &path.key("tool_timeouts"), errors);
+    let identity_headers = raw.identity_headers.unwrap_or_default();
+    check_headers_named(&identity_headers, &path.key("identity_headers"), errors);
     Some(UpstreamConfig {
+        max_concurrency,
+        tool_timeouts,
+        identity_headers,
         tools: filter(&path.key("tools"), raw.tools, errors),
         prompts: filter(&path.key("prompts"), raw.prompts, errors),
         resources: filter(&path.key("resources"), raw.resources, errors),
@@ -271,4 +286,35 @@ fn filter(path: &KeyPath, raw: RawFilter, errors: &mut Vec<ConfigError>) -> Name
         }
         NameFilter::allow_all()
     })
+}
+
+/// `tool_timeouts`: glob → duration, in the file's order (first match wins).
+fn tool_timeouts(
+    raw: Option<BTreeMap<String, super::raw::RawDuration>>,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(super::model::Pattern, std::time::Duration)> {
+    let mut rules = Vec::new();
+    for (glob, raw) in raw.unwrap_or_default() {
+        let at = path.key(&glob);
+        let timeout = duration(at.as_str(), &raw, false, errors);
+        match super::model::Pattern::new(&glob) {
+            Ok(pattern) => rules.push((pattern, timeout)),
+            Err(message) => errors.push(at.error(message)),
+        }
+    }
+    rules
+}
+
+/// Header names of `identity_headers` must be valid HTTP header names.
+fn check_headers_named(
+    headers: &BTreeMap<String, String>,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) {
+    for name in headers.keys() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.push(path.key(name).error("not a valid HTTP header name"));
+        }
+    }
 }

@@ -46,6 +46,12 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         security: security(raw.security, listen, e),
         upstreams: validate_upstreams(raw.upstreams, separator.as_deref(), e),
         separator: separator.unwrap_or_default(),
+        auth: crate::pipeline::auth::AuthConfig::from_raw(&raw.auth, e),
+        policy: crate::pipeline::policy::PolicyConfig::from_raw(&raw.policy, e),
+        rate_limits: crate::pipeline::rate_limit::RateLimitConfig::from_raw(&raw.rate_limits, e),
+        telemetry: crate::pipeline::trace::TelemetryConfig::from_raw(&raw.telemetry, e),
+        metrics: crate::pipeline::metrics::MetricsConfig::from_raw(&raw.metrics, e),
+        audit: crate::pipeline::audit::AuditConfig::from_raw(&raw.audit, e),
     };
     ConfigErrors::check(errors, config)
 }
@@ -126,7 +132,13 @@ fn separator(separator: &str, errors: &mut Vec<ConfigError>) -> Option<String> {
     valid.then(|| separator.to_owned())
 }
 
-fn bounded(path: &str, value: u64, min: usize, max: usize, errors: &mut Vec<ConfigError>) -> usize {
+pub(crate) fn bounded(
+    path: &str,
+    value: u64,
+    min: usize,
+    max: usize,
+    errors: &mut Vec<ConfigError>,
+) -> usize {
     let converted = usize::try_from(value)
         .ok()
         .filter(|v| (min..=max).contains(v));

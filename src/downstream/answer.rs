@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -15,6 +15,7 @@ use super::exchange;
 use super::session::Session;
 use crate::config::ResponseMode;
 use crate::gateway::Gateway;
+use crate::pipeline::Caller;
 use crate::protocol::{Message, Request, Response as RpcResponse};
 
 /// Messages queued on one request's response stream before further ones are dropped.
@@ -30,18 +31,53 @@ const REQUEST_STREAM_QUEUE: usize = 64;
 /// the stream's replay buffer, so a client whose connection dropped can resume it with
 /// `Last-Event-ID`; if no reader comes back within `resume_window` it is cancelled upstream.
 /// It also stops when the client cancels it or the session ends.
-pub(crate) async fn answer(gateway: Arc<Gateway>, session: Arc<Session>, req: Request) -> Response {
+pub(crate) async fn answer(
+    gateway: Arc<Gateway>,
+    session: Arc<Session>,
+    req: Request,
+    caller: Caller,
+) -> Response {
     let mode = gateway.config.response_mode;
     let window = gateway.config.resume_window;
     let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
+    let (admit_tx, admit_rx) = tokio::sync::oneshot::channel();
     let runner = session.clone();
-    let mut work: BoxFuture<'static, RpcResponse> =
-        Box::pin(async move { exchange::request(&gateway, &runner, req, Some(tx)).await });
+    let mut work: BoxFuture<'static, RpcResponse> = Box::pin(async move {
+        exchange::request_admitted(&gateway, &runner, req, Some(tx), caller, Some(admit_tx)).await
+    });
+    // Nothing is committed until the pipeline admits the request: a refusal (429, 403) is
+    // answered with its own status code, never inside a 200 stream.
+    let early = tokio::select! {
+        biased;
+        response = &mut work => Some(response),
+        _ = admit_rx => None,
+    };
+    if let Some(response) = early {
+        let refused = response
+            .outcome
+            .as_ref()
+            .err()
+            .and_then(super::http::refusal_status)
+            .is_some();
+        if refused || mode == ResponseMode::Auto {
+            return super::http::refused_or(response);
+        }
+        let log = session.new_request_stream();
+        while let Ok(msg) = rx.try_recv() {
+            log.push(msg);
+        }
+        log.push(Message::Response(response));
+        log.close();
+        return sse_response(
+            log.follow(0)
+                .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id))),
+        );
+    }
     let first = match mode {
         ResponseMode::Stream => None,
         ResponseMode::Auto => tokio::select! {
             biased;
-            response = &mut work => return super::http::rpc_json(StatusCode::OK, &Message::Response(response)),
+            response = &mut work => return super::http::refused_or(response),
             Some(first) = rx.recv() => Some(first),
         },
     };

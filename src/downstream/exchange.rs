@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Session;
 use crate::gateway::Gateway;
 use crate::pipeline;
+use crate::pipeline::{Caller, RequestContext};
 use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
 use crate::relay;
-use crate::router::RequestContext;
 
 /// Related messages queued between a request and its stream.
 const RELATED_QUEUE: usize = 64;
@@ -25,14 +25,26 @@ pub async fn request(
     session: &Arc<Session>,
     req: Request,
     sink: Option<mpsc::Sender<Message>>,
+    caller: Caller,
+) -> Response {
+    request_admitted(gateway, session, req, sink, caller, None).await
+}
+
+/// [`request`], firing `admitted` once the request has passed the pipeline's admission
+/// stages (see [`RequestContext::admitted`]).
+pub async fn request_admitted(
+    gateway: &Gateway,
+    session: &Arc<Session>,
+    req: Request,
+    sink: Option<mpsc::Sender<Message>>,
+    caller: Caller,
+    admitted: Option<oneshot::Sender<()>>,
 ) -> Response {
     let inflight = session.track(req.id.clone());
-    let ctx = RequestContext {
-        session: Some(session.clone()),
-        notify: sink,
-    };
+    let mut ctx = RequestContext::new(Some(session.clone()), sink, caller);
+    ctx.admitted = admitted;
     let outcome = tokio::select! {
-        outcome = pipeline::handle(gateway, &ctx, &req) => outcome,
+        outcome = pipeline::handle(gateway, &mut ctx, &req) => outcome,
         _ = inflight.token.cancelled() => {
             tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
             Err(ErrorObject::new(codes::REQUEST_CANCELLED, "Request cancelled by the client"))
@@ -51,10 +63,11 @@ pub async fn request_streamed(
     gateway: &Gateway,
     session: &Arc<Session>,
     req: Request,
+    caller: Caller,
     push: impl Fn(Message),
 ) {
     let (tx, mut rx) = mpsc::channel(RELATED_QUEUE);
-    let work = request(gateway, session, req, Some(tx));
+    let work = request(gateway, session, req, Some(tx), caller);
     tokio::pin!(work);
     let response = loop {
         tokio::select! {
@@ -116,6 +129,7 @@ pub async fn batch(
     session: &Arc<Session>,
     items: Vec<Value>,
     sink: Option<mpsc::Sender<Message>>,
+    caller: &Caller,
 ) -> Result<Vec<Response>, ErrorObject> {
     if items.is_empty() {
         return Err(ErrorObject::invalid_request("empty batch"));
@@ -130,7 +144,9 @@ pub async fn batch(
                     ErrorObject::invalid_request("initialize must not be part of a batch"),
                 ));
             }
-            Ok(Message::Request(r)) => requests.push(request(gateway, session, r, sink.clone())),
+            Ok(Message::Request(r)) => {
+                requests.push(request(gateway, session, r, sink.clone(), caller.clone()))
+            }
             Ok(Message::Notification(n)) => notification(gateway, session, n).await,
             Ok(Message::Response(r)) => response(gateway, session, r),
             Err(e) => answers.push(Response::err(None, e)),
@@ -145,13 +161,12 @@ pub async fn batch(
 pub async fn initialize(
     gateway: &Gateway,
     req: &Request,
+    caller: Caller,
     make: impl FnOnce(&str, Value, Value) -> Session,
 ) -> Result<(Value, Arc<Session>), ErrorObject> {
-    let ctx = RequestContext {
-        session: None,
-        notify: None,
-    };
-    let result = pipeline::handle(gateway, &ctx, req).await?;
+    let principal = caller.principal.clone();
+    let mut ctx = RequestContext::new(None, None, caller);
+    let result = pipeline::handle(gateway, &mut ctx, req).await?;
     let negotiated = result
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -161,9 +176,11 @@ pub async fn initialize(
         .param("capabilities")
         .cloned()
         .unwrap_or_else(|| serde_json::json!({}));
+    let mut session = make(negotiated, info, caps);
+    session.principal = principal;
     let session = gateway
         .sessions
-        .insert(Arc::new(make(negotiated, info, caps)))
+        .insert(Arc::new(session))
         .ok_or_else(|| ErrorObject::new(codes::GATEWAY_BUSY, "too many sessions"))?;
     tracing::info!(session = %&session.id[..8], version = %session.protocol_version, client = %session.client_info, "Client session opened");
     Ok((result, session))

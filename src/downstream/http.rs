@@ -26,8 +26,12 @@ use super::guard::Guard;
 use super::session::GET_STREAM;
 use super::session::Session;
 use crate::gateway::Gateway;
+use crate::pipeline::auth::Rejection;
+use crate::pipeline::{Caller, Principal, TraceHeaders};
 use crate::protocol::jsonrpc::{ParseError, is_envelope_error};
-use crate::protocol::{ErrorObject, Message, Request, Response as RpcResponse, methods, version};
+use crate::protocol::{
+    ErrorObject, Message, Request, Response as RpcResponse, codes, methods, version,
+};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -103,6 +107,12 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
             "Accept must list application/json and text/event-stream",
         );
     }
+    // Credentials before the body: an unauthenticated client gets 401 without the gateway
+    // reading (or parsing) what it sent.
+    let caller = match caller(&state, &headers, "http").await {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
     let limit = state.gateway.config.max_body_bytes;
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         let msg = format!("request body larger than {limit} bytes");
@@ -113,24 +123,29 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
     };
     match Message::parse(&bytes) {
         Ok(Message::Request(req)) if req.method == methods::INITIALIZE => {
-            initialize(&state, &headers, req).await
+            initialize(&state, &headers, req, caller).await
         }
-        Ok(message) => in_session(&state, &headers, message).await,
+        Ok(message) => in_session(&state, &headers, message, caller).await,
         Err(ParseError::Invalid(e)) => rpc_error(StatusCode::BAD_REQUEST, e),
-        Err(ParseError::Batch(items)) => batch(&state, &headers, items).await,
+        Err(ParseError::Batch(items)) => batch(&state, &headers, items, caller).await,
     }
 }
 
 /// `initialize` opens a session: the pipeline answers it, and only a successful answer
 /// registers the session and hands its id to the client.
-async fn initialize(state: &AppState, headers: &HeaderMap, req: Request) -> Response {
+async fn initialize(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: Request,
+    caller: Caller,
+) -> Response {
     if headers.contains_key(SESSION_HEADER) {
         let e = ErrorObject::invalid_request(
             "initialize must not carry Mcp-Session-Id: the session is already initialized",
         );
         return rpc_error(StatusCode::BAD_REQUEST, e);
     }
-    match exchange::initialize(&state.gateway, &req, Session::new).await {
+    match exchange::initialize(&state.gateway, &req, caller, Session::new).await {
         Ok((result, session)) => {
             let mut resp = rpc_json(
                 StatusCode::OK,
@@ -144,20 +159,22 @@ async fn initialize(state: &AppState, headers: &HeaderMap, req: Request) -> Resp
         Err(e) if e.code == crate::protocol::codes::GATEWAY_BUSY => {
             rpc_error(StatusCode::SERVICE_UNAVAILABLE, e)
         }
-        Err(e) => rpc_json(
-            StatusCode::OK,
-            &Message::Response(RpcResponse::err(Some(req.id), e)),
-        ),
+        Err(e) => refused_or(RpcResponse::err(Some(req.id), e)),
     }
 }
 
-async fn in_session(state: &AppState, headers: &HeaderMap, message: Message) -> Response {
-    let session = match session_with_version(state, headers) {
+async fn in_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    message: Message,
+    caller: Caller,
+) -> Response {
+    let session = match session_with_version(state, headers, &caller) {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
     match message {
-        Message::Request(req) => answer(state.gateway.clone(), session, req).await,
+        Message::Request(req) => answer(state.gateway.clone(), session, req, caller).await,
         Message::Notification(n) => {
             exchange::notification(&state.gateway, &session, n).await;
             StatusCode::ACCEPTED.into_response()
@@ -170,8 +187,13 @@ async fn in_session(state: &AppState, headers: &HeaderMap, message: Message) -> 
 }
 
 /// JSON-RPC batches exist only in 2025-03-26 (MUST accept); later revisions removed them.
-async fn batch(state: &AppState, headers: &HeaderMap, items: Vec<Value>) -> Response {
-    let session = match session_with_version(state, headers) {
+async fn batch(
+    state: &AppState,
+    headers: &HeaderMap,
+    items: Vec<Value>,
+    caller: Caller,
+) -> Response {
+    let session = match session_with_version(state, headers, &caller) {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -182,7 +204,7 @@ async fn batch(state: &AppState, headers: &HeaderMap, items: Vec<Value>) -> Resp
         );
         return rpc_error(StatusCode::BAD_REQUEST, ErrorObject::invalid_request(msg));
     }
-    match exchange::batch(&state.gateway, &session, items, None).await {
+    match exchange::batch(&state.gateway, &session, items, None, &caller).await {
         Err(e) => rpc_error(StatusCode::BAD_REQUEST, e),
         Ok(responses) if responses.is_empty() => StatusCode::ACCEPTED.into_response(),
         Ok(responses) => {
@@ -203,8 +225,9 @@ async fn batch(state: &AppState, headers: &HeaderMap, items: Vec<Value>) -> Resp
 fn session_with_version(
     state: &AppState,
     headers: &HeaderMap,
+    caller: &Caller,
 ) -> Result<Arc<Session>, Box<Response>> {
-    let session = session_of(state, headers)?;
+    let session = session_of(state, headers, caller)?;
     check_version_header(headers, &session)?;
     Ok(session)
 }
@@ -221,7 +244,11 @@ async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
             "Accept must list text/event-stream",
         );
     }
-    let session = match session_with_version(&state, &headers) {
+    let caller = match caller(&state, &headers, "http").await {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    let session = match session_with_version(&state, &headers, &caller) {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -269,7 +296,11 @@ async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Re
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
-    let session = match session_of(&state, &headers) {
+    let caller = match caller(&state, &headers, "http").await {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    let session = match session_of(&state, &headers, &caller) {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -280,18 +311,29 @@ async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Re
 }
 
 /// The session named by `Mcp-Session-Id`: 400 when absent, 404 when unknown or expired (the
-/// client must then initialize again).
-fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Session>, Box<Response>> {
+/// client must then initialize again), and 404 as well when it belongs to another principal:
+/// a session id alone is not a credential, and its existence is not revealed.
+fn session_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Arc<Session>, Box<Response>> {
     let Some(id) = headers.get(SESSION_HEADER) else {
         let e =
             ErrorObject::invalid_request("missing Mcp-Session-Id header: send initialize first");
         return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e)));
     };
     let id = id.to_str().unwrap_or("");
-    state.gateway.sessions.get(id).ok_or_else(|| {
-        let e = ErrorObject::invalid_request("unknown or expired session: initialize a new one");
-        Box::new(rpc_error(StatusCode::NOT_FOUND, e))
-    })
+    state
+        .gateway
+        .sessions
+        .get(id)
+        .filter(|s| s.belongs_to(&caller.principal))
+        .ok_or_else(|| {
+            let e =
+                ErrorObject::invalid_request("unknown or expired session: initialize a new one");
+            Box::new(rpc_error(StatusCode::NOT_FOUND, e))
+        })
 }
 
 /// After the handshake a client names the negotiated revision on every request. An unknown
@@ -315,6 +357,50 @@ fn check_version_header(headers: &HeaderMap, session: &Session) -> Result<(), Bo
         tracing::debug!(header = %v, negotiated = %session.protocol_version, "MCP-Protocol-Version differs from the negotiated revision");
     }
     Ok(())
+}
+
+/// Who is calling: the principal the request's credentials prove (anonymous when `auth`
+/// configures none) and the W3C trace context it carries. A refusal is the finished 401/403.
+pub(crate) async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    transport: &'static str,
+) -> Result<Caller, Box<Response>> {
+    let principal = match &state.gateway.auth {
+        None => Principal::anonymous(),
+        Some(auth) => match auth.authenticate(headers).await {
+            Ok(p) => p,
+            Err(rejection) => return Err(Box::new(refusal(rejection))),
+        },
+    };
+    let trace_headers = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(|traceparent| TraceHeaders {
+            traceparent: traceparent.to_owned(),
+            tracestate: headers
+                .get("tracestate")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+    Ok(Caller {
+        principal: Arc::new(principal),
+        trace_headers,
+        transport,
+    })
+}
+
+/// A 401 or 403 with its `WWW-Authenticate` challenge and a JSON-RPC error body.
+fn refusal(rejection: Rejection) -> Response {
+    tracing::debug!(status = %rejection.status, reason = %rejection.message, "Refused at authentication");
+    let mut resp = rpc_error(
+        rejection.status,
+        ErrorObject::new(codes::UNAUTHORIZED, rejection.message),
+    );
+    if let Ok(v) = HeaderValue::from_str(&rejection.challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
 }
 
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
@@ -343,6 +429,39 @@ pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
         .any(|range| {
             range == mime || range == "*/*" || range.strip_suffix("/*").is_some_and(|k| k == kind)
         })
+}
+
+/// A JSON answer to a request; a refusal by the pipeline (rate limit, authorization) gets its
+/// own HTTP status and headers (429 with `Retry-After`, 403 with its challenge) instead of 200.
+pub(crate) fn refused_or(response: RpcResponse) -> Response {
+    let status = match &response.outcome {
+        Err(e) => refusal_status(e),
+        Ok(_) => None,
+    };
+    let mut resp = rpc_json(
+        status.unwrap_or(StatusCode::OK),
+        &Message::Response(response.clone()),
+    );
+    if let Err(e) = &response.outcome
+        && let Some(secs) = e
+            .data
+            .as_ref()
+            .and_then(|d| d.get("retryAfterSeconds"))
+            .and_then(Value::as_u64)
+    {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// The HTTP status for a pipeline refusal, `None` for any other error (sent with 200).
+pub(crate) fn refusal_status(e: &ErrorObject) -> Option<StatusCode> {
+    match e.code {
+        codes::RATE_LIMITED => Some(StatusCode::TOO_MANY_REQUESTS),
+        codes::UNAUTHORIZED => Some(StatusCode::FORBIDDEN),
+        _ => None,
+    }
 }
 
 pub(crate) fn rpc_json(status: StatusCode, msg: &Message) -> Response {

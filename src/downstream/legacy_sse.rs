@@ -21,6 +21,7 @@ use super::exchange;
 use super::http::{AppState, accepts, is_json, rpc_error};
 use super::session::{GET_STREAM, Session};
 use crate::gateway::Gateway;
+use crate::pipeline::Caller;
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{ErrorObject, Message, Response as RpcResponse, methods};
 
@@ -58,6 +59,9 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
             StatusCode::NOT_ACCEPTABLE,
             ErrorObject::invalid_request("Accept must list text/event-stream"),
         );
+    }
+    if let Err(resp) = super::http::caller(&state, &headers, "sse").await {
+        return *resp;
     }
     if state.opening.len() + state.gateway.sessions.len() >= super::session::MAX_SESSIONS {
         return rpc_error(
@@ -97,6 +101,10 @@ pub(crate) async fn message(
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
+    let caller = match super::http::caller(&state, &headers, "sse").await {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
     if !is_json(&headers) {
         return rpc_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -127,15 +135,19 @@ pub(crate) async fn message(
         }
     };
     let gateway = state.gateway.clone();
-    if let Some(session) = gateway.sessions.get(id) {
-        deliver(gateway, session, msg).await;
+    if let Some(session) = gateway
+        .sessions
+        .get(id)
+        .filter(|s| s.belongs_to(&caller.principal))
+    {
+        deliver(gateway, session, msg, caller).await;
         return StatusCode::ACCEPTED.into_response();
     }
     match (state.opening.get(id).map(|l| l.clone()), msg) {
         (Some(log), Message::Request(req)) if req.method == methods::INITIALIZE => {
             let make =
                 |v: &str, info, caps| Session::with_stream(id.clone(), log.clone(), v, info, caps);
-            let reply = match exchange::initialize(&gateway, &req, make).await {
+            let reply = match exchange::initialize(&gateway, &req, caller, make).await {
                 Ok((result, _)) => RpcResponse::ok(req.id, result),
                 Err(e) => RpcResponse::err(Some(req.id), e),
             };
@@ -155,11 +167,11 @@ pub(crate) async fn message(
 }
 
 /// Handles a message of an initialized session; answers travel on the SSE stream.
-async fn deliver(gateway: Arc<Gateway>, session: Arc<Session>, msg: Message) {
+async fn deliver(gateway: Arc<Gateway>, session: Arc<Session>, msg: Message, caller: Caller) {
     match msg {
         Message::Request(req) => {
             tokio::spawn(async move {
-                exchange::request_streamed(&gateway, &session, req, |msg| {
+                exchange::request_streamed(&gateway, &session, req, caller, |msg| {
                     session.send(msg);
                 })
                 .await;

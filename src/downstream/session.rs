@@ -31,6 +31,8 @@ pub struct Session {
     pub protocol_version: String,
     pub client_info: Value,
     pub client_capabilities: Value,
+    /// Who opened the session; every later message must come from the same subject.
+    pub principal: Arc<crate::pipeline::Principal>,
     initialized: AtomicBool,
     last_seen: Mutex<Instant>,
     /// Messages not tied to a request (list_changed, updates, unrelated logs): the GET stream.
@@ -105,6 +107,7 @@ impl Session {
             protocol_version: protocol_version.to_owned(),
             client_info,
             client_capabilities,
+            principal: Arc::new(crate::pipeline::Principal::anonymous()),
             initialized: AtomicBool::new(false),
             last_seen: Mutex::new(Instant::now()),
             get_log: EventLog::new(GET_STREAM),
@@ -115,6 +118,12 @@ impl Session {
             log_level: Mutex::new(None),
             inflight: DashMap::new(),
         }
+    }
+
+    /// Whether `principal` may use this session: the same subject, proved the same way, as
+    /// the one that opened it.
+    pub fn belongs_to(&self, principal: &crate::pipeline::Principal) -> bool {
+        self.principal.subject == principal.subject && self.principal.method == principal.method
     }
 
     pub fn set_log_level(&self, rank: usize) {

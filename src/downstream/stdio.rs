@@ -14,6 +14,7 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::{Session, exchange};
 use crate::gateway::Gateway;
+use crate::pipeline::Caller;
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{ErrorObject, Message, Request, Response, methods};
 
@@ -104,24 +105,25 @@ impl Connection {
                 .write(Message::Response(Response::err(Some(req.id), e)))
                 .await;
         }
-        let outcome = match exchange::initialize(&self.gateway, &req, Session::new).await {
-            Ok((result, session)) => {
-                self._reader = session.open_stream();
-                let (log, start, _) = session.get_stream();
-                let out = self.out.clone();
-                tokio::spawn(async move {
-                    let mut events = Box::pin(log.follow(start));
-                    while let Some((_, msg)) = events.next().await {
-                        if out.send(msg).await.is_err() {
-                            break;
+        let outcome =
+            match exchange::initialize(&self.gateway, &req, Caller::local(), Session::new).await {
+                Ok((result, session)) => {
+                    self._reader = session.open_stream();
+                    let (log, start, _) = session.get_stream();
+                    let out = self.out.clone();
+                    tokio::spawn(async move {
+                        let mut events = Box::pin(log.follow(start));
+                        while let Some((_, msg)) = events.next().await {
+                            if out.send(msg).await.is_err() {
+                                break;
+                            }
                         }
-                    }
-                });
-                self.session = Some(session);
-                Ok(result)
-            }
-            Err(e) => Err(e),
-        };
+                    });
+                    self.session = Some(session);
+                    Ok(result)
+                }
+                Err(e) => Err(e),
+            };
         self.write(Message::Response(Response {
             id: Some(req.id),
             outcome,
@@ -149,8 +151,14 @@ impl Connection {
             Message::Request(req) => {
                 let (gateway, out) = (self.gateway.clone(), self.out.clone());
                 tokio::spawn(async move {
-                    let response =
-                        exchange::request(&gateway, &session, req, Some(out.clone())).await;
+                    let response = exchange::request(
+                        &gateway,
+                        &session,
+                        req,
+                        Some(out.clone()),
+                        Caller::local(),
+                    )
+                    .await;
                     let _ = out.send(Message::Response(response)).await;
                 });
             }
@@ -172,7 +180,9 @@ impl Connection {
         };
         let (gateway, raw, out) = (self.gateway.clone(), self.raw.clone(), self.out.clone());
         tokio::spawn(async move {
-            let line = match exchange::batch(&gateway, &session, items, Some(out)).await {
+            let line = match exchange::batch(&gateway, &session, items, Some(out), &Caller::local())
+                .await
+            {
                 Ok(responses) if responses.is_empty() => return,
                 Ok(responses) => Value::Array(
                     responses

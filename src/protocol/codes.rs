@@ -87,3 +87,12 @@ impl ErrorObject {
 /// The client cancelled the request (`notifications/cancelled`) before it completed; the
 /// upstream was told to stop. Implementation-defined range.
 pub const REQUEST_CANCELLED: i32 = -32013;
+
+/// The caller is not allowed to do this: authentication failed at the edge (with HTTP 401 or
+/// 403), or the policy refuses the request and `policy.denied_as` is `forbidden`.
+/// Implementation-defined range.
+pub const UNAUTHORIZED: i32 = -32014;
+
+/// A rate limit refused the request; `data.retryAfterSeconds` says when to try again (and
+/// HTTP answers carry 429 with `Retry-After`). Implementation-defined range.
+pub const RATE_LIMITED: i32 = -32015;

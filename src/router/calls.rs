@@ -84,8 +84,10 @@ async fn forward(
         // Nowhere to deliver progress: do not ask the upstream for it.
         meta.remove("progressToken");
     }
-    gateway.upstreams[upstream]
-        .request(origin, method, Some(params))
+    let upstream = &gateway.upstreams[upstream];
+    let timeout = ctx.deadline.unwrap_or(upstream.config.timeout);
+    upstream
+        .request_within(origin, method, Some(params), timeout)
         .await
 }
 

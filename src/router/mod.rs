@@ -11,24 +11,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use tokio::sync::mpsc;
-
 use crate::downstream::Session;
 use crate::gateway::Gateway;
-use crate::protocol::{ErrorObject, Message, Request, methods};
+use crate::protocol::{ErrorObject, Request, methods};
 use crate::relay;
 use crate::upstream::catalog::Kind;
 
+pub use crate::pipeline::RequestContext;
 pub use initialize::capabilities;
-
-/// What the router knows about the request beyond the message itself.
-pub struct RequestContext {
-    /// The client's session; `None` only while `initialize` is creating it.
-    pub session: Option<Arc<Session>>,
-    /// Where notifications that belong to this request (progress) go: the request's own
-    /// response stream. `None` when the transport cannot stream a response.
-    pub notify: Option<mpsc::Sender<Message>>,
-}
 
 pub async fn route(
     gateway: &Gateway,

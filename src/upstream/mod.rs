@@ -16,7 +16,7 @@ pub mod stdio;
 pub mod supervisor;
 
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -168,7 +168,19 @@ impl Upstream {
         method: &str,
         params: Option<Value>,
     ) -> Result<Value, ErrorObject> {
-        let timeout = self.config.timeout;
+        self.request_within(origin, method, params, self.config.timeout)
+            .await
+    }
+
+    /// [`Upstream::request`] with an explicit timeout (a per-tool timeout from the pipeline).
+    /// When it fires the upstream is sent `notifications/cancelled` for the request.
+    pub async fn request_within(
+        &self,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, ErrorObject> {
         let Some(live) = read(&self.live).clone() else {
             return Err(ErrorObject::upstream_unavailable(
                 self.name(),
@@ -176,7 +188,9 @@ impl Upstream {
             ));
         };
         if let Some(origin) = origin.as_ref().filter(|_| self.dedicated()) {
-            return self.request_on_link(origin.clone(), method, params).await;
+            return self
+                .request_on_link(origin.clone(), method, params, timeout)
+                .await;
         }
         if !self.is_http() {
             return live
@@ -209,8 +223,8 @@ impl Upstream {
         origin: Arc<Origin>,
         method: &str,
         params: Option<Value>,
+        timeout: Duration,
     ) -> Result<Value, ErrorObject> {
-        let timeout = self.config.timeout;
         let link = self.links.get(&self.config, &origin).await?;
         match link
             .peer

@@ -1,0 +1,94 @@
+//! What travels with one client request through the pipeline, besides the message itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::principal::Principal;
+use crate::downstream::Session;
+use crate::protocol::Message;
+
+/// Who sent a message and on what: built by the transport before the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The authenticated caller (`anonymous` when the face has no authentication).
+    pub principal: Arc<Principal>,
+    /// W3C trace context the client sent as HTTP headers (`traceparent`, `tracestate`).
+    /// `_meta.traceparent` in the message itself is read by the tracing stage.
+    pub trace_headers: Option<TraceHeaders>,
+    /// Which face the message came in on: `http`, `sse` or `stdio`.
+    pub transport: &'static str,
+}
+
+/// The W3C trace-context headers of an incoming HTTP request, as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceHeaders {
+    pub traceparent: String,
+    pub tracestate: Option<String>,
+}
+
+impl Caller {
+    /// A caller with no credentials and no trace context (tests, internal use).
+    pub fn anonymous(transport: &'static str) -> Self {
+        Caller {
+            principal: Arc::new(Principal::anonymous()),
+            trace_headers: None,
+            transport,
+        }
+    }
+
+    /// The stdio face's caller: the local user, trusted.
+    pub fn local() -> Self {
+        Caller {
+            principal: Arc::new(Principal::local()),
+            trace_headers: None,
+            transport: "stdio",
+        }
+    }
+}
+
+/// The per-request state the stages read and refine on the way in.
+pub struct RequestContext {
+    /// The client's session; `None` only while `initialize` is creating it.
+    pub session: Option<Arc<Session>>,
+    /// Where notifications that belong to this request (progress) go: the request's own
+    /// response stream. `None` when the transport cannot stream a response.
+    pub notify: Option<mpsc::Sender<Message>>,
+    /// Who is asking.
+    pub caller: Caller,
+    /// How long the upstream may take, when a stage set it (the timeout stage); otherwise the
+    /// upstream's own `timeout`.
+    pub deadline: Option<Duration>,
+    /// Fired when the request has passed every admission stage and reaches the router. The
+    /// HTTP face waits for it before committing to a streamed answer, so a refusal
+    /// (401/403/429) can still be sent with its own status code.
+    pub admitted: Option<oneshot::Sender<()>>,
+}
+
+impl RequestContext {
+    pub fn new(
+        session: Option<Arc<Session>>,
+        notify: Option<mpsc::Sender<Message>>,
+        caller: Caller,
+    ) -> Self {
+        RequestContext {
+            session,
+            notify,
+            caller,
+            deadline: None,
+            admitted: None,
+        }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.caller.principal
+    }
+
+    /// Marks the request as admitted (see [`RequestContext::admitted`]).
+    pub fn admit(&mut self) {
+        if let Some(tx) = self.admitted.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Request timeouts: per tool (the upstream's `tool_timeouts`, by glob over the upstream's own
+//! tool names) and per upstream (`timeout`). The stage resolves the deadline and hands it to
+//! the router; the upstream connection enforces it, and when it fires the upstream is sent
+//! `notifications/cancelled` for the request and the client gets error -32011.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use super::{Next, Outcome, RequestContext, Stage};
+use crate::config::{Config, UpstreamConfig};
+use crate::gateway::Gateway;
+use crate::protocol::{Request, methods};
+
+/// The stage exists only when some upstream has per-tool timeouts; otherwise each upstream's
+/// own `timeout` applies without it.
+pub fn stage(config: &Config) -> Option<Arc<dyn Stage>> {
+    config
+        .upstreams
+        .iter()
+        .any(|u| !u.tool_timeouts.is_empty())
+        .then(|| Arc::new(Timeout) as Arc<dyn Stage>)
+}
+
+/// The timeout for `tool` (the upstream's own name) on `upstream`.
+pub fn for_tool(upstream: &UpstreamConfig, tool: &str) -> Duration {
+    upstream
+        .tool_timeouts
+        .iter()
+        .find(|(pattern, _)| pattern.matches(tool))
+        .map_or(upstream.timeout, |(_, timeout)| *timeout)
+}
+
+struct Timeout;
+
+impl Stage for Timeout {
+    fn name(&self) -> &'static str {
+        "timeout"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        gateway: &'a Gateway,
+        ctx: &'a mut RequestContext,
+        req: &'a Request,
+        next: Next<'a>,
+    ) -> futures::future::BoxFuture<'a, Outcome> {
+        if req.method == methods::TOOLS_CALL
+            && let Some(name) = req.param("name").and_then(|v| v.as_str())
+            && let Some(route) = gateway.catalog().tool(name).cloned()
+        {
+            let upstream = &gateway.upstreams[route.upstream].config;
+            ctx.deadline = Some(for_tool(upstream, &route.name));
+        }
+        next.run(gateway, ctx, req).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Pattern;
+
+    #[test]
+    fn first_matching_glob_wins_else_the_upstream_timeout() {
+        let mut upstream =
+            crate::config::from_yaml_str("upstreams: {a: {command: x, timeout: 7s}}", &|_| None)
+                .unwrap()
+                .upstreams
+                .remove(0);
+        upstream.tool_timeouts = vec![
+            (Pattern::new("slow_*").unwrap(), Duration::from_secs(300)),
+            (Pattern::new("*").unwrap(), Duration::from_secs(2)),
+        ];
+        assert_eq!(for_tool(&upstream, "slow_report"), Duration::from_secs(300));
+        assert_eq!(for_tool(&upstream, "fast"), Duration::from_secs(2));
+        upstream.tool_timeouts.clear();
+        assert_eq!(for_tool(&upstream, "fast"), Duration::from_secs(7));
+    }
+}
