@@ -53,7 +53,20 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         metrics: crate::pipeline::metrics::MetricsConfig::from_raw(&raw.metrics, e),
         audit: crate::pipeline::audit::AuditConfig::from_raw(&raw.audit, e),
     };
+    reserved_paths(&config, &mut errors);
     ConfigErrors::check(errors, config)
+}
+
+/// The metrics endpoint must not shadow the MCP endpoint or the fixed routes.
+fn reserved_paths(config: &Config, errors: &mut Vec<ConfigError>) {
+    let metrics = &config.metrics.path;
+    let fixed = ["/healthz", "/readyz", "/sse", "/message"];
+    if config.metrics.enabled && (metrics == &config.path || fixed.contains(&metrics.as_str())) {
+        errors.push(ConfigError::new(
+            "metrics.path",
+            format!("{metrics:?} is already the path of another endpoint"),
+        ));
+    }
 }
 
 /// Parses one of a fixed set of words, e.g. `error | first_wins`.

@@ -51,7 +51,11 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .post(post_message)
         .delete(delete_session)
         .fallback(method_not_allowed);
-    Router::new()
+    let mut router = Router::new();
+    if gateway.config.metrics.enabled {
+        router = router.route(&gateway.config.metrics.path, get(metrics));
+    }
+    router
         .route(&path, mcp)
         .route(super::legacy_sse::SSE_PATH, get(super::legacy_sse::open))
         .route(
@@ -79,6 +83,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// Prometheus text exposition. Open like `/healthz`: it holds counts, never identities.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.gateway.metrics.render(&state.gateway);
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
 }
 
 async fn method_not_allowed() -> Response {

@@ -1,12 +1,22 @@
-//! The audit log: one structured line per tool call, prompt get and resource read.
+//! The audit log: one structured line per tool call, prompt get and resource read, with who
+//! asked, what, which upstream served it, the outcome and the duration. Lines go to the log
+//! target `manifold::audit` at `info` (JSON with `--log-format json`); filter them with
+//! `MANIFOLD_LOG` like any other target.
+//!
+//! Arguments are redacted by default: the line lists their names, not their values, since
+//! values often hold personal data or secrets. `audit.include_arguments: true` logs them.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Stage;
+use super::{Next, Outcome, RequestContext, Stage};
 use crate::config::ConfigError;
+use crate::gateway::Gateway;
+use crate::protocol::{Request, methods};
 
 /// The `audit` section.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -14,7 +24,8 @@ use crate::config::ConfigError;
 pub struct AuditConfig {
     /// Whether audit lines are written. Default true.
     pub enabled: bool,
-    /// Whether tool arguments appear in audit lines; otherwise only their names. Default false.
+    /// Whether argument values appear in audit lines; otherwise only their names. Default
+    /// false.
     pub include_arguments: bool,
 }
 
@@ -33,6 +44,146 @@ impl AuditConfig {
     }
 }
 
-pub fn stage(_config: &AuditConfig) -> Option<Arc<dyn Stage>> {
-    None
+pub fn stage(config: &AuditConfig) -> Option<Arc<dyn Stage>> {
+    config.enabled.then(|| {
+        Arc::new(Audit {
+            include_arguments: config.include_arguments,
+        }) as Arc<dyn Stage>
+    })
+}
+
+struct Audit {
+    include_arguments: bool,
+}
+
+impl Stage for Audit {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        gateway: &'a Gateway,
+        ctx: &'a mut RequestContext,
+        req: &'a Request,
+        next: Next<'a>,
+    ) -> futures::future::BoxFuture<'a, Outcome> {
+        let Some((kind, target)) = audited(req) else {
+            return next.run(gateway, ctx, req).boxed();
+        };
+        let started = Instant::now();
+        async move {
+            let outcome = next.run(gateway, ctx, req).await;
+            let arguments = match req.param("arguments") {
+                None => String::new(),
+                Some(args) if self.include_arguments => args.to_string(),
+                Some(args) => redacted(args),
+            };
+            let principal = ctx.principal();
+            let session = ctx
+                .session
+                .as_ref()
+                .map(|s| super::short(&s.id).to_owned())
+                .unwrap_or_default();
+            let upstream = owner(gateway, req).unwrap_or("");
+            let result = super::metrics::outcome_label(&outcome);
+            let code = outcome.as_ref().err().map(|e| e.code);
+            tracing::info!(
+                target: "manifold::audit",
+                principal = %principal.subject,
+                auth = principal.method.as_str(),
+                session = %session,
+                transport = ctx.caller.transport,
+                method = %req.method,
+                kind,
+                target = %target,
+                upstream,
+                outcome = result,
+                error_code = code,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                arguments = %arguments,
+                "audit"
+            );
+            outcome
+        }
+        .boxed()
+    }
+}
+
+/// The kind and name of an audited request; `None` for everything else.
+fn audited(req: &Request) -> Option<(&'static str, String)> {
+    let text = |key| {
+        req.param(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    match req.method.as_str() {
+        methods::TOOLS_CALL => Some(("tool", text("name"))),
+        methods::PROMPTS_GET => Some(("prompt", text("name"))),
+        methods::RESOURCES_READ => Some(("resource", text("uri"))),
+        _ => None,
+    }
+}
+
+/// The upstream that owns the request, if the catalog knows it.
+fn owner<'g>(gateway: &'g Gateway, req: &Request) -> Option<&'g str> {
+    let catalog = gateway.catalog();
+    let name = req.param("name").and_then(Value::as_str);
+    let index = match req.method.as_str() {
+        methods::TOOLS_CALL => catalog.tool(name?)?.upstream,
+        methods::PROMPTS_GET => catalog.prompt(name?)?.upstream,
+        _ => catalog.resource_owner(req.param("uri")?.as_str()?)?,
+    };
+    Some(gateway.upstreams[index].name())
+}
+
+/// Argument names only: `{city, units}`. Not an object: its JSON type.
+fn redacted(args: &Value) -> String {
+    match args {
+        Value::Object(map) => {
+            let names: Vec<&str> = map.keys().map(String::as_str).collect();
+            format!("{{{}}}", names.join(", "))
+        }
+        Value::Null => String::new(),
+        other => format!("<{}>", type_name(other)),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redaction_keeps_names_and_drops_values() {
+        let args = json!({"city": "Paris", "token": "s3cret"});
+        let shown = redacted(&args);
+        assert_eq!(shown, "{city, token}");
+        assert!(!shown.contains("s3cret"));
+        assert_eq!(redacted(&json!(["a"])), "<array>");
+    }
+
+    #[test]
+    fn only_calls_reads_and_prompts_are_audited() {
+        let call = Request::new(
+            crate::protocol::Id::Num(1),
+            methods::TOOLS_CALL,
+            Some(json!({"name": "demo__echo"})),
+        );
+        assert_eq!(audited(&call), Some(("tool", "demo__echo".to_owned())));
+        let list = Request::new(crate::protocol::Id::Num(2), methods::TOOLS_LIST, None);
+        assert_eq!(audited(&list), None);
+    }
 }

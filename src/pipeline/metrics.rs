@@ -1,19 +1,33 @@
-//! Prometheus metrics: the registry, the `metrics` stage that counts and times requests, and
-//! the text served at `/metrics`.
+//! Prometheus metrics: the registry, the `metrics` stage that counts and times every client
+//! request (refusals by later stages included), and the text served at `metrics.path`.
+//!
+//! Every label has a bounded set of values: methods outside the MCP method list count as
+//! `other`, tools and upstreams only appear when the catalog knows them (`unknown`
+//! otherwise), and nothing per session or per argument is ever a label.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use futures::FutureExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Stage;
+use super::{Next, Outcome, RequestContext, Stage};
 use crate::config::ConfigError;
+use crate::gateway::Gateway;
+use crate::protocol::{ErrorObject, Request, codes, methods};
 
 /// The `metrics` section.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Whether requests are counted and `/metrics` is served. Default true.
+    /// Whether requests are counted and the endpoint is served. Default true.
     pub enabled: bool,
     /// Path of the Prometheus endpoint. Default `/metrics`.
     pub path: String,
@@ -30,20 +44,332 @@ impl Default for MetricsConfig {
 
 impl MetricsConfig {
     pub fn from_raw(raw: &Value, errors: &mut Vec<ConfigError>) -> Self {
-        crate::config::section::section("metrics", raw, errors)
+        let config: Self = crate::config::section::section("metrics", raw, errors);
+        if !config.path.starts_with('/') || config.path.contains(['?', '#']) {
+            errors.push(ConfigError::new(
+                "metrics.path",
+                "must start with '/' and hold no '?' or '#'",
+            ));
+        }
+        config
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    upstream: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    method: &'static str,
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    tool: String,
+    upstream: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
 /// Every metric the gateway keeps.
-#[derive(Default)]
-pub struct Metrics {}
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<DurationLabels, Histogram>,
+    tool_calls: Family<ToolLabels, Counter>,
+    rate_limited: Family<LimitLabels, Counter>,
+    upstream_up: Family<UpstreamLabels, Gauge>,
+    upstream_restarts: Family<UpstreamLabels, Counter>,
+    sessions: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("manifold");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Client requests by MCP method, owning upstream and outcome",
+            requests.clone(),
+        );
+        // 0.5 ms to ~65 s: from a cached listing to a long tool call.
+        let durations = Family::<DurationLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 18))) as fn() -> Histogram,
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a client request entering the pipeline to its answer",
+            durations.clone(),
+        );
+        let tool_calls = Family::<ToolLabels, Counter>::default();
+        registry.register(
+            "tool_calls",
+            "tools/call requests by exposed tool name, upstream and outcome",
+            tool_calls.clone(),
+        );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by the limit that refused them",
+            rate_limited.clone(),
+        );
+        let upstream_up = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "upstream_up",
+            "1 when the upstream is connected and initialized, else 0",
+            upstream_up.clone(),
+        );
+        let upstream_restarts = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_restarts",
+            "Times the upstream's connection was lost or failed to open (each is retried)",
+            upstream_restarts.clone(),
+        );
+        let sessions = Gauge::default();
+        registry.register("sessions_active", "Open client sessions", sessions.clone());
+        Metrics {
+            registry,
+            requests,
+            durations,
+            tool_calls,
+            rate_limited,
+            upstream_up,
+            upstream_restarts,
+            sessions,
+        }
+    }
+}
 
 impl Metrics {
     /// A rate-limit rejection, by which limit refused (`global`, `principal`, `upstream`,
     /// `tool`, `concurrency`).
-    pub fn rate_limited(&self, _limit: &'static str) {}
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// The exposition text, with gauges read from the gateway at scrape time.
+    pub fn render(&self, gateway: &Gateway) -> String {
+        for upstream in &gateway.upstreams {
+            let labels = UpstreamLabels {
+                upstream: upstream.name().to_owned(),
+            };
+            let up = matches!(upstream.status(), crate::upstream::Status::Ready { .. });
+            self.upstream_up.get_or_create(&labels).set(i64::from(up));
+            // The upstream keeps the authoritative count; the counter catches up to it.
+            let restarts = self.upstream_restarts.get_or_create(&labels);
+            let seen = restarts.get();
+            restarts.inc_by(upstream.failures().saturating_sub(seen));
+        }
+        self.sessions
+            .set(i64::try_from(gateway.sessions.len()).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    fn record(
+        &self,
+        method: &'static str,
+        target: &Target,
+        outcome: &'static str,
+        started: Instant,
+    ) {
+        let upstream = target.upstream.clone();
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                upstream: upstream.clone(),
+                outcome,
+            })
+            .inc();
+        self.durations
+            .get_or_create(&DurationLabels { method, upstream })
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(tool) = &target.tool {
+            self.tool_calls
+                .get_or_create(&ToolLabels {
+                    tool: tool.clone(),
+                    upstream: target.upstream.clone(),
+                    outcome,
+                })
+                .inc();
+        }
+    }
 }
 
-pub fn stage(_config: &MetricsConfig, _metrics: &Arc<Metrics>) -> Option<Arc<dyn Stage>> {
-    None
+pub fn stage(config: &MetricsConfig, metrics: &Arc<Metrics>) -> Option<Arc<dyn Stage>> {
+    config.enabled.then(|| {
+        Arc::new(Measure {
+            metrics: metrics.clone(),
+        }) as Arc<dyn Stage>
+    })
+}
+
+struct Measure {
+    metrics: Arc<Metrics>,
+}
+
+impl Stage for Measure {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        gateway: &'a Gateway,
+        ctx: &'a mut RequestContext,
+        req: &'a Request,
+        next: Next<'a>,
+    ) -> futures::future::BoxFuture<'a, Outcome> {
+        let started = Instant::now();
+        async move {
+            let outcome = next.run(gateway, ctx, req).await;
+            let method = method_label(&req.method);
+            let target = Target::of(gateway, req);
+            self.metrics
+                .record(method, &target, outcome_label(&outcome), started);
+            outcome
+        }
+        .boxed()
+    }
+}
+
+/// What a request was about, as bounded label values.
+struct Target {
+    /// The owning upstream's name; empty for requests the gateway answers itself.
+    upstream: String,
+    /// The exposed tool name of a `tools/call` the catalog knows; `unknown` for others.
+    tool: Option<String>,
+}
+
+impl Target {
+    fn of(gateway: &Gateway, req: &Request) -> Target {
+        let catalog = gateway.catalog();
+        let name = req.param("name").and_then(Value::as_str);
+        let owner = match req.method.as_str() {
+            methods::TOOLS_CALL => name.and_then(|n| catalog.tool(n)).map(|r| r.upstream),
+            methods::PROMPTS_GET => name.and_then(|n| catalog.prompt(n)).map(|r| r.upstream),
+            methods::RESOURCES_READ => req
+                .param("uri")
+                .and_then(Value::as_str)
+                .and_then(|u| catalog.resource_owner(u)),
+            _ => None,
+        };
+        let upstream = owner.map_or_else(
+            || {
+                if routed(&req.method) {
+                    "unknown".to_owned()
+                } else {
+                    String::new()
+                }
+            },
+            |i| gateway.upstreams[i].name().to_owned(),
+        );
+        let tool = (req.method == methods::TOOLS_CALL).then(|| match (name, owner) {
+            (Some(n), Some(_)) => n.to_owned(),
+            _ => "unknown".to_owned(),
+        });
+        Target { upstream, tool }
+    }
+}
+
+fn routed(method: &str) -> bool {
+    matches!(
+        method,
+        methods::TOOLS_CALL | methods::PROMPTS_GET | methods::RESOURCES_READ
+    )
+}
+
+/// The method as a label: one of the MCP methods the gateway knows, else `other`.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        methods::INITIALIZE,
+        methods::PING,
+        methods::TOOLS_LIST,
+        methods::TOOLS_CALL,
+        methods::PROMPTS_LIST,
+        methods::PROMPTS_GET,
+        methods::RESOURCES_LIST,
+        methods::RESOURCES_TEMPLATES_LIST,
+        methods::RESOURCES_READ,
+        methods::RESOURCES_SUBSCRIBE,
+        methods::RESOURCES_UNSUBSCRIBE,
+        methods::COMPLETION_COMPLETE,
+        methods::LOGGING_SET_LEVEL,
+    ];
+    KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// How a request ended, as a label: `ok`, `tool_error` (a result with `isError`), or the
+/// kind of error.
+pub fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => "tool_error",
+        Ok(_) => "ok",
+        Err(e) => error_label(e),
+    }
+}
+
+fn error_label(e: &ErrorObject) -> &'static str {
+    match e.code {
+        codes::RATE_LIMITED => "rate_limited",
+        codes::UNAUTHORIZED => "unauthorized",
+        codes::UPSTREAM_TIMEOUT => "timeout",
+        codes::UPSTREAM_UNAVAILABLE => "unavailable",
+        codes::REQUEST_CANCELLED => "cancelled",
+        codes::GATEWAY_BUSY => "busy",
+        codes::INVALID_PARAMS | codes::INVALID_REQUEST | codes::METHOD_NOT_FOUND => "invalid",
+        _ => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn labels_stay_bounded() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("x/made-up-by-a-client"), "other");
+        assert_eq!(outcome_label(&Ok(json!({"isError": true}))), "tool_error");
+        assert_eq!(outcome_label(&Ok(json!({}))), "ok");
+        let limited = ErrorObject::new(codes::RATE_LIMITED, "slow down");
+        assert_eq!(outcome_label(&Err(limited)), "rate_limited");
+    }
+
+    #[test]
+    fn exposition_lists_the_families() {
+        let metrics = Metrics::default();
+        metrics.rate_limited("principal");
+        metrics.rate_limited("principal");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+        assert!(
+            text.contains("manifold_rate_limited_total{limit=\"principal\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE manifold_request_duration_seconds histogram"));
+    }
 }

@@ -117,6 +117,8 @@ pub struct Upstream {
     live: RwLock<Option<Arc<Live>>>,
     status: RwLock<Status>,
     catalog: RwLock<Arc<UpstreamCatalog>>,
+    /// Times the connection was lost or could not be opened (for `/metrics`).
+    failures: std::sync::atomic::AtomicU64,
 }
 
 impl Upstream {
@@ -128,6 +130,7 @@ impl Upstream {
             live: RwLock::new(None),
             status: RwLock::new(Status::Starting),
             catalog: RwLock::new(Arc::new(UpstreamCatalog::empty())),
+            failures: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -289,7 +292,17 @@ impl Upstream {
     }
 
     fn set_status(&self, status: Status) {
+        if matches!(status, Status::Down { .. }) {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         *write(&self.status) = status;
+    }
+
+    /// How many times the connection was lost or failed to open since the gateway started:
+    /// each one is followed by a restart attempt.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn set_live(&self, live: Option<Arc<Live>>) {
