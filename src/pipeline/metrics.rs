@@ -364,6 +364,11 @@ mod tests {
         let metrics = Metrics::default();
         metrics.rate_limited("principal");
         metrics.rate_limited("principal");
+        let target = Target {
+            upstream: "alpha".to_owned(),
+            tool: None,
+        };
+        metrics.record("tools/list", &target, "ok", Instant::now());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
         assert!(
