@@ -97,6 +97,14 @@ fn main() {
         &format!("response_mode: auto\n{http_upstream}"),
     );
     let (_gw_stdio, stdio_url) = gateway(&manifold, dir.path(), "stdio", &stdio_upstream);
+    // The pipeline's cost: the default stages (trace, metrics, audit) against none at all.
+    let bare = "telemetry: {enabled: false}\nmetrics: {enabled: false}\naudit: {enabled: false}\n";
+    let (_gw_bare, bare_url) = gateway(
+        &manifold,
+        dir.path(),
+        "bare",
+        &format!("{bare}{http_upstream}"),
+    );
 
     let targets = vec![
         Target::new(
@@ -115,6 +123,12 @@ fn main() {
             "gw-auto",
             "manifold → HTTP upstream, response_mode: auto (plain JSON answers)",
             &auto_url,
+            true,
+        ),
+        Target::new(
+            "gw-bare",
+            "manifold → HTTP upstream, response_mode: stream, every pipeline stage disabled",
+            &bare_url,
             true,
         ),
         Target::new(
