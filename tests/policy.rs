@@ -233,3 +233,34 @@ fn check_reports_bad_rules_with_their_paths() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_call_spends_no_rate_limit_budget() {
+    // The policy stage comes before the rate limits: refusals by policy cost nothing.
+    let yaml = format!(
+        "{}rate_limits:\n  per_principal: {{rate: 1/h, burst: 3}}\n",
+        config("")
+    );
+    let gw = Gateway::start(&yaml);
+    gw.wait_ready().await;
+    let http = Mcp::connect(&gw.url).await; // 1 of 3
+    for _ in 0..10 {
+        let denied = http
+            .call("alpha__slow", json!({"ms": 1}))
+            .await
+            .unwrap_err();
+        assert_eq!(denied["code"], -32602, "{denied}");
+    }
+    assert_eq!(
+        http.call_text("alpha__echo", json!({"text": "a"})).await,
+        "a"
+    ); // 2
+    assert_eq!(
+        http.call_text("alpha__echo", json!({"text": "b"})).await,
+        "b"
+    ); // 3
+    let reply = http
+        .send(&json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "alpha__echo", "arguments": {"text": "c"}}}))
+        .await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+}
