@@ -48,6 +48,11 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the gateway and starts one supervisor per upstream plus the catalog task.
     pub fn start(config: Config) -> Arc<Gateway> {
+        Self::start_with(config, &crate::pipeline::Hooks::default())
+    }
+
+    /// [`Gateway::start`] with test seams (see [`crate::pipeline::Hooks`]).
+    pub fn start_with(config: Config, hooks: &crate::pipeline::Hooks) -> Arc<Gateway> {
         // reqwest is built without a default TLS provider; install ring's once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let sealer = match config.seal_key {
@@ -66,7 +71,7 @@ impl Gateway {
             .map(|u| Arc::new(Upstream::new(u)))
             .collect();
         let metrics = Arc::new(crate::pipeline::metrics::Metrics::default());
-        let pipeline = crate::pipeline::Pipeline::build(&config, &metrics);
+        let pipeline = crate::pipeline::Pipeline::build(&config, &metrics, hooks);
         tracing::debug!(stages = ?pipeline.names(), "Pipeline");
         let gateway = Arc::new(Gateway {
             auth: crate::pipeline::auth::Authenticator::new(&config.auth),

@@ -37,8 +37,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(config, listener, shutdown, pipeline::Hooks::default()).await
+}
+
+/// [`serve`] with test seams, for tests that run the gateway in-process (a rate-limit clock
+/// they advance by hand, say). Production passes `Hooks::default()`, which is `serve`.
+pub async fn serve_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    hooks: pipeline::Hooks,
+) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
-    let gateway = Gateway::start(config);
+    let gateway = Gateway::start_with(config, &hooks);
     let app = downstream::http::app(gateway.clone());
     let closing = gateway.shutdown.clone();
     // Without TCP_NODELAY, an SSE answer (headers, event, end of stream written separately)

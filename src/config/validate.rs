@@ -53,7 +53,10 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         metrics: crate::pipeline::metrics::MetricsConfig::from_raw(&raw.metrics, e),
         audit: crate::pipeline::audit::AuditConfig::from_raw(&raw.audit, e),
     };
-    reserved_paths(&config, &mut errors);
+    reserved_paths(&config, e);
+    // Stage sections that name upstreams are checked against the upstreams list.
+    crate::pipeline::policy::check(&config, e);
+    crate::pipeline::rate_limit::check(&config, e);
     ConfigErrors::check(errors, config)
 }
 

@@ -92,6 +92,16 @@ impl<'a> Next<'a> {
     }
 }
 
+/// Seams for tests that run the gateway in-process: replacements for what the stages would
+/// otherwise take from the system. `Hooks::default()` is production.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// The rate limiters' time source; `None` is the real monotonic clock. A test passes a
+    /// [`rate_limit::FakeRelativeClock`] and advances it by hand, so "limit reached, then
+    /// recovered" is shown without sleeping.
+    pub rate_limit_clock: Option<rate_limit::FakeRelativeClock>,
+}
+
 /// The ordered stages.
 pub struct Pipeline {
     stages: Vec<Arc<dyn Stage>>,
@@ -99,14 +109,14 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// The stages the configuration enables, in the documented order.
-    pub fn build(config: &Config, metrics: &Arc<metrics::Metrics>) -> Pipeline {
+    pub fn build(config: &Config, metrics: &Arc<metrics::Metrics>, hooks: &Hooks) -> Pipeline {
         let stages: Vec<Option<Arc<dyn Stage>>> = vec![
             trace::stage(&config.telemetry),
             metrics::stage(&config.metrics, metrics),
             audit::stage(&config.audit),
             auth::stage(&config.auth),
             policy::stage(&config.policy),
-            rate_limit::stage(config, metrics),
+            rate_limit::stage(config, metrics, hooks),
             timeout::stage(config),
         ];
         Pipeline {

@@ -4,9 +4,12 @@
 #![allow(dead_code)]
 
 mod mcp;
+mod stdio;
 mod wire;
 
 pub use mcp::*;
+#[allow(unused_imports)]
+pub use stdio::*;
 // Not every test crate uses these.
 #[allow(unused_imports)]
 pub use wire::*;

@@ -1,0 +1,211 @@
+//! Decisions: which rules are about a principal, and whether they let an item through.
+//!
+//! A request first narrows the rules to those whose `who` matches its principal (done once
+//! per request), then asks about each item it touches. Patterns are compiled at load time,
+//! so a decision is a few glob matches.
+
+use super::config::{Effect, PolicyConfig, Rule, Who};
+use crate::pipeline::Principal;
+
+/// The three kinds of items a rule can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    Tool,
+    Prompt,
+    /// Resources by URI and resource templates by their `uriTemplate` text.
+    Resource,
+}
+
+/// The rules that are about one principal, in order, with the default.
+pub struct Decider<'a> {
+    default: Effect,
+    rules: Vec<&'a Rule>,
+}
+
+impl PolicyConfig {
+    /// The rules that apply to `principal`.
+    pub fn decider(&self, principal: &Principal) -> Decider<'_> {
+        Decider {
+            default: self.default,
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| who_matches(&r.who, principal))
+                .collect(),
+        }
+    }
+}
+
+impl Decider<'_> {
+    /// Whether the item `name` (the upstream's own tool or prompt name, or a resource URI or
+    /// template) of `upstream` is allowed. The first rule naming the item decides.
+    pub fn allows(&self, kind: ItemKind, upstream: &str, name: &str) -> bool {
+        let effect = self
+            .rules
+            .iter()
+            .find(|rule| rule_covers(rule, kind, upstream, name))
+            .map_or(self.default, |rule| rule.effect);
+        effect == Effect::Allow
+    }
+
+    /// Whether every item of a kind is allowed without looking (no rule about this principal
+    /// names the kind, and the default allows): listings then pass untouched.
+    pub fn allows_all(&self, kind: ItemKind) -> bool {
+        self.default == Effect::Allow && self.rules.iter().all(|r| patterns(r, kind).is_none())
+    }
+}
+
+fn who_matches(who: &Who, principal: &Principal) -> bool {
+    let subject = who
+        .subjects
+        .as_ref()
+        .is_none_or(|globs| globs.iter().any(|g| g.matches(&principal.subject)));
+    let claims = who
+        .claims
+        .iter()
+        .all(|(name, values)| values.0.iter().any(|v| principal.claim_matches(name, v)));
+    let scopes = who.scopes.iter().all(|s| principal.has_scope(s));
+    subject && claims && scopes
+}
+
+fn patterns(rule: &Rule, kind: ItemKind) -> Option<&[crate::config::Pattern]> {
+    match kind {
+        ItemKind::Tool => rule.tools.as_deref(),
+        ItemKind::Prompt => rule.prompts.as_deref(),
+        ItemKind::Resource => rule.resources.as_deref(),
+    }
+}
+
+fn rule_covers(rule: &Rule, kind: ItemKind, upstream: &str, name: &str) -> bool {
+    rule.upstreams
+        .as_ref()
+        .is_none_or(|names| names.iter().any(|n| n == upstream))
+        && patterns(rule, kind).is_some_and(|globs| globs.iter().any(|g| g.matches(name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::AuthMethod;
+    use serde_json::json;
+
+    fn policy(yaml: &str) -> PolicyConfig {
+        let upstreams = "upstreams: {github: {command: x}, files: {command: y}}\n";
+        crate::config::from_yaml_str(&format!("{upstreams}policy:\n{yaml}"), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .policy
+    }
+
+    fn principal(subject: &str, scopes: &[&str], claims: serde_json::Value) -> Principal {
+        Principal {
+            subject: subject.to_owned(),
+            method: AuthMethod::Jwt,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            claims: claims.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    const RULES: &str = r#"
+  rules:
+    - who: {claims: {groups: admins}}
+      effect: allow
+      tools: ["*"]
+    - who: {subjects: ["svc-*"], scopes: [write]}
+      effect: allow
+      upstreams: [github]
+      tools: ["create_*"]
+    - effect: deny
+      upstreams: [github]
+      tools: ["delete_*", "create_*"]
+      prompts: ["secret"]
+    - effect: deny
+      resources: ["file:///secret/*"]
+"#;
+
+    #[test]
+    fn first_rule_about_the_principal_and_the_item_decides() {
+        let p = policy(RULES);
+        let nobody = principal("alice", &[], json!({}));
+        let d = p.decider(&nobody);
+        assert!(!d.allows(ItemKind::Tool, "github", "delete_repo"));
+        assert!(!d.allows(ItemKind::Tool, "github", "create_issue"));
+        assert!(d.allows(ItemKind::Tool, "github", "list_repos"));
+        // Limited to github: the same name elsewhere is not covered.
+        assert!(d.allows(ItemKind::Tool, "files", "delete_file"));
+        assert!(!d.allows(ItemKind::Prompt, "github", "secret"));
+        assert!(d.allows(ItemKind::Prompt, "files", "secret"));
+        assert!(!d.allows(ItemKind::Resource, "files", "file:///secret/a/b.txt"));
+        assert!(d.allows(ItemKind::Resource, "files", "file:///public/a.txt"));
+
+        let admin = principal("bob", &[], json!({"groups": ["eng", "admins"]}));
+        assert!(
+            p.decider(&admin)
+                .allows(ItemKind::Tool, "github", "delete_repo")
+        );
+        // The admin rule names tools only: resources still fall to the deny rule.
+        assert!(
+            !p.decider(&admin)
+                .allows(ItemKind::Resource, "files", "file:///secret/x")
+        );
+    }
+
+    #[test]
+    fn every_condition_of_who_must_hold() {
+        let p = policy(RULES);
+        let svc = principal("svc-ci", &["write"], json!({}));
+        assert!(
+            p.decider(&svc)
+                .allows(ItemKind::Tool, "github", "create_issue")
+        );
+        assert!(
+            !p.decider(&svc)
+                .allows(ItemKind::Tool, "github", "delete_repo")
+        );
+        let no_scope = principal("svc-ci", &["read"], json!({}));
+        assert!(
+            !p.decider(&no_scope)
+                .allows(ItemKind::Tool, "github", "create_issue")
+        );
+        let wrong_subject = principal("alice", &["write"], json!({}));
+        assert!(
+            !p.decider(&wrong_subject)
+                .allows(ItemKind::Tool, "github", "create_issue")
+        );
+    }
+
+    #[test]
+    fn default_deny_allows_only_what_a_rule_allows() {
+        let p = policy(
+            "  default: deny\n  rules:\n    - who: {subjects: [local]}\n      effect: allow\n      tools: [\"*\"]\n      resources: [\"fixture://*\"]\n",
+        );
+        let local = p.decider(&Principal::local());
+        assert!(local.allows(ItemKind::Tool, "files", "anything"));
+        assert!(local.allows(ItemKind::Resource, "files", "fixture://a/tpl/{id}"));
+        assert!(!local.allows(ItemKind::Prompt, "files", "greet"));
+        assert!(!local.allows_all(ItemKind::Tool));
+        let anon = p.decider(&Principal::anonymous());
+        assert!(!anon.allows(ItemKind::Tool, "files", "anything"));
+    }
+
+    #[test]
+    fn listings_are_untouched_when_no_rule_concerns_the_kind() {
+        let p = policy(RULES);
+        let d = p.decider(&principal("alice", &[], json!({})));
+        assert!(!d.allows_all(ItemKind::Tool));
+        let p = policy("  rules:\n    - {effect: deny, tools: [x]}\n");
+        let d = p.decider(&Principal::anonymous());
+        assert!(d.allows_all(ItemKind::Prompt) && d.allows_all(ItemKind::Resource));
+        assert!(!d.allows_all(ItemKind::Tool));
+    }
+
+    #[test]
+    fn claim_values_may_be_numbers_booleans_or_lists() {
+        let p = policy(
+            "  rules:\n    - who: {claims: {tier: 3, beta: true, team: [a, b]}}\n      effect: deny\n      tools: [\"*\"]\n",
+        );
+        let yes = principal("x", &[], json!({"tier": 3, "beta": true, "team": "b"}));
+        let no = principal("x", &[], json!({"tier": 3, "beta": false, "team": "b"}));
+        assert!(!p.decider(&yes).allows(ItemKind::Tool, "files", "t"));
+        assert!(p.decider(&no).allows(ItemKind::Tool, "files", "t"));
+    }
+}

@@ -1,0 +1,230 @@
+//! Authorization policy: rules by principal, claim or scope that allow or deny tools,
+//! prompts and resources, by upstream and glob.
+//!
+//! - On the way in, a call (`tools/call`, `prompts/get`, `resources/read`,
+//!   `resources/subscribe`, `completion/complete`) is resolved through the catalog to its
+//!   upstream and the upstream's own name, and refused when the policy denies it: with the
+//!   router's own "unknown" error (`denied_as: unknown`, the default), or -32014 / HTTP 403
+//!   (`denied_as: forbidden`).
+//! - On the way out, listings are filtered so a client never sees what it may not call. A
+//!   page may come back shorter than the page size (even empty); `nextCursor` is kept.
+
+mod config;
+mod eval;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+pub use config::{ClaimValues, DeniedAs, Effect, PolicyConfig, Rule, Who, check};
+pub use eval::{Decider, ItemKind};
+
+use super::{Next, Outcome, RequestContext, Stage};
+use crate::aggregate::merge::Catalog;
+use crate::gateway::Gateway;
+use crate::protocol::{ErrorObject, Request, codes, methods};
+use crate::upstream::catalog::Kind;
+
+/// The stage exists when there is something to enforce: a rule, or a `deny` default.
+pub fn stage(config: &PolicyConfig) -> Option<Arc<dyn Stage>> {
+    (config.default == Effect::Deny || !config.rules.is_empty())
+        .then(|| Arc::new(Policy(config.clone())) as Arc<dyn Stage>)
+}
+
+struct Policy(PolicyConfig);
+
+impl Stage for Policy {
+    fn name(&self) -> &'static str {
+        "policy"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        gateway: &'a Gateway,
+        ctx: &'a mut RequestContext,
+        req: &'a Request,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Outcome> {
+        async move {
+            let decider = self.0.decider(ctx.principal());
+            if let Some(refusal) = refuse(gateway, &decider, self.0.denied_as, req) {
+                tracing::debug!(method = %req.method, subject = %ctx.principal().subject, "Policy refused the request");
+                return Err(refusal);
+            }
+            let outcome = next.run(gateway, ctx, req).await;
+            match (outcome, listed_kind(&req.method)) {
+                (Ok(mut result), Some(kind)) => {
+                    filter_listing(gateway, &decider, kind, &mut result);
+                    Ok(result)
+                }
+                (outcome, _) => outcome,
+            }
+        }
+        .boxed()
+    }
+}
+
+/// The listing a method returns, if it is a list method.
+fn listed_kind(method: &str) -> Option<Kind> {
+    match method {
+        methods::TOOLS_LIST => Some(Kind::Tools),
+        methods::PROMPTS_LIST => Some(Kind::Prompts),
+        methods::RESOURCES_LIST => Some(Kind::Resources),
+        methods::RESOURCES_TEMPLATES_LIST => Some(Kind::ResourceTemplates),
+        _ => None,
+    }
+}
+
+/// What a denied request targets, for the error the client gets.
+enum Target<'r> {
+    Tool(&'r str),
+    Prompt(&'r str),
+    Resource(&'r str),
+    /// A `completion/complete` `ref/resource`: the router's error for it differs.
+    CompletionResource(&'r str),
+}
+
+/// The refusal for a request the policy denies; `None` lets it through. A target that does
+/// not resolve is let through too: the router then gives its own "unknown" answer.
+fn refuse(
+    gateway: &Gateway,
+    decider: &Decider<'_>,
+    denied_as: DeniedAs,
+    req: &Request,
+) -> Option<ErrorObject> {
+    let catalog = gateway.catalog();
+    let str_param = |key: &str| req.param(key).and_then(Value::as_str);
+    let (target, kind, upstream, name) = match req.method.as_str() {
+        methods::TOOLS_CALL => {
+            let exposed = str_param("name")?;
+            let route = catalog.tool(exposed)?;
+            (
+                Target::Tool(exposed),
+                ItemKind::Tool,
+                route.upstream,
+                route.name.as_str(),
+            )
+        }
+        methods::PROMPTS_GET => {
+            let exposed = str_param("name")?;
+            let route = catalog.prompt(exposed)?;
+            (
+                Target::Prompt(exposed),
+                ItemKind::Prompt,
+                route.upstream,
+                route.name.as_str(),
+            )
+        }
+        methods::RESOURCES_READ | methods::RESOURCES_SUBSCRIBE => {
+            let uri = str_param("uri")?;
+            (
+                Target::Resource(uri),
+                ItemKind::Resource,
+                catalog.resource_owner(uri)?,
+                uri,
+            )
+        }
+        methods::COMPLETION_COMPLETE => {
+            let reference = req.param("ref")?;
+            let field = |key: &str| reference.get(key).and_then(Value::as_str);
+            match field("type")? {
+                "ref/prompt" => {
+                    let exposed = field("name")?;
+                    let route = catalog.prompt(exposed)?;
+                    (
+                        Target::Prompt(exposed),
+                        ItemKind::Prompt,
+                        route.upstream,
+                        route.name.as_str(),
+                    )
+                }
+                "ref/resource" => {
+                    let uri = field("uri")?;
+                    let owner = catalog
+                        .template_owner(uri)
+                        .or_else(|| catalog.resource_owner(uri))?;
+                    (
+                        Target::CompletionResource(uri),
+                        ItemKind::Resource,
+                        owner,
+                        uri,
+                    )
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let upstream = gateway.upstreams.get(upstream)?.name();
+    if decider.allows(kind, upstream, name) {
+        return None;
+    }
+    Some(denial(target, denied_as))
+}
+
+fn denial(target: Target<'_>, denied_as: DeniedAs) -> ErrorObject {
+    match denied_as {
+        // Word for word what `router::calls` answers for a name nobody serves.
+        DeniedAs::Unknown => match target {
+            Target::Tool(name) => ErrorObject::invalid_params(format!("Unknown tool: {name}")),
+            Target::Prompt(name) => ErrorObject::invalid_params(format!("Unknown prompt: {name}")),
+            Target::Resource(uri) => ErrorObject::resource_not_found(uri),
+            Target::CompletionResource(uri) => {
+                ErrorObject::invalid_params(format!("Unknown resource or template: {uri}"))
+            }
+        },
+        DeniedAs::Forbidden => {
+            let (what, name) = match target {
+                Target::Tool(name) => ("tool", name),
+                Target::Prompt(name) => ("prompt", name),
+                Target::Resource(uri) | Target::CompletionResource(uri) => ("resource", uri),
+            };
+            ErrorObject::new(
+                codes::UNAUTHORIZED,
+                format!("Forbidden: the policy does not allow {what} {name}"),
+            )
+            .with_data(json!({ "kind": what, "name": name }))
+        }
+    }
+}
+
+/// Removes from a listing result every item the principal may not use.
+fn filter_listing(gateway: &Gateway, decider: &Decider<'_>, kind: Kind, result: &mut Value) {
+    let item_kind = match kind {
+        Kind::Tools => ItemKind::Tool,
+        Kind::Prompts => ItemKind::Prompt,
+        Kind::Resources | Kind::ResourceTemplates => ItemKind::Resource,
+    };
+    if decider.allows_all(item_kind) {
+        return;
+    }
+    let Some(items) = result.get_mut(kind.field()).and_then(Value::as_array_mut) else {
+        return;
+    };
+    let catalog = gateway.catalog();
+    items.retain(|item| {
+        let Some(key) = item.get(kind.key()).and_then(Value::as_str) else {
+            return false;
+        };
+        // An item the current catalog no longer has (it changed since the page was cut) is
+        // left out rather than guessed about; the client is told the list changed anyway.
+        owner(&catalog, kind, key).is_some_and(|(upstream, name)| {
+            gateway
+                .upstreams
+                .get(upstream)
+                .is_some_and(|u| decider.allows(item_kind, u.name(), name))
+        })
+    });
+}
+
+/// The owning upstream and the upstream's own name of a listed item.
+fn owner<'c>(catalog: &'c Catalog, kind: Kind, key: &'c str) -> Option<(usize, &'c str)> {
+    match kind {
+        Kind::Tools => catalog.tool(key).map(|r| (r.upstream, r.name.as_str())),
+        Kind::Prompts => catalog.prompt(key).map(|r| (r.upstream, r.name.as_str())),
+        Kind::Resources => catalog.resource_owner(key).map(|u| (u, key)),
+        Kind::ResourceTemplates => catalog.template_owner(key).map(|u| (u, key)),
+    }
+}

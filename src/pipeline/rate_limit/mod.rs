@@ -1,0 +1,449 @@
+//! Rate limits (governor token buckets) and per-upstream concurrency caps.
+//!
+//! Which requests count:
+//! - `per_principal` and `global`: every request (`initialize` and listings included).
+//! - `per_tool` (by glob over exposed tool names, one bucket per tool) and `per_upstream`:
+//!   only requests routed to an upstream (`tools/call`, `prompts/get`, `resources/read`,
+//!   `completion/complete`).
+//!
+//! Buckets are checked from the most specific to the most shared (principal, tool,
+//! upstream, global), so a request refused by its own principal's bucket spends nothing of
+//! what everybody shares. (A token taken by an earlier bucket is not given back when a later
+//! one refuses: governor has no refunds.)
+//!
+//! A refusal is error -32015 whose `data` says which limit and when to retry
+//! (`retryAfterSeconds`, `retryAfterMs`); the HTTP face answers it with 429 and
+//! `Retry-After`. Refusals happen before admission only: nothing already admitted is dropped.
+//!
+//! The concurrency cap (`upstreams.X.max_concurrency`) holds a slot from admission until the
+//! routed call returns; a request waits for a slot at most the upstream's timeout (the tool's
+//! own, if it has one), then fails with -32012.
+
+mod config;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{NotUntil, RateLimiter};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+pub use config::{Limit, Rate, RateLimitConfig, check};
+/// A clock tests advance by hand (see [`crate::pipeline::Hooks`]).
+pub use governor::clock::FakeRelativeClock;
+
+use super::metrics::Metrics;
+use super::{Hooks, Next, Outcome, RequestContext, Stage};
+use crate::config::{Config, Pattern};
+use crate::gateway::Gateway;
+use crate::protocol::{ErrorObject, Request, codes, methods};
+
+/// Keyed buckets are pruned of idle keys (full buckets, indistinguishable from new ones)
+/// once every this many checks, so subjects that come and go do not grow memory for ever.
+const PRUNE_EVERY: u64 = 1024;
+
+type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Keyed<C> =
+    RateLimiter<String, DashMapStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// The stage exists when a bucket is configured or an upstream has a concurrency cap.
+pub fn stage(config: &Config, _metrics: &Arc<Metrics>, hooks: &Hooks) -> Option<Arc<dyn Stage>> {
+    let capped = config.upstreams.iter().any(|u| u.max_concurrency.is_some());
+    if config.rate_limits.is_empty() && !capped {
+        return None;
+    }
+    Some(match &hooks.rate_limit_clock {
+        Some(clock) => Arc::new(RateLimits::new(config, clock.clone())),
+        None => Arc::new(RateLimits::new(config, DefaultClock::default())),
+    })
+}
+
+/// Every bucket and semaphore, over the clock `C`.
+pub struct RateLimits<C: Clock> {
+    clock: C,
+    global: Option<Direct<C>>,
+    per_principal: Option<Keyed<C>>,
+    /// By upstream index (the order of `config.upstreams`, which is the gateway's).
+    per_upstream: Vec<Option<Direct<C>>>,
+    per_tool: Vec<(Pattern, Keyed<C>)>,
+    /// By upstream index: the slots of capped upstreams.
+    slots: Vec<Option<Arc<Semaphore>>>,
+    checks: AtomicU64,
+}
+
+/// Why a bucket refused, for the error and the metric.
+struct Refusal {
+    /// The config key: `global`, `per_principal`, `per_upstream` or `per_tool`.
+    limit: &'static str,
+    /// The metric label: `global`, `principal`, `upstream` or `tool`.
+    label: &'static str,
+    /// Whose bucket (a subject, an upstream, a tool), for the message.
+    scope: Option<String>,
+    wait: Duration,
+}
+
+impl<C: Clock + Clone> RateLimits<C> {
+    pub fn new(config: &Config, clock: C) -> Self {
+        let limits = &config.rate_limits;
+        let direct = |l: &Limit| RateLimiter::direct_with_clock(l.quota(), clock.clone());
+        let keyed = |l: &Limit| RateLimiter::dashmap_with_clock(l.quota(), clock.clone());
+        RateLimits {
+            global: limits.global.as_ref().map(direct),
+            per_principal: limits.per_principal.as_ref().map(keyed),
+            per_upstream: config
+                .upstreams
+                .iter()
+                .map(|u| limits.per_upstream.get(&u.name).map(direct))
+                .collect(),
+            per_tool: limits
+                .per_tool
+                .iter()
+                .map(|(glob, l)| (glob.clone(), keyed(l)))
+                .collect(),
+            slots: config
+                .upstreams
+                .iter()
+                .map(|u| u.max_concurrency.map(|n| Arc::new(Semaphore::new(n))))
+                .collect(),
+            checks: AtomicU64::new(0),
+            clock,
+        }
+    }
+}
+
+impl<C: Clock> RateLimits<C> {
+    fn wait(&self, not_until: &NotUntil<C::Instant>) -> Duration {
+        not_until.wait_time_from(self.clock.now())
+    }
+
+    /// Checks the buckets in order; the first refusal wins.
+    fn check(&self, subject: &str, routed: Option<&Routed<'_>>) -> Result<(), Refusal> {
+        let refusal = |limit, label, scope: Option<&str>, wait| Refusal {
+            limit,
+            label,
+            scope: scope.map(str::to_owned),
+            wait,
+        };
+        if let Some(limiter) = &self.per_principal {
+            let key = subject.to_owned();
+            limiter
+                .check_key(&key)
+                .map_err(|n| refusal("per_principal", "principal", Some(subject), self.wait(&n)))?;
+        }
+        if let Some(routed) = routed {
+            if let Some(tool) = routed.tool {
+                let key = tool.to_owned();
+                for (_, limiter) in self.per_tool.iter().filter(|(g, _)| g.matches(tool)) {
+                    limiter
+                        .check_key(&key)
+                        .map_err(|n| refusal("per_tool", "tool", Some(tool), self.wait(&n)))?;
+                }
+            }
+            if let Some(Some(limiter)) = self.per_upstream.get(routed.upstream) {
+                limiter.check().map_err(|n| {
+                    refusal(
+                        "per_upstream",
+                        "upstream",
+                        Some(routed.upstream_name),
+                        self.wait(&n),
+                    )
+                })?;
+            }
+        }
+        if let Some(limiter) = &self.global {
+            limiter
+                .check()
+                .map_err(|n| refusal("global", "global", None, self.wait(&n)))?;
+        }
+        Ok(())
+    }
+
+    fn prune(&self) {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY != PRUNE_EVERY - 1 {
+            return;
+        }
+        let keyed = self
+            .per_principal
+            .iter()
+            .chain(self.per_tool.iter().map(|(_, l)| l));
+        for limiter in keyed {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// Where a routed request goes.
+struct Routed<'a> {
+    upstream: usize,
+    upstream_name: &'a str,
+    /// For `tools/call`: the exposed name (per-tool buckets) and the upstream's own name
+    /// (per-tool timeouts).
+    tool: Option<&'a str>,
+    original: Option<String>,
+}
+
+/// The owner of a request that goes to an upstream; `None` for anything else, and for names
+/// that do not resolve (the router answers those without bothering an upstream).
+fn routed<'r>(gateway: &'r Gateway, req: &'r Request) -> Option<Routed<'r>> {
+    let catalog = gateway.catalog();
+    let str_param = |key: &str| req.param(key).and_then(Value::as_str);
+    let (upstream, tool, original) = match req.method.as_str() {
+        methods::TOOLS_CALL => {
+            let name = str_param("name")?;
+            let route = catalog.tool(name)?;
+            (route.upstream, Some(name), Some(route.name.clone()))
+        }
+        methods::PROMPTS_GET => (catalog.prompt(str_param("name")?)?.upstream, None, None),
+        methods::RESOURCES_READ => (catalog.resource_owner(str_param("uri")?)?, None, None),
+        methods::COMPLETION_COMPLETE => {
+            let reference = req.param("ref")?;
+            let field = |key: &str| reference.get(key).and_then(Value::as_str);
+            let owner = match field("type")? {
+                "ref/prompt" => catalog.prompt(field("name")?)?.upstream,
+                "ref/resource" => {
+                    let uri = field("uri")?;
+                    catalog
+                        .template_owner(uri)
+                        .or_else(|| catalog.resource_owner(uri))?
+                }
+                _ => return None,
+            };
+            (owner, None, None)
+        }
+        _ => return None,
+    };
+    Some(Routed {
+        upstream,
+        upstream_name: gateway.upstreams.get(upstream)?.name(),
+        tool,
+        original,
+    })
+}
+
+fn rate_limited(refusal: &Refusal) -> ErrorObject {
+    // Whole seconds for `Retry-After`, rounded up and never 0: "now" would invite a retry
+    // that is certain to fail.
+    let ms = refusal.wait.as_millis().max(1);
+    let secs = refusal.wait.as_secs() + u64::from(refusal.wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let whose = refusal
+        .scope
+        .as_deref()
+        .map_or_else(String::new, |s| format!(" for {s}"));
+    ErrorObject::new(
+        codes::RATE_LIMITED,
+        format!(
+            "Rate limit exceeded ({}{whose}); retry after {secs} s",
+            refusal.limit
+        ),
+    )
+    .with_data(json!({
+        "limit": refusal.limit,
+        "retryAfterSeconds": secs,
+        "retryAfterMs": ms as u64,
+    }))
+}
+
+impl<C> Stage for RateLimits<C>
+where
+    C: Clock + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        gateway: &'a Gateway,
+        ctx: &'a mut RequestContext,
+        req: &'a Request,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Outcome> {
+        async move {
+            self.prune();
+            let routed = routed(gateway, req);
+            if let Err(refusal) = self.check(&ctx.principal().subject, routed.as_ref()) {
+                gateway.metrics.rate_limited(refusal.label);
+                tracing::debug!(limit = refusal.limit, subject = %ctx.principal().subject, wait = ?refusal.wait, "Rate limited");
+                return Err(rate_limited(&refusal));
+            }
+            let slots = routed
+                .as_ref()
+                .and_then(|r| Some((r, self.slots.get(r.upstream)?.clone()?)));
+            let Some((routed, slots)) = slots else {
+                return next.run(gateway, ctx, req).await;
+            };
+            let upstream = &gateway.upstreams[routed.upstream].config;
+            let patience = match &routed.original {
+                Some(tool) => super::timeout::for_tool(upstream, tool),
+                None => upstream.timeout,
+            };
+            // Held until the routed call returns (or is dropped).
+            let _permit = match tokio::time::timeout(patience, slots.acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    gateway.metrics.rate_limited("concurrency");
+                    return Err(busy(routed.upstream_name, upstream.max_concurrency, patience));
+                }
+            };
+            next.run(gateway, ctx, req).await
+        }
+        .boxed()
+    }
+}
+
+fn busy(upstream: &str, cap: Option<usize>, waited: Duration) -> ErrorObject {
+    ErrorObject::new(
+        codes::GATEWAY_BUSY,
+        format!(
+            "Upstream '{upstream}' busy: {} requests already in flight, no slot freed within {waited:?}",
+            cap.unwrap_or_default()
+        ),
+    )
+    .with_data(json!({ "upstream": upstream, "source": "gateway", "limit": "concurrency" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(yaml: &str) -> (RateLimits<FakeRelativeClock>, FakeRelativeClock) {
+        let yaml = format!("upstreams: {{github: {{command: x}}, files: {{command: y}}}}\n{yaml}");
+        let config =
+            crate::config::from_yaml_str(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let clock = FakeRelativeClock::default();
+        (RateLimits::new(&config, clock.clone()), clock)
+    }
+
+    fn call<'a>(upstream: usize, name: &'a str, tool: Option<&'a str>) -> Routed<'a> {
+        Routed {
+            upstream,
+            upstream_name: name,
+            tool,
+            original: None,
+        }
+    }
+
+    #[test]
+    fn a_principal_bucket_is_reached_and_recovers_per_subject() {
+        let (limits, clock) = limits("rate_limits:\n  per_principal: {rate: 1/m, burst: 2}\n");
+        assert!(limits.check("alice", None).is_ok());
+        assert!(limits.check("alice", None).is_ok());
+        let refusal = limits.check("alice", None).unwrap_err();
+        assert_eq!(
+            (refusal.limit, refusal.label),
+            ("per_principal", "principal")
+        );
+        assert_eq!(refusal.wait, Duration::from_secs(60));
+        // Someone else has their own bucket.
+        assert!(limits.check("bob", None).is_ok());
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(
+            limits.check("alice", None).unwrap_err().wait,
+            Duration::from_secs(1)
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(limits.check("alice", None).is_ok());
+        assert!(limits.check("alice", None).is_err());
+    }
+
+    #[test]
+    fn tool_and_upstream_buckets_count_only_routed_calls() {
+        // Upstreams are sorted by name: files is 0, github 1.
+        let (limits, clock) = limits(
+            "rate_limits:\n  per_upstream: {github: {rate: 1/s, burst: 3}}\n  per_tool: {\"github__create_*\": {rate: 1/h, burst: 1}}\n",
+        );
+        // Unrouted requests (listings, initialize) never touch them.
+        for _ in 0..10 {
+            assert!(limits.check("a", None).is_ok());
+        }
+        let create = call(1, "github", Some("github__create_issue"));
+        let other_create = call(1, "github", Some("github__create_repo"));
+        let list = call(1, "github", Some("github__list"));
+        assert!(limits.check("a", Some(&create)).is_ok());
+        let refusal = limits.check("a", Some(&create)).unwrap_err();
+        assert_eq!(
+            (refusal.limit, refusal.scope.as_deref()),
+            ("per_tool", Some("github__create_issue"))
+        );
+        // One bucket per tool, not per glob.
+        assert!(limits.check("a", Some(&other_create)).is_ok());
+        // The tool's refusal came first and spent no upstream token: this is the third.
+        assert!(limits.check("a", Some(&list)).is_ok());
+        let refusal = limits.check("a", Some(&list)).unwrap_err();
+        assert_eq!((refusal.limit, refusal.label), ("per_upstream", "upstream"));
+        // Another upstream has no bucket.
+        assert!(
+            limits
+                .check("a", Some(&call(0, "files", Some("files__x"))))
+                .is_ok()
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(limits.check("a", Some(&list)).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_by_the_principal_spends_nothing_of_the_global_bucket() {
+        let (limits, _clock) = limits(
+            "rate_limits:\n  global: {rate: 1/h, burst: 2}\n  per_principal: {rate: 1/h, burst: 1}\n",
+        );
+        assert!(limits.check("a", None).is_ok());
+        for _ in 0..5 {
+            assert_eq!(limits.check("a", None).unwrap_err().limit, "per_principal");
+        }
+        assert!(limits.check("b", None).is_ok());
+        assert_eq!(limits.check("c", None).unwrap_err().limit, "global");
+    }
+
+    #[test]
+    fn the_error_carries_whole_seconds_rounded_up_and_milliseconds() {
+        let refusal = Refusal {
+            limit: "global",
+            label: "global",
+            scope: None,
+            wait: Duration::from_millis(1500),
+        };
+        let e = rate_limited(&refusal);
+        assert_eq!(e.code, codes::RATE_LIMITED);
+        let data = e.data.unwrap();
+        assert_eq!(
+            data,
+            json!({"limit": "global", "retryAfterSeconds": 2, "retryAfterMs": 1500})
+        );
+        let tiny = Refusal {
+            wait: Duration::from_micros(10),
+            ..refusal
+        };
+        let data = rate_limited(&tiny).data.unwrap();
+        assert_eq!(
+            (
+                data["retryAfterSeconds"].as_u64(),
+                data["retryAfterMs"].as_u64()
+            ),
+            (Some(1), Some(1))
+        );
+    }
+
+    #[test]
+    fn idle_principals_are_pruned() {
+        let (limits, clock) = limits("rate_limits:\n  per_principal: {rate: 1/s, burst: 1}\n");
+        for i in 0..100 {
+            let _ = limits.check(&format!("subject-{i}"), None);
+        }
+        let keyed = limits.per_principal.as_ref().unwrap();
+        assert_eq!(keyed.len(), 100);
+        clock.advance(Duration::from_secs(2));
+        for _ in 0..PRUNE_EVERY {
+            limits.prune();
+        }
+        assert_eq!(keyed.len(), 0);
+    }
+}

@@ -1,0 +1,266 @@
+//! The `policy` section against the real binary. Two principals without any authentication
+//! configured: HTTP clients are `anonymous`, the stdio face's client is `local`. A rule about
+//! `anonymous` therefore hides items from HTTP clients and not from the stdio client, on
+//! listings and on calls alike.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Gateway, Mcp, StdioClient, hermetic, manifold_bin, stdio_fixture};
+
+/// Hides some of each kind from `anonymous`; pages of 3 so filtering meets paging.
+fn config(extra: &str) -> String {
+    format!(
+        "page_size: 3\nupstreams:\n{}policy:\n{extra}  rules:\n    - who: {{subjects: [anonymous]}}\n      effect: deny\n      tools: [slow, crash, \"tool_*\"]\n      prompts: [about]\n      resources: [\"fixture://alpha/item/*\", \"fixture://alpha/tpl/*\"]\n",
+        stdio_fixture("alpha", &[])
+    )
+}
+
+fn prefixed(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("alpha__{n}")).collect()
+}
+
+/// An error object as text with `name` replaced by `X`, to compare two refusals' shapes.
+fn shape(error: &Value, name: &str) -> String {
+    error.to_string().replace(name, "X")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_hides_items_from_one_principal_and_not_from_another() {
+    let yaml = config("");
+    let gw = Gateway::start(&yaml);
+    gw.wait_ready().await;
+    let http = Mcp::connect(&gw.url).await;
+    let mut stdio = StdioClient::start(&yaml).await;
+
+    // Listings: HTTP (anonymous) sees only what it may use, across pages.
+    let tools = http.list_keys("tools/list", "tools", "name").await;
+    assert_eq!(
+        tools,
+        prefixed(&["whoami", "echo", "add_tool", "remove_tool", "fail"])
+    );
+    let prompts = http.list_keys("prompts/list", "prompts", "name").await;
+    assert_eq!(prompts, prefixed(&["greet"]));
+    let resources = http.list_keys("resources/list", "resources", "uri").await;
+    assert_eq!(resources, ["fixture://alpha/info"]);
+    let templates = http
+        .list_keys(
+            "resources/templates/list",
+            "resourceTemplates",
+            "uriTemplate",
+        )
+        .await;
+    assert!(templates.is_empty(), "{templates:?}");
+
+    // The stdio client (local) sees everything.
+    let all_tools = prefixed(&[
+        "tool_0",
+        "tool_1",
+        "tool_2",
+        "whoami",
+        "echo",
+        "slow",
+        "crash",
+        "add_tool",
+        "remove_tool",
+        "fail",
+    ]);
+    assert_eq!(
+        stdio.list_keys("tools/list", "tools", "name").await,
+        all_tools
+    );
+    assert_eq!(
+        stdio.list_keys("prompts/list", "prompts", "name").await,
+        prefixed(&["greet", "about"])
+    );
+    assert_eq!(
+        stdio
+            .list_keys("resources/list", "resources", "uri")
+            .await
+            .len(),
+        4
+    );
+    assert_eq!(
+        stdio
+            .list_keys(
+                "resources/templates/list",
+                "resourceTemplates",
+                "uriTemplate"
+            )
+            .await,
+        ["fixture://alpha/tpl/{id}"]
+    );
+
+    // Calls: a hidden tool reads exactly like one that does not exist.
+    let denied = http
+        .call("alpha__slow", json!({"ms": 1}))
+        .await
+        .unwrap_err();
+    let missing = http.call("alpha__nope", json!({})).await.unwrap_err();
+    assert_eq!(denied["code"], -32602, "{denied}");
+    assert_eq!(
+        denied["message"],
+        "Invalid params: Unknown tool: alpha__slow"
+    );
+    assert_eq!(
+        shape(&denied, "alpha__slow"),
+        shape(&missing, "alpha__nope")
+    );
+    assert_eq!(
+        http.call_text("alpha__echo", json!({"text": "hi"})).await,
+        "hi"
+    );
+    let result = stdio
+        .request(
+            "tools/call",
+            json!({"name": "alpha__slow", "arguments": {"ms": 1}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("stdio slow: {e}"));
+    assert_ne!(result["isError"], json!(true), "{result}");
+
+    // Prompts, directly and through completion.
+    let denied = http
+        .err("prompts/get", json!({"name": "alpha__about"}))
+        .await;
+    let missing = http
+        .err("prompts/get", json!({"name": "alpha__nope"}))
+        .await;
+    assert_eq!(
+        shape(&denied, "alpha__about"),
+        shape(&missing, "alpha__nope")
+    );
+    let complete = |name: &str| json!({"ref": {"type": "ref/prompt", "name": name}, "argument": {"name": "x", "value": ""}});
+    let denied = http
+        .err("completion/complete", complete("alpha__about"))
+        .await;
+    let missing = http
+        .err("completion/complete", complete("alpha__nope"))
+        .await;
+    assert_eq!(
+        shape(&denied, "alpha__about"),
+        shape(&missing, "alpha__nope")
+    );
+    assert!(
+        stdio
+            .request("prompts/get", json!({"name": "alpha__about"}))
+            .await
+            .is_ok()
+    );
+
+    // Resources: listed, templated, and subscriptions.
+    for uri in ["fixture://alpha/item/0", "fixture://alpha/tpl/7"] {
+        let denied = http.err("resources/read", json!({"uri": uri})).await;
+        let missing = http
+            .err("resources/read", json!({"uri": "fixture://nowhere/x"}))
+            .await;
+        assert_eq!(denied["code"], -32002, "{denied}");
+        assert_eq!(shape(&denied, uri), shape(&missing, "fixture://nowhere/x"));
+        let denied = http.err("resources/subscribe", json!({"uri": uri})).await;
+        assert_eq!(denied["code"], -32002, "{denied}");
+        assert!(
+            stdio
+                .request("resources/read", json!({"uri": uri}))
+                .await
+                .is_ok(),
+            "stdio read {uri}"
+        );
+    }
+    http.ok("resources/read", json!({"uri": "fixture://alpha/info"}))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_as_forbidden_answers_403_with_the_unauthorized_code() {
+    let gw = Gateway::start(&config("  denied_as: forbidden\n"));
+    gw.wait_ready().await;
+    let http = Mcp::connect(&gw.url).await;
+    let reply = http
+        .send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "alpha__slow", "arguments": {"ms": 1}}}))
+        .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["error"]["code"], -32014, "{body}");
+    assert_eq!(
+        body["error"]["data"],
+        json!({"kind": "tool", "name": "alpha__slow"})
+    );
+    // Listings are still filtered; allowed calls still served.
+    let tools = http.list_keys("tools/list", "tools", "name").await;
+    assert!(!tools.contains(&"alpha__slow".to_owned()), "{tools:?}");
+    assert_eq!(
+        http.call_text("alpha__echo", json!({"text": "ok"})).await,
+        "ok"
+    );
+}
+
+#[test]
+fn check_reports_bad_rules_with_their_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gateway.yaml");
+    let yaml = "upstreams:\n  alpha:\n    command: x\npolicy:\n  rules:\n    - effect: deny\n      upstreams: [alpha, beta]\n    - effect: allow\n      tools: [\"[\"]\nrate_limits:\n  per_upstream: {beta: {rate: 1/s}}\n";
+    std::fs::write(&file, yaml).expect("write config");
+    let out = hermetic(manifold_bin())
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run manifold check");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A section with a shape error (the bad glob) stands in as its defaults, so the rules'
+    // own checks run once the glob is fixed.
+    assert!(
+        stderr.contains("policy.rules[1].tools[0]: invalid glob \"[\""),
+        "{stderr}"
+    );
+    let fixed = yaml.replace("[\"[\"]", "[\"x\"]");
+    std::fs::write(&file, fixed).expect("write config");
+    let out = hermetic(manifold_bin())
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run manifold check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "policy.rules[0]: names no tools, prompts or resources",
+        "policy.rules[0].upstreams[1]: unknown upstream \"beta\"",
+        "rate_limits.per_upstream.beta: unknown upstream \"beta\"",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_call_spends_no_rate_limit_budget() {
+    // The policy stage comes before the rate limits: refusals by policy cost nothing.
+    let yaml = format!(
+        "{}rate_limits:\n  per_principal: {{rate: 1/h, burst: 3}}\n",
+        config("")
+    );
+    let gw = Gateway::start(&yaml);
+    gw.wait_ready().await;
+    let http = Mcp::connect(&gw.url).await; // 1 of 3
+    for _ in 0..10 {
+        let denied = http
+            .call("alpha__slow", json!({"ms": 1}))
+            .await
+            .unwrap_err();
+        assert_eq!(denied["code"], -32602, "{denied}");
+    }
+    assert_eq!(
+        http.call_text("alpha__echo", json!({"text": "a"})).await,
+        "a"
+    ); // 2
+    assert_eq!(
+        http.call_text("alpha__echo", json!({"text": "b"})).await,
+        "b"
+    ); // 3
+    let reply = http
+        .send(&json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "alpha__echo", "arguments": {"text": "c"}}}))
+        .await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+}
