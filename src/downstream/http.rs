@@ -51,7 +51,13 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .post(post_message)
         .delete(delete_session)
         .fallback(method_not_allowed);
-    Router::new()
+    let router = Router::new();
+    // RFC 9728 metadata, only when there is something to protect.
+    let router = match &gateway.auth {
+        Some(auth) => crate::pipeline::auth::metadata::mount(router, auth.clone()),
+        None => router,
+    };
+    router
         .route(&path, mcp)
         .route(super::legacy_sse::SSE_PATH, get(super::legacy_sse::open))
         .route(
