@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
 use super::config::JwtConfig;
@@ -26,19 +26,27 @@ pub enum TokenError {
 
 pub struct JwtVerifier {
     config: JwtConfig,
-    validation: Validation,
+    /// One validation per accepted algorithm: jsonwebtoken refuses a validation that lists
+    /// algorithms of another family than the key's, so RS256 and ES256 cannot share one.
+    validations: Vec<(Algorithm, Validation)>,
     jwks: Jwks,
 }
 
 impl JwtVerifier {
     pub fn new(config: JwtConfig, http: reqwest::Client) -> Self {
-        let mut validation = Validation::new(config.algorithms[0]);
-        validation.algorithms = config.algorithms.clone();
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&config.audience);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.leeway = config.leeway.as_secs();
-        validation.validate_nbf = true;
+        let validations = config
+            .algorithms
+            .iter()
+            .map(|alg| {
+                let mut validation = Validation::new(*alg);
+                validation.set_issuer(&[&config.issuer]);
+                validation.set_audience(&config.audience);
+                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+                validation.leeway = config.leeway.as_secs();
+                validation.validate_nbf = true;
+                (*alg, validation)
+            })
+            .collect();
         let jwks = Jwks::new(
             config.jwks.clone(),
             http,
@@ -47,7 +55,7 @@ impl JwtVerifier {
         );
         JwtVerifier {
             config,
-            validation,
+            validations,
             jwks,
         }
     }
@@ -59,9 +67,9 @@ impl JwtVerifier {
             return Err(invalid("token too long"));
         }
         let header = decode_header(token).map_err(|_| invalid("malformed token"))?;
-        if !self.config.algorithms.contains(&header.alg) {
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
             return Err(invalid("token algorithm not accepted"));
-        }
+        };
         let keys = match self.jwks.keys_for(header.kid.as_deref(), header.alg).await {
             Ok(keys) => keys,
             Err(KeyError::UnknownKid) => return Err(invalid("token signed by an unknown key")),
@@ -72,7 +80,7 @@ impl JwtVerifier {
         };
         let mut last = invalid("token signature does not verify");
         for key in keys {
-            match decode::<Map<String, Value>>(token, &key.key, &self.validation) {
+            match decode::<Map<String, Value>>(token, &key.key, validation) {
                 Ok(data) => return self.principal(data.claims),
                 // Several keys may share no kid: try the next one.
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
