@@ -73,6 +73,12 @@ impl Authenticator {
             .jwt
             .clone()
             .map(|j| JwtVerifier::new(j, jwks_client()));
+        tracing::info!(
+            api_keys = config.api_keys.len(),
+            jwt_issuer = config.jwt.as_ref().map(|j| j.issuer.as_str()),
+            required_scopes = ?config.required_scopes,
+            "Authentication required on the HTTP faces"
+        );
         Some(Arc::new(Authenticator {
             api_keys: ApiKeys::new(config.api_keys.clone()),
             jwt,
