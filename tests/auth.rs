@@ -121,8 +121,12 @@ impl Issuer {
         }
     }
 
-    /// Replaces the published key set.
+    /// Replaces the published key set; an empty list makes the endpoint fail (HTTP 500).
     fn publish(&self, keys: &[&SigningKey]) {
+        if keys.is_empty() {
+            *self.jwks.lock().unwrap() = Value::Null;
+            return;
+        }
         let keys: Vec<Value> = keys.iter().map(|k| k.jwk()).collect();
         *self.jwks.lock().unwrap() = json!({ "keys": keys });
     }
@@ -135,6 +139,9 @@ impl Issuer {
 async fn serve_jwks(State(issuer): State<Issuer>) -> Response {
     issuer.fetches.fetch_add(1, Ordering::SeqCst);
     let body = issuer.jwks.lock().unwrap().clone();
+    if body.is_null() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     axum::Json(body).into_response()
 }
 
@@ -506,6 +513,15 @@ async fn missing_credentials_get_401_pointing_to_the_metadata() {
         .await
         .unwrap();
     assert_eq!(delete.status(), 401);
+    // So does the legacy HTTP+SSE transport.
+    let sse = http_client()
+        .get(format!("{}/sse", s.gw.base))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 401);
+    assert!(sse.headers().contains_key("www-authenticate"));
 
     // The document is public, at the path-suffixed URL and at the bare well-known path.
     let expected = json!({
@@ -649,6 +665,25 @@ async fn upstreams_see_selected_claims_but_never_the_clients_token() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_key_set_is_503_until_it_comes_back() {
+    let key = SigningKey::load("rsa-a.pem", "key-a");
+    let issuer = Issuer::start(&[]).await;
+    let yaml = format!(
+        "auth:\n  jwt:\n    issuer: {ISSUER}\n    audience: {AUDIENCE}\n    jwks_url: {}\n    \
+         jwks_cooldown: 0s\nupstreams: {{}}\n",
+        issuer.url
+    );
+    let gw = Gateway::start(&yaml);
+    let token = key.sign(&claims("alice"));
+    let reply = initialize_bearer(&gw, &token).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("signing keys could not be fetched"));
+    issuer.publish(&[&key]);
+    assert_eq!(initialize_bearer(&gw, &token).await.status, 200);
+    assert!(issuer.fetches() >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
