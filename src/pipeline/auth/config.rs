@@ -172,6 +172,7 @@ fn resolve(
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
 ) -> AuthConfig {
+    let before = errors.len();
     let api_keys = api_keys(raw.api_keys, env, errors);
     let jwt = raw.jwt.and_then(|j| jwt(j, errors));
     let resource = raw.resource.and_then(|r| match url::Url::parse(&r) {
@@ -219,7 +220,8 @@ fn resolve(
         || !config.required_scopes.is_empty()
         || !config.authorization_servers.is_empty()
         || !config.scopes_supported.is_empty();
-    if !config.is_enabled() && other_settings && errors.is_empty() {
+    // Only when the methods themselves are fine: a broken `jwt` is reported as such.
+    if !config.is_enabled() && other_settings && errors.len() == before {
         errors.push(ConfigError::new(
             "auth",
             "no api_keys and no jwt: configure one of them, or remove the auth section",
@@ -626,6 +628,15 @@ mod tests {
     fn settings_without_a_method_are_an_error() {
         let (_, errors) = check(json!({"required_scopes": ["mcp"]}), &[]);
         assert_eq!(paths(&errors), ["auth"]);
+        // Whatever went wrong elsewhere in the file.
+        let mut errors = vec![ConfigError::new("listen", "earlier problem")];
+        let parsed: RawAuth = crate::config::section::section(
+            "auth",
+            &json!({"resource": "https://x/mcp"}),
+            &mut errors,
+        );
+        resolve(parsed, &|_| None, &mut errors);
+        assert_eq!(paths(&errors), ["listen", "auth"]);
         let (_, errors) = check(json!({"api_keys": [], "resource": "ftp://x"}), &[]);
         assert_eq!(paths(&errors), ["auth.resource"]);
     }
