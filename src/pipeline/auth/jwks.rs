@@ -7,6 +7,7 @@
 //! requests to the issuer. A failed fetch keeps the keys already known.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,8 @@ pub struct Jwks {
     cache: RwLock<Cache>,
     /// Held while fetching: concurrent misses wait for one fetch instead of starting many.
     fetching: tokio::sync::Mutex<()>,
+    /// Whether a background refresh of stale keys is under way (at most one).
+    renewing: AtomicBool,
 }
 
 impl Jwks {
@@ -101,18 +104,27 @@ impl Jwks {
             cooldown,
             cache: RwLock::default(),
             fetching: tokio::sync::Mutex::new(()),
+            renewing: AtomicBool::new(false),
         }
     }
 
     /// The keys that may have signed a token with key id `kid` and algorithm `alg`.
-    pub async fn keys_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<Vec<Key>, KeyError> {
+    ///
+    /// Keys past `jwks_cache` are still used while fresh ones are fetched in the background,
+    /// so a slow or unreachable issuer does not stall every request; only the very first
+    /// token, and one naming an unknown key, wait for a fetch.
+    pub async fn keys_for(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Vec<Key>, KeyError> {
         let now = Instant::now();
-        let stale = self
-            .read()
-            .fetched
-            .is_none_or(|at| now.duration_since(at) >= self.max_age);
-        if stale {
-            self.refresh(now).await;
+        // Read first: a guard in the match scrutinee would live across the await.
+        let fetched = self.read().fetched;
+        match fetched {
+            None => self.refresh(now).await,
+            Some(at) if now.duration_since(at) >= self.max_age => self.renew(now),
+            Some(_) => {}
         }
         match self.select(kid, alg) {
             Err(KeyError::UnknownKid) => {
@@ -122,6 +134,18 @@ impl Jwks {
             }
             other => other,
         }
+    }
+
+    /// Starts a background refresh unless one is running.
+    fn renew(self: &Arc<Self>, asked: Instant) {
+        if self.renewing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.refresh(asked).await;
+            this.renewing.store(false, Ordering::Release);
+        });
     }
 
     fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<Vec<Key>, KeyError> {
@@ -365,6 +389,85 @@ mod tests {
         assert_eq!(
             select(&keys, Some("a"), Algorithm::RS256).err(),
             Some(KeyError::NoSuitableKey)
+        );
+    }
+
+    /// A key set in a file, rewritten by the test.
+    fn file_jwks(
+        kids: &[&str],
+        max_age: Duration,
+        cooldown: Duration,
+    ) -> (Arc<Jwks>, tempfile::TempDir) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        write_set(&path, kids);
+        let jwks = Jwks::new(
+            JwksSource::File(path),
+            reqwest::Client::new(),
+            max_age,
+            cooldown,
+        );
+        (Arc::new(jwks), dir)
+    }
+
+    fn write_set(path: &Path, kids: &[&str]) {
+        let keys: Vec<Value> = kids.iter().map(|k| ec_jwk(k)).collect();
+        std::fs::write(path, json!({ "keys": keys }).to_string()).unwrap();
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn an_unknown_kid_refetches_which_picks_up_rotation() {
+        let (jwks, dir) = file_jwks(&["a"], HOUR, Duration::ZERO);
+        assert!(jwks.keys_for(Some("a"), Algorithm::ES256).await.is_ok());
+        write_set(&dir.path().join("jwks.json"), &["b"]);
+        assert!(jwks.keys_for(Some("b"), Algorithm::ES256).await.is_ok());
+        assert_eq!(
+            jwks.keys_for(Some("a"), Algorithm::ES256).await.err(),
+            Some(KeyError::UnknownKid),
+            "the retired key is gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn within_the_cooldown_an_unknown_kid_fetches_nothing() {
+        let (jwks, dir) = file_jwks(&["a"], HOUR, HOUR);
+        assert!(jwks.keys_for(Some("a"), Algorithm::ES256).await.is_ok());
+        write_set(&dir.path().join("jwks.json"), &["a", "b"]);
+        assert_eq!(
+            jwks.keys_for(Some("b"), Algorithm::ES256).await.err(),
+            Some(KeyError::UnknownKid)
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_older_than_jwks_cache_are_replaced() {
+        let (jwks, dir) = file_jwks(&["a"], Duration::from_millis(1), Duration::ZERO);
+        assert!(jwks.keys_for(Some("a"), Algorithm::ES256).await.is_ok());
+        write_set(&dir.path().join("jwks.json"), &["a", "b"]);
+        // Older than max_age from here on: every lookup is answered from the cache at once
+        // and starts (at most one) background refresh.
+        let mut renewed = false;
+        for _ in 0..200 {
+            assert!(jwks.keys_for(Some("a"), Algorithm::ES256).await.is_ok());
+            if jwks.read().keys.len() == 2 {
+                renewed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(renewed, "the background refresh never happened");
+    }
+
+    #[tokio::test]
+    async fn a_key_set_never_fetched_is_unavailable() {
+        let (jwks, dir) = file_jwks(&["a"], HOUR, HOUR);
+        std::fs::remove_file(dir.path().join("jwks.json")).unwrap();
+        assert_eq!(
+            jwks.keys_for(Some("a"), Algorithm::ES256).await.err(),
+            Some(KeyError::Unavailable)
         );
     }
 

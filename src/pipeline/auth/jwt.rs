@@ -3,6 +3,7 @@
 //! token's scopes and claims.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
@@ -29,7 +30,7 @@ pub struct JwtVerifier {
     /// One validation per accepted algorithm: jsonwebtoken refuses a validation that lists
     /// algorithms of another family than the key's, so RS256 and ES256 cannot share one.
     validations: Vec<(Algorithm, Validation)>,
-    jwks: Jwks,
+    jwks: Arc<Jwks>,
 }
 
 impl JwtVerifier {
@@ -47,12 +48,12 @@ impl JwtVerifier {
                 (*alg, validation)
             })
             .collect();
-        let jwks = Jwks::new(
+        let jwks = Arc::new(Jwks::new(
             config.jwks.clone(),
             http,
             config.jwks_cache,
             config.jwks_cooldown,
-        );
+        ));
         JwtVerifier {
             config,
             validations,
