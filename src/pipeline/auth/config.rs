@@ -247,26 +247,25 @@ fn api_keys(
             errors.push(ConfigError::new(format!("{at}.name"), msg));
         }
         scope_words(&format!("{at}.scopes"), &key.scopes, errors);
-        let given = [key.sha256.is_some(), key.file.is_some(), key.env.is_some()];
         let digest = match (key.sha256, key.file, key.env) {
-            _ if given.iter().filter(|g| **g).count() != 1 => {
-                let msg = "exactly one of sha256, file and env is required";
-                errors.push(ConfigError::new(at, msg));
-                continue;
-            }
-            (Some(hex), _, _) => parse_hex_digest(&hex)
+            (Some(hex), None, None) => parse_hex_digest(&hex)
                 .map(|d| (d, "sha256"))
                 .map_err(|m| ConfigError::new(format!("{at}.sha256"), m)),
-            (_, Some(path), _) => read_key_file(&path)
+            (None, Some(path), None) => read_key_file(&path)
                 .map(|k| (digest(k.as_bytes()), "file"))
                 .map_err(|m| ConfigError::new(format!("{at}.file"), m)),
-            (_, _, Some(var)) => match env(&var) {
+            // Surrounding whitespace is ignored, as in a file and in the presented key.
+            (None, None, Some(var)) => match env(&var) {
                 Some(k) if !k.trim().is_empty() => Ok((digest(k.trim().as_bytes()), "env")),
                 Some(_) => Err(format!("environment variable {var} is empty")),
                 None => Err(format!("environment variable {var} is not set")),
             }
             .map_err(|m| ConfigError::new(format!("{at}.env"), m)),
-            (None, None, None) => continue,
+            _ => {
+                let msg = "exactly one of sha256, file and env is required";
+                errors.push(ConfigError::new(at, msg));
+                continue;
+            }
         };
         match digest {
             Ok((digest, source)) => {
@@ -466,11 +465,11 @@ fn algorithms(raw: Option<Vec<String>>, errors: &mut Vec<ConfigError>) -> Vec<Al
             None => {
                 let known: Vec<&str> = ALLOWED.iter().map(|(n, _)| *n).collect();
                 let why = if name.starts_with("HS") {
-                    "shared-secret algorithms are not accepted with a key set".to_owned()
+                    format!("{name:?} is a shared-secret algorithm, not accepted with a key set")
                 } else {
-                    "unknown algorithm".to_owned()
+                    format!("unknown algorithm {name:?}")
                 };
-                let msg = format!("{why} {name:?}; expected one of {}", known.join(", "));
+                let msg = format!("{why}; expected one of {}", known.join(", "));
                 errors.push(ConfigError::new(format!("auth.jwt.algorithms[{i}]"), msg));
             }
         }
