@@ -74,7 +74,7 @@ impl Gateway {
         let pipeline = crate::pipeline::Pipeline::build(&config, &metrics, hooks);
         tracing::debug!(stages = ?pipeline.names(), "Pipeline");
         let gateway = Arc::new(Gateway {
-            auth: crate::pipeline::auth::Authenticator::new(&config.auth),
+            auth: crate::pipeline::auth::Authenticator::new(&config.auth, &config.path),
             pipeline,
             metrics,
             sessions: SessionStore::new(config.session_idle_timeout),

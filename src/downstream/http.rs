@@ -55,6 +55,11 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
     if gateway.config.metrics.enabled {
         router = router.route(&gateway.config.metrics.path, get(metrics));
     }
+    // RFC 9728 metadata, only when there is something to protect.
+    let router = match &gateway.auth {
+        Some(auth) => crate::pipeline::auth::metadata::mount(router, auth.clone()),
+        None => router,
+    };
     router
         .route(&path, mcp)
         .route(super::legacy_sse::SSE_PATH, get(super::legacy_sse::open))

@@ -163,6 +163,7 @@ pub fn origin(session: &Session) -> Arc<Origin> {
         session: session.id.clone(),
         sink: None,
         capabilities: session.client_capabilities.clone(),
+        principal: session.principal.clone(),
     })
 }
 

@@ -76,6 +76,7 @@ async fn forward(
             session: s.id.clone(),
             sink: ctx.notify.clone(),
             capabilities: s.client_capabilities.clone(),
+            principal: ctx.caller.principal.clone(),
         })
     });
     if let Some(reg) = &registration {

@@ -5,6 +5,7 @@
 //! request. A link opens lazily, closes (DELETE, or stdin closed) when the client session
 //! ends, and is reopened if it died.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
@@ -15,7 +16,7 @@ use super::connect::{self, Opened};
 use super::peer::{NotificationHook, Origin, Peer, PeerEvent};
 use super::supervisor::UpstreamEvent;
 use super::{Closer, ServerInfo};
-use crate::config::UpstreamConfig;
+use crate::config::{TransportConfig, UpstreamConfig};
 use crate::protocol::{ErrorObject, methods};
 
 /// What links need from the gateway, handed over by the supervisor when it starts.
@@ -132,7 +133,7 @@ async fn open(
         closer,
         info,
     } = connect::open(
-        config,
+        &with_identity(config, origin),
         &context.http,
         connect::relayable(&origin.capabilities),
         link_hook(context.hook.clone(), origin),
@@ -148,6 +149,7 @@ async fn open(
         session: origin.session.clone(),
         sink: None,
         capabilities: origin.capabilities.clone(),
+        principal: origin.principal.clone(),
     });
     tokio::spawn(pump(
         peer,
@@ -157,6 +159,26 @@ async fn open(
         default,
     ));
     Ok(link)
+}
+
+/// The upstream's configuration for one client's link: over HTTP, its headers plus the
+/// `identity_headers` filled from the client's principal (a configured header of the same
+/// name wins). The client's own credential is never among them.
+fn with_identity<'a>(config: &'a UpstreamConfig, origin: &Origin) -> Cow<'a, UpstreamConfig> {
+    let extra =
+        crate::pipeline::auth::identity::headers(&config.identity_headers, &origin.principal);
+    if extra.is_empty() {
+        return Cow::Borrowed(config);
+    }
+    let mut config = config.clone();
+    if let TransportConfig::StreamableHttp { headers, .. } | TransportConfig::Sse { headers, .. } =
+        &mut config.transport
+    {
+        for (name, value) in extra {
+            headers.entry(name).or_insert(value);
+        }
+    }
+    Cow::Owned(config)
 }
 
 /// Passes a link's traffic to the relay. Anything not tied to a request belongs to the
@@ -209,6 +231,7 @@ fn link_hook(hook: Option<NotificationHook>, origin: &Origin) -> Option<Notifica
         session: origin.session.clone(),
         sink: None,
         capabilities: origin.capabilities.clone(),
+        principal: origin.principal.clone(),
     });
     Some(Arc::new(move |n, o| hook(n, Some(o.unwrap_or(&default)))))
 }

@@ -37,6 +37,9 @@ pub struct Origin {
     pub sink: Option<mpsc::Sender<Message>>,
     /// The client's declared capabilities (what a per-client upstream session may ask of it).
     pub capabilities: Value,
+    /// Who the client is: a per-client upstream session sends the claims its upstream's
+    /// `identity_headers` select (never the client's credential).
+    pub principal: Arc<crate::pipeline::Principal>,
 }
 
 /// Something the upstream sent that is not a response to the gateway, with the downstream

@@ -174,7 +174,17 @@ impl Mcp {
 
     /// Initializes a session declaring the client `capabilities` (`{"sampling": {}}`, say).
     pub async fn connect_with(url: &str, version: &str, capabilities: Value) -> Mcp {
-        let http = http_client();
+        Self::connect_using(http_client(), url, version, capabilities).await
+    }
+
+    /// Initializes a session with a given client (one with default headers carrying
+    /// credentials, say); every later request of the session goes through it.
+    pub async fn connect_using(
+        http: reqwest::Client,
+        url: &str,
+        version: &str,
+        capabilities: Value,
+    ) -> Mcp {
         let mut init = initialize_body(1, version);
         init["params"]["capabilities"] = capabilities;
         let resp = http
