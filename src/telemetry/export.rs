@@ -102,6 +102,9 @@ fn base_endpoint(base: &str, protocol: OtlpProtocol) -> String {
 /// The tracer provider exporting to `settings`: a batch processor on the Tokio runtime
 /// (its delay, queue and batch sizes follow the standard `OTEL_BSP_*` variables).
 pub fn provider(settings: &Settings) -> Result<SdkTracerProvider, String> {
+    // reqwest is built without a default TLS provider, and the HTTP exporter builds its
+    // client right here (before the gateway, which installs the same provider, starts).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = match settings.protocol {
         OtlpProtocol::Http => SpanExporter::builder()
             .with_http()
