@@ -223,7 +223,7 @@ async fn call_with(mcp: &Mcp, params: Value, headers: &[(&str, &str)]) -> Value 
         .unwrap_or_else(|| panic!("tools/call failed: {response}"))
 }
 
-fn find<'a>(spans: &'a [Received], pred: impl Fn(&Received) -> bool) -> Option<&'a Received> {
+fn find(spans: &[Received], pred: impl Fn(&Received) -> bool) -> Option<&Received> {
     spans.iter().find(|s| pred(s))
 }
 
@@ -471,4 +471,46 @@ async fn json_logs_are_json_and_carry_no_secrets() {
     for secret in [seal_key, upstream_token, client_token, &mcp.session] {
         assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_buffered_spans_before_it_exits() {
+    init_tls();
+    let collector = Collector::start().await;
+    let yaml = format!(
+        "{}upstreams:\n{}",
+        telemetry_yaml(&collector),
+        stdio_fixture("alpha", &[])
+    );
+    // A batch delay far beyond the test: only the flush at exit can deliver the spans.
+    let mut gw = gateway(&yaml, &[("OTEL_BSP_SCHEDULE_DELAY", "600000")]);
+    gw.wait_ready().await;
+    let mcp = Mcp::connect(&gw.url).await;
+    let trace_id = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let header = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let tools = mcp.list_keys("tools/list", "tools", "name").await;
+    let whoami = tools
+        .iter()
+        .find(|t| t.ends_with("whoami"))
+        .expect("a whoami tool")
+        .clone();
+    call_with(
+        &mcp,
+        json!({"name": whoami, "arguments": {}}),
+        &[("traceparent", &header)],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        collector.spans().iter().all(|s| s.trace_id != trace_id),
+        "nothing is exported before the batch delay"
+    );
+    let status = gw.stop().expect("the gateway exits");
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    let spans = collector
+        .wait_for(trace_id, |s| {
+            find(s, is_gateway_server).is_some() && find(s, is_gateway_client).is_some()
+        })
+        .await;
+    assert_eq!(spans.len(), 2, "{spans:#?}");
 }
