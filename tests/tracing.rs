@@ -75,6 +75,29 @@ impl Collector {
         }
     }
 
+    /// The same receiver speaking OTLP/gRPC (HTTP/2 without TLS): the export is one unary
+    /// call whose body is a length-prefixed protobuf message.
+    async fn start_grpc() -> Collector {
+        let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let app = axum::Router::new()
+            .route(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                post(receive_grpc),
+            )
+            .with_state(spans.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the collector");
+        let addr = listener.local_addr().expect("collector address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Collector {
+            base: format!("http://{addr}"),
+            spans,
+        }
+    }
+
     fn spans(&self) -> Vec<Received> {
         self.spans.lock().unwrap().clone()
     }
@@ -100,6 +123,27 @@ impl Collector {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+async fn receive_grpc(
+    State(spans): State<Arc<Mutex<Vec<Received>>>>,
+    body: Bytes,
+) -> ([(&'static str, &'static str); 2], Vec<u8>) {
+    // gRPC framing: a compression flag byte, a 4-byte big-endian length, the message.
+    assert!(
+        body.len() >= 5 && body[0] == 0,
+        "an uncompressed gRPC message"
+    );
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    let _ = receive(State(spans), body.slice(5..5 + len)).await;
+    let reply = ExportTraceServiceResponse::default().encode_to_vec();
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&reply);
+    (
+        [("content-type", "application/grpc"), ("grpc-status", "0")],
+        framed,
+    )
 }
 
 async fn receive(
@@ -513,4 +557,54 @@ async fn serve_exports_buffered_spans_before_it_exits() {
         })
         .await;
     assert_eq!(spans.len(), 2, "{spans:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_grpc_as_the_otel_variables_ask() {
+    init_tls();
+    let collector = Collector::start_grpc().await;
+    // No telemetry section: the standard variables alone configure the exporter.
+    let yaml = format!(
+        "upstreams:\n{}    prefix: \"\"\n",
+        stdio_fixture("alpha", &[])
+    );
+    let gw = gateway(
+        &yaml,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.base.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_SERVICE_NAME", "edge-gateway"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    gw.wait_ready().await;
+    let mcp = Mcp::connect(&gw.url).await;
+    let trace_id = "7bf92f3577b34da6a3ce929d0e0e4736";
+    let header = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    call_with(
+        &mcp,
+        json!({"name": "whoami", "arguments": {}}),
+        &[("traceparent", &header)],
+    )
+    .await;
+    let spans = collector
+        .wait_for(trace_id, |s| {
+            s.iter().any(|s| s.kind == SpanKind::Server as i32)
+                && s.iter().any(|s| s.kind == SpanKind::Client as i32)
+        })
+        .await;
+    assert!(
+        spans.iter().all(|s| s.service == "edge-gateway"),
+        "{spans:#?}"
+    );
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap();
+    let client = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .unwrap();
+    assert_eq!(client.parent_span_id, server.span_id);
+    assert_eq!(server.name, "tools/call whoami");
 }
