@@ -490,7 +490,7 @@ async fn json_logs_are_json_and_carry_no_secrets() {
     );
     let mut gw = gateway(
         &yaml,
-        &[("MANIFOLD_LOG_FORMAT", "json"), ("MANIFOLD_LOG", "debug")],
+        &[("MANIFOLD_LOG_FORMAT", "json"), ("MANIFOLD_LOG", "trace")],
     );
     gw.wait_ready().await;
     let mcp = Mcp::connect(&gw.url).await;
