@@ -112,7 +112,12 @@ pub fn load(args: &ConfigArgs, listen: Option<String>) -> anyhow::Result<Config>
 /// `manifold serve`: bind, announce the address on stdout (one machine-readable line that
 /// scripts and tests wait for), serve until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = load(&args.config, args.listen)?;
+    serve_loaded(load(&args.config, args.listen)?).await
+}
+
+/// [`serve`] with the configuration already loaded (`main` reads it before setting up
+/// logging and trace export, which it configures).
+pub async fn serve_loaded(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -132,7 +137,11 @@ const STDIO_SETTLE: Duration = Duration::from_secs(10);
 
 /// `manifold stdio`: the gateway as a stdio server, until stdin closes or a signal arrives.
 pub async fn stdio(args: ConfigArgs) -> anyhow::Result<()> {
-    let config = load(&args, None)?;
+    stdio_loaded(load(&args, None)?).await
+}
+
+/// [`stdio`] with the configuration already loaded.
+pub async fn stdio_loaded(config: Config) -> anyhow::Result<()> {
     let gateway = crate::start_gateway(config);
     gateway.settle(STDIO_SETTLE).await;
     let served =

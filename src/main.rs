@@ -1,16 +1,34 @@
-//! The `manifold` binary: parse the command line, set up logging, run the command.
+//! The `manifold` binary: parse the command line, load the configuration, set up logging
+//! and trace export, run the command, flush the last spans.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use manifold::cli::{self, Cli, Command, LogFormat};
-use tracing_subscriber::EnvFilter;
+use manifold::cli::{self, Cli, Command};
+use manifold::telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command();
     // The demo server speaks MCP on stdout; its logs must stay on stderr and quiet.
-    init_logging(cli.log_format, matches!(command, Command::Demo));
+    let quiet = matches!(command, Command::Demo);
+    // `serve` and `stdio` read their configuration first: its `telemetry` section decides
+    // whether spans are exported. What loading logs goes through a log-only subscriber.
+    let loaded =
+        tracing::subscriber::with_default(telemetry::log_only(cli.log_format, quiet), || {
+            match &command {
+                Command::Serve(args) => cli::load(&args.config, args.listen.clone()).map(Some),
+                Command::Stdio(args) => cli::load(args, None).map(Some),
+                _ => Ok(None),
+            }
+        });
+    let config = match loaded {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("manifold: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -21,18 +39,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The exporter's batch task runs on the runtime.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        telemetry::init(cli.log_format, quiet, config.as_ref().map(|c| &c.telemetry))
+    };
     let outcome = runtime.block_on(async move {
-        match command {
-            Command::Serve(args) => cli::serve(args).await.map(|_| true),
-            Command::Check(args) => cli::check(&args).map(|_| true),
-            Command::Tools(args) => cli::tools(args).await,
-            Command::Stdio(args) => cli::stdio(args).await.map(|_| true),
-            Command::Demo => manifold::demo::run_stdio()
+        match (command, config) {
+            (Command::Serve(_), Some(config)) => cli::serve_loaded(config).await.map(|_| true),
+            (Command::Stdio(_), Some(config)) => cli::stdio_loaded(config).await.map(|_| true),
+            (Command::Serve(args), None) => cli::serve(args).await.map(|_| true),
+            (Command::Stdio(args), None) => cli::stdio(args).await.map(|_| true),
+            (Command::Check(args), _) => cli::check(&args).map(|_| true),
+            (Command::Tools(args), _) => cli::tools(args).await,
+            (Command::Demo, _) => manifold::demo::run_stdio()
                 .await
                 .map(|_| true)
                 .map_err(Into::into),
         }
     });
+    // After the command, from the main thread, while the runtime still runs the exporter.
+    telemetry.shutdown();
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -40,25 +67,5 @@ fn main() -> ExitCode {
             eprintln!("manifold: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Logs go to stderr; `MANIFOLD_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-fn init_logging(format: LogFormat, quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
-    let filter = std::env::var("MANIFOLD_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    // Colours only for a terminal: log files and collectors get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }

@@ -35,6 +35,8 @@ pub struct Fixture {
     /// Every client that completed `initialize`, so a tool-list change made
     /// by one session is announced to all of them.
     peers: Arc<Mutex<Vec<Peer<RoleServer>>>>,
+    /// Set when spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
 impl Fixture {
@@ -42,7 +44,13 @@ impl Fixture {
         Self {
             catalog: Arc::new(catalog),
             peers: Arc::default(),
+            tracer: None,
         }
+    }
+
+    pub fn with_tracer(mut self, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     fn peers(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
@@ -238,10 +246,16 @@ impl ServerHandler for Fixture {
                 Some(json!({ "name": request.name })),
             ));
         }
+        let span = self
+            .tracer
+            .as_ref()
+            .map(|t| crate::otel::tool_span(t, &request.name, &context));
         let args = request.arguments.unwrap_or_default();
-        self.call(&request.name, &args, &context)
-            .await
-            .map(Into::into)
+        let result = self.call(&request.name, &args, &context).await;
+        if let Some(span) = span {
+            crate::otel::end(span);
+        }
+        result.map(Into::into)
     }
 
     async fn list_prompts(

@@ -16,9 +16,13 @@
 //! `fixture://NAME/info`, `fixture://NAME/item/{i}` and the template
 //! `fixture://NAME/tpl/{id}`. With `--page-size K` every list is paginated
 //! with opaque cursors. Diagnostics go to stderr only.
+//!
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, tool calls are exported as OpenTelemetry
+//! spans (see `otel.rs`), children of the `traceparent` they arrived with.
 
 mod catalog;
 mod handler;
+mod otel;
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -66,7 +70,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let catalog = Catalog::new(&cli.name, cli.tools, cli.page_size)
         .map_err(|err| anyhow::anyhow!("building the catalog: {}", err.message))?;
-    let fixture = Fixture::new(catalog);
+    let provider = otel::init(&cli.name).context("setting up OTLP export")?;
+    let fixture = Fixture::new(catalog).with_tracer(provider.as_ref().map(otel::tracer));
     eprintln!(
         "fixture {} started ({:?}, {} tools, page size {})",
         cli.name, cli.transport, cli.tools, cli.page_size
@@ -75,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
         Transport::Stdio => serve_stdio(fixture).await,
         Transport::Http => serve_http(fixture, cli.port).await,
     }?;
+    if let Some(provider) = provider {
+        otel::shutdown(provider).await;
+    }
     eprintln!("fixture {} stopped", cli.name);
     Ok(())
 }

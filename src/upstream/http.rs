@@ -195,10 +195,25 @@ async fn post(link: Arc<HttpLink>, msg: Message) {
         _ => None,
     };
     let had_session = link.session().is_some();
-    let req = link
+    let mut req = link
         .request(reqwest::Method::POST, ACCEPT_BOTH)
-        .header(CONTENT_TYPE, "application/json")
-        .body(msg.to_json());
+        .header(CONTENT_TYPE, "application/json");
+    // The trace context the gateway put in `_meta` also goes as W3C headers, for servers
+    // (and HTTP middleware) that only read those.
+    if let Message::Request(r) = &msg
+        && let Some((parent, state)) =
+            crate::telemetry::spans::meta_trace_context(r.params.as_ref())
+    {
+        // A value HTTP cannot carry (the client's own, forwarded) is left out, not an error.
+        let value = |v: &str| HeaderValue::from_str(v).ok();
+        if let Some(parent) = value(parent) {
+            req = req.header("traceparent", parent);
+            if let Some(state) = state.and_then(value) {
+                req = req.header("tracestate", state);
+            }
+        }
+    }
+    let req = req.body(msg.to_json());
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {

@@ -177,7 +177,28 @@ impl Upstream {
 
     /// [`Upstream::request`] with an explicit timeout (a per-tool timeout from the pipeline).
     /// When it fires the upstream is sent `notifications/cancelled` for the request.
+    ///
+    /// Each request is an OpenTelemetry CLIENT span; when it belongs to a sampled trace, its
+    /// context travels in `params._meta` (and, over HTTP, as the `traceparent` header).
     pub async fn request_within(
+        &self,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        mut params: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, ErrorObject> {
+        use tracing::Instrument;
+        let span = crate::telemetry::spans::client_span(&self.config, method, params.as_ref());
+        crate::telemetry::spans::inject_meta(&span, &mut params);
+        let outcome = self
+            .send_within(origin, method, params, timeout)
+            .instrument(span.clone())
+            .await;
+        crate::telemetry::spans::record_outcome(&span, &outcome);
+        outcome
+    }
+
+    async fn send_within(
         &self,
         origin: Option<Arc<Origin>>,
         method: &str,
