@@ -241,8 +241,12 @@ fn jwks_client() -> reqwest::Client {
         })
 }
 
-pub fn stage(_config: &AuthConfig) -> Option<Arc<dyn Stage>> {
-    Some(Arc::new(Binding))
+/// Present only when authentication is configured: without it every session belongs to
+/// `anonymous` and there is nothing to bind.
+pub fn stage(config: &AuthConfig) -> Option<Arc<dyn Stage>> {
+    config
+        .is_enabled()
+        .then(|| Arc::new(Binding) as Arc<dyn Stage>)
 }
 
 /// Binds the session to the principal that opened it.
