@@ -39,6 +39,9 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt as _};
 
+/// The API key of the `gw-full` gateway, and its SHA-256 as the config stores it.
+const BENCH_KEY: &str = "bench-key";
+const BENCH_KEY_SHA256: &str = "b0962662e937d44c699c8305d90cbf190b3150c59b13863d1380b5cc3c711bb7";
 const WARMUP: usize = 200;
 const SEQ_CALLS: usize = 2000;
 const SEQ_ROUNDS: usize = 10;
@@ -99,6 +102,15 @@ fn main() {
     let (_gw_stdio, stdio_url) = gateway(&manifold, dir.path(), "stdio", &stdio_upstream);
     // The pipeline's cost: the default stages (trace, metrics, audit) against none at all.
     let bare = "telemetry: {enabled: false}\nmetrics: {enabled: false}\naudit: {enabled: false}\n";
+    // Every stage on: an API key, a policy that decides every call, rate limits that never
+    // refuse (the buckets are still checked) and a per-tool timeout.
+    let full = format!(
+        "auth:\n  api_keys:\n    - {{name: bench, sha256: \"{BENCH_KEY_SHA256}\"}}\n\
+         policy:\n  rules:\n    - {{who: {{subjects: [bench]}}, effect: deny, tools: [crash]}}\n\
+         rate_limits:\n  global: {{rate: 1000000/s}}\n  per_principal: {{rate: 1000000/s}}\n\
+         {http_upstream}    tool_timeouts: {{\"who*\": 30s}}\n"
+    );
+    let (_gw_full, full_url) = gateway(&manifold, dir.path(), "full", &full);
     let (_gw_bare, bare_url) = gateway(
         &manifold,
         dir.path(),
@@ -125,6 +137,13 @@ fn main() {
             &auto_url,
             true,
         ),
+        Target::new(
+            "gw-full",
+            "manifold → HTTP upstream, stream, + API key, policy, rate limits, tool timeout",
+            &full_url,
+            true,
+        )
+        .with_auth(BENCH_KEY),
         Target::new(
             "gw-bare",
             "manifold → HTTP upstream, response_mode: stream, every pipeline stage disabled",
@@ -193,6 +212,8 @@ struct Target {
     via_gateway: bool,
     /// Whether ratios against the direct target make sense (same upstream transport).
     compared: bool,
+    /// Bearer token to present, for a gateway with authentication.
+    auth: Option<&'static str>,
 }
 
 impl Target {
@@ -203,7 +224,13 @@ impl Target {
             url: url.to_owned(),
             via_gateway,
             compared: via_gateway && !name.ends_with("stdio"),
+            auth: None,
         }
+    }
+
+    fn with_auth(mut self, token: &'static str) -> Target {
+        self.auth = Some(token);
+        self
     }
 
     fn tool(&self) -> &'static str {
@@ -486,10 +513,9 @@ async fn list(peer: &Peer<RoleClient>) -> Vec<String> {
 /// An initialized rmcp client session on `target`, its response cache off so every
 /// `tools/list` reaches the server.
 async fn connect(http: &reqwest::Client, target: &Target) -> Client {
-    let transport = StreamableHttpClientTransport::with_client(
-        http.clone(),
-        StreamableHttpClientTransportConfig::with_uri(target.url.as_str()),
-    );
+    let mut settings = StreamableHttpClientTransportConfig::with_uri(target.url.as_str());
+    settings.auth_header = target.auth.map(str::to_owned);
+    let transport = StreamableHttpClientTransport::with_client(http.clone(), settings);
     let mut config = ClientConfig::default();
     // What the gateway negotiates at most, so both sides speak the same revision.
     config.protocol_version = ProtocolVersion::V_2025_11_25;
