@@ -53,18 +53,10 @@ async fn a_policy_hides_items_from_one_principal_and_not_from_another() {
     assert!(templates.is_empty(), "{templates:?}");
 
     // The stdio client (local) sees everything.
-    let all_tools = prefixed(&[
-        "tool_0",
-        "tool_1",
-        "tool_2",
-        "whoami",
-        "echo",
-        "slow",
-        "crash",
-        "add_tool",
-        "remove_tool",
-        "fail",
-    ]);
+    let all_tools: Vec<String> = support::fixture_tools(3)
+        .iter()
+        .map(|n| format!("alpha__{n}"))
+        .collect();
     assert_eq!(
         stdio.list_keys("tools/list", "tools", "name").await,
         all_tools

@@ -3,13 +3,11 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use serde_json::{Value, json};
 use support::{
-    ConformanceHttp, Gateway, Mcp, RawSse, VERSION, WAIT, children_of, first_text, hermetic,
-    http_client, http_upstream, initialize_body, is_running, manifold_bin, stdio_fixture,
-    streaming_client, wait_for, within,
+    ConformanceHttp, Gateway, Mcp, RawSse, VERSION, WAIT, children_of, first_text, http_client,
+    http_upstream, initialize_body, is_running, spawn_stdio, stdio_fixture, streaming_client,
+    wait_for, within,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -24,21 +22,7 @@ struct StdioGateway {
 
 impl StdioGateway {
     fn start(yaml: &str) -> StdioGateway {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("gateway.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
-        let mut cmd = hermetic(manifold_bin());
-        cmd.args(["stdio", "--config"])
-            .arg(&config)
-            .env("MANIFOLD_LOG", "info,manifold=debug")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = tokio::process::Command::from(cmd)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn manifold stdio");
+        let (mut child, dir) = spawn_stdio(yaml);
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
         StdioGateway {

@@ -9,6 +9,27 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::{VERSION, WAIT, hermetic, manifold_bin, within};
 
+/// Starts `manifold stdio` on `yaml` with piped stdin/stdout; stderr goes to
+/// `<dir>/stderr.log`. The child is killed when dropped.
+pub fn spawn_stdio(yaml: &str) -> (Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
+    let mut cmd = hermetic(manifold_bin());
+    cmd.args(["stdio", "--config"])
+        .arg(&config)
+        .env("MANIFOLD_LOG", "info,manifold=debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    let child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn manifold stdio");
+    (child, dir)
+}
+
 pub struct StdioClient {
     _child: Child,
     stdin: ChildStdin,
@@ -20,21 +41,7 @@ pub struct StdioClient {
 impl StdioClient {
     /// Starts `manifold stdio` on `yaml` and initializes the session.
     pub async fn start(yaml: &str) -> StdioClient {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("gateway.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
-        let mut cmd = hermetic(manifold_bin());
-        cmd.args(["stdio", "--config"])
-            .arg(&config)
-            .env("MANIFOLD_LOG", "info,manifold=debug")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = tokio::process::Command::from(cmd)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn manifold stdio");
+        let (mut child, dir) = spawn_stdio(yaml);
         let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
         let mut client = StdioClient {
