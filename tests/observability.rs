@@ -33,9 +33,20 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_known_traffic_with_bounded_labels() {
-    let gw = Gateway::start(&format!("upstreams:\n{}", stdio_fixture("alpha", &[])));
+    // `echo` is hidden from HTTP clients (anonymous) by policy.
+    let policy =
+        "policy:\n  rules:\n    - {who: {subjects: [anonymous]}, effect: deny, tools: [echo]}\n";
+    let gw = Gateway::start(&format!(
+        "{policy}upstreams:\n{}",
+        stdio_fixture("alpha", &[])
+    ));
     gw.wait_upstreams_ready().await;
     let c = Mcp::connect(&gw.url).await;
+    c.err(
+        "tools/call",
+        json!({"name": "alpha__echo", "arguments": {"text": "x"}}),
+    )
+    .await;
     for _ in 0..3 {
         assert_eq!(c.call_text("alpha__whoami", json!({})).await, "alpha");
     }
@@ -62,12 +73,14 @@ async fn metrics_count_known_traffic_with_bounded_labels() {
         at(r#"manifold_tool_calls_total{tool="alpha__whoami",upstream="alpha",outcome="ok"}"#),
         3.0
     );
-    // Names a client made up share one label value: the label set stays bounded.
+    // Names a client made up share one label value: the label set stays bounded. A hidden
+    // tool counts the same, so /metrics does not reveal that it exists.
     assert_eq!(
         at(r#"manifold_tool_calls_total{tool="unknown",upstream="unknown",outcome="invalid"}"#),
-        2.0
+        3.0
     );
     assert!(!text.contains("nothing-here"), "{text}");
+    assert!(!text.contains("alpha__echo"), "{text}");
     assert_eq!(
         at(r#"manifold_requests_total{method="tools/list",upstream="",outcome="ok"}"#),
         1.0

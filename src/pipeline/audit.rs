@@ -90,18 +90,18 @@ impl Stage for Audit {
             let code = outcome.as_ref().err().map(|e| e.code);
             tracing::info!(
                 target: "manifold::audit",
-                principal = %principal.subject,
+                principal = %printable(&principal.subject),
                 auth = principal.method.as_str(),
                 session = %session,
                 transport = ctx.caller.transport,
                 method = %req.method,
                 kind,
-                target = %target,
+                target = %printable(&target),
                 upstream,
                 outcome = result,
                 error_code = code,
                 duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-                arguments = %arguments,
+                arguments = %printable(&arguments),
                 "audit"
             );
             outcome
@@ -136,6 +136,16 @@ fn owner<'g>(gateway: &'g Gateway, req: &Request) -> Option<&'g str> {
         _ => catalog.resource_owner(req.param("uri")?.as_str()?)?,
     };
     Some(gateway.upstreams[index].name())
+}
+
+/// `text` with control characters escaped (`\n` → `\\n`), so a name or key a client chose
+/// cannot start a forged line in the text log format.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(text.chars().flat_map(char::escape_default).collect())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// Argument names only: `{city, units}`. Not an object: its JSON type.
@@ -173,6 +183,15 @@ mod tests {
         assert_eq!(shown, "{city, token}");
         assert!(!shown.contains("s3cret"));
         assert_eq!(redacted(&json!(["a"])), "<array>");
+    }
+
+    #[test]
+    fn client_chosen_text_cannot_forge_a_line() {
+        let forged = "x\n2026-01-01 INFO manifold::audit: audit principal=admin";
+        let shown = printable(forged);
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(shown.starts_with("x\\n2026"), "{shown}");
+        assert_eq!(printable("alpha__echo"), "alpha__echo");
     }
 
     #[test]

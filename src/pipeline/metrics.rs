@@ -242,7 +242,7 @@ impl Stage for Measure {
         async move {
             let outcome = next.run(gateway, ctx, req).await;
             let method = method_label(&req.method);
-            let target = Target::of(gateway, req);
+            let target = Target::of(gateway, req, &outcome);
             self.metrics
                 .record(method, &target, outcome_label(&outcome), started);
             outcome
@@ -260,7 +260,24 @@ struct Target {
 }
 
 impl Target {
-    fn of(gateway: &Gateway, req: &Request) -> Target {
+    fn of(gateway: &Gateway, req: &Request, outcome: &Outcome) -> Target {
+        // A request answered "unknown" or "forbidden" may name an item the policy hides from
+        // its caller; `/metrics` must not tell anyone else that it exists.
+        if let Err(e) = outcome
+            && matches!(
+                e.code,
+                codes::INVALID_PARAMS | codes::RESOURCE_NOT_FOUND | codes::UNAUTHORIZED
+            )
+        {
+            return Target {
+                upstream: if routed(&req.method) {
+                    "unknown".to_owned()
+                } else {
+                    String::new()
+                },
+                tool: (req.method == methods::TOOLS_CALL).then(|| "unknown".to_owned()),
+            };
+        }
         let catalog = gateway.catalog();
         let name = req.param("name").and_then(Value::as_str);
         let owner = match req.method.as_str() {
