@@ -140,8 +140,8 @@ pub struct UpstreamConfig {
     /// Most requests in flight to this upstream at once; more wait for a slot (bounded by
     /// the request timeout). Default: no cap.
     pub max_concurrency: Option<usize>,
-    /// Per-tool timeouts by glob over the upstream's own tool names, first match wins;
-    /// tools that match none use `timeout`. Default: none.
+    /// Per-tool timeouts by glob over the upstream's own tool names, most specific first
+    /// (the first match wins); tools that match none use `timeout`. Default: none.
     pub tool_timeouts: Vec<(Pattern, Duration)>,
     /// Extra HTTP headers sent upstream, each filled from a claim of the caller's principal
     /// (header name → claim name). Never the client's token. Default: none.

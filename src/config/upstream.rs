@@ -288,7 +288,9 @@ fn filter(path: &KeyPath, raw: RawFilter, errors: &mut Vec<ConfigError>) -> Name
     })
 }
 
-/// `tool_timeouts`: glob → duration, in the file's order (first match wins).
+/// `tool_timeouts`: glob → duration, most specific first (most literal characters, then by
+/// text), so `report_*` beats `*` whatever the file's order (which the config layers do not
+/// keep: they sort mappings).
 fn tool_timeouts(
     raw: Option<BTreeMap<String, super::raw::RawDuration>>,
     path: &KeyPath,
@@ -303,6 +305,17 @@ fn tool_timeouts(
             Err(message) => errors.push(at.error(message)),
         }
     }
+    let literal = |p: &super::model::Pattern| {
+        p.as_str()
+            .chars()
+            .filter(|c| !matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | ','))
+            .count()
+    };
+    rules.sort_by(|(a, _), (b, _)| {
+        literal(b)
+            .cmp(&literal(a))
+            .then_with(|| a.as_str().cmp(b.as_str()))
+    });
     rules
 }
 

@@ -22,8 +22,10 @@
 //! 6. `rate_limit`: global, per-principal, per-upstream and per-tool token buckets and the
 //!    per-upstream concurrency cap. Last of the admission stages: only requests that will
 //!    really be routed consume capacity.
-//! 7. `timeout`: the deadline for the upstream (per tool, else per upstream); when it fires
-//!    the routed future is dropped, which cancels the upstream request.
+//! 7. `timeout`: the deadline for the upstream (per tool, else per upstream), handed to the
+//!    upstream connection, which answers -32011 and sends `notifications/cancelled` upstream
+//!    when it passes. Innermost, so time spent waiting in earlier stages is not charged to
+//!    the upstream.
 //! 8. the router (`crate::router`): resolves the owner and forwards.
 //!
 //! A stage is a module with one job, its own config section and its own tests. Adding one

@@ -63,6 +63,24 @@ mod tests {
     use crate::config::Pattern;
 
     #[test]
+    fn the_most_specific_glob_wins_whatever_the_file_order() {
+        let yaml = "upstreams:\n  a:\n    command: x\n    tool_timeouts:\n      \"*\": 30s\n      \"report_*\": 10m\n      \"report_daily\": 1h\n";
+        let upstream = crate::config::from_yaml_str(yaml, &|_| None)
+            .unwrap()
+            .upstreams
+            .remove(0);
+        assert_eq!(
+            for_tool(&upstream, "report_weekly"),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            for_tool(&upstream, "report_daily"),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(for_tool(&upstream, "other"), Duration::from_secs(30));
+    }
+
+    #[test]
     fn first_matching_glob_wins_else_the_upstream_timeout() {
         let mut upstream =
             crate::config::from_yaml_str("upstreams: {a: {command: x, timeout: 7s}}", &|_| None)
