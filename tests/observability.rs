@@ -213,3 +213,45 @@ async fn a_per_tool_timeout_fails_the_call_and_cancels_it_upstream() {
     .await;
     assert_eq!(c.call_text("alpha__whoami", json!({})).await, "alpha");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_is_audited_and_counted_as_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!("upstreams:\n{}", stdio_fixture("alpha", &[])),
+    )
+    .unwrap();
+    let gw = Gateway::start_with(dir, &config, &[("MANIFOLD_LOG_FORMAT", "json")]);
+    gw.wait_upstreams_ready().await;
+    let c = Mcp::connect(&gw.url).await;
+    let params = json!({"name": "alpha__slow", "arguments": {"ms": 20_000},
+                        "_meta": {"progressToken": "p"}});
+    let (id, resp) = c.stream_request("tools/call", params).await;
+    let mut stream = support::SseStream::new(resp);
+    let first = stream.next(WAIT).await.expect("a progress event");
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": id}});
+    assert_eq!(c.send(&cancel).await.status, 202);
+
+    let line = wait_for(WAIT, "the audit line of the cancelled call", || async {
+        gw.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["target"] == "manifold::audit")
+    })
+    .await;
+    assert_eq!(line["fields"]["outcome"], "cancelled", "{line}");
+    assert_eq!(line["fields"]["error_code"], -32013, "{line}");
+    let text = scrape(&gw).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"manifold_requests_total{method="tools/call",upstream="alpha",outcome="cancelled"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}

@@ -43,17 +43,26 @@ pub async fn request_admitted(
     let inflight = session.track(req.id.clone());
     let mut ctx = RequestContext::new(Some(session.clone()), sink, caller);
     ctx.admitted = admitted;
+    ctx.cancel = Some(inflight.token.clone());
+    // The router answers a cancellation itself, inside the chain, so the stages trace, count
+    // and audit it; this arm only covers a request still waiting in an admission stage.
     let outcome = tokio::select! {
+        biased;
         outcome = pipeline::handle(gateway, &mut ctx, &req) => outcome,
         _ = inflight.token.cancelled() => {
             tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
-            Err(ErrorObject::new(codes::REQUEST_CANCELLED, "Request cancelled by the client"))
+            Err(cancelled())
         }
     };
     Response {
         id: Some(req.id),
         outcome,
     }
+}
+
+/// The answer to a request the client cancelled.
+pub fn cancelled() -> ErrorObject {
+    ErrorObject::new(codes::REQUEST_CANCELLED, "Request cancelled by the client")
 }
 
 /// Runs one client request whose related messages and final response all travel on one

@@ -71,42 +71,83 @@ impl Stage for Audit {
         let Some((kind, target)) = audited(req) else {
             return next.run(gateway, ctx, req).boxed();
         };
-        let started = Instant::now();
-        async move {
-            let outcome = next.run(gateway, ctx, req).await;
-            let arguments = match req.param("arguments") {
-                None => String::new(),
-                Some(args) if self.include_arguments => args.to_string(),
-                Some(args) => redacted(args),
-            };
-            let principal = ctx.principal();
-            let session = ctx
+        let entry = Entry {
+            principal: ctx.caller.principal.clone(),
+            session: ctx
                 .session
                 .as_ref()
                 .map(|s| super::short(&s.id).to_owned())
-                .unwrap_or_default();
-            let upstream = owner(gateway, req).unwrap_or("");
-            let result = super::metrics::outcome_label(&outcome);
-            let code = outcome.as_ref().err().map(|e| e.code);
-            tracing::info!(
-                target: "manifold::audit",
-                principal = %printable(&principal.subject),
-                auth = principal.method.as_str(),
-                session = %session,
-                transport = ctx.caller.transport,
-                method = %req.method,
-                kind,
-                target = %printable(&target),
-                upstream,
-                outcome = result,
-                error_code = code,
-                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-                arguments = %printable(&arguments),
-                "audit"
-            );
+                .unwrap_or_default(),
+            transport: ctx.caller.transport,
+            method: req.method.clone(),
+            kind,
+            target,
+            upstream: owner(gateway, req).unwrap_or("").to_owned(),
+            arguments: match req.param("arguments") {
+                None => String::new(),
+                Some(args) if self.include_arguments => args.to_string(),
+                Some(args) => redacted(args),
+            },
+            started: Instant::now(),
+        };
+        async move {
+            // Written on drop too: a request abandoned half-way (its client went away, or
+            // nobody resumed its stream) still leaves its line.
+            let mut pending = Pending(Some(entry));
+            let outcome = next.run(gateway, ctx, req).await;
+            if let Some(entry) = pending.0.take() {
+                let code = outcome.as_ref().err().map(|e| e.code);
+                entry.write(super::metrics::outcome_label(&outcome), code);
+            }
             outcome
         }
         .boxed()
+    }
+}
+
+/// What one audit line says besides the outcome, gathered before the request runs.
+struct Entry {
+    principal: std::sync::Arc<super::Principal>,
+    session: String,
+    transport: &'static str,
+    method: String,
+    kind: &'static str,
+    target: String,
+    upstream: String,
+    arguments: String,
+    started: Instant,
+}
+
+impl Entry {
+    fn write(&self, outcome: &'static str, code: Option<i32>) {
+        tracing::info!(
+            target: "manifold::audit",
+            principal = %printable(&self.principal.subject),
+            auth = self.principal.method.as_str(),
+            session = %self.session,
+            transport = self.transport,
+            method = %self.method,
+            kind = self.kind,
+            target = %printable(&self.target),
+            upstream = %self.upstream,
+            outcome,
+            error_code = code,
+            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            arguments = %printable(&self.arguments),
+            "audit"
+        );
+    }
+}
+
+/// Holds the entry of a request in flight; writes it as `abandoned` if the request is
+/// dropped before it has an outcome.
+struct Pending(Option<Entry>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0.take() {
+            entry.write("abandoned", None);
+        }
     }
 }
 

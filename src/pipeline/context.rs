@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::principal::Principal;
 use crate::downstream::Session;
@@ -64,6 +65,9 @@ pub struct RequestContext {
     /// HTTP face waits for it before committing to a streamed answer, so a refusal
     /// (401/403/429) can still be sent with its own status code.
     pub admitted: Option<oneshot::Sender<()>>,
+    /// Cancelled when the client cancels the request (`notifications/cancelled`) or its
+    /// session ends; the router then answers -32013 and drops the upstream request.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl RequestContext {
@@ -78,6 +82,7 @@ impl RequestContext {
             caller,
             deadline: None,
             admitted: None,
+            cancel: None,
         }
     }
 

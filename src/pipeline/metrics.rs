@@ -238,16 +238,57 @@ impl Stage for Measure {
         req: &'a Request,
         next: Next<'a>,
     ) -> futures::future::BoxFuture<'a, Outcome> {
-        let started = Instant::now();
         async move {
+            // Counted on drop too, as `abandoned`: the client went away or nobody resumed
+            // the request's stream before it had an outcome.
+            let mut pending = Pending {
+                metrics: &self.metrics,
+                gateway,
+                req,
+                started: Instant::now(),
+                done: false,
+            };
             let outcome = next.run(gateway, ctx, req).await;
-            let method = method_label(&req.method);
-            let target = Target::of(gateway, req, &outcome);
-            self.metrics
-                .record(method, &target, outcome_label(&outcome), started);
+            pending.finish(&outcome);
             outcome
         }
         .boxed()
+    }
+}
+
+/// A request being measured; recorded exactly once, when it finishes or is dropped.
+struct Pending<'a> {
+    metrics: &'a Metrics,
+    gateway: &'a Gateway,
+    req: &'a Request,
+    started: Instant,
+    done: bool,
+}
+
+impl Pending<'_> {
+    fn finish(&mut self, outcome: &Outcome) {
+        self.done = true;
+        let target = Target::of(self.gateway, self.req, outcome);
+        self.metrics.record(
+            method_label(&self.req.method),
+            &target,
+            outcome_label(outcome),
+            self.started,
+        );
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let target = Target::of(self.gateway, self.req, &Ok(Value::Null));
+            self.metrics.record(
+                method_label(&self.req.method),
+                &target,
+                "abandoned",
+                self.started,
+            );
+        }
     }
 }
 

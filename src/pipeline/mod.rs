@@ -88,7 +88,16 @@ impl<'a> Next<'a> {
             Some((stage, rest)) => stage.handle(gateway, ctx, req, Next { rest }).await,
             None => {
                 ctx.admit();
-                crate::router::route(gateway, ctx, req).await
+                match ctx.cancel.clone() {
+                    None => crate::router::route(gateway, ctx, req).await,
+                    Some(token) => tokio::select! {
+                        outcome = crate::router::route(gateway, ctx, req) => outcome,
+                        _ = token.cancelled() => {
+                            tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
+                            Err(crate::downstream::exchange::cancelled())
+                        }
+                    },
+                }
             }
         }
     }
