@@ -250,7 +250,7 @@ async fn a_busy_upstream_makes_new_calls_wait_then_fail_without_dropping_the_adm
     ));
     gw.wait_ready().await;
     let http = Mcp::connect(&gw.url).await;
-    // The answer's headers come once the call is admitted, i.e. holds the only slot.
+    // The first call takes the only slot at once (its stream opens as it does).
     let (id, slow) = http
         .stream_request(
             "tools/call",
@@ -280,4 +280,40 @@ async fn a_busy_upstream_makes_new_calls_wait_then_fail_without_dropping_the_adm
         http.call_text("alpha__echo", json!({"text": "z"})).await,
         "z"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_for_a_slot_already_has_its_stream_open() {
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}    max_concurrency: 1\n    tool_timeouts: {{slow: 120s}}\n",
+        stdio_fixture("alpha", &[])
+    ));
+    gw.wait_ready().await;
+    let http = Mcp::connect(&gw.url).await;
+    let (_, first) = http
+        .stream_request(
+            "tools/call",
+            json!({"name": "alpha__slow", "arguments": {"ms": 60_000}}),
+        )
+        .await;
+    assert_eq!(first.status(), 200);
+    // The second call may wait up to 120 s for the slot; its answer (an SSE stream, with
+    // keep-alives) starts at once rather than after the first call, so proxies and client
+    // timeouts do not cut it off while it queues.
+    let (_, second) = support::within(
+        Duration::from_secs(15),
+        "the queued call's response headers (not after the first call's 60 s)",
+        http.stream_request(
+            "tools/call",
+            json!({"name": "alpha__slow", "arguments": {"ms": 10}}),
+        ),
+    )
+    .await;
+    assert_eq!(second.status(), 200);
+    let ct = second
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
 }

@@ -286,6 +286,10 @@ where
                 Some(tool) => super::timeout::for_tool(upstream, tool),
                 None => upstream.timeout,
             };
+            // Past the buckets the request is admitted: the HTTP answer can open its stream
+            // (with keep-alives) while the request waits for a slot, and "busy" is an
+            // ordinary error, not a refusal with a status of its own.
+            ctx.admit();
             // Held until the routed call returns (or is dropped).
             let _permit = match tokio::time::timeout(patience, slots.acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
