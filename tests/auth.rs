@@ -698,3 +698,37 @@ async fn without_an_auth_section_there_is_no_metadata_and_no_challenge() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_opener_of_a_legacy_sse_stream_can_initialize_on_it() {
+    let s = setup("10s").await;
+    let opened = support::streaming_client()
+        .get(format!("{}/sse", s.gw.base))
+        .header("accept", "text/event-stream")
+        .bearer_auth(CI_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+    let mut sse = support::RawSse::new(opened);
+    let endpoint = sse.next(WAIT).await.expect("the endpoint event");
+    assert_eq!(endpoint.event.as_deref(), Some("endpoint"), "{endpoint:?}");
+    let message_url = format!("{}{}", s.gw.base, endpoint.data);
+    let post = |key: &'static str| {
+        http_client()
+            .post(&message_url)
+            .header("content-type", "application/json")
+            .bearer_auth(key)
+            .json(&initialize_body(1, VERSION))
+            .send()
+    };
+    // Another valid principal who learnt the id (it travels in a URL) cannot take it over.
+    let hijack = post(BOT_KEY).await.unwrap();
+    assert_eq!(hijack.status(), 404);
+    // The opener can, and its answer arrives on its stream.
+    let own = post(CI_KEY).await.unwrap();
+    assert_eq!(own.status(), 202);
+    let answer = sse.next(WAIT).await.expect("the initialize answer").json();
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert!(answer["result"]["protocolVersion"].is_string(), "{answer}");
+}

@@ -21,15 +21,16 @@ use super::exchange;
 use super::http::{AppState, accepts, is_json, rpc_error};
 use super::session::{GET_STREAM, Session};
 use crate::gateway::Gateway;
-use crate::pipeline::Caller;
+use crate::pipeline::{Caller, Principal};
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{ErrorObject, Message, Response as RpcResponse, methods};
 
 pub const SSE_PATH: &str = "/sse";
 pub const MESSAGE_PATH: &str = "/message";
 
-/// Streams opened but not yet initialized, by the session id they will carry.
-pub(crate) type Opening = Arc<DashMap<String, Arc<EventLog>>>;
+/// Streams opened but not yet initialized, by the session id they will carry, with the
+/// principal that opened each: only that principal may initialize on it.
+pub(crate) type Opening = Arc<DashMap<String, (Arc<EventLog>, Arc<Principal>)>>;
 
 /// Ends the session when the client's SSE stream goes away.
 struct CloseOnDrop {
@@ -60,9 +61,10 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
             ErrorObject::invalid_request("Accept must list text/event-stream"),
         );
     }
-    if let Err(resp) = super::http::caller(&state, &headers, "sse").await {
-        return *resp;
-    }
+    let opener = match super::http::caller(&state, &headers, "sse").await {
+        Ok(caller) => caller.principal,
+        Err(resp) => return *resp,
+    };
     if state.opening.len() + state.gateway.sessions.len() >= super::session::MAX_SESSIONS {
         return rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -72,7 +74,7 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
     let bytes: [u8; 32] = rand::random();
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let log = EventLog::new(GET_STREAM);
-    state.opening.insert(id.clone(), log.clone());
+    state.opening.insert(id.clone(), (log.clone(), opener));
     let endpoint = Event::default()
         .event("endpoint")
         .data(format!("{MESSAGE_PATH}?session_id={id}"));
@@ -143,7 +145,15 @@ pub(crate) async fn message(
         deliver(gateway, session, msg, caller).await;
         return StatusCode::ACCEPTED.into_response();
     }
-    match (state.opening.get(id).map(|l| l.clone()), msg) {
+    // A stream opened by someone else is "unknown" to this caller, as sessions are.
+    let opening = state
+        .opening
+        .get(id)
+        .filter(|entry| {
+            entry.1.subject == caller.principal.subject && entry.1.method == caller.principal.method
+        })
+        .map(|entry| entry.0.clone());
+    match (opening, msg) {
         (Some(log), Message::Request(req)) if req.method == methods::INITIALIZE => {
             let make =
                 |v: &str, info, caps| Session::with_stream(id.clone(), log.clone(), v, info, caps);
