@@ -60,12 +60,16 @@ fn who_matches(who: &Who, principal: &Principal) -> bool {
         .subjects
         .as_ref()
         .is_none_or(|globs| globs.iter().any(|g| g.matches(&principal.subject)));
+    let auth = who
+        .auth
+        .as_ref()
+        .is_none_or(|methods| methods.contains(&principal.method));
     let claims = who
         .claims
         .iter()
         .all(|(name, values)| values.0.iter().any(|v| principal.claim_matches(name, v)));
     let scopes = who.scopes.iter().all(|s| principal.has_scope(s));
-    subject && claims && scopes
+    subject && auth && claims && scopes
 }
 
 fn patterns(rule: &Rule, kind: ItemKind) -> Option<&[crate::config::Pattern]> {
@@ -185,6 +189,26 @@ mod tests {
         assert!(!local.allows_all(ItemKind::Tool));
         let anon = p.decider(&Principal::anonymous());
         assert!(!anon.allows(ItemKind::Tool, "files", "anything"));
+    }
+
+    #[test]
+    fn who_auth_tells_principals_of_the_same_subject_apart() {
+        let p = policy(
+            "  default: deny\n  rules:\n    - who: {subjects: [ci], auth: [api_key]}\n      effect: allow\n      tools: [\"*\"]\n    - who: {auth: [local]}\n      effect: allow\n      prompts: [\"*\"]\n",
+        );
+        let key = Principal {
+            method: AuthMethod::ApiKey,
+            ..principal("ci", &[], json!({}))
+        };
+        assert!(p.decider(&key).allows(ItemKind::Tool, "files", "t"));
+        let jwt = principal("ci", &[], json!({}));
+        assert!(!p.decider(&jwt).allows(ItemKind::Tool, "files", "t"));
+        assert!(
+            p.decider(&Principal::local())
+                .allows(ItemKind::Prompt, "files", "p")
+        );
+        let named_local = principal("local", &[], json!({}));
+        assert!(!p.decider(&named_local).allows(ItemKind::Prompt, "files", "p"));
     }
 
     #[test]
