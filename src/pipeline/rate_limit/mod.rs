@@ -424,7 +424,10 @@ mod tests {
         );
         assert!(limits.check(jwt("a"), None).is_ok());
         for _ in 0..5 {
-            assert_eq!(limits.check(jwt("a"), None).unwrap_err().limit, "per_principal");
+            assert_eq!(
+                limits.check(jwt("a"), None).unwrap_err().limit,
+                "per_principal"
+            );
         }
         assert!(limits.check(jwt("b"), None).is_ok());
         assert_eq!(limits.check(jwt("c"), None).unwrap_err().limit, "global");
