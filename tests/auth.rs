@@ -424,6 +424,9 @@ async fn bad_tokens_get_401_invalid_token() {
             "token signed by an unknown key",
         ),
         ("not-a-token".to_owned(), "unknown API key or token"),
+        // The gateway's built-in principals: a token may not pass for them.
+        (s.key_a.sign(&claims("local")), "reserved subject"),
+        (s.key_a.sign(&claims("anonymous")), "reserved subject"),
     ];
     for (token, description) in cases {
         let reply = initialize_bearer(&s.gw, &token).await;

@@ -256,3 +256,30 @@ async fn a_denied_call_spends_no_rate_limit_budget() {
         .await;
     assert_eq!(reply.status, 429, "{}", reply.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_resource_stays_denied_however_its_uri_is_spelled() {
+    // The template fixture://alpha/tpl/{id} routes any spelling of an id; an upstream that
+    // decodes it would serve the denied resource.
+    let yaml = format!(
+        "upstreams:\n{}policy:\n  rules:\n    - who: {{auth: [anonymous]}}\n      effect: deny\n      resources: [\"fixture://alpha/tpl/7\", \"fixture://alpha/item/*\"]\n",
+        stdio_fixture("alpha", &[])
+    );
+    let gw = Gateway::start(&yaml);
+    gw.wait_ready().await;
+    let http = Mcp::connect(&gw.url).await;
+    for uri in [
+        "fixture://alpha/tpl/7",
+        "fixture://alpha/tpl/%37",
+        "fixture://alpha/tpl/..%2Fitem%2F0",
+    ] {
+        for method in ["resources/read", "resources/subscribe"] {
+            let denied = http.err(method, json!({"uri": uri})).await;
+            assert_eq!(denied["code"], -32002, "{method} {uri}: {denied}");
+        }
+    }
+    http.ok("resources/read", json!({"uri": "fixture://alpha/tpl/8"}))
+        .await;
+    http.ok("resources/read", json!({"uri": "fixture://alpha/tpl/%38"}))
+        .await;
+}

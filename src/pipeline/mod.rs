@@ -47,7 +47,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 pub use context::{Caller, RequestContext, TraceHeaders};
-pub use principal::{AuthMethod, Principal};
+pub use principal::{AuthMethod, Principal, RESERVED_SUBJECTS, is_reserved_subject};
 
 use crate::config::Config;
 use crate::gateway::Gateway;

@@ -5,8 +5,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-/// How the caller proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the caller proved who it is. Deserialized from the [`AuthMethod::as_str`] labels
+/// (policy `who.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// No authentication is configured for this face: every caller is `anonymous`.
     Anonymous,
@@ -28,6 +30,16 @@ impl AuthMethod {
             AuthMethod::Jwt => "jwt",
         }
     }
+}
+
+/// Subjects the gateway gives its built-in principals ([`Principal::local`] and
+/// [`Principal::anonymous`]). No API key may be named so and no JWT may claim one, so a
+/// rule or bucket about `local` cannot be reached by a remote caller who picked the name.
+pub const RESERVED_SUBJECTS: [&str; 2] = ["local", "anonymous"];
+
+/// Whether `subject` is one of the [`RESERVED_SUBJECTS`].
+pub fn is_reserved_subject(subject: &str) -> bool {
+    RESERVED_SUBJECTS.contains(&subject)
 }
 
 /// The authenticated caller: subject, scopes and (for JWTs) every claim.
@@ -142,6 +154,27 @@ mod tests {
         assert!(!p.claim_matches("missing", "x"));
         assert_eq!(p.claim_text("groups").as_deref(), Some("eng,ops"));
         assert_eq!(p.claim_text("sub").as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn methods_deserialize_from_their_labels() {
+        for method in [
+            AuthMethod::Anonymous,
+            AuthMethod::Local,
+            AuthMethod::ApiKey,
+            AuthMethod::Jwt,
+        ] {
+            let parsed: AuthMethod = serde_json::from_value(json!(method.as_str())).unwrap();
+            assert_eq!(parsed, method);
+        }
+        assert!(serde_json::from_value::<AuthMethod>(json!("ApiKey")).is_err());
+    }
+
+    #[test]
+    fn the_built_in_subjects_are_reserved() {
+        assert!(is_reserved_subject(&Principal::local().subject));
+        assert!(is_reserved_subject(&Principal::anonymous().subject));
+        assert!(!is_reserved_subject("Local"));
     }
 
     #[test]

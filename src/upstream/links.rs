@@ -174,11 +174,22 @@ fn with_identity<'a>(config: &'a UpstreamConfig, origin: &Origin) -> Cow<'a, Ups
     if let TransportConfig::StreamableHttp { headers, .. } | TransportConfig::Sse { headers, .. } =
         &mut config.transport
     {
-        for (name, value) in extra {
-            headers.entry(name).or_insert(value);
-        }
+        merge_identity(headers, extra);
     }
     Cow::Owned(config)
+}
+
+/// Adds the identity headers a configured header does not already name. HTTP header names
+/// are case-insensitive, so `X-User` configured keeps `x-user` from the identity out.
+fn merge_identity(
+    headers: &mut std::collections::BTreeMap<String, String>,
+    extra: std::collections::BTreeMap<String, String>,
+) {
+    for (name, value) in extra {
+        if !headers.keys().any(|h| h.eq_ignore_ascii_case(&name)) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// Passes a link's traffic to the relay. Anything not tied to a request belongs to the
@@ -238,4 +249,35 @@ fn link_hook(hook: Option<NotificationHook>, origin: &Origin) -> Option<Notifica
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(8)]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::merge_identity;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_configured_header_wins_whatever_the_case_of_its_name() {
+        let mut headers = map(&[("X-User", "svc"), ("Authorization", "Bearer k")]);
+        merge_identity(
+            &mut headers,
+            map(&[("x-user", "alice"), ("x-email", "al@example.com")]),
+        );
+        assert_eq!(
+            headers,
+            map(&[
+                ("Authorization", "Bearer k"),
+                ("X-User", "svc"),
+                ("x-email", "al@example.com"),
+            ])
+        );
+    }
 }

@@ -242,6 +242,12 @@ fn api_keys(
         let at = format!("auth.api_keys[{i}]");
         if key.name.trim().is_empty() {
             errors.push(ConfigError::new(format!("{at}.name"), "must not be empty"));
+        } else if crate::pipeline::is_reserved_subject(&key.name) {
+            let msg = format!(
+                "{:?} is reserved for the gateway's built-in principal; choose another name",
+                key.name
+            );
+            errors.push(ConfigError::new(format!("{at}.name"), msg));
         } else if let Some(first) = names.insert(key.name.clone(), i) {
             let msg = format!("duplicate name (also auth.api_keys[{first}])");
             errors.push(ConfigError::new(format!("{at}.name"), msg));

@@ -88,6 +88,21 @@ fn bad_keys_are_reported_with_their_paths_and_without_secrets() {
 }
 
 #[test]
+fn keys_may_not_take_a_built_in_principal_name() {
+    let raw = json!({"api_keys": [
+        {"name": "local", "sha256": HEX_OF_SECRET},
+        {"name": "ok", "env": "K1"},
+        {"name": "anonymous", "env": "K2"},
+    ]});
+    let (_, errors) = check(raw, &[("K1", "one"), ("K2", "two")]);
+    assert_eq!(
+        paths(&errors),
+        ["auth.api_keys[0].name", "auth.api_keys[2].name"]
+    );
+    assert!(errors[0].message.contains("reserved"), "{}", errors[0]);
+}
+
+#[test]
 fn jwt_needs_issuer_audience_and_one_key_source() {
     let (_, errors) = check(json!({"jwt": {}}), &[]);
     assert_eq!(

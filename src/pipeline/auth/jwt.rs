@@ -103,6 +103,11 @@ impl JwtVerifier {
                 return Err(TokenError::Invalid(why));
             }
         };
+        // `local` and `anonymous` name the gateway's own principals; a token claiming one
+        // would pass for the stdio user (or everyone) in policy and rate limits.
+        if crate::pipeline::is_reserved_subject(&subject) {
+            return Err(TokenError::Invalid("reserved subject".into()));
+        }
         Ok(Principal {
             subject,
             method: AuthMethod::Jwt,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::config::{Config, ConfigError, Pattern};
+use crate::pipeline::AuthMethod;
 
 /// The `policy` section.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -68,6 +69,9 @@ pub struct Rule {
 pub struct Who {
     /// Subject globs; one must match.
     pub subjects: Option<Vec<Pattern>>,
+    /// How the principal authenticated (`api_key`, `jwt`, `local`, `anonymous`); one must
+    /// match. Subjects alone do not tell an API key named `ci` from a JWT user `ci`.
+    pub auth: Option<Vec<AuthMethod>>,
     /// Claim name → accepted values; each claim must equal (or, for an array claim, contain)
     /// one of its values.
     pub claims: BTreeMap<String, ClaimValues>,
@@ -122,6 +126,7 @@ pub fn check(config: &Config, errors: &mut Vec<ConfigError>) {
             ("resources", rule.resources.as_ref().map(Vec::len)),
             ("upstreams", rule.upstreams.as_ref().map(Vec::len)),
             ("who.subjects", rule.who.subjects.as_ref().map(Vec::len)),
+            ("who.auth", rule.who.auth.as_ref().map(Vec::len)),
         ];
         for (key, len) in lists {
             if len == Some(0) {
@@ -152,6 +157,8 @@ pub fn check(config: &Config, errors: &mut Vec<ConfigError>) {
 
 #[cfg(test)]
 mod tests {
+    use crate::pipeline::AuthMethod;
+
     fn load(yaml: &str) -> Result<crate::config::Config, String> {
         let upstreams = "upstreams: {github: {command: x}}\n";
         crate::config::from_yaml_str(&format!("{upstreams}policy:\n{yaml}"), &|_| None)
@@ -161,7 +168,7 @@ mod tests {
     #[test]
     fn a_full_policy_loads() {
         let config = load(
-            "  default: deny\n  denied_as: forbidden\n  rules:\n    - who: {subjects: [alice, \"svc-*\"], claims: {groups: admins}, scopes: [admin]}\n      effect: allow\n      upstreams: [github]\n      tools: [\"*\"]\n      prompts: [\"*\"]\n      resources: [\"file:///*\"]\n    - {effect: deny, tools: [x]}\n",
+            "  default: deny\n  denied_as: forbidden\n  rules:\n    - who: {subjects: [alice, \"svc-*\"], auth: [jwt, api_key], claims: {groups: admins}, scopes: [admin]}\n      effect: allow\n      upstreams: [github]\n      tools: [\"*\"]\n      prompts: [\"*\"]\n      resources: [\"file:///*\"]\n    - {effect: deny, tools: [x]}\n",
         )
         .unwrap();
         let policy = &config.policy;
@@ -169,6 +176,10 @@ mod tests {
         assert_eq!(policy.denied_as, super::DeniedAs::Forbidden);
         assert_eq!(policy.rules.len(), 2);
         assert_eq!(policy.rules[0].who.claims["groups"].0, vec!["admins"]);
+        assert_eq!(
+            policy.rules[0].who.auth,
+            Some(vec![AuthMethod::Jwt, AuthMethod::ApiKey])
+        );
         assert_eq!(policy.rules[1].who, super::Who::default());
     }
 
@@ -194,6 +205,14 @@ mod tests {
             (
                 "  rules: [{effect: deny, tools: [x], who: {subjects: []}}]",
                 "policy.rules[0].who.subjects: is empty",
+            ),
+            (
+                "  rules: [{effect: deny, tools: [x], who: {auth: []}}]",
+                "policy.rules[0].who.auth: is empty",
+            ),
+            (
+                "  rules: [{effect: deny, tools: [x], who: {auth: [jwt, apikey]}}]",
+                "policy.rules[0].who.auth[1]: unknown variant `apikey`",
             ),
             (
                 "  rules: [{effect: deny, tools: [x], who: {claims: {g: []}}}]",

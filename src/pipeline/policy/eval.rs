@@ -48,6 +48,17 @@ impl Decider<'_> {
         effect == Effect::Allow
     }
 
+    /// Whether the resource `uri` of `upstream` may be read (subscribed to, completed): the
+    /// URI as sent and its [normal form](super::uri::normalize) must both be allowed, so
+    /// `file:///%73ecret/key` or `file:///public/../secret/key` cannot slip past a rule
+    /// about `file:///secret/*` (nor out of an allow-list under `default: deny`).
+    pub fn allows_uri(&self, upstream: &str, uri: &str) -> bool {
+        self.allows(ItemKind::Resource, upstream, uri) && {
+            let normal = super::uri::normalize(uri);
+            normal == uri || self.allows(ItemKind::Resource, upstream, &normal)
+        }
+    }
+
     /// Whether every item of a kind is allowed without looking (no rule about this principal
     /// names the kind, and the default allows): listings then pass untouched.
     pub fn allows_all(&self, kind: ItemKind) -> bool {
@@ -60,12 +71,16 @@ fn who_matches(who: &Who, principal: &Principal) -> bool {
         .subjects
         .as_ref()
         .is_none_or(|globs| globs.iter().any(|g| g.matches(&principal.subject)));
+    let auth = who
+        .auth
+        .as_ref()
+        .is_none_or(|methods| methods.contains(&principal.method));
     let claims = who
         .claims
         .iter()
         .all(|(name, values)| values.0.iter().any(|v| principal.claim_matches(name, v)));
     let scopes = who.scopes.iter().all(|s| principal.has_scope(s));
-    subject && claims && scopes
+    subject && auth && claims && scopes
 }
 
 fn patterns(rule: &Rule, kind: ItemKind) -> Option<&[crate::config::Pattern]> {
@@ -185,6 +200,56 @@ mod tests {
         assert!(!local.allows_all(ItemKind::Tool));
         let anon = p.decider(&Principal::anonymous());
         assert!(!anon.allows(ItemKind::Tool, "files", "anything"));
+    }
+
+    #[test]
+    fn who_auth_tells_principals_of_the_same_subject_apart() {
+        let p = policy(
+            "  default: deny\n  rules:\n    - who: {subjects: [ci], auth: [api_key]}\n      effect: allow\n      tools: [\"*\"]\n    - who: {auth: [local]}\n      effect: allow\n      prompts: [\"*\"]\n",
+        );
+        let key = Principal {
+            method: AuthMethod::ApiKey,
+            ..principal("ci", &[], json!({}))
+        };
+        assert!(p.decider(&key).allows(ItemKind::Tool, "files", "t"));
+        let jwt = principal("ci", &[], json!({}));
+        assert!(!p.decider(&jwt).allows(ItemKind::Tool, "files", "t"));
+        assert!(
+            p.decider(&Principal::local())
+                .allows(ItemKind::Prompt, "files", "p")
+        );
+        let named_local = principal("local", &[], json!({}));
+        assert!(
+            !p.decider(&named_local)
+                .allows(ItemKind::Prompt, "files", "p")
+        );
+    }
+
+    #[test]
+    fn a_resource_is_checked_as_sent_and_in_its_normal_form() {
+        let p = policy(RULES);
+        let d = p.decider(&principal("alice", &[], json!({})));
+        for uri in [
+            "file:///secret/key",
+            "file:///%73ecret/key",
+            "file:///public/../secret/key",
+            "FILE:///secret/key",
+        ] {
+            assert!(!d.allows_uri("files", uri), "{uri}");
+        }
+        assert!(d.allows_uri("files", "file:///public/key"));
+        // Either form denied is enough: the text as sent is under file:///secret/.
+        assert!(!d.allows_uri("files", "file:///secret/../public/key"));
+
+        // An allow-list: both forms must be on it.
+        let p = policy(
+            "  default: deny\n  rules:\n    - effect: allow\n      resources: [\"file:///public/*\"]\n",
+        );
+        let d = p.decider(&Principal::anonymous());
+        assert!(d.allows_uri("files", "file:///public/a"));
+        assert!(d.allows_uri("files", "file:///public/%61"));
+        assert!(!d.allows_uri("files", "file:///public/../secret/key"));
+        assert!(!d.allows_uri("files", "file:///public/%2e%2e/secret/key"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod config;
 mod eval;
+mod uri;
 
 use std::sync::Arc;
 
@@ -158,7 +159,12 @@ fn refuse(
         _ => return None,
     };
     let upstream = gateway.upstreams.get(upstream)?.name();
-    if decider.allows(kind, upstream, name) {
+    let allowed = match kind {
+        // The upstream may decode or resolve the URI: its normal form is checked too.
+        ItemKind::Resource => decider.allows_uri(upstream, name),
+        _ => decider.allows(kind, upstream, name),
+    };
+    if allowed {
         return None;
     }
     Some(denial(target, denied_as))
@@ -211,10 +217,11 @@ fn filter_listing(gateway: &Gateway, decider: &Decider<'_>, kind: Kind, result: 
         // An item the current catalog no longer has (it changed since the page was cut) is
         // left out rather than guessed about; the client is told the list changed anyway.
         owner(&catalog, kind, key).is_some_and(|(upstream, name)| {
-            gateway
-                .upstreams
-                .get(upstream)
-                .is_some_and(|u| decider.allows(item_kind, u.name(), name))
+            gateway.upstreams.get(upstream).is_some_and(|u| match kind {
+                // Listed as it would be read: the same check as `resources/read`.
+                Kind::Resources => decider.allows_uri(u.name(), name),
+                _ => decider.allows(item_kind, u.name(), name),
+            })
         })
     });
 }

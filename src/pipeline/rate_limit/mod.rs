@@ -40,7 +40,7 @@ pub use config::{Limit, Rate, RateLimitConfig, check};
 pub use governor::clock::FakeRelativeClock;
 
 use super::metrics::Metrics;
-use super::{Hooks, Next, Outcome, RequestContext, Stage};
+use super::{AuthMethod, Hooks, Next, Outcome, RequestContext, Stage};
 use crate::config::{Config, Pattern};
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, codes, methods};
@@ -50,8 +50,10 @@ use crate::protocol::{ErrorObject, Request, codes, methods};
 const PRUNE_EVERY: u64 = 1024;
 
 type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
-type Keyed<C> =
-    RateLimiter<String, DashMapStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// A principal's bucket key: how it authenticated and its subject, so an API key named `ci`
+/// and a JWT user whose subject is `ci` never share (or drain) one bucket.
+type PrincipalKey = (AuthMethod, String);
 
 /// The stage exists when a bucket is configured or an upstream has a concurrency cap.
 pub fn stage(config: &Config, _metrics: &Arc<Metrics>, hooks: &Hooks) -> Option<Arc<dyn Stage>> {
@@ -69,10 +71,10 @@ pub fn stage(config: &Config, _metrics: &Arc<Metrics>, hooks: &Hooks) -> Option<
 pub struct RateLimits<C: Clock> {
     clock: C,
     global: Option<Direct<C>>,
-    per_principal: Option<Keyed<C>>,
+    per_principal: Option<Keyed<PrincipalKey, C>>,
     /// By upstream index (the order of `config.upstreams`, which is the gateway's).
     per_upstream: Vec<Option<Direct<C>>>,
-    per_tool: Vec<(Pattern, Keyed<C>)>,
+    per_tool: Vec<(Pattern, Keyed<String, C>)>,
     /// By upstream index: the slots of capped upstreams.
     slots: Vec<Option<Arc<Semaphore>>>,
     checks: AtomicU64,
@@ -93,10 +95,12 @@ impl<C: Clock + Clone> RateLimits<C> {
     pub fn new(config: &Config, clock: C) -> Self {
         let limits = &config.rate_limits;
         let direct = |l: &Limit| RateLimiter::direct_with_clock(l.quota(), clock.clone());
-        let keyed = |l: &Limit| RateLimiter::dashmap_with_clock(l.quota(), clock.clone());
         RateLimits {
             global: limits.global.as_ref().map(direct),
-            per_principal: limits.per_principal.as_ref().map(keyed),
+            per_principal: limits
+                .per_principal
+                .as_ref()
+                .map(|l| RateLimiter::dashmap_with_clock(l.quota(), clock.clone())),
             per_upstream: config
                 .upstreams
                 .iter()
@@ -105,7 +109,10 @@ impl<C: Clock + Clone> RateLimits<C> {
             per_tool: limits
                 .per_tool
                 .iter()
-                .map(|(glob, l)| (glob.clone(), keyed(l)))
+                .map(|(glob, l)| {
+                    let limiter = RateLimiter::dashmap_with_clock(l.quota(), clock.clone());
+                    (glob.clone(), limiter)
+                })
                 .collect(),
             slots: config
                 .upstreams
@@ -124,7 +131,11 @@ impl<C: Clock> RateLimits<C> {
     }
 
     /// Checks the buckets in order; the first refusal wins.
-    fn check(&self, subject: &str, routed: Option<&Routed<'_>>) -> Result<(), Refusal> {
+    fn check(
+        &self,
+        (method, subject): (AuthMethod, &str),
+        routed: Option<&Routed<'_>>,
+    ) -> Result<(), Refusal> {
         let refusal = |limit, label, scope: Option<&str>, wait| Refusal {
             limit,
             label,
@@ -132,7 +143,7 @@ impl<C: Clock> RateLimits<C> {
             wait,
         };
         if let Some(limiter) = &self.per_principal {
-            let key = subject.to_owned();
+            let key = (method, subject.to_owned());
             limiter
                 .check_key(&key)
                 .map_err(|n| refusal("per_principal", "principal", Some(subject), self.wait(&n)))?;
@@ -169,11 +180,11 @@ impl<C: Clock> RateLimits<C> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY != PRUNE_EVERY - 1 {
             return;
         }
-        let keyed = self
-            .per_principal
-            .iter()
-            .chain(self.per_tool.iter().map(|(_, l)| l));
-        for limiter in keyed {
+        if let Some(limiter) = &self.per_principal {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        for (_, limiter) in &self.per_tool {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -270,7 +281,9 @@ where
         async move {
             self.prune();
             let routed = routed(gateway, req);
-            if let Err(refusal) = self.check(&ctx.principal().subject, routed.as_ref()) {
+            let principal = ctx.principal();
+            let who = (principal.method, principal.subject.as_str());
+            if let Err(refusal) = self.check(who, routed.as_ref()) {
                 gateway.metrics.rate_limited(refusal.label);
                 tracing::debug!(limit = refusal.limit, subject = %ctx.principal().subject, wait = ?refusal.wait, "Rate limited");
                 return Err(rate_limited(&refusal));
@@ -327,6 +340,10 @@ mod tests {
         (RateLimits::new(&config, clock.clone()), clock)
     }
 
+    fn jwt(subject: &str) -> (AuthMethod, &str) {
+        (AuthMethod::Jwt, subject)
+    }
+
     fn call<'a>(upstream: usize, name: &'a str, tool: Option<&'a str>) -> Routed<'a> {
         Routed {
             upstream,
@@ -339,24 +356,34 @@ mod tests {
     #[test]
     fn a_principal_bucket_is_reached_and_recovers_per_subject() {
         let (limits, clock) = limits("rate_limits:\n  per_principal: {rate: 1/m, burst: 2}\n");
-        assert!(limits.check("alice", None).is_ok());
-        assert!(limits.check("alice", None).is_ok());
-        let refusal = limits.check("alice", None).unwrap_err();
+        assert!(limits.check(jwt("alice"), None).is_ok());
+        assert!(limits.check(jwt("alice"), None).is_ok());
+        let refusal = limits.check(jwt("alice"), None).unwrap_err();
         assert_eq!(
             (refusal.limit, refusal.label),
             ("per_principal", "principal")
         );
         assert_eq!(refusal.wait, Duration::from_secs(60));
         // Someone else has their own bucket.
-        assert!(limits.check("bob", None).is_ok());
+        assert!(limits.check(jwt("bob"), None).is_ok());
         clock.advance(Duration::from_secs(59));
         assert_eq!(
-            limits.check("alice", None).unwrap_err().wait,
+            limits.check(jwt("alice"), None).unwrap_err().wait,
             Duration::from_secs(1)
         );
         clock.advance(Duration::from_secs(1));
-        assert!(limits.check("alice", None).is_ok());
-        assert!(limits.check("alice", None).is_err());
+        assert!(limits.check(jwt("alice"), None).is_ok());
+        assert!(limits.check(jwt("alice"), None).is_err());
+    }
+
+    #[test]
+    fn principals_of_the_same_subject_but_another_method_have_their_own_buckets() {
+        let (limits, _clock) = limits("rate_limits:\n  per_principal: {rate: 1/h, burst: 1}\n");
+        assert!(limits.check((AuthMethod::ApiKey, "ci"), None).is_ok());
+        assert!(limits.check((AuthMethod::ApiKey, "ci"), None).is_err());
+        // A JWT user whose subject is `ci` is someone else: not refused, and not draining.
+        assert!(limits.check((AuthMethod::Jwt, "ci"), None).is_ok());
+        assert!(limits.check((AuthMethod::Local, "ci"), None).is_ok());
     }
 
     #[test]
@@ -367,31 +394,31 @@ mod tests {
         );
         // Unrouted requests (listings, initialize) never touch them.
         for _ in 0..10 {
-            assert!(limits.check("a", None).is_ok());
+            assert!(limits.check(jwt("a"), None).is_ok());
         }
         let create = call(1, "github", Some("github__create_issue"));
         let other_create = call(1, "github", Some("github__create_repo"));
         let list = call(1, "github", Some("github__list"));
-        assert!(limits.check("a", Some(&create)).is_ok());
-        let refusal = limits.check("a", Some(&create)).unwrap_err();
+        assert!(limits.check(jwt("a"), Some(&create)).is_ok());
+        let refusal = limits.check(jwt("a"), Some(&create)).unwrap_err();
         assert_eq!(
             (refusal.limit, refusal.scope.as_deref()),
             ("per_tool", Some("github__create_issue"))
         );
         // One bucket per tool, not per glob.
-        assert!(limits.check("a", Some(&other_create)).is_ok());
+        assert!(limits.check(jwt("a"), Some(&other_create)).is_ok());
         // The tool's refusal came first and spent no upstream token: this is the third.
-        assert!(limits.check("a", Some(&list)).is_ok());
-        let refusal = limits.check("a", Some(&list)).unwrap_err();
+        assert!(limits.check(jwt("a"), Some(&list)).is_ok());
+        let refusal = limits.check(jwt("a"), Some(&list)).unwrap_err();
         assert_eq!((refusal.limit, refusal.label), ("per_upstream", "upstream"));
         // Another upstream has no bucket.
         assert!(
             limits
-                .check("a", Some(&call(0, "files", Some("files__x"))))
+                .check(jwt("a"), Some(&call(0, "files", Some("files__x"))))
                 .is_ok()
         );
         clock.advance(Duration::from_secs(1));
-        assert!(limits.check("a", Some(&list)).is_ok());
+        assert!(limits.check(jwt("a"), Some(&list)).is_ok());
     }
 
     #[test]
@@ -399,12 +426,15 @@ mod tests {
         let (limits, _clock) = limits(
             "rate_limits:\n  global: {rate: 1/h, burst: 2}\n  per_principal: {rate: 1/h, burst: 1}\n",
         );
-        assert!(limits.check("a", None).is_ok());
+        assert!(limits.check(jwt("a"), None).is_ok());
         for _ in 0..5 {
-            assert_eq!(limits.check("a", None).unwrap_err().limit, "per_principal");
+            assert_eq!(
+                limits.check(jwt("a"), None).unwrap_err().limit,
+                "per_principal"
+            );
         }
-        assert!(limits.check("b", None).is_ok());
-        assert_eq!(limits.check("c", None).unwrap_err().limit, "global");
+        assert!(limits.check(jwt("b"), None).is_ok());
+        assert_eq!(limits.check(jwt("c"), None).unwrap_err().limit, "global");
     }
 
     #[test]
@@ -440,7 +470,7 @@ mod tests {
     fn idle_principals_are_pruned() {
         let (limits, clock) = limits("rate_limits:\n  per_principal: {rate: 1/s, burst: 1}\n");
         for i in 0..100 {
-            let _ = limits.check(&format!("subject-{i}"), None);
+            let _ = limits.check(jwt(&format!("subject-{i}")), None);
         }
         let keyed = limits.per_principal.as_ref().unwrap();
         assert_eq!(keyed.len(), 100);
