@@ -100,6 +100,14 @@ async fn metrics_count_known_traffic_with_bounded_labels() {
         0.0
     );
     assert!(!text.contains(&c.session), "no session ids in labels");
+    // A page on a rebinding DNS name cannot read it.
+    let rebound = support::http_client()
+        .get(format!("{}/metrics", gw.base))
+        .header("host", "attacker.example:8080")
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(rebound.status().as_u16(), 421);
 
     // A crash shows as a restart, and the upstream is back up afterwards.
     let _ = c.call("alpha__crash", json!({})).await;

@@ -90,8 +90,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Prometheus text exposition. Open like `/healthz`: it holds counts, never identities.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition. No credentials, like `/healthz` (it holds counts, never
+/// identities), but behind the Host/Origin guard: a web page must not read it through a
+/// rebinding DNS name.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err((status, msg)) = state.guard.check(&headers) {
+        return rpc_error(status, ErrorObject::invalid_request(msg));
+    }
     let body = state.gateway.metrics.render(&state.gateway);
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
