@@ -123,8 +123,8 @@ async fn metrics_count_known_traffic_with_bounded_labels() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_call_leaves_one_audit_line_with_arguments_redacted() {
+/// A gateway in front of the stdio fixture `alpha`, logging JSON lines.
+async fn json_logging_alpha() -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("gateway.yaml");
     std::fs::write(
@@ -134,6 +134,12 @@ async fn every_call_leaves_one_audit_line_with_arguments_redacted() {
     .unwrap();
     let gw = Gateway::start_with(dir, &config, &[("MANIFOLD_LOG_FORMAT", "json")]);
     gw.wait_upstreams_ready().await;
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_leaves_one_audit_line_with_arguments_redacted() {
+    let gw = json_logging_alpha().await;
     let c = Mcp::connect(&gw.url).await;
     let echoed = c
         .call_text("alpha__echo", json!({"text": "hunter2-secret"}))
@@ -224,15 +230,7 @@ async fn a_per_tool_timeout_fails_the_call_and_cancels_it_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_call_is_audited_and_counted_as_cancelled() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &config,
-        format!("upstreams:\n{}", stdio_fixture("alpha", &[])),
-    )
-    .unwrap();
-    let gw = Gateway::start_with(dir, &config, &[("MANIFOLD_LOG_FORMAT", "json")]);
-    gw.wait_upstreams_ready().await;
+    let gw = json_logging_alpha().await;
     let c = Mcp::connect(&gw.url).await;
     let params = json!({"name": "alpha__slow", "arguments": {"ms": 20_000},
                         "_meta": {"progressToken": "p"}});

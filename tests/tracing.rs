@@ -57,11 +57,8 @@ struct Collector {
 }
 
 impl Collector {
-    async fn start() -> Collector {
-        let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let app = axum::Router::new()
-            .route("/v1/traces", post(receive))
-            .with_state(spans.clone());
+    /// Serves `app` on a free loopback port; `spans` is what its handler fills.
+    async fn serve(app: axum::Router, spans: Arc<Mutex<Vec<Received>>>) -> Collector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the collector");
@@ -75,6 +72,14 @@ impl Collector {
         }
     }
 
+    async fn start() -> Collector {
+        let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let app = axum::Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(spans.clone());
+        Self::serve(app, spans).await
+    }
+
     /// The same receiver speaking OTLP/gRPC (HTTP/2 without TLS): the export is one unary
     /// call whose body is a length-prefixed protobuf message.
     async fn start_grpc() -> Collector {
@@ -85,17 +90,7 @@ impl Collector {
                 post(receive_grpc),
             )
             .with_state(spans.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the collector");
-        let addr = listener.local_addr().expect("collector address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Collector {
-            base: format!("http://{addr}"),
-            spans,
-        }
+        Self::serve(app, spans).await
     }
 
     fn spans(&self) -> Vec<Received> {

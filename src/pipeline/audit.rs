@@ -82,7 +82,9 @@ impl Stage for Audit {
             method: req.method.clone(),
             kind,
             target,
-            upstream: owner(gateway, req).unwrap_or("").to_owned(),
+            upstream: super::owner::owner(gateway, req)
+                .map(|o| gateway.upstreams[o.upstream].name().to_owned())
+                .unwrap_or_default(),
             arguments: match req.param("arguments") {
                 None => String::new(),
                 Some(args) if self.include_arguments => args.to_string(),
@@ -165,18 +167,6 @@ fn audited(req: &Request) -> Option<(&'static str, String)> {
         methods::RESOURCES_READ => Some(("resource", text("uri"))),
         _ => None,
     }
-}
-
-/// The upstream that owns the request, if the catalog knows it.
-fn owner<'g>(gateway: &'g Gateway, req: &Request) -> Option<&'g str> {
-    let catalog = gateway.catalog();
-    let name = req.param("name").and_then(Value::as_str);
-    let index = match req.method.as_str() {
-        methods::TOOLS_CALL => catalog.tool(name?)?.upstream,
-        methods::PROMPTS_GET => catalog.prompt(name?)?.upstream,
-        _ => catalog.resource_owner(req.param("uri")?.as_str()?)?,
-    };
-    Some(gateway.upstreams[index].name())
 }
 
 /// `text` with control characters escaped (`\n` → `\\n`), so a name or key a client chose

@@ -304,55 +304,27 @@ impl Target {
     fn of(gateway: &Gateway, req: &Request, outcome: &Outcome) -> Target {
         // A request answered "unknown" or "forbidden" may name an item the policy hides from
         // its caller; `/metrics` must not tell anyone else that it exists.
-        if let Err(e) = outcome
-            && matches!(
-                e.code,
-                codes::INVALID_PARAMS | codes::RESOURCE_NOT_FOUND | codes::UNAUTHORIZED
-            )
-        {
-            return Target {
-                upstream: if routed(&req.method) {
-                    "unknown".to_owned()
-                } else {
-                    String::new()
-                },
-                tool: (req.method == methods::TOOLS_CALL).then(|| "unknown".to_owned()),
-            };
-        }
-        let catalog = gateway.catalog();
-        let name = req.param("name").and_then(Value::as_str);
-        let owner = match req.method.as_str() {
-            methods::TOOLS_CALL => name.and_then(|n| catalog.tool(n)).map(|r| r.upstream),
-            methods::PROMPTS_GET => name.and_then(|n| catalog.prompt(n)).map(|r| r.upstream),
-            methods::RESOURCES_READ => req
-                .param("uri")
-                .and_then(Value::as_str)
-                .and_then(|u| catalog.resource_owner(u)),
-            _ => None,
+        let hidden = matches!(outcome, Err(e) if matches!(
+            e.code,
+            codes::INVALID_PARAMS | codes::RESOURCE_NOT_FOUND | codes::UNAUTHORIZED
+        ));
+        let owner = (!hidden)
+            .then(|| super::owner::owner(gateway, req))
+            .flatten();
+        let upstream = match &owner {
+            Some(o) => gateway.upstreams[o.upstream].name().to_owned(),
+            None if super::owner::is_routed(&req.method) => "unknown".to_owned(),
+            None => String::new(),
         };
-        let upstream = owner.map_or_else(
-            || {
-                if routed(&req.method) {
-                    "unknown".to_owned()
-                } else {
-                    String::new()
-                }
-            },
-            |i| gateway.upstreams[i].name().to_owned(),
-        );
-        let tool = (req.method == methods::TOOLS_CALL).then(|| match (name, owner) {
-            (Some(n), Some(_)) => n.to_owned(),
-            _ => "unknown".to_owned(),
+        let tool = (req.method == methods::TOOLS_CALL).then(|| {
+            owner
+                .as_ref()
+                .and_then(|_| req.param("name").and_then(Value::as_str))
+                .unwrap_or("unknown")
+                .to_owned()
         });
         Target { upstream, tool }
     }
-}
-
-fn routed(method: &str) -> bool {
-    matches!(
-        method,
-        methods::TOOLS_CALL | methods::PROMPTS_GET | methods::RESOURCES_READ
-    )
 }
 
 /// The method as a label: one of the MCP methods the gateway knows, else `other`.

@@ -35,6 +35,7 @@ pub mod audit;
 pub mod auth;
 mod context;
 pub mod metrics;
+pub mod owner;
 pub mod policy;
 pub mod principal;
 pub mod rate_limit;

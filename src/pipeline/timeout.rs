@@ -47,11 +47,11 @@ impl Stage for Timeout {
         next: Next<'a>,
     ) -> futures::future::BoxFuture<'a, Outcome> {
         if req.method == methods::TOOLS_CALL
-            && let Some(name) = req.param("name").and_then(|v| v.as_str())
-            && let Some(route) = gateway.catalog().tool(name).cloned()
+            && let Some(owner) = super::owner::owner(gateway, req)
+            && let Some(tool) = &owner.tool
         {
-            let upstream = &gateway.upstreams[route.upstream].config;
-            ctx.deadline = Some(for_tool(upstream, &route.name));
+            let upstream = &gateway.upstreams[owner.upstream].config;
+            ctx.deadline = Some(for_tool(upstream, tool));
         }
         next.run(gateway, ctx, req).boxed()
     }

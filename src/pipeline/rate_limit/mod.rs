@@ -43,7 +43,7 @@ use super::metrics::Metrics;
 use super::{AuthMethod, Hooks, Next, Outcome, RequestContext, Stage};
 use crate::config::{Config, Pattern};
 use crate::gateway::Gateway;
-use crate::protocol::{ErrorObject, Request, codes, methods};
+use crate::protocol::{ErrorObject, Request, codes};
 
 /// Keyed buckets are pruned of idle keys (full buckets, indistinguishable from new ones)
 /// once every this many checks, so subjects that come and go do not grow memory for ever.
@@ -201,41 +201,19 @@ struct Routed<'a> {
     original: Option<String>,
 }
 
-/// The owner of a request that goes to an upstream; `None` for anything else, and for names
-/// that do not resolve (the router answers those without bothering an upstream).
+/// The owner of a request that goes to an upstream (see `pipeline::owner`).
 fn routed<'r>(gateway: &'r Gateway, req: &'r Request) -> Option<Routed<'r>> {
-    let catalog = gateway.catalog();
-    let str_param = |key: &str| req.param(key).and_then(Value::as_str);
-    let (upstream, tool, original) = match req.method.as_str() {
-        methods::TOOLS_CALL => {
-            let name = str_param("name")?;
-            let route = catalog.tool(name)?;
-            (route.upstream, Some(name), Some(route.name.clone()))
-        }
-        methods::PROMPTS_GET => (catalog.prompt(str_param("name")?)?.upstream, None, None),
-        methods::RESOURCES_READ => (catalog.resource_owner(str_param("uri")?)?, None, None),
-        methods::COMPLETION_COMPLETE => {
-            let reference = req.param("ref")?;
-            let field = |key: &str| reference.get(key).and_then(Value::as_str);
-            let owner = match field("type")? {
-                "ref/prompt" => catalog.prompt(field("name")?)?.upstream,
-                "ref/resource" => {
-                    let uri = field("uri")?;
-                    catalog
-                        .template_owner(uri)
-                        .or_else(|| catalog.resource_owner(uri))?
-                }
-                _ => return None,
-            };
-            (owner, None, None)
-        }
-        _ => return None,
-    };
+    let owner = super::owner::owner(gateway, req)?;
+    let tool = owner
+        .tool
+        .is_some()
+        .then(|| req.param("name").and_then(Value::as_str))
+        .flatten();
     Some(Routed {
-        upstream,
-        upstream_name: gateway.upstreams.get(upstream)?.name(),
+        upstream: owner.upstream,
+        upstream_name: gateway.upstreams[owner.upstream].name(),
         tool,
-        original,
+        original: owner.tool,
     })
 }
 

@@ -1,0 +1,60 @@
+//! Which upstream a request will be routed to, resolved from the catalog the way the router
+//! resolves it. Stages that need to know (limits, timeouts, metrics, audit) ask here rather
+//! than each walking the catalog their own way.
+
+use serde_json::Value;
+
+use crate::gateway::Gateway;
+use crate::protocol::{Request, methods};
+
+/// The owner of a routed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Index into `gateway.upstreams`.
+    pub upstream: usize,
+    /// For `tools/call`: the upstream's own name of the tool.
+    pub tool: Option<String>,
+}
+
+/// Whether `method` is one the router forwards to an upstream.
+pub fn is_routed(method: &str) -> bool {
+    matches!(
+        method,
+        methods::TOOLS_CALL
+            | methods::PROMPTS_GET
+            | methods::RESOURCES_READ
+            | methods::COMPLETION_COMPLETE
+    )
+}
+
+/// The owner of `req`; `None` for methods the gateway answers itself and for names, URIs
+/// or references no upstream serves (the router answers those without an upstream).
+pub fn owner(gateway: &Gateway, req: &Request) -> Option<Owner> {
+    let catalog = gateway.catalog();
+    let str_param = |key: &str| req.param(key).and_then(Value::as_str);
+    let (upstream, tool) = match req.method.as_str() {
+        methods::TOOLS_CALL => {
+            let route = catalog.tool(str_param("name")?)?;
+            (route.upstream, Some(route.name.clone()))
+        }
+        methods::PROMPTS_GET => (catalog.prompt(str_param("name")?)?.upstream, None),
+        methods::RESOURCES_READ => (catalog.resource_owner(str_param("uri")?)?, None),
+        methods::COMPLETION_COMPLETE => {
+            let reference = req.param("ref")?;
+            let field = |key: &str| reference.get(key).and_then(Value::as_str);
+            let owner = match field("type")? {
+                "ref/prompt" => catalog.prompt(field("name")?)?.upstream,
+                "ref/resource" => {
+                    let uri = field("uri")?;
+                    catalog
+                        .template_owner(uri)
+                        .or_else(|| catalog.resource_owner(uri))?
+                }
+                _ => return None,
+            };
+            (owner, None)
+        }
+        _ => return None,
+    };
+    (upstream < gateway.upstreams.len()).then_some(Owner { upstream, tool })
+}
