@@ -68,6 +68,9 @@ pub struct RequestContext {
     /// Cancelled when the client cancels the request (`notifications/cancelled`) or its
     /// session ends; the router then answers -32013 and drops the upstream request.
     pub cancel: Option<CancellationToken>,
+    /// What a 2026-07-28 client declared on this request (checked by the transport before
+    /// the pipeline runs); `None` for a handshake-era client, whose session says it.
+    pub envelope: Option<Arc<crate::protocol::envelope::Envelope>>,
 }
 
 impl RequestContext {
@@ -83,7 +86,13 @@ impl RequestContext {
             deadline: None,
             admitted: None,
             cancel: None,
+            envelope: None,
         }
+    }
+
+    /// Whether the request comes from a 2026-07-28 (stateless) client.
+    pub fn is_modern(&self) -> bool {
+        self.envelope.is_some()
     }
 
     pub fn principal(&self) -> &Principal {

@@ -16,6 +16,15 @@ pub const INVALID_PARAMS: i32 = -32602;
 pub const INTERNAL_ERROR: i32 = -32603;
 /// Resource not found (2024-11-05 … 2025-11-25).
 pub const RESOURCE_NOT_FOUND: i32 = -32002;
+/// 2026-07-28: an HTTP header disagrees with the body, or a required one is missing or
+/// malformed (HTTP 400).
+pub const HEADER_MISMATCH: i32 = -32020;
+/// 2026-07-28: serving the request needs a client capability the request did not declare;
+/// `data.requiredCapabilities` names it (HTTP 400).
+pub const MISSING_CLIENT_CAPABILITY: i32 = -32021;
+/// 2026-07-28: the request's protocol version is not one the server speaks;
+/// `data = {supported, requested}` (HTTP 400).
+pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 /// The gateway's own "upstream unavailable" error: the owning upstream is down or restarting,
 /// or its connection closed while the request was in flight. In the implementation-defined
 /// range (-32000..-32019) so it is never mistaken for a code the upstream sent.
@@ -64,6 +73,34 @@ impl ErrorObject {
     pub fn resource_not_found(uri: &str) -> Self {
         Self::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
             .with_data(json!({ "uri": uri }))
+    }
+
+    /// A 2026-07-28 request named a revision the gateway does not speak.
+    pub fn unsupported_version(requested: &str) -> Self {
+        let supported = super::version::all();
+        Self::new(
+            UNSUPPORTED_PROTOCOL_VERSION,
+            format!(
+                "Unsupported protocol version {requested:?}; supported: {}",
+                supported.join(", ")
+            ),
+        )
+        .with_data(json!({ "supported": supported, "requested": requested }))
+    }
+
+    /// A 2026-07-28 HTTP header that disagrees with the body (or is missing).
+    pub fn header_mismatch(detail: impl std::fmt::Display) -> Self {
+        Self::new(HEADER_MISMATCH, format!("Header mismatch: {detail}"))
+    }
+
+    /// Serving the request needs `required` (a ClientCapabilities object), which the
+    /// request did not declare.
+    pub fn missing_capability(required: serde_json::Value, detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            MISSING_CLIENT_CAPABILITY,
+            format!("Missing required client capability: {detail}"),
+        )
+        .with_data(json!({ "requiredCapabilities": required }))
     }
 
     /// The upstream that owns the request cannot take it; `detail` says why.

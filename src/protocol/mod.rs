@@ -5,6 +5,8 @@
 //! `result` as JSON it does not re-model (see `docs/architecture.md`, "pass-through").
 
 pub mod codes;
+pub mod envelope;
+pub mod headers;
 pub mod jsonrpc;
 pub mod logging;
 pub mod methods;

@@ -49,7 +49,7 @@ pub async fn forward(
         .unwrap_or_default();
     let session = origin
         .as_deref()
-        .and_then(|o| gateway.sessions.peek(&o.session));
+        .and_then(|o| gateway.sessions.peek(o.session.as_deref()?));
     let Some((session, origin)) = session.zip(origin) else {
         // Roots belong to a client; with no client request in flight there are none to give.
         let outcome = if request.method == methods::ROOTS_LIST {

@@ -88,7 +88,26 @@ pub fn deliver(
     params["logger"] = Value::from(logger);
     let msg = Message::Notification(Notification::new(methods::LOG_MESSAGE, Some(params)));
     if let Some(origin) = origin
-        && let Some(session) = gateway.sessions.peek(&origin.session)
+        && origin.session.is_none()
+    {
+        // A 2026-07-28 client gets messages only for a request that asked for them
+        // (`logLevel`), on that request's own stream, and never anywhere else.
+        let wanted = origin
+            .log_level
+            .as_deref()
+            .and_then(crate::protocol::logging::rank)
+            .is_some_and(|min| level >= min);
+        return wanted
+            && origin
+                .sink
+                .as_ref()
+                .is_some_and(|sink| sink.try_send(msg).is_ok());
+    }
+    if let Some(origin) = origin
+        && let Some(session) = origin
+            .session
+            .as_deref()
+            .and_then(|id| gateway.sessions.peek(id))
     {
         let wanted = session.log_level().is_none_or(|min| level >= min);
         return wanted && send(&session, msg, origin.sink.as_ref());

@@ -130,7 +130,7 @@ fn notify(gateway: &Gateway, upstream: usize, n: Notification, origin: Option<Ar
                 Message::Notification(Notification::new(methods::ELICITATION_COMPLETE, params));
             match origin
                 .as_deref()
-                .and_then(|o| gateway.sessions.peek(&o.session).map(|s| (s, o)))
+                .and_then(|o| gateway.sessions.peek(o.session.as_deref()?).map(|s| (s, o)))
             {
                 Some((session, o)) => send(&session, msg, o.sink.as_ref()),
                 None => gateway.sessions.broadcast(&msg) > 0,
@@ -159,12 +159,11 @@ pub fn send(session: &Session, msg: Message, sink: Option<&mpsc::Sender<Message>
 
 /// The origin for gateway-initiated traffic on behalf of a session (no request stream).
 pub fn origin(session: &Session) -> Arc<Origin> {
-    Arc::new(Origin {
-        session: session.id.clone(),
-        sink: None,
-        capabilities: session.client_capabilities.clone(),
-        principal: session.principal.clone(),
-    })
+    Arc::new(Origin::for_session(
+        session.id.clone(),
+        session.client_capabilities.clone(),
+        session.principal.clone(),
+    ))
 }
 
 /// A string field of notification params.

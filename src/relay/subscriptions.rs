@@ -186,7 +186,7 @@ pub fn deliver(gateway: &Gateway, upstream: usize, params: Value, origin: Option
                 .get(upstream)
                 .is_some_and(|u| u.dedicated())
         })
-        .map(|o| o.session.as_str());
+        .and_then(|o| o.session.as_deref());
     let targets: HashSet<String> = gateway
         .relay
         .subscriptions

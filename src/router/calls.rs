@@ -73,10 +73,12 @@ async fn forward(
     };
     let origin = ctx.session.as_ref().map(|s| {
         Arc::new(Origin {
-            session: s.id.clone(),
+            session: Some(s.id.clone()),
             sink: ctx.notify.clone(),
             capabilities: s.client_capabilities.clone(),
             principal: ctx.caller.principal.clone(),
+            log_level: None,
+            inputs: None,
         })
     });
     if let Some(reg) = &registration {

@@ -77,12 +77,11 @@ impl Links {
                 "still starting",
             ));
         };
+        let session = origin.session.as_deref().ok_or_else(|| {
+            ErrorObject::internal("a per-session upstream link needs a client session")
+        })?;
         loop {
-            let slot = self
-                .slots
-                .entry(origin.session.clone())
-                .or_default()
-                .clone();
+            let slot = self.slots.entry(session.to_owned()).or_default().clone();
             let link = slot
                 .get_or_try_init(|| open(config, context, origin))
                 .await
@@ -92,8 +91,7 @@ impl Links {
                 return Ok(link);
             }
             // Died since: forget it (unless someone already replaced it) and open a new one.
-            self.slots
-                .remove_if(&origin.session, |_, s| Arc::ptr_eq(s, &slot));
+            self.slots.remove_if(session, |_, s| Arc::ptr_eq(s, &slot));
         }
     }
 
@@ -139,7 +137,7 @@ async fn open(
         link_hook(context.hook.clone(), origin),
     )
     .await?;
-    tracing::debug!(upstream = %config.name, session = %short(&origin.session), "Opened a per-session upstream link");
+    tracing::debug!(upstream = %config.name, session = %short(origin.session.as_deref().unwrap_or_default()), "Opened a per-session upstream link");
     let link = Arc::new(Link {
         peer: peer.clone(),
         info,
@@ -150,6 +148,8 @@ async fn open(
         sink: None,
         capabilities: origin.capabilities.clone(),
         principal: origin.principal.clone(),
+        log_level: origin.log_level.clone(),
+        inputs: None,
     });
     tokio::spawn(pump(
         peer,
@@ -243,6 +243,8 @@ fn link_hook(hook: Option<NotificationHook>, origin: &Origin) -> Option<Notifica
         sink: None,
         capabilities: origin.capabilities.clone(),
         principal: origin.principal.clone(),
+        log_level: origin.log_level.clone(),
+        inputs: None,
     });
     Some(Arc::new(move |n, o| hook(n, Some(o.unwrap_or(&default)))))
 }

@@ -211,7 +211,12 @@ impl Upstream {
                 self.unavailable_reason(),
             ));
         };
-        if let Some(origin) = origin.as_ref().filter(|_| self.dedicated()) {
+        // A 2026-07-28 client has no session, so no link of its own: its requests share the
+        // upstream's session.
+        if let Some(origin) = origin
+            .as_ref()
+            .filter(|o| self.dedicated() && o.session.is_some())
+        {
             return self
                 .request_on_link(origin.clone(), method, params, timeout)
                 .await;
@@ -256,7 +261,8 @@ impl Upstream {
             .await
         {
             Err(e) if is_retryable(&e) => {
-                self.links.forget(&origin.session, &link);
+                self.links
+                    .forget(origin.session.as_deref().unwrap_or_default(), &link);
                 let fresh = self.links.get(&self.config, &origin).await?;
                 fresh
                     .peer

@@ -1,0 +1,354 @@
+//! The 2026-07-28 per-request envelope (`params._meta`), result types and cache hints.
+//!
+//! A modern request carries its revision and the client's capabilities in `params._meta`
+//! on every request (no handshake). Every modern result says what it is (`resultType`), and
+//! listings and reads say how long they may be cached (`ttlMs`, `cacheScope`). These are the
+//! pure pieces both faces of the gateway use: the downstream face reads and checks what a
+//! client sent, the upstream face writes the gateway's own envelope for each upstream hop.
+
+use serde_json::{Map, Value, json};
+
+use super::{ErrorObject, version};
+
+pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// The envelope keys that belong to one hop: the gateway reads the client's and writes its
+/// own on the way upstream, never forwards them.
+pub const HOP_KEYS: [&str; 4] = [
+    PROTOCOL_VERSION,
+    CLIENT_CAPABILITIES,
+    CLIENT_INFO,
+    LOG_LEVEL,
+];
+
+pub const RESULT_TYPE: &str = "resultType";
+pub const COMPLETE: &str = "complete";
+pub const INPUT_REQUIRED: &str = "input_required";
+
+/// What a modern client declared on one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub version: String,
+    /// A ClientCapabilities object (`{}` = no optional features).
+    pub client_capabilities: Value,
+    pub client_info: Option<Value>,
+    /// Opt-in to `notifications/message` for this request (deprecated feature).
+    pub log_level: Option<String>,
+}
+
+/// Whether a request is in the modern era: its `_meta` names a protocol version. The
+/// version key alone is the signal (a `_meta` with only `progressToken` is not).
+pub fn declares_version(params: Option<&Value>) -> bool {
+    meta(params).is_some_and(|m| m.contains_key(PROTOCOL_VERSION))
+}
+
+/// The request's `_meta`, when it is an object.
+pub fn meta(params: Option<&Value>) -> Option<&Map<String, Value>> {
+    params?.get("_meta")?.as_object()
+}
+
+impl Envelope {
+    /// Reads the envelope of a request. Missing or mistyped required keys are -32602 (the
+    /// spec's "invalid params", HTTP 400); the revision itself is checked by
+    /// [`Envelope::check_version`], after the HTTP headers (the order the reference SDK uses).
+    pub fn read(params: Option<&Value>) -> Result<Envelope, ErrorObject> {
+        let Some(meta) = meta(params) else {
+            return Err(ErrorObject::invalid_params(format!(
+                "missing params._meta with {PROTOCOL_VERSION} and {CLIENT_CAPABILITIES}"
+            )));
+        };
+        let version = match meta.get(PROTOCOL_VERSION) {
+            Some(Value::String(v)) => v.clone(),
+            Some(_) => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "_meta[{PROTOCOL_VERSION:?}] must be a string"
+                )));
+            }
+            None => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "missing _meta[{PROTOCOL_VERSION:?}]"
+                )));
+            }
+        };
+        let client_capabilities = match meta.get(CLIENT_CAPABILITIES) {
+            Some(caps @ Value::Object(_)) => caps.clone(),
+            Some(_) => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "_meta[{CLIENT_CAPABILITIES:?}] must be an object"
+                )));
+            }
+            None => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "missing _meta[{CLIENT_CAPABILITIES:?}]"
+                )));
+            }
+        };
+        let log_level = meta
+            .get(LOG_LEVEL)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(Envelope {
+            version,
+            client_capabilities,
+            client_info: meta.get(CLIENT_INFO).cloned(),
+            log_level,
+        })
+    }
+
+    /// -32022 naming every revision the gateway speaks, unless the request's is modern and
+    /// supported.
+    pub fn check_version(&self) -> Result<(), ErrorObject> {
+        if version::is_modern(&self.version) {
+            Ok(())
+        } else {
+            Err(ErrorObject::unsupported_version(&self.version))
+        }
+    }
+
+    /// Whether the request declared a capability (a top-level key such as `sampling`), or,
+    /// for `elicitation`, the given mode.
+    pub fn declares(&self, capability: &str) -> bool {
+        self.client_capabilities
+            .get(capability)
+            .is_some_and(|v| !v.is_null())
+    }
+}
+
+/// Replaces the hop keys of a request's `_meta` with the gateway's own envelope for an
+/// upstream hop: `Some(caps)` for a modern upstream (the revision, those capabilities, the
+/// gateway as client, and the log level when one is asked for), `None` for a legacy one
+/// (the keys are only removed). Other `_meta` keys (`progressToken`, trace context, unknown
+/// ones) are kept.
+pub fn rewrite_for_upstream(params: &mut Option<Value>, modern: Option<(&Value, Option<&str>)>) {
+    if modern.is_none() && !declares_any_hop_key(params.as_ref()) {
+        return;
+    }
+    let params = params.get_or_insert_with(|| json!({}));
+    let Some(obj) = params.as_object_mut() else {
+        return;
+    };
+    let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    for key in HOP_KEYS {
+        meta.remove(key);
+    }
+    if let Some((capabilities, log_level)) = modern {
+        meta.insert(PROTOCOL_VERSION.into(), Value::from(version::MODERN_LATEST));
+        meta.insert(CLIENT_CAPABILITIES.into(), capabilities.clone());
+        meta.insert(CLIENT_INFO.into(), gateway_info());
+        if let Some(level) = log_level {
+            meta.insert(LOG_LEVEL.into(), Value::from(level));
+        }
+    } else if meta.is_empty() {
+        obj.remove("_meta");
+    }
+}
+
+fn declares_any_hop_key(params: Option<&Value>) -> bool {
+    meta(params).is_some_and(|m| HOP_KEYS.iter().any(|k| m.contains_key(*k)))
+}
+
+/// The gateway as an MCP implementation (`clientInfo` upstream, `serverInfo` downstream).
+pub fn gateway_info() -> Value {
+    json!({
+        "name": "manifold",
+        "title": "Manifold MCP gateway",
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// A result's type; a missing one (a legacy server) means complete.
+pub fn result_type(result: &Value) -> &str {
+    result
+        .get(RESULT_TYPE)
+        .and_then(Value::as_str)
+        .unwrap_or(COMPLETE)
+}
+
+/// Shapes a result for a 2026-07-28 client: `resultType` (complete unless already set) and
+/// the gateway's `serverInfo` in `_meta`.
+pub fn for_modern(result: &mut Value) {
+    let Some(obj) = result.as_object_mut() else {
+        return;
+    };
+    obj.entry(RESULT_TYPE)
+        .or_insert_with(|| Value::from(COMPLETE));
+    let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert(SERVER_INFO.into(), gateway_info());
+    }
+}
+
+/// Shapes a result for a handshake-era client: the modern-only fields (`resultType`, cache
+/// hints) are removed, since strict legacy clients may reject unknown fields.
+pub fn for_legacy(result: &mut Value) {
+    if let Some(obj) = result.as_object_mut() {
+        obj.remove(RESULT_TYPE);
+        obj.remove(TTL_MS);
+        obj.remove(CACHE_SCOPE);
+        if let Some(meta) = obj.get_mut("_meta").and_then(Value::as_object_mut) {
+            meta.remove(SERVER_INFO);
+        }
+    }
+}
+
+pub const TTL_MS: &str = "ttlMs";
+pub const CACHE_SCOPE: &str = "cacheScope";
+
+/// How long a result may be cached, and by whom (SEP-2549).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheHint {
+    pub ttl_ms: u64,
+    /// `"private"`: only within the same authorization context; otherwise `"public"`.
+    pub private: bool,
+}
+
+impl CacheHint {
+    /// Nothing known: not cacheable, and private (the safe reading of a legacy server).
+    pub const NONE: CacheHint = CacheHint {
+        ttl_ms: 0,
+        private: true,
+    };
+
+    /// The hint a result carries; a missing or negative `ttlMs` is 0, a missing scope private.
+    pub fn of(result: &Value) -> CacheHint {
+        let ttl_ms = result
+            .get(TTL_MS)
+            .and_then(Value::as_i64)
+            .map_or(0, |t| t.max(0) as u64);
+        let private = result.get(CACHE_SCOPE).and_then(Value::as_str) != Some("public");
+        CacheHint { ttl_ms, private }
+    }
+
+    /// The conservative merge of two hints: the shorter lifetime, private if either is.
+    pub fn merge(self, other: CacheHint) -> CacheHint {
+        CacheHint {
+            ttl_ms: self.ttl_ms.min(other.ttl_ms),
+            private: self.private || other.private,
+        }
+    }
+
+    /// Writes `ttlMs` and `cacheScope` into a result object.
+    pub fn write(self, result: &mut Value) {
+        if let Some(obj) = result.as_object_mut() {
+            obj.insert(TTL_MS.into(), Value::from(self.ttl_ms));
+            let scope = if self.private { "private" } else { "public" };
+            obj.insert(CACHE_SCOPE.into(), Value::from(scope));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codes;
+
+    fn params(meta: Value) -> Option<Value> {
+        Some(json!({ "_meta": meta, "name": "x" }))
+    }
+
+    #[test]
+    fn the_version_key_alone_marks_a_modern_request() {
+        assert!(declares_version(
+            params(json!({ PROTOCOL_VERSION: "2026-07-28" })).as_ref()
+        ));
+        assert!(!declares_version(
+            params(json!({ "progressToken": 1 })).as_ref()
+        ));
+        assert!(!declares_version(None));
+    }
+
+    #[test]
+    fn missing_or_mistyped_keys_are_invalid_params_and_an_old_version_is_32022() {
+        let e =
+            Envelope::read(params(json!({ PROTOCOL_VERSION: "2026-07-28" })).as_ref()).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_PARAMS);
+        assert!(e.message.contains(CLIENT_CAPABILITIES), "{}", e.message);
+        let e = Envelope::read(
+            params(json!({ PROTOCOL_VERSION: 7, CLIENT_CAPABILITIES: {} })).as_ref(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, codes::INVALID_PARAMS);
+        let env = Envelope::read(
+            params(json!({ PROTOCOL_VERSION: "2025-11-25", CLIENT_CAPABILITIES: {} })).as_ref(),
+        )
+        .expect("well formed");
+        let e = env.check_version().unwrap_err();
+        assert_eq!(e.code, codes::UNSUPPORTED_PROTOCOL_VERSION);
+        let data = e.data.expect("data");
+        assert_eq!(data["requested"], "2025-11-25");
+        assert!(
+            data["supported"]
+                .as_array()
+                .expect("list")
+                .contains(&json!("2026-07-28"))
+        );
+    }
+
+    #[test]
+    fn the_upstream_hop_gets_the_gateways_envelope_and_keeps_other_meta() {
+        let mut p = params(json!({
+            PROTOCOL_VERSION: "2026-07-28",
+            CLIENT_CAPABILITIES: { "sampling": {} },
+            CLIENT_INFO: { "name": "client" },
+            "progressToken": "t1",
+        }));
+        let caps = json!({ "elicitation": {} });
+        rewrite_for_upstream(&mut p, Some((&caps, Some("debug"))));
+        let meta = &p.as_ref().expect("params")["_meta"];
+        assert_eq!(meta[CLIENT_INFO]["name"], "manifold");
+        assert_eq!(meta[CLIENT_CAPABILITIES], caps);
+        assert_eq!(meta[LOG_LEVEL], "debug");
+        assert_eq!(meta["progressToken"], "t1");
+        rewrite_for_upstream(&mut p, None);
+        let meta = &p.as_ref().expect("params")["_meta"];
+        assert_eq!(meta, &json!({ "progressToken": "t1" }));
+        let mut bare = Some(json!({ "_meta": { PROTOCOL_VERSION: "2026-07-28" } }));
+        rewrite_for_upstream(&mut bare, None);
+        assert_eq!(bare, Some(json!({})));
+    }
+
+    #[test]
+    fn results_are_shaped_per_era() {
+        let mut r = json!({ "content": [] });
+        for_modern(&mut r);
+        assert_eq!(r[RESULT_TYPE], COMPLETE);
+        assert_eq!(r["_meta"][SERVER_INFO]["name"], "manifold");
+        let mut pending = json!({ RESULT_TYPE: INPUT_REQUIRED, "requestState": "s" });
+        for_modern(&mut pending);
+        assert_eq!(result_type(&pending), INPUT_REQUIRED);
+        CacheHint {
+            ttl_ms: 5,
+            private: false,
+        }
+        .write(&mut r);
+        for_legacy(&mut r);
+        assert_eq!(r, json!({ "content": [], "_meta": {} }));
+        assert_eq!(result_type(&json!({})), COMPLETE);
+    }
+
+    #[test]
+    fn hints_merge_to_the_shorter_and_the_more_private() {
+        let a = CacheHint::of(&json!({ TTL_MS: 60000, CACHE_SCOPE: "public" }));
+        let b = CacheHint::of(&json!({ TTL_MS: 5000, CACHE_SCOPE: "public" }));
+        assert_eq!(
+            a.merge(b),
+            CacheHint {
+                ttl_ms: 5000,
+                private: false
+            }
+        );
+        assert_eq!(a.merge(CacheHint::NONE), CacheHint::NONE);
+        assert_eq!(CacheHint::of(&json!({ TTL_MS: -3 })).ttl_ms, 0);
+    }
+}
