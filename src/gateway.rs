@@ -27,9 +27,11 @@ pub struct Gateway {
     pub sessions: SessionStore,
     pub sealer: Sealer,
     /// Progress tokens of requests in flight, gateway token → client token and stream.
-    pub progress: ProgressTable,
+    pub progress: Arc<ProgressTable>,
     /// Routing state for what upstreams send back (server→client requests, subscriptions).
     pub relay: crate::relay::Relay,
+    /// Calls held for 2026-07-28 clients until they retry with the input asked for.
+    pub parked: crate::router::mrtr::Parked,
     /// The middleware stages every client request walks (see `crate::pipeline`).
     pub pipeline: crate::pipeline::Pipeline,
     /// Prometheus metrics, served at `metrics.path`.
@@ -81,8 +83,9 @@ impl Gateway {
             config: Arc::new(config),
             upstreams,
             sealer,
-            progress: ProgressTable::default(),
+            progress: Arc::default(),
             relay: crate::relay::Relay::default(),
+            parked: Default::default(),
             shutdown: CancellationToken::new(),
             stop: CancellationToken::new(),
             supervisors: std::sync::Mutex::new(Vec::new()),

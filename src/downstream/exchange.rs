@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::Session;
 use crate::gateway::Gateway;
@@ -54,10 +55,63 @@ pub async fn request_admitted(
             Err(cancelled())
         }
     };
+    // Results from 2026-07-28 upstreams carry fields strict legacy clients reject.
+    let outcome = outcome.map(|mut result| {
+        crate::protocol::envelope::for_legacy(&mut result);
+        result
+    });
     Response {
         id: Some(req.id),
         outcome,
     }
+}
+
+/// One request of a 2026-07-28 client: no session; what it declared travels with it.
+pub struct Modern {
+    pub envelope: crate::protocol::envelope::Envelope,
+    /// The request's own stream, where the transport has one.
+    pub sink: Option<mpsc::Sender<Message>>,
+    pub caller: Caller,
+    /// Fired once the pipeline admits the request (see [`RequestContext::admitted`]).
+    pub admitted: Option<oneshot::Sender<()>>,
+    /// Cancels the request: the client closed its stream, or (stdio) sent
+    /// `notifications/cancelled`.
+    pub cancel: CancellationToken,
+}
+
+impl Modern {
+    /// Runs the request through the pipeline and shapes the answer for a modern client:
+    /// `resultType` and the gateway's `serverInfo` on results, error codes of this era.
+    pub async fn request(self, gateway: &Gateway, req: Request) -> Response {
+        let mut ctx = RequestContext::new(None, self.sink, self.caller);
+        ctx.envelope = Some(Arc::new(self.envelope));
+        ctx.admitted = self.admitted;
+        ctx.cancel = Some(self.cancel.clone());
+        let outcome = tokio::select! {
+            biased;
+            outcome = pipeline::handle(gateway, &mut ctx, &req) => outcome,
+            _ = self.cancel.cancelled() => Err(cancelled()),
+        };
+        let outcome = match outcome {
+            Ok(mut result) => {
+                crate::protocol::envelope::for_modern(&mut result);
+                Ok(result)
+            }
+            Err(e) => Err(modern_error(e)),
+        };
+        Response {
+            id: Some(req.id),
+            outcome,
+        }
+    }
+}
+
+/// An error as a 2026-07-28 client must see it: resource-not-found is -32602 in this era.
+pub fn modern_error(mut e: ErrorObject) -> ErrorObject {
+    if e.code == codes::RESOURCE_NOT_FOUND {
+        e.code = codes::INVALID_PARAMS;
+    }
+    e
 }
 
 /// The answer to a request the client cancelled.

@@ -146,6 +146,9 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
             ErrorObject::invalid_request(msg),
         );
     };
+    if super::modern::is_modern_post(&headers, &bytes) {
+        return super::modern::post(&state, &headers, &bytes, caller).await;
+    }
     match Message::parse(&bytes) {
         Ok(Message::Request(req)) if req.method == methods::INITIALIZE => {
             initialize(&state, &headers, req, caller).await
@@ -263,6 +266,9 @@ async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
+    if is_modern_version(&headers) {
+        return modern_only_post();
+    }
     if !accepts(&headers, "text/event-stream") {
         return plain(
             StatusCode::NOT_ACCEPTABLE,
@@ -321,6 +327,9 @@ async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Re
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
+    if is_modern_version(&headers) {
+        return modern_only_post();
+    }
     let caller = match caller(&state, &headers, "http").await {
         Ok(c) => c,
         Err(resp) => return *resp,
@@ -333,6 +342,25 @@ async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Re
     exchange::close(&state.gateway, &session).await;
     tracing::info!(session = %&session.id[..8], "Client session closed");
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Whether a request names a revision outside the handshake era (2026-07-28 on): such
+/// clients have no sessions, so no GET stream and nothing to DELETE.
+fn is_modern_version(headers: &HeaderMap) -> bool {
+    headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !version::is_supported(v))
+}
+
+fn modern_only_post() -> Response {
+    let mut resp = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "2026-07-28 has no sessions: only POST is served for this revision",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    resp
 }
 
 /// The session named by `Mcp-Session-Id`: 400 when absent, 404 when unknown or expired (the

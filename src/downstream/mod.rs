@@ -6,6 +6,7 @@ pub mod exchange;
 pub mod guard;
 pub mod http;
 pub mod legacy_sse;
+pub mod modern;
 pub mod session;
 pub mod stdio;
 

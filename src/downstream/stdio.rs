@@ -3,6 +3,12 @@
 //! stdin/stdout; logs on stderr. Requests run concurrently; everything the gateway sends
 //! (responses, progress, server→client requests, list_changed) is written by one task so
 //! lines never interleave.
+//!
+//! The connection speaks one era, chosen by the client's first request (as the reference
+//! SDK does): 2026-07-28 when that request is not `initialize` and its `_meta` names a
+//! protocol version, the handshake era otherwise. Afterwards `initialize` on a modern
+//! connection is -32022 and an enveloped request on a legacy one is -32600. A modern
+//! request is cancelled by `notifications/cancelled` naming it (a listen stream too).
 
 use std::sync::Arc;
 
@@ -11,10 +17,12 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
 
 use super::{Session, exchange};
 use crate::gateway::Gateway;
 use crate::pipeline::Caller;
+use crate::protocol::envelope::{self, Envelope};
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{ErrorObject, Message, Request, Response, methods};
 
@@ -40,6 +48,8 @@ where
         raw: raw_tx,
         session: None,
         _reader: None,
+        era: None,
+        inflight: Arc::default(),
     };
     while let Some(line) = lines.next().await {
         let line = match line {
@@ -58,6 +68,10 @@ where
             state.on_line(&line).await;
         }
     }
+    // Modern requests (listen streams above all) end with the connection.
+    for token in state.inflight.iter() {
+        token.cancel();
+    }
     if let Some(session) = state.session.take() {
         gateway.sessions.remove(&session.id);
         exchange::close(&gateway, &session).await;
@@ -75,6 +89,16 @@ struct Connection {
     session: Option<Arc<Session>>,
     /// Holds the session's stream so it never counts as idle while stdin is open.
     _reader: Option<super::session::GetReader>,
+    /// The era the first request chose.
+    era: Option<Era>,
+    /// Modern requests in flight, by id, so `notifications/cancelled` can stop them.
+    inflight: Arc<dashmap::DashMap<crate::protocol::Id, CancellationToken>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    Legacy,
+    Modern,
 }
 
 impl Connection {
@@ -83,7 +107,30 @@ impl Connection {
     }
 
     async fn on_line(&mut self, line: &str) {
-        match Message::parse(line.as_bytes()) {
+        let parsed = Message::parse(line.as_bytes());
+        if let Ok(Message::Request(req)) = &parsed
+            && self.era.is_none()
+        {
+            let modern = req.method != methods::INITIALIZE
+                && envelope::declares_version(req.params.as_ref());
+            self.era = Some(if modern { Era::Modern } else { Era::Legacy });
+        }
+        if self.era == Some(Era::Modern) {
+            return self.modern(parsed).await;
+        }
+        if let Ok(Message::Request(req)) = &parsed
+            && req.method != methods::INITIALIZE
+            && envelope::declares_version(req.params.as_ref())
+        {
+            let e = ErrorObject::invalid_request(
+                "this connection speaks the handshake era (it began with initialize); \
+                 2026-07-28 requests need a connection of their own",
+            );
+            return self
+                .write(Message::Response(Response::err(Some(req.id.clone()), e)))
+                .await;
+        }
+        match parsed {
             Ok(Message::Request(req)) if req.method == methods::INITIALIZE => {
                 self.initialize(req).await
             }
@@ -96,6 +143,73 @@ impl Connection {
             }
             Err(ParseError::Batch(items)) => self.batch(items).await,
         }
+    }
+
+    /// A message on a connection locked to 2026-07-28.
+    async fn modern(&self, parsed: Result<Message, ParseError>) {
+        let req = match parsed {
+            Ok(Message::Request(req)) => req,
+            Ok(Message::Notification(n)) if n.method == methods::CANCELLED => {
+                let id = n
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("requestId"))
+                    .and_then(crate::protocol::Id::from_value);
+                if let Some(token) = id.and_then(|id| self.inflight.get(&id).map(|t| t.clone())) {
+                    token.cancel();
+                }
+                return;
+            }
+            Ok(Message::Notification(_) | Message::Response(_)) => return,
+            Err(ParseError::Invalid(e)) => {
+                return self.write(Message::Response(Response::err(None, e))).await;
+            }
+            Err(ParseError::Batch(_)) => {
+                let e = ErrorObject::invalid_request("2026-07-28 has no JSON-RPC batches");
+                return self.write(Message::Response(Response::err(None, e))).await;
+            }
+        };
+        let checked = if req.method == methods::INITIALIZE {
+            let requested = req
+                .param("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            Err(ErrorObject::unsupported_version(requested))
+        } else {
+            Envelope::read(req.params.as_ref()).and_then(|envelope| {
+                envelope.check_version()?;
+                super::modern::check_method(&req.method)?;
+                Ok(envelope)
+            })
+        };
+        let envelope = match checked {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                return self
+                    .write(Message::Response(Response::err(Some(req.id), e)))
+                    .await;
+            }
+        };
+        let cancel = CancellationToken::new();
+        self.inflight.insert(req.id.clone(), cancel.clone());
+        let (gateway, out, inflight) = (
+            self.gateway.clone(),
+            self.out.clone(),
+            self.inflight.clone(),
+        );
+        tokio::spawn(async move {
+            let id = req.id.clone();
+            let run = exchange::Modern {
+                envelope,
+                sink: Some(out.clone()),
+                caller: Caller::local(),
+                admitted: None,
+                cancel,
+            };
+            let response = run.request(&gateway, req).await;
+            inflight.remove(&id);
+            let _ = out.send(Message::Response(response)).await;
+        });
     }
 
     async fn initialize(&mut self, req: Request) {

@@ -16,16 +16,41 @@ use super::send;
 use crate::downstream::Session;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
-use crate::upstream::peer::{Origin, Peer};
+use crate::upstream::peer::{InputNeeded, Origin, Peer};
+use tokio::sync::oneshot;
 
 /// Most server→client requests awaiting clients' answers; past it upstreams get "busy".
 const MAX_PENDING: usize = 10_000;
 
 struct Pending {
-    peer: Arc<Peer>,
-    upstream: usize,
-    upstream_id: Id,
+    answer: Answer,
     session: String,
+}
+
+/// Where a client's answer goes.
+enum Answer {
+    /// Back to the upstream that asked, under its own id.
+    Upstream {
+        peer: Arc<Peer>,
+        upstream: usize,
+        upstream_id: Id,
+    },
+    /// To the gateway itself: a 2026-07-28 upstream's input request, asked of a
+    /// handshake-era client for it (see [`ask`]).
+    Gateway(oneshot::Sender<Result<Value, ErrorObject>>),
+}
+
+impl Answer {
+    async fn deliver(self, outcome: Result<Value, ErrorObject>) {
+        match self {
+            Answer::Upstream {
+                peer, upstream_id, ..
+            } => peer.respond(upstream_id, outcome).await,
+            Answer::Gateway(tx) => {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -50,6 +75,9 @@ pub async fn forward(
     let session = origin
         .as_deref()
         .and_then(|o| gateway.sessions.peek(o.session.as_deref()?));
+    if let Some(inputs) = origin.as_ref().and_then(|o| o.inputs.clone()) {
+        return to_exchange(origin.as_deref(), inputs, peer, request).await;
+    }
     let Some((session, origin)) = session.zip(origin) else {
         // Roots belong to a client; with no client request in flight there are none to give.
         let outcome = if request.method == methods::ROOTS_LIST {
@@ -65,7 +93,7 @@ pub async fn forward(
         };
         return peer.respond(request.id, outcome).await;
     };
-    if let Err(e) = permitted(&session, &request) {
+    if let Err(e) = permitted(&session.client_capabilities, &request) {
         tracing::debug!(upstream = %name, method = %request.method, error = %e.message, "Refused a server→client request");
         return peer.respond(request.id, Err(e)).await;
     }
@@ -82,9 +110,11 @@ pub async fn forward(
         table.next.fetch_add(1, Ordering::Relaxed)
     );
     let entry = Pending {
-        peer: peer.clone(),
-        upstream,
-        upstream_id: request.id.clone(),
+        answer: Answer::Upstream {
+            peer: peer.clone(),
+            upstream,
+            upstream_id: request.id.clone(),
+        },
         session: session.id.clone(),
     };
     table.pending.insert(id.clone(), entry);
@@ -113,13 +143,102 @@ pub fn answered(gateway: &Gateway, session: &Session, response: Response) -> boo
     let Some((_, pending)) = table.pending.remove_if(id, |_, p| p.session == session.id) else {
         return false;
     };
-    tokio::spawn(async move {
-        pending
-            .peer
-            .respond(pending.upstream_id, response.outcome)
-            .await
-    });
+    tokio::spawn(pending.answer.deliver(response.outcome));
     true
+}
+
+/// Asks a handshake-era client something on the gateway's own behalf (a 2026-07-28
+/// upstream's input request) and waits for the answer; the request goes on the stream of
+/// the client request it belongs to (`sink`) while that is open. Dropping the future
+/// forgets the question.
+pub async fn ask(
+    gateway: &Gateway,
+    session: &Session,
+    sink: Option<&tokio::sync::mpsc::Sender<Message>>,
+    method: &str,
+    params: Option<Value>,
+) -> Result<Value, ErrorObject> {
+    let request = Request::new(Id::Num(0), method, params);
+    permitted(&session.client_capabilities, &request)?;
+    let table = &gateway.relay.client_requests;
+    if table.pending.len() >= MAX_PENDING {
+        return Err(ErrorObject::new(
+            codes::GATEWAY_BUSY,
+            "gateway busy: too many requests awaiting clients",
+        ));
+    }
+    let id = format!(
+        "manifold-s2c-{}",
+        table.next.fetch_add(1, Ordering::Relaxed)
+    );
+    let (tx, rx) = oneshot::channel();
+    table.pending.insert(
+        id.clone(),
+        Pending {
+            answer: Answer::Gateway(tx),
+            session: session.id.clone(),
+        },
+    );
+    let _forget = Forget { table, id: &id };
+    let msg = Message::Request(Request::new(Id::Str(id.clone()), method, request.params));
+    if !send(session, msg, sink) {
+        return Err(ErrorObject::internal(
+            "the client has no open stream to receive the request",
+        ));
+    }
+    rx.await.unwrap_or_else(|_| {
+        Err(ErrorObject::internal(
+            "the client session closed before answering",
+        ))
+    })
+}
+
+/// Removes a question nobody waits for any more.
+struct Forget<'a> {
+    table: &'a ClientRequests,
+    id: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.table.pending.remove(self.id);
+    }
+}
+
+/// A server→client request made while serving a 2026-07-28 client, which cannot receive
+/// requests: handed to the router's exchange, which asks the client with an input-required
+/// result and answers the upstream with what the client's retry brings.
+async fn to_exchange(
+    origin: Option<&Origin>,
+    inputs: tokio::sync::mpsc::Sender<InputNeeded>,
+    peer: Arc<Peer>,
+    request: Request,
+) {
+    if request.method == methods::PING {
+        return peer.respond(request.id, Ok(json!({}))).await;
+    }
+    let capabilities = origin.map(|o| o.capabilities.clone()).unwrap_or_default();
+    if let Err(e) = permitted(&capabilities, &request) {
+        return peer.respond(request.id, Err(e)).await;
+    }
+    let (tx, rx) = oneshot::channel();
+    let needed = InputNeeded {
+        method: request.method.clone(),
+        params: request.params,
+        reply: tx,
+    };
+    if inputs.send(needed).await.is_err() {
+        let e = ErrorObject::internal("the client request this belongs to has ended");
+        return peer.respond(request.id, Err(e)).await;
+    }
+    tokio::spawn(async move {
+        let outcome = rx.await.unwrap_or_else(|_| {
+            Err(ErrorObject::internal(
+                "the client did not answer: its request ended or expired",
+            ))
+        });
+        peer.respond(request.id, outcome).await;
+    });
 }
 
 /// The upstream gave up on a request it sent; tell the client, under the gateway's id.
@@ -131,7 +250,7 @@ pub fn cancelled_by_upstream(gateway: &Gateway, upstream: usize, mut params: Val
     let found = table
         .pending
         .iter()
-        .find(|p| p.upstream == upstream && p.upstream_id == upstream_id)
+        .find(|p| matches!(&p.answer, Answer::Upstream { upstream: u, upstream_id: id, .. } if *u == upstream && *id == upstream_id))
         .map(|p| (p.key().clone(), p.session.clone()));
     let Some((id, session)) = found else {
         return false;
@@ -162,14 +281,13 @@ pub async fn session_closed(gateway: &Gateway, session: &str) {
                 codes::INTERNAL_ERROR,
                 "the client session closed before answering",
             );
-            p.peer.respond(p.upstream_id, Err(e)).await;
+            p.answer.deliver(Err(e)).await;
         }
     }
 }
 
 /// Whether the client declared the capability the request needs.
-fn permitted(session: &Session, request: &Request) -> Result<(), ErrorObject> {
-    let caps = &session.client_capabilities;
+fn permitted(caps: &Value, request: &Request) -> Result<(), ErrorObject> {
     let missing = |cap: &str| {
         ErrorObject::new(
             codes::METHOD_NOT_FOUND,

@@ -2,6 +2,7 @@
 //! notifications, server→client requests — routed to the clients it concerns.
 
 pub mod client_requests;
+pub mod listeners;
 pub mod logging;
 pub mod subscriptions;
 
@@ -22,6 +23,8 @@ use crate::upstream::supervisor::UpstreamEvent;
 pub struct Relay {
     pub client_requests: client_requests::ClientRequests,
     pub subscriptions: subscriptions::Subscriptions,
+    /// `subscriptions/listen` streams of 2026-07-28 clients.
+    pub listeners: listeners::Listeners,
 }
 
 /// A client session ended: release what the relay held for it.
@@ -66,7 +69,8 @@ fn catalog_changed(gateway: &Gateway) {
     let (before, after) = gateway.rebuild_catalog();
     for method in changed_lists(&before, &after) {
         let msg = Message::Notification(Notification::new(method, None));
-        let reached = gateway.sessions.broadcast(&msg);
+        let reached =
+            gateway.sessions.broadcast(&msg) + gateway.relay.listeners.list_changed(method);
         tracing::debug!(
             notification = method,
             sessions = reached,

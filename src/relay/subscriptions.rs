@@ -40,6 +40,32 @@ pub async fn subscribe(
     session: &Session,
     uri: &str,
 ) -> Result<Value, ErrorObject> {
+    subscribe_as(gateway, &session.id, Some(session), uri).await
+}
+
+/// Subscribes a 2026-07-28 listen stream (key from `listeners::subscriber_key`) to the URIs
+/// it names; returns the ones honoured (those an upstream owns and can watch).
+pub async fn listen(gateway: &Gateway, subscriber: &str, uris: &[String]) -> Vec<String> {
+    let mut honoured = Vec::with_capacity(uris.len());
+    for uri in uris {
+        match subscribe_as(gateway, subscriber, None, uri).await {
+            Ok(_) => honoured.push(uri.clone()),
+            Err(e) => {
+                tracing::debug!(uri = %uri, error = %e.message, "Listen stream cannot watch this resource")
+            }
+        }
+    }
+    honoured
+}
+
+/// A subscriber: a handshake-era session (which subscribes on its own upstream session
+/// where it has one), or a listen stream (`session` = `None`, always the shared session).
+async fn subscribe_as(
+    gateway: &Gateway,
+    subscriber: &str,
+    session: Option<&Session>,
+    uri: &str,
+) -> Result<Value, ErrorObject> {
     let owner = gateway
         .catalog()
         .resource_owner(uri)
@@ -59,10 +85,10 @@ pub async fn subscribe(
             sessions: HashSet::new(),
         });
         let first = entry.sessions.is_empty();
-        entry.sessions.insert(session.id.clone());
+        entry.sessions.insert(subscriber.to_owned());
         first
     };
-    let origin = upstream.dedicated().then(|| super::origin(session));
+    let origin = session.filter(|_| upstream.dedicated()).map(super::origin);
     if (first || origin.is_some())
         && let Err(e) = upstream
             .request(
@@ -72,7 +98,7 @@ pub async fn subscribe(
             )
             .await
     {
-        remove(gateway, &session.id, uri);
+        remove(gateway, subscriber, uri);
         return Err(e);
     }
     Ok(json!({}))
@@ -133,9 +159,11 @@ pub async fn session_closed(gateway: &Gateway, session: &str) {
         .filter(|(_, s)| s.sessions.contains(session))
         .map(|(u, _)| u.clone())
         .collect();
+    // A listen stream watches on the shared session even where sessions have links.
+    let shared = is_listener(session);
     for uri in uris {
         if let Some(owner) = remove(gateway, session, &uri)
-            && !gateway.upstreams[owner].dedicated()
+            && (shared || !gateway.upstreams[owner].dedicated())
         {
             let _ = gateway.upstreams[owner]
                 .request(
@@ -150,15 +178,15 @@ pub async fn session_closed(gateway: &Gateway, session: &str) {
 
 /// The shared session reconnected: subscribe it again to every URI someone watches.
 pub async fn replay(gateway: &Gateway, upstream: usize) {
-    if gateway.upstreams[upstream].dedicated() {
-        return;
-    }
+    let dedicated = gateway.upstreams[upstream].dedicated();
     let uris: Vec<String> = gateway
         .relay
         .subscriptions
         .lock()
         .iter()
-        .filter(|(_, s)| s.upstream == upstream)
+        .filter(|(_, s)| {
+            s.upstream == upstream && (!dedicated || s.sessions.iter().any(|k| is_listener(k)))
+        })
         .map(|(u, _)| u.clone())
         .collect();
     for uri in uris {
@@ -179,35 +207,40 @@ pub fn deliver(gateway: &Gateway, upstream: usize, params: Value, origin: Option
     let Some(uri) = super::str_field(&params, "uri") else {
         return false;
     };
-    let only = origin
-        .filter(|_| {
-            gateway
-                .upstreams
-                .get(upstream)
-                .is_some_and(|u| u.dedicated())
-        })
-        .and_then(|o| o.session.as_deref());
+    // Where sessions have links of their own, an update on a link is its session's alone,
+    // and one on the shared session is for the listen streams (sessions hear theirs on
+    // their links).
+    let dedicated = gateway
+        .upstreams
+        .get(upstream)
+        .is_some_and(|u| u.dedicated());
+    let link = origin
+        .and_then(|o| o.session.as_deref())
+        .filter(|_| dedicated);
+    let wanted = |key: &str| match link {
+        Some(own) => key == own,
+        None => !dedicated || is_listener(key),
+    };
     let targets: HashSet<String> = gateway
         .relay
         .subscriptions
         .lock()
         .iter()
         .filter(|(sub, s)| s.upstream == upstream && (uri == sub.as_str() || is_under(uri, sub)))
-        .flat_map(|(_, s)| {
-            s.sessions
-                .iter()
-                .filter(|id| only.is_none_or(|o| o == id.as_str()))
-                .cloned()
-        })
+        .flat_map(|(_, s)| s.sessions.iter().filter(|k| wanted(k)).cloned())
         .collect();
+    let mut delivered = gateway.relay.listeners.resource_updated(&params, &targets);
     let msg = Message::Notification(Notification::new(methods::RESOURCES_UPDATED, Some(params)));
-    let mut delivered = false;
-    for id in targets {
-        if let Some(session) = gateway.sessions.peek(&id) {
+    for id in targets.iter().filter(|k| !is_listener(k)) {
+        if let Some(session) = gateway.sessions.peek(id) {
             delivered |= session.send(msg.clone());
         }
     }
     delivered
+}
+
+fn is_listener(subscriber: &str) -> bool {
+    subscriber.starts_with("listen:")
 }
 
 fn is_under(uri: &str, parent: &str) -> bool {

@@ -22,7 +22,7 @@ pub async fn call_tool(
         .cloned()
         .ok_or_else(|| unknown(gateway, "tool", name))?;
     let params = with_field(req, "name", &route.name);
-    forward(gateway, ctx, route.upstream, methods::TOOLS_CALL, params).await
+    super::mrtr::forward(gateway, ctx, req, route.upstream, params).await
 }
 
 pub async fn get_prompt(
@@ -37,7 +37,7 @@ pub async fn get_prompt(
         .cloned()
         .ok_or_else(|| unknown(gateway, "prompt", name))?;
     let params = with_field(req, "name", &route.name);
-    forward(gateway, ctx, route.upstream, methods::PROMPTS_GET, params).await
+    super::mrtr::forward(gateway, ctx, req, route.upstream, params).await
 }
 
 pub async fn read_resource(
@@ -51,53 +51,109 @@ pub async fn read_resource(
         .resource_owner(uri)
         .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
     let params = req.params.clone().unwrap_or_else(|| json!({}));
-    forward(gateway, ctx, owner, methods::RESOURCES_READ, params).await
+    super::mrtr::forward(gateway, ctx, req, owner, params).await
 }
 
-/// Sends a request to its owner. A client `progressToken` is swapped for a gateway token for
-/// the duration of the call, so progress finds its way back to this request's stream.
-async fn forward(
-    gateway: &Gateway,
-    ctx: &RequestContext,
-    upstream: usize,
-    method: &str,
-    mut params: Value,
-) -> Result<Value, ErrorObject> {
-    let client_token = params
-        .pointer("/_meta/progressToken")
-        .filter(|t| t.is_string() || t.is_number())
-        .cloned();
-    let registration = match (client_token, &ctx.notify) {
-        (Some(token), Some(sink)) => Some(gateway.progress.register(token, sink.clone())),
-        _ => None,
-    };
-    let origin = ctx.session.as_ref().map(|s| {
+/// One upstream request, owning everything it needs, so it can outlive the client request
+/// that started it (a call held while a 2026-07-28 client answers an input request).
+pub struct Call {
+    upstream: Arc<crate::upstream::Upstream>,
+    origin: Option<Arc<Origin>>,
+    method: String,
+    params: Value,
+    timeout: std::time::Duration,
+    _progress: Option<super::progress::Registration>,
+}
+
+impl Call {
+    /// Prepares a request to its owner. A client `progressToken` is swapped for a gateway
+    /// token for the duration of the call, so progress finds its way back to this request's
+    /// stream.
+    pub fn new(
+        gateway: &Gateway,
+        ctx: &RequestContext,
+        upstream: usize,
+        method: &str,
+        params: Value,
+        origin: Option<Arc<Origin>>,
+    ) -> Call {
+        let client_token = params
+            .pointer("/_meta/progressToken")
+            .filter(|t| t.is_string() || t.is_number())
+            .cloned();
+        let registration = match (client_token, &ctx.notify) {
+            (Some(token), Some(sink)) => Some(gateway.progress.register(token, sink.clone())),
+            _ => None,
+        };
+        let mut params = own_hop(params);
+        if let Some(reg) = &registration {
+            params["_meta"]["progressToken"] = Value::from(reg.token());
+        } else if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            // Nowhere to deliver progress: do not ask the upstream for it.
+            meta.remove("progressToken");
+        }
+        let upstream = gateway.upstreams[upstream].clone();
+        let timeout = ctx.deadline.unwrap_or(upstream.config.timeout);
+        Call {
+            upstream,
+            origin,
+            method: method.to_owned(),
+            params,
+            timeout,
+            _progress: registration,
+        }
+    }
+
+    pub async fn run(self) -> Result<Value, ErrorObject> {
+        self.upstream
+            .request_within(self.origin, &self.method, Some(self.params), self.timeout)
+            .await
+    }
+}
+
+/// The client's envelope describes its hop, not the gateway's: it is removed here, and
+/// the upstream layer writes the gateway's own for upstreams that speak 2026-07-28.
+fn own_hop(params: Value) -> Value {
+    let mut wrapped = Some(params);
+    crate::protocol::envelope::rewrite_for_upstream(&mut wrapped, None);
+    wrapped.unwrap_or_else(|| json!({}))
+}
+
+/// Who an upstream request serves: the client's session (handshake era) or the request's
+/// own envelope (2026-07-28), with the request's stream for related traffic.
+pub fn origin_of(ctx: &RequestContext) -> Option<Arc<Origin>> {
+    if let Some(envelope) = &ctx.envelope {
+        return Some(Arc::new(Origin {
+            session: None,
+            sink: ctx.notify.clone(),
+            capabilities: envelope.client_capabilities.clone(),
+            principal: ctx.caller.principal.clone(),
+            log_level: envelope.log_level.clone(),
+            inputs: None,
+        }));
+    }
+    ctx.session.as_ref().map(|s| {
         Arc::new(Origin {
             session: Some(s.id.clone()),
             sink: ctx.notify.clone(),
             capabilities: s.client_capabilities.clone(),
             principal: ctx.caller.principal.clone(),
-            log_level: None,
+            log_level: s
+                .log_level()
+                .map(|r| crate::protocol::logging::name(r).to_owned()),
             inputs: None,
         })
-    });
-    if let Some(reg) = &registration {
-        params["_meta"]["progressToken"] = Value::from(reg.token());
-    } else if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
-        // Nowhere to deliver progress: do not ask the upstream for it.
-        meta.remove("progressToken");
-    }
-    let upstream = &gateway.upstreams[upstream];
-    let timeout = ctx.deadline.unwrap_or(upstream.config.timeout);
-    upstream
-        .request_within(origin, method, Some(params), timeout)
-        .await
+    })
 }
 
 /// `completion/complete` for a prompt argument (namespaced prompt name) or a resource
 /// template argument (template URI). An owner without the `completions` capability gets no
 /// request: the answer is an empty completion, as for any value with no suggestions.
-pub async fn complete(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject> {
+pub async fn complete(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+) -> Result<Value, ErrorObject> {
     let Some(reference) = req.param("ref") else {
         return Err(ErrorObject::invalid_params("missing required field 'ref'"));
     };
@@ -144,7 +200,11 @@ pub async fn complete(gateway: &Gateway, req: &Request) -> Result<Value, ErrorOb
         return Ok(json!({ "completion": { "values": [], "hasMore": false } }));
     }
     upstream
-        .request(None, methods::COMPLETION_COMPLETE, Some(params))
+        .request(
+            origin_of(ctx),
+            methods::COMPLETION_COMPLETE,
+            Some(own_hop(params)),
+        )
         .await
 }
 

@@ -78,7 +78,7 @@ pub fn capabilities(gateway: &Gateway) -> Value {
 }
 
 /// Upstream instructions, each under its upstream's name so the model knows whose they are.
-fn instructions(gateway: &Gateway) -> Option<String> {
+pub fn instructions(gateway: &Gateway) -> Option<String> {
     let parts: Vec<String> = gateway
         .upstreams
         .iter()

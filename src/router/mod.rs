@@ -5,6 +5,8 @@
 mod calls;
 mod initialize;
 mod lists;
+mod modern;
+pub mod mrtr;
 pub mod progress;
 
 use std::sync::Arc;
@@ -25,7 +27,12 @@ pub async fn route(
     ctx: &RequestContext,
     req: &Request,
 ) -> Result<Value, ErrorObject> {
-    match req.method.as_str() {
+    if ctx.is_modern() {
+        modern::check_capability(gateway, &req.method)?;
+    }
+    let outcome = match req.method.as_str() {
+        methods::SERVER_DISCOVER => modern::discover(gateway),
+        methods::SUBSCRIPTIONS_LISTEN => modern::listen(gateway, ctx, req).await,
         methods::INITIALIZE => initialize::initialize(gateway, req),
         methods::PING => Ok(json!({})),
         methods::TOOLS_LIST => lists::list(gateway, req, Kind::Tools),
@@ -35,7 +42,7 @@ pub async fn route(
         methods::TOOLS_CALL => calls::call_tool(gateway, ctx, req).await,
         methods::PROMPTS_GET => calls::get_prompt(gateway, ctx, req).await,
         methods::RESOURCES_READ => calls::read_resource(gateway, ctx, req).await,
-        methods::COMPLETION_COMPLETE => calls::complete(gateway, req).await,
+        methods::COMPLETION_COMPLETE => calls::complete(gateway, ctx, req).await,
         methods::LOGGING_SET_LEVEL => {
             let session = session_of(ctx)?;
             let level = req
@@ -51,7 +58,45 @@ pub async fn route(
                 .await
         }
         other => Err(ErrorObject::method_not_found(other)),
+    };
+    if !ctx.is_modern() {
+        return outcome;
     }
+    // Cache hints on what a modern client may cache: listings and reads. Interim results
+    // (input required) carry none.
+    outcome.map(|mut result| {
+        let hint = match req.method.as_str() {
+            methods::TOOLS_LIST => Some(modern::list_hint(gateway, Kind::Tools)),
+            methods::PROMPTS_LIST => Some(modern::list_hint(gateway, Kind::Prompts)),
+            methods::RESOURCES_LIST => Some(modern::list_hint(gateway, Kind::Resources)),
+            methods::RESOURCES_TEMPLATES_LIST => {
+                Some(modern::list_hint(gateway, Kind::ResourceTemplates))
+            }
+            methods::RESOURCES_READ
+                if crate::protocol::envelope::result_type(&result)
+                    == crate::protocol::envelope::COMPLETE =>
+            {
+                Some(modern::read_hint(gateway, &result))
+            }
+            _ => None,
+        };
+        if let Some(hint) = hint {
+            hint.write(&mut result);
+        }
+        result
+    })
+}
+
+/// The input schema of a tool as the gateway lists it (the upstream's own, untouched).
+pub fn tool_schema(gateway: &Gateway, exposed: &str) -> Option<Value> {
+    let route = gateway.catalog().tool(exposed)?.clone();
+    let catalog = gateway.upstreams.get(route.upstream)?.catalog();
+    catalog
+        .tools
+        .iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(route.name.as_str()))
+        .and_then(|t| t.get("inputSchema"))
+        .cloned()
 }
 
 /// The client's session, for methods that only make sense inside one.

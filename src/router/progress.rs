@@ -3,6 +3,7 @@
 //! gateway-minted token instead; the upstream's `notifications/progress` is mapped back to
 //! the client's own token and sent on the stream of the request it belongs to.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
@@ -24,12 +25,12 @@ pub struct ProgressTable {
 
 /// Keeps a token routed while the request runs; dropping it stops delivery (MCP: progress
 /// notifications stop when the request completes).
-pub struct Registration<'a> {
-    table: &'a ProgressTable,
+pub struct Registration {
+    table: Arc<ProgressTable>,
     token: String,
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
         self.table.routes.remove(&self.token);
     }
@@ -37,12 +38,19 @@ impl Drop for Registration<'_> {
 
 impl ProgressTable {
     /// Mints a gateway token for `client_token`, whose notifications go to `sink`.
-    pub fn register(&self, client_token: Value, sink: mpsc::Sender<Message>) -> Registration<'_> {
+    pub fn register(
+        self: &Arc<Self>,
+        client_token: Value,
+        sink: mpsc::Sender<Message>,
+    ) -> Registration {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let token = format!("manifold-{n}");
         self.routes
             .insert(token.clone(), Route { client_token, sink });
-        Registration { table: self, token }
+        Registration {
+            table: self.clone(),
+            token,
+        }
     }
 
     /// Delivers an upstream progress notification to the request it belongs to, with the
@@ -69,7 +77,7 @@ impl ProgressTable {
     }
 }
 
-impl Registration<'_> {
+impl Registration {
     pub fn token(&self) -> &str {
         &self.token
     }
@@ -82,7 +90,7 @@ mod tests {
 
     #[test]
     fn colliding_client_tokens_get_distinct_gateway_tokens_and_map_back() {
-        let table = ProgressTable::default();
+        let table = Arc::new(ProgressTable::default());
         let (tx_a, mut rx_a) = mpsc::channel(4);
         let (tx_b, mut rx_b) = mpsc::channel(4);
         let a = table.register(json!(1), tx_a);

@@ -124,6 +124,13 @@ impl UpstreamCatalog {
         }
     }
 
+    /// How long the upstream said its listing of `kind` may be cached: nothing from a
+    /// handshake-era upstream.
+    pub fn hint(&self, kind: Kind) -> crate::protocol::envelope::CacheHint {
+        let _ = kind;
+        crate::protocol::envelope::CacheHint::NONE
+    }
+
     /// A copy with `kind` replaced and a new generation.
     pub fn with(&self, kind: Kind, items: Vec<Value>) -> Self {
         let mut next = self.clone();

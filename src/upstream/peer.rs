@@ -29,7 +29,7 @@ pub enum Inbound {
 
 /// The downstream request an upstream request serves: who to route the upstream's
 /// related traffic (server→client requests, logs, progress) to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Origin {
     /// The client's session id; `None` for a 2026-07-28 client, which has no session.
     pub session: Option<String>,

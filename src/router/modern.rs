@@ -1,0 +1,139 @@
+//! What only 2026-07-28 clients ask for: `server/discover` and `subscriptions/listen`, and
+//! the cache hints their listings and reads carry.
+
+use serde_json::{Value, json};
+
+use super::RequestContext;
+use crate::gateway::Gateway;
+use crate::protocol::envelope::{CacheHint, SUBSCRIPTION_ID};
+use crate::protocol::{ErrorObject, Request, codes, methods, version};
+use crate::relay::listeners::{Filter, tagged};
+use crate::upstream::catalog::Kind;
+
+/// `server/discover`: the revisions the gateway speaks, what it can route, and the
+/// upstreams' instructions. Not cacheable for long: capabilities follow upstreams as they
+/// come and go.
+pub fn discover(gateway: &Gateway) -> Result<Value, ErrorObject> {
+    let mut result = json!({
+        "supportedVersions": version::all(),
+        "capabilities": super::initialize::capabilities(gateway),
+    });
+    if let Some(text) = super::initialize::instructions(gateway) {
+        result["instructions"] = Value::from(text);
+    }
+    CacheHint {
+        ttl_ms: 0,
+        private: per_principal(gateway),
+    }
+    .write(&mut result);
+    Ok(result)
+}
+
+/// A method whose capability the gateway does not advertise is unknown to a modern client
+/// (what `server/discover` says and what is served must agree).
+pub fn check_capability(gateway: &Gateway, method: &str) -> Result<(), ErrorObject> {
+    let capability = match method {
+        methods::TOOLS_LIST | methods::TOOLS_CALL => "tools",
+        methods::PROMPTS_LIST | methods::PROMPTS_GET => "prompts",
+        methods::RESOURCES_LIST | methods::RESOURCES_TEMPLATES_LIST | methods::RESOURCES_READ => {
+            "resources"
+        }
+        methods::COMPLETION_COMPLETE => "completions",
+        _ => return Ok(()),
+    };
+    if super::initialize::capabilities(gateway)
+        .get(capability)
+        .is_some()
+    {
+        Ok(())
+    } else {
+        Err(ErrorObject::method_not_found(method)
+            .with_data(json!({ "reason": format!("no upstream offers {capability}") })))
+    }
+}
+
+/// The cache hint of a merged listing: the most conservative of the upstreams' own hints
+/// (a handshake-era upstream gives none, so 0 ms), and private whenever the answer may
+/// depend on who asks (authentication or a policy is configured). The same for every page.
+pub fn list_hint(gateway: &Gateway, kind: Kind) -> CacheHint {
+    let mut hint = CacheHint {
+        ttl_ms: u64::MAX,
+        private: per_principal(gateway),
+    };
+    for upstream in &gateway.upstreams {
+        hint = hint.merge(upstream.catalog().hint(kind));
+    }
+    if hint.ttl_ms == u64::MAX {
+        hint.ttl_ms = 0;
+    }
+    hint
+}
+
+/// The cache hint of a `resources/read` result: the upstream's own, made private when the
+/// gateway's answer depends on who asks.
+pub fn read_hint(gateway: &Gateway, result: &Value) -> CacheHint {
+    let own = CacheHint::of(result);
+    CacheHint {
+        ttl_ms: own.ttl_ms,
+        private: own.private || per_principal(gateway),
+    }
+}
+
+/// Whether answers may differ by caller: credentials are checked, or rules filter.
+fn per_principal(gateway: &Gateway) -> bool {
+    gateway.auth.is_some() || !gateway.config.policy.rules.is_empty()
+}
+
+/// `subscriptions/listen`: acknowledges what the gateway will honour, then delivers list
+/// changes and resource updates on the request's stream until the client closes it (or,
+/// on stdio, cancels it), or the gateway shuts down, and ends with a complete result.
+pub async fn listen(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+) -> Result<Value, ErrorObject> {
+    let Some(sink) = ctx.notify.clone() else {
+        return Err(ErrorObject::invalid_request(
+            "subscriptions/listen needs a transport that can stream",
+        ));
+    };
+    let mut filter = Filter::read(req.params.as_ref())?;
+    let caps = super::initialize::capabilities(gateway);
+    let can = |pointer: &str| caps.pointer(pointer) == Some(&Value::Bool(true));
+    filter.tools &= can("/tools/listChanged");
+    filter.prompts &= can("/prompts/listChanged");
+    filter.resources &= can("/resources/listChanged");
+    let subscription = req.id.to_value();
+    let wanted = std::mem::take(&mut filter.uris);
+    let registration = gateway
+        .relay
+        .listeners
+        .register(subscription.clone(), filter.clone(), sink.clone())
+        .ok_or_else(|| ErrorObject::new(codes::GATEWAY_BUSY, "too many listen streams open"))?;
+    let subscriber = registration.subscriber();
+    if can("/resources/subscribe") {
+        filter.uris = crate::relay::subscriptions::listen(gateway, &subscriber, &wanted).await;
+    }
+    let ack = tagged(
+        methods::SUBSCRIPTIONS_ACKNOWLEDGED,
+        Some(json!({ "notifications": filter.to_value() })),
+        &subscription,
+    );
+    // The acknowledgement goes first; a change racing it is at worst delivered right after.
+    if sink.send(ack).await.is_ok() {
+        let cancelled = async {
+            match &ctx.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = cancelled => {}
+            _ = sink.closed() => {}
+            _ = gateway.shutdown.cancelled() => {}
+        }
+    }
+    drop(registration);
+    crate::relay::subscriptions::session_closed(gateway, &subscriber).await;
+    Ok(json!({ "_meta": { SUBSCRIPTION_ID: subscription } }))
+}

@@ -1,0 +1,509 @@
+//! Multi round-trip requests (MRTR, SEP-2322) across eras: how a call that needs the
+//! client's input travels between a client and an upstream that may not speak the same era.
+//!
+//! | client ↓ / upstream → | handshake era (server→client requests) | 2026-07-28 (`input_required`) |
+//! |---|---|---|
+//! | handshake era | relayed as requests (`crate::relay`) | asked as real requests, then retried upstream |
+//! | 2026-07-28 | call held, client answered `input_required` | passed through, `requestState` wrapped |
+//!
+//! Every `requestState` a client sees is the gateway's own sealed token ([`Token`]): it binds
+//! the upstream, the method, the name or URI, a digest of the arguments and the principal,
+//! and expires. It carries the upstream's own state (2026-07-28 upstream: any replica
+//! sharing the seal key continues the exchange) or names an exchange held on this replica
+//! (handshake-era upstream: the upstream call is parked here, so the retry must reach this
+//! replica; elsewhere it is refused with a message that says so).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::RequestContext;
+use super::calls::{Call, origin_of};
+use crate::gateway::Gateway;
+use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
+use crate::protocol::{ErrorObject, Request, codes, headers};
+use crate::upstream::peer::{InputNeeded, Origin};
+
+/// AEAD purpose of request-state tokens.
+const PURPOSE: &[u8] = b"request-state/v1";
+const TOKEN_VERSION: u8 = 1;
+/// How long a held call waits for the client's retry.
+pub const PARK_FOR: Duration = Duration::from_secs(600);
+/// How long a token carrying a 2026-07-28 upstream's state stays valid.
+const WRAPPED_FOR: Duration = Duration::from_secs(3600);
+/// Most calls held at once for 2026-07-28 clients.
+const MAX_PARKED: usize = 10_000;
+/// Most rounds of input a 2026-07-28 upstream may ask of a handshake-era client per call.
+const MAX_ROUNDS: usize = 10;
+/// Pause before retrying a state-only `input_required` result (the upstream asked for a
+/// plain retry).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// What a `requestState` the gateway issues binds and carries (sealed; short keys keep it
+/// small).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Token {
+    v: u8,
+    /// Upstream name.
+    u: String,
+    /// Method.
+    m: String,
+    /// The tool or prompt name, or the URI, as the client sent it.
+    n: String,
+    /// SHA-256 of the canonical arguments.
+    d: String,
+    /// The principal (`method:subject`).
+    p: String,
+    /// Expiry, seconds since the Unix epoch.
+    e: u64,
+    /// The upstream's own `requestState`, byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
+    /// A call held on the replica that issued the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+}
+
+/// What a token must match to continue a request.
+struct Binding {
+    upstream: String,
+    method: String,
+    name: String,
+    digest: String,
+    principal: String,
+}
+
+impl Binding {
+    fn of(gateway: &Gateway, ctx: &RequestContext, req: &Request, upstream: usize) -> Binding {
+        let principal = ctx.principal();
+        Binding {
+            upstream: gateway.upstreams[upstream].name().to_owned(),
+            method: req.method.clone(),
+            name: headers::name_of(&req.method, req.params.as_ref())
+                .unwrap_or_default()
+                .to_owned(),
+            digest: digest(req.param("arguments")),
+            principal: format!("{:?}:{}", principal.method, principal.subject),
+        }
+    }
+
+    fn seal(
+        &self,
+        gateway: &Gateway,
+        upstream_state: Option<String>,
+        parked: Option<String>,
+    ) -> String {
+        let lifetime = if parked.is_some() {
+            PARK_FOR
+        } else {
+            WRAPPED_FOR
+        };
+        let token = Token {
+            v: TOKEN_VERSION,
+            u: self.upstream.clone(),
+            m: self.method.clone(),
+            n: self.name.clone(),
+            d: self.digest.clone(),
+            p: self.principal.clone(),
+            e: now() + lifetime.as_secs(),
+            s: upstream_state,
+            x: parked,
+        };
+        let payload = serde_json::to_vec(&token).unwrap_or_default();
+        gateway.sealer.seal(PURPOSE, &payload)
+    }
+
+    /// Opens a client's `requestState`: it must be the gateway's, unexpired, and issued for
+    /// this very request (upstream, method, name, arguments and caller).
+    fn open(&self, gateway: &Gateway, text: &str) -> Result<Token, ErrorObject> {
+        let invalid =
+            |why: &str| ErrorObject::invalid_params(format!("invalid requestState: {why}"));
+        let payload = gateway
+            .sealer
+            .open(PURPOSE, text)
+            .map_err(|_| invalid("not issued by this gateway, or altered"))?;
+        let token: Token = serde_json::from_slice(&payload).map_err(|_| invalid("unreadable"))?;
+        if token.v != TOKEN_VERSION {
+            return Err(invalid("from an incompatible gateway version"));
+        }
+        if token.e < now() {
+            return Err(invalid("expired; send the request again without it"));
+        }
+        let same = token.u == self.upstream
+            && token.m == self.method
+            && token.n == self.name
+            && token.d == self.digest
+            && token.p == self.principal;
+        if !same {
+            return Err(invalid(
+                "issued for another request (the name, arguments and caller must not change)",
+            ));
+        }
+        Ok(token)
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// SHA-256 of the arguments in a canonical form (object keys sorted), so a client that
+/// re-serialises the same arguments differently still matches.
+fn digest(arguments: Option<&Value>) -> String {
+    fn canonical(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Object(map) => {
+                let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+                out.push(b'{');
+                for (i, (k, v)) in sorted.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(Value::from(k.as_str()).to_string().as_bytes());
+                    out.push(b':');
+                    canonical(v, out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(b']');
+            }
+            other => out.extend_from_slice(other.to_string().as_bytes()),
+        }
+    }
+    let mut bytes = Vec::new();
+    canonical(arguments.unwrap_or(&Value::Null), &mut bytes);
+    let hash = Sha256::digest(&bytes);
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Forwards a call, read or prompt to its owner, carrying it through as many rounds of
+/// client input as it needs, whatever the eras on both sides.
+pub async fn forward(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+    upstream: usize,
+    params: Value,
+) -> Result<Value, ErrorObject> {
+    if ctx.is_modern() {
+        modern_client(gateway, ctx, req, upstream, params).await
+    } else {
+        legacy_client(gateway, ctx, req, upstream, params).await
+    }
+}
+
+/// A handshake-era client. Server→client requests of a handshake-era upstream are relayed
+/// live; `input_required` from a 2026-07-28 upstream is asked of the client as real
+/// requests and retried upstream with the answers and the upstream's exact state.
+async fn legacy_client(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+    upstream: usize,
+    params: Value,
+) -> Result<Value, ErrorObject> {
+    let call = |params: Value| {
+        Call::new(gateway, ctx, upstream, &req.method, params, origin_of(ctx)).run()
+    };
+    let mut result = call(params.clone()).await?;
+    for _ in 0..MAX_ROUNDS {
+        if result_type(&result) != INPUT_REQUIRED {
+            return Ok(result);
+        }
+        let session = ctx.session.as_deref().ok_or_else(|| {
+            ErrorObject::internal("the upstream asked for input but the client has no session")
+        })?;
+        let requests = result
+            .get("inputRequests")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let asks = requests.iter().map(|(key, request)| async move {
+            let method = request
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let answer = crate::relay::client_requests::ask(
+                gateway,
+                session,
+                ctx.notify.as_ref(),
+                method,
+                request.get("params").cloned(),
+            )
+            .await?;
+            Ok::<_, ErrorObject>((key.clone(), answer))
+        });
+        let answers: Map<String, Value> = futures::future::try_join_all(asks)
+            .await?
+            .into_iter()
+            .collect();
+        if answers.is_empty() {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        let mut retry = params.clone();
+        if !answers.is_empty() {
+            retry["inputResponses"] = Value::Object(answers);
+        }
+        if let Some(state) = result.get("requestState").filter(|s| s.is_string()) {
+            retry["requestState"] = state.clone();
+        }
+        result = call(retry).await?;
+    }
+    Err(ErrorObject::internal(format!(
+        "the upstream still asked for input after {MAX_ROUNDS} rounds"
+    )))
+}
+
+/// A 2026-07-28 client: a fresh call runs with an input channel (a handshake-era upstream's
+/// server→client requests land there); a retry continues a held call or hands the
+/// upstream its own state back.
+async fn modern_client(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+    upstream: usize,
+    mut params: Value,
+) -> Result<Value, ErrorObject> {
+    let binding = Binding::of(gateway, ctx, req, upstream);
+    let state = params
+        .as_object_mut()
+        .and_then(|p| p.remove("requestState"));
+    let Some(state) = state else {
+        // A fresh request: answers without a state belong to nothing.
+        if let Some(p) = params.as_object_mut() {
+            p.remove("inputResponses");
+        }
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let origin = origin_of(ctx).map(|o| {
+            Arc::new(Origin {
+                inputs: Some(tx),
+                ..(*o).clone()
+            })
+        });
+        let call = Call::new(gateway, ctx, upstream, &req.method, params, origin);
+        let exchange = Exchange::start(call, rx);
+        return drive(gateway, &binding, exchange).await;
+    };
+    let Value::String(text) = state else {
+        return Err(ErrorObject::invalid_params(
+            "'requestState' must be a string",
+        ));
+    };
+    let token = binding.open(gateway, &text)?;
+    let answers = params
+        .as_object_mut()
+        .and_then(|p| p.remove("inputResponses"))
+        .unwrap_or_else(|| json!({}));
+    if let Some(id) = token.x {
+        let mut exchange = gateway.parked.take(&id).ok_or_else(|| {
+            ErrorObject::invalid_params(
+                "requestState names a call this gateway replica no longer holds (it expired, \
+                 or another replica holds it); send the request again without requestState",
+            )
+        })?;
+        exchange.answer(&answers);
+        return drive(gateway, &binding, exchange).await;
+    }
+    // A 2026-07-28 upstream's own state: hand it back exactly, with the answers.
+    if let Some(p) = params.as_object_mut() {
+        p.insert("inputResponses".into(), answers);
+        if let Some(state) = token.s {
+            p.insert("requestState".into(), Value::from(state));
+        }
+    }
+    let result = Call::new(gateway, ctx, upstream, &req.method, params, origin_of(ctx))
+        .run()
+        .await?;
+    Ok(wrap(gateway, &binding, result))
+}
+
+/// An upstream's `input_required` result for a 2026-07-28 client: its requests pass
+/// through, its state is wrapped in the gateway's token.
+fn wrap(gateway: &Gateway, binding: &Binding, mut result: Value) -> Value {
+    if result_type(&result) != INPUT_REQUIRED {
+        return result;
+    }
+    let upstream_state = result
+        .get("requestState")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    result["requestState"] = Value::from(binding.seal(gateway, upstream_state, None));
+    result
+}
+
+/// Server→client requests queued between an upstream and the exchange that asks for them.
+const INPUT_QUEUE: usize = 16;
+
+/// A call in flight for a 2026-07-28 client, with the input requests it is waiting on.
+pub struct Exchange {
+    call: tokio::task::JoinHandle<Result<Value, ErrorObject>>,
+    inputs: mpsc::Receiver<InputNeeded>,
+    /// Asked of the client and not answered yet: key → (request, where the answer goes).
+    waiting: BTreeMap<String, (Value, oneshot::Sender<Result<Value, ErrorObject>>)>,
+    next_key: u32,
+}
+
+impl Drop for Exchange {
+    /// An exchange nobody continues (the client went away, the hold expired): the call is
+    /// abandoned, which cancels it upstream.
+    fn drop(&mut self) {
+        self.call.abort();
+    }
+}
+
+impl Exchange {
+    fn start(call: Call, inputs: mpsc::Receiver<InputNeeded>) -> Exchange {
+        Exchange {
+            call: tokio::spawn(call.run()),
+            inputs,
+            waiting: BTreeMap::new(),
+            next_key: 0,
+        }
+    }
+
+    fn add(&mut self, input: InputNeeded) {
+        self.next_key += 1;
+        let key = format!("manifold-{}", self.next_key);
+        let mut params = input.params.unwrap_or_else(|| json!({}));
+        // The upstream's own progress token means nothing to the client.
+        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            meta.remove("progressToken");
+            if meta.is_empty() {
+                params.as_object_mut().map(|p| p.remove("_meta"));
+            }
+        }
+        let request = json!({ "method": input.method, "params": params });
+        self.waiting.insert(key, (request, input.reply));
+    }
+
+    /// Feeds the client's answers to the requests waiting for them; unknown keys are
+    /// ignored, unanswered requests keep waiting.
+    fn answer(&mut self, answers: &Value) {
+        let Some(answers) = answers.as_object() else {
+            return;
+        };
+        for (key, answer) in answers {
+            if let Some((_, reply)) = self.waiting.remove(key) {
+                let _ = reply.send(Ok(answer.clone()));
+            }
+        }
+    }
+
+    fn input_required(&self, token: String) -> Value {
+        let requests: Map<String, Value> = self
+            .waiting
+            .iter()
+            .map(|(k, (request, _))| (k.clone(), request.clone()))
+            .collect();
+        json!({
+            RESULT_TYPE: INPUT_REQUIRED,
+            "inputRequests": requests,
+            "requestState": token,
+        })
+    }
+}
+
+/// Runs an exchange until the call completes or needs input the client has not given;
+/// then the call is held and the client gets an `input_required` result.
+async fn drive(
+    gateway: &Gateway,
+    binding: &Binding,
+    mut exchange: Exchange,
+) -> Result<Value, ErrorObject> {
+    if exchange.waiting.is_empty() {
+        tokio::select! {
+            biased;
+            Some(input) = exchange.inputs.recv() => {
+                exchange.add(input);
+                while let Ok(more) = exchange.inputs.try_recv() {
+                    exchange.add(more);
+                }
+            }
+            outcome = &mut exchange.call => {
+                let result = outcome.map_err(|e| ErrorObject::internal(format!("the call failed: {e}")))??;
+                return Ok(wrap(gateway, binding, result));
+            }
+        }
+    }
+    let id = gateway.parked.hold_id()?;
+    let token = binding.seal(gateway, None, Some(id.clone()));
+    let result = exchange.input_required(token);
+    gateway.parked.put(id, exchange);
+    Ok(result)
+}
+
+/// Calls held for 2026-07-28 clients between an `input_required` answer and its retry.
+#[derive(Default)]
+pub struct Parked {
+    held: DashMap<String, (Instant, Exchange)>,
+}
+
+impl Parked {
+    /// A fresh id for a held call, or "busy" when too many are held.
+    fn hold_id(&self) -> Result<String, ErrorObject> {
+        self.sweep();
+        if self.held.len() >= MAX_PARKED {
+            return Err(ErrorObject::new(
+                codes::GATEWAY_BUSY,
+                "gateway busy: too many calls waiting for client input",
+            ));
+        }
+        let bytes: [u8; 16] = rand::random();
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    fn put(&self, id: String, exchange: Exchange) {
+        self.held.insert(id, (Instant::now() + PARK_FOR, exchange));
+    }
+
+    fn take(&self, id: &str) -> Option<Exchange> {
+        let (_, (deadline, exchange)) = self.held.remove(id)?;
+        (deadline > Instant::now()).then_some(exchange)
+    }
+
+    /// Drops held calls whose client never came back (their upstream calls are cancelled).
+    fn sweep(&self) {
+        let now = Instant::now();
+        self.held.retain(|_, (deadline, _)| *deadline > now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_ignores_key_order_but_not_values() {
+        let a = json!({ "x": 1, "y": { "b": [1, 2], "a": "s" } });
+        let b = json!({ "y": { "a": "s", "b": [1, 2] }, "x": 1 });
+        let c = json!({ "x": 2, "y": { "b": [1, 2], "a": "s" } });
+        assert_eq!(digest(Some(&a)), digest(Some(&b)));
+        assert_ne!(digest(Some(&a)), digest(Some(&c)));
+        assert_eq!(digest(None), digest(Some(&Value::Null)));
+    }
+}
