@@ -214,10 +214,12 @@ pub struct CacheHint {
 }
 
 impl CacheHint {
-    /// Nothing known: not cacheable, and private (the safe reading of a legacy server).
+    /// Nothing known (a handshake-era server): not cacheable at all. The scope is left to
+    /// whoever answers (the gateway makes its own answers private when they depend on
+    /// the caller).
     pub const NONE: CacheHint = CacheHint {
         ttl_ms: 0,
-        private: true,
+        private: false,
     };
 
     /// The hint a result carries; a missing or negative `ttlMs` is 0, a missing scope private.

@@ -39,18 +39,23 @@ pub struct StdioClient {
 }
 
 impl StdioClient {
-    /// Starts `manifold stdio` on `yaml` and initializes the session.
-    pub async fn start(yaml: &str) -> StdioClient {
+    /// Starts `manifold stdio` on `yaml` without sending anything.
+    pub fn spawn(yaml: &str) -> StdioClient {
         let (mut child, dir) = spawn_stdio(yaml);
         let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
-        let mut client = StdioClient {
+        StdioClient {
             _child: child,
             stdin,
             lines: BufReader::new(stdout).lines(),
             next_id: 1,
             dir,
-        };
+        }
+    }
+
+    /// Starts `manifold stdio` on `yaml` and initializes the session.
+    pub async fn start(yaml: &str) -> StdioClient {
+        let mut client = Self::spawn(yaml);
         let init = json!({
             "protocolVersion": VERSION,
             "capabilities": {},
@@ -70,7 +75,17 @@ impl StdioClient {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
-    async fn write(&mut self, msg: &Value) {
+    /// The next message manifold writes, at most `limit` from now.
+    pub async fn next_message(&mut self, limit: std::time::Duration) -> Option<Value> {
+        let line = tokio::time::timeout(limit, self.lines.next_line())
+            .await
+            .ok()?
+            .ok()??;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+    }
+
+    /// Writes one message as a line.
+    pub async fn write(&mut self, msg: &Value) {
         let mut line = msg.to_string();
         line.push('\n');
         self.stdin.write_all(line.as_bytes()).await.expect("write");
