@@ -51,7 +51,24 @@ pub async fn read_resource(
         .resource_owner(uri)
         .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
     let params = req.params.clone().unwrap_or_else(|| json!({}));
-    super::mrtr::forward(gateway, ctx, req, owner, params).await
+    let outcome = super::mrtr::forward(gateway, ctx, req, owner, params).await;
+    match outcome {
+        Err(e) if !ctx.is_modern() && is_modern_not_found(gateway, owner, &e) => {
+            Err(ErrorObject::resource_not_found(uri))
+        }
+        other => other,
+    }
+}
+
+/// A 2026-07-28 upstream says "resource not found" with -32602; a handshake-era client
+/// expects -32002 for it.
+fn is_modern_not_found(gateway: &Gateway, owner: usize, e: &ErrorObject) -> bool {
+    let modern = gateway.upstreams[owner]
+        .server_info()
+        .is_some_and(|i| crate::protocol::version::is_modern(&i.protocol_version));
+    modern
+        && e.code == crate::protocol::codes::INVALID_PARAMS
+        && e.message.to_ascii_lowercase().contains("not found")
 }
 
 /// One upstream request, owning everything it needs, so it can outlive the client request
