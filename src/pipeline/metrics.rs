@@ -343,6 +343,8 @@ fn method_label(method: &str) -> &'static str {
         methods::RESOURCES_UNSUBSCRIBE,
         methods::COMPLETION_COMPLETE,
         methods::LOGGING_SET_LEVEL,
+        methods::SERVER_DISCOVER,
+        methods::SUBSCRIPTIONS_LISTEN,
     ];
     KNOWN
         .iter()
