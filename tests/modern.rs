@@ -412,3 +412,29 @@ async fn a_second_replica_with_the_same_key_continues_a_listing() {
         .expect_err("foreign cursor");
     assert_eq!(e["code"], -32602, "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_the_client_did_not_declare_fails_its_request_with_32021() {
+    let (gw, _) = gateway(&conformance()).await;
+    let bare = Modern::new(&gw.url, json!({}));
+    let (reply, response) = bare
+        .exchange(
+            "tools/call",
+            json!({ "name": "test_elicitation", "arguments": { "message": "Who?" } }),
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &response["error"];
+    assert_eq!(error["code"], -32021, "{error}");
+    assert!(
+        error["data"]["requiredCapabilities"]["elicitation"].is_object(),
+        "{error}"
+    );
+    // The gateway is unharmed: a client that declares it gets the round trip.
+    let able = Modern::new(&gw.url, json!({ "elicitation": {} }));
+    let first = able
+        .call("test_elicitation", json!({ "message": "Who?" }))
+        .await
+        .expect("declared");
+    assert_eq!(first["resultType"], "input_required", "{first}");
+}

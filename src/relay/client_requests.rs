@@ -76,7 +76,7 @@ pub async fn forward(
         .as_deref()
         .and_then(|o| gateway.sessions.peek(o.session.as_deref()?));
     if let Some(inputs) = origin.as_ref().and_then(|o| o.inputs.clone()) {
-        return to_exchange(origin.as_deref(), inputs, peer, request).await;
+        return to_exchange(inputs, peer, request).await;
     }
     let Some((session, origin)) = session.zip(origin) else {
         // Roots belong to a client; with no client request in flight there are none to give.
@@ -209,17 +209,12 @@ impl Drop for Forget<'_> {
 /// requests: handed to the router's exchange, which asks the client with an input-required
 /// result and answers the upstream with what the client's retry brings.
 async fn to_exchange(
-    origin: Option<&Origin>,
     inputs: tokio::sync::mpsc::Sender<InputNeeded>,
     peer: Arc<Peer>,
     request: Request,
 ) {
     if request.method == methods::PING {
         return peer.respond(request.id, Ok(json!({}))).await;
-    }
-    let capabilities = origin.map(|o| o.capabilities.clone()).unwrap_or_default();
-    if let Err(e) = permitted(&capabilities, &request) {
-        return peer.respond(request.id, Err(e)).await;
     }
     let (tx, rx) = oneshot::channel();
     let needed = InputNeeded {
@@ -287,7 +282,7 @@ pub async fn session_closed(gateway: &Gateway, session: &str) {
 }
 
 /// Whether the client declared the capability the request needs.
-fn permitted(caps: &Value, request: &Request) -> Result<(), ErrorObject> {
+pub fn permitted(caps: &Value, request: &Request) -> Result<(), ErrorObject> {
     let missing = |cap: &str| {
         ErrorObject::new(
             codes::METHOD_NOT_FOUND,

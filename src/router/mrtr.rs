@@ -27,7 +27,7 @@ use super::RequestContext;
 use super::calls::{Call, origin_of};
 use crate::gateway::Gateway;
 use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
-use crate::protocol::{ErrorObject, Request, codes, headers};
+use crate::protocol::{ErrorObject, Id, Request, codes, headers};
 use crate::upstream::peer::{InputNeeded, Origin};
 
 /// AEAD purpose of request-state tokens.
@@ -297,8 +297,13 @@ async fn modern_client(
                 ..(*o).clone()
             })
         });
+        let capabilities = ctx
+            .envelope
+            .as_ref()
+            .map(|e| e.client_capabilities.clone())
+            .unwrap_or_default();
         let call = Call::new(gateway, ctx, upstream, &req.method, params, origin);
-        let exchange = Exchange::start(call, rx);
+        let exchange = Exchange::start(call, rx, capabilities);
         return drive(gateway, &binding, exchange).await;
     };
     let Value::String(text) = state else {
@@ -354,6 +359,8 @@ const INPUT_QUEUE: usize = 16;
 /// A call in flight for a 2026-07-28 client, with the input requests it is waiting on.
 pub struct Exchange {
     call: tokio::task::JoinHandle<Result<Value, ErrorObject>>,
+    /// What the client declared on the request that started the call.
+    capabilities: Value,
     inputs: mpsc::Receiver<InputNeeded>,
     /// Asked of the client and not answered yet: key → (request, where the answer goes).
     waiting: BTreeMap<String, (Value, oneshot::Sender<Result<Value, ErrorObject>>)>,
@@ -369,16 +376,27 @@ impl Drop for Exchange {
 }
 
 impl Exchange {
-    fn start(call: Call, inputs: mpsc::Receiver<InputNeeded>) -> Exchange {
+    fn start(call: Call, inputs: mpsc::Receiver<InputNeeded>, capabilities: Value) -> Exchange {
         Exchange {
             call: tokio::spawn(call.run()),
+            capabilities,
             inputs,
             waiting: BTreeMap::new(),
             next_key: 0,
         }
     }
 
-    fn add(&mut self, input: InputNeeded) {
+    /// Takes an input request the upstream made. One the client did not declare the
+    /// capability for fails the upstream's request, and the client's with -32021.
+    fn add(&mut self, input: InputNeeded) -> Result<(), ErrorObject> {
+        let probe = Request::new(Id::Num(0), input.method.clone(), input.params.clone());
+        if let Err(e) = crate::relay::client_requests::permitted(&self.capabilities, &probe) {
+            let _ = input.reply.send(Err(e.clone()));
+            return Err(ErrorObject::missing_capability(
+                required_capability(&input.method, input.params.as_ref()),
+                format!("the upstream asked for {}: {}", input.method, e.message),
+            ));
+        }
         self.next_key += 1;
         let key = format!("manifold-{}", self.next_key);
         let mut params = input.params.unwrap_or_else(|| json!({}));
@@ -391,6 +409,7 @@ impl Exchange {
         }
         let request = json!({ "method": input.method, "params": params });
         self.waiting.insert(key, (request, input.reply));
+        Ok(())
     }
 
     /// Feeds the client's answers to the requests waiting for them; unknown keys are
@@ -431,9 +450,9 @@ async fn drive(
         tokio::select! {
             biased;
             Some(input) = exchange.inputs.recv() => {
-                exchange.add(input);
+                exchange.add(input)?;
                 while let Ok(more) = exchange.inputs.try_recv() {
-                    exchange.add(more);
+                    exchange.add(more)?;
                 }
             }
             outcome = &mut exchange.call => {
@@ -447,6 +466,21 @@ async fn drive(
     let result = exchange.input_required(token);
     gateway.parked.put(id, exchange);
     Ok(result)
+}
+
+/// The ClientCapabilities an input request needs, for -32021's `requiredCapabilities`.
+fn required_capability(method: &str, params: Option<&Value>) -> Value {
+    match method {
+        crate::protocol::methods::SAMPLING_CREATE_MESSAGE => json!({ "sampling": {} }),
+        crate::protocol::methods::ROOTS_LIST => json!({ "roots": {} }),
+        _ => {
+            let mode = params
+                .and_then(|p| p.get("mode"))
+                .and_then(Value::as_str)
+                .unwrap_or("form");
+            json!({ "elicitation": { mode: {} } })
+        }
+    }
 }
 
 /// Calls held for 2026-07-28 clients between an `input_required` answer and its retry.
