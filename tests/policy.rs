@@ -283,3 +283,50 @@ async fn a_denied_resource_stays_denied_however_its_uri_is_spelled() {
     http.ok("resources/read", json!({"uri": "fixture://alpha/tpl/%38"}))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_client_gets_the_same_filtered_view_and_cannot_listen_to_a_denied_resource() {
+    let gw = Gateway::start(&config(""));
+    gw.wait_ready().await;
+    let modern = support::Modern::new(&gw.url, json!({}));
+    let legacy = Mcp::connect(&gw.url).await;
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let params = cursor.map_or_else(|| json!({}), |c| json!({ "cursor": c }));
+        let page = modern
+            .request("tools/list", params)
+            .await
+            .expect("tools/list");
+        assert_eq!(
+            page["cacheScope"], "private",
+            "a filtered listing is private: {page}"
+        );
+        names.extend(
+            page["tools"]
+                .as_array()
+                .expect("tools")
+                .iter()
+                .map(|t| t["name"].as_str().expect("name").to_owned()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(names, legacy.list_keys("tools/list", "tools", "name").await);
+
+    let denied = modern
+        .request(
+            "subscriptions/listen",
+            json!({ "notifications": { "resourceSubscriptions": ["fixture://alpha/item/0"] } }),
+        )
+        .await
+        .expect_err("listening to a denied resource");
+    assert_eq!(denied["code"], -32602, "not found, in this era: {denied}");
+    let denied = modern
+        .call("alpha__slow", json!({ "ms": 1 }))
+        .await
+        .expect_err("denied tool");
+    assert_eq!(denied["code"], -32602, "{denied}");
+}

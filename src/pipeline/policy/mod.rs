@@ -2,7 +2,8 @@
 //! prompts and resources, by upstream and glob.
 //!
 //! - On the way in, a call (`tools/call`, `prompts/get`, `resources/read`,
-//!   `resources/subscribe`, `completion/complete`) is resolved through the catalog to its
+//!   `resources/subscribe`, `completion/complete`, and the URIs of a 2026-07-28
+//!   `subscriptions/listen`) is resolved through the catalog to its
 //!   upstream and the upstream's own name, and refused when the policy denies it: with the
 //!   router's own "unknown" error (`denied_as: unknown`, the default), or -32014 / HTTP 403
 //!   (`denied_as: forbidden`).
@@ -96,6 +97,9 @@ fn refuse(
     req: &Request,
 ) -> Option<ErrorObject> {
     let catalog = gateway.catalog();
+    if req.method == methods::SUBSCRIPTIONS_LISTEN {
+        return refuse_listen(gateway, &catalog, decider, denied_as, req);
+    }
     let str_param = |key: &str| req.param(key).and_then(Value::as_str);
     let (target, kind, upstream, name) = match req.method.as_str() {
         methods::TOOLS_CALL => {
@@ -168,6 +172,27 @@ fn refuse(
         return None;
     }
     Some(denial(target, denied_as))
+}
+
+/// A 2026-07-28 listen stream naming a resource the caller may not read is refused the way
+/// `resources/subscribe` to it would be: updates would otherwise reveal it.
+fn refuse_listen(
+    gateway: &Gateway,
+    catalog: &Catalog,
+    decider: &Decider<'_>,
+    denied_as: DeniedAs,
+    req: &Request,
+) -> Option<ErrorObject> {
+    let uris = req
+        .params
+        .as_ref()?
+        .pointer("/notifications/resourceSubscriptions")?
+        .as_array()?;
+    uris.iter().filter_map(Value::as_str).find_map(|uri| {
+        let upstream = gateway.upstreams.get(catalog.resource_owner(uri)?)?;
+        (!decider.allows_uri(upstream.name(), uri))
+            .then(|| denial(Target::Resource(uri), denied_as))
+    })
 }
 
 fn denial(target: Target<'_>, denied_as: DeniedAs) -> ErrorObject {
