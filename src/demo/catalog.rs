@@ -89,6 +89,7 @@ fn config_json() -> String {
         "version": env!("CARGO_PKG_VERSION"),
         "transport": "stdio",
         "tools": ["add", "echo", "word_count", "now"],
+        "protocolVersions": super::all_protocol_versions(),
         "prompts": ["summarize", "greet"],
         "noteTopics": NOTE_TOPICS,
     });

@@ -6,12 +6,23 @@
 //! schemas and annotations), static and templated resources, prompts with
 //! arguments, and argument completion.
 //!
+//! It speaks both eras, the way the Python SDK's dual-era stdio loop does: the
+//! first JSON-RPC request locks the connection's era. It is the 2026-07-28 era
+//! (see [`modern`]) iff that request is not `initialize` and its `params._meta`
+//! names `io.modelcontextprotocol/protocolVersion`; otherwise the handshake era
+//! (2024-11-05 … 2025-11-25, `initialize` first). Afterwards an `initialize` on
+//! a modern connection is -32022, and a request with the modern envelope on a
+//! handshake-era connection is -32600.
+//!
 //! The server is hand-written on top of `serde_json` rather than an MCP SDK so
 //! that the gateway binary does not carry one. The protocol logic lives in the
-//! pure [`handle`] function (one parsed message in, at most one reply out);
-//! [`run_stdio`] only adds newline-delimited framing on stdin/stdout.
+//! pure [`handle`] function (one parsed message in, at most one message out: a
+//! reply, or for a listen its acknowledgement, see [`handle`]); [`run_stdio`] only
+//! adds newline-delimited framing on stdin/stdout, and writes what
+//! [`end_of_input`] returns when stdin closes.
 
 mod catalog;
+mod modern;
 mod tools;
 
 #[cfg(test)]
@@ -20,9 +31,26 @@ mod tests;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-/// Protocol revisions this server speaks, oldest first.
+use crate::protocol::ErrorObject;
+use crate::protocol::envelope;
+
+pub use modern::CATALOG_TTL_MS;
+
+/// Handshake-era protocol revisions this server speaks, oldest first.
 pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
     ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// Stateless-era protocol revisions this server speaks, oldest first.
+pub const MODERN_PROTOCOL_VERSIONS: [&str; 1] = ["2026-07-28"];
+
+/// Every revision this server speaks, both eras, oldest first.
+pub fn all_protocol_versions() -> Vec<&'static str> {
+    SUPPORTED_PROTOCOL_VERSIONS
+        .iter()
+        .chain(MODERN_PROTOCOL_VERSIONS.iter())
+        .copied()
+        .collect()
+}
 
 /// The revision offered when the client asks for one we do not know.
 pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
@@ -40,18 +68,31 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 const RESOURCE_NOT_FOUND: i64 = -32002;
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
-/// Per-connection session state.
+/// Which era a connection speaks; fixed by its first request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    #[default]
+    Unlocked,
+    Handshake,
+    Modern,
+}
+
+/// Per-connection state.
 ///
-/// One stdio process serves exactly one client, so this only tracks the
-/// handshake: which protocol revision was agreed, if any.
+/// One stdio process serves exactly one client. In the handshake era this
+/// tracks the session (the agreed revision); in the modern era, which keeps no
+/// session, only the open `subscriptions/listen` streams.
 #[derive(Debug, Default, Clone)]
 pub struct DemoState {
+    era: Era,
     protocol_version: Option<String>,
+    listens: Vec<Value>,
 }
 
 impl DemoState {
-    /// A session that has not seen `initialize` yet.
+    /// A connection that has not seen a request yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -84,6 +125,16 @@ impl RpcError {
     }
 }
 
+impl From<ErrorObject> for RpcError {
+    fn from(err: ErrorObject) -> Self {
+        Self {
+            code: i64::from(err.code),
+            message: err.message,
+            data: err.data,
+        }
+    }
+}
+
 type MethodResult = Result<Value, RpcError>;
 
 /// Serves the demo MCP server on stdin/stdout until stdin closes.
@@ -103,18 +154,35 @@ pub async fn run_stdio() -> std::io::Result<()> {
         line.clear();
         if input.read_until(b'\n', &mut line).await? == 0 {
             tracing::debug!("demo server: stdin closed");
+            // The client may still read stdout while it waits for us to exit;
+            // if it does not, there is nobody left to tell about a failure.
+            for msg in end_of_input(&mut state) {
+                if write_line(&mut output, &msg).await.is_err() {
+                    break;
+                }
+            }
             return Ok(());
         }
-        let Some(reply) = handle_line(&mut state, &line) else {
-            continue;
-        };
-        // `Value`'s compact form escapes control characters, so the reply is
-        // guaranteed to be a single line.
-        let mut bytes = reply.to_string().into_bytes();
-        bytes.push(b'\n');
-        output.write_all(&bytes).await?;
-        output.flush().await?;
+        if let Some(msg) = handle_line(&mut state, &line) {
+            write_line(&mut output, &msg).await?;
+        }
     }
+}
+
+async fn write_line(output: &mut tokio::io::Stdout, msg: &Value) -> std::io::Result<()> {
+    // `Value`'s compact form escapes control characters, so the message is
+    // guaranteed to be a single line.
+    let mut bytes = msg.to_string().into_bytes();
+    bytes.push(b'\n');
+    output.write_all(&bytes).await?;
+    output.flush().await
+}
+
+/// What the server sends when its input ends: each `subscriptions/listen`
+/// still open is torn down gracefully, with its result (`resultType:
+/// "complete"` and the subscription id in `_meta`).
+pub fn end_of_input(state: &mut DemoState) -> Vec<Value> {
+    state.listens.drain(..).map(modern::listen_closed).collect()
 }
 
 /// Handles one raw line of input: parses it and passes it to [`handle`].
@@ -137,10 +205,12 @@ pub fn handle_line(state: &mut DemoState, line: &[u8]) -> Option<Value> {
     }
 }
 
-/// Handles one parsed JSON-RPC message and returns the reply, if any.
+/// Handles one parsed JSON-RPC message and returns the message to send, if any.
 ///
-/// Notifications (messages without an `id`) and responses never get a reply.
-/// The function does no I/O, which keeps the whole protocol unit-testable.
+/// That is the reply to a request, except that a modern
+/// `subscriptions/listen` is answered by its acknowledgement (the result comes
+/// only when the stream ends). Notifications and responses get nothing. The
+/// function does no I/O, which keeps the whole protocol unit-testable.
 pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
     let Value::Object(obj) = msg else {
         // Batches (arrays) were dropped from MCP in 2025-06-18; treat them,
@@ -170,8 +240,7 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
     };
     if !obj.contains_key("id") {
         // Notifications never get a reply, not even an error.
-        handle_notification(state, method);
-        return None;
+        return handle_notification(state, method, obj.get("params"));
     }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Some(error_response(
@@ -189,33 +258,65 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
         ));
     }
     let id = reply_id;
-    let params = obj.get("params").cloned().unwrap_or(Value::Null);
-    let params = match params {
-        Value::Null => Map::new(),
-        Value::Object(params) => params,
-        _ => {
+    let raw_params = obj.get("params");
+    let enveloped = method != "initialize" && envelope::declares_version(raw_params);
+    if state.era == Era::Unlocked {
+        state.era = if enveloped {
+            Era::Modern
+        } else {
+            Era::Handshake
+        };
+    }
+    let params = match raw_params {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(params)) => params.clone(),
+        Some(_) => {
             return Some(error_response(
                 id,
                 &RpcError::invalid_params("params must be an object"),
             ));
         }
     };
+    if state.era == Era::Modern {
+        return Some(modern::request(state, id, method, raw_params, &params));
+    }
+    if enveloped {
+        return Some(error_response(
+            id,
+            &RpcError::new(
+                INVALID_REQUEST,
+                "Invalid Request: this connection speaks a handshake-era revision (its first \
+                 request had no protocol version in `_meta`), so 2026-07-28 requests are refused",
+            ),
+        ));
+    }
     Some(match dispatch(state, method, &params) {
-        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Ok(result) => response(id, result),
         Err(err) => error_response(id, &err),
     })
 }
 
-fn handle_notification(state: &DemoState, method: &str) {
+fn handle_notification(
+    state: &mut DemoState,
+    method: &str,
+    params: Option<&Value>,
+) -> Option<Value> {
     match method {
         "notifications/initialized" if state.protocol_version.is_none() => {
             tracing::debug!("demo server: `initialized` before `initialize`");
         }
-        // Cancellation needs no work: every request is answered synchronously
-        // before the next line is read.
-        "notifications/initialized" | "notifications/cancelled" => {}
+        "notifications/cancelled" => {
+            // Every request but a listen (modern) is answered before the next
+            // line is read, so that is all there is to cancel.
+            let request_id = params.and_then(|p| p.get("requestId"))?;
+            if state.era == Era::Modern {
+                modern::cancel(state, request_id);
+            }
+        }
+        "notifications/initialized" => {}
         other => tracing::debug!(method = other, "demo server: ignoring notification"),
     }
+    None
 }
 
 fn dispatch(state: &mut DemoState, method: &str, params: &Map<String, Value>) -> MethodResult {
@@ -238,11 +339,13 @@ fn dispatch(state: &mut DemoState, method: &str, params: &Map<String, Value>) ->
         "prompts/list" => single_page(params, "prompts", catalog::prompts()),
         "prompts/get" => catalog::get_prompt(params),
         "completion/complete" => catalog::complete(params),
-        _ => Err(
-            RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
-                .with_data(json!({ "method": method })),
-        ),
+        _ => Err(method_not_found(method)),
     }
+}
+
+fn method_not_found(method: &str) -> RpcError {
+    RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
+        .with_data(json!({ "method": method }))
 }
 
 fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResult {
@@ -263,13 +366,19 @@ fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResul
             "prompts": { "listChanged": false },
             "completions": {},
         },
-        "serverInfo": {
-            "name": SERVER_NAME,
-            "title": "Manifold demo server",
-            "version": env!("CARGO_PKG_VERSION"),
-        },
+        "serverInfo": server_info(),
         "instructions": INSTRUCTIONS,
     }))
+}
+
+/// This server as an MCP implementation: `serverInfo` in `initialize`, and
+/// `_meta["io.modelcontextprotocol/serverInfo"]` on modern results.
+fn server_info() -> Value {
+    json!({
+        "name": SERVER_NAME,
+        "title": "Manifold demo server",
+        "version": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// Echoes the client's protocol revision when supported, otherwise offers
@@ -290,6 +399,10 @@ fn single_page(params: &Map<String, Value>, key: &str, items: Vec<Value>) -> Met
         None | Some(Value::Null) => Ok(json!({ key: items })),
         Some(_) => Err(RpcError::invalid_params("invalid cursor")),
     }
+}
+
+fn response(id: Value, result: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
 fn error_response(id: Value, err: &RpcError) -> Value {

@@ -580,3 +580,455 @@ fn completions() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Both eras on one stdio connection: the era lock, and the 2026-07-28 era.
+// ---------------------------------------------------------------------------
+
+const MODERN: &str = "2026-07-28";
+const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const CAPS_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
+const SUBSCRIPTION_KEY: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// `params` with the 2026-07-28 envelope declaring `caps`.
+fn enveloped(params: Value, caps: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        VERSION_KEY: MODERN,
+        CAPS_KEY: caps,
+        "io.modelcontextprotocol/clientInfo": { "name": "test", "version": "0" },
+    });
+    params
+}
+
+/// Sends a request with a given id and returns whatever the server writes.
+fn send(state: &mut DemoState, id: Value, method: &str, params: Value) -> Option<Value> {
+    handle(
+        state,
+        json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }),
+    )
+}
+
+/// A connection locked to the modern era by a `server/discover`.
+fn modern() -> DemoState {
+    let mut state = DemoState::new();
+    let reply = send(
+        &mut state,
+        json!(0),
+        "server/discover",
+        enveloped(json!({}), json!({})),
+    );
+    assert!(
+        reply.as_ref().is_some_and(|r| r.get("result").is_some()),
+        "{reply:?}"
+    );
+    state
+}
+
+/// A modern request (envelope with `caps`) that must succeed; its `result`.
+fn modern_ok_with(state: &mut DemoState, method: &str, params: Value, caps: Value) -> Value {
+    let reply = request(state, 7, method, enveloped(params, caps));
+    assert!(reply.get("error").is_none(), "{method} failed: {reply}");
+    reply["result"].clone()
+}
+
+fn modern_ok(state: &mut DemoState, method: &str, params: Value) -> Value {
+    modern_ok_with(state, method, params, json!({}))
+}
+
+/// A modern request (envelope with `caps`) that must fail; its `error`.
+fn modern_err_with(state: &mut DemoState, method: &str, params: Value, caps: Value) -> Value {
+    err(state, method, enveloped(params, caps))
+}
+
+fn modern_err(state: &mut DemoState, method: &str, params: Value) -> Value {
+    modern_err_with(state, method, params, json!({}))
+}
+
+fn elicit_caps() -> Value {
+    json!({ "elicitation": { "form": {} } })
+}
+
+#[test]
+fn an_enveloped_first_request_locks_the_modern_era() {
+    let mut state = modern();
+    // Requests need no `initialize` now…
+    let result = modern_ok(&mut state, "tools/list", json!({}));
+    assert_eq!(result["resultType"], "complete");
+    // …and one is refused with the revisions this connection speaks.
+    let error = err(
+        &mut state,
+        "initialize",
+        json!({ "protocolVersion": "2025-11-25", "capabilities": {} }),
+    );
+    assert_eq!(error["code"], -32022);
+    assert_eq!(
+        error["data"],
+        json!({ "supported": [MODERN], "requested": "2025-11-25" })
+    );
+    // Still modern afterwards: `initialize` did not switch the era.
+    assert_eq!(state.protocol_version, None);
+    assert_eq!(
+        modern_ok(&mut state, "prompts/list", json!({}))["resultType"],
+        "complete"
+    );
+}
+
+#[test]
+fn a_plain_first_request_locks_the_handshake_era() {
+    // `ping` first, then the handshake: an enveloped request is -32600 from then on.
+    let mut state = DemoState::new();
+    assert_eq!(ok(&mut state, "ping", json!({})), json!({}));
+    let error = modern_err(&mut state, "tools/list", json!({}));
+    assert_eq!(error["code"], -32600);
+    let mut state = initialized();
+    let error = modern_err(&mut state, "server/discover", json!({}));
+    assert_eq!(error["code"], -32600);
+    // Plain requests keep working, with handshake-era results.
+    let result = ok(&mut state, "tools/list", json!({}));
+    assert!(result.get("resultType").is_none(), "{result}");
+
+    // Only the version key marks a modern request: a `_meta` with just a progress token
+    // does not, and neither does an `initialize` carrying the key.
+    let mut state = DemoState::new();
+    let error = err(
+        &mut state,
+        "tools/list",
+        json!({ "_meta": { "progressToken": 1 } }),
+    );
+    assert_eq!(error["message"], "not initialized");
+    let mut state = DemoState::new();
+    let result = ok(
+        &mut state,
+        "initialize",
+        json!({ "protocolVersion": "2025-11-25", "_meta": { VERSION_KEY: MODERN } }),
+    );
+    assert_eq!(result["protocolVersion"], "2025-11-25");
+}
+
+#[test]
+fn invalid_messages_do_not_lock_the_era() {
+    let mut state = DemoState::new();
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "1.0", "id": 1, "method": "ping" }),
+    );
+    assert_eq!(
+        reply.map(|r| r["error"]["code"].clone()),
+        Some(json!(-32600))
+    );
+    assert_eq!(
+        handle(
+            &mut state,
+            json!({ "jsonrpc": "2.0", "method": "notifications/x" })
+        ),
+        None
+    );
+    // The first real request still decides.
+    assert_eq!(
+        modern_ok(&mut state, "tools/list", json!({}))["resultType"],
+        "complete"
+    );
+}
+
+#[test]
+fn discover_describes_the_server_for_both_eras() {
+    let mut state = DemoState::new();
+    let result = modern_ok(&mut state, "server/discover", json!({}));
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(
+        result["supportedVersions"],
+        json!([
+            "2024-11-05",
+            "2025-03-26",
+            "2025-06-18",
+            "2025-11-25",
+            MODERN
+        ])
+    );
+    let caps = &result["capabilities"];
+    for capability in ["tools", "prompts", "resources", "completions"] {
+        assert_eq!(caps[capability], json!({}), "{capability}: {caps}");
+    }
+    // Nothing is promised on subscriptions/listen, since nothing here ever changes.
+    let text = caps.to_string();
+    assert!(
+        !text.contains("listChanged") && !text.contains("subscribe"),
+        "{text}"
+    );
+    assert!(result["instructions"].is_string());
+    assert_eq!(result["ttlMs"], super::CATALOG_TTL_MS);
+    assert!(result["ttlMs"].as_u64().is_some_and(|ttl| ttl > 0));
+    assert_eq!(result["cacheScope"], "public");
+    assert_eq!(result["_meta"][SERVER_INFO_KEY]["name"], "manifold-demo");
+    assert_eq!(
+        result["_meta"][SERVER_INFO_KEY]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(result.get("serverInfo").is_none() && result.get("protocolVersion").is_none());
+}
+
+#[test]
+fn modern_requests_without_the_envelope_keys_are_invalid_params() {
+    let mut state = modern();
+    let cases = [
+        json!({}),
+        json!({ "_meta": {} }),
+        json!({ "_meta": { VERSION_KEY: MODERN } }),
+        json!({ "_meta": { CAPS_KEY: {} } }),
+        json!({ "_meta": { VERSION_KEY: 20260728, CAPS_KEY: {} } }),
+        json!({ "_meta": { VERSION_KEY: MODERN, CAPS_KEY: "all" } }),
+    ];
+    for params in cases {
+        assert_eq!(
+            err(&mut state, "tools/list", params.clone())["code"],
+            -32602,
+            "{params}"
+        );
+    }
+    // No params at all is the same as no envelope.
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/list" }),
+    );
+    assert_eq!(
+        reply.map(|r| r["error"]["code"].clone()),
+        Some(json!(-32602))
+    );
+}
+
+#[test]
+fn unsupported_versions_are_32022_naming_the_supported_ones() {
+    let mut state = modern();
+    for version in ["2025-11-25", "2099-01-01", ""] {
+        let params = json!({ "_meta": { VERSION_KEY: version, CAPS_KEY: {} } });
+        let error = err(&mut state, "tools/list", params);
+        assert_eq!(error["code"], -32022, "{version}");
+        assert_eq!(
+            error["data"],
+            json!({ "supported": [MODERN], "requested": version })
+        );
+    }
+}
+
+#[test]
+fn methods_outside_the_modern_client_requests_are_not_found() {
+    let mut state = modern();
+    for method in [
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "tasks/get",
+        "tools/frobnicate",
+    ] {
+        let error = modern_err(
+            &mut state,
+            method,
+            json!({ "level": "info", "uri": "demo://readme" }),
+        );
+        assert_eq!(error["code"], -32601, "{method}");
+    }
+    // `initialize` is a version question, not a missing method.
+    assert_eq!(
+        err(
+            &mut state,
+            "initialize",
+            json!({ "protocolVersion": "2025-06-18" })
+        )["code"],
+        -32022
+    );
+}
+
+#[test]
+fn every_modern_result_is_typed_and_signed() {
+    let mut state = modern();
+    let calls = [
+        ("tools/list", json!({})),
+        (
+            "tools/call",
+            json!({ "name": "echo", "arguments": { "message": "hi" } }),
+        ),
+        ("resources/list", json!({})),
+        ("resources/templates/list", json!({})),
+        ("resources/read", json!({ "uri": "demo://readme" })),
+        ("prompts/list", json!({})),
+        (
+            "prompts/get",
+            json!({ "name": "greet", "arguments": { "name": "Ada" } }),
+        ),
+        (
+            "completion/complete",
+            json!({ "ref": { "type": "ref/prompt", "name": "summarize" }, "argument": { "name": "style", "value": "" } }),
+        ),
+    ];
+    for (method, params) in calls {
+        let result = modern_ok(&mut state, method, params);
+        assert_eq!(result["resultType"], "complete", "{method}");
+        assert_eq!(
+            result["_meta"][SERVER_INFO_KEY]["name"], "manifold-demo",
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn listings_and_reads_carry_cache_hints_and_nothing_else_does() {
+    let mut state = modern();
+    for (method, params) in [
+        ("tools/list", json!({})),
+        ("resources/list", json!({})),
+        ("resources/templates/list", json!({})),
+        ("prompts/list", json!({})),
+        ("resources/read", json!({ "uri": "demo://notes/rust" })),
+        ("resources/read", json!({ "uri": "demo://config.json" })),
+    ] {
+        let result = modern_ok(&mut state, method, params);
+        assert_eq!(result["ttlMs"], super::CATALOG_TTL_MS, "{method}");
+        assert_eq!(result["cacheScope"], "public", "{method}");
+    }
+    for (method, params) in [
+        ("tools/call", json!({ "name": "now" })),
+        (
+            "prompts/get",
+            json!({ "name": "greet", "arguments": { "name": "Ada" } }),
+        ),
+        (
+            "completion/complete",
+            json!({ "ref": { "type": "ref/prompt", "name": "summarize" }, "argument": { "name": "style", "value": "b" } }),
+        ),
+    ] {
+        let result = modern_ok(&mut state, method, params);
+        assert!(
+            result.get("ttlMs").is_none() && result.get("cacheScope").is_none(),
+            "{method}: {result}"
+        );
+    }
+}
+
+#[test]
+fn modern_listings_are_the_same_for_every_client() {
+    let mut state = modern();
+    let names = |result: &Value| -> Vec<String> {
+        result["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let plain = modern_ok_with(&mut state, "tools/list", json!({}), json!({}));
+    let eliciting = modern_ok_with(&mut state, "tools/list", json!({}), elicit_caps());
+    assert_eq!(names(&plain), ["add", "echo", "word_count", "now"]);
+    assert_eq!(plain, eliciting);
+    // Cursors are still refused.
+    assert_eq!(
+        modern_err(&mut state, "prompts/list", json!({ "cursor": "x" }))["code"],
+        -32602
+    );
+}
+
+#[test]
+fn a_missing_resource_is_invalid_params_in_the_modern_era() {
+    let mut state = modern();
+    let error = modern_err(
+        &mut state,
+        "resources/read",
+        json!({ "uri": "demo://nope" }),
+    );
+    assert_eq!(error["code"], -32602);
+    assert_eq!(error["data"]["uri"], "demo://nope");
+    // Other handler errors keep their codes.
+    let error = modern_err(&mut state, "tools/call", json!({ "name": "nope" }));
+    assert_eq!(error["code"], -32602);
+}
+
+#[test]
+fn listen_is_acknowledged_honouring_nothing_and_stays_open() {
+    let mut state = modern();
+    let ack = send(
+        &mut state,
+        json!("l1"),
+        "subscriptions/listen",
+        enveloped(
+            json!({ "notifications": { "toolsListChanged": true, "resourceSubscriptions": ["demo://readme"] } }),
+            json!({}),
+        ),
+    )
+    .expect("an acknowledgement");
+    assert_eq!(
+        ack,
+        json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": { "_meta": { SUBSCRIPTION_KEY: "l1" }, "notifications": {} },
+        })
+    );
+    // A second stream, with a numeric id.
+    let ack = send(
+        &mut state,
+        json!(5),
+        "subscriptions/listen",
+        enveloped(json!({ "notifications": {} }), json!({})),
+    )
+    .expect("an acknowledgement");
+    assert_eq!(ack["params"]["_meta"][SUBSCRIPTION_KEY], 5);
+    // An id already naming an open stream cannot open another.
+    let reply = send(
+        &mut state,
+        json!("l1"),
+        "subscriptions/listen",
+        enveloped(json!({ "notifications": {} }), json!({})),
+    );
+    assert_eq!(
+        reply.map(|r| r["error"]["code"].clone()),
+        Some(json!(-32600))
+    );
+    // Nor can any other request while the stream is open.
+    let reply = send(
+        &mut state,
+        json!(5),
+        "tools/list",
+        enveloped(json!({}), json!({})),
+    );
+    assert_eq!(
+        reply.map(|r| r["error"]["code"].clone()),
+        Some(json!(-32600))
+    );
+    // A listen needs a filter.
+    assert_eq!(
+        modern_err(&mut state, "subscriptions/listen", json!({}))["code"],
+        -32602
+    );
+    // Other requests are served meanwhile.
+    assert_eq!(
+        modern_ok(&mut state, "tools/list", json!({}))["resultType"],
+        "complete"
+    );
+
+    // The client cancels "l1": it ends without another message (stdio: nothing more may be
+    // sent for a cancelled request), and its id is free again.
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": "l1" } });
+    assert_eq!(handle(&mut state, cancel), None);
+    let reply = send(
+        &mut state,
+        json!("l1"),
+        "subscriptions/listen",
+        enveloped(json!({ "notifications": {} }), json!({})),
+    );
+    assert_eq!(
+        reply.map(|r| r["method"].clone()),
+        Some(json!("notifications/subscriptions/acknowledged"))
+    );
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": "l1" } });
+    assert_eq!(handle(&mut state, cancel), None);
+
+    // When input ends, the streams still open get their closing result.
+    let closing = super::end_of_input(&mut state);
+    assert_eq!(closing.len(), 1, "{closing:?}");
+    assert_eq!(closing[0]["id"], 5);
+    assert_eq!(closing[0]["result"]["resultType"], "complete");
+    assert_eq!(closing[0]["result"]["_meta"][SUBSCRIPTION_KEY], 5);
+    assert!(super::end_of_input(&mut state).is_empty());
+}
