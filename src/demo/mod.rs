@@ -17,11 +17,12 @@
 //! The server is hand-written on top of `serde_json` rather than an MCP SDK so
 //! that the gateway binary does not carry one. The protocol logic lives in the
 //! pure [`handle`] function (one parsed message in, at most one message out: a
-//! reply, or for a listen its acknowledgement, see [`handle`]); [`run_stdio`] only
+//! reply, or in two cases something else, see [`handle`]); [`run_stdio`] only
 //! adds newline-delimited framing on stdin/stdout, and writes what
 //! [`end_of_input`] returns when stdin closes.
 
 mod catalog;
+mod confirm;
 mod modern;
 mod tools;
 
@@ -59,8 +60,9 @@ pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 pub const SERVER_NAME: &str = "manifold-demo";
 
 const INSTRUCTIONS: &str = "A small demo server bundled with Manifold. Try the `add`, `echo`, \
-`word_count` and `now` tools, read `demo://readme` or any `demo://notes/{topic}` resource, and \
-fetch the `summarize` or `greet` prompts.";
+`word_count` and `now` tools (and `confirm`, which asks the user, when the client can answer \
+elicitation requests), read `demo://readme` or any `demo://notes/{topic}` resource, and fetch \
+the `summarize` or `greet` prompts.";
 
 // JSON-RPC 2.0 and MCP error codes.
 const PARSE_ERROR: i64 = -32700;
@@ -68,7 +70,10 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 const RESOURCE_NOT_FOUND: i64 = -32002;
+const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+const TOOLS_CALL: &str = "tools/call";
 
 /// Which era a connection speaks; fixed by its first request.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -82,13 +87,33 @@ enum Era {
 /// Per-connection state.
 ///
 /// One stdio process serves exactly one client. In the handshake era this
-/// tracks the session (the agreed revision); in the modern era, which keeps no
-/// session, only the open `subscriptions/listen` streams.
-#[derive(Debug, Default, Clone)]
+/// tracks the session (the agreed revision, the client's capabilities, and
+/// `confirm` calls waiting for the client's answer); in the modern era, which
+/// keeps no session, only the open `subscriptions/listen` streams. The key that
+/// seals MRTR `requestState`s lives here too: one per process.
+#[derive(Debug, Clone)]
 pub struct DemoState {
     era: Era,
     protocol_version: Option<String>,
+    client_capabilities: Value,
+    pending: Vec<confirm::Pending>,
+    next_request_id: u64,
     listens: Vec<Value>,
+    state_key: confirm::StateKey,
+}
+
+impl Default for DemoState {
+    fn default() -> Self {
+        Self {
+            era: Era::Unlocked,
+            protocol_version: None,
+            client_capabilities: json!({}),
+            pending: Vec::new(),
+            next_request_id: 0,
+            listens: Vec::new(),
+            state_key: confirm::StateKey::random(),
+        }
+    }
 }
 
 impl DemoState {
@@ -207,10 +232,14 @@ pub fn handle_line(state: &mut DemoState, line: &[u8]) -> Option<Value> {
 
 /// Handles one parsed JSON-RPC message and returns the message to send, if any.
 ///
-/// That is the reply to a request, except that a modern
+/// That is the reply to a request, except in two cases: a modern
 /// `subscriptions/listen` is answered by its acknowledgement (the result comes
-/// only when the stream ends). Notifications and responses get nothing. The
-/// function does no I/O, which keeps the whole protocol unit-testable.
+/// only when the stream ends), and a handshake-era `confirm` tool call by an
+/// `elicitation/create` request to the client; the client's response to that
+/// request then yields the tool call's reply, and cancelling the call yields a
+/// `notifications/cancelled` for the request. Other notifications and
+/// responses get nothing. The function does no I/O, which keeps the whole
+/// protocol unit-testable.
 pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
     let Value::Object(obj) = msg else {
         // Batches (arrays) were dropped from MCP in 2025-06-18; treat them,
@@ -228,10 +257,16 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
     };
     let Some(method) = obj.get("method").and_then(Value::as_str) else {
         if obj.contains_key("result") || obj.contains_key("error") {
-            // A response from the client. This server never sends requests,
-            // so there is nothing to match it against.
-            tracing::debug!("demo server: ignoring unsolicited response");
-            return None;
+            // A response from the client: only handshake-era `confirm` calls
+            // send requests, so only those responses mean anything.
+            let reply = match state.era {
+                Era::Handshake => confirm::answer_legacy(state, &obj),
+                _ => None,
+            };
+            if reply.is_none() {
+                tracing::debug!("demo server: ignoring unsolicited response");
+            }
+            return reply;
         }
         return Some(error_response(
             reply_id,
@@ -290,6 +325,9 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
             ),
         ));
     }
+    if method == TOOLS_CALL && state.protocol_version.is_some() && confirm::is_confirm(&params) {
+        return Some(confirm::start_legacy(state, id, &params));
+    }
     Some(match dispatch(state, method, &params) {
         Ok(result) => response(id, result),
         Err(err) => error_response(id, &err),
@@ -306,11 +344,14 @@ fn handle_notification(
             tracing::debug!("demo server: `initialized` before `initialize`");
         }
         "notifications/cancelled" => {
-            // Every request but a listen (modern) is answered before the next
-            // line is read, so that is all there is to cancel.
+            // Every request but a listen (modern) or a `confirm` waiting for
+            // the client's answer (handshake era) is answered before the next
+            // line is read, so those are all there is to cancel.
             let request_id = params.and_then(|p| p.get("requestId"))?;
-            if state.era == Era::Modern {
-                modern::cancel(state, request_id);
+            match state.era {
+                Era::Modern => modern::cancel(state, request_id),
+                Era::Handshake => return confirm::cancel_legacy(state, request_id),
+                Era::Unlocked => {}
             }
         }
         "notifications/initialized" => {}
@@ -329,7 +370,7 @@ fn dispatch(state: &mut DemoState, method: &str, params: &Map<String, Value>) ->
         return Err(RpcError::invalid_params("not initialized"));
     }
     match method {
-        "tools/list" => single_page(params, "tools", tools::list()),
+        "tools/list" => single_page(params, "tools", legacy_tools(state)),
         "tools/call" => tools::call(params),
         "resources/list" => single_page(params, "resources", catalog::resources()),
         "resources/templates/list" => {
@@ -348,6 +389,16 @@ fn method_not_found(method: &str) -> RpcError {
         .with_data(json!({ "method": method }))
 }
 
+/// The tools a handshake-era session sees: `confirm` only when the session
+/// can answer the elicitation request it sends.
+fn legacy_tools(state: &DemoState) -> Vec<Value> {
+    let can_elicit = confirm::legacy_session_can_elicit(state);
+    tools::list()
+        .into_iter()
+        .filter(|tool| can_elicit || tool["name"] != confirm::NAME)
+        .collect()
+}
+
 fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResult {
     if state.protocol_version.is_some() {
         return Err(RpcError::new(INVALID_REQUEST, "already initialized"));
@@ -358,6 +409,10 @@ fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResul
         .ok_or_else(|| RpcError::invalid_params("initialize: protocolVersion must be a string"))?;
     let version = negotiate_version(requested);
     state.protocol_version = Some(version.to_owned());
+    state.client_capabilities = match params.get("capabilities") {
+        Some(caps @ Value::Object(_)) => caps.clone(),
+        _ => json!({}),
+    };
     Ok(json!({
         "protocolVersion": version,
         "capabilities": {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     DemoState, INVALID_REQUEST, MODERN_PROTOCOL_VERSIONS, RESOURCE_NOT_FOUND, RpcError, catalog,
-    error_response, response, server_info, single_page, tools,
+    confirm, error_response, response, server_info, single_page, tools,
 };
 use crate::protocol::envelope::{
     COMPLETE, CacheHint, Envelope, RESULT_TYPE, SERVER_INFO, SUBSCRIPTION_ID,
@@ -102,6 +102,9 @@ fn serve(
         }),
         methods::SUBSCRIPTIONS_LISTEN => listen(state, id, params).map(Outgoing::Message),
         methods::TOOLS_LIST => listing("tools", tools::list()),
+        methods::TOOLS_CALL if confirm::is_confirm(params) => {
+            once(confirm::call_modern(&state.state_key, params, &envelope))
+        }
         methods::TOOLS_CALL => once(tools::call(params)),
         methods::RESOURCES_LIST => listing("resources", catalog::resources()),
         methods::RESOURCES_TEMPLATES_LIST => {

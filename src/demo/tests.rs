@@ -757,7 +757,11 @@ fn discover_describes_the_server_for_both_eras() {
         !text.contains("listChanged") && !text.contains("subscribe"),
         "{text}"
     );
-    assert!(result["instructions"].is_string());
+    assert!(
+        result["instructions"]
+            .as_str()
+            .is_some_and(|s| s.contains("confirm"))
+    );
     assert_eq!(result["ttlMs"], super::CATALOG_TTL_MS);
     assert!(result["ttlMs"].as_u64().is_some_and(|ttl| ttl > 0));
     assert_eq!(result["cacheScope"], "public");
@@ -920,7 +924,10 @@ fn modern_listings_are_the_same_for_every_client() {
     };
     let plain = modern_ok_with(&mut state, "tools/list", json!({}), json!({}));
     let eliciting = modern_ok_with(&mut state, "tools/list", json!({}), elicit_caps());
-    assert_eq!(names(&plain), ["add", "echo", "word_count", "now"]);
+    assert_eq!(
+        names(&plain),
+        ["add", "echo", "word_count", "now", "confirm"]
+    );
     assert_eq!(plain, eliciting);
     // Cursors are still refused.
     assert_eq!(
@@ -1031,4 +1038,452 @@ fn listen_is_acknowledged_honouring_nothing_and_stays_open() {
     assert_eq!(closing[0]["result"]["resultType"], "complete");
     assert_eq!(closing[0]["result"]["_meta"][SUBSCRIPTION_KEY], 5);
     assert!(super::end_of_input(&mut state).is_empty());
+}
+
+// --- confirm, 2026-07-28: multi round-trip requests -------------------------
+
+fn confirm_params(action: &str) -> Value {
+    json!({ "name": "confirm", "arguments": { "action": action } })
+}
+
+/// The first round of `confirm`: returns the `input_required` result.
+fn ask(state: &mut DemoState, action: &str) -> Value {
+    let result = modern_ok_with(state, "tools/call", confirm_params(action), elicit_caps());
+    assert_eq!(result["resultType"], "input_required", "{result}");
+    result
+}
+
+/// A retry of `confirm` with `extra` params (answers, state) added.
+fn retry(state: &mut DemoState, id: i64, action: &str, extra: Value) -> Value {
+    let mut params = confirm_params(action);
+    if let (Value::Object(params), Value::Object(extra)) = (&mut params, extra) {
+        params.extend(extra);
+    }
+    request(state, id, "tools/call", enveloped(params, elicit_caps()))
+}
+
+#[test]
+fn confirm_asks_through_an_input_request() {
+    let mut state = modern();
+    let result = ask(&mut state, "delete the draft");
+    let question = &result["inputRequests"]["confirm"];
+    assert_eq!(question["method"], "elicitation/create");
+    assert_eq!(question["params"]["mode"], "form");
+    assert_eq!(
+        question["params"]["message"],
+        "Please confirm: delete the draft"
+    );
+    let schema = &question["params"]["requestedSchema"];
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["properties"]["confirmed"]["type"], "boolean");
+    assert_eq!(schema["required"], json!(["confirmed"]));
+    assert!(
+        result["requestState"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    // An interim result is not cacheable.
+    assert!(result.get("ttlMs").is_none());
+    assert_eq!(result["_meta"][SERVER_INFO_KEY]["name"], "manifold-demo");
+    // An empty `elicitation` capability means form mode too.
+    let result = modern_ok_with(
+        &mut state,
+        "tools/call",
+        confirm_params("x"),
+        json!({ "elicitation": {} }),
+    );
+    assert_eq!(result["resultType"], "input_required");
+}
+
+#[test]
+fn confirm_completes_with_the_answer_on_the_retry() {
+    let cases = [
+        (
+            json!({ "action": "accept", "content": { "confirmed": true, "note": "go" } }),
+            "The user confirmed: ship it (note: go)",
+            json!({ "response": "accept", "confirmed": true, "note": "go" }),
+        ),
+        (
+            json!({ "action": "accept", "content": { "confirmed": false } }),
+            "The user did not confirm: ship it",
+            json!({ "response": "accept", "confirmed": false }),
+        ),
+        (
+            json!({ "action": "decline" }),
+            "The user declined to answer whether to ship it",
+            json!({ "response": "decline", "confirmed": false }),
+        ),
+        (
+            json!({ "action": "cancel" }),
+            "The user dismissed the question whether to ship it",
+            json!({ "response": "cancel", "confirmed": false }),
+        ),
+    ];
+    for (answer, text, structured) in cases {
+        let mut state = modern();
+        let asked = ask(&mut state, "ship it");
+        let reply = retry(
+            &mut state,
+            8,
+            "ship it",
+            json!({ "inputResponses": { "confirm": answer }, "requestState": asked["requestState"] }),
+        );
+        let result = &reply["result"];
+        assert_eq!(result["resultType"], "complete", "{reply}");
+        assert_eq!(first_text(result), text);
+        assert_eq!(result["structuredContent"], structured);
+        assert!(result.get("isError").is_none());
+    }
+}
+
+#[test]
+fn confirm_needs_form_elicitation_declared_on_the_request() {
+    let mut state = modern();
+    for caps in [
+        json!({}),
+        json!({ "sampling": {} }),
+        json!({ "elicitation": { "url": {} } }),
+    ] {
+        let error = modern_err_with(&mut state, "tools/call", confirm_params("x"), caps.clone());
+        assert_eq!(error["code"], -32021, "{caps}");
+        assert_eq!(
+            error["data"]["requiredCapabilities"],
+            json!({ "elicitation": { "form": {} } })
+        );
+    }
+    // Declaring it once does not carry over to the next request.
+    ask(&mut state, "x");
+    let error = modern_err(&mut state, "tools/call", confirm_params("x"));
+    assert_eq!(error["code"], -32021);
+}
+
+#[test]
+fn confirm_rejects_a_state_that_was_tampered_with_or_is_foreign() {
+    let mut state = modern();
+    let asked = ask(&mut state, "pay 10 EUR");
+    let good = asked["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let answer = json!({ "confirm": { "action": "accept", "content": { "confirmed": true } } });
+
+    // One character of the tag changed.
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap_or('A');
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // The expiry pushed out.
+    let parts: Vec<&str> = good.split('.').collect();
+    let later = format!("{}.{}.{}", parts[0], u64::MAX, parts[2]);
+    // A state issued by another process (another key) for the very same call.
+    let mut other = modern();
+    let foreign = ask(&mut other, "pay 10 EUR")["requestState"].clone();
+
+    for bad in [
+        json!(tampered),
+        json!(later),
+        foreign,
+        json!("v1.1.AAAA"),
+        json!(""),
+        json!(42),
+    ] {
+        let reply = retry(
+            &mut state,
+            9,
+            "pay 10 EUR",
+            json!({ "inputResponses": answer, "requestState": bad }),
+        );
+        assert_eq!(reply["error"]["code"], -32602, "{bad}: {reply}");
+    }
+    // The genuine state for other arguments is refused too.
+    let reply = retry(
+        &mut state,
+        9,
+        "pay 10000 EUR",
+        json!({ "inputResponses": answer, "requestState": good }),
+    );
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    // Answers without the state that came with the question.
+    let reply = retry(
+        &mut state,
+        9,
+        "pay 10 EUR",
+        json!({ "inputResponses": answer }),
+    );
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    // And the genuine state with the original arguments works.
+    let reply = retry(
+        &mut state,
+        9,
+        "pay 10 EUR",
+        json!({ "inputResponses": answer, "requestState": good }),
+    );
+    assert_eq!(
+        reply["result"]["structuredContent"]["confirmed"], true,
+        "{reply}"
+    );
+}
+
+#[test]
+fn confirm_asks_again_when_the_answer_is_missing() {
+    let mut state = modern();
+    let asked = ask(&mut state, "restart");
+    for responses in [json!({}), json!({ "other": { "action": "accept" } })] {
+        let reply = retry(
+            &mut state,
+            10,
+            "restart",
+            json!({ "inputResponses": responses, "requestState": asked["requestState"] }),
+        );
+        assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
+        assert!(reply["result"]["inputRequests"]["confirm"].is_object());
+    }
+    // A state alone (no answers yet) is also just asked again.
+    let reply = retry(
+        &mut state,
+        11,
+        "restart",
+        json!({ "requestState": asked["requestState"] }),
+    );
+    assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
+}
+
+#[test]
+fn confirm_refuses_malformed_answers_and_arguments() {
+    let mut state = modern();
+    let asked = ask(&mut state, "restart");
+    for answer in [
+        json!({ "action": "maybe" }),
+        json!({ "action": "accept" }),
+        json!({ "action": "accept", "content": { "confirmed": "yes" } }),
+        json!({ "action": "accept", "content": { "confirmed": true, "note": 3 } }),
+        json!("accept"),
+    ] {
+        let reply = retry(
+            &mut state,
+            12,
+            "restart",
+            json!({ "inputResponses": { "confirm": answer }, "requestState": asked["requestState"] }),
+        );
+        assert_eq!(reply["error"]["code"], -32602, "{answer}: {reply}");
+    }
+    let reply = retry(&mut state, 12, "restart", json!({ "inputResponses": [1] }));
+    assert_eq!(reply["error"]["code"], -32602);
+    // Bad arguments are a tool error before anything is asked.
+    let result = modern_ok_with(
+        &mut state,
+        "tools/call",
+        json!({ "name": "confirm", "arguments": {} }),
+        elicit_caps(),
+    );
+    assert_eq!(result["isError"], true);
+    assert_eq!(result["resultType"], "complete");
+}
+
+#[test]
+fn request_states_bind_arguments_as_json_and_expire() {
+    let key = super::confirm::StateKey::random();
+    let args = |v: Value| v.as_object().cloned().unwrap_or_default();
+    let sealed = key.seal(
+        "tools/call",
+        "confirm",
+        &args(json!({ "a": 1, "b": { "x": [1, 2], "y": "z" } })),
+        100,
+    );
+    // The same arguments written in another order still match.
+    let reordered = args(json!({ "b": { "y": "z", "x": [1, 2] }, "a": 1 }));
+    assert_eq!(
+        key.open("tools/call", "confirm", &reordered, &sealed, 100),
+        Ok(())
+    );
+    // Anything else bound into the state does not.
+    assert!(
+        key.open("tools/call", "echo", &reordered, &sealed, 100)
+            .is_err()
+    );
+    assert!(
+        key.open("prompts/get", "confirm", &reordered, &sealed, 100)
+            .is_err()
+    );
+    let changed = args(json!({ "b": { "y": "z", "x": [2, 1] }, "a": 1 }));
+    assert!(
+        key.open("tools/call", "confirm", &changed, &sealed, 100)
+            .is_err()
+    );
+    let other = super::confirm::StateKey::random();
+    assert!(
+        other
+            .open("tools/call", "confirm", &reordered, &sealed, 100)
+            .is_err()
+    );
+    // Expired after its time.
+    let expired = key.open("tools/call", "confirm", &reordered, &sealed, 101);
+    assert!(expired.is_err_and(|why| why.contains("expired")));
+}
+
+// --- confirm, handshake era: a real elicitation/create request ---------------
+
+fn initialized_with(version: &str, capabilities: Value) -> DemoState {
+    let mut state = DemoState::new();
+    ok(
+        &mut state,
+        "initialize",
+        json!({ "protocolVersion": version, "capabilities": capabilities }),
+    );
+    state
+}
+
+/// Calls `confirm` with id `id` and returns the elicitation request the server sends.
+fn legacy_ask(state: &mut DemoState, id: i64, action: &str) -> Value {
+    let msg = send(state, json!(id), "tools/call", confirm_params(action)).expect("a message");
+    assert_eq!(msg["method"], "elicitation/create", "{msg}");
+    assert!(msg["id"].is_string(), "{msg}");
+    msg
+}
+
+#[test]
+fn legacy_sessions_see_confirm_only_if_they_can_be_asked() {
+    let tool_names = |state: &mut DemoState| -> Vec<String> {
+        ok(state, "tools/list", json!({}))["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut state = initialized_with("2025-11-25", json!({ "elicitation": {} }));
+    assert!(tool_names(&mut state).contains(&"confirm".to_owned()));
+    let mut state = initialized_with("2025-06-18", json!({ "elicitation": {} }));
+    assert!(tool_names(&mut state).contains(&"confirm".to_owned()));
+    for (version, caps) in [
+        ("2025-11-25", json!({})),
+        ("2025-11-25", json!({ "elicitation": { "url": {} } })),
+        // Elicitation did not exist before 2025-06-18.
+        ("2025-03-26", json!({ "elicitation": {} })),
+    ] {
+        let mut state = initialized_with(version, caps.clone());
+        assert!(
+            !tool_names(&mut state).contains(&"confirm".to_owned()),
+            "{version} {caps}"
+        );
+        // Called anyway, it explains instead of asking.
+        let result = call_tool(&mut state, "confirm", json!({ "action": "x" }));
+        assert_eq!(result["isError"], true);
+        assert!(first_text(&result).contains("elicitation"), "{result}");
+    }
+}
+
+#[test]
+fn legacy_confirm_sends_an_elicitation_request_and_answers_with_the_reply() {
+    let mut state = initialized_with("2025-11-25", json!({ "elicitation": { "form": {} } }));
+    let asked = legacy_ask(&mut state, 21, "archive the logs");
+    assert_eq!(asked["jsonrpc"], "2.0");
+    assert_eq!(asked["params"]["mode"], "form");
+    assert_eq!(
+        asked["params"]["message"],
+        "Please confirm: archive the logs"
+    );
+    // Other requests are served while the question is out.
+    assert_eq!(
+        first_text(&call_tool(
+            &mut state,
+            "echo",
+            json!({ "message": "still here" })
+        )),
+        "still here"
+    );
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "accept", "content": { "confirmed": true } } }),
+    )
+    .expect("the tools/call reply");
+    assert_eq!(reply["id"], 21);
+    assert_eq!(
+        first_text(&reply["result"]),
+        "The user confirmed: archive the logs"
+    );
+    assert_eq!(reply["result"]["structuredContent"]["response"], "accept");
+    // Handshake-era results stay as they were: no modern fields.
+    assert!(reply["result"].get("resultType").is_none(), "{reply}");
+    // The same response again matches nothing.
+    let again = json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "decline" } });
+    assert_eq!(handle(&mut state, again), None);
+
+    // 2025-06-18 elicitation requests have no `mode`.
+    let mut state = initialized_with("2025-06-18", json!({ "elicitation": {} }));
+    let asked = legacy_ask(&mut state, 22, "x");
+    assert!(asked["params"].get("mode").is_none(), "{asked}");
+    assert_eq!(asked["params"]["requestedSchema"]["type"], "object");
+}
+
+#[test]
+fn legacy_confirm_reports_declines_errors_and_bad_answers() {
+    let mut state = initialized_with("2025-11-25", json!({ "elicitation": {} }));
+    let asked = legacy_ask(&mut state, 30, "x");
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "decline" } }),
+    )
+    .expect("reply");
+    assert_eq!(
+        first_text(&reply["result"]),
+        "The user declined to answer whether to x"
+    );
+
+    let asked = legacy_ask(&mut state, 31, "x");
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": asked["id"], "error": { "code": -32600, "message": "no UI" } }),
+    )
+    .expect("reply");
+    assert_eq!(reply["id"], 31);
+    assert_eq!(reply["result"]["isError"], true);
+    assert!(first_text(&reply["result"]).contains("no UI"));
+
+    let asked = legacy_ask(&mut state, 32, "x");
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "perhaps" } }),
+    )
+    .expect("reply");
+    assert_eq!(reply["result"]["isError"], true);
+
+    // Bad arguments never reach the user.
+    let result = call_tool(&mut state, "confirm", json!({ "action": 1 }));
+    assert_eq!(result["isError"], true);
+}
+
+#[test]
+fn legacy_confirm_can_be_cancelled_and_is_bounded() {
+    let mut state = initialized_with("2025-11-25", json!({ "elicitation": {} }));
+    let asked = legacy_ask(&mut state, 40, "x");
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 40 } });
+    let told = handle(&mut state, cancel.clone()).expect("the question is withdrawn");
+    assert_eq!(told["method"], "notifications/cancelled");
+    assert_eq!(told["params"]["requestId"], asked["id"]);
+    assert!(told.get("id").is_none());
+    // The late answer is ignored, and a second cancel has nothing to cancel.
+    let late = json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "cancel" } });
+    assert_eq!(handle(&mut state, late), None);
+    assert_eq!(handle(&mut state, cancel), None);
+
+    let mut ids = std::collections::BTreeSet::new();
+    for n in 0..16 {
+        let asked = legacy_ask(&mut state, 100 + n, "x");
+        assert!(
+            ids.insert(asked["id"].to_string()),
+            "request ids are unique"
+        );
+    }
+    let result = call_tool(&mut state, "confirm", json!({ "action": "x" }));
+    assert_eq!(result["isError"], true);
+    assert!(first_text(&result).contains("Too many"), "{result}");
+}
+
+#[test]
+fn modern_connections_ignore_responses() {
+    let mut state = modern();
+    ask(&mut state, "x");
+    let response =
+        json!({ "jsonrpc": "2.0", "id": "manifold-demo-1", "result": { "action": "accept" } });
+    assert_eq!(handle(&mut state, response), None);
 }
