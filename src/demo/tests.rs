@@ -1487,3 +1487,195 @@ fn modern_connections_ignore_responses() {
         json!({ "jsonrpc": "2.0", "id": "manifold-demo-1", "result": { "action": "accept" } });
     assert_eq!(handle(&mut state, response), None);
 }
+
+// --- the 2026-07-28 JSON schema ----------------------------------------------
+
+/// The 2026-07-28 schema, copied from the specification into the repository.
+const SCHEMA_2026_07_28: &str = include_str!("../../tests/schema/2026-07-28.json");
+
+/// Checks `instance` against the schema's definition `def`; the problems found, if any.
+fn schema_problems(def: &str, instance: &Value) -> Vec<String> {
+    let mut schema: Value = serde_json::from_str(SCHEMA_2026_07_28).unwrap_or_default();
+    schema["$ref"] = json!(format!("#/$defs/{def}"));
+    let validator = match jsonschema::validator_for(&schema) {
+        Ok(validator) => validator,
+        Err(error) => return vec![format!("the schema does not compile: {error}")],
+    };
+    validator
+        .iter_errors(instance)
+        .map(|error| format!("{} at {}", error, error.instance_path()))
+        .collect()
+}
+
+#[track_caller]
+fn assert_schema(def: &str, instance: &Value) {
+    let problems = schema_problems(def, instance);
+    assert!(problems.is_empty(), "not a {def}: {problems:?}\n{instance}");
+}
+
+#[test]
+fn the_schema_check_can_fail() {
+    let mut state = modern();
+    let mut result = modern_ok(&mut state, "server/discover", json!({}));
+    assert_schema("DiscoverResult", &result);
+    if let Value::Object(obj) = &mut result {
+        obj.remove("ttlMs");
+    }
+    assert!(!schema_problems("DiscoverResult", &result).is_empty());
+    assert!(!schema_problems("ReadResourceResult", &json!({ "resultType": "complete", "contents": [], "ttlMs": 1, "cacheScope": "everyone" })).is_empty());
+    assert!(!schema_problems("CallToolResult", &json!({ "content": [] })).is_empty());
+}
+
+#[test]
+fn every_modern_message_matches_the_2026_07_28_schema() {
+    let mut state = modern();
+    let mut id = 100;
+    let mut exchange = |state: &mut DemoState, method: &str, params: Value, caps: Value| {
+        id += 1;
+        send(state, json!(id), method, enveloped(params, caps)).expect("a message")
+    };
+    let none = || json!({});
+
+    // Each success, as a whole response and as its specific result type.
+    let results = [
+        ("server/discover", json!({}), "DiscoverResult"),
+        ("tools/list", json!({}), "ListToolsResult"),
+        ("resources/list", json!({}), "ListResourcesResult"),
+        (
+            "resources/templates/list",
+            json!({}),
+            "ListResourceTemplatesResult",
+        ),
+        (
+            "resources/read",
+            json!({ "uri": "demo://readme" }),
+            "ReadResourceResult",
+        ),
+        (
+            "resources/read",
+            json!({ "uri": "demo://config.json" }),
+            "ReadResourceResult",
+        ),
+        (
+            "resources/read",
+            json!({ "uri": "demo://notes/tokio" }),
+            "ReadResourceResult",
+        ),
+        ("prompts/list", json!({}), "ListPromptsResult"),
+        (
+            "prompts/get",
+            json!({ "name": "summarize", "arguments": { "text": "t", "style": "brief" } }),
+            "GetPromptResult",
+        ),
+        (
+            "prompts/get",
+            json!({ "name": "greet", "arguments": { "name": "Ada" } }),
+            "GetPromptResult",
+        ),
+        (
+            "completion/complete",
+            json!({ "ref": { "type": "ref/resource", "uri": "demo://notes/{topic}" }, "argument": { "name": "topic", "value": "r" } }),
+            "CompleteResult",
+        ),
+        (
+            "tools/call",
+            json!({ "name": "add", "arguments": { "a": 1, "b": 2 } }),
+            "CallToolResult",
+        ),
+        (
+            "tools/call",
+            json!({ "name": "echo", "arguments": { "message": "m" } }),
+            "CallToolResult",
+        ),
+        (
+            "tools/call",
+            json!({ "name": "word_count", "arguments": { "text": "a b" } }),
+            "CallToolResult",
+        ),
+        ("tools/call", json!({ "name": "now" }), "CallToolResult"),
+        (
+            "tools/call",
+            json!({ "name": "add", "arguments": {} }),
+            "CallToolResult",
+        ),
+    ];
+    for (method, params, def) in results {
+        let msg = exchange(&mut state, method, params, none());
+        assert_schema(&format!("{def}Response"), &msg);
+        assert_schema(def, &msg["result"]);
+    }
+
+    // confirm: the question, then the answer.
+    let asked = exchange(
+        &mut state,
+        "tools/call",
+        confirm_params("go"),
+        elicit_caps(),
+    );
+    assert_schema("CallToolResultResponse", &asked);
+    assert_schema("InputRequiredResult", &asked["result"]);
+    assert_schema(
+        "ElicitRequest",
+        &asked["result"]["inputRequests"]["confirm"],
+    );
+    assert_schema(
+        "ElicitRequestFormParams",
+        &asked["result"]["inputRequests"]["confirm"]["params"],
+    );
+    let answer =
+        json!({ "confirm": { "action": "accept", "content": { "confirmed": true, "note": "n" } } });
+    assert_schema("InputResponses", &answer);
+    let mut params = confirm_params("go");
+    params["inputResponses"] = answer;
+    params["requestState"] = asked["result"]["requestState"].clone();
+    let done = exchange(&mut state, "tools/call", params.clone(), elicit_caps());
+    assert_schema("CallToolResultResponse", &done);
+    assert_schema("CallToolResult", &done["result"]);
+    assert_schema("CallToolRequestParams", &enveloped(params, elicit_caps()));
+
+    // A listen: the acknowledgement, and the result that closes it.
+    let ack = exchange(
+        &mut state,
+        "subscriptions/listen",
+        json!({ "notifications": { "promptsListChanged": true } }),
+        none(),
+    );
+    assert_schema("SubscriptionsAcknowledgedNotification", &ack);
+    assert_schema("ServerNotification", &ack);
+    for closed in super::end_of_input(&mut state) {
+        assert_schema("SubscriptionsListenResultResponse", &closed);
+    }
+
+    // Errors.
+    let msg = send(
+        &mut state,
+        json!(1),
+        "tools/list",
+        json!({ "_meta": { VERSION_KEY: "2024-01-01", CAPS_KEY: {} } }),
+    )
+    .expect("an error");
+    assert_schema("UnsupportedProtocolVersionError", &msg);
+    let msg = send(
+        &mut state,
+        json!(2),
+        "initialize",
+        json!({ "protocolVersion": "2025-11-25" }),
+    )
+    .expect("an error");
+    assert_schema("UnsupportedProtocolVersionError", &msg);
+    let msg = exchange(&mut state, "tools/call", confirm_params("go"), none());
+    assert_schema("MissingRequiredClientCapabilityError", &msg);
+    let msg = exchange(&mut state, "ping", json!({}), none());
+    assert_schema("JSONRPCErrorResponse", &msg);
+    assert_schema("MethodNotFoundError", &msg["error"]);
+    for (method, params) in [
+        ("resources/read", json!({ "uri": "demo://missing" })),
+        ("tools/call", json!({ "name": "missing" })),
+    ] {
+        let msg = exchange(&mut state, method, params, none());
+        assert_schema("JSONRPCErrorResponse", &msg);
+        assert_schema("InvalidParamsError", &msg["error"]);
+    }
+    let msg = send(&mut state, json!(3), "tools/list", json!({})).expect("an error");
+    assert_schema("InvalidParamsError", &msg["error"]);
+}
