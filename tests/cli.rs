@@ -318,11 +318,17 @@ fn the_repository_gateway_yaml_passes_check_and_tools() {
     let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let mut tools = pairs(&json, "tools", "name");
     tools.sort();
-    let expected: Vec<(String, String)> =
-        ["demo__add", "demo__echo", "demo__now", "demo__word_count"]
-            .iter()
-            .map(|t| ("demo".to_owned(), t.to_string()))
-            .collect();
+    // `confirm` is listed because the gateway's upstream session declares elicitation.
+    let expected: Vec<(String, String)> = [
+        "demo__add",
+        "demo__confirm",
+        "demo__echo",
+        "demo__now",
+        "demo__word_count",
+    ]
+    .iter()
+    .map(|t| ("demo".to_owned(), t.to_string()))
+    .collect();
     assert_eq!(tools, expected);
     assert_eq!(
         pairs(&json, "resourceTemplates", "uriTemplate"),

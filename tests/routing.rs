@@ -73,14 +73,21 @@ async fn merged_listings_hold_every_upstream_namespaced_in_upstream_order() {
         prefixed("beta", &fixture)[..],
         "then beta's: {tools:?}"
     );
-    let demo: BTreeSet<&str> = tools[20..24].iter().map(String::as_str).collect();
+    // The demo lists `confirm` because the gateway's session declares elicitation.
+    let demo: BTreeSet<&str> = tools[20..25].iter().map(String::as_str).collect();
     assert_eq!(
         demo,
-        BTreeSet::from(["demo__add", "demo__echo", "demo__now", "demo__word_count"]),
+        BTreeSet::from([
+            "demo__add",
+            "demo__confirm",
+            "demo__echo",
+            "demo__now",
+            "demo__word_count"
+        ]),
         "{tools:?}"
     );
     assert_eq!(
-        tools[24..],
+        tools[25..],
         prefixed("gamma", &fixture)[..],
         "gamma last: {tools:?}"
     );

@@ -31,7 +31,8 @@ const README: &str = "\
 This server ships inside the `manifold` binary (`manifold demo`) so the gateway
 can be tried without any other MCP server installed.
 
-- **Tools:** `add`, `echo`, `word_count`, `now`
+- **Tools:** `add`, `echo`, `word_count`, `now`, and `confirm`, which asks the
+  user to confirm an action (for clients that can answer elicitation requests)
 - **Resources:** this readme, `demo://config.json`, and `demo://notes/{topic}`
   for any topic
 - **Prompts:** `summarize` (with a `style` of `brief` or `detailed`) and `greet`
@@ -88,7 +89,8 @@ fn config_json() -> String {
         "server": SERVER_NAME,
         "version": env!("CARGO_PKG_VERSION"),
         "transport": "stdio",
-        "tools": ["add", "echo", "word_count", "now"],
+        "tools": ["add", "echo", "word_count", "now", "confirm"],
+        "protocolVersions": super::all_protocol_versions(),
         "prompts": ["summarize", "greet"],
         "noteTopics": NOTE_TOPICS,
     });

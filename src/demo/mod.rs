@@ -6,12 +6,24 @@
 //! schemas and annotations), static and templated resources, prompts with
 //! arguments, and argument completion.
 //!
+//! It speaks both eras, the way the Python SDK's dual-era stdio loop does: the
+//! first JSON-RPC request locks the connection's era. It is the 2026-07-28 era
+//! (see [`modern`]) iff that request is not `initialize` and its `params._meta`
+//! names `io.modelcontextprotocol/protocolVersion`; otherwise the handshake era
+//! (2024-11-05 … 2025-11-25, `initialize` first). Afterwards an `initialize` on
+//! a modern connection is -32022, and a request with the modern envelope on a
+//! handshake-era connection is -32600.
+//!
 //! The server is hand-written on top of `serde_json` rather than an MCP SDK so
 //! that the gateway binary does not carry one. The protocol logic lives in the
-//! pure [`handle`] function (one parsed message in, at most one reply out);
-//! [`run_stdio`] only adds newline-delimited framing on stdin/stdout.
+//! pure [`handle`] function (one parsed message in, at most one message out: a
+//! reply, or in two cases something else, see [`handle`]); [`run_stdio`] only
+//! adds newline-delimited framing on stdin/stdout, and writes what
+//! [`end_of_input`] returns when stdin closes.
 
 mod catalog;
+mod confirm;
+mod modern;
 mod tools;
 
 #[cfg(test)]
@@ -20,9 +32,26 @@ mod tests;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-/// Protocol revisions this server speaks, oldest first.
+use crate::protocol::ErrorObject;
+use crate::protocol::envelope;
+
+pub use modern::CATALOG_TTL_MS;
+
+/// Handshake-era protocol revisions this server speaks, oldest first.
 pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
     ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// Stateless-era protocol revisions this server speaks, oldest first.
+pub const MODERN_PROTOCOL_VERSIONS: [&str; 1] = ["2026-07-28"];
+
+/// Every revision this server speaks, both eras, oldest first.
+pub fn all_protocol_versions() -> Vec<&'static str> {
+    SUPPORTED_PROTOCOL_VERSIONS
+        .iter()
+        .chain(MODERN_PROTOCOL_VERSIONS.iter())
+        .copied()
+        .collect()
+}
 
 /// The revision offered when the client asks for one we do not know.
 pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
@@ -31,8 +60,9 @@ pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 pub const SERVER_NAME: &str = "manifold-demo";
 
 const INSTRUCTIONS: &str = "A small demo server bundled with Manifold. Try the `add`, `echo`, \
-`word_count` and `now` tools, read `demo://readme` or any `demo://notes/{topic}` resource, and \
-fetch the `summarize` or `greet` prompts.";
+`word_count` and `now` tools (and `confirm`, which asks the user, when the client can answer \
+elicitation requests), read `demo://readme` or any `demo://notes/{topic}` resource, and fetch \
+the `summarize` or `greet` prompts.";
 
 // JSON-RPC 2.0 and MCP error codes.
 const PARSE_ERROR: i64 = -32700;
@@ -40,18 +70,54 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 const RESOURCE_NOT_FOUND: i64 = -32002;
+const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
-/// Per-connection session state.
+const TOOLS_CALL: &str = "tools/call";
+
+/// Which era a connection speaks; fixed by its first request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    #[default]
+    Unlocked,
+    Handshake,
+    Modern,
+}
+
+/// Per-connection state.
 ///
-/// One stdio process serves exactly one client, so this only tracks the
-/// handshake: which protocol revision was agreed, if any.
-#[derive(Debug, Default, Clone)]
+/// One stdio process serves exactly one client. In the handshake era this
+/// tracks the session (the agreed revision, the client's capabilities, and
+/// `confirm` calls waiting for the client's answer); in the modern era, which
+/// keeps no session, only the open `subscriptions/listen` streams. The key that
+/// seals MRTR `requestState`s lives here too: one per process.
+#[derive(Debug, Clone)]
 pub struct DemoState {
+    era: Era,
     protocol_version: Option<String>,
+    client_capabilities: Value,
+    pending: Vec<confirm::Pending>,
+    next_request_id: u64,
+    listens: Vec<Value>,
+    state_key: confirm::StateKey,
+}
+
+impl Default for DemoState {
+    fn default() -> Self {
+        Self {
+            era: Era::Unlocked,
+            protocol_version: None,
+            client_capabilities: json!({}),
+            pending: Vec::new(),
+            next_request_id: 0,
+            listens: Vec::new(),
+            state_key: confirm::StateKey::random(),
+        }
+    }
 }
 
 impl DemoState {
-    /// A session that has not seen `initialize` yet.
+    /// A connection that has not seen a request yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -84,6 +150,16 @@ impl RpcError {
     }
 }
 
+impl From<ErrorObject> for RpcError {
+    fn from(err: ErrorObject) -> Self {
+        Self {
+            code: i64::from(err.code),
+            message: err.message,
+            data: err.data,
+        }
+    }
+}
+
 type MethodResult = Result<Value, RpcError>;
 
 /// Serves the demo MCP server on stdin/stdout until stdin closes.
@@ -103,18 +179,35 @@ pub async fn run_stdio() -> std::io::Result<()> {
         line.clear();
         if input.read_until(b'\n', &mut line).await? == 0 {
             tracing::debug!("demo server: stdin closed");
+            // The client may still read stdout while it waits for us to exit;
+            // if it does not, there is nobody left to tell about a failure.
+            for msg in end_of_input(&mut state) {
+                if write_line(&mut output, &msg).await.is_err() {
+                    break;
+                }
+            }
             return Ok(());
         }
-        let Some(reply) = handle_line(&mut state, &line) else {
-            continue;
-        };
-        // `Value`'s compact form escapes control characters, so the reply is
-        // guaranteed to be a single line.
-        let mut bytes = reply.to_string().into_bytes();
-        bytes.push(b'\n');
-        output.write_all(&bytes).await?;
-        output.flush().await?;
+        if let Some(msg) = handle_line(&mut state, &line) {
+            write_line(&mut output, &msg).await?;
+        }
     }
+}
+
+async fn write_line(output: &mut tokio::io::Stdout, msg: &Value) -> std::io::Result<()> {
+    // `Value`'s compact form escapes control characters, so the message is
+    // guaranteed to be a single line.
+    let mut bytes = msg.to_string().into_bytes();
+    bytes.push(b'\n');
+    output.write_all(&bytes).await?;
+    output.flush().await
+}
+
+/// What the server sends when its input ends: each `subscriptions/listen`
+/// still open is torn down gracefully, with its result (`resultType:
+/// "complete"` and the subscription id in `_meta`).
+pub fn end_of_input(state: &mut DemoState) -> Vec<Value> {
+    state.listens.drain(..).map(modern::listen_closed).collect()
 }
 
 /// Handles one raw line of input: parses it and passes it to [`handle`].
@@ -137,10 +230,16 @@ pub fn handle_line(state: &mut DemoState, line: &[u8]) -> Option<Value> {
     }
 }
 
-/// Handles one parsed JSON-RPC message and returns the reply, if any.
+/// Handles one parsed JSON-RPC message and returns the message to send, if any.
 ///
-/// Notifications (messages without an `id`) and responses never get a reply.
-/// The function does no I/O, which keeps the whole protocol unit-testable.
+/// That is the reply to a request, except in two cases: a modern
+/// `subscriptions/listen` is answered by its acknowledgement (the result comes
+/// only when the stream ends), and a handshake-era `confirm` tool call by an
+/// `elicitation/create` request to the client; the client's response to that
+/// request then yields the tool call's reply, and cancelling the call yields a
+/// `notifications/cancelled` for the request. Other notifications and
+/// responses get nothing. The function does no I/O, which keeps the whole
+/// protocol unit-testable.
 pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
     let Value::Object(obj) = msg else {
         // Batches (arrays) were dropped from MCP in 2025-06-18; treat them,
@@ -158,10 +257,16 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
     };
     let Some(method) = obj.get("method").and_then(Value::as_str) else {
         if obj.contains_key("result") || obj.contains_key("error") {
-            // A response from the client. This server never sends requests,
-            // so there is nothing to match it against.
-            tracing::debug!("demo server: ignoring unsolicited response");
-            return None;
+            // A response from the client: only handshake-era `confirm` calls
+            // send requests, so only those responses mean anything.
+            let reply = match state.era {
+                Era::Handshake => confirm::answer_legacy(state, &obj),
+                _ => None,
+            };
+            if reply.is_none() {
+                tracing::debug!("demo server: ignoring unsolicited response");
+            }
+            return reply;
         }
         return Some(error_response(
             reply_id,
@@ -170,8 +275,7 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
     };
     if !obj.contains_key("id") {
         // Notifications never get a reply, not even an error.
-        handle_notification(state, method);
-        return None;
+        return handle_notification(state, method, obj.get("params"));
     }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Some(error_response(
@@ -189,33 +293,71 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
         ));
     }
     let id = reply_id;
-    let params = obj.get("params").cloned().unwrap_or(Value::Null);
-    let params = match params {
-        Value::Null => Map::new(),
-        Value::Object(params) => params,
-        _ => {
+    let raw_params = obj.get("params");
+    let enveloped = method != "initialize" && envelope::declares_version(raw_params);
+    if state.era == Era::Unlocked {
+        state.era = if enveloped {
+            Era::Modern
+        } else {
+            Era::Handshake
+        };
+    }
+    let params = match raw_params {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(params)) => params.clone(),
+        Some(_) => {
             return Some(error_response(
                 id,
                 &RpcError::invalid_params("params must be an object"),
             ));
         }
     };
+    if state.era == Era::Modern {
+        return Some(modern::request(state, id, method, raw_params, &params));
+    }
+    if enveloped {
+        return Some(error_response(
+            id,
+            &RpcError::new(
+                INVALID_REQUEST,
+                "Invalid Request: this connection speaks a handshake-era revision (its first \
+                 request had no protocol version in `_meta`), so 2026-07-28 requests are refused",
+            ),
+        ));
+    }
+    if method == TOOLS_CALL && state.protocol_version.is_some() && confirm::is_confirm(&params) {
+        return Some(confirm::start_legacy(state, id, &params));
+    }
     Some(match dispatch(state, method, &params) {
-        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Ok(result) => response(id, result),
         Err(err) => error_response(id, &err),
     })
 }
 
-fn handle_notification(state: &DemoState, method: &str) {
+fn handle_notification(
+    state: &mut DemoState,
+    method: &str,
+    params: Option<&Value>,
+) -> Option<Value> {
     match method {
         "notifications/initialized" if state.protocol_version.is_none() => {
             tracing::debug!("demo server: `initialized` before `initialize`");
         }
-        // Cancellation needs no work: every request is answered synchronously
-        // before the next line is read.
-        "notifications/initialized" | "notifications/cancelled" => {}
+        "notifications/cancelled" => {
+            // Every request but a listen (modern) or a `confirm` waiting for
+            // the client's answer (handshake era) is answered before the next
+            // line is read, so those are all there is to cancel.
+            let request_id = params.and_then(|p| p.get("requestId"))?;
+            match state.era {
+                Era::Modern => modern::cancel(state, request_id),
+                Era::Handshake => return confirm::cancel_legacy(state, request_id),
+                Era::Unlocked => {}
+            }
+        }
+        "notifications/initialized" => {}
         other => tracing::debug!(method = other, "demo server: ignoring notification"),
     }
+    None
 }
 
 fn dispatch(state: &mut DemoState, method: &str, params: &Map<String, Value>) -> MethodResult {
@@ -228,7 +370,7 @@ fn dispatch(state: &mut DemoState, method: &str, params: &Map<String, Value>) ->
         return Err(RpcError::invalid_params("not initialized"));
     }
     match method {
-        "tools/list" => single_page(params, "tools", tools::list()),
+        "tools/list" => single_page(params, "tools", legacy_tools(state)),
         "tools/call" => tools::call(params),
         "resources/list" => single_page(params, "resources", catalog::resources()),
         "resources/templates/list" => {
@@ -238,11 +380,23 @@ fn dispatch(state: &mut DemoState, method: &str, params: &Map<String, Value>) ->
         "prompts/list" => single_page(params, "prompts", catalog::prompts()),
         "prompts/get" => catalog::get_prompt(params),
         "completion/complete" => catalog::complete(params),
-        _ => Err(
-            RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
-                .with_data(json!({ "method": method })),
-        ),
+        _ => Err(method_not_found(method)),
     }
+}
+
+fn method_not_found(method: &str) -> RpcError {
+    RpcError::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
+        .with_data(json!({ "method": method }))
+}
+
+/// The tools a handshake-era session sees: `confirm` only when the session
+/// can answer the elicitation request it sends.
+fn legacy_tools(state: &DemoState) -> Vec<Value> {
+    let can_elicit = confirm::legacy_session_can_elicit(state);
+    tools::list()
+        .into_iter()
+        .filter(|tool| can_elicit || tool["name"] != confirm::NAME)
+        .collect()
 }
 
 fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResult {
@@ -255,6 +409,10 @@ fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResul
         .ok_or_else(|| RpcError::invalid_params("initialize: protocolVersion must be a string"))?;
     let version = negotiate_version(requested);
     state.protocol_version = Some(version.to_owned());
+    state.client_capabilities = match params.get("capabilities") {
+        Some(caps @ Value::Object(_)) => caps.clone(),
+        _ => json!({}),
+    };
     Ok(json!({
         "protocolVersion": version,
         "capabilities": {
@@ -263,13 +421,19 @@ fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResul
             "prompts": { "listChanged": false },
             "completions": {},
         },
-        "serverInfo": {
-            "name": SERVER_NAME,
-            "title": "Manifold demo server",
-            "version": env!("CARGO_PKG_VERSION"),
-        },
+        "serverInfo": server_info(),
         "instructions": INSTRUCTIONS,
     }))
+}
+
+/// This server as an MCP implementation: `serverInfo` in `initialize`, and
+/// `_meta["io.modelcontextprotocol/serverInfo"]` on modern results.
+fn server_info() -> Value {
+    json!({
+        "name": SERVER_NAME,
+        "title": "Manifold demo server",
+        "version": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// Echoes the client's protocol revision when supported, otherwise offers
@@ -290,6 +454,10 @@ fn single_page(params: &Map<String, Value>, key: &str, items: Vec<Value>) -> Met
         None | Some(Value::Null) => Ok(json!({ key: items })),
         Some(_) => Err(RpcError::invalid_params("invalid cursor")),
     }
+}
+
+fn response(id: Value, result: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
 fn error_response(id: Value, err: &RpcError) -> Value {

@@ -580,3 +580,1102 @@ fn completions() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Both eras on one stdio connection: the era lock, and the 2026-07-28 era.
+// ---------------------------------------------------------------------------
+
+const MODERN: &str = "2026-07-28";
+const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const CAPS_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
+const SUBSCRIPTION_KEY: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// `params` with the 2026-07-28 envelope declaring `caps`.
+fn enveloped(params: Value, caps: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        VERSION_KEY: MODERN,
+        CAPS_KEY: caps,
+        "io.modelcontextprotocol/clientInfo": { "name": "test", "version": "0" },
+    });
+    params
+}
+
+/// Sends a request with a given id and returns whatever the server writes.
+fn send(state: &mut DemoState, id: Value, method: &str, params: Value) -> Option<Value> {
+    handle(
+        state,
+        json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }),
+    )
+}
+
+/// A connection locked to the modern era by a `server/discover`.
+fn modern() -> DemoState {
+    let mut state = DemoState::new();
+    let reply = send(
+        &mut state,
+        json!(0),
+        "server/discover",
+        enveloped(json!({}), json!({})),
+    );
+    assert!(
+        reply.as_ref().is_some_and(|r| r.get("result").is_some()),
+        "{reply:?}"
+    );
+    state
+}
+
+/// A modern request (envelope with `caps`) that must succeed; its `result`.
+fn modern_ok_with(state: &mut DemoState, method: &str, params: Value, caps: Value) -> Value {
+    let reply = request(state, 7, method, enveloped(params, caps));
+    assert!(reply.get("error").is_none(), "{method} failed: {reply}");
+    reply["result"].clone()
+}
+
+fn modern_ok(state: &mut DemoState, method: &str, params: Value) -> Value {
+    modern_ok_with(state, method, params, json!({}))
+}
+
+/// A modern request (envelope with `caps`) that must fail; its `error`.
+fn modern_err_with(state: &mut DemoState, method: &str, params: Value, caps: Value) -> Value {
+    err(state, method, enveloped(params, caps))
+}
+
+fn modern_err(state: &mut DemoState, method: &str, params: Value) -> Value {
+    modern_err_with(state, method, params, json!({}))
+}
+
+fn elicit_caps() -> Value {
+    json!({ "elicitation": { "form": {} } })
+}
+
+#[test]
+fn an_enveloped_first_request_locks_the_modern_era() {
+    let mut state = modern();
+    // Requests need no `initialize` now…
+    let result = modern_ok(&mut state, "tools/list", json!({}));
+    assert_eq!(result["resultType"], "complete");
+    // …and one is refused with the revisions this connection speaks.
+    let error = err(
+        &mut state,
+        "initialize",
+        json!({ "protocolVersion": "2025-11-25", "capabilities": {} }),
+    );
+    assert_eq!(error["code"], -32022);
+    assert_eq!(
+        error["data"],
+        json!({ "supported": [MODERN], "requested": "2025-11-25" })
+    );
+    // Still modern afterwards: `initialize` did not switch the era.
+    assert_eq!(state.protocol_version, None);
+    assert_eq!(
+        modern_ok(&mut state, "prompts/list", json!({}))["resultType"],
+        "complete"
+    );
+}
+
+#[test]
+fn a_plain_first_request_locks_the_handshake_era() {
+    // `ping` first, then the handshake: an enveloped request is -32600 from then on.
+    let mut state = DemoState::new();
+    assert_eq!(ok(&mut state, "ping", json!({})), json!({}));
+    let error = modern_err(&mut state, "tools/list", json!({}));
+    assert_eq!(error["code"], -32600);
+    let mut state = initialized();
+    let error = modern_err(&mut state, "server/discover", json!({}));
+    assert_eq!(error["code"], -32600);
+    // Plain requests keep working, with handshake-era results.
+    let result = ok(&mut state, "tools/list", json!({}));
+    assert!(result.get("resultType").is_none(), "{result}");
+
+    // Only the version key marks a modern request: a `_meta` with just a progress token
+    // does not, and neither does an `initialize` carrying the key.
+    let mut state = DemoState::new();
+    let error = err(
+        &mut state,
+        "tools/list",
+        json!({ "_meta": { "progressToken": 1 } }),
+    );
+    assert_eq!(error["message"], "not initialized");
+    let mut state = DemoState::new();
+    let result = ok(
+        &mut state,
+        "initialize",
+        json!({ "protocolVersion": "2025-11-25", "_meta": { VERSION_KEY: MODERN } }),
+    );
+    assert_eq!(result["protocolVersion"], "2025-11-25");
+}
+
+#[test]
+fn invalid_messages_do_not_lock_the_era() {
+    let mut state = DemoState::new();
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "1.0", "id": 1, "method": "ping" }),
+    );
+    assert_eq!(
+        reply.map(|r| r["error"]["code"].clone()),
+        Some(json!(-32600))
+    );
+    assert_eq!(
+        handle(
+            &mut state,
+            json!({ "jsonrpc": "2.0", "method": "notifications/x" })
+        ),
+        None
+    );
+    // The first real request still decides.
+    assert_eq!(
+        modern_ok(&mut state, "tools/list", json!({}))["resultType"],
+        "complete"
+    );
+}
+
+#[test]
+fn discover_describes_the_server_for_both_eras() {
+    let mut state = DemoState::new();
+    let result = modern_ok(&mut state, "server/discover", json!({}));
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(
+        result["supportedVersions"],
+        json!([
+            "2024-11-05",
+            "2025-03-26",
+            "2025-06-18",
+            "2025-11-25",
+            MODERN
+        ])
+    );
+    let caps = &result["capabilities"];
+    for capability in ["tools", "prompts", "resources", "completions"] {
+        assert_eq!(caps[capability], json!({}), "{capability}: {caps}");
+    }
+    // Nothing is promised on subscriptions/listen, since nothing here ever changes.
+    let text = caps.to_string();
+    assert!(
+        !text.contains("listChanged") && !text.contains("subscribe"),
+        "{text}"
+    );
+    assert!(
+        result["instructions"]
+            .as_str()
+            .is_some_and(|s| s.contains("confirm"))
+    );
+    assert_eq!(result["ttlMs"], super::CATALOG_TTL_MS);
+    assert!(result["ttlMs"].as_u64().is_some_and(|ttl| ttl > 0));
+    assert_eq!(result["cacheScope"], "public");
+    assert_eq!(result["_meta"][SERVER_INFO_KEY]["name"], "manifold-demo");
+    assert_eq!(
+        result["_meta"][SERVER_INFO_KEY]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(result.get("serverInfo").is_none() && result.get("protocolVersion").is_none());
+}
+
+#[test]
+fn modern_requests_without_the_envelope_keys_are_invalid_params() {
+    let mut state = modern();
+    let cases = [
+        json!({}),
+        json!({ "_meta": {} }),
+        json!({ "_meta": { VERSION_KEY: MODERN } }),
+        json!({ "_meta": { CAPS_KEY: {} } }),
+        json!({ "_meta": { VERSION_KEY: 20260728, CAPS_KEY: {} } }),
+        json!({ "_meta": { VERSION_KEY: MODERN, CAPS_KEY: "all" } }),
+    ];
+    for params in cases {
+        assert_eq!(
+            err(&mut state, "tools/list", params.clone())["code"],
+            -32602,
+            "{params}"
+        );
+    }
+    // No params at all is the same as no envelope.
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/list" }),
+    );
+    assert_eq!(
+        reply.map(|r| r["error"]["code"].clone()),
+        Some(json!(-32602))
+    );
+}
+
+#[test]
+fn unsupported_versions_are_32022_naming_the_supported_ones() {
+    let mut state = modern();
+    for version in ["2025-11-25", "2099-01-01", ""] {
+        let params = json!({ "_meta": { VERSION_KEY: version, CAPS_KEY: {} } });
+        let error = err(&mut state, "tools/list", params);
+        assert_eq!(error["code"], -32022, "{version}");
+        assert_eq!(
+            error["data"],
+            json!({ "supported": [MODERN], "requested": version })
+        );
+    }
+}
+
+#[test]
+fn methods_outside_the_modern_client_requests_are_not_found() {
+    let mut state = modern();
+    for method in [
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "tasks/get",
+        "tools/frobnicate",
+    ] {
+        let error = modern_err(
+            &mut state,
+            method,
+            json!({ "level": "info", "uri": "demo://readme" }),
+        );
+        assert_eq!(error["code"], -32601, "{method}");
+    }
+    // `initialize` is a version question, not a missing method.
+    assert_eq!(
+        err(
+            &mut state,
+            "initialize",
+            json!({ "protocolVersion": "2025-06-18" })
+        )["code"],
+        -32022
+    );
+}
+
+#[test]
+fn every_modern_result_is_typed_and_signed() {
+    let mut state = modern();
+    let calls = [
+        ("tools/list", json!({})),
+        (
+            "tools/call",
+            json!({ "name": "echo", "arguments": { "message": "hi" } }),
+        ),
+        ("resources/list", json!({})),
+        ("resources/templates/list", json!({})),
+        ("resources/read", json!({ "uri": "demo://readme" })),
+        ("prompts/list", json!({})),
+        (
+            "prompts/get",
+            json!({ "name": "greet", "arguments": { "name": "Ada" } }),
+        ),
+        (
+            "completion/complete",
+            json!({ "ref": { "type": "ref/prompt", "name": "summarize" }, "argument": { "name": "style", "value": "" } }),
+        ),
+    ];
+    for (method, params) in calls {
+        let result = modern_ok(&mut state, method, params);
+        assert_eq!(result["resultType"], "complete", "{method}");
+        assert_eq!(
+            result["_meta"][SERVER_INFO_KEY]["name"], "manifold-demo",
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn listings_and_reads_carry_cache_hints_and_nothing_else_does() {
+    let mut state = modern();
+    for (method, params) in [
+        ("tools/list", json!({})),
+        ("resources/list", json!({})),
+        ("resources/templates/list", json!({})),
+        ("prompts/list", json!({})),
+        ("resources/read", json!({ "uri": "demo://notes/rust" })),
+        ("resources/read", json!({ "uri": "demo://config.json" })),
+    ] {
+        let result = modern_ok(&mut state, method, params);
+        assert_eq!(result["ttlMs"], super::CATALOG_TTL_MS, "{method}");
+        assert_eq!(result["cacheScope"], "public", "{method}");
+    }
+    for (method, params) in [
+        ("tools/call", json!({ "name": "now" })),
+        (
+            "prompts/get",
+            json!({ "name": "greet", "arguments": { "name": "Ada" } }),
+        ),
+        (
+            "completion/complete",
+            json!({ "ref": { "type": "ref/prompt", "name": "summarize" }, "argument": { "name": "style", "value": "b" } }),
+        ),
+    ] {
+        let result = modern_ok(&mut state, method, params);
+        assert!(
+            result.get("ttlMs").is_none() && result.get("cacheScope").is_none(),
+            "{method}: {result}"
+        );
+    }
+}
+
+#[test]
+fn modern_listings_are_the_same_for_every_client() {
+    let mut state = modern();
+    let names = |result: &Value| -> Vec<String> {
+        result["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let plain = modern_ok_with(&mut state, "tools/list", json!({}), json!({}));
+    let eliciting = modern_ok_with(&mut state, "tools/list", json!({}), elicit_caps());
+    assert_eq!(
+        names(&plain),
+        ["add", "echo", "word_count", "now", "confirm"]
+    );
+    assert_eq!(plain, eliciting);
+    // Cursors are still refused.
+    assert_eq!(
+        modern_err(&mut state, "prompts/list", json!({ "cursor": "x" }))["code"],
+        -32602
+    );
+}
+
+#[test]
+fn a_missing_resource_is_invalid_params_in_the_modern_era() {
+    let mut state = modern();
+    let error = modern_err(
+        &mut state,
+        "resources/read",
+        json!({ "uri": "demo://nope" }),
+    );
+    assert_eq!(error["code"], -32602);
+    assert_eq!(error["data"]["uri"], "demo://nope");
+    // Other handler errors keep their codes.
+    let error = modern_err(&mut state, "tools/call", json!({ "name": "nope" }));
+    assert_eq!(error["code"], -32602);
+}
+
+#[test]
+fn listen_is_acknowledged_honouring_nothing_and_stays_open() {
+    let mut state = modern();
+    let ack = send(
+        &mut state,
+        json!("l1"),
+        "subscriptions/listen",
+        enveloped(
+            json!({ "notifications": { "toolsListChanged": true, "resourceSubscriptions": ["demo://readme"] } }),
+            json!({}),
+        ),
+    )
+    .expect("an acknowledgement");
+    assert_eq!(
+        ack,
+        json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": { "_meta": { SUBSCRIPTION_KEY: "l1" }, "notifications": {} },
+        })
+    );
+    // A second stream, with a numeric id.
+    let ack = send(
+        &mut state,
+        json!(5),
+        "subscriptions/listen",
+        enveloped(json!({ "notifications": {} }), json!({})),
+    )
+    .expect("an acknowledgement");
+    assert_eq!(ack["params"]["_meta"][SUBSCRIPTION_KEY], 5);
+    // An id already naming an open stream cannot open another.
+    let reply = send(
+        &mut state,
+        json!("l1"),
+        "subscriptions/listen",
+        enveloped(json!({ "notifications": {} }), json!({})),
+    );
+    assert_eq!(
+        reply.map(|r| r["error"]["code"].clone()),
+        Some(json!(-32600))
+    );
+    // Nor can any other request while the stream is open.
+    let reply = send(
+        &mut state,
+        json!(5),
+        "tools/list",
+        enveloped(json!({}), json!({})),
+    );
+    assert_eq!(
+        reply.map(|r| r["error"]["code"].clone()),
+        Some(json!(-32600))
+    );
+    // A listen needs a filter.
+    assert_eq!(
+        modern_err(&mut state, "subscriptions/listen", json!({}))["code"],
+        -32602
+    );
+    // Other requests are served meanwhile.
+    assert_eq!(
+        modern_ok(&mut state, "tools/list", json!({}))["resultType"],
+        "complete"
+    );
+
+    // The client cancels "l1": it ends without another message (stdio: nothing more may be
+    // sent for a cancelled request), and its id is free again.
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": "l1" } });
+    assert_eq!(handle(&mut state, cancel), None);
+    let reply = send(
+        &mut state,
+        json!("l1"),
+        "subscriptions/listen",
+        enveloped(json!({ "notifications": {} }), json!({})),
+    );
+    assert_eq!(
+        reply.map(|r| r["method"].clone()),
+        Some(json!("notifications/subscriptions/acknowledged"))
+    );
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": "l1" } });
+    assert_eq!(handle(&mut state, cancel), None);
+
+    // When input ends, the streams still open get their closing result.
+    let closing = super::end_of_input(&mut state);
+    assert_eq!(closing.len(), 1, "{closing:?}");
+    assert_eq!(closing[0]["id"], 5);
+    assert_eq!(closing[0]["result"]["resultType"], "complete");
+    assert_eq!(closing[0]["result"]["_meta"][SUBSCRIPTION_KEY], 5);
+    assert!(super::end_of_input(&mut state).is_empty());
+}
+
+// --- confirm, 2026-07-28: multi round-trip requests -------------------------
+
+fn confirm_params(action: &str) -> Value {
+    json!({ "name": "confirm", "arguments": { "action": action } })
+}
+
+/// The first round of `confirm`: returns the `input_required` result.
+fn ask(state: &mut DemoState, action: &str) -> Value {
+    let result = modern_ok_with(state, "tools/call", confirm_params(action), elicit_caps());
+    assert_eq!(result["resultType"], "input_required", "{result}");
+    result
+}
+
+/// A retry of `confirm` with `extra` params (answers, state) added.
+fn retry(state: &mut DemoState, id: i64, action: &str, extra: Value) -> Value {
+    let mut params = confirm_params(action);
+    if let (Value::Object(params), Value::Object(extra)) = (&mut params, extra) {
+        params.extend(extra);
+    }
+    request(state, id, "tools/call", enveloped(params, elicit_caps()))
+}
+
+#[test]
+fn confirm_asks_through_an_input_request() {
+    let mut state = modern();
+    let result = ask(&mut state, "delete the draft");
+    let question = &result["inputRequests"]["confirm"];
+    assert_eq!(question["method"], "elicitation/create");
+    assert_eq!(question["params"]["mode"], "form");
+    assert_eq!(
+        question["params"]["message"],
+        "Please confirm: delete the draft"
+    );
+    let schema = &question["params"]["requestedSchema"];
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["properties"]["confirmed"]["type"], "boolean");
+    assert_eq!(schema["required"], json!(["confirmed"]));
+    assert!(
+        result["requestState"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    // An interim result is not cacheable.
+    assert!(result.get("ttlMs").is_none());
+    assert_eq!(result["_meta"][SERVER_INFO_KEY]["name"], "manifold-demo");
+    // An empty `elicitation` capability means form mode too.
+    let result = modern_ok_with(
+        &mut state,
+        "tools/call",
+        confirm_params("x"),
+        json!({ "elicitation": {} }),
+    );
+    assert_eq!(result["resultType"], "input_required");
+}
+
+#[test]
+fn confirm_completes_with_the_answer_on_the_retry() {
+    let cases = [
+        (
+            json!({ "action": "accept", "content": { "confirmed": true, "note": "go" } }),
+            "The user confirmed: ship it (note: go)",
+            json!({ "response": "accept", "confirmed": true, "note": "go" }),
+        ),
+        (
+            json!({ "action": "accept", "content": { "confirmed": false } }),
+            "The user did not confirm: ship it",
+            json!({ "response": "accept", "confirmed": false }),
+        ),
+        (
+            json!({ "action": "decline" }),
+            "The user declined to answer whether to ship it",
+            json!({ "response": "decline", "confirmed": false }),
+        ),
+        (
+            json!({ "action": "cancel" }),
+            "The user dismissed the question whether to ship it",
+            json!({ "response": "cancel", "confirmed": false }),
+        ),
+    ];
+    for (answer, text, structured) in cases {
+        let mut state = modern();
+        let asked = ask(&mut state, "ship it");
+        let reply = retry(
+            &mut state,
+            8,
+            "ship it",
+            json!({ "inputResponses": { "confirm": answer }, "requestState": asked["requestState"] }),
+        );
+        let result = &reply["result"];
+        assert_eq!(result["resultType"], "complete", "{reply}");
+        assert_eq!(first_text(result), text);
+        assert_eq!(result["structuredContent"], structured);
+        assert!(result.get("isError").is_none());
+    }
+}
+
+#[test]
+fn confirm_needs_form_elicitation_declared_on_the_request() {
+    let mut state = modern();
+    for caps in [
+        json!({}),
+        json!({ "sampling": {} }),
+        json!({ "elicitation": { "url": {} } }),
+    ] {
+        let error = modern_err_with(&mut state, "tools/call", confirm_params("x"), caps.clone());
+        assert_eq!(error["code"], -32021, "{caps}");
+        assert_eq!(
+            error["data"]["requiredCapabilities"],
+            json!({ "elicitation": { "form": {} } })
+        );
+    }
+    // Declaring it once does not carry over to the next request.
+    ask(&mut state, "x");
+    let error = modern_err(&mut state, "tools/call", confirm_params("x"));
+    assert_eq!(error["code"], -32021);
+}
+
+#[test]
+fn confirm_rejects_a_state_that_was_tampered_with_or_is_foreign() {
+    let mut state = modern();
+    let asked = ask(&mut state, "pay 10 EUR");
+    let good = asked["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let answer = json!({ "confirm": { "action": "accept", "content": { "confirmed": true } } });
+
+    // One character of the tag changed.
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap_or('A');
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // The expiry pushed out.
+    let parts: Vec<&str> = good.split('.').collect();
+    let later = format!("{}.{}.{}", parts[0], u64::MAX, parts[2]);
+    // A state issued by another process (another key) for the very same call.
+    let mut other = modern();
+    let foreign = ask(&mut other, "pay 10 EUR")["requestState"].clone();
+
+    for bad in [
+        json!(tampered),
+        json!(later),
+        foreign,
+        json!("v1.1.AAAA"),
+        json!(""),
+        json!(42),
+    ] {
+        let reply = retry(
+            &mut state,
+            9,
+            "pay 10 EUR",
+            json!({ "inputResponses": answer, "requestState": bad }),
+        );
+        assert_eq!(reply["error"]["code"], -32602, "{bad}: {reply}");
+    }
+    // The genuine state for other arguments is refused too.
+    let reply = retry(
+        &mut state,
+        9,
+        "pay 10000 EUR",
+        json!({ "inputResponses": answer, "requestState": good }),
+    );
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    // Answers without the state that came with the question.
+    let reply = retry(
+        &mut state,
+        9,
+        "pay 10 EUR",
+        json!({ "inputResponses": answer }),
+    );
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    // And the genuine state with the original arguments works.
+    let reply = retry(
+        &mut state,
+        9,
+        "pay 10 EUR",
+        json!({ "inputResponses": answer, "requestState": good }),
+    );
+    assert_eq!(
+        reply["result"]["structuredContent"]["confirmed"], true,
+        "{reply}"
+    );
+}
+
+#[test]
+fn confirm_asks_again_when_the_answer_is_missing() {
+    let mut state = modern();
+    let asked = ask(&mut state, "restart");
+    for responses in [json!({}), json!({ "other": { "action": "accept" } })] {
+        let reply = retry(
+            &mut state,
+            10,
+            "restart",
+            json!({ "inputResponses": responses, "requestState": asked["requestState"] }),
+        );
+        assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
+        assert!(reply["result"]["inputRequests"]["confirm"].is_object());
+    }
+    // A state alone (no answers yet) is also just asked again.
+    let reply = retry(
+        &mut state,
+        11,
+        "restart",
+        json!({ "requestState": asked["requestState"] }),
+    );
+    assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
+}
+
+#[test]
+fn confirm_refuses_malformed_answers_and_arguments() {
+    let mut state = modern();
+    let asked = ask(&mut state, "restart");
+    for answer in [
+        json!({ "action": "maybe" }),
+        json!({ "action": "accept" }),
+        json!({ "action": "accept", "content": { "confirmed": "yes" } }),
+        json!({ "action": "accept", "content": { "confirmed": true, "note": 3 } }),
+        json!("accept"),
+    ] {
+        let reply = retry(
+            &mut state,
+            12,
+            "restart",
+            json!({ "inputResponses": { "confirm": answer }, "requestState": asked["requestState"] }),
+        );
+        assert_eq!(reply["error"]["code"], -32602, "{answer}: {reply}");
+    }
+    let reply = retry(&mut state, 12, "restart", json!({ "inputResponses": [1] }));
+    assert_eq!(reply["error"]["code"], -32602);
+    // Bad arguments are a tool error before anything is asked.
+    let result = modern_ok_with(
+        &mut state,
+        "tools/call",
+        json!({ "name": "confirm", "arguments": {} }),
+        elicit_caps(),
+    );
+    assert_eq!(result["isError"], true);
+    assert_eq!(result["resultType"], "complete");
+}
+
+#[test]
+fn request_states_bind_arguments_as_json_and_expire() {
+    let key = super::confirm::StateKey::random();
+    let args = |v: Value| v.as_object().cloned().unwrap_or_default();
+    let sealed = key.seal(
+        "tools/call",
+        "confirm",
+        &args(json!({ "a": 1, "b": { "x": [1, 2], "y": "z" } })),
+        100,
+    );
+    // The same arguments written in another order still match.
+    let reordered = args(json!({ "b": { "y": "z", "x": [1, 2] }, "a": 1 }));
+    assert_eq!(
+        key.open("tools/call", "confirm", &reordered, &sealed, 100),
+        Ok(())
+    );
+    // Anything else bound into the state does not.
+    assert!(
+        key.open("tools/call", "echo", &reordered, &sealed, 100)
+            .is_err()
+    );
+    assert!(
+        key.open("prompts/get", "confirm", &reordered, &sealed, 100)
+            .is_err()
+    );
+    let changed = args(json!({ "b": { "y": "z", "x": [2, 1] }, "a": 1 }));
+    assert!(
+        key.open("tools/call", "confirm", &changed, &sealed, 100)
+            .is_err()
+    );
+    let other = super::confirm::StateKey::random();
+    assert!(
+        other
+            .open("tools/call", "confirm", &reordered, &sealed, 100)
+            .is_err()
+    );
+    // Expired after its time.
+    let expired = key.open("tools/call", "confirm", &reordered, &sealed, 101);
+    assert!(expired.is_err_and(|why| why.contains("expired")));
+}
+
+// --- confirm, handshake era: a real elicitation/create request ---------------
+
+fn initialized_with(version: &str, capabilities: Value) -> DemoState {
+    let mut state = DemoState::new();
+    ok(
+        &mut state,
+        "initialize",
+        json!({ "protocolVersion": version, "capabilities": capabilities }),
+    );
+    state
+}
+
+/// Calls `confirm` with id `id` and returns the elicitation request the server sends.
+fn legacy_ask(state: &mut DemoState, id: i64, action: &str) -> Value {
+    let msg = send(state, json!(id), "tools/call", confirm_params(action)).expect("a message");
+    assert_eq!(msg["method"], "elicitation/create", "{msg}");
+    assert!(msg["id"].is_string(), "{msg}");
+    msg
+}
+
+#[test]
+fn legacy_sessions_see_confirm_only_if_they_can_be_asked() {
+    let tool_names = |state: &mut DemoState| -> Vec<String> {
+        ok(state, "tools/list", json!({}))["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut state = initialized_with("2025-11-25", json!({ "elicitation": {} }));
+    assert!(tool_names(&mut state).contains(&"confirm".to_owned()));
+    let mut state = initialized_with("2025-06-18", json!({ "elicitation": {} }));
+    assert!(tool_names(&mut state).contains(&"confirm".to_owned()));
+    for (version, caps) in [
+        ("2025-11-25", json!({})),
+        ("2025-11-25", json!({ "elicitation": { "url": {} } })),
+        // Elicitation did not exist before 2025-06-18.
+        ("2025-03-26", json!({ "elicitation": {} })),
+    ] {
+        let mut state = initialized_with(version, caps.clone());
+        assert!(
+            !tool_names(&mut state).contains(&"confirm".to_owned()),
+            "{version} {caps}"
+        );
+        // Called anyway, it explains instead of asking.
+        let result = call_tool(&mut state, "confirm", json!({ "action": "x" }));
+        assert_eq!(result["isError"], true);
+        assert!(first_text(&result).contains("elicitation"), "{result}");
+    }
+}
+
+#[test]
+fn legacy_confirm_sends_an_elicitation_request_and_answers_with_the_reply() {
+    let mut state = initialized_with("2025-11-25", json!({ "elicitation": { "form": {} } }));
+    let asked = legacy_ask(&mut state, 21, "archive the logs");
+    assert_eq!(asked["jsonrpc"], "2.0");
+    assert_eq!(asked["params"]["mode"], "form");
+    assert_eq!(
+        asked["params"]["message"],
+        "Please confirm: archive the logs"
+    );
+    // Other requests are served while the question is out.
+    assert_eq!(
+        first_text(&call_tool(
+            &mut state,
+            "echo",
+            json!({ "message": "still here" })
+        )),
+        "still here"
+    );
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "accept", "content": { "confirmed": true } } }),
+    )
+    .expect("the tools/call reply");
+    assert_eq!(reply["id"], 21);
+    assert_eq!(
+        first_text(&reply["result"]),
+        "The user confirmed: archive the logs"
+    );
+    assert_eq!(reply["result"]["structuredContent"]["response"], "accept");
+    // Handshake-era results stay as they were: no modern fields.
+    assert!(reply["result"].get("resultType").is_none(), "{reply}");
+    // The same response again matches nothing.
+    let again = json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "decline" } });
+    assert_eq!(handle(&mut state, again), None);
+
+    // 2025-06-18 elicitation requests have no `mode`.
+    let mut state = initialized_with("2025-06-18", json!({ "elicitation": {} }));
+    let asked = legacy_ask(&mut state, 22, "x");
+    assert!(asked["params"].get("mode").is_none(), "{asked}");
+    assert_eq!(asked["params"]["requestedSchema"]["type"], "object");
+}
+
+#[test]
+fn legacy_confirm_reports_declines_errors_and_bad_answers() {
+    let mut state = initialized_with("2025-11-25", json!({ "elicitation": {} }));
+    let asked = legacy_ask(&mut state, 30, "x");
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "decline" } }),
+    )
+    .expect("reply");
+    assert_eq!(
+        first_text(&reply["result"]),
+        "The user declined to answer whether to x"
+    );
+
+    let asked = legacy_ask(&mut state, 31, "x");
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": asked["id"], "error": { "code": -32600, "message": "no UI" } }),
+    )
+    .expect("reply");
+    assert_eq!(reply["id"], 31);
+    assert_eq!(reply["result"]["isError"], true);
+    assert!(first_text(&reply["result"]).contains("no UI"));
+
+    let asked = legacy_ask(&mut state, 32, "x");
+    let reply = handle(
+        &mut state,
+        json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "perhaps" } }),
+    )
+    .expect("reply");
+    assert_eq!(reply["result"]["isError"], true);
+
+    // Bad arguments never reach the user.
+    let result = call_tool(&mut state, "confirm", json!({ "action": 1 }));
+    assert_eq!(result["isError"], true);
+}
+
+#[test]
+fn legacy_confirm_can_be_cancelled_and_is_bounded() {
+    let mut state = initialized_with("2025-11-25", json!({ "elicitation": {} }));
+    let asked = legacy_ask(&mut state, 40, "x");
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 40 } });
+    let told = handle(&mut state, cancel.clone()).expect("the question is withdrawn");
+    assert_eq!(told["method"], "notifications/cancelled");
+    assert_eq!(told["params"]["requestId"], asked["id"]);
+    assert!(told.get("id").is_none());
+    // The late answer is ignored, and a second cancel has nothing to cancel.
+    let late = json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "cancel" } });
+    assert_eq!(handle(&mut state, late), None);
+    assert_eq!(handle(&mut state, cancel), None);
+
+    let mut ids = std::collections::BTreeSet::new();
+    for n in 0..16 {
+        let asked = legacy_ask(&mut state, 100 + n, "x");
+        assert!(
+            ids.insert(asked["id"].to_string()),
+            "request ids are unique"
+        );
+    }
+    let result = call_tool(&mut state, "confirm", json!({ "action": "x" }));
+    assert_eq!(result["isError"], true);
+    assert!(first_text(&result).contains("Too many"), "{result}");
+}
+
+#[test]
+fn modern_connections_ignore_responses() {
+    let mut state = modern();
+    ask(&mut state, "x");
+    let response =
+        json!({ "jsonrpc": "2.0", "id": "manifold-demo-1", "result": { "action": "accept" } });
+    assert_eq!(handle(&mut state, response), None);
+}
+
+// --- the 2026-07-28 JSON schema ----------------------------------------------
+
+/// The 2026-07-28 schema, copied from the specification into the repository.
+const SCHEMA_2026_07_28: &str = include_str!("../../tests/schema/2026-07-28.json");
+
+/// Checks `instance` against the schema's definition `def`; the problems found, if any.
+fn schema_problems(def: &str, instance: &Value) -> Vec<String> {
+    let mut schema: Value = serde_json::from_str(SCHEMA_2026_07_28).unwrap_or_default();
+    schema["$ref"] = json!(format!("#/$defs/{def}"));
+    let validator = match jsonschema::validator_for(&schema) {
+        Ok(validator) => validator,
+        Err(error) => return vec![format!("the schema does not compile: {error}")],
+    };
+    validator
+        .iter_errors(instance)
+        .map(|error| format!("{} at {}", error, error.instance_path()))
+        .collect()
+}
+
+#[track_caller]
+fn assert_schema(def: &str, instance: &Value) {
+    let problems = schema_problems(def, instance);
+    assert!(problems.is_empty(), "not a {def}: {problems:?}\n{instance}");
+}
+
+#[test]
+fn the_schema_check_can_fail() {
+    let mut state = modern();
+    let mut result = modern_ok(&mut state, "server/discover", json!({}));
+    assert_schema("DiscoverResult", &result);
+    if let Value::Object(obj) = &mut result {
+        obj.remove("ttlMs");
+    }
+    assert!(!schema_problems("DiscoverResult", &result).is_empty());
+    assert!(!schema_problems("ReadResourceResult", &json!({ "resultType": "complete", "contents": [], "ttlMs": 1, "cacheScope": "everyone" })).is_empty());
+    assert!(!schema_problems("CallToolResult", &json!({ "content": [] })).is_empty());
+}
+
+#[test]
+fn every_modern_message_matches_the_2026_07_28_schema() {
+    let mut state = modern();
+    let mut id = 100;
+    let mut exchange = |state: &mut DemoState, method: &str, params: Value, caps: Value| {
+        id += 1;
+        send(state, json!(id), method, enveloped(params, caps)).expect("a message")
+    };
+    let none = || json!({});
+
+    // Each success, as a whole response and as its specific result type.
+    let results = [
+        ("server/discover", json!({}), "DiscoverResult"),
+        ("tools/list", json!({}), "ListToolsResult"),
+        ("resources/list", json!({}), "ListResourcesResult"),
+        (
+            "resources/templates/list",
+            json!({}),
+            "ListResourceTemplatesResult",
+        ),
+        (
+            "resources/read",
+            json!({ "uri": "demo://readme" }),
+            "ReadResourceResult",
+        ),
+        (
+            "resources/read",
+            json!({ "uri": "demo://config.json" }),
+            "ReadResourceResult",
+        ),
+        (
+            "resources/read",
+            json!({ "uri": "demo://notes/tokio" }),
+            "ReadResourceResult",
+        ),
+        ("prompts/list", json!({}), "ListPromptsResult"),
+        (
+            "prompts/get",
+            json!({ "name": "summarize", "arguments": { "text": "t", "style": "brief" } }),
+            "GetPromptResult",
+        ),
+        (
+            "prompts/get",
+            json!({ "name": "greet", "arguments": { "name": "Ada" } }),
+            "GetPromptResult",
+        ),
+        (
+            "completion/complete",
+            json!({ "ref": { "type": "ref/resource", "uri": "demo://notes/{topic}" }, "argument": { "name": "topic", "value": "r" } }),
+            "CompleteResult",
+        ),
+        (
+            "tools/call",
+            json!({ "name": "add", "arguments": { "a": 1, "b": 2 } }),
+            "CallToolResult",
+        ),
+        (
+            "tools/call",
+            json!({ "name": "echo", "arguments": { "message": "m" } }),
+            "CallToolResult",
+        ),
+        (
+            "tools/call",
+            json!({ "name": "word_count", "arguments": { "text": "a b" } }),
+            "CallToolResult",
+        ),
+        ("tools/call", json!({ "name": "now" }), "CallToolResult"),
+        (
+            "tools/call",
+            json!({ "name": "add", "arguments": {} }),
+            "CallToolResult",
+        ),
+    ];
+    for (method, params, def) in results {
+        let msg = exchange(&mut state, method, params, none());
+        assert_schema(&format!("{def}Response"), &msg);
+        assert_schema(def, &msg["result"]);
+    }
+
+    // confirm: the question, then the answer.
+    let asked = exchange(
+        &mut state,
+        "tools/call",
+        confirm_params("go"),
+        elicit_caps(),
+    );
+    assert_schema("CallToolResultResponse", &asked);
+    assert_schema("InputRequiredResult", &asked["result"]);
+    assert_schema(
+        "ElicitRequest",
+        &asked["result"]["inputRequests"]["confirm"],
+    );
+    assert_schema(
+        "ElicitRequestFormParams",
+        &asked["result"]["inputRequests"]["confirm"]["params"],
+    );
+    let answer =
+        json!({ "confirm": { "action": "accept", "content": { "confirmed": true, "note": "n" } } });
+    assert_schema("InputResponses", &answer);
+    let mut params = confirm_params("go");
+    params["inputResponses"] = answer;
+    params["requestState"] = asked["result"]["requestState"].clone();
+    let done = exchange(&mut state, "tools/call", params.clone(), elicit_caps());
+    assert_schema("CallToolResultResponse", &done);
+    assert_schema("CallToolResult", &done["result"]);
+    assert_schema("CallToolRequestParams", &enveloped(params, elicit_caps()));
+
+    // A listen: the acknowledgement, and the result that closes it.
+    let ack = exchange(
+        &mut state,
+        "subscriptions/listen",
+        json!({ "notifications": { "promptsListChanged": true } }),
+        none(),
+    );
+    assert_schema("SubscriptionsAcknowledgedNotification", &ack);
+    assert_schema("ServerNotification", &ack);
+    for closed in super::end_of_input(&mut state) {
+        assert_schema("SubscriptionsListenResultResponse", &closed);
+    }
+
+    // Errors.
+    let msg = send(
+        &mut state,
+        json!(1),
+        "tools/list",
+        json!({ "_meta": { VERSION_KEY: "2024-01-01", CAPS_KEY: {} } }),
+    )
+    .expect("an error");
+    assert_schema("UnsupportedProtocolVersionError", &msg);
+    let msg = send(
+        &mut state,
+        json!(2),
+        "initialize",
+        json!({ "protocolVersion": "2025-11-25" }),
+    )
+    .expect("an error");
+    assert_schema("UnsupportedProtocolVersionError", &msg);
+    let msg = exchange(&mut state, "tools/call", confirm_params("go"), none());
+    assert_schema("MissingRequiredClientCapabilityError", &msg);
+    let msg = exchange(&mut state, "ping", json!({}), none());
+    assert_schema("JSONRPCErrorResponse", &msg);
+    assert_schema("MethodNotFoundError", &msg["error"]);
+    for (method, params) in [
+        ("resources/read", json!({ "uri": "demo://missing" })),
+        ("tools/call", json!({ "name": "missing" })),
+    ] {
+        let msg = exchange(&mut state, method, params, none());
+        assert_schema("JSONRPCErrorResponse", &msg);
+        assert_schema("InvalidParamsError", &msg["error"]);
+    }
+    let msg = send(&mut state, json!(3), "tools/list", json!({})).expect("an error");
+    assert_schema("InvalidParamsError", &msg["error"]);
+}

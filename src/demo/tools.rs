@@ -11,9 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Number, Value, json};
 
-use super::{MethodResult, RpcError, required_str};
+use super::{MethodResult, RpcError, confirm, required_str};
 
-/// The tool definitions, exactly as `tools/list` reports them.
+/// Every tool definition, as a 2026-07-28 `tools/list` reports them. (A handshake-era
+/// session sees `confirm` only if it can answer elicitation requests; see
+/// [`super::legacy_tools`].)
 pub(super) fn list() -> Vec<Value> {
     vec![
         json!({
@@ -96,27 +98,54 @@ pub(super) fn list() -> Vec<Value> {
                 "openWorldHint": false,
             },
         }),
+        confirm::definition(),
     ]
 }
 
-/// Handles `tools/call`.
-pub(super) fn call(params: &Map<String, Value>) -> MethodResult {
+/// A `tools/call` request checked against the tool's definition.
+pub(super) enum Checked {
+    /// A known tool, with arguments that fit its `inputSchema`.
+    Valid {
+        name: String,
+        args: Map<String, Value>,
+    },
+    /// Arguments that do not fit the schema: the tool-error result that says why.
+    Invalid(Value),
+}
+
+/// Reads and checks the tool name and arguments of a `tools/call`. An unknown tool or a
+/// malformed request is a JSON-RPC error; arguments that break the tool's schema are a
+/// tool error the model can act on.
+pub(super) fn check(params: &Map<String, Value>) -> Result<Checked, RpcError> {
     let name = required_str(params, "name")?;
-    let empty = Map::new();
     let args = match params.get("arguments") {
-        None | Some(Value::Null) => &empty,
-        Some(Value::Object(args)) => args,
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(args)) => args.clone(),
         Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
     };
     let Some(def) = list().into_iter().find(|def| def["name"] == name) else {
         return Err(RpcError::invalid_params(format!("Unknown tool: {name}"))
             .with_data(json!({ "name": name })));
     };
-    if let Err(problem) = validate(&def["inputSchema"], args) {
-        return Ok(tool_error(format!(
+    Ok(match validate(&def["inputSchema"], &args) {
+        Ok(()) => Checked::Valid {
+            name: name.to_owned(),
+            args,
+        },
+        Err(problem) => Checked::Invalid(tool_error(format!(
             "Invalid arguments for `{name}`: {problem}"
-        )));
-    }
+        ))),
+    })
+}
+
+/// Handles `tools/call` for every tool that needs nothing but its arguments (all but
+/// `confirm`, which the era-specific code serves).
+pub(super) fn call(params: &Map<String, Value>) -> MethodResult {
+    let (name, args) = match check(params)? {
+        Checked::Valid { name, args } => (name, args),
+        Checked::Invalid(result) => return Ok(result),
+    };
+    let name = name.as_str();
     // Validation guarantees the fields read below exist with the right type;
     // the fallbacks only keep the code panic-free.
     let str_arg = |field: &str| args.get(field).and_then(Value::as_str).unwrap_or_default();
@@ -147,11 +176,11 @@ pub(super) fn call(params: &Map<String, Value>) -> MethodResult {
     })
 }
 
-fn text(text: impl Into<String>) -> Value {
+pub(super) fn text(text: impl Into<String>) -> Value {
     json!({ "type": "text", "text": text.into() })
 }
 
-fn tool_error(message: impl Into<String>) -> Value {
+pub(super) fn tool_error(message: impl Into<String>) -> Value {
     json!({ "content": [text(message)], "isError": true })
 }
 
