@@ -8,7 +8,8 @@
 //! SDK does): 2026-07-28 when that request is not `initialize` and its `_meta` names a
 //! protocol version, the handshake era otherwise. Afterwards `initialize` on a modern
 //! connection is -32022 and an enveloped request on a legacy one is -32600. A modern
-//! request is cancelled by `notifications/cancelled` naming it (a listen stream too).
+//! request is cancelled by `notifications/cancelled` naming it (a listen stream too), and
+//! then gets no answer.
 
 use std::sync::Arc;
 
@@ -192,6 +193,7 @@ impl Connection {
         };
         let cancel = CancellationToken::new();
         self.inflight.insert(req.id.clone(), cancel.clone());
+        let run_cancel = cancel.clone();
         let (gateway, out, inflight) = (
             self.gateway.clone(),
             self.out.clone(),
@@ -204,10 +206,16 @@ impl Connection {
                 sink: Some(out.clone()),
                 caller: Caller::local(),
                 admitted: None,
-                cancel,
+                cancel: run_cancel,
             };
             let response = run.request(&gateway, req).await;
-            inflight.remove(&id);
+            // After the client cancels a request, nothing more is sent for it (stdio
+            // transport rules); a listen stream it cancels just ends.
+            if let Some((_, token)) = inflight.remove(&id)
+                && token.is_cancelled()
+            {
+                return;
+            }
             let _ = out.send(Message::Response(response)).await;
         });
     }
