@@ -23,6 +23,7 @@
 
 mod content;
 mod handler;
+mod input;
 mod tools;
 
 use std::io::Write as _;
