@@ -237,7 +237,7 @@ pub async fn drive<T>(
         };
         let mut answers = BTreeMap::new();
         for (key, question) in ask.questions {
-            match ask_client(context, question).await {
+            match ask_client(context, origin.name, question).await {
                 Ok(answer) => {
                     answers.insert(key, answer);
                 }
@@ -305,6 +305,7 @@ fn require_capabilities(
 /// and returns its answer as JSON, or why there is none.
 async fn ask_client(
     context: &RequestContext<RoleServer>,
+    asker: &str,
     question: InputRequest,
 ) -> Result<Value, String> {
     let needed = capability(&question);
@@ -314,7 +315,7 @@ async fn ask_client(
         .is_some_and(|info| declares(&info.capabilities, needed));
     if !declared {
         return Err(format!(
-            "the client did not declare the {needed} capability, so it cannot be asked"
+            "the client did not declare the {needed} capability, so {asker} cannot ask it"
         ));
     }
     let (method, request) = match question {

@@ -563,7 +563,7 @@ async fn converse(
         match input::drive(server.seal(), context, origin, retry, step).await? {
             Outcome::Done(result) => result.into(),
             Outcome::InputRequired(result) => result.into(),
-            Outcome::Unanswered(why) => tool_error(&format!("{name}: {why}")).into(),
+            Outcome::Unanswered(why) => tool_error(&why).into(),
         },
     )
 }
