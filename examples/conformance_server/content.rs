@@ -15,6 +15,8 @@ use rmcp::model::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::input::{Round, Step};
+
 /// A 1x1 opaque red pixel, PNG-encoded (69 bytes).
 pub const RED_PIXEL_PNG: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mP4z8AAAAMBAQD3A0FDAAAAAElFTkSuQmCC";
@@ -36,6 +38,18 @@ const ID_CHOICES: [&str; 4] = ["1", "42", "123", "2024"];
 pub fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
     serde_json::from_value(value)
         .map_err(|err| ErrorData::internal_error(format!("fixture data is malformed: {err}"), None))
+}
+
+/// Decodes a result literal marked `resultType: "complete"`, the field
+/// 2026-07-28 requires on every result. rmcp removes the marker again for
+/// peers of the handshake era, whose schemas do not have it.
+pub fn complete_result<T: DeserializeOwned>(mut value: Value) -> Result<T, ErrorData> {
+    if let Value::Object(result) = &mut value {
+        result
+            .entry("resultType")
+            .or_insert_with(|| Value::from("complete"));
+    }
+    from_json(value)
 }
 
 /// A short, valid WAV file: 8 kHz, mono, 8-bit PCM, 80 samples (10 ms) of
@@ -62,7 +76,7 @@ pub fn silent_wav_base64() -> String {
 }
 
 pub fn list_resources() -> Result<ListResourcesResult, ErrorData> {
-    from_json(json!({
+    complete_result(json!({
         "resources": [
             {
                 "uri": STATIC_TEXT_URI,
@@ -87,7 +101,7 @@ pub fn list_resources() -> Result<ListResourcesResult, ErrorData> {
 }
 
 pub fn list_resource_templates() -> Result<ListResourceTemplatesResult, ErrorData> {
-    from_json(json!({
+    complete_result(json!({
         "resourceTemplates": [{
             "uriTemplate": "test://template/{id}/data",
             "name": "template-data",
@@ -127,7 +141,7 @@ pub fn read_resource(uri: &str, watched_revision: u64) -> Result<ReadResourceRes
             }
         },
     };
-    from_json(json!({ "contents": [contents] }))
+    complete_result(json!({ "contents": [contents] }))
 }
 
 /// The `{id}` of a URI matching `test://template/{id}/data`, if it does.
@@ -139,7 +153,7 @@ fn template_id(uri: &str) -> Option<&str> {
 }
 
 pub fn list_prompts() -> Result<ListPromptsResult, ErrorData> {
-    from_json(json!({
+    complete_result(json!({
         "prompts": [
             { "name": "test_simple_prompt", "description": "A prompt with no arguments" },
             {
@@ -160,6 +174,11 @@ pub fn list_prompts() -> Result<ListPromptsResult, ErrorData> {
                 }],
             },
             { "name": "test_prompt_with_image", "description": "A prompt that carries an image" },
+            {
+                "name": CONTEXT_PROMPT,
+                "description": "Asks the user what context to use (input request `user_context`) \
+                                before it is built",
+            },
         ]
     }))
 }
@@ -217,7 +236,44 @@ pub fn get_prompt(name: &str, args: Option<&JsonObject>) -> Result<GetPromptResu
             ));
         }
     };
-    from_json(json!({ "messages": messages }))
+    complete_result(json!({ "messages": messages }))
+}
+
+/// The prompt that needs the user's input before it can be built.
+pub const CONTEXT_PROMPT: &str = "test_input_required_result_prompt";
+
+/// [`CONTEXT_PROMPT`] as a step function (see `input`): asks for the context
+/// under `user_context`, then weaves the answer into the prompt.
+pub fn context_prompt(round: &Round) -> Result<Step<GetPromptResult>, ErrorData> {
+    let Some(answer) = round.elicited("user_context")? else {
+        return Step::ask(json!({
+            "user_context": {
+                "method": "elicitation/create",
+                "params": {
+                    "message": "What context should the prompt use?",
+                    "requestedSchema": {
+                        "type": "object",
+                        "properties": { "context": { "type": "string" } },
+                        "required": ["context"],
+                    },
+                },
+            },
+        }));
+    };
+    let context = answer
+        .content
+        .as_ref()
+        .and_then(|content| content.get("context"))
+        .and_then(Value::as_str);
+    let text = match context {
+        Some(context) => format!("Answer with this context in mind: {context}"),
+        None => "Answer without any particular context; the user gave none.".to_owned(),
+    };
+    complete_result(json!({
+        "description": "A prompt built from the user's answer",
+        "messages": [{ "role": "user", "content": { "type": "text", "text": text } }],
+    }))
+    .map(Step::Done)
 }
 
 /// Suggests values for `test_prompt_with_arguments`'s `arg1` and for the

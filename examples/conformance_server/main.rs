@@ -4,25 +4,36 @@
 //! run against it directly and against Manifold standing in front of it.
 //! `scripts/interop` does both.
 //!
+//! It speaks both protocol eras: the handshake era (2024-11-05 … 2025-11-25,
+//! `initialize` first, sessions, server-to-client requests) and the
+//! stateless 2026-07-28 (every request carries its version and capabilities
+//! in `_meta`; questions for the client travel as `InputRequiredResult`).
+//!
 //! ```text
 //! conformance_server [--transport http|stdio] [--port P]
 //! ```
 //!
-//! * `http` (default): Streamable HTTP with stateful sessions at
-//!   `http://127.0.0.1:P/mcp` (P = 0 picks a free port). Once it accepts
-//!   connections it prints exactly one line to stdout,
-//!   `LISTENING http://127.0.0.1:PORT/mcp`. Requests whose Host is not a
-//!   loopback name are refused (DNS-rebinding protection).
+//! * `http` (default): Streamable HTTP at `http://127.0.0.1:P/mcp` (P = 0
+//!   picks a free port). Each POST picks its era: `initialize` opens a
+//!   stateful session (`Mcp-Session-Id`), a request with the 2026-07-28
+//!   envelope is served on its own. Once it accepts connections it prints
+//!   exactly one line to stdout, `LISTENING http://127.0.0.1:PORT/mcp`.
+//!   Requests whose Host is not a loopback name are refused (DNS-rebinding
+//!   protection).
 //! * `stdio`: JSON-RPC on stdin/stdout, for running as a gateway's stdio
-//!   upstream; exits when stdin closes. It behaves the same: sampling and
-//!   elicitation requests go to the client that called the tool, log
-//!   messages and progress flow during calls, and subscribers hear about
-//!   changes to `test://watched-resource`.
+//!   upstream; exits when stdin closes. The first request decides the era of
+//!   the connection (see `era.rs`). It behaves the same: elicitation,
+//!   sampling and roots questions go to the client that called the tool, log
+//!   messages and progress flow during calls, and subscribers (handshake
+//!   era) or listeners (2026-07-28) hear about changes to
+//!   `test://watched-resource`.
 //!
 //! Diagnostics go to stderr only.
 
 mod content;
+mod era;
 mod handler;
+mod input;
 mod tools;
 
 use std::io::Write as _;
@@ -31,10 +42,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use rmcp::ServiceExt as _;
+use rmcp::service::ServerInitializeError;
+use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ServerHandler as _, ServiceExt as _};
 
+use crate::era::EraGate;
 use crate::handler::{ConformanceServer, Shared};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,10 +81,18 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve_stdio(shared: Arc<Shared>) -> anyhow::Result<()> {
     eprintln!("conformance_server: serving MCP on stdio");
-    let running = ConformanceServer::new_session(shared)
-        .serve(rmcp::transport::stdio())
-        .await
-        .context("MCP handshake on stdio")?;
+    let server = ConformanceServer::new_session(shared);
+    let stdio = AsyncRwTransport::new_server(tokio::io::stdin(), tokio::io::stdout());
+    let transport = EraGate::new(stdio, &server.supported_protocol_versions());
+    let running = match server.serve(transport).await {
+        Ok(running) => running,
+        // A client may probe with server/discover and leave, or just leave.
+        Err(ServerInitializeError::ConnectionClosed(_)) => {
+            eprintln!("conformance_server: stdin closed before a session started, exiting");
+            return Ok(());
+        }
+        Err(err) => return Err(err).context("starting MCP on stdio"),
+    };
     // Resolves when stdin reaches EOF or the client goes away.
     running.waiting().await.context("serving stdio")?;
     eprintln!("conformance_server: stdin closed, exiting");
