@@ -353,6 +353,10 @@ fn wrap(gateway: &Gateway, binding: &Binding, mut result: Value) -> Value {
     result
 }
 
+/// How long to wait for further input requests after the first, so requests an upstream
+/// makes together reach the client in one round.
+const GATHER: Duration = Duration::from_millis(25);
+
 /// Server→client requests queued between an upstream and the exchange that asks for them.
 const INPUT_QUEUE: usize = 16;
 
@@ -451,8 +455,16 @@ async fn drive(
             biased;
             Some(input) = exchange.inputs.recv() => {
                 exchange.add(input)?;
-                while let Ok(more) = exchange.inputs.try_recv() {
-                    exchange.add(more)?;
+                // An upstream asking several things at once sends them back to back: take
+                // what follows within a moment, so the client gets them in one round.
+                let gather = tokio::time::sleep(GATHER);
+                tokio::pin!(gather);
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(more) = exchange.inputs.recv() => exchange.add(more)?,
+                        _ = &mut gather => break,
+                    }
                 }
             }
             outcome = &mut exchange.call => {
