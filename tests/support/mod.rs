@@ -42,6 +42,9 @@ pub fn fixture_tools(n: usize) -> Vec<String> {
         "add_tool",
         "remove_tool",
         "fail",
+        "envelope",
+        "journal",
+        "touch",
     ];
     (0..n)
         .map(|i| format!("tool_{i}"))
