@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod connect;
 pub mod http;
 pub mod links;
+pub mod listen;
 pub mod peer;
 pub mod sse;
 pub mod sse_read;
@@ -21,9 +22,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::UpstreamConfig;
-use crate::protocol::{ErrorObject, Message};
+use crate::config::{ProtocolMode, UpstreamConfig};
+use crate::protocol::{ErrorObject, Message, methods, version};
 pub use catalog::UpstreamCatalog;
+pub use connect::Era;
 use peer::{Inbound, Origin, Peer};
 
 /// Largest single message accepted from an upstream (a line on stdio, a body or SSE event on
@@ -75,6 +77,11 @@ impl ServerInfo {
             .get(capability)
             .is_some_and(|v| !v.is_null())
     }
+
+    /// Whether the server speaks the 2026-07-28 era (it was opened with `server/discover`).
+    pub fn is_modern(&self) -> bool {
+        version::is_modern(&self.protocol_version)
+    }
 }
 
 /// Health of an upstream, as `/readyz` and `manifold tools` report it.
@@ -119,6 +126,15 @@ pub struct Upstream {
     catalog: RwLock<Arc<UpstreamCatalog>>,
     /// Times the connection was lost or could not be opened (for `/metrics`).
     failures: std::sync::atomic::AtomicU64,
+    /// The era the last successful opening found (and, for a modern server, what its
+    /// `server/discover` said); reconnects use it without probing, and forget it when
+    /// opening in it fails.
+    remembered: std::sync::Mutex<Option<(Era, Option<ServerInfo>)>>,
+    /// What the upstream's `subscriptions/listen` must deliver beyond list changes.
+    pub listen: listen::ListenSet,
+    /// The level clients asked for with `logging/setLevel`, sent as `logLevel` on requests
+    /// to a modern upstream whose client named none.
+    log_level: std::sync::Mutex<Option<String>>,
 }
 
 impl Upstream {
@@ -131,7 +147,51 @@ impl Upstream {
             status: RwLock::new(Status::Starting),
             catalog: RwLock::new(Arc::new(UpstreamCatalog::empty())),
             failures: std::sync::atomic::AtomicU64::new(0),
+            remembered: std::sync::Mutex::new(None),
+            listen: listen::ListenSet::default(),
+            log_level: std::sync::Mutex::new(None),
         }
+    }
+
+    /// How the next connection opens: in the configured era, else in the remembered one,
+    /// else with a probe. A modern server already discovered is resumed without a request.
+    pub fn opening(&self) -> connect::Opening {
+        let remembered = lock(&self.remembered).clone();
+        if let Some((Era::Modern, Some(info))) = &remembered
+            && self.config.protocol != ProtocolMode::Legacy
+        {
+            return connect::Opening::Resume(info.clone());
+        }
+        match self.config.protocol {
+            ProtocolMode::Legacy => connect::Opening::In(Era::Legacy),
+            ProtocolMode::Modern => connect::Opening::In(Era::Modern),
+            ProtocolMode::Auto => match remembered {
+                Some((era, _)) => connect::Opening::In(era),
+                None => connect::Opening::Probe,
+            },
+        }
+    }
+
+    /// Whether the next opening relies on what an earlier connection found.
+    pub fn remembers(&self) -> bool {
+        lock(&self.remembered).is_some()
+    }
+
+    /// Remembers what an opening found (`None`: forgets it).
+    pub fn remember(&self, found: Option<(Era, Option<ServerInfo>)>) {
+        *lock(&self.remembered) = found;
+    }
+
+    /// Whether requests go to this upstream in the 2026-07-28 era: what the live connection
+    /// speaks, else what is remembered or configured.
+    pub fn is_modern(&self) -> bool {
+        if let Some(live) = read(&self.live).as_ref() {
+            return live.info.is_modern();
+        }
+        matches!(
+            self.opening(),
+            connect::Opening::In(Era::Modern) | connect::Opening::Resume(_)
+        )
     }
 
     /// Installs the notification hook every connection of this upstream will use.
@@ -205,12 +265,29 @@ impl Upstream {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
+        // What a modern upstream needs from `resources/unsubscribe` is a change of the listen
+        // filter, which holds across reconnects: it needs no live connection.
+        if method == methods::RESOURCES_UNSUBSCRIBE && self.is_modern() {
+            if let Some(uri) = params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+            {
+                self.listen.remove(uri);
+            }
+            return Ok(serde_json::json!({}));
+        }
         let Some(live) = read(&self.live).clone() else {
             return Err(ErrorObject::upstream_unavailable(
                 self.name(),
                 self.unavailable_reason(),
             ));
         };
+        if live.info.is_modern() {
+            return self
+                .send_modern(&live, origin, method, params, timeout)
+                .await;
+        }
         // A 2026-07-28 client has no session, so no link of its own: its requests share the
         // upstream's session.
         if let Some(origin) = origin
@@ -245,6 +322,80 @@ impl Upstream {
         }
     }
 
+    /// A request to a 2026-07-28 upstream. The methods that era removed never reach it:
+    /// subscriptions go into the listen filter, the log level into later envelopes, and a
+    /// ping is answered here. Everything else carries the envelope (the peer adds it) and,
+    /// over HTTP, the headers the upstream's own tool schema asks for and the caller's
+    /// identity headers, since a modern upstream has no per-client session to hold them.
+    async fn send_modern(
+        &self,
+        live: &Live,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, ErrorObject> {
+        let uri = || {
+            params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| ErrorObject::invalid_params("missing required field 'uri'"))
+        };
+        match method {
+            methods::RESOURCES_SUBSCRIBE => {
+                self.listen.add(uri()?);
+                return Ok(serde_json::json!({}));
+            }
+            methods::RESOURCES_UNSUBSCRIBE => {
+                self.listen.remove(&uri()?);
+                return Ok(serde_json::json!({}));
+            }
+            methods::LOGGING_SET_LEVEL => {
+                let level = params
+                    .as_ref()
+                    .and_then(|p| p.get("level"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                *lock(&self.log_level) = level;
+                return Ok(serde_json::json!({}));
+            }
+            methods::PING => return Ok(serde_json::json!({})),
+            _ => {}
+        }
+        let mut extra = peer::Extra {
+            log_level: lock(&self.log_level).clone(),
+            ..peer::Extra::default()
+        };
+        if self.is_http() {
+            if method == methods::TOOLS_CALL {
+                extra.tool_schema = self.tool_schema(params.as_ref());
+            }
+            if let Some(origin) = &origin {
+                let identity = crate::pipeline::auth::identity::headers(
+                    &self.config.identity_headers,
+                    &origin.principal,
+                );
+                extra.headers.extend(identity);
+            }
+        }
+        live.peer
+            .request_with(origin, method, params, timeout, extra)
+            .await
+    }
+
+    /// The `inputSchema` the upstream listed for the tool a `tools/call` names.
+    fn tool_schema(&self, params: Option<&Value>) -> Option<Value> {
+        let name = params?.get("name")?.as_str()?;
+        self.catalog()
+            .tools
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(name))?
+            .get("inputSchema")
+            .cloned()
+    }
+
     /// A request on the client's own upstream session; if the upstream forgot that session
     /// (HTTP 404) the link is reopened and the request sent again, once.
     async fn request_on_link(
@@ -274,9 +425,12 @@ impl Upstream {
     }
 
     /// Whether each client gets its own upstream session: always over HTTP, where sessions
-    /// are cheap; for stdio only with `session: per_session` (a process per client).
+    /// are cheap; for stdio only with `session: per_session` (a process per client). Never
+    /// for a 2026-07-28 upstream, which has no sessions: every request says who it is for.
     pub fn dedicated(&self) -> bool {
-        self.is_http() || matches!(self.config.session, crate::config::SessionMode::PerSession)
+        !self.is_modern()
+            && (self.is_http()
+                || matches!(self.config.session, crate::config::SessionMode::PerSession))
     }
 
     fn is_http(&self) -> bool {
@@ -286,10 +440,15 @@ impl Upstream {
         )
     }
 
-    /// Sends a notification to the server if it is connected.
+    /// Sends a notification to the server if it is connected. A 2026-07-28 server takes
+    /// none from clients but `notifications/cancelled`, which the peer sends itself.
     pub async fn notify(&self, method: &str, params: Option<Value>) {
         let live = read(&self.live).clone();
         if let Some(live) = live {
+            if live.info.is_modern() {
+                tracing::debug!(upstream = %self.name(), method, "Not sent to a 2026-07-28 upstream");
+                return;
+            }
             let _ = live.peer.notify(method, params).await;
         }
     }
@@ -367,4 +526,8 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

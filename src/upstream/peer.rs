@@ -7,7 +7,7 @@
 //! caller waits for a timeout on a dead process.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, methods};
+use super::http::HttpLink;
+use crate::protocol::{
+    ErrorObject, Id, Message, Notification, Request, Response, envelope, headers, methods,
+};
 
 /// What a transport yields.
 #[derive(Debug)]
@@ -97,6 +100,23 @@ pub const EVENT_QUEUE: usize = 256;
 struct Waiting {
     tx: oneshot::Sender<Result<Value, ErrorObject>>,
     origin: Option<Arc<Origin>>,
+    /// For a `subscriptions/listen` request: takes the filter the upstream acknowledged.
+    ack: Option<oneshot::Sender<Value>>,
+    /// Whether this is a `subscriptions/listen` request.
+    listen: bool,
+}
+
+/// What a request to a 2026-07-28 upstream needs beyond its params, all optional.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// The called tool's `inputSchema` as the upstream listed it (its `x-mcp-header`
+    /// annotations become `Mcp-Param-*` headers over HTTP).
+    pub tool_schema: Option<Value>,
+    /// More HTTP headers for this one request (identity headers); a configured header of
+    /// the same name wins.
+    pub headers: Vec<(String, String)>,
+    /// The log level to ask for when the request's origin names none.
+    pub log_level: Option<String>,
 }
 
 type PendingMap = HashMap<i64, Waiting>;
@@ -111,6 +131,12 @@ pub struct Peer {
     closed: CancellationToken,
     close_reason: Arc<Mutex<Option<String>>>,
     hook: Option<NotificationHook>,
+    /// Set once the upstream is known to speak 2026-07-28 (and during the probe): every
+    /// request then carries the gateway's envelope, and over HTTP its own headers.
+    modern: AtomicBool,
+    /// The Streamable HTTP link, when that is the transport: per-request headers and
+    /// aborting a request's POST go through it.
+    http: Option<Arc<HttpLink>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -129,6 +155,7 @@ impl Peer {
         outbound: mpsc::Sender<Message>,
         inbound: mpsc::Receiver<Inbound>,
         hook: Option<NotificationHook>,
+        http: Option<Arc<HttpLink>>,
     ) -> (Arc<Peer>, mpsc::Receiver<PeerEvent>) {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let peer = Arc::new(Peer {
@@ -139,6 +166,8 @@ impl Peer {
             closed: CancellationToken::new(),
             close_reason: Arc::default(),
             hook,
+            modern: AtomicBool::new(false),
+            http,
         });
         tokio::spawn(dispatch(peer.clone(), inbound, events_tx));
         (peer, events_rx)
@@ -155,6 +184,19 @@ impl Peer {
 
     pub fn is_closed(&self) -> bool {
         self.closed.is_cancelled()
+    }
+
+    /// Switches the connection's era: `true` for 2026-07-28 (envelope on every request, no
+    /// session, cancellation by closing the request's stream over HTTP).
+    pub fn set_modern(&self, modern: bool) {
+        self.modern.store(modern, Ordering::Relaxed);
+        if let Some(link) = &self.http {
+            link.set_modern(modern);
+        }
+    }
+
+    pub fn is_modern(&self) -> bool {
+        self.modern.load(Ordering::Relaxed)
     }
 
     /// Why the connection closed, once it has.
@@ -183,16 +225,79 @@ impl Peer {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
+        self.request_with(origin, method, params, timeout, Extra::default())
+            .await
+    }
+
+    /// [`Peer::request_from`] with what a 2026-07-28 upstream needs besides the params.
+    pub async fn request_with(
+        &self,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+        extra: Extra,
+    ) -> Result<Value, ErrorObject> {
+        self.send(origin, method, params, timeout, extra, None)
+            .await
+    }
+
+    /// Holds a `subscriptions/listen` open until the upstream ends it, the timeout passes,
+    /// or the caller drops the future (which ends the listen: the POST's stream is closed
+    /// over HTTP, `notifications/cancelled` is sent on stdio). `ack` gets the filter the
+    /// upstream acknowledged.
+    pub async fn listen(
+        &self,
+        params: Value,
+        timeout: Duration,
+        ack: oneshot::Sender<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let method = methods::SUBSCRIPTIONS_LISTEN;
+        self.send(
+            None,
+            method,
+            Some(params),
+            timeout,
+            Extra::default(),
+            Some(ack),
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        mut params: Option<Value>,
+        timeout: Duration,
+        extra: Extra,
+        ack: Option<oneshot::Sender<Value>>,
+    ) -> Result<Value, ErrorObject> {
         if self.is_closed() {
             return Err(self.unavailable());
         }
+        let modern = self.is_modern();
+        self.envelope(&mut params, origin.as_deref(), &extra, modern);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.lock_pending().insert(id, Waiting { tx, origin });
+        if modern && let Some(link) = &self.http {
+            link.stage(id, request_headers(method, params.as_ref(), extra));
+        }
+        let listen = ack.is_some();
+        let waiting = Waiting {
+            tx,
+            origin,
+            ack,
+            listen,
+        };
+        self.lock_pending().insert(id, waiting);
         let mut guard = CancelOnDrop {
             peer: self,
             id,
-            armed: true,
+            // The probe and the handshake are never cancelled: a server that has not
+            // opened a session may take any other message as a protocol violation.
+            armed: method != methods::SERVER_DISCOVER && method != methods::INITIALIZE,
+            modern,
         };
         let msg = Message::Request(Request::new(Id::Num(id), method, params));
         if self.outbound.send(msg).await.is_err() {
@@ -211,12 +316,44 @@ impl Peer {
                 guard.armed = false;
                 Err(self.unavailable())
             }
-            Err(_) => Err(ErrorObject::upstream_timeout(
-                &self.upstream,
-                method,
-                timeout,
-            )),
+            Err(_) => {
+                if !guard.armed {
+                    self.lock_pending().remove(&id);
+                    if let Some(link) = self.http.as_ref().filter(|_| modern) {
+                        link.abandon(id);
+                    }
+                }
+                Err(ErrorObject::upstream_timeout(
+                    &self.upstream,
+                    method,
+                    timeout,
+                ))
+            }
         }
+    }
+
+    /// The per-request `_meta` envelope: the gateway's own for a modern upstream (what it
+    /// can relay for the client the request serves, or its own capabilities for requests of
+    /// its own), and for a legacy one only the client's envelope keys removed, since they
+    /// belong to the client's hop and would make a dual-era server read the request as modern.
+    fn envelope(
+        &self,
+        params: &mut Option<Value>,
+        origin: Option<&Origin>,
+        extra: &Extra,
+        modern: bool,
+    ) {
+        if !modern {
+            envelope::rewrite_for_upstream(params, None);
+            return;
+        }
+        let capabilities = origin.map_or_else(super::connect::gateway_capabilities, |o| {
+            super::connect::relayable(&o.capabilities)
+        });
+        let level = origin
+            .and_then(|o| o.log_level.as_deref())
+            .or(extra.log_level.as_deref());
+        envelope::rewrite_for_upstream(params, Some((&capabilities, level)));
     }
 
     /// Sends a notification; fails only if the connection is gone.
@@ -268,11 +405,31 @@ impl Peer {
     }
 }
 
-/// Removes a request that is no longer awaited and tells the upstream to stop working on it.
+/// The HTTP headers of one request to a 2026-07-28 Streamable HTTP upstream (SEP-2243):
+/// the revision, `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` as the upstream's own names and
+/// schema give them, then the extra ones.
+fn request_headers(method: &str, params: Option<&Value>, extra: Extra) -> Vec<(String, String)> {
+    let mut all = vec![(
+        super::http::VERSION_HEADER.to_owned(),
+        crate::protocol::version::MODERN_LATEST.to_owned(),
+    )];
+    all.extend(headers::for_request(
+        method,
+        params,
+        extra.tool_schema.as_ref(),
+    ));
+    all.extend(extra.headers);
+    all
+}
+
+/// Removes a request that is no longer awaited and tells the upstream to stop working on it:
+/// over 2026-07-28 Streamable HTTP by closing the request's stream (the spec's only way),
+/// otherwise with `notifications/cancelled`.
 struct CancelOnDrop<'a> {
     peer: &'a Peer,
     id: i64,
     armed: bool,
+    modern: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
@@ -280,7 +437,12 @@ impl Drop for CancelOnDrop<'_> {
         if !self.armed {
             return;
         }
-        if self.peer.lock_pending().remove(&self.id).is_some() && !self.peer.is_closed() {
+        let was_pending = self.peer.lock_pending().remove(&self.id).is_some();
+        if let Some(link) = self.peer.http.as_ref().filter(|_| self.modern) {
+            link.abandon(self.id);
+            return;
+        }
+        if was_pending && !self.peer.is_closed() {
             let params =
                 json!({ "requestId": self.id, "reason": "request abandoned by the gateway" });
             let msg = Message::Notification(Notification::new(methods::CANCELLED, Some(params)));
@@ -304,8 +466,19 @@ async fn dispatch(
                 break;
             }
             Inbound::Message(Message::Response(resp), _) => deliver(&peer, resp),
-            Inbound::Message(Message::Notification(n), related) => {
-                let origin = peer.origin_of(related.as_ref());
+            Inbound::Message(Message::Notification(mut n), related) => {
+                // A notification on a `subscriptions/listen` stream belongs to no client
+                // request, whatever stream or request carried it.
+                let origin = match take_subscription_id(&mut n) {
+                    Some(listen) => {
+                        if peer.listen_event(&n, listen) {
+                            continue;
+                        }
+                        None
+                    }
+                    None if peer.ends_listen(&n) => continue,
+                    None => peer.origin_of(related.as_ref()),
+                };
                 if peer
                     .hook
                     .as_ref()
@@ -341,6 +514,80 @@ async fn dispatch(
             &peer.upstream,
             &reason,
         )));
+    }
+}
+
+/// Removes `_meta["io.modelcontextprotocol/subscriptionId"]` from a notification (the
+/// upstream's listen id means nothing to clients) and returns it.
+fn take_subscription_id(n: &mut Notification) -> Option<Value> {
+    let params = n.params.as_mut()?.as_object_mut()?;
+    let meta = params.get_mut("_meta")?.as_object_mut()?;
+    let id = meta.remove(envelope::SUBSCRIPTION_ID)?;
+    if meta.is_empty() {
+        params.remove("_meta");
+    }
+    Some(id)
+}
+
+impl Peer {
+    /// Handles what a listen stream says about itself: the acknowledgement (handed to the
+    /// listener) and the upstream ending it (`notifications/cancelled` naming the listen,
+    /// which then fails). True when the notification is consumed here.
+    fn listen_event(&self, n: &Notification, listen: Value) -> bool {
+        match n.method.as_str() {
+            methods::SUBSCRIPTIONS_ACKNOWLEDGED => {
+                let accepted = n
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("notifications"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let ack = listen
+                    .as_i64()
+                    .and_then(|id| self.lock_pending().get_mut(&id)?.ack.take());
+                match ack {
+                    Some(ack) => {
+                        let _ = ack.send(accepted);
+                    }
+                    None => {
+                        tracing::debug!(upstream = %self.upstream, listen = %listen, "Acknowledgement of an unknown listen")
+                    }
+                }
+                true
+            }
+            methods::CANCELLED => self.ends_listen(n),
+            _ => false,
+        }
+    }
+
+    /// `notifications/cancelled` from a 2026-07-28 server is only ever the end of a listen
+    /// (it sends no requests that could be cancelled): that listen request fails, so its
+    /// owner reopens it. Anything else is not consumed here.
+    fn ends_listen(&self, n: &Notification) -> bool {
+        if n.method != methods::CANCELLED {
+            return false;
+        }
+        let Some(id) = n
+            .params
+            .as_ref()
+            .and_then(|p| p.get("requestId"))
+            .and_then(Value::as_i64)
+        else {
+            return false;
+        };
+        let mut pending = self.lock_pending();
+        if !pending.get(&id).is_some_and(|w| w.listen) {
+            return false;
+        }
+        let Some(waiting) = pending.remove(&id) else {
+            return false;
+        };
+        drop(pending);
+        let why = "the upstream ended the subscription";
+        let _ = waiting
+            .tx
+            .send(Err(ErrorObject::upstream_unavailable(&self.upstream, why)));
+        true
     }
 }
 
