@@ -15,6 +15,12 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+mod origin;
+mod stream;
+
+pub use origin::{InputNeeded, Origin};
+use stream::take_subscription_id;
+
 use super::http::HttpLink;
 use crate::protocol::{
     ErrorObject, Id, Message, Notification, Request, Response, envelope, headers, methods,
@@ -28,55 +34,6 @@ pub enum Inbound {
     Message(Message, Option<Id>),
     /// The connection is gone; the text says why. The last item a transport sends.
     Closed(String),
-}
-
-/// The downstream request an upstream request serves: who to route the upstream's
-/// related traffic (server→client requests, logs, progress) to.
-#[derive(Debug)]
-pub struct Origin {
-    /// The client's session id; `None` for a 2026-07-28 client, which has no session.
-    pub session: Option<String>,
-    /// The response stream of the client's request, while it is open.
-    pub sink: Option<mpsc::Sender<Message>>,
-    /// The client's declared capabilities (what a per-client upstream session may ask of it).
-    pub capabilities: Value,
-    /// Who the client is: a per-client upstream session sends the claims its upstream's
-    /// `identity_headers` select (never the client's credential).
-    pub principal: Arc<crate::pipeline::Principal>,
-    /// The log level the client asked for (`logging/setLevel` on its session, or the
-    /// request's `logLevel`): what a 2026-07-28 upstream is asked for per request.
-    pub log_level: Option<String>,
-    /// For a 2026-07-28 client: where server→client requests of a handshake-era upstream go
-    /// instead of to the client, which cannot receive requests. The router answers the
-    /// client with an input-required result and feeds the client's retry back (MRTR).
-    pub inputs: Option<mpsc::Sender<InputNeeded>>,
-}
-
-/// A server→client request an upstream made while serving a 2026-07-28 client, held for
-/// the router to turn into an `inputRequests` entry. `reply` takes the client's answer.
-#[derive(Debug)]
-pub struct InputNeeded {
-    pub method: String,
-    pub params: Option<Value>,
-    pub reply: oneshot::Sender<Result<Value, ErrorObject>>,
-}
-
-impl Origin {
-    /// The origin of gateway-initiated traffic for a handshake-era session.
-    pub fn for_session(
-        session: String,
-        capabilities: Value,
-        principal: Arc<crate::pipeline::Principal>,
-    ) -> Origin {
-        Origin {
-            session: Some(session),
-            sink: None,
-            capabilities,
-            principal,
-            log_level: None,
-            inputs: None,
-        }
-    }
 }
 
 /// Something the upstream sent that is not a response to the gateway, with the downstream
@@ -514,80 +471,6 @@ async fn dispatch(
             &peer.upstream,
             &reason,
         )));
-    }
-}
-
-/// Removes `_meta["io.modelcontextprotocol/subscriptionId"]` from a notification (the
-/// upstream's listen id means nothing to clients) and returns it.
-fn take_subscription_id(n: &mut Notification) -> Option<Value> {
-    let params = n.params.as_mut()?.as_object_mut()?;
-    let meta = params.get_mut("_meta")?.as_object_mut()?;
-    let id = meta.remove(envelope::SUBSCRIPTION_ID)?;
-    if meta.is_empty() {
-        params.remove("_meta");
-    }
-    Some(id)
-}
-
-impl Peer {
-    /// Handles what a listen stream says about itself: the acknowledgement (handed to the
-    /// listener) and the upstream ending it (`notifications/cancelled` naming the listen,
-    /// which then fails). True when the notification is consumed here.
-    fn listen_event(&self, n: &Notification, listen: Value) -> bool {
-        match n.method.as_str() {
-            methods::SUBSCRIPTIONS_ACKNOWLEDGED => {
-                let accepted = n
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("notifications"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let ack = listen
-                    .as_i64()
-                    .and_then(|id| self.lock_pending().get_mut(&id)?.ack.take());
-                match ack {
-                    Some(ack) => {
-                        let _ = ack.send(accepted);
-                    }
-                    None => {
-                        tracing::debug!(upstream = %self.upstream, listen = %listen, "Acknowledgement of an unknown listen")
-                    }
-                }
-                true
-            }
-            methods::CANCELLED => self.ends_listen(n),
-            _ => false,
-        }
-    }
-
-    /// `notifications/cancelled` from a 2026-07-28 server is only ever the end of a listen
-    /// (it sends no requests that could be cancelled): that listen request fails, so its
-    /// owner reopens it. Anything else is not consumed here.
-    fn ends_listen(&self, n: &Notification) -> bool {
-        if n.method != methods::CANCELLED {
-            return false;
-        }
-        let Some(id) = n
-            .params
-            .as_ref()
-            .and_then(|p| p.get("requestId"))
-            .and_then(Value::as_i64)
-        else {
-            return false;
-        };
-        let mut pending = self.lock_pending();
-        if !pending.get(&id).is_some_and(|w| w.listen) {
-            return false;
-        }
-        let Some(waiting) = pending.remove(&id) else {
-            return false;
-        };
-        drop(pending);
-        let why = "the upstream ended the subscription";
-        let _ = waiting
-            .tx
-            .send(Err(ErrorObject::upstream_unavailable(&self.upstream, why)));
-        true
     }
 }
 
