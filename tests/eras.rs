@@ -413,3 +413,33 @@ async fn a_tool_timeout_closes_the_request_stream_of_a_modern_http_upstream() {
     .await;
     drop(gw);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_era_is_used_without_a_probe() {
+    // `legacy` on a dual-era server: straight to initialize.
+    let pinned = stdio_fixture("alpha", &[])
+        .replace("\n    command:", "\n    protocol: legacy\n    command:");
+    // `modern` on a legacy-only server: the upstream stays down, saying why.
+    let wrong = stdio_fixture("beta", &["--protocol", "legacy"])
+        .replace("\n    command:", "\n    protocol: modern\n    command:");
+    let gw = Gateway::start(&format!("upstreams:\n{pinned}{wrong}"));
+    let ready = wait_for(WAIT, "alpha ready and beta down", || async {
+        let (_, body) = gw.readyz().await;
+        let alpha = body["upstreams"]["alpha"]["status"] == "ready";
+        let beta = body["upstreams"]["beta"]["status"] == "down";
+        (alpha && beta).then_some(body)
+    })
+    .await;
+    assert_eq!(
+        ready["upstreams"]["alpha"]["protocolVersion"], "2025-11-25",
+        "{ready}"
+    );
+    let c = Mcp::connect(&gw.url).await;
+    let events = journal(&c, "alpha").await;
+    assert!(!events.contains(&"discover".to_owned()), "{events:?}");
+    assert!(
+        gw.log().contains("not a 2026-07-28 server"),
+        "log:\n{}",
+        gw.log()
+    );
+}
