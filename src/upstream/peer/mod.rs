@@ -163,7 +163,8 @@ impl Peer {
 
     /// Sends a request and waits for its result, at most `timeout`. If the caller stops
     /// waiting (timeout, or the future is dropped because the client went away), the pending
-    /// entry is removed and the upstream is told with `notifications/cancelled`.
+    /// entry is removed and the upstream is told: with `notifications/cancelled`, or over
+    /// 2026-07-28 Streamable HTTP by closing the request's stream.
     pub async fn request(
         &self,
         method: &str,
@@ -260,6 +261,9 @@ impl Peer {
         if self.outbound.send(msg).await.is_err() {
             guard.armed = false;
             self.lock_pending().remove(&id);
+            if let Some(link) = self.http.as_ref().filter(|_| modern) {
+                link.abandon(id);
+            }
             return Err(self.unavailable());
         }
         let outcome = tokio::time::timeout(timeout, rx).await;
