@@ -37,7 +37,16 @@ async fn a_policy_hides_items_from_one_principal_and_not_from_another() {
     let tools = http.list_keys("tools/list", "tools", "name").await;
     assert_eq!(
         tools,
-        prefixed(&["whoami", "echo", "add_tool", "remove_tool", "fail"])
+        prefixed(&[
+            "whoami",
+            "echo",
+            "add_tool",
+            "remove_tool",
+            "fail",
+            "envelope",
+            "journal",
+            "touch"
+        ])
     );
     let prompts = http.list_keys("prompts/list", "prompts", "name").await;
     assert_eq!(prompts, prefixed(&["greet"]));

@@ -444,8 +444,9 @@ async fn trace_context_reaches_a_stdio_upstream_in_meta_and_meta_wins_over_the_h
 async fn without_an_exporter_upstream_messages_are_untouched_and_logs_are_text() {
     init_tls();
     let tap = Wiretap::new();
+    // A handshake-era upstream: a 2026-07-28 one gets the gateway's envelope in `_meta`.
     let yaml = format!(
-        "upstreams:\n{}    prefix: \"\"\n",
+        "upstreams:\n{}    prefix: \"\"\n    protocol: legacy\n",
         tap.upstream_yaml("alpha", &fixture_bin(), &["--name", "alpha"])
     );
     let gw = gateway(&yaml, &[]);

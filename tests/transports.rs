@@ -389,8 +389,12 @@ fn alpha_processes(gw: &Gateway) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_session_stdio_upstream_runs_one_process_per_client_and_stops_it_with_the_session() {
-    let upstream = stdio_fixture("alpha", &[])
-        .replace("\n    command:", "\n    session: per_session\n    command:");
+    // Per-client sessions are a handshake-era notion: a 2026-07-28 server is stateless and
+    // always shared, so the dual-era fixture is spoken to as a legacy one here.
+    let upstream = stdio_fixture("alpha", &[]).replace(
+        "\n    command:",
+        "\n    session: per_session\n    protocol: legacy\n    command:",
+    );
     let gw = Gateway::start(&format!("upstreams:\n{upstream}"));
     gw.wait_ready().await;
     // The shared process serves the catalog.

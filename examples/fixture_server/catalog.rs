@@ -97,6 +97,13 @@ impl Catalog {
         self.tools_guard().iter().any(|tool| tool.name == name)
     }
 
+    pub fn tool(&self, name: &str) -> Option<Tool> {
+        self.tools_guard()
+            .iter()
+            .find(|tool| tool.name == name)
+            .cloned()
+    }
+
     /// Adds a generic tool; `Ok(false)` if the name is already taken.
     pub fn add_tool(&self, tool_name: &str) -> Result<bool, ErrorData> {
         let tool = generic_tool(&self.name, tool_name)?;
@@ -315,6 +322,26 @@ fn fixed_tools(server: &str) -> Result<Vec<Tool>, ErrorData> {
             "name": "fail",
             "description": format!("Always fails on fixture server {server} with JSON-RPC error -32603"),
             "inputSchema": object(json!({}), &[]),
+        }),
+        // Diagnostics for the gateway's 2026-07-28 tests. `region` and `count` are
+        // mirrored in `Mcp-Param-*` headers, which rmcp checks against the arguments.
+        json!({
+            "name": "envelope",
+            "description": format!("Returns the _meta and HTTP headers the call reached fixture server {server} with"),
+            "inputSchema": object(json!({
+                "region": { "type": "string", "x-mcp-header": "Region" },
+                "count": { "type": "integer", "x-mcp-header": "Count" },
+            }), &[]),
+        }),
+        json!({
+            "name": "journal",
+            "description": format!("Returns the protocol events fixture server {server} saw (probes, listens, cancellations)"),
+            "inputSchema": object(json!({}), &[]),
+        }),
+        json!({
+            "name": "touch",
+            "description": format!("Tells every subscriber of `uri` on fixture server {server} that it was updated"),
+            "inputSchema": object(json!({ "uri": { "type": "string" } }), &["uri"]),
         }),
     ]
     .into_iter()

@@ -3,25 +3,26 @@
 //! what the gateway's integration tests expect.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
-    ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ContentBlock, DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation,
     InitializeRequestParams, InitializeResult, JsonObject, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
-    ServerCapabilities, ServerConfig,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool,
+    UnsubscribeRequestParams,
 };
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::catalog::{Catalog, TINY_PNG_BASE64, from_json};
+use crate::era::{Diagnostics, Protocol, Shared, envelope_of};
 
-/// The newest revision the fixture speaks. 2026-07-28 drops sessions and
-/// unsolicited notifications, which the list_changed tests rely on.
+/// The revision the fixture prefers in an `initialize` handshake (2026-07-28 has none).
 const MAX_PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
 
 /// Interval between progress notifications from `slow`.
@@ -32,18 +33,21 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct Fixture {
     catalog: Arc<Catalog>,
-    /// Every client that completed `initialize`, so a tool-list change made
-    /// by one session is announced to all of them.
-    peers: Arc<Mutex<Vec<Peer<RoleServer>>>>,
+    /// Which eras it speaks.
+    protocol: Protocol,
+    /// Who hears of changes (every session that completed `initialize`, every listen
+    /// stream), and the journal of protocol events.
+    shared: Shared,
     /// Set when spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`).
     tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
 impl Fixture {
-    pub fn new(catalog: Catalog) -> Self {
+    pub fn new(catalog: Catalog, protocol: Protocol) -> Self {
         Self {
             catalog: Arc::new(catalog),
-            peers: Arc::default(),
+            protocol,
+            shared: Arc::new(Diagnostics::default()),
             tracer: None,
         }
     }
@@ -53,25 +57,13 @@ impl Fixture {
         self
     }
 
-    fn peers(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
-        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    fn record(&self, event: impl Into<String>) {
+        self.shared.journal.record(&self.catalog.name, event);
     }
 
-    /// Sends `notifications/tools/list_changed` to every live client.
+    /// Tells every session and listen stream that the tool list changed.
     async fn announce_tool_list_change(&self) {
-        let peers = {
-            let mut peers = self.peers();
-            peers.retain(|peer| !peer.is_transport_closed());
-            peers.clone()
-        };
-        for peer in peers {
-            if let Err(err) = peer.notify_tool_list_changed().await {
-                eprintln!(
-                    "fixture {}: list_changed not delivered: {err}",
-                    self.catalog.name
-                );
-            }
-        }
+        self.shared.watchers.tools_changed(&self.catalog.name).await;
     }
 
     async fn call(
@@ -138,6 +130,27 @@ impl Fixture {
                 })]))
             }
             "fail" => Err(ErrorData::internal_error("deliberate failure", None)),
+            "envelope" => {
+                let seen = envelope_of(context);
+                from_json(json!({
+                    "content": [{ "type": "text", "text": seen.to_string() }],
+                    "structuredContent": seen,
+                }))
+            }
+            "journal" => {
+                let events = self.shared.journal.events();
+                from_json(json!({
+                    "content": [{ "type": "text", "text": events.join("\n") }],
+                    "structuredContent": { "events": events },
+                }))
+            }
+            "touch" => {
+                let Some(uri) = str_arg("uri") else {
+                    return Ok(bad_args("touch needs a string `uri`"));
+                };
+                let told = self.shared.watchers.resource_updated(uri).await;
+                Ok(CallToolResult::success(vec![text(&format!("told {told}"))]))
+            }
             // `tool_i` and anything added at runtime.
             generic => from_json(json!({
                 "content": [{ "type": "text", "text": format!("{server}:{generic}") }],
@@ -161,6 +174,7 @@ impl Fixture {
             tokio::select! {
                 () = tokio::time::sleep(step) => {}
                 () = context.ct.cancelled() => {
+                    self.record(format!("cancelled slow after {} ms", elapsed.as_millis()));
                     return Err(ErrorData::internal_error("cancelled", None));
                 }
             }
@@ -201,6 +215,7 @@ impl ServerHandler for Fixture {
             .enable_tool_list_changed()
             .enable_prompts()
             .enable_resources()
+            .enable_resources_subscribe()
             .enable_completions()
             .build();
         let info = Implementation::new(self.catalog.name.clone(), env!("CARGO_PKG_VERSION"));
@@ -211,7 +226,7 @@ impl ServerHandler for Fixture {
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&MAX_PROTOCOL))
+        self.protocol.versions()
     }
 
     async fn initialize(
@@ -219,9 +234,64 @@ impl ServerHandler for Fixture {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
+        self.record(format!("initialize {}", request.protocol_version));
         context.peer.set_peer_info(request.clone());
-        self.peers().push(context.peer.clone());
+        self.shared.watchers.add_session(context.peer.clone());
         self.negotiate_initialize(&request)
+    }
+
+    async fn discover(
+        &self,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<DiscoverResult, ErrorData> {
+        self.record("discover");
+        Ok(DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            self.get_info(),
+        ))
+    }
+
+    /// The schema rmcp checks `Mcp-Param-*` headers against (SEP-2243).
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.catalog.tool(name)
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let filter = serde_json::to_value(context.accepted()).unwrap_or(Value::Null);
+        self.record(format!("listen {filter}"));
+        let key = self.shared.watchers.add_listen(context.sink().clone());
+        context.cancelled().await;
+        self.shared.watchers.remove_listen(key);
+        self.record("listen ended");
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.record(format!("subscribe {}", request.uri));
+        self.shared
+            .watchers
+            .subscribe(context.peer.clone(), request.uri);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.shared.watchers.unsubscribe(&request.uri);
+        Ok(())
     }
 
     async fn list_tools(

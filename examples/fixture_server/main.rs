@@ -3,7 +3,8 @@
 //! exercised against an implementation it does not share code with.
 //!
 //! ```text
-//! fixture_server --name NAME [--transport stdio|http] [--tools N] [--page-size K] [--port P]
+//! fixture_server --name NAME [--transport stdio|http] [--protocol dual|modern|legacy]
+//!                [--tools N] [--page-size K] [--port P]
 //! ```
 //!
 //! * `stdio` (default): JSON-RPC on stdin/stdout; exits when stdin closes.
@@ -11,8 +12,17 @@
 //!   `http://127.0.0.1:P/mcp` (P = 0 picks a free port); prints exactly one
 //!   line, `LISTENING http://127.0.0.1:PORT/mcp`, to stdout once ready.
 //!
+//! `--protocol` (default `dual`): which MCP eras it speaks. `dual` serves a
+//! 2026-07-28 client statelessly and a handshake-era one in a session, as rmcp
+//! does; `modern` refuses `initialize`, `legacy` refuses `server/discover`
+//! (both with -32022 naming what it does speak).
+//!
 //! Tools: `tool_0`..`tool_{N-1}`, `whoami`, `echo`, `slow`, `crash`,
-//! `add_tool`, `remove_tool`, `fail`. Prompts: `greet`, `about`. Resources:
+//! `add_tool`, `remove_tool`, `fail`, and for the era tests `envelope` (the
+//! `_meta` and HTTP headers a call arrived with), `journal` (protocol events
+//! seen: probes, listens, cancellations) and `touch` (a resource update for
+//! whoever subscribed, by `resources/subscribe` or `subscriptions/listen`).
+//! Prompts: `greet`, `about`. Resources:
 //! `fixture://NAME/info`, `fixture://NAME/item/{i}` and the template
 //! `fixture://NAME/tpl/{id}`. With `--page-size K` every list is paginated
 //! with opaque cursors. Diagnostics go to stderr only.
@@ -21,6 +31,7 @@
 //! spans (see `otel.rs`), children of the `traceparent` they arrived with.
 
 mod catalog;
+mod era;
 mod handler;
 mod otel;
 
@@ -54,6 +65,9 @@ struct Cli {
     /// Transport to serve.
     #[arg(long, value_enum, default_value_t = Transport::Stdio)]
     transport: Transport,
+    /// Protocol eras to speak.
+    #[arg(long, value_enum, default_value_t = era::Protocol::Dual)]
+    protocol: era::Protocol,
     /// Number of generic tools (`tool_0`..) and of `item/{i}` resources.
     #[arg(long, default_value_t = 3)]
     tools: usize,
@@ -71,10 +85,11 @@ async fn main() -> anyhow::Result<()> {
     let catalog = Catalog::new(&cli.name, cli.tools, cli.page_size)
         .map_err(|err| anyhow::anyhow!("building the catalog: {}", err.message))?;
     let provider = otel::init(&cli.name).context("setting up OTLP export")?;
-    let fixture = Fixture::new(catalog).with_tracer(provider.as_ref().map(otel::tracer));
+    let fixture =
+        Fixture::new(catalog, cli.protocol).with_tracer(provider.as_ref().map(otel::tracer));
     eprintln!(
-        "fixture {} started ({:?}, {} tools, page size {})",
-        cli.name, cli.transport, cli.tools, cli.page_size
+        "fixture {} started ({:?}, {:?}, {} tools, page size {})",
+        cli.name, cli.transport, cli.protocol, cli.tools, cli.page_size
     );
     match cli.transport {
         Transport::Stdio => serve_stdio(fixture).await,

@@ -137,6 +137,8 @@ pub struct UpstreamConfig {
     pub resources: NameFilter,
     /// Whether downstream sessions share one upstream session. Default `Shared`.
     pub session: SessionMode,
+    /// Which protocol era to speak to the server. Default `Auto`: probe once, remember.
+    pub protocol: ProtocolMode,
     /// Most requests in flight to this upstream at once; more wait for a slot (bounded by
     /// the request timeout). Default: no cap.
     pub max_concurrency: Option<usize>,
@@ -156,6 +158,20 @@ pub enum SessionMode {
     Shared,
     /// Each downstream session gets its own upstream process or session: full isolation.
     PerSession,
+}
+
+/// Which protocol era the gateway speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolMode {
+    /// Probe with `server/discover` at 2026-07-28; fall back to `initialize` on anything but
+    /// a modern answer. The verdict is remembered across reconnects. The default, since it
+    /// costs one round trip per upstream and works with servers of either era.
+    #[default]
+    Auto,
+    /// Always `initialize` (2025-11-25 and older): for servers that misbehave when probed.
+    Legacy,
+    /// Always the stateless 2026-07-28 era; an upstream that does not speak it stays down.
+    Modern,
 }
 
 /// How to reach an upstream. `Debug` redacts header and environment values (they hold tokens).

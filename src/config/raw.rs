@@ -113,6 +113,7 @@ pub struct RawUpstream {
     pub prompts: RawFilter,
     pub resources: RawFilter,
     pub session: Option<String>,
+    pub protocol: Option<String>,
     pub max_concurrency: Option<u64>,
     pub tool_timeouts: Option<BTreeMap<String, RawDuration>>,
     pub identity_headers: Option<BTreeMap<String, String>>,

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use super::error::{ConfigError, KeyPath};
 use super::model::{
-    DEFAULT_UPSTREAM_TIMEOUT, NameFilter, SessionMode, TransportConfig, UpstreamConfig,
+    DEFAULT_UPSTREAM_TIMEOUT, NameFilter, ProtocolMode, SessionMode, TransportConfig,
+    UpstreamConfig,
 };
 use super::raw::{RawFilter, RawUpstream};
 use super::validate::{choice, duration};
@@ -91,6 +92,7 @@ fn upstream_config(
         .map_or(Some(SessionMode::Shared), |session| {
             choice(&path.key("session"), session, &session_options, errors)
         });
+    let protocol = protocol(&raw, path, errors);
     let max_concurrency = raw.max_concurrency.map(|n| {
         super::validate::bounded(
             path.key("max_concurrency").as_str(),
@@ -112,10 +114,37 @@ fn upstream_config(
         resources: filter(&path.key("resources"), raw.resources, errors),
         transport: transport?,
         session: session?,
+        protocol: protocol?,
         name,
         prefix,
         timeout,
     })
+}
+
+/// `protocol`: `auto` (default), `legacy` or `modern`. The HTTP+SSE transport exists only in
+/// the 2024-11-05 revision, so `modern` over `transport: sse` can never work.
+fn protocol(
+    raw: &RawUpstream,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ProtocolMode> {
+    let options = [
+        ("auto", ProtocolMode::Auto),
+        ("legacy", ProtocolMode::Legacy),
+        ("modern", ProtocolMode::Modern),
+    ];
+    let Some(value) = raw.protocol.as_deref() else {
+        return Some(ProtocolMode::Auto);
+    };
+    let mode = choice(&path.key("protocol"), value, &options, errors)?;
+    let sse = raw.url.is_some() && raw.transport.as_deref() == Some("sse");
+    if sse && mode == ProtocolMode::Modern {
+        let message =
+            "modern is not possible with transport: sse (HTTP+SSE is a 2024-11-05 transport)";
+        errors.push(path.key("protocol").error(message));
+        return None;
+    }
+    Some(mode)
 }
 
 /// Checks a prefix against the name alphabet and the separator: exposed names are split at the

@@ -1,6 +1,10 @@
 //! An upstream's catalog: its tools, prompts, resources and templates, fetched page by page
 //! and filtered by the upstream's allow/deny globs. The gateway serves listings from these
 //! snapshots and refreshes one kind when the upstream says it changed.
+//!
+//! A 2026-07-28 upstream also says how long each listing may be cached (`ttlMs`,
+//! `cacheScope`); the hint of every page of a listing is merged and kept per kind, for the
+//! router to merge across upstreams. A legacy upstream gives none: [`CacheHint::NONE`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,6 +13,7 @@ use serde_json::{Value, json};
 use super::ServerInfo;
 use super::peer::Peer;
 use crate::config::{NameFilter, UpstreamConfig};
+use crate::protocol::envelope::CacheHint;
 use crate::protocol::{ErrorObject, methods};
 
 /// Most pages read from one upstream listing: a server that keeps answering `nextCursor`
@@ -96,6 +101,8 @@ pub struct UpstreamCatalog {
     pub prompts: Vec<Value>,
     pub resources: Vec<Value>,
     pub templates: Vec<Value>,
+    /// Cache hint of each kind's listing, as the upstream gave it (absent: none).
+    hints: std::collections::HashMap<Kind, CacheHint>,
 }
 
 impl UpstreamCatalog {
@@ -124,53 +131,93 @@ impl UpstreamCatalog {
         }
     }
 
-    /// How long the upstream said its listing of `kind` may be cached: nothing from a
-    /// handshake-era upstream.
-    pub fn hint(&self, kind: Kind) -> crate::protocol::envelope::CacheHint {
-        let _ = kind;
-        crate::protocol::envelope::CacheHint::NONE
+    /// How long the upstream said its listing of `kind` may be cached, and by whom (all its
+    /// pages merged). [`CacheHint::NONE`] for a legacy upstream or a kind not listed.
+    pub fn hint(&self, kind: Kind) -> CacheHint {
+        self.hints.get(&kind).copied().unwrap_or(CacheHint::NONE)
     }
 
     /// A copy with `kind` replaced and a new generation.
-    pub fn with(&self, kind: Kind, items: Vec<Value>) -> Self {
+    pub fn with(&self, kind: Kind, listing: Listing) -> Self {
         let mut next = self.clone();
-        *next.items_mut(kind) = items;
+        next.set(kind, listing);
         next.generation = next_generation();
         next
     }
+
+    fn set(&mut self, kind: Kind, listing: Listing) {
+        *self.items_mut(kind) = listing.items;
+        self.hints.insert(kind, listing.hint);
+    }
+}
+
+/// One listing, every page read: the items the filters allow and the merged cache hint.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub items: Vec<Value>,
+    pub hint: CacheHint,
 }
 
 /// Fetches every kind the server declared; a kind whose listing fails is logged and left
-/// empty, so one broken listing does not take the upstream's other features down.
-pub async fn fetch_all(peer: &Peer, info: &ServerInfo, config: &UpstreamConfig) -> UpstreamCatalog {
+/// empty, so one broken listing does not take the upstream's other features down. A
+/// listing refused as a request of the wrong era (see [`refuses_era`]) fails the whole
+/// fetch: the connection was opened in an era the server does not speak.
+pub async fn fetch_all(
+    peer: &Peer,
+    info: &ServerInfo,
+    config: &UpstreamConfig,
+) -> Result<UpstreamCatalog, String> {
     let mut catalog = UpstreamCatalog::empty();
     for kind in Kind::ALL {
         if !info.has(kind.capability()) {
             continue;
         }
         match fetch(peer, config, kind).await {
-            Ok(items) => *catalog.items_mut(kind) = items,
+            Ok(listing) => catalog.set(kind, listing),
+            Err(e) if refuses_era(&e) => {
+                return Err(format!("{} refused: {}", kind.method(), e.message));
+            }
             Err(e) => {
                 tracing::warn!(upstream = %config.name, list = kind.method(), error = %e, "Listing failed")
             }
         }
     }
-    catalog
+    Ok(catalog)
 }
 
-/// Fetches every page of one listing and keeps the items the filters allow.
+/// Whether an error to a listing says the request was of the wrong era rather than that
+/// the listing failed: an unsupported version (-32022), or a request refused outright
+/// (-32600), as a handshake-era server answers an enveloped request before `initialize`,
+/// and as a modern one answers a request without the envelope.
+pub fn refuses_era(error: &ErrorObject) -> bool {
+    use crate::protocol::codes;
+    matches!(
+        error.code,
+        codes::UNSUPPORTED_PROTOCOL_VERSION | codes::INVALID_REQUEST
+    )
+}
+
+/// Fetches every page of one listing and keeps the items the filters allow. The hints of
+/// the pages merge to the shortest lifetime and the most private scope.
 pub async fn fetch(
     peer: &Peer,
     config: &UpstreamConfig,
     kind: Kind,
-) -> Result<Vec<Value>, ErrorObject> {
+) -> Result<Listing, ErrorObject> {
     let filter = filter_for(config, kind);
     let mut items = Vec::new();
+    let mut hint: Option<CacheHint> = None;
     let mut cursor: Option<String> = None;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..MAX_LIST_PAGES {
         let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
         let page = peer.request(kind.method(), params, config.timeout).await?;
+        let page_hint = if peer.is_modern() {
+            CacheHint::of(&page)
+        } else {
+            CacheHint::NONE
+        };
+        hint = Some(hint.map_or(page_hint, |h| h.merge(page_hint)));
         let Some(Value::Array(batch)) = page.get(kind.field()) else {
             return Err(ErrorObject::internal(format!(
                 "{} result has no '{}' array",
@@ -182,6 +229,7 @@ pub async fn fetch(
             batch
                 .iter()
                 .filter(|item| allowed(item, kind, filter))
+                .filter(|item| kind != Kind::Tools || !peer.is_modern() || headers_ok(item, config))
                 .cloned(),
         );
         match page.get("nextCursor") {
@@ -192,13 +240,67 @@ pub async fn fetch(
                     kind.method()
                 )));
             }
-            _ => return Ok(items),
+            _ => {
+                let hint = hint.unwrap_or(CacheHint::NONE);
+                return Ok(Listing { items, hint });
+            }
         }
     }
     Err(ErrorObject::internal(format!(
         "{} returned more than {MAX_LIST_PAGES} pages",
         kind.method()
     )))
+}
+
+/// Whether a tool's `x-mcp-header` annotations are ones the gateway can honour. SEP-2243
+/// asks HTTP clients to drop (and log) a tool with an invalid one, since its calls could not
+/// carry the headers the server expects: a name that is not an HTTP token, names equal but
+/// for case, or a property that is not a string, integer or boolean.
+fn headers_ok(tool: &Value, config: &UpstreamConfig) -> bool {
+    if matches!(
+        config.transport,
+        crate::config::TransportConfig::Stdio { .. }
+    ) {
+        return true;
+    }
+    let Some(schema) = tool.get("inputSchema") else {
+        return true;
+    };
+    match invalid_header(schema) {
+        None => true,
+        Some(why) => {
+            let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+            tracing::warn!(upstream = %config.name, tool = name, reason = %why, "Dropped a tool with an invalid x-mcp-header");
+            false
+        }
+    }
+}
+
+/// What is wrong with a schema's `x-mcp-header` annotations, if anything.
+pub fn invalid_header(schema: &Value) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    for header in crate::protocol::headers::param_headers(schema) {
+        let token = !header.name.is_empty()
+            && header
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Some(format!("{:?} is not an HTTP token", header.name));
+        }
+        if !seen.insert(header.name.to_ascii_lowercase()) {
+            return Some(format!("{:?} is named twice", header.name));
+        }
+        let mut property = schema;
+        for key in &header.path {
+            property = &property["properties"][key];
+        }
+        let kind = property.get("type").and_then(Value::as_str);
+        if !matches!(kind, Some("string" | "integer" | "boolean")) {
+            return Some(format!("{:?} annotates a {kind:?} property", header.name));
+        }
+    }
+    None
 }
 
 fn filter_for(config: &UpstreamConfig, kind: Kind) -> &NameFilter {
@@ -219,6 +321,33 @@ fn allowed(item: &Value, kind: Kind, filter: &NameFilter) -> bool {
                 kind.key()
             );
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::invalid_header;
+
+    #[test]
+    fn header_annotations_must_be_tokens_unique_and_on_simple_types() {
+        let ok = json!({"properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "opts": {"type": "object", "properties": {"n": {"type": "integer", "x-mcp-header": "N"}}},
+        }});
+        assert_eq!(invalid_header(&ok), None);
+        for bad in [
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "Bad Name"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": ""}}}),
+            json!({"properties": {
+                "a": {"type": "string", "x-mcp-header": "Dup"},
+                "b": {"type": "string", "x-mcp-header": "dup"},
+            }}),
+            json!({"properties": {"a": {"type": "number", "x-mcp-header": "Ratio"}}}),
+        ] {
+            assert!(invalid_header(&bad).is_some(), "{bad}");
         }
     }
 }

@@ -1,5 +1,14 @@
-//! Opening a connection to an upstream and performing the MCP handshake as a client: shared
-//! by the supervisor (the upstream's shared session) and per-client links.
+//! Opening a connection to an upstream as a client, in the upstream's own protocol era:
+//! shared by the supervisor (the upstream's shared session) and per-client links.
+//!
+//! A handshake-era server is opened with `initialize` + `notifications/initialized`. A
+//! 2026-07-28 server has no handshake: `server/discover` (carrying the gateway's envelope)
+//! tells what it offers, and every later request carries the envelope again. In `auto` the
+//! discover doubles as the era probe (MCP versioning, "telling the eras apart"): a
+//! `DiscoverResult` naming 2026-07-28, or a -32022 whose `supported` names it, means modern;
+//! anything else (another error, an HTTP error status, silence) means legacy, and the same
+//! connection goes on with `initialize`. The fallback keys on no particular error code, since
+//! older servers answer an unknown first request in many ways.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +19,34 @@ use tokio::sync::mpsc;
 use super::peer::{NotificationHook, Peer, PeerEvent};
 use super::{Closer, Connection, ServerInfo};
 use crate::config::{TransportConfig, UpstreamConfig};
-use crate::protocol::{methods, version};
+use crate::protocol::{ErrorObject, codes, envelope, methods, version};
+
+/// Longest wait for the answer to the era probe before taking the server for a legacy one
+/// (some never answer a request that precedes `initialize`). Short, since it delays every
+/// connection to such a server; bounded by the upstream's own timeout.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A protocol era, as decided for an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// 2024-11-05 … 2025-11-25: `initialize`, sessions.
+    Legacy,
+    /// 2026-07-28: stateless, an envelope on every request.
+    Modern,
+}
+
+/// How to open a connection.
+#[derive(Debug, Clone)]
+pub enum Opening {
+    /// Probe with `server/discover`, fall back to `initialize`.
+    Probe,
+    /// In this era, no probe (configured, or remembered from an earlier probe); a modern
+    /// server is still asked `server/discover` for what it offers.
+    In(Era),
+    /// A modern server whose `server/discover` answer is known from an earlier connection:
+    /// no request at all before the first real one.
+    Resume(ServerInfo),
+}
 
 /// Client capabilities the gateway declares on an upstream's shared session: everything it
 /// can relay. Servers decide what they offer by them (server-everything lists its sampling
@@ -40,30 +76,64 @@ pub struct Opened {
     pub events: mpsc::Receiver<PeerEvent>,
     pub closer: Closer,
     pub info: ServerInfo,
+    pub era: Era,
 }
 
-/// Opens the transport and initializes, declaring `capabilities`.
+/// Opens the transport and starts the conversation the way `opening` says; a legacy
+/// handshake declares `capabilities`. The HTTP+SSE transport exists only in 2024-11-05, so
+/// it is never probed.
 pub async fn open(
     config: &UpstreamConfig,
     http: &reqwest::Client,
     capabilities: Value,
     hook: Option<NotificationHook>,
+    opening: Opening,
 ) -> Result<Opened, String> {
+    let opening = match config.transport {
+        TransportConfig::Sse { .. } => Opening::In(Era::Legacy),
+        _ => opening,
+    };
     let Connection {
         outbound,
         inbound,
         closer,
         http: link,
     } = transport(config, http).await?;
-    let (peer, events) = Peer::start(&config.name, outbound, inbound, hook);
-    let info = match handshake(&peer, config.timeout, capabilities).await {
+    let (peer, events) = Peer::start(&config.name, outbound, inbound, hook, link.clone());
+    let opened = match opening {
+        Opening::Resume(info) => {
+            peer.set_modern(true);
+            Ok(info)
+        }
+        Opening::In(Era::Legacy) => handshake(&peer, config.timeout, capabilities).await,
+        Opening::In(Era::Modern) => match discover(&peer, config.timeout).await {
+            Probe::Modern(info) => Ok(info),
+            Probe::Legacy(why) => Err(format!("not a 2026-07-28 server: {why}")),
+        },
+        Opening::Probe => {
+            let limit = PROBE_TIMEOUT.min(config.timeout);
+            match discover(&peer, limit).await {
+                Probe::Modern(info) => Ok(info),
+                Probe::Legacy(why) => {
+                    tracing::debug!(upstream = %config.name, reason = %why, "Era probe: legacy server");
+                    handshake(&peer, config.timeout, capabilities).await
+                }
+            }
+        }
+    };
+    let info = match opened {
         Ok(info) => info,
         Err(e) => {
             closer.close().await;
             return Err(e);
         }
     };
-    if let Some(link) = &link {
+    let era = if peer.is_modern() {
+        Era::Modern
+    } else {
+        Era::Legacy
+    };
+    if let Some(link) = link.as_ref().filter(|_| era == Era::Legacy) {
         link.initialized(&info.protocol_version);
     }
     Ok(Opened {
@@ -71,7 +141,97 @@ pub async fn open(
         events,
         closer,
         info,
+        era,
     })
+}
+
+/// What the era probe concluded.
+enum Probe {
+    Modern(ServerInfo),
+    Legacy(String),
+}
+
+/// `server/discover` at 2026-07-28 with the gateway's envelope. The peer is modern while it
+/// runs and stays so only if the server turns out to be.
+async fn discover(peer: &Peer, timeout: Duration) -> Probe {
+    peer.set_modern(true);
+    let mut reprobed = false;
+    loop {
+        let outcome = peer.request(methods::SERVER_DISCOVER, None, timeout).await;
+        match verdict(&outcome) {
+            Verdict::Modern => {
+                if let Ok(result) = outcome {
+                    return Probe::Modern(discovered(&result));
+                }
+            }
+            // The server rejected the version yet lists it: ask once more, in case the
+            // answer was about something transient, then take it as legacy.
+            Verdict::Reprobe if !reprobed => {
+                reprobed = true;
+                continue;
+            }
+            Verdict::Reprobe => {}
+            Verdict::Legacy => {}
+        }
+        peer.set_modern(false);
+        let why = match outcome {
+            Ok(_) => "server/discover names no 2026-07-28 version".to_owned(),
+            Err(e) => e.message,
+        };
+        return Probe::Legacy(why);
+    }
+}
+
+/// The probe's reading of an answer to `server/discover`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Modern,
+    /// -32022 naming 2026-07-28 among the versions the server supports.
+    Reprobe,
+    Legacy,
+}
+
+/// Reads the answer to the era probe. Only a positive modern signal counts: every other
+/// error, whatever its code (legacy servers answer -32601, -32602, -32600 or an HTTP status),
+/// and a timeout mean a legacy server.
+pub fn verdict(outcome: &Result<Value, ErrorObject>) -> Verdict {
+    let names_modern = |list: Option<&Value>| {
+        list.and_then(Value::as_array)
+            .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(version::MODERN_LATEST)))
+    };
+    match outcome {
+        Ok(result) if names_modern(result.get("supportedVersions")) => Verdict::Modern,
+        Ok(_) => Verdict::Legacy,
+        Err(e)
+            if e.code == codes::UNSUPPORTED_PROTOCOL_VERSION
+                && names_modern(e.data.as_ref().and_then(|d| d.get("supported"))) =>
+        {
+            Verdict::Reprobe
+        }
+        Err(_) => Verdict::Legacy,
+    }
+}
+
+/// What a `DiscoverResult` says, in the shape the handshake's answer has.
+fn discovered(result: &Value) -> ServerInfo {
+    ServerInfo {
+        protocol_version: version::MODERN_LATEST.to_owned(),
+        capabilities: result
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        server_info: result
+            .pointer(&format!(
+                "/_meta/{}",
+                envelope::SERVER_INFO.replace('/', "~1")
+            ))
+            .cloned()
+            .unwrap_or(Value::Null),
+        instructions: result
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    }
 }
 
 async fn transport(config: &UpstreamConfig, http: &reqwest::Client) -> Result<Connection, String> {
@@ -152,4 +312,68 @@ fn resolve_command(command: &str) -> String {
         return exe.to_string_lossy().into_owned();
     }
     command.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(code: i32, data: Option<Value>) -> Result<Value, ErrorObject> {
+        let mut e = ErrorObject::new(code, "no");
+        e.data = data;
+        Err(e)
+    }
+
+    #[test]
+    fn only_a_modern_answer_makes_a_modern_verdict() {
+        let discover =
+            json!({ "supportedVersions": ["2025-11-25", "2026-07-28"], "capabilities": {} });
+        assert_eq!(verdict(&Ok(discover)), Verdict::Modern);
+        let old_only = json!({ "supportedVersions": ["2025-11-25"] });
+        assert_eq!(verdict(&Ok(old_only)), Verdict::Legacy);
+        let modern_listed = json!({ "supported": ["2026-07-28"], "requested": "2027-01-01" });
+        assert_eq!(
+            verdict(&error(-32022, Some(modern_listed))),
+            Verdict::Reprobe
+        );
+    }
+
+    #[test]
+    fn every_other_error_falls_back_to_legacy_whatever_its_code() {
+        let legacy_listed =
+            json!({ "supported": ["2024-11-05", "2025-11-25"], "requested": "2026-07-28" });
+        assert_eq!(
+            verdict(&error(-32022, Some(legacy_listed))),
+            Verdict::Legacy
+        );
+        for code in [-32601, -32602, -32600, -32603, -32000, 42] {
+            assert_eq!(verdict(&error(code, None)), Verdict::Legacy, "code {code}");
+        }
+        let timeout = Err(ErrorObject::upstream_timeout(
+            "u",
+            "server/discover",
+            PROBE_TIMEOUT,
+        ));
+        assert_eq!(verdict(&timeout), Verdict::Legacy);
+        let http = Err(ErrorObject::upstream_unavailable(
+            "u",
+            "HTTP 405 Method Not Allowed: ",
+        ));
+        assert_eq!(verdict(&http), Verdict::Legacy);
+    }
+
+    #[test]
+    fn a_discover_result_reads_like_a_handshake() {
+        let info = discovered(&json!({
+            "resultType": "complete",
+            "supportedVersions": ["2026-07-28"],
+            "capabilities": { "tools": { "listChanged": true } },
+            "instructions": "be nice",
+            "_meta": { "io.modelcontextprotocol/serverInfo": { "name": "up", "version": "1" } },
+        }));
+        assert_eq!(info.protocol_version, "2026-07-28");
+        assert!(info.has("tools"));
+        assert_eq!(info.server_info["name"], "up");
+        assert_eq!(info.instructions.as_deref(), Some("be nice"));
+    }
 }

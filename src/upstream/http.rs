@@ -4,9 +4,15 @@
 //!
 //! A 404 on a request that carried a session id means the upstream forgot the session: the
 //! connection is reported closed, and the supervisor initializes a fresh one.
+//!
+//! A 2026-07-28 upstream has none of that: no session, no GET stream, no DELETE. Each request
+//! POST carries its own headers (the revision, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`,
+//! identity headers), staged by the peer under the request's id, and a request the gateway
+//! abandons is cancelled by closing its POST's stream.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::peer::Inbound;
 use super::sse_read::{self, SseMessages};
 use super::{Connection, INBOUND_QUEUE, OUTBOUND_QUEUE};
-use crate::protocol::{ErrorObject, Id, Message, Response};
+use crate::protocol::{ErrorObject, Id, Message, Request, Response};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -37,6 +43,16 @@ pub struct HttpLink {
     protocol_version: RwLock<Option<String>>,
     inbound: mpsc::Sender<Inbound>,
     stop: CancellationToken,
+    /// Speaking 2026-07-28: no session, per-request headers, cancel by closing the stream.
+    modern: AtomicBool,
+    /// Modern requests not finished yet, by gateway request id.
+    staged: Mutex<HashMap<i64, Staged>>,
+}
+
+/// One modern request's headers (until its POST takes them) and the token that aborts it.
+struct Staged {
+    headers: Option<HeaderMap>,
+    abort: CancellationToken,
 }
 
 pub fn connect(
@@ -56,6 +72,8 @@ pub fn connect(
         protocol_version: RwLock::new(None),
         inbound: in_tx,
         stop: CancellationToken::new(),
+        modern: AtomicBool::new(false),
+        staged: Mutex::default(),
     });
     tokio::spawn(post_loop(link.clone(), out_rx));
     Ok(Connection {
@@ -90,9 +108,58 @@ impl HttpLink {
         tokio::spawn(get_stream(self.clone()));
     }
 
-    /// Ends the session: stops the GET stream and sends DELETE (best effort).
+    /// Switches between the eras (see the module docs).
+    pub fn set_modern(&self, modern: bool) {
+        self.modern.store(modern, Ordering::Relaxed);
+    }
+
+    fn is_modern(&self) -> bool {
+        self.modern.load(Ordering::Relaxed)
+    }
+
+    /// Stages the headers of modern request `id`, before the request is queued. Headers the
+    /// upstream's configuration sets keep their configured value, and a value HTTP cannot
+    /// carry is left out (and logged).
+    pub fn stage(&self, id: i64, headers: Vec<(String, String)>) {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let (Ok(header), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) else {
+                tracing::debug!(upstream = %self.upstream, header = %name, "Left out a header HTTP cannot carry");
+                continue;
+            };
+            if !self.headers.contains_key(&header) {
+                map.insert(header, value);
+            }
+        }
+        let staged = Staged {
+            headers: Some(map),
+            abort: CancellationToken::new(),
+        };
+        self.lock_staged().insert(id, staged);
+    }
+
+    /// The gateway stopped waiting for modern request `id`: close its POST's stream (or never
+    /// send it), which is how a 2026-07-28 server learns of a cancellation.
+    pub fn abandon(&self, id: i64) {
+        if let Some(staged) = self.lock_staged().remove(&id) {
+            staged.abort.cancel();
+        }
+    }
+
+    fn lock_staged(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Staged>> {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends the session: stops the GET stream and sends DELETE (best effort). A modern
+    /// link has no session: its requests still in flight are abandoned.
     pub async fn close(&self) {
         self.stop.cancel();
+        for (_, staged) in self.lock_staged().drain() {
+            staged.abort.cancel();
+        }
         let Some(session) = self.session() else {
             return;
         };
@@ -132,6 +199,10 @@ impl HttpLink {
             .request(method, self.url.clone())
             .headers(self.headers.clone())
             .header(ACCEPT, accept);
+        if self.is_modern() {
+            // Every modern request names its revision in its own staged headers.
+            return req;
+        }
         if let Some(s) = self.session() {
             req = req.header(SESSION_HEADER, s);
         }
@@ -139,6 +210,10 @@ impl HttpLink {
     }
 
     fn remember_session(&self, headers: &HeaderMap) {
+        if self.is_modern() {
+            // 2026-07-28 has no sessions; an id a server sends anyway is not echoed.
+            return;
+        }
         let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
             return;
         };
@@ -189,7 +264,35 @@ async fn post_loop(link: Arc<HttpLink>, mut outbound: mpsc::Receiver<Message>) {
     }
 }
 
+/// Sends one message. A modern request runs until it is answered or abandoned; abandoning
+/// it drops the response, which closes its stream.
 async fn post(link: Arc<HttpLink>, msg: Message) {
+    let staged = match &msg {
+        Message::Request(Request {
+            id: Id::Num(id), ..
+        }) if link.is_modern() => {
+            let mut all = link.lock_staged();
+            match all.get_mut(id) {
+                Some(s) => Some((*id, s.headers.take().unwrap_or_default(), s.abort.clone())),
+                // Abandoned before it was sent: the upstream never needs to see it.
+                None => return,
+            }
+        }
+        _ => None,
+    };
+    let Some((id, headers, abort)) = staged else {
+        return send_post(link, msg, HeaderMap::new()).await;
+    };
+    tokio::select! {
+        _ = send_post(link.clone(), msg, headers) => {}
+        _ = abort.cancelled() => {
+            tracing::debug!(upstream = %link.upstream, id, "Closed the stream of an abandoned request");
+        }
+    }
+    link.lock_staged().remove(&id);
+}
+
+async fn send_post(link: Arc<HttpLink>, msg: Message, extra: HeaderMap) {
     let id = match &msg {
         Message::Request(r) => Some(r.id.clone()),
         _ => None,
@@ -197,7 +300,8 @@ async fn post(link: Arc<HttpLink>, msg: Message) {
     let had_session = link.session().is_some();
     let mut req = link
         .request(reqwest::Method::POST, ACCEPT_BOTH)
-        .header(CONTENT_TYPE, "application/json");
+        .header(CONTENT_TYPE, "application/json")
+        .headers(extra);
     // The trace context the gateway put in `_meta` also goes as W3C headers, for servers
     // (and HTTP middleware) that only read those.
     if let Message::Request(r) = &msg

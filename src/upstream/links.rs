@@ -130,11 +130,14 @@ async fn open(
         events,
         closer,
         info,
+        ..
     } = connect::open(
         &with_identity(config, origin),
         &context.http,
         connect::relayable(&origin.capabilities),
         link_hook(context.hook.clone(), origin),
+        // Only handshake-era upstreams get per-client sessions.
+        connect::Opening::In(connect::Era::Legacy),
     )
     .await?;
     tracing::debug!(upstream = %config.name, session = %short(origin.session.as_deref().unwrap_or_default()), "Opened a per-session upstream link");

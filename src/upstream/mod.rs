@@ -9,6 +9,8 @@ pub mod catalog;
 pub mod connect;
 pub mod http;
 pub mod links;
+pub mod listen;
+mod modern;
 pub mod peer;
 pub mod sse;
 pub mod sse_read;
@@ -21,9 +23,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::UpstreamConfig;
-use crate::protocol::{ErrorObject, Message};
+use crate::config::{ProtocolMode, UpstreamConfig};
+use crate::protocol::{ErrorObject, Message, methods, version};
 pub use catalog::UpstreamCatalog;
+pub use connect::Era;
 use peer::{Inbound, Origin, Peer};
 
 /// Largest single message accepted from an upstream (a line on stdio, a body or SSE event on
@@ -75,6 +78,11 @@ impl ServerInfo {
             .get(capability)
             .is_some_and(|v| !v.is_null())
     }
+
+    /// Whether the server speaks the 2026-07-28 era (it was opened with `server/discover`).
+    pub fn is_modern(&self) -> bool {
+        version::is_modern(&self.protocol_version)
+    }
 }
 
 /// Health of an upstream, as `/readyz` and `manifold tools` report it.
@@ -119,6 +127,15 @@ pub struct Upstream {
     catalog: RwLock<Arc<UpstreamCatalog>>,
     /// Times the connection was lost or could not be opened (for `/metrics`).
     failures: std::sync::atomic::AtomicU64,
+    /// The era the last successful opening found (and, for a modern server, what its
+    /// `server/discover` said); reconnects use it without probing, and forget it when
+    /// opening in it fails.
+    remembered: std::sync::Mutex<Option<(Era, Option<ServerInfo>)>>,
+    /// What the upstream's `subscriptions/listen` must deliver beyond list changes.
+    pub listen: listen::ListenSet,
+    /// The level clients asked for with `logging/setLevel`, sent as `logLevel` on requests
+    /// to a modern upstream whose client named none.
+    log_level: std::sync::Mutex<Option<String>>,
 }
 
 impl Upstream {
@@ -131,7 +148,51 @@ impl Upstream {
             status: RwLock::new(Status::Starting),
             catalog: RwLock::new(Arc::new(UpstreamCatalog::empty())),
             failures: std::sync::atomic::AtomicU64::new(0),
+            remembered: std::sync::Mutex::new(None),
+            listen: listen::ListenSet::default(),
+            log_level: std::sync::Mutex::new(None),
         }
+    }
+
+    /// How the next connection opens: in the configured era, else in the remembered one,
+    /// else with a probe. A modern server already discovered is resumed without a request.
+    pub fn opening(&self) -> connect::Opening {
+        let remembered = lock(&self.remembered).clone();
+        if let Some((Era::Modern, Some(info))) = &remembered
+            && self.config.protocol != ProtocolMode::Legacy
+        {
+            return connect::Opening::Resume(info.clone());
+        }
+        match self.config.protocol {
+            ProtocolMode::Legacy => connect::Opening::In(Era::Legacy),
+            ProtocolMode::Modern => connect::Opening::In(Era::Modern),
+            ProtocolMode::Auto => match remembered {
+                Some((era, _)) => connect::Opening::In(era),
+                None => connect::Opening::Probe,
+            },
+        }
+    }
+
+    /// Whether the next opening relies on what an earlier connection found.
+    pub fn remembers(&self) -> bool {
+        lock(&self.remembered).is_some()
+    }
+
+    /// Remembers what an opening found (`None`: forgets it).
+    pub fn remember(&self, found: Option<(Era, Option<ServerInfo>)>) {
+        *lock(&self.remembered) = found;
+    }
+
+    /// Whether requests go to this upstream in the 2026-07-28 era: what the live connection
+    /// speaks, else what is remembered or configured.
+    pub fn is_modern(&self) -> bool {
+        if let Some(live) = read(&self.live).as_ref() {
+            return live.info.is_modern();
+        }
+        matches!(
+            self.opening(),
+            connect::Opening::In(Era::Modern) | connect::Opening::Resume(_)
+        )
     }
 
     /// Installs the notification hook every connection of this upstream will use.
@@ -205,12 +266,29 @@ impl Upstream {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
+        // What a modern upstream needs from `resources/unsubscribe` is a change of the listen
+        // filter, which holds across reconnects: it needs no live connection.
+        if method == methods::RESOURCES_UNSUBSCRIBE && self.is_modern() {
+            if let Some(uri) = params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+            {
+                self.listen.remove(uri);
+            }
+            return Ok(serde_json::json!({}));
+        }
         let Some(live) = read(&self.live).clone() else {
             return Err(ErrorObject::upstream_unavailable(
                 self.name(),
                 self.unavailable_reason(),
             ));
         };
+        if live.info.is_modern() {
+            return self
+                .send_modern(&live, origin, method, params, timeout)
+                .await;
+        }
         // A 2026-07-28 client has no session, so no link of its own: its requests share the
         // upstream's session.
         if let Some(origin) = origin
@@ -274,9 +352,12 @@ impl Upstream {
     }
 
     /// Whether each client gets its own upstream session: always over HTTP, where sessions
-    /// are cheap; for stdio only with `session: per_session` (a process per client).
+    /// are cheap; for stdio only with `session: per_session` (a process per client). Never
+    /// for a 2026-07-28 upstream, which has no sessions: every request says who it is for.
     pub fn dedicated(&self) -> bool {
-        self.is_http() || matches!(self.config.session, crate::config::SessionMode::PerSession)
+        !self.is_modern()
+            && (self.is_http()
+                || matches!(self.config.session, crate::config::SessionMode::PerSession))
     }
 
     fn is_http(&self) -> bool {
@@ -286,10 +367,15 @@ impl Upstream {
         )
     }
 
-    /// Sends a notification to the server if it is connected.
+    /// Sends a notification to the server if it is connected. A 2026-07-28 server takes
+    /// none from clients but `notifications/cancelled`, which the peer sends itself.
     pub async fn notify(&self, method: &str, params: Option<Value>) {
         let live = read(&self.live).clone();
         if let Some(live) = live {
+            if live.info.is_modern() {
+                tracing::debug!(upstream = %self.name(), method, "Not sent to a 2026-07-28 upstream");
+                return;
+            }
             let _ = live.peer.notify(method, params).await;
         }
     }
@@ -367,4 +453,8 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

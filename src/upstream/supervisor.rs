@@ -95,22 +95,47 @@ impl Supervisor {
     }
 
     async fn connect(&self) -> Result<Session, String> {
-        let capabilities = super::connect::gateway_capabilities();
+        let opened = match self.open(self.upstream.opening()).await {
+            Ok(opened) => opened,
+            // An era remembered from an earlier connection may no longer hold (the server
+            // was upgraded or replaced): forget it and probe again at once.
+            Err(e) if self.upstream.remembers() => {
+                tracing::info!(upstream = %self.upstream.name(), error = %e, "Opening in the remembered era failed; probing again");
+                self.upstream.remember(None);
+                self.open(self.upstream.opening()).await?
+            }
+            Err(e) => return Err(e),
+        };
         let super::connect::Opened {
             peer,
             events,
             closer,
             info,
-        } = super::connect::open(
-            &self.upstream.config,
-            &self.http,
-            capabilities,
-            self.upstream.hook(),
-        )
-        .await?;
+            era,
+        } = opened;
         tracing::info!(upstream = %self.upstream.name(), version = %info.protocol_version, server = %info.server_info, "Upstream initialized");
-        let catalog = catalog::fetch_all(&peer, &info, &self.upstream.config).await;
+        let catalog = match catalog::fetch_all(&peer, &info, &self.upstream.config).await {
+            Ok(catalog) => catalog,
+            Err(e) => {
+                // The server refuses the era it was opened in (the remembered verdict no
+                // longer holds): the next attempt probes afresh.
+                self.upstream.remember(None);
+                closer.close().await;
+                return Err(e);
+            }
+        };
+        let discovered = (era == super::Era::Modern).then(|| info.clone());
+        self.upstream.remember(Some((era, discovered)));
         self.upstream.set_catalog(catalog);
+        let listening = CancellationToken::new();
+        if era == super::Era::Modern {
+            tokio::spawn(super::listen::run(
+                self.upstream.clone(),
+                peer.clone(),
+                info.clone(),
+                listening.clone(),
+            ));
+        }
         self.upstream.set_live(Some(Arc::new(Live {
             peer: peer.clone(),
             info,
@@ -129,7 +154,22 @@ impl Supervisor {
             peer,
             events,
             closer,
+            _listening: listening.drop_guard(),
         })
+    }
+
+    async fn open(
+        &self,
+        opening: super::connect::Opening,
+    ) -> Result<super::connect::Opened, String> {
+        super::connect::open(
+            &self.upstream.config,
+            &self.http,
+            super::connect::gateway_capabilities(),
+            self.upstream.hook(),
+            opening,
+        )
+        .await
     }
 
     /// Serves a live session until it closes or the gateway shuts down; returns why it ended.
@@ -199,7 +239,7 @@ impl Supervisor {
         let mut catalog = (*self.upstream.catalog()).clone();
         for kind in &kinds {
             match catalog::fetch(peer, &self.upstream.config, *kind).await {
-                Ok(items) => catalog = catalog.with(*kind, items),
+                Ok(listing) => catalog = catalog.with(*kind, listing),
                 Err(e) => {
                     tracing::warn!(upstream = %self.upstream.name(), list = kind.method(), error = %e, "Refresh failed")
                 }
@@ -224,6 +264,8 @@ struct Session {
     peer: Arc<Peer>,
     events: mpsc::Receiver<PeerEvent>,
     closer: Closer,
+    /// Ends the session's `subscriptions/listen` (modern upstreams) when the session ends.
+    _listening: tokio_util::sync::DropGuard,
 }
 
 fn changed_kinds(method: &str) -> Option<Vec<Kind>> {

@@ -45,6 +45,9 @@ pub fn fixture_tools(n: usize) -> Vec<String> {
         "add_tool",
         "remove_tool",
         "fail",
+        "envelope",
+        "journal",
+        "touch",
     ];
     (0..n)
         .map(|i| format!("tool_{i}"))

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::{error_lines, no_env, parse, write_file};
 use crate::config::{
-    CollisionPolicy, Config, Environment, Overrides, SessionMode, TransportConfig, from_yaml_str,
-    load, load_with_env,
+    CollisionPolicy, Config, Environment, Overrides, ProtocolMode, SessionMode, TransportConfig,
+    from_yaml_str, load, load_with_env,
 };
 
 const FULL_EXAMPLE: &str = r#"
@@ -40,6 +40,7 @@ upstreams:
     url: https://example.com/mcp
     headers: {Authorization: "Bearer ${TOKEN}"}
     transport: streamable_http
+    protocol: modern
 "#;
 
 fn example_env(name: &str) -> Option<String> {
@@ -75,6 +76,11 @@ fn the_full_example_parses() {
 
     let demo = &config.upstreams[0];
     assert_eq!(demo.session, SessionMode::PerSession);
+    assert_eq!(
+        demo.protocol,
+        ProtocolMode::Auto,
+        "auto unless said otherwise"
+    );
     assert!(demo.tools.allows("search") && !demo.tools.allows("danger_rm"));
     assert!(demo.prompts.allows("greeting") && !demo.prompts.allows("other"));
     assert!(!demo.resources.allows("file:///etc/passwd"));
@@ -104,6 +110,19 @@ fn the_full_example_parses() {
     };
     assert_eq!(url.as_str(), "https://example.com/mcp");
     assert_eq!(headers["Authorization"], "Bearer t0ken");
+    assert_eq!(remote.protocol, ProtocolMode::Modern);
+}
+
+#[test]
+fn protocol_legacy_is_accepted_on_every_transport() {
+    let yaml = "upstreams:\n  old:\n    url: http://127.0.0.1:9000/sse\n    transport: sse\n    protocol: legacy\n  cli:\n    command: x\n    protocol: legacy\n";
+    let config = parse(yaml).unwrap();
+    assert!(
+        config
+            .upstreams
+            .iter()
+            .all(|u| u.protocol == ProtocolMode::Legacy)
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! caller waits for a timeout on a dead process.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,16 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, methods};
+mod origin;
+mod stream;
+
+pub use origin::{InputNeeded, Origin};
+use stream::take_subscription_id;
+
+use super::http::HttpLink;
+use crate::protocol::{
+    ErrorObject, Id, Message, Notification, Request, Response, envelope, headers, methods,
+};
 
 /// What a transport yields.
 #[derive(Debug)]
@@ -25,55 +34,6 @@ pub enum Inbound {
     Message(Message, Option<Id>),
     /// The connection is gone; the text says why. The last item a transport sends.
     Closed(String),
-}
-
-/// The downstream request an upstream request serves: who to route the upstream's
-/// related traffic (server→client requests, logs, progress) to.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    /// The client's session id; `None` for a 2026-07-28 client, which has no session.
-    pub session: Option<String>,
-    /// The response stream of the client's request, while it is open.
-    pub sink: Option<mpsc::Sender<Message>>,
-    /// The client's declared capabilities (what a per-client upstream session may ask of it).
-    pub capabilities: Value,
-    /// Who the client is: a per-client upstream session sends the claims its upstream's
-    /// `identity_headers` select (never the client's credential).
-    pub principal: Arc<crate::pipeline::Principal>,
-    /// The log level the client asked for (`logging/setLevel` on its session, or the
-    /// request's `logLevel`): what a 2026-07-28 upstream is asked for per request.
-    pub log_level: Option<String>,
-    /// For a 2026-07-28 client: where server→client requests of a handshake-era upstream go
-    /// instead of to the client, which cannot receive requests. The router answers the
-    /// client with an input-required result and feeds the client's retry back (MRTR).
-    pub inputs: Option<mpsc::Sender<InputNeeded>>,
-}
-
-/// A server→client request an upstream made while serving a 2026-07-28 client, held for
-/// the router to turn into an `inputRequests` entry. `reply` takes the client's answer.
-#[derive(Debug)]
-pub struct InputNeeded {
-    pub method: String,
-    pub params: Option<Value>,
-    pub reply: oneshot::Sender<Result<Value, ErrorObject>>,
-}
-
-impl Origin {
-    /// The origin of gateway-initiated traffic for a handshake-era session.
-    pub fn for_session(
-        session: String,
-        capabilities: Value,
-        principal: Arc<crate::pipeline::Principal>,
-    ) -> Origin {
-        Origin {
-            session: Some(session),
-            sink: None,
-            capabilities,
-            principal,
-            log_level: None,
-            inputs: None,
-        }
-    }
 }
 
 /// Something the upstream sent that is not a response to the gateway, with the downstream
@@ -97,6 +57,23 @@ pub const EVENT_QUEUE: usize = 256;
 struct Waiting {
     tx: oneshot::Sender<Result<Value, ErrorObject>>,
     origin: Option<Arc<Origin>>,
+    /// For a `subscriptions/listen` request: takes the filter the upstream acknowledged.
+    ack: Option<oneshot::Sender<Value>>,
+    /// Whether this is a `subscriptions/listen` request.
+    listen: bool,
+}
+
+/// What a request to a 2026-07-28 upstream needs beyond its params, all optional.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// The called tool's `inputSchema` as the upstream listed it (its `x-mcp-header`
+    /// annotations become `Mcp-Param-*` headers over HTTP).
+    pub tool_schema: Option<Value>,
+    /// More HTTP headers for this one request (identity headers); a configured header of
+    /// the same name wins.
+    pub headers: Vec<(String, String)>,
+    /// The log level to ask for when the request's origin names none.
+    pub log_level: Option<String>,
 }
 
 type PendingMap = HashMap<i64, Waiting>;
@@ -111,6 +88,12 @@ pub struct Peer {
     closed: CancellationToken,
     close_reason: Arc<Mutex<Option<String>>>,
     hook: Option<NotificationHook>,
+    /// Set once the upstream is known to speak 2026-07-28 (and during the probe): every
+    /// request then carries the gateway's envelope, and over HTTP its own headers.
+    modern: AtomicBool,
+    /// The Streamable HTTP link, when that is the transport: per-request headers and
+    /// aborting a request's POST go through it.
+    http: Option<Arc<HttpLink>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -129,6 +112,7 @@ impl Peer {
         outbound: mpsc::Sender<Message>,
         inbound: mpsc::Receiver<Inbound>,
         hook: Option<NotificationHook>,
+        http: Option<Arc<HttpLink>>,
     ) -> (Arc<Peer>, mpsc::Receiver<PeerEvent>) {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let peer = Arc::new(Peer {
@@ -139,6 +123,8 @@ impl Peer {
             closed: CancellationToken::new(),
             close_reason: Arc::default(),
             hook,
+            modern: AtomicBool::new(false),
+            http,
         });
         tokio::spawn(dispatch(peer.clone(), inbound, events_tx));
         (peer, events_rx)
@@ -157,6 +143,19 @@ impl Peer {
         self.closed.is_cancelled()
     }
 
+    /// Switches the connection's era: `true` for 2026-07-28 (envelope on every request, no
+    /// session, cancellation by closing the request's stream over HTTP).
+    pub fn set_modern(&self, modern: bool) {
+        self.modern.store(modern, Ordering::Relaxed);
+        if let Some(link) = &self.http {
+            link.set_modern(modern);
+        }
+    }
+
+    pub fn is_modern(&self) -> bool {
+        self.modern.load(Ordering::Relaxed)
+    }
+
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<String> {
         self.close_reason.lock().ok().and_then(|r| r.clone())
@@ -164,7 +163,8 @@ impl Peer {
 
     /// Sends a request and waits for its result, at most `timeout`. If the caller stops
     /// waiting (timeout, or the future is dropped because the client went away), the pending
-    /// entry is removed and the upstream is told with `notifications/cancelled`.
+    /// entry is removed and the upstream is told: with `notifications/cancelled`, or over
+    /// 2026-07-28 Streamable HTTP by closing the request's stream.
     pub async fn request(
         &self,
         method: &str,
@@ -183,21 +183,87 @@ impl Peer {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
+        self.request_with(origin, method, params, timeout, Extra::default())
+            .await
+    }
+
+    /// [`Peer::request_from`] with what a 2026-07-28 upstream needs besides the params.
+    pub async fn request_with(
+        &self,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+        extra: Extra,
+    ) -> Result<Value, ErrorObject> {
+        self.send(origin, method, params, timeout, extra, None)
+            .await
+    }
+
+    /// Holds a `subscriptions/listen` open until the upstream ends it, the timeout passes,
+    /// or the caller drops the future (which ends the listen: the POST's stream is closed
+    /// over HTTP, `notifications/cancelled` is sent on stdio). `ack` gets the filter the
+    /// upstream acknowledged.
+    pub async fn listen(
+        &self,
+        params: Value,
+        timeout: Duration,
+        ack: oneshot::Sender<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let method = methods::SUBSCRIPTIONS_LISTEN;
+        self.send(
+            None,
+            method,
+            Some(params),
+            timeout,
+            Extra::default(),
+            Some(ack),
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        origin: Option<Arc<Origin>>,
+        method: &str,
+        mut params: Option<Value>,
+        timeout: Duration,
+        extra: Extra,
+        ack: Option<oneshot::Sender<Value>>,
+    ) -> Result<Value, ErrorObject> {
         if self.is_closed() {
             return Err(self.unavailable());
         }
+        let modern = self.is_modern();
+        self.envelope(&mut params, origin.as_deref(), &extra, modern);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.lock_pending().insert(id, Waiting { tx, origin });
+        if modern && let Some(link) = &self.http {
+            link.stage(id, request_headers(method, params.as_ref(), extra));
+        }
+        let listen = ack.is_some();
+        let waiting = Waiting {
+            tx,
+            origin,
+            ack,
+            listen,
+        };
+        self.lock_pending().insert(id, waiting);
         let mut guard = CancelOnDrop {
             peer: self,
             id,
-            armed: true,
+            // The probe and the handshake are never cancelled: a server that has not
+            // opened a session may take any other message as a protocol violation.
+            armed: method != methods::SERVER_DISCOVER && method != methods::INITIALIZE,
+            modern,
         };
         let msg = Message::Request(Request::new(Id::Num(id), method, params));
         if self.outbound.send(msg).await.is_err() {
             guard.armed = false;
             self.lock_pending().remove(&id);
+            if let Some(link) = self.http.as_ref().filter(|_| modern) {
+                link.abandon(id);
+            }
             return Err(self.unavailable());
         }
         let outcome = tokio::time::timeout(timeout, rx).await;
@@ -211,12 +277,44 @@ impl Peer {
                 guard.armed = false;
                 Err(self.unavailable())
             }
-            Err(_) => Err(ErrorObject::upstream_timeout(
-                &self.upstream,
-                method,
-                timeout,
-            )),
+            Err(_) => {
+                if !guard.armed {
+                    self.lock_pending().remove(&id);
+                    if let Some(link) = self.http.as_ref().filter(|_| modern) {
+                        link.abandon(id);
+                    }
+                }
+                Err(ErrorObject::upstream_timeout(
+                    &self.upstream,
+                    method,
+                    timeout,
+                ))
+            }
         }
+    }
+
+    /// The per-request `_meta` envelope: the gateway's own for a modern upstream (what it
+    /// can relay for the client the request serves, or its own capabilities for requests of
+    /// its own), and for a legacy one only the client's envelope keys removed, since they
+    /// belong to the client's hop and would make a dual-era server read the request as modern.
+    fn envelope(
+        &self,
+        params: &mut Option<Value>,
+        origin: Option<&Origin>,
+        extra: &Extra,
+        modern: bool,
+    ) {
+        if !modern {
+            envelope::rewrite_for_upstream(params, None);
+            return;
+        }
+        let capabilities = origin.map_or_else(super::connect::gateway_capabilities, |o| {
+            super::connect::relayable(&o.capabilities)
+        });
+        let level = origin
+            .and_then(|o| o.log_level.as_deref())
+            .or(extra.log_level.as_deref());
+        envelope::rewrite_for_upstream(params, Some((&capabilities, level)));
     }
 
     /// Sends a notification; fails only if the connection is gone.
@@ -268,11 +366,31 @@ impl Peer {
     }
 }
 
-/// Removes a request that is no longer awaited and tells the upstream to stop working on it.
+/// The HTTP headers of one request to a 2026-07-28 Streamable HTTP upstream (SEP-2243):
+/// the revision, `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` as the upstream's own names and
+/// schema give them, then the extra ones.
+fn request_headers(method: &str, params: Option<&Value>, extra: Extra) -> Vec<(String, String)> {
+    let mut all = vec![(
+        super::http::VERSION_HEADER.to_owned(),
+        crate::protocol::version::MODERN_LATEST.to_owned(),
+    )];
+    all.extend(headers::for_request(
+        method,
+        params,
+        extra.tool_schema.as_ref(),
+    ));
+    all.extend(extra.headers);
+    all
+}
+
+/// Removes a request that is no longer awaited and tells the upstream to stop working on it:
+/// over 2026-07-28 Streamable HTTP by closing the request's stream (the spec's only way),
+/// otherwise with `notifications/cancelled`.
 struct CancelOnDrop<'a> {
     peer: &'a Peer,
     id: i64,
     armed: bool,
+    modern: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
@@ -280,7 +398,12 @@ impl Drop for CancelOnDrop<'_> {
         if !self.armed {
             return;
         }
-        if self.peer.lock_pending().remove(&self.id).is_some() && !self.peer.is_closed() {
+        let was_pending = self.peer.lock_pending().remove(&self.id).is_some();
+        if let Some(link) = self.peer.http.as_ref().filter(|_| self.modern) {
+            link.abandon(self.id);
+            return;
+        }
+        if was_pending && !self.peer.is_closed() {
             let params =
                 json!({ "requestId": self.id, "reason": "request abandoned by the gateway" });
             let msg = Message::Notification(Notification::new(methods::CANCELLED, Some(params)));
@@ -304,8 +427,19 @@ async fn dispatch(
                 break;
             }
             Inbound::Message(Message::Response(resp), _) => deliver(&peer, resp),
-            Inbound::Message(Message::Notification(n), related) => {
-                let origin = peer.origin_of(related.as_ref());
+            Inbound::Message(Message::Notification(mut n), related) => {
+                // A notification on a `subscriptions/listen` stream belongs to no client
+                // request, whatever stream or request carried it.
+                let origin = match take_subscription_id(&mut n) {
+                    Some(listen) => {
+                        if peer.listen_event(&n, listen) {
+                            continue;
+                        }
+                        None
+                    }
+                    None if peer.ends_listen(&n) => continue,
+                    None => peer.origin_of(related.as_ref()),
+                };
                 if peer
                     .hook
                     .as_ref()
