@@ -276,9 +276,11 @@ async fn start_sampling(c: &Mcp, id: u64) -> (RawSse, Value) {
 async fn an_http_upstream_sees_each_client_in_its_own_session() {
     // The conformance fixture asks for sampling only from a session whose client declared it
     // in `initialize`: its answer tells which upstream session served a call.
+    // Held to the handshake era: a 2026-07-28 upstream has no sessions (its clients'
+    // capabilities travel per request instead; see tests/eras.rs).
     let upstream = ConformanceHttp::start();
     let yaml = format!(
-        "upstreams:\n{}    prefix: \"\"\n",
+        "upstreams:\n{}    prefix: \"\"\n    protocol: legacy\n",
         http_upstream("conf", &upstream.url)
     );
     let gw = Gateway::start(&yaml);

@@ -177,9 +177,13 @@ pub fn conformance_bin() -> PathBuf {
 }
 
 /// YAML for the conformance fixture as a stdio upstream `name` with the given prefix.
+///
+/// Pinned to the handshake era (`protocol: legacy`): the fixture speaks both, and these
+/// tests show the relay of real server→client requests; the 2026-07-28 paths have their
+/// own tests (`tests/eras.rs`, `tests/translation.rs`).
 pub fn conformance_upstream(name: &str, prefix: &str) -> String {
     format!(
-        "  {name}:\n    command: {:?}\n    args: [\"--transport\", \"stdio\"]\n    prefix: {prefix:?}\n",
+        "  {name}:\n    command: {:?}\n    args: [\"--transport\", \"stdio\"]\n    prefix: {prefix:?}\n    protocol: legacy\n",
         conformance_bin().display().to_string()
     )
 }
