@@ -91,7 +91,7 @@ impl Call {
         ctx: &RequestContext,
         upstream: usize,
         method: &str,
-        params: Value,
+        mut params: Value,
         origin: Option<Arc<Origin>>,
     ) -> Call {
         let client_token = params
@@ -102,7 +102,6 @@ impl Call {
             (Some(token), Some(sink)) => Some(gateway.progress.register(token, sink.clone())),
             _ => None,
         };
-        let mut params = own_hop(params);
         if let Some(reg) = &registration {
             params["_meta"]["progressToken"] = Value::from(reg.token());
         } else if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
@@ -126,14 +125,6 @@ impl Call {
             .request_within(self.origin, &self.method, Some(self.params), self.timeout)
             .await
     }
-}
-
-/// The client's envelope describes its hop, not the gateway's: it is removed here, and
-/// the upstream layer writes the gateway's own for upstreams that speak 2026-07-28.
-fn own_hop(params: Value) -> Value {
-    let mut wrapped = Some(params);
-    crate::protocol::envelope::rewrite_for_upstream(&mut wrapped, None);
-    wrapped.unwrap_or_else(|| json!({}))
 }
 
 /// Who an upstream request serves: the client's session (handshake era) or the request's
@@ -220,7 +211,7 @@ pub async fn complete(
         .request(
             origin_of(ctx),
             methods::COMPLETION_COMPLETE,
-            Some(own_hop(params)),
+            Some(params),
         )
         .await
 }
