@@ -446,3 +446,36 @@ async fn input_the_client_did_not_declare_fails_its_request_with_32021() {
         .expect("declared");
     assert_eq!(first["resultType"], "input_required", "{first}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_announced_change_reaches_listeners_even_when_the_list_reads_the_same() {
+    // The dual-era fixture only announces; its tool list stays as it was.
+    let yaml = conformance().replace("    protocol: legacy\n", "");
+    let (gw, c) = gateway(&yaml).await;
+    let body = c.body(
+        7,
+        "subscriptions/listen",
+        json!({ "notifications": { "toolsListChanged": true } }),
+    );
+    let mut req = support::streaming_client()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", support::ACCEPT_BOTH);
+    for (k, v) in Modern::headers_for(&body) {
+        req = req.header(k, v);
+    }
+    let mut stream = SseStream::new(req.json(&body).send().await.expect("listen"));
+    let ack = stream.next(WAIT).await.expect("acknowledgement");
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    let before = c.request("tools/list", json!({})).await.expect("list");
+    c.call("test_trigger_tool_change", json!({}))
+        .await
+        .expect("trigger");
+    let changed = stream
+        .next(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("the announced change was swallowed; log:\n{}", gw.log()));
+    assert_eq!(changed["method"], "notifications/tools/list_changed");
+    let after = c.request("tools/list", json!({})).await.expect("list");
+    assert_eq!(before["tools"], after["tools"]);
+}

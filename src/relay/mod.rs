@@ -40,7 +40,12 @@ pub async fn session_closed(gateway: &Gateway, session: &str) {
 pub async fn run(gateway: Arc<Gateway>, mut events: mpsc::Receiver<UpstreamEvent>) {
     while let Some(event) = events.recv().await {
         match event {
-            UpstreamEvent::CatalogChanged { .. } => catalog_changed(&gateway),
+            UpstreamEvent::CatalogChanged {
+                kinds, announced, ..
+            } => {
+                let announced = if announced { kinds } else { Vec::new() };
+                catalog_changed(&gateway, &announced)
+            }
             UpstreamEvent::Connected { upstream } => {
                 // Replaying sends requests upstream; keep the event loop free meanwhile.
                 let gw = gateway.clone();
@@ -64,10 +69,17 @@ pub async fn run(gateway: Arc<Gateway>, mut events: mpsc::Receiver<UpstreamEvent
     }
 }
 
-/// Rebuilds the merged catalog and sends each list_changed the clients are owed.
-fn catalog_changed(gateway: &Gateway) {
+/// Rebuilds the merged catalog and sends each list_changed the clients are owed: for every
+/// list whose visible items differ, and for the lists an upstream announced as changed.
+fn catalog_changed(gateway: &Gateway, announced: &[Kind]) {
     let (before, after) = gateway.rebuild_catalog();
-    for method in changed_lists(&before, &after) {
+    let mut owed = changed_lists(&before, &after);
+    for kind in announced {
+        if !owed.contains(&kind.list_changed()) {
+            owed.push(kind.list_changed());
+        }
+    }
+    for method in owed {
         let msg = Message::Notification(Notification::new(method, None));
         let reached =
             gateway.sessions.broadcast(&msg) + gateway.relay.listeners.list_changed(method);

@@ -286,10 +286,8 @@ async fn modern_client(
         .as_object_mut()
         .and_then(|p| p.remove("requestState"));
     let Some(state) = state else {
-        // A fresh request: answers without a state belong to nothing.
-        if let Some(p) = params.as_object_mut() {
-            p.remove("inputResponses");
-        }
+        // A fresh request. Any `inputResponses` go along: the upstream decides what they
+        // mean (a 2026-07-28 server may use them; others ignore unknown fields).
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let origin = origin_of(ctx).map(|o| {
             Arc::new(Origin {

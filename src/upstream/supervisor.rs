@@ -23,8 +23,14 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// What an upstream tells the rest of the gateway.
 #[derive(Debug)]
 pub enum UpstreamEvent {
-    /// The upstream's catalog was replaced (refresh, connect, or disconnect).
-    CatalogChanged { upstream: usize, kinds: Vec<Kind> },
+    /// The upstream's catalog was replaced (refresh, connect, or disconnect). `announced`:
+    /// the upstream itself said these lists changed (`list_changed`), so clients are told
+    /// even when the gateway sees no difference (the upstream knows what it changed).
+    CatalogChanged {
+        upstream: usize,
+        kinds: Vec<Kind>,
+        announced: bool,
+    },
     /// The upstream (re)connected: per-upstream state such as subscriptions and log levels
     /// must be replayed on the new session.
     Connected { upstream: usize },
@@ -143,7 +149,7 @@ impl Supervisor {
         self.upstream.set_status(Status::Ready {
             since: Instant::now(),
         });
-        self.catalog_changed(Kind::ALL.to_vec()).await;
+        self.catalog_changed(Kind::ALL.to_vec(), false).await;
         let _ = self
             .events
             .send(UpstreamEvent::Connected {
@@ -186,7 +192,7 @@ impl Supervisor {
         };
         self.upstream.set_live(None);
         self.upstream.set_catalog(catalog::UpstreamCatalog::empty());
-        self.catalog_changed(Kind::ALL.to_vec()).await;
+        self.catalog_changed(Kind::ALL.to_vec(), false).await;
         session.closer.close().await;
         reason
     }
@@ -246,15 +252,16 @@ impl Supervisor {
             }
         }
         self.upstream.set_catalog(catalog);
-        self.catalog_changed(kinds).await;
+        self.catalog_changed(kinds, true).await;
     }
 
-    async fn catalog_changed(&self, kinds: Vec<Kind>) {
+    async fn catalog_changed(&self, kinds: Vec<Kind>, announced: bool) {
         let _ = self
             .events
             .send(UpstreamEvent::CatalogChanged {
                 upstream: self.index,
                 kinds,
+                announced,
             })
             .await;
     }
