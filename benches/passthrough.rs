@@ -34,7 +34,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
-use rmcp::service::{ClientCacheConfig, Peer, RunningService};
+use rmcp::service::{
+    ClientCacheConfig, ClientLifecycleMode, ClientServiceExt as _, Peer, RunningService,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt as _};
@@ -117,6 +119,14 @@ fn main() {
         "bare",
         &format!("{bare}{http_upstream}"),
     );
+    // The fixture speaks both eras and the gateway probes it as 2026-07-28; this one is held
+    // to the handshake era, so the two upstream eras can be compared.
+    let (_gw_legacy, legacy_url) = gateway(
+        &manifold,
+        dir.path(),
+        "legacy",
+        &format!("{http_upstream}    protocol: legacy\n"),
+    );
 
     let targets = vec![
         Target::new(
@@ -156,6 +166,33 @@ fn main() {
             &stdio_url,
             true,
         ),
+        Target::new(
+            "gw-old-up",
+            "manifold → HTTP upstream held to the handshake era (protocol: legacy)",
+            &legacy_url,
+            true,
+        ),
+        Target::new(
+            "direct-26",
+            "fixture, 2026-07-28 client (server/discover, no session), no gateway",
+            &fixture_url,
+            false,
+        )
+        .modern(),
+        Target::new(
+            "gw-26",
+            "2026-07-28 client → manifold → 2026-07-28 upstream (ratios against direct-26)",
+            &stream_url,
+            true,
+        )
+        .modern(),
+        Target::new(
+            "gw-26-old",
+            "2026-07-28 client → manifold → handshake-era upstream (ratios against direct-26)",
+            &legacy_url,
+            true,
+        )
+        .modern(),
     ];
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -214,6 +251,8 @@ struct Target {
     compared: bool,
     /// Bearer token to present, for a gateway with authentication.
     auth: Option<&'static str>,
+    /// A 2026-07-28 client (no handshake); compared with the direct 2026-07-28 target.
+    modern: bool,
 }
 
 impl Target {
@@ -225,7 +264,13 @@ impl Target {
             via_gateway,
             compared: via_gateway && !name.ends_with("stdio"),
             auth: None,
+            modern: false,
         }
+    }
+
+    fn modern(mut self) -> Target {
+        self.modern = true;
+        self
     }
 
     fn with_auth(mut self, token: &'static str) -> Target {
@@ -517,9 +562,17 @@ async fn connect(http: &reqwest::Client, target: &Target) -> Client {
     settings.auth_header = target.auth.map(str::to_owned);
     let transport = StreamableHttpClientTransport::with_client(http.clone(), settings);
     let mut config = ClientConfig::default();
-    // What the gateway negotiates at most, so both sides speak the same revision.
-    config.protocol_version = ProtocolVersion::V_2025_11_25;
-    let client = match tokio::time::timeout(WAIT, config.serve(transport)).await {
+    let opened = if target.modern {
+        let lifecycle = ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        };
+        tokio::time::timeout(WAIT, config.serve_with_lifecycle(transport, lifecycle)).await
+    } else {
+        // The newest handshake revision, so both sides speak the same one.
+        config.protocol_version = ProtocolVersion::V_2025_11_25;
+        tokio::time::timeout(WAIT, config.serve(transport)).await
+    };
+    let client = match opened {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => panic!("{}: initialize: {e}", target.name),
         Err(_) => panic!("{}: initialize took over {WAIT:?}", target.name),
@@ -555,7 +608,11 @@ async fn wait_ready(http: &reqwest::Client, url: &str) {
 /// has a direct baseline (the first target) against it.
 fn table(out: &mut String, title: &str, targets: &[Target], samples: &[Samples]) {
     let stats: Vec<Stats> = samples.iter().map(Samples::stats).collect();
-    let base = stats[0];
+    // Each era against its own direct call: the first target of the same era.
+    let base_of = |modern: bool| {
+        let i = targets.iter().position(|t| t.modern == modern).unwrap_or(0);
+        stats[i]
+    };
     let _ = writeln!(out, "\n{title}");
     let _ = writeln!(
         out,
@@ -574,6 +631,7 @@ fn table(out: &mut String, title: &str, targets: &[Target], samples: &[Samples])
         "+µs"
     );
     for (t, s) in targets.iter().zip(&stats) {
+        let base = base_of(t.modern);
         let _ = write!(
             out,
             "  {:<10} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} │",
