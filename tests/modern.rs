@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{
-    Gateway, MODERN, Mcp, Modern, Reply, SseStream, StdioClient, WAIT, example_bin, first_text,
-    stdio_fixture,
+    Gateway, MODERN, Mcp, Modern, Reply, StdioClient, WAIT, example_bin, first_text, stdio_fixture,
 };
 
 async fn gateway(yaml: &str) -> (Gateway, Modern) {
@@ -192,21 +191,12 @@ async fn envelopes_and_headers_are_checked_in_order_with_their_own_codes_and_sta
 async fn a_listen_stream_is_acknowledged_then_hears_only_what_it_asked_for() {
     let (gw, c) = gateway(&alpha()).await;
     let id = 41;
-    let body = c.body(
-        id,
-        "subscriptions/listen",
-        json!({ "notifications": { "toolsListChanged": true, "promptsListChanged": false } }),
-    );
-    let mut req = support::streaming_client()
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", support::ACCEPT_BOTH);
-    for (k, v) in Modern::headers_for(&body) {
-        req = req.header(k, v);
-    }
-    let resp = req.json(&body).send().await.expect("listen");
-    assert_eq!(resp.status(), 200);
-    let mut stream = SseStream::new(resp);
+    let mut stream = c
+        .listen(
+            id,
+            json!({ "toolsListChanged": true, "promptsListChanged": false }),
+        )
+        .await;
     let ack = stream.next(WAIT).await.expect("acknowledgement");
     assert_eq!(
         ack["method"], "notifications/subscriptions/acknowledged",
@@ -452,19 +442,7 @@ async fn an_upstreams_announced_change_reaches_listeners_even_when_the_list_read
     // The dual-era fixture only announces; its tool list stays as it was.
     let yaml = conformance().replace("    protocol: legacy\n", "");
     let (gw, c) = gateway(&yaml).await;
-    let body = c.body(
-        7,
-        "subscriptions/listen",
-        json!({ "notifications": { "toolsListChanged": true } }),
-    );
-    let mut req = support::streaming_client()
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", support::ACCEPT_BOTH);
-    for (k, v) in Modern::headers_for(&body) {
-        req = req.header(k, v);
-    }
-    let mut stream = SseStream::new(req.json(&body).send().await.expect("listen"));
+    let mut stream = c.listen(7, json!({ "toolsListChanged": true })).await;
     let ack = stream.next(WAIT).await.expect("acknowledgement");
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
     let before = c.request("tools/list", json!({})).await.expect("list");

@@ -208,11 +208,7 @@ pub async fn complete(
         return Ok(json!({ "completion": { "values": [], "hasMore": false } }));
     }
     upstream
-        .request(
-            origin_of(ctx),
-            methods::COMPLETION_COMPLETE,
-            Some(params),
-        )
+        .request(origin_of(ctx), methods::COMPLETION_COMPLETE, Some(params))
         .await
 }
 

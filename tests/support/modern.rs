@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use super::{ACCEPT_BOTH, Reply, http_client};
+use super::{ACCEPT_BOTH, Reply, SseStream, http_client, streaming_client};
 
 pub const MODERN: &str = "2026-07-28";
 
@@ -116,5 +116,24 @@ impl Modern {
             json!({ "name": tool, "arguments": arguments }),
         )
         .await
+    }
+
+    /// Opens a `subscriptions/listen` stream with request id `id` and the given filter.
+    pub async fn listen(&self, id: u64, notifications: Value) -> SseStream {
+        let body = self.body(
+            id,
+            "subscriptions/listen",
+            json!({ "notifications": notifications }),
+        );
+        let mut req = streaming_client()
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT_BOTH);
+        for (k, v) in Self::headers_for(&body) {
+            req = req.header(k, v);
+        }
+        let resp = req.json(&body).send().await.expect("listen");
+        assert_eq!(resp.status(), 200, "listen refused");
+        SseStream::new(resp)
     }
 }
