@@ -14,7 +14,8 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::{Value, json};
 use support::{
-    Gateway, HttpFixture, Mcp, WAIT, fixture_bin, http_upstream, stdio_fixture, wait_for, within,
+    Gateway, HttpFixture, Mcp, SseStream, WAIT, fixture_bin, http_upstream, stdio_fixture,
+    wait_for, within,
 };
 
 const MODERN: &str = "2026-07-28";
@@ -294,8 +295,9 @@ async fn the_verdict_is_remembered_when_the_upstream_restarts() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modern_upstreams_list_change_reaches_a_legacy_client() {
+/// A gateway in front of a modern stdio upstream (`alpha`) and a modern HTTP one (`gamma`),
+/// a legacy client, and its GET stream.
+async fn stdio_and_http_modern() -> (HttpFixture, Gateway, Mcp, SseStream) {
     let gamma = HttpFixture::start("gamma", &[]);
     let (gw, _) = gateway(
         "",
@@ -306,7 +308,13 @@ async fn a_modern_upstreams_list_change_reaches_a_legacy_client() {
     )
     .await;
     let c = Mcp::connect(&gw.url).await;
-    let mut stream = c.open_stream().await.expect("GET stream");
+    let stream = c.open_stream().await.expect("GET stream");
+    (gamma, gw, c, stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_upstreams_list_change_reaches_a_legacy_client() {
+    let (_gamma, gw, c, mut stream) = stdio_and_http_modern().await;
     for name in ["alpha", "gamma"] {
         wait_for(WAIT, "the upstream's listen", || async {
             let events = journal(&c, name).await;
@@ -336,17 +344,7 @@ async fn a_modern_upstreams_list_change_reaches_a_legacy_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_update_on_the_listen_stream_reaches_the_subscribed_client() {
-    let gamma = HttpFixture::start("gamma", &[]);
-    let (gw, _) = gateway(
-        "",
-        &[
-            stdio_fixture("alpha", &[]),
-            http_upstream("gamma", &gamma.url),
-        ],
-    )
-    .await;
-    let c = Mcp::connect(&gw.url).await;
-    let mut stream = c.open_stream().await.expect("GET stream");
+    let (_gamma, gw, c, mut stream) = stdio_and_http_modern().await;
     for name in ["alpha", "gamma"] {
         let uri = format!("fixture://{name}/info");
         c.ok("resources/subscribe", json!({"uri": uri})).await;

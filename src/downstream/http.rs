@@ -146,10 +146,11 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
             ErrorObject::invalid_request(msg),
         );
     };
-    if super::modern::is_modern_post(&headers, &bytes) {
-        return super::modern::post(&state, &headers, &bytes, caller).await;
+    let parsed = Message::parse(&bytes);
+    if super::modern::is_modern_post(&headers, &parsed) {
+        return super::modern::post(&state, &headers, parsed, caller).await;
     }
-    match Message::parse(&bytes) {
+    match parsed {
         Ok(Message::Request(req)) if req.method == methods::INITIALIZE => {
             initialize(&state, &headers, req, caller).await
         }

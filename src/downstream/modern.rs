@@ -41,12 +41,12 @@ pub const COMMIT_AFTER: Duration = Duration::from_secs(10);
 const STREAM_QUEUE: usize = 64;
 
 /// Whether a POST belongs to the modern era (see the module docs).
-pub fn is_modern_post(headers: &HeaderMap, bytes: &[u8]) -> bool {
+pub fn is_modern_post(headers: &HeaderMap, parsed: &Result<Message, ParseError>) -> bool {
     match headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok()) {
         Some(v) => !version::is_supported(v),
         None => {
             !headers.contains_key(super::http::SESSION_HEADER)
-                && matches!(Message::parse(bytes), Ok(Message::Request(r))
+                && matches!(parsed, Ok(Message::Request(r))
                     if r.method != methods::INITIALIZE
                         && envelope::declares_version(r.params.as_ref()))
         }
@@ -57,10 +57,10 @@ pub fn is_modern_post(headers: &HeaderMap, bytes: &[u8]) -> bool {
 pub(crate) async fn post(
     state: &AppState,
     headers: &HeaderMap,
-    bytes: &[u8],
+    parsed: Result<Message, ParseError>,
     caller: Caller,
 ) -> Response {
-    let req = match Message::parse(bytes) {
+    let req = match parsed {
         Ok(Message::Request(req)) => req,
         Ok(Message::Notification(_)) => {
             // None is defined for clients over HTTP in this revision (cancellation is

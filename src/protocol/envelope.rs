@@ -109,14 +109,6 @@ impl Envelope {
             Err(ErrorObject::unsupported_version(&self.version))
         }
     }
-
-    /// Whether the request declared a capability (a top-level key such as `sampling`), or,
-    /// for `elicitation`, the given mode.
-    pub fn declares(&self, capability: &str) -> bool {
-        self.client_capabilities
-            .get(capability)
-            .is_some_and(|v| !v.is_null())
-    }
 }
 
 /// Replaces the hop keys of a request's `_meta` with the gateway's own envelope for an

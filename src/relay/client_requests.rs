@@ -59,6 +59,22 @@ pub struct ClientRequests {
     next: AtomicU64,
 }
 
+impl ClientRequests {
+    /// A fresh gateway id for a request to a client, or "busy" when too many await answers.
+    fn mint(&self) -> Result<String, ErrorObject> {
+        if self.pending.len() >= MAX_PENDING {
+            return Err(ErrorObject::new(
+                codes::GATEWAY_BUSY,
+                "gateway busy: too many requests awaiting clients",
+            ));
+        }
+        Ok(format!(
+            "manifold-s2c-{}",
+            self.next.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+}
+
 /// Forwards one upstream request to its client, or answers the upstream with why not.
 pub async fn forward(
     gateway: &Gateway,
@@ -98,17 +114,10 @@ pub async fn forward(
         return peer.respond(request.id, Err(e)).await;
     }
     let table = &gateway.relay.client_requests;
-    if table.pending.len() >= MAX_PENDING {
-        let busy = ErrorObject::new(
-            codes::GATEWAY_BUSY,
-            "gateway busy: too many requests awaiting clients",
-        );
-        return peer.respond(request.id, Err(busy)).await;
-    }
-    let id = format!(
-        "manifold-s2c-{}",
-        table.next.fetch_add(1, Ordering::Relaxed)
-    );
+    let id = match table.mint() {
+        Ok(id) => id,
+        Err(busy) => return peer.respond(request.id, Err(busy)).await,
+    };
     let entry = Pending {
         answer: Answer::Upstream {
             peer: peer.clone(),
@@ -161,16 +170,7 @@ pub async fn ask(
     let request = Request::new(Id::Num(0), method, params);
     permitted(&session.client_capabilities, &request)?;
     let table = &gateway.relay.client_requests;
-    if table.pending.len() >= MAX_PENDING {
-        return Err(ErrorObject::new(
-            codes::GATEWAY_BUSY,
-            "gateway busy: too many requests awaiting clients",
-        ));
-    }
-    let id = format!(
-        "manifold-s2c-{}",
-        table.next.fetch_add(1, Ordering::Relaxed)
-    );
+    let id = table.mint()?;
     let (tx, rx) = oneshot::channel();
     table.pending.insert(
         id.clone(),

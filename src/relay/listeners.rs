@@ -185,14 +185,6 @@ impl Listeners {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.open.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
-    }
-
     /// A merged list changed: tell every stream that asked for that list.
     pub fn list_changed(&self, method: &str) -> usize {
         self.open

@@ -63,10 +63,7 @@ pub async fn read_resource(
 /// A 2026-07-28 upstream says "resource not found" with -32602; a handshake-era client
 /// expects -32002 for it.
 fn is_modern_not_found(gateway: &Gateway, owner: usize, e: &ErrorObject) -> bool {
-    let modern = gateway.upstreams[owner]
-        .server_info()
-        .is_some_and(|i| crate::protocol::version::is_modern(&i.protocol_version));
-    modern
+    gateway.upstreams[owner].is_modern()
         && e.code == crate::protocol::codes::INVALID_PARAMS
         && e.message.to_ascii_lowercase().contains("not found")
 }
@@ -204,7 +201,7 @@ pub async fn complete(
         }
     };
     let upstream = &gateway.upstreams[owner];
-    if !upstream.server_info().is_some_and(|i| i.has("completions")) {
+    if upstream.declares("completions") != Some(true) {
         return Ok(json!({ "completion": { "values": [], "hasMore": false } }));
     }
     upstream

@@ -33,29 +33,13 @@ pub fn initialize(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject
 /// change whenever upstreams come and go; `completions` when a connected upstream has it.
 pub fn capabilities(gateway: &Gateway) -> Value {
     let mut caps = Map::new();
-    let mut any_unknown = false;
-    let has = |name: &str| {
-        gateway
-            .upstreams
-            .iter()
-            .any(|u| u.server_info().is_some_and(|i| i.has(name)))
-    };
-    let (tools, prompts, resources, completions) = (
-        has("tools"),
-        has("prompts"),
-        has("resources"),
-        has("completions"),
-    );
-    for u in &gateway.upstreams {
-        any_unknown |= u.server_info().is_none() && !matches!(u.status(), Status::Stopped);
-    }
-    if tools || any_unknown {
+    if offers(gateway, "tools") {
         caps.insert("tools".into(), json!({ "listChanged": true }));
     }
-    if prompts || any_unknown {
+    if offers(gateway, "prompts") {
         caps.insert("prompts".into(), json!({ "listChanged": true }));
     }
-    if resources || any_unknown {
+    if offers(gateway, "resources") {
         let mut r = json!({ "listChanged": true });
         // Subscriptions are routed to the URI's owner, so they are offered when one can take them.
         let subscribe = gateway.upstreams.iter().any(|u| {
@@ -68,13 +52,26 @@ pub fn capabilities(gateway: &Gateway) -> Value {
         }
         caps.insert("resources".into(), r);
     }
-    if has("logging") {
+    if offers(gateway, "logging") {
         caps.insert("logging".into(), json!({}));
     }
-    if completions {
+    if offers(gateway, "completions") {
         caps.insert("completions".into(), json!({}));
     }
     Value::Object(caps)
+}
+
+/// Whether the gateway offers a top-level capability: a connected upstream declared it, or,
+/// for the three lists, an upstream that has not connected yet may serve one.
+pub fn offers(gateway: &Gateway, capability: &str) -> bool {
+    let may_arrive = matches!(capability, "tools" | "prompts" | "resources");
+    gateway
+        .upstreams
+        .iter()
+        .any(|u| match u.declares(capability) {
+            Some(declared) => declared,
+            None => may_arrive && !matches!(u.status(), Status::Stopped),
+        })
 }
 
 /// Upstream instructions, each under its upstream's name so the model knows whose they are.

@@ -41,10 +41,7 @@ pub fn check_capability(gateway: &Gateway, method: &str) -> Result<(), ErrorObje
         methods::COMPLETION_COMPLETE => "completions",
         _ => return Ok(()),
     };
-    if super::initialize::capabilities(gateway)
-        .get(capability)
-        .is_some()
-    {
+    if super::initialize::offers(gateway, capability) {
         Ok(())
     } else {
         Err(ErrorObject::method_not_found(method)

@@ -287,7 +287,12 @@ async fn modern_client(
         .and_then(|p| p.remove("requestState"));
     let Some(state) = state else {
         // A fresh request. Any `inputResponses` go along: the upstream decides what they
-        // mean (a 2026-07-28 server may use them; others ignore unknown fields).
+        // mean (a 2026-07-28 server may use them; others ignore unknown fields). A
+        // 2026-07-28 upstream never sends server→client requests, so its calls need no
+        // held exchange: straight through, its state wrapped if it asks for input.
+        if gateway.upstreams[upstream].is_modern() {
+            return direct(gateway, ctx, req, upstream, params, &binding).await;
+        }
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let origin = origin_of(ctx).map(|o| {
             Arc::new(Origin {
@@ -331,10 +336,21 @@ async fn modern_client(
             p.insert("requestState".into(), Value::from(state));
         }
     }
-    let result = Call::new(gateway, ctx, upstream, &req.method, params, origin_of(ctx))
-        .run()
-        .await?;
-    Ok(wrap(gateway, &binding, result))
+    direct(gateway, ctx, req, upstream, params, &binding).await
+}
+
+/// A call to a 2026-07-28 upstream for a 2026-07-28 client: its input requests pass
+/// through, its state travels wrapped in the gateway's token.
+async fn direct(
+    gateway: &Gateway,
+    ctx: &RequestContext,
+    req: &Request,
+    upstream: usize,
+    params: Value,
+    binding: &Binding,
+) -> Result<Value, ErrorObject> {
+    let call = Call::new(gateway, ctx, upstream, &req.method, params, origin_of(ctx));
+    Ok(wrap(gateway, binding, call.run().await?))
 }
 
 /// An upstream's `input_required` result for a 2026-07-28 client: its requests pass
@@ -526,14 +542,6 @@ impl Parked {
     fn sweep(&self) {
         let now = Instant::now();
         self.held.retain(|_, (deadline, _)| *deadline > now);
-    }
-
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
     }
 }
 

@@ -217,6 +217,12 @@ impl Upstream {
         read(&self.live).as_ref().map(|l| l.info.clone())
     }
 
+    /// Whether the connected server declared a top-level capability, without copying its
+    /// handshake (the per-request checks use this); `None` while it is not connected.
+    pub fn declares(&self, capability: &str) -> Option<bool> {
+        read(&self.live).as_ref().map(|l| l.info.has(capability))
+    }
+
     pub fn catalog(&self) -> Arc<UpstreamCatalog> {
         read(&self.catalog).clone()
     }
