@@ -32,6 +32,10 @@ pub struct Gateway {
     pub relay: crate::relay::Relay,
     /// Calls held for 2026-07-28 clients until they retry with the input asked for.
     pub parked: crate::router::mrtr::Parked,
+    /// Tasks: the store, and the calls this replica runs as tasks.
+    pub tasks: crate::tasks::Tasks,
+    /// The gateway itself, for work that outlives a request (a task's background call).
+    me: std::sync::Weak<Gateway>,
     /// The middleware stages every client request walks (see `crate::pipeline`).
     pub pipeline: crate::pipeline::Pipeline,
     /// Prometheus metrics, served at `metrics.path`.
@@ -48,6 +52,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// A counted handle on the gateway, for background work.
+    pub fn arc(&self) -> Arc<Gateway> {
+        self.me
+            .upgrade()
+            .expect("the gateway is alive while its methods run")
+    }
+
     /// Builds the gateway and starts one supervisor per upstream plus the catalog task.
     pub fn start(config: Config) -> Arc<Gateway> {
         Self::start_with(config, &crate::pipeline::Hooks::default())
@@ -75,7 +86,9 @@ impl Gateway {
         let metrics = Arc::new(crate::pipeline::metrics::Metrics::default());
         let pipeline = crate::pipeline::Pipeline::build(&config, &metrics, hooks);
         tracing::debug!(stages = ?pipeline.names(), "Pipeline");
-        let gateway = Arc::new(Gateway {
+        let gateway = Arc::new_cyclic(|me| Gateway {
+            me: me.clone(),
+            tasks: crate::tasks::Tasks::new(config.tasks.clone()),
             auth: crate::pipeline::auth::Authenticator::new(&config.auth, &config.path),
             pipeline,
             metrics,
@@ -148,6 +161,15 @@ impl Gateway {
     }
 
     pub fn rebuild_catalog(&self) -> (Arc<Catalog>, Arc<Catalog>) {
+        // Each tool is listed with what the gateway will do for it as a task.
+        type Support<'u> = Box<dyn Fn(&Value) -> &'static str + 'u>;
+        let supports: Vec<Support<'_>> = self
+            .upstreams
+            .iter()
+            .map(|u| {
+                Box::new(move |tool: &Value| crate::tasks::listed_support(u, tool)) as Support<'_>
+            })
+            .collect();
         let inputs: Vec<Input<'_>> = self
             .upstreams
             .iter()
@@ -157,6 +179,7 @@ impl Gateway {
                 name: u.name(),
                 prefix: &u.config.prefix,
                 catalog: u.catalog(),
+                task_support: Some(&*supports[index]),
             })
             .collect();
         let next = Arc::new(Catalog::build(&inputs, &self.naming));

@@ -41,6 +41,9 @@ pub struct Input<'a> {
     pub name: &'a str,
     pub prefix: &'a str,
     pub catalog: Arc<UpstreamCatalog>,
+    /// The `execution.taskSupport` to list for each of the upstream's tools (what the
+    /// gateway will do for it); `None` lists the upstream's own.
+    pub task_support: Option<&'a dyn Fn(&Value) -> &'static str>,
 }
 
 /// Naming rules for exposed tools and prompts.
@@ -117,9 +120,18 @@ impl Catalog {
             let mut per_kind: [Vec<Staged>; 4] = Default::default();
             for kind in Kind::ALL {
                 for item in input.catalog.items(kind) {
-                    let Some((key, exposed)) = expose_item(item, kind, input.prefix, naming) else {
+                    let Some((key, mut exposed)) = expose_item(item, kind, input.prefix, naming)
+                    else {
                         continue;
                     };
+                    if kind == Kind::Tools
+                        && let Some(support) = input.task_support
+                    {
+                        if !exposed.get("execution").is_some_and(Value::is_object) {
+                            exposed["execution"] = Value::Object(Default::default());
+                        }
+                        exposed["execution"]["taskSupport"] = Value::from(support(item));
+                    }
                     let original = item
                         .get(kind.key())
                         .and_then(Value::as_str)

@@ -33,5 +33,5 @@ pub use filter::{Pattern, PatternError};
 pub use load::{Environment, Overrides, from_yaml_str, load, load_with_env};
 pub use model::{
     CollisionPolicy, Config, NameFilter, ProtocolMode, ResponseMode, Security, SessionMode,
-    TransportConfig, UpstreamConfig,
+    TaskMode, TransportConfig, UpstreamConfig,
 };

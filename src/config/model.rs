@@ -79,6 +79,8 @@ pub struct Config {
     pub metrics: crate::pipeline::metrics::MetricsConfig,
     /// The audit log (`audit`). Default: on, arguments redacted.
     pub audit: crate::pipeline::audit::AuditConfig,
+    /// Tasks: store, lifetimes, limits and the threshold (`tasks`).
+    pub tasks: crate::tasks::TasksConfig,
 }
 
 /// How the gateway answers a request on Streamable HTTP.
@@ -145,9 +147,29 @@ pub struct UpstreamConfig {
     /// Per-tool timeouts by glob over the upstream's own tool names, most specific first
     /// (the first match wins); tools that match none use `timeout`. Default: none.
     pub tool_timeouts: Vec<(Pattern, Duration)>,
+    /// Whether the gateway runs this upstream's calls as tasks. Default `on_request`.
+    pub tasks: TaskMode,
+    /// Per-tool overrides of `tasks` by glob over the upstream's own tool names, most
+    /// specific first. Default: none.
+    pub tool_tasks: Vec<(Pattern, TaskMode)>,
     /// Extra HTTP headers sent upstream, each filled from a claim of the caller's principal
     /// (header name → claim name). Never the client's token. Default: none.
     pub identity_headers: BTreeMap<String, String>,
+}
+
+/// Whether a call may run as a task (`tasks` and `tool_tasks` of an upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaskMode {
+    /// Never a task: listed `taskSupport: forbidden`, and a request for a task is refused
+    /// (a tool) or ignored (a prompt or a read).
+    Never,
+    /// A task when the client asks for one (2025-11-25 `task` param), or when a 2026-07-28
+    /// client that declared the tasks extension waits longer than `tasks.threshold`.
+    #[default]
+    OnRequest,
+    /// Always a task: listed `taskSupport: required`; 2026-07-28 clients without the tasks
+    /// extension get -32021.
+    Always,
 }
 
 /// Whether downstream sessions share an upstream session (only meaningful for stdio).
@@ -241,6 +263,7 @@ impl Default for Config {
             telemetry: Default::default(),
             metrics: Default::default(),
             audit: Default::default(),
+            tasks: Default::default(),
         }
     }
 }
@@ -269,6 +292,7 @@ impl fmt::Debug for Config {
             .field("telemetry", &self.telemetry)
             .field("metrics", &self.metrics)
             .field("audit", &self.audit)
+            .field("tasks", &self.tasks)
             .finish()
     }
 }

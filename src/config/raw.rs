@@ -72,6 +72,7 @@ pub struct RawConfig<U = RawUpstream> {
     pub telemetry: serde_json::Value,
     pub metrics: serde_json::Value,
     pub audit: serde_json::Value,
+    pub tasks: serde_json::Value,
 }
 
 /// The `security` section.
@@ -116,6 +117,8 @@ pub struct RawUpstream {
     pub protocol: Option<String>,
     pub max_concurrency: Option<u64>,
     pub tool_timeouts: Option<BTreeMap<String, RawDuration>>,
+    pub tasks: Option<String>,
+    pub tool_tasks: Option<BTreeMap<String, String>>,
     pub identity_headers: Option<BTreeMap<String, String>>,
 }
 
@@ -165,6 +168,7 @@ impl<U> Default for RawConfig<U> {
             telemetry: empty_section(),
             metrics: empty_section(),
             audit: empty_section(),
+            tasks: empty_section(),
         }
     }
 }
@@ -193,6 +197,7 @@ impl<U> RawConfig<U> {
             telemetry: self.telemetry,
             metrics: self.metrics,
             audit: self.audit,
+            tasks: self.tasks,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::error::{ConfigError, KeyPath};
 use super::model::{
-    DEFAULT_UPSTREAM_TIMEOUT, NameFilter, ProtocolMode, SessionMode, TransportConfig,
+    DEFAULT_UPSTREAM_TIMEOUT, NameFilter, ProtocolMode, SessionMode, TaskMode, TransportConfig,
     UpstreamConfig,
 };
 use super::raw::{RawFilter, RawUpstream};
@@ -102,12 +102,31 @@ fn upstream_config(
             errors,
         )
     });
-    let tool_timeouts = tool_timeouts(raw.tool_timeouts, &path.key("tool_timeouts"), errors);
+    let tool_timeouts = by_glob(
+        raw.tool_timeouts,
+        &path.key("tool_timeouts"),
+        errors,
+        |at, raw, errors| Some(duration(at.as_str(), raw, false, errors)),
+    );
+    let tasks = raw
+        .tasks
+        .as_deref()
+        .map_or(Some(TaskMode::OnRequest), |mode| {
+            choice(&path.key("tasks"), mode, &TASK_MODES, errors)
+        });
+    let tool_tasks = by_glob(
+        raw.tool_tasks,
+        &path.key("tool_tasks"),
+        errors,
+        |at, mode: &String, errors| choice(at, mode, &TASK_MODES, errors),
+    );
     let identity_headers = raw.identity_headers.unwrap_or_default();
     check_headers_named(&identity_headers, &path.key("identity_headers"), errors);
     Some(UpstreamConfig {
         max_concurrency,
         tool_timeouts,
+        tasks: tasks?,
+        tool_tasks,
         identity_headers,
         tools: filter(&path.key("tools"), raw.tools, errors),
         prompts: filter(&path.key("prompts"), raw.prompts, errors),
@@ -317,21 +336,30 @@ fn filter(path: &KeyPath, raw: RawFilter, errors: &mut Vec<ConfigError>) -> Name
     })
 }
 
-/// `tool_timeouts`: glob → duration, most specific first (most literal characters, then by
-/// text), so `report_*` beats `*` whatever the file's order (which the config layers do not
-/// keep: they sort mappings).
-fn tool_timeouts(
-    raw: Option<BTreeMap<String, super::raw::RawDuration>>,
+/// The values of `tasks` and `tool_tasks`.
+const TASK_MODES: [(&str, TaskMode); 3] = [
+    ("never", TaskMode::Never),
+    ("on_request", TaskMode::OnRequest),
+    ("always", TaskMode::Always),
+];
+
+/// A glob → value mapping (`tool_timeouts`, `tool_tasks`), most specific first (most
+/// literal characters, then by text), so `report_*` beats `*` whatever the file's order
+/// (which the config layers do not keep: they sort mappings).
+fn by_glob<R, T>(
+    raw: Option<BTreeMap<String, R>>,
     path: &KeyPath,
     errors: &mut Vec<ConfigError>,
-) -> Vec<(super::model::Pattern, std::time::Duration)> {
+    mut value: impl FnMut(&KeyPath, &R, &mut Vec<ConfigError>) -> Option<T>,
+) -> Vec<(super::model::Pattern, T)> {
     let mut rules = Vec::new();
     for (glob, raw) in raw.unwrap_or_default() {
         let at = path.key(&glob);
-        let timeout = duration(at.as_str(), &raw, false, errors);
-        match super::model::Pattern::new(&glob) {
-            Ok(pattern) => rules.push((pattern, timeout)),
-            Err(message) => errors.push(at.error(message)),
+        let parsed = value(&at, &raw, errors);
+        match (super::model::Pattern::new(&glob), parsed) {
+            (Ok(pattern), Some(parsed)) => rules.push((pattern, parsed)),
+            (Err(message), _) => errors.push(at.error(message)),
+            (Ok(_), None) => {}
         }
     }
     let literal = |p: &super::model::Pattern| {

@@ -52,6 +52,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         telemetry: crate::pipeline::trace::TelemetryConfig::from_raw(&raw.telemetry, e),
         metrics: crate::pipeline::metrics::MetricsConfig::from_raw(&raw.metrics, e),
         audit: crate::pipeline::audit::AuditConfig::from_raw(&raw.audit, e),
+        tasks: crate::tasks::TasksConfig::from_raw(&raw.tasks, e),
     };
     reserved_paths(&config, e);
     // Stage sections that name upstreams are checked against the upstreams list.

@@ -22,11 +22,17 @@
 //! 6. `rate_limit`: global, per-principal, per-upstream and per-tool token buckets and the
 //!    per-upstream concurrency cap. Last of the admission stages: only requests that will
 //!    really be routed consume capacity.
-//! 7. `timeout`: the deadline for the upstream (per tool, else per upstream), handed to the
+//! 7. `tasks`: task-result wrapping. A call that should run as a task (the client asked, or
+//!    a 2026-07-28 client waited past `tasks.threshold`) is started in the background with
+//!    the rest of the chain and answered at once with the task; a task an upstream creates
+//!    itself gets a gateway id. After the admission stages, so a task is admitted (and
+//!    counted) once, when it is created; before `timeout`, which then bounds the background
+//!    call rather than the client's wait.
+//! 8. `timeout`: the deadline for the upstream (per tool, else per upstream), handed to the
 //!    upstream connection, which answers -32011 and sends `notifications/cancelled` upstream
 //!    when it passes. Innermost, so time spent waiting in earlier stages is not charged to
 //!    the upstream.
-//! 8. the router (`crate::router`): resolves the owner and forwards.
+//! 9. the router (`crate::router`): resolves the owner and forwards.
 //!
 //! A stage is a module with one job, its own config section and its own tests. Adding one
 //! means adding it to `Pipeline::build`; the router and the transports do not change.
@@ -104,6 +110,28 @@ impl<'a> Next<'a> {
     }
 }
 
+impl Next<'_> {
+    /// The rest of the chain as an owned value, to run the request later or elsewhere (a
+    /// call the tasks stage runs in the background).
+    pub fn chain(&self) -> Chain {
+        Chain {
+            rest: self.rest.to_vec(),
+        }
+    }
+}
+
+/// An owned rest-of-chain (see [`Next::chain`]).
+#[derive(Clone)]
+pub struct Chain {
+    rest: Vec<Arc<dyn Stage>>,
+}
+
+impl Chain {
+    pub async fn run(&self, gateway: &Gateway, ctx: &mut RequestContext, req: &Request) -> Outcome {
+        Next { rest: &self.rest }.run(gateway, ctx, req).await
+    }
+}
+
 /// Seams for tests that run the gateway in-process: replacements for what the stages would
 /// otherwise take from the system. `Hooks::default()` is production.
 #[derive(Clone, Default)]
@@ -129,6 +157,7 @@ impl Pipeline {
             auth::stage(&config.auth),
             policy::stage(&config.policy),
             rate_limit::stage(config, metrics, hooks),
+            crate::tasks::stage::stage(config),
             timeout::stage(config),
         ];
         Pipeline {

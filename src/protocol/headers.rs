@@ -26,6 +26,8 @@ pub fn name_of<'a>(method: &str, params: Option<&'a Value>) -> Option<&'a str> {
     let key = match method {
         methods::TOOLS_CALL | methods::PROMPTS_GET => "name",
         methods::RESOURCES_READ => "uri",
+        // SEP-2663: `Mcp-Name: <taskId>`, so a load balancer can route by task.
+        methods::TASKS_GET | methods::TASKS_UPDATE | methods::TASKS_CANCEL => "taskId",
         _ => return None,
     };
     params?.get(key)?.as_str()
@@ -35,7 +37,12 @@ pub fn name_of<'a>(method: &str, params: Option<&'a Value>) -> Option<&'a str> {
 pub fn needs_name(method: &str) -> bool {
     matches!(
         method,
-        methods::TOOLS_CALL | methods::PROMPTS_GET | methods::RESOURCES_READ
+        methods::TOOLS_CALL
+            | methods::PROMPTS_GET
+            | methods::RESOURCES_READ
+            | methods::TASKS_GET
+            | methods::TASKS_UPDATE
+            | methods::TASKS_CANCEL
     )
 }
 

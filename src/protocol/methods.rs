@@ -29,10 +29,19 @@ pub const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
 pub const SERVER_DISCOVER: &str = "server/discover";
 pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
 pub const SUBSCRIPTIONS_ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+pub const TASKS_GET: &str = "tasks/get";
+pub const TASKS_RESULT: &str = "tasks/result";
+pub const TASKS_LIST: &str = "tasks/list";
+pub const TASKS_CANCEL: &str = "tasks/cancel";
+pub const TASKS_UPDATE: &str = "tasks/update";
+/// 2025-11-25: a task's status changed (params: the Task).
+pub const TASKS_STATUS: &str = "notifications/tasks/status";
+/// 2026-07-28 extension: a task changed (params: the DetailedTask), on listen streams.
+pub const TASKS_NOTIFICATION: &str = "notifications/tasks";
 
 /// Methods a 2026-07-28 client may call (the schema's client request union). Anything else
 /// from a modern client, the handshake-era methods included, is -32601 with HTTP 404.
-pub const MODERN_CLIENT_REQUESTS: [&str; 10] = [
+pub const MODERN_CLIENT_REQUESTS: [&str; 13] = [
     SERVER_DISCOVER,
     COMPLETION_COMPLETE,
     PROMPTS_GET,
@@ -43,7 +52,15 @@ pub const MODERN_CLIENT_REQUESTS: [&str; 10] = [
     SUBSCRIPTIONS_LISTEN,
     TOOLS_CALL,
     TOOLS_LIST,
+    // The `io.modelcontextprotocol/tasks` extension (SEP-2663).
+    TASKS_GET,
+    TASKS_UPDATE,
+    TASKS_CANCEL,
 ];
+
+/// Requests that may run as tasks (2025-11-25 `task` param; prompts and reads as FastMCP
+/// allows; the 2026-07-28 extension covers `tools/call` only).
+pub const TASK_CAPABLE: [&str; 3] = [TOOLS_CALL, PROMPTS_GET, RESOURCES_READ];
 
 /// The only methods whose results may be `input_required` (MRTR).
 pub const INPUT_CAPABLE: [&str; 3] = [TOOLS_CALL, PROMPTS_GET, RESOURCES_READ];

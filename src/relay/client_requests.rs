@@ -80,9 +80,22 @@ pub async fn forward(
     gateway: &Gateway,
     upstream: usize,
     peer: Arc<Peer>,
-    request: Request,
-    origin: Option<Arc<Origin>>,
+    mut request: Request,
+    mut origin: Option<Arc<Origin>>,
 ) {
+    // A request an upstream ties to one of its tasks names the gateway's task id, and goes
+    // to the task's session even when the upstream sent it outside any request.
+    if let Some(params) = request.params.as_mut()
+        && let Some(task) = crate::tasks::passthrough::map_related(gateway, upstream, params).await
+        && origin.is_none()
+        && let Some(session) = task
+            .owner
+            .session
+            .as_deref()
+            .and_then(|s| gateway.sessions.peek(s))
+    {
+        origin = Some(super::origin(&session));
+    }
     let name = gateway
         .upstreams
         .get(upstream)

@@ -31,6 +31,21 @@ pub struct Relay {
 pub async fn session_closed(gateway: &Gateway, session: &str) {
     subscriptions::session_closed(gateway, session).await;
     client_requests::session_closed(gateway, session).await;
+    // An upstream session that owns a passed-through task lives until the task expires.
+    if let Some(hold) = gateway.tasks.release_link(session) {
+        let gw = gateway.arc();
+        let session = session.to_owned();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(hold) => {}
+                _ = gw.shutdown.cancelled() => {}
+            }
+            for upstream in &gw.upstreams {
+                upstream.links.close(&session).await;
+            }
+        });
+        return;
+    }
     for upstream in &gateway.upstreams {
         upstream.links.close(session).await;
     }
@@ -137,6 +152,13 @@ fn notify(gateway: &Gateway, upstream: usize, n: Notification, origin: Option<Ar
         }
         (methods::RESOURCES_UPDATED, Some(params)) => {
             subscriptions::deliver(gateway, upstream, params, origin.as_deref())
+        }
+        (methods::TASKS_STATUS, Some(params)) => {
+            let gw = gateway.arc();
+            tokio::spawn(async move {
+                crate::tasks::passthrough::status_notification(&gw, upstream, params).await;
+            });
+            true
         }
         (methods::CANCELLED, Some(params)) => {
             client_requests::cancelled_by_upstream(gateway, upstream, params)

@@ -13,9 +13,17 @@ pub fn initialize(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject
             "'capabilities' must be an object",
         ));
     }
+    let negotiated = version::negotiate(requested);
+    let mut capabilities = capabilities(gateway);
+    // Core tasks (SEP-1686) exist from 2025-11-25 on; older clients never see them.
+    if negotiated >= "2025-11-25"
+        && let Some(tasks) = legacy_tasks(gateway)
+    {
+        capabilities["tasks"] = tasks;
+    }
     let mut result = json!({
-        "protocolVersion": version::negotiate(requested),
-        "capabilities": capabilities(gateway),
+        "protocolVersion": negotiated,
+        "capabilities": capabilities,
         "serverInfo": {
             "name": "manifold",
             "title": "Manifold MCP gateway",
@@ -59,6 +67,30 @@ pub fn capabilities(gateway: &Gateway) -> Value {
         caps.insert("completions".into(), json!({}));
     }
     Value::Object(caps)
+}
+
+/// The 2025-11-25 `tasks` capability: exactly the request types the gateway can serve as
+/// tasks (passed through or wrapped), first-class rather than under `experimental`.
+/// `list` and `cancel` are always served: tasks are bound to their principal and session,
+/// so a listing shows nobody else's.
+fn legacy_tasks(gateway: &Gateway) -> Option<Value> {
+    let (tools, prompts, resources) = crate::tasks::servable(&gateway.upstreams);
+    let mut requests = Map::new();
+    if tools {
+        requests.insert("tools".into(), json!({ "call": {} }));
+    }
+    if prompts {
+        requests.insert("prompts".into(), json!({ "get": {} }));
+    }
+    if resources {
+        requests.insert("resources".into(), json!({ "read": {} }));
+    }
+    (!requests.is_empty()).then(|| json!({ "list": {}, "cancel": {}, "requests": requests }))
+}
+
+/// Whether the 2026-07-28 tasks extension is offered: some tool can run as a task.
+pub fn offers_task_extension(gateway: &Gateway) -> bool {
+    crate::tasks::servable(&gateway.upstreams).0
 }
 
 /// Whether the gateway offers a top-level capability: a connected upstream declared it, or,

@@ -20,6 +20,7 @@ use crate::relay;
 use crate::upstream::catalog::Kind;
 
 pub use crate::pipeline::RequestContext;
+pub use calls::origin_of;
 pub use initialize::capabilities;
 
 pub async fn route(
@@ -43,6 +44,11 @@ pub async fn route(
         methods::PROMPTS_GET => calls::get_prompt(gateway, ctx, req).await,
         methods::RESOURCES_READ => calls::read_resource(gateway, ctx, req).await,
         methods::COMPLETION_COMPLETE => calls::complete(gateway, ctx, req).await,
+        methods::TASKS_GET
+        | methods::TASKS_RESULT
+        | methods::TASKS_LIST
+        | methods::TASKS_CANCEL
+        | methods::TASKS_UPDATE => crate::tasks::methods::handle(gateway, ctx, req).await,
         methods::LOGGING_SET_LEVEL => {
             let session = session_of(ctx)?;
             let level = req

@@ -14,9 +14,13 @@ use crate::upstream::catalog::Kind;
 /// upstreams' instructions. Not cacheable for long: capabilities follow upstreams as they
 /// come and go.
 pub fn discover(gateway: &Gateway) -> Result<Value, ErrorObject> {
+    let mut capabilities = super::initialize::capabilities(gateway);
+    if super::initialize::offers_task_extension(gateway) {
+        capabilities["extensions"] = json!({ crate::tasks::EXTENSION: {} });
+    }
     let mut result = json!({
         "supportedVersions": version::all(),
-        "capabilities": super::initialize::capabilities(gateway),
+        "capabilities": capabilities,
     });
     if let Some(text) = super::initialize::instructions(gateway) {
         result["instructions"] = Value::from(text);
@@ -39,6 +43,15 @@ pub fn check_capability(gateway: &Gateway, method: &str) -> Result<(), ErrorObje
             "resources"
         }
         methods::COMPLETION_COMPLETE => "completions",
+        methods::TASKS_GET | methods::TASKS_UPDATE | methods::TASKS_CANCEL => {
+            return if super::initialize::offers_task_extension(gateway) {
+                Ok(())
+            } else {
+                Err(ErrorObject::method_not_found(method).with_data(
+                    json!({ "reason": "no tool can run as a task (tasks: never everywhere)" }),
+                ))
+            };
+        }
         _ => return Ok(()),
     };
     if super::initialize::offers(gateway, capability) {

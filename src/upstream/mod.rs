@@ -223,6 +223,15 @@ impl Upstream {
         read(&self.live).as_ref().map(|l| l.info.has(capability))
     }
 
+    /// Whether the connected server's capabilities hold something at a JSON pointer
+    /// (`/tasks/requests/tools/call`, `/extensions/io.modelcontextprotocol~1tasks`).
+    pub fn declares_at(&self, pointer: &str) -> bool {
+        read(&self.live)
+            .as_ref()
+            .and_then(|l| l.info.capabilities.pointer(pointer))
+            .is_some_and(|v| !v.is_null())
+    }
+
     pub fn catalog(&self) -> Arc<UpstreamCatalog> {
         read(&self.catalog).clone()
     }

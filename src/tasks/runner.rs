@@ -1,0 +1,334 @@
+//! Wrapped tasks: the gateway runs the request in the background (the rest of the
+//! pipeline, then the router, exactly as if the client were waiting) and keeps its status
+//! and outcome in the store.
+//!
+//! A 2025-11-25 client's task is created at once. A 2026-07-28 client's call becomes a task
+//! at once (`always`) or when it has not finished after `tasks.threshold`; one that ends
+//! sooner, or asks for input first, is answered as usual, so input gathered by MRTR comes
+//! before the task. Inside a task, an upstream's `input_required` makes the task
+//! `input_required` with the same requests; `tasks/update` answers them and, once all are
+//! answered, the call is retried with the answers and its state, as MRTR would.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::record::{Status, TaskRecord, new_id, now_ms};
+use super::store::StoreError;
+use crate::downstream::Session;
+use crate::gateway::Gateway;
+use crate::pipeline::{Caller, Chain, Outcome, RequestContext};
+use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
+use crate::protocol::{ErrorObject, Message, Notification, Request, codes, methods};
+
+/// How often a running task looks for a cancellation made on another replica (the memory
+/// store wakes it at once).
+const CANCEL_CHECK: Duration = Duration::from_millis(500);
+
+/// How a wrapped task starts.
+pub struct Start {
+    pub upstream: usize,
+    pub ttl_ms: u64,
+    /// A task at once; otherwise only past `tasks.threshold` (2026-07-28 clients).
+    pub immediately: bool,
+}
+
+/// The request a task runs, with what it needs to run again (a retry after input).
+struct Job {
+    gateway: Arc<Gateway>,
+    chain: Chain,
+    req: Request,
+    session: Option<Arc<Session>>,
+    caller: Caller,
+    envelope: Option<Arc<crate::protocol::envelope::Envelope>>,
+    deadline: Duration,
+}
+
+impl Job {
+    fn spawn(
+        self: &Arc<Self>,
+        params: Option<Value>,
+        cancel: CancellationToken,
+    ) -> JoinHandle<Outcome> {
+        let job = self.clone();
+        tokio::spawn(async move {
+            let mut ctx = RequestContext::new(job.session.clone(), None, job.caller.clone());
+            ctx.envelope = job.envelope.clone();
+            ctx.cancel = Some(cancel);
+            ctx.deadline = Some(job.deadline);
+            let req = Request::new(job.req.id.clone(), job.req.method.clone(), params);
+            job.chain.run(&job.gateway, &mut ctx, &req).await
+        })
+    }
+
+    fn modern(&self) -> bool {
+        self.envelope.is_some()
+    }
+}
+
+/// Starts `req` as a wrapped task (or, for a threshold start, runs it and makes it a task
+/// only if it takes too long).
+pub async fn start(
+    gateway: &Gateway,
+    ctx: &mut RequestContext,
+    req: Request,
+    chain: Chain,
+    start: Start,
+) -> Outcome {
+    let tasks = &gateway.tasks;
+    let job = Arc::new(Job {
+        gateway: gateway.arc(),
+        chain,
+        session: ctx.session.clone(),
+        caller: ctx.caller.clone(),
+        envelope: ctx.envelope.clone(),
+        deadline: Duration::from_millis(start.ttl_ms),
+        req,
+    });
+    let now = now_ms();
+    let record = TaskRecord {
+        id: new_id(),
+        owner: super::owner_of(ctx),
+        method: job.req.method.clone(),
+        upstream: gateway.upstreams[start.upstream].name().to_owned(),
+        remote: None,
+        modern: job.modern(),
+        status: Status::Working,
+        status_message: None,
+        created_ms: now,
+        updated_ms: now,
+        ttl_ms: start.ttl_ms,
+        poll_ms: tasks.config.poll_ms(),
+        result: None,
+        error: None,
+        input_requests: Map::new(),
+        input_responses: Map::new(),
+        cancel_requested: false,
+    };
+    let cancel = CancellationToken::new();
+    let mut call = if start.immediately {
+        create(gateway, &record).await?;
+        job.spawn(job.req.params.clone(), cancel.clone())
+    } else {
+        let mut call = job.spawn(job.req.params.clone(), cancel.clone());
+        let threshold = tasks.config.threshold;
+        let client_gone = ctx.cancel.clone().unwrap_or_default();
+        tokio::select! {
+            joined = &mut call => return joined_outcome(joined),
+            _ = client_gone.cancelled() => {
+                cancel.cancel();
+                return Err(crate::downstream::exchange::cancelled());
+            }
+            _ = tokio::time::sleep(threshold), if !threshold.is_zero() => {}
+        }
+        if let Err(e) = create(gateway, &record).await {
+            // No room for another task: the client keeps waiting for the call instead.
+            tracing::debug!(error = %e.message, "Call not made a task");
+            return joined_outcome(call.await);
+        }
+        call
+    };
+    tasks.running.insert(record.id.clone(), cancel.clone());
+    let id = record.id.clone();
+    let gw = gateway.arc();
+    tokio::spawn(async move {
+        drive(&gw, &job, &id, &mut call, cancel).await;
+        call.abort();
+        gw.tasks.running.remove(&id);
+    });
+    tracing::info!(task = %record.id, method = %record.method, upstream = %record.upstream, "Task created");
+    Ok(created_result(&record))
+}
+
+/// What the client gets when its request became a task.
+pub fn created_result(record: &TaskRecord) -> Value {
+    if record.modern {
+        let mut task = record.modern_task();
+        task[RESULT_TYPE] = Value::from("task");
+        task
+    } else {
+        json!({ "task": record.legacy_task() })
+    }
+}
+
+async fn create(gateway: &Gateway, record: &TaskRecord) -> Result<(), ErrorObject> {
+    let limit = gateway.tasks.config.max_per_principal;
+    gateway
+        .tasks
+        .store
+        .create(record, limit)
+        .await
+        .map_err(store_error)
+}
+
+/// The client-facing error for a store failure.
+pub fn store_error(e: StoreError) -> ErrorObject {
+    match e {
+        StoreError::Limit(_) => ErrorObject::new(codes::GATEWAY_BUSY, e.to_string()),
+        StoreError::Backend(_) => ErrorObject::internal(e.to_string()),
+    }
+}
+
+fn joined_outcome(joined: Result<Outcome, tokio::task::JoinError>) -> Outcome {
+    joined.unwrap_or_else(|e| Err(ErrorObject::internal(format!("the call failed: {e}"))))
+}
+
+/// Runs a task to its end: the call, each round of input, cancellation and expiry.
+async fn drive(
+    gateway: &Gateway,
+    job: &Arc<Job>,
+    id: &str,
+    call: &mut JoinHandle<Outcome>,
+    cancel: CancellationToken,
+) {
+    let store = gateway.tasks.store.clone();
+    let Ok(Some(record)) = store.get(id).await else {
+        return;
+    };
+    let expires = Duration::from_millis(record.expires_ms().saturating_sub(now_ms()));
+    let expiry = tokio::time::sleep(expires);
+    tokio::pin!(expiry);
+    loop {
+        let outcome = tokio::select! {
+            joined = &mut *call => joined_outcome(joined),
+            _ = stop_requested(gateway, id, &cancel) => {
+                cancel.cancel();
+                update(gateway, id, |r| r.set_status(Status::Cancelled, None)).await;
+                tracing::info!(task = %id, "Task cancelled; its call was cancelled upstream");
+                return;
+            }
+            _ = &mut expiry => {
+                cancel.cancel();
+                tracing::info!(task = %id, "Task expired before its call ended; call cancelled");
+                return;
+            }
+        };
+        let result = match outcome {
+            Ok(result) if job.modern() && result_type(&result) == INPUT_REQUIRED => result,
+            Ok(result) => {
+                update(gateway, id, |r| r.finish(Ok(result.clone()))).await;
+                return;
+            }
+            Err(e) if e.code == codes::REQUEST_CANCELLED => {
+                update(gateway, id, |r| r.set_status(Status::Cancelled, None)).await;
+                return;
+            }
+            Err(e) => {
+                let error = serde_json::to_value(&e)
+                    .unwrap_or_else(|_| json!({"code": e.code, "message": e.message}));
+                update(gateway, id, |r| r.finish(Err(error.clone()))).await;
+                return;
+            }
+        };
+        // The call needs the client's input: the task waits for it.
+        let requests = result
+            .get("inputRequests")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let state = result.get("requestState").cloned();
+        update(gateway, id, |r| {
+            r.input_requests = requests.clone();
+            r.set_status(Status::InputRequired, None);
+            true
+        })
+        .await;
+        let answers = tokio::select! {
+            answers = answered(gateway, id) => answers,
+            _ = &mut expiry => None,
+        };
+        let Some(answers) = answers else {
+            // Cancelled or expired while waiting: nothing is running upstream.
+            update(gateway, id, |r| r.set_status(Status::Cancelled, None)).await;
+            return;
+        };
+        let mut params = job.req.params.clone().unwrap_or_else(|| json!({}));
+        params["inputResponses"] = Value::Object(answers);
+        if let Some(state) = state.filter(Value::is_string) {
+            params["requestState"] = state;
+        }
+        update(gateway, id, |r| r.set_status(Status::Working, None)).await;
+        *call = job.spawn(Some(params), cancel.clone());
+    }
+}
+
+/// Applies a change to the task and tells its client about a new status.
+async fn update(
+    gateway: &Gateway,
+    id: &str,
+    mut change: impl FnMut(&mut TaskRecord) -> bool + Send,
+) {
+    match gateway.tasks.store.update(id, &mut change).await {
+        Ok(Some(record)) => notify_status(gateway, &record),
+        Ok(None) => tracing::debug!(task = %id, "Task gone (expired) before its update"),
+        Err(e) => tracing::warn!(task = %id, error = %e, "Task update lost"),
+    }
+}
+
+/// `notifications/tasks/status` to the session that created a 2025-11-25 task (a courtesy:
+/// clients must not rely on it).
+pub fn notify_status(gateway: &Gateway, record: &TaskRecord) {
+    if record.modern {
+        return;
+    }
+    let Some(session) = record
+        .owner
+        .session
+        .as_deref()
+        .and_then(|s| gateway.sessions.peek(s))
+    else {
+        return;
+    };
+    let msg = Message::Notification(Notification::new(
+        methods::TASKS_STATUS,
+        Some(record.legacy_task()),
+    ));
+    session.send(msg);
+}
+
+/// Resolves when the task should stop: cancelled here, cancelled on another replica (seen
+/// in the store), ended, or forgotten.
+async fn stop_requested(gateway: &Gateway, id: &str, cancel: &CancellationToken) {
+    let store = &gateway.tasks.store;
+    loop {
+        let mut watch = store.watch();
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = watch.wait(CANCEL_CHECK) => {}
+        }
+        match store.get(id).await {
+            Ok(Some(r)) if !r.cancel_requested && !r.status.is_terminal() => {}
+            Ok(_) => return,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Waits until every outstanding input request of the task is answered and takes the
+/// answers; `None` when the task is cancelled or gone meanwhile.
+async fn answered(gateway: &Gateway, id: &str) -> Option<Map<String, Value>> {
+    let store = &gateway.tasks.store;
+    loop {
+        let mut watch = store.watch();
+        let record = store.get(id).await.ok()?;
+        let record = record?;
+        if record.cancel_requested || record.status.is_terminal() {
+            return None;
+        }
+        if record.input_requests.is_empty() {
+            let mut taken = Map::new();
+            store
+                .update(id, &mut |r| {
+                    taken = std::mem::take(&mut r.input_responses);
+                    true
+                })
+                .await
+                .ok()?;
+            return Some(taken);
+        }
+        watch.wait(CANCEL_CHECK).await;
+    }
+}

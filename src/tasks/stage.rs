@@ -1,0 +1,219 @@
+//! The pipeline stage that decides, for each call, read and prompt, whether it runs as a
+//! task and who runs it:
+//!
+//! | client | asks for a task when | upstream runs tasks in the client's era | otherwise |
+//! |---|---|---|---|
+//! | 2025-11-25 | `params.task` is set | passthrough, id mapped | the gateway wraps it |
+//! | 2026-07-28 | it declares the extension (tools only) | passthrough, upstream decides | wrapped: `always` at once, `on_request` past `tasks.threshold` |
+//!
+//! `tasks: never` (per upstream or tool glob) keeps a call synchronous: a 2025-11-25 tool
+//! call asking for a task gets -32601 (its listing says `forbidden`), a prompt or read is
+//! simply served. `always` makes a tool a task for everyone who can take one: 2025-11-25
+//! calls without `task` get -32601 (listed `required`), 2026-07-28 clients without the
+//! extension get -32021.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::runner::{self, Start};
+use super::{
+    EXTENSION, declares_extension, mode, passthrough, upstream_runs_legacy, upstream_runs_modern,
+};
+use crate::config::{Config, TaskMode};
+use crate::gateway::Gateway;
+use crate::pipeline::{Next, Outcome, RequestContext, Stage};
+use crate::protocol::envelope::Envelope;
+use crate::protocol::{ErrorObject, Request, codes, methods};
+
+pub fn stage(_config: &Config) -> Option<Arc<dyn Stage>> {
+    Some(Arc::new(TaskStage))
+}
+
+struct TaskStage;
+
+impl Stage for TaskStage {
+    fn name(&self) -> &'static str {
+        "tasks"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        gateway: &'a Gateway,
+        ctx: &'a mut RequestContext,
+        req: &'a Request,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Outcome> {
+        async move {
+            if !methods::TASK_CAPABLE.contains(&req.method.as_str()) {
+                return next.run(gateway, ctx, req).await;
+            }
+            // A name nobody serves: the router says so.
+            let Some(owner) = crate::pipeline::owner::owner(gateway, req) else {
+                return next.run(gateway, ctx, &without_task(req)).await;
+            };
+            if ctx.is_modern() {
+                modern(gateway, ctx, req, next, owner).await
+            } else {
+                legacy(gateway, ctx, req, next, owner).await
+            }
+        }
+        .boxed()
+    }
+}
+
+/// A 2025-11-25 (or older) client: a task exactly when `params.task` says so.
+async fn legacy(
+    gateway: &Gateway,
+    ctx: &mut RequestContext,
+    req: &Request,
+    next: Next<'_>,
+    owner: crate::pipeline::owner::Owner,
+) -> Outcome {
+    let upstream = &gateway.upstreams[owner.upstream];
+    let name = owner.tool.as_deref();
+    let mode = mode(&upstream.config, &req.method, name);
+    let is_tool = req.method == methods::TOOLS_CALL;
+    let Some(task) = req.param("task") else {
+        if is_tool && mode == TaskMode::Always {
+            return Err(ErrorObject::new(
+                codes::METHOD_NOT_FOUND,
+                format!(
+                    "tool {} runs only as a task: call it with params.task (its taskSupport is required)",
+                    req.str_param("name")?
+                ),
+            ));
+        }
+        return next.run(gateway, ctx, req).await;
+    };
+    let Some(task) = task.as_object() else {
+        return Err(ErrorObject::invalid_params("'task' must be an object"));
+    };
+    let ttl = match task.get("ttl") {
+        None | Some(Value::Null) => None,
+        Some(ttl) => Some(ttl.as_u64().ok_or_else(|| {
+            ErrorObject::invalid_params("'task.ttl' must be a non-negative integer (milliseconds)")
+        })?),
+    };
+    if mode == TaskMode::Never {
+        if is_tool {
+            return Err(ErrorObject::new(
+                codes::METHOD_NOT_FOUND,
+                format!(
+                    "tool {} does not run as a task (its taskSupport is forbidden)",
+                    req.str_param("name")?
+                ),
+            ));
+        }
+        // Receivers that do not run a request type as a task serve it normally.
+        return next.run(gateway, ctx, &without_task(req)).await;
+    }
+    if upstream_runs_legacy(upstream, &req.method, name) {
+        let created = next.run(gateway, ctx, req).await?;
+        return passthrough::adopt(gateway, ctx, owner.upstream, &req.method, created).await;
+    }
+    let start = Start {
+        upstream: owner.upstream,
+        ttl_ms: gateway.tasks.config.ttl_ms(ttl),
+        immediately: true,
+    };
+    runner::start(
+        gateway,
+        ctx,
+        without_task(req).into_owned(),
+        next.chain(),
+        start,
+    )
+    .await
+}
+
+/// A 2026-07-28 client: server-directed tasks for `tools/call`, only when the request
+/// declares the extension.
+async fn modern(
+    gateway: &Gateway,
+    ctx: &mut RequestContext,
+    req: &Request,
+    next: Next<'_>,
+    owner: crate::pipeline::owner::Owner,
+) -> Outcome {
+    // A stray 2025-11-25 `task` param is tolerated and means nothing (SEP-2663).
+    let req = without_task(req);
+    let upstream = &gateway.upstreams[owner.upstream];
+    let declared = ctx
+        .envelope
+        .as_ref()
+        .is_some_and(|e| declares_extension(&e.client_capabilities));
+    if req.method != methods::TOOLS_CALL {
+        if declared {
+            hide_extension(ctx);
+        }
+        return next.run(gateway, ctx, &req).await;
+    }
+    let mode = mode(&upstream.config, &req.method, owner.tool.as_deref());
+    if !declared {
+        if mode == TaskMode::Always {
+            return Err(ErrorObject::missing_capability(
+                json!({ "extensions": { EXTENSION: {} } }),
+                format!(
+                    "tool {} runs only as a task; declare the {EXTENSION} extension",
+                    req.str_param("name")?
+                ),
+            ));
+        }
+        return next.run(gateway, ctx, &req).await;
+    }
+    if mode == TaskMode::Never {
+        hide_extension(ctx);
+        return next.run(gateway, ctx, &req).await;
+    }
+    if upstream_runs_modern(upstream) {
+        let created = next.run(gateway, ctx, &req).await?;
+        return passthrough::adopt(gateway, ctx, owner.upstream, &req.method, created).await;
+    }
+    // The upstream does not run tasks for this client: the gateway does, and the upstream
+    // is not told about an extension it would not understand.
+    hide_extension(ctx);
+    let start = Start {
+        upstream: owner.upstream,
+        ttl_ms: gateway.tasks.config.ttl_ms(None),
+        immediately: mode == TaskMode::Always,
+    };
+    runner::start(gateway, ctx, req.into_owned(), next.chain(), start).await
+}
+
+/// The request without a 2025-11-25 `task` param (what goes upstream when the gateway, not
+/// the upstream, handles the task).
+fn without_task(req: &Request) -> Cow<'_, Request> {
+    match req.params.as_ref().and_then(|p| p.get("task")) {
+        None => Cow::Borrowed(req),
+        Some(_) => {
+            let mut owned = req.clone();
+            if let Some(params) = owned.params.as_mut().and_then(Value::as_object_mut) {
+                params.remove("task");
+            }
+            Cow::Owned(owned)
+        }
+    }
+}
+
+/// Drops the tasks extension from what the request declares, so an upstream that would
+/// create a task for it does not (the gateway runs the task, or none is wanted).
+fn hide_extension(ctx: &mut RequestContext) {
+    let Some(envelope) = &ctx.envelope else {
+        return;
+    };
+    let mut capabilities = envelope.client_capabilities.clone();
+    if let Some(extensions) = capabilities
+        .get_mut("extensions")
+        .and_then(Value::as_object_mut)
+    {
+        extensions.remove(EXTENSION);
+    }
+    ctx.envelope = Some(Arc::new(Envelope {
+        client_capabilities: capabilities,
+        ..(**envelope).clone()
+    }));
+}
