@@ -300,7 +300,8 @@ async fn definitions_and_results_pass_through_unchanged() {
     for (name, reference) in [("alpha", &alpha_ref.url), ("gamma", &gamma.url)] {
         let direct = Mcp::connect(reference).await;
 
-        // Tool definitions: identical but for the name.
+        // Tool definitions: identical but for the name, and the task support the gateway
+        // lists (what it will do: by default, run any tool as a task on request).
         let via_gateway = c.list_all("tools/list", "tools").await;
         let own = direct.list_all("tools/list", "tools").await;
         assert_eq!(own.len(), fixture_tools(3).len());
@@ -312,6 +313,7 @@ async fn definitions_and_results_pass_through_unchanged() {
                 .unwrap_or_else(|| panic!("{exposed} missing"));
             let mut expected = tool.clone();
             expected["name"] = json!(exposed);
+            expected["execution"]["taskSupport"] = json!("optional");
             assert_eq!(seen, &expected, "tool definition changed on the way");
         }
         // Make sure the comparison covered the optional fields.

@@ -66,6 +66,7 @@ impl Modern {
         let name = match method {
             "tools/call" | "prompts/get" => body["params"]["name"].as_str(),
             "resources/read" => body["params"]["uri"].as_str(),
+            "tasks/get" | "tasks/update" | "tasks/cancel" => body["params"]["taskId"].as_str(),
             _ => None,
         };
         if let Some(name) = name {
@@ -107,6 +108,21 @@ impl Modern {
         match response.get("result") {
             Some(r) => Ok(r.clone()),
             None => Err(response["error"].clone()),
+        }
+    }
+
+    /// A request that must succeed.
+    pub async fn ok(&self, method: &str, params: Value) -> Value {
+        self.request(method, params)
+            .await
+            .unwrap_or_else(|e| panic!("{method} failed: {e}"))
+    }
+
+    /// A request that must fail; returns the error object.
+    pub async fn err(&self, method: &str, params: Value) -> Value {
+        match self.request(method, params).await {
+            Ok(r) => panic!("{method} should have failed, got {r}"),
+            Err(e) => e,
         }
     }
 

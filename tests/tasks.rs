@@ -1,0 +1,458 @@
+//! Tasks through the real gateway: calls of an upstream without task support run as tasks
+//! the gateway wraps (2025-11-25 clients by asking, 2026-07-28 clients by declaring the
+//! extension), with results equal to the direct call's; cancellation reaching the
+//! upstream; expiry; binding to the creator; the configured modes; and passthrough of a
+//! task-capable upstream (`@modelcontextprotocol/server-everything`).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Gateway, Mcp, Modern, WAIT, stdio_fixture, wait_for};
+
+const EXTENSION: &str = "io.modelcontextprotocol/tasks";
+const RELATED: &str = "io.modelcontextprotocol/related-task";
+
+/// A gateway in front of one stdio fixture (`alpha`, which knows nothing of tasks), with
+/// extra YAML appended at the top level and under the upstream.
+async fn gateway(top: &str, upstream_extra: &str) -> Gateway {
+    let yaml = format!(
+        "{top}upstreams:\n{}{upstream_extra}",
+        stdio_fixture("alpha", &[])
+    );
+    let gw = Gateway::start(&yaml);
+    gw.wait_upstreams_ready().await;
+    gw
+}
+
+fn modern_with_tasks(gw: &Gateway) -> Modern {
+    Modern::new(&gw.url, json!({ "extensions": { EXTENSION: {} } }))
+}
+
+/// Polls `tasks/get` until the task has ended; returns the last answer.
+async fn until_terminal(get: impl Fn() -> futures::future::BoxFuture<'static, Value>) -> Value {
+    wait_for(WAIT, "the task to end", || {
+        let fut = get();
+        async move {
+            let task = fut.await;
+            let status = task["status"].as_str().unwrap_or_default().to_owned();
+            matches!(status.as_str(), "completed" | "failed" | "cancelled").then_some(task)
+        }
+    })
+    .await
+}
+
+fn legacy_get(
+    client: &std::sync::Arc<Mcp>,
+    id: &str,
+) -> futures::future::BoxFuture<'static, Value> {
+    let client = client.clone();
+    let id = id.to_owned();
+    Box::pin(async move { client.ok("tasks/get", json!({ "taskId": id })).await })
+}
+
+fn modern_get(
+    client: &std::sync::Arc<Modern>,
+    id: &str,
+) -> futures::future::BoxFuture<'static, Value> {
+    let client = client.clone();
+    let id = id.to_owned();
+    Box::pin(async move { client.ok("tasks/get", json!({ "taskId": id })).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2025_11_25_client_runs_a_slow_tool_as_a_task() {
+    let gw = gateway("", "").await;
+    let client = std::sync::Arc::new(Mcp::connect(&gw.url).await);
+
+    // Advertised first-class, with what can be served; the tool says it may be a task.
+    let caps = &client.init["capabilities"];
+    assert_eq!(
+        caps["tasks"]["requests"]["tools"]["call"],
+        json!({}),
+        "{caps}"
+    );
+    assert!(caps["tasks"]["list"].is_object() && caps["tasks"]["cancel"].is_object());
+    assert!(
+        caps.get("experimental")
+            .is_none_or(|e| e.get("tasks").is_none())
+    );
+    let tools = client.list_all("tools/list", "tools").await;
+    let slow = tools
+        .iter()
+        .find(|t| t["name"] == "alpha__slow")
+        .expect("slow");
+    assert_eq!(slow["execution"]["taskSupport"], "optional");
+
+    let direct = client
+        .ok(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 300 } }),
+        )
+        .await;
+
+    let created = client
+        .ok(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 300 }, "task": { "ttl": 60000 } }),
+        )
+        .await;
+    let task = &created["task"];
+    let id = task["taskId"].as_str().expect("taskId").to_owned();
+    assert_eq!(task["status"], "working");
+    assert_eq!(task["ttl"], 60000);
+    assert!(task["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(id.len() >= 32, "task ids are unguessable: {id}");
+
+    // tasks/result blocks until the end, then answers what the call answers.
+    let mut result = client.ok("tasks/result", json!({ "taskId": id })).await;
+    assert_eq!(result["_meta"][RELATED]["taskId"], id.as_str());
+    result.as_object_mut().unwrap().remove("_meta");
+    let mut expected = direct.clone();
+    expected.as_object_mut().unwrap().remove("_meta");
+    assert_eq!(result, expected);
+
+    let done = client.ok("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(done["status"], "completed");
+    let listed = client.ok("tasks/list", json!({})).await;
+    assert!(
+        listed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["taskId"] == id.as_str())
+    );
+
+    // A protocol error fails the task; tasks/result answers the same error.
+    let direct_error = client
+        .err(
+            "tools/call",
+            json!({ "name": "alpha__fail", "arguments": {} }),
+        )
+        .await;
+    let failing = client
+        .ok(
+            "tools/call",
+            json!({ "name": "alpha__fail", "arguments": {}, "task": {} }),
+        )
+        .await;
+    let failing_id = failing["task"]["taskId"].as_str().unwrap().to_owned();
+    let error = client
+        .err("tasks/result", json!({ "taskId": failing_id }))
+        .await;
+    assert_eq!(error["code"], direct_error["code"]);
+    assert_eq!(error["message"], direct_error["message"]);
+    let ended = until_terminal(|| legacy_get(&client, &failing_id)).await;
+    assert_eq!(ended["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_07_28_client_gets_a_task_when_a_call_outlasts_the_threshold() {
+    let gw = gateway("tasks:\n  threshold: 400ms\n", "").await;
+    let client = std::sync::Arc::new(modern_with_tasks(&gw));
+    let discover = client.ok("server/discover", json!({})).await;
+    assert_eq!(discover["capabilities"]["extensions"][EXTENSION], json!({}));
+    assert!(discover["capabilities"].get("tasks").is_none());
+
+    // Quick: answered as usual.
+    let quick = client
+        .call("alpha__slow", json!({ "ms": 50 }))
+        .await
+        .unwrap();
+    assert_eq!(quick["resultType"], "complete");
+
+    // Slow: a task, flat, in the extension's shape.
+    let created = client
+        .call("alpha__slow", json!({ "ms": 1500 }))
+        .await
+        .unwrap();
+    assert_eq!(created["resultType"], "task", "{created}");
+    assert!(created.get("task").is_none() && created.get("ttl").is_none());
+    assert!(created["ttlMs"].as_u64().is_some() && created["pollIntervalMs"].as_u64().is_some());
+    let id = created["taskId"].as_str().unwrap().to_owned();
+    let working = client.ok("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(working["status"], "working");
+    assert!(working.get("result").is_none());
+    let done = until_terminal(|| modern_get(&client, &id)).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["resultType"], "complete");
+
+    // The same result the call gives a client that waits for it.
+    let plain = Modern::new(&gw.url, json!({}));
+    let direct = plain
+        .call("alpha__slow", json!({ "ms": 1500 }))
+        .await
+        .unwrap();
+    assert_eq!(
+        direct["resultType"], "complete",
+        "no extension, no task: {direct}"
+    );
+    assert_eq!(done["result"]["content"], direct["content"]);
+
+    // The extension's methods: the v1-only ones are unknown; undeclared clients get -32021.
+    let e = client.err("tasks/result", json!({ "taskId": id })).await;
+    assert_eq!(e["code"], -32601);
+    let e = plain.err("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(e["code"], -32021);
+    assert!(
+        e["data"]["requiredCapabilities"]["extensions"][EXTENSION].is_object(),
+        "{e}"
+    );
+    // Mcp-Name must carry the task id.
+    let body = client.body(client.next_id(), "tasks/get", json!({ "taskId": id }));
+    let mut headers = Modern::headers_for(&body);
+    for (name, value) in &mut headers {
+        if name.eq_ignore_ascii_case("mcp-name") {
+            *value = "someone-else".into();
+        }
+    }
+    let reply = client.post_raw(&body, &headers).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["code"], -32020);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_task_cancels_its_upstream_call() {
+    let gw = gateway("", "    tool_tasks:\n      slow: always\n").await;
+
+    // 2025-11-25: tasks/cancel answers the cancelled task; the upstream call stops.
+    let client = std::sync::Arc::new(Mcp::connect(&gw.url).await);
+    let created = client
+        .ok(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 20000 }, "task": {} }),
+        )
+        .await;
+    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancelled = client.ok("tasks/cancel", json!({ "taskId": id })).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    let again = client.err("tasks/cancel", json!({ "taskId": id })).await;
+    assert_eq!(
+        again["code"], -32602,
+        "a finished task cannot be cancelled: {again}"
+    );
+    wait_for(WAIT, "the upstream to see the cancellation", || {
+        let client = client.clone();
+        async move {
+            let journal = client.call_text("alpha__journal", json!({})).await;
+            journal.contains("cancelled slow").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        client.ok("tasks/get", json!({ "taskId": id })).await["status"],
+        "cancelled"
+    );
+
+    // 2026-07-28 (`always`: a task at once): an empty ack, then `cancelled`.
+    let modern = std::sync::Arc::new(modern_with_tasks(&gw));
+    let created = modern
+        .call("alpha__slow", json!({ "ms": 20000 }))
+        .await
+        .unwrap();
+    assert_eq!(created["resultType"], "task");
+    let id = created["taskId"].as_str().unwrap().to_owned();
+    let ack = modern.ok("tasks/cancel", json!({ "taskId": id })).await;
+    assert!(
+        ack.get("taskId").is_none() && ack.get("status").is_none(),
+        "{ack}"
+    );
+    let ended = until_terminal(|| modern_get(&modern, &id)).await;
+    assert_eq!(ended["status"], "cancelled");
+    let ack = modern.ok("tasks/cancel", json!({ "taskId": id })).await;
+    assert!(
+        ack.get("status").is_none(),
+        "idempotent on an ended task: {ack}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_forgotten_after_its_ttl() {
+    let gw = gateway("", "").await;
+    let client = Mcp::connect(&gw.url).await;
+    let created = client
+        .ok(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 10 }, "task": { "ttl": 700 } }),
+        )
+        .await;
+    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
+    assert_eq!(created["task"]["ttl"], 700);
+    let result = client.ok("tasks/result", json!({ "taskId": id })).await;
+    assert_eq!(result["content"][0]["text"], "done after 10 ms");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let gone = client.err("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(gone["code"], -32602);
+    assert!(
+        gone["message"].as_str().unwrap().contains("Unknown task"),
+        "{gone}"
+    );
+
+    // A task still running when its TTL passes is stopped upstream.
+    let created = client
+        .ok(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 20000 }, "task": { "ttl": 500 } }),
+        )
+        .await;
+    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
+    wait_for(WAIT, "the expired task's call to be cancelled", || async {
+        let journal = client.call_text("alpha__journal", json!({})).await;
+        journal.contains("cancelled slow").then_some(())
+    })
+    .await;
+    assert_eq!(
+        client.err("tasks/get", json!({ "taskId": id })).await["code"],
+        -32602
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_creator_sees_a_task() {
+    let gw = gateway("", "").await;
+    let owner = Mcp::connect(&gw.url).await;
+    let other = Mcp::connect(&gw.url).await;
+    let created = owner
+        .ok(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 5000 }, "task": {} }),
+        )
+        .await;
+    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
+
+    // Another session: the same error as for a task that never existed, for every method.
+    let unknown = other
+        .err("tasks/get", json!({ "taskId": "task-0000" }))
+        .await;
+    for method in ["tasks/get", "tasks/result", "tasks/cancel"] {
+        let e = other.err(method, json!({ "taskId": id })).await;
+        assert_eq!(e["code"], unknown["code"], "{method}: {e}");
+        assert_eq!(
+            e["message"].as_str().unwrap().replace(&id, "ID"),
+            unknown["message"]
+                .as_str()
+                .unwrap()
+                .replace("task-0000", "ID"),
+        );
+    }
+    let listed = other.ok("tasks/list", json!({})).await;
+    assert_eq!(listed["tasks"], json!([]));
+    // Nor does a 2026-07-28 client of the same principal (it has no session).
+    let modern = modern_with_tasks(&gw);
+    assert_eq!(
+        modern.err("tasks/get", json!({ "taskId": id })).await["code"],
+        -32602
+    );
+    // The owner still can, and its cancellation is untouched by the others' attempts.
+    assert_eq!(
+        owner.ok("tasks/get", json!({ "taskId": id })).await["status"],
+        "working"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_decide_what_is_listed_and_allowed() {
+    let gw = gateway(
+        "",
+        "    tasks: on_request\n    tool_tasks:\n      slow: always\n      echo: never\n",
+    )
+    .await;
+    let client = Mcp::connect(&gw.url).await;
+    let tools = client.list_all("tools/list", "tools").await;
+    let support = |name: &str| {
+        tools.iter().find(|t| t["name"] == name).unwrap()["execution"]["taskSupport"].clone()
+    };
+    assert_eq!(support("alpha__slow"), "required");
+    assert_eq!(support("alpha__echo"), "forbidden");
+    assert_eq!(support("alpha__whoami"), "optional");
+
+    // 2025-11-25: a required tool without `task`, a forbidden one with it: -32601.
+    let e = client
+        .err(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 1 } }),
+        )
+        .await;
+    assert_eq!(e["code"], -32601, "{e}");
+    let e = client
+        .err(
+            "tools/call",
+            json!({ "name": "alpha__echo", "arguments": { "message": "x" }, "task": {} }),
+        )
+        .await;
+    assert_eq!(e["code"], -32601, "{e}");
+
+    // 2026-07-28 without the extension: -32021 for a required tool; others run as usual,
+    // a stray v1 `task` param changing nothing.
+    let plain = Modern::new(&gw.url, json!({}));
+    let e = plain
+        .call("alpha__slow", json!({ "ms": 1 }))
+        .await
+        .unwrap_err();
+    assert_eq!(e["code"], -32021, "{e}");
+    assert!(e["data"]["requiredCapabilities"]["extensions"][EXTENSION].is_object());
+    let r = plain
+        .request(
+            "tools/call",
+            json!({ "name": "alpha__echo", "arguments": { "message": "x" }, "task": { "ttl": 5 } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["resultType"], "complete");
+
+    // Prompts and reads run as tasks on request too (2025-11-25), like FastMCP allows.
+    let prompts = client.list_all("prompts/list", "prompts").await;
+    let prompt = prompts[0]["name"].as_str().unwrap().to_owned();
+    let direct = client
+        .ok(
+            "prompts/get",
+            json!({ "name": prompt, "arguments": { "name": "x" } }),
+        )
+        .await;
+    let created = client
+        .ok(
+            "prompts/get",
+            json!({ "name": prompt, "arguments": { "name": "x" }, "task": {} }),
+        )
+        .await;
+    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
+    let mut result = client.ok("tasks/result", json!({ "taskId": id })).await;
+    result.as_object_mut().unwrap().remove("_meta");
+    let mut direct = direct;
+    direct.as_object_mut().unwrap().remove("_meta");
+    assert_eq!(result, direct);
+    let caps = &client.init["capabilities"]["tasks"]["requests"];
+    assert_eq!(caps["prompts"]["get"], json!({}));
+    assert_eq!(caps["resources"]["read"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_per_principal_are_limited() {
+    let gw = gateway("tasks:\n  max_per_principal: 2\n", "").await;
+    let client = Mcp::connect(&gw.url).await;
+    for _ in 0..2 {
+        client
+            .ok(
+                "tools/call",
+                json!({ "name": "alpha__slow", "arguments": { "ms": 5000 }, "task": {} }),
+            )
+            .await;
+    }
+    let e = client
+        .err(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 5000 }, "task": {} }),
+        )
+        .await;
+    assert!(e["message"].as_str().unwrap().contains("at most 2"), "{e}");
+    // Without a task the call is still served.
+    let r = client
+        .ok(
+            "tools/call",
+            json!({ "name": "alpha__slow", "arguments": { "ms": 1 } }),
+        )
+        .await;
+    assert_eq!(r["content"][0]["text"], "done after 1 ms");
+}
