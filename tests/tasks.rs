@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Gateway, Mcp, Modern, WAIT, stdio_fixture, wait_for};
+use support::{Gateway, Mcp, Modern, WAIT, first_text, stdio_fixture, wait_for};
 
 const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 const RELATED: &str = "io.modelcontextprotocol/related-task";
@@ -455,4 +455,140 @@ async fn tasks_per_principal_are_limited() {
         )
         .await;
     assert_eq!(r["content"][0]["text"], "done after 1 ms");
+}
+
+/// server-everything from `.interop/` (installed by `scripts/interop --install-only`, which
+/// `scripts/test` runs before the tests).
+fn everything_upstream() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script =
+        root.join(".interop/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        script.is_file(),
+        "{} is missing: run `scripts/interop --install-only` (scripts/test does)",
+        script.display()
+    );
+    format!(
+        "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: legacy\n",
+        script.display().to_string()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_runs_tasks_runs_them_behind_gateway_ids() {
+    let gw = Gateway::start(&format!("upstreams:\n{}", everything_upstream()));
+    gw.wait_upstreams_ready().await;
+    let client = std::sync::Arc::new(
+        Mcp::connect_with(&gw.url, "2025-11-25", json!({ "elicitation": {} })).await,
+    );
+    let tool = "everything__simulate-research-query";
+    let tools = wait_for(WAIT, "the research tool", || async {
+        let tools = client.list_all("tools/list", "tools").await;
+        tools.iter().any(|t| t["name"] == tool).then_some(tools)
+    })
+    .await;
+    let listed = tools.iter().find(|t| t["name"] == tool).unwrap();
+    assert_eq!(listed["execution"]["taskSupport"], "required");
+
+    // The upstream creates the task; the client sees the gateway's id.
+    let created = client
+        .ok(
+            "tools/call",
+            json!({ "name": tool, "arguments": { "topic": "rust" }, "task": { "ttl": 60000 } }),
+        )
+        .await;
+    let id = created["task"]["taskId"]
+        .as_str()
+        .expect("taskId")
+        .to_owned();
+    assert!(
+        id.starts_with("task-") && id.len() == 37,
+        "a gateway id: {id}"
+    );
+    assert_eq!(
+        created["task"]["pollInterval"], 1000,
+        "the upstream's own fields pass: {created}"
+    );
+    let got = client.ok("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(got["taskId"], id.as_str());
+    assert!(
+        matches!(got["status"].as_str(), Some("working" | "completed")),
+        "{got}"
+    );
+    let listed = client.ok("tasks/list", json!({})).await;
+    assert!(
+        listed["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["taskId"] == id.as_str())
+    );
+
+    // Another session cannot reach it.
+    let other = Mcp::connect(&gw.url).await;
+    assert_eq!(
+        other.err("tasks/get", json!({ "taskId": id })).await["code"],
+        -32602
+    );
+
+    // tasks/result blocks until the upstream's task ends and carries the gateway's id.
+    let result = client.ok("tasks/result", json!({ "taskId": id })).await;
+    assert!(
+        first_text(&result).contains("Research Report: rust"),
+        "{result}"
+    );
+    assert_eq!(result["_meta"][RELATED]["taskId"], id.as_str());
+    let done = client.ok("tasks/get", json!({ "taskId": id })).await;
+    assert_eq!(done["status"], "completed");
+
+    // An ambiguous query asks the client through tasks/result: the elicitation reaches this
+    // client, tagged with the gateway's task id, and the answer reaches the upstream.
+    let created = client
+        .ok(
+            "tools/call",
+            json!({ "name": tool, "arguments": { "topic": "python", "ambiguous": true }, "task": {} }),
+        )
+        .await;
+    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
+    let (request_id, resp) = client
+        .stream_request("tasks/result", json!({ "taskId": id }))
+        .await;
+    let mut stream = support::SseStream::new(resp);
+    let ask = stream
+        .next_matching(WAIT, |m| m["method"] == "elicitation/create")
+        .await
+        .expect("the elicitation of the task");
+    assert_eq!(
+        ask["params"]["_meta"][RELATED]["taskId"],
+        id.as_str(),
+        "{ask}"
+    );
+    let answer = json!({
+        "jsonrpc": "2.0",
+        "id": ask["id"],
+        "result": { "action": "accept", "content": { "interpretation": "snake" } },
+    });
+    let reply = client.send(&answer).await;
+    assert!(reply.status == 202 || reply.status == 200, "{}", reply.body);
+    let response = stream
+        .next_matching(WAIT, |m| m["id"] == json!(request_id))
+        .await
+        .expect("the task's result");
+    let text = first_text(&response["result"]);
+    assert!(
+        text.contains("snake"),
+        "the answer reached the upstream: {text}"
+    );
+
+    // Cancelling goes to the upstream too.
+    let created = client
+        .ok(
+            "tools/call",
+            json!({ "name": tool, "arguments": { "topic": "go" }, "task": {} }),
+        )
+        .await;
+    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
+    let cancelled = client.ok("tasks/cancel", json!({ "taskId": id })).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["taskId"], id.as_str());
 }
