@@ -15,7 +15,9 @@
 //! The `test_input_required_result_*`, `test_missing_capability`,
 //! `test_streaming_elicitation`, `test_logging_tool` and `test_trigger_*`
 //! tools are the diagnostics the 2026-07-28 conformance scenarios look for;
-//! each also behaves sensibly for a handshake-era client.
+//! each also behaves sensibly for a handshake-era client. The tools of the
+//! tasks extension's scenarios (`greet`, `slow_compute`, …) live in
+//! `tasks.rs`, which [`call`] hands them to.
 
 // Logging and sampling are deprecated in 2026-07-28, but the suite exercises
 // them, so the fixture implements them.
