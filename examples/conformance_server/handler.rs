@@ -12,9 +12,10 @@
 //! request, or the stdio connection; for a handshake session it owns the log
 //! level set by `logging/setLevel`. [`Shared`] is the whole process: the
 //! watched resource's revision, every handshake session's resource
-//! subscriptions, every open `subscriptions/listen` stream and the key that
-//! seals `requestState`, so a change made through one connection reaches
-//! subscribers and listeners on all of them.
+//! subscriptions, every open `subscriptions/listen` stream, the key that
+//! seals `requestState` and every task, so a change made through one
+//! connection reaches subscribers and listeners on all of them, and a task
+//! made by one stateless request can be read by the next.
 
 // `logging/setLevel` and `resources/subscribe` are handshake-era methods,
 // deprecated in 2026-07-28 but current where the fixture serves them.
@@ -26,13 +27,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
-    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
-    LoggingMessageNotificationParam, PaginatedRequestParams, ProtocolVersion,
-    ReadResourceRequestParams, ReadResourceResponse, ResourceUpdatedNotificationParam,
-    ServerCapabilities, ServerConfig, SetLevelRequestMethod, SetLevelRequestParams,
-    SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CancelTaskMethod, CancelTaskParams,
+    CompleteRequestParams, CompleteResult, ConstString, GetPromptRequestParams, GetPromptResponse,
+    GetTaskMethod, GetTaskParams, GetTaskResult, Implementation, InitializeRequestParams,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ResourceUpdatedNotificationParam, ServerCapabilities, ServerConfig, SetLevelRequestMethod,
+    SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, TASKS_EXTENSION_ID, Tool,
+    UnsubscribeRequestParams, UpdateTaskMethod, UpdateTaskParams,
 };
 use rmcp::service::{
     NotificationContext, Peer, RequestContext, SubscriptionContext, SubscriptionSink,
@@ -42,6 +45,7 @@ use serde_json::Value;
 
 use crate::content::{self, CONTEXT_PROMPT, WATCHED_URI};
 use crate::input::{self, Origin, Outcome, Retry, StateSeal};
+use crate::tasks::TaskStore;
 use crate::tools;
 
 /// Newest protocol revision served: the stateless 2026-07-28.
@@ -83,6 +87,7 @@ pub struct Shared {
     sessions: Mutex<Vec<HandshakeSession>>,
     listeners: Mutex<Vec<Listener>>,
     seal: StateSeal,
+    tasks: TaskStore,
 }
 
 /// One `resources/subscribe` that has not been undone (handshake era).
@@ -131,6 +136,10 @@ impl ConformanceServer {
 
     pub fn seal(&self) -> &StateSeal {
         &self.shared.seal
+    }
+
+    pub fn tasks(&self) -> &TaskStore {
+        &self.shared.tasks
     }
 
     /// Sends `notifications/message` on the request's stream unless the
@@ -245,6 +254,16 @@ impl ConformanceServer {
     }
 }
 
+/// Tasks are a 2026-07-28 extension: a handshake-era request for `M` (one
+/// of the `tasks/*` methods) finds no such method.
+fn tasks_era<M: ConstString>(context: &RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    if is_stateless(context) {
+        Ok(())
+    } else {
+        Err(ErrorData::method_not_found::<M>())
+    }
+}
+
 /// Orders log levels from least (`debug`) to most (`emergency`) severe.
 fn severity(level: LoggingLevel) -> u8 {
     match level {
@@ -262,7 +281,8 @@ fn severity(level: LoggingLevel) -> u8 {
 impl ServerHandler for ConformanceServer {
     fn get_info(&self) -> ServerConfig {
         // In 2026-07-28 `listChanged` and `subscribe` promise delivery on
-        // `subscriptions/listen`; in the handshake era, on the session.
+        // `subscriptions/listen`; in the handshake era, on the session. The
+        // tasks extension is 2026-07-28 only: `initialize` leaves it out.
         let capabilities = ServerCapabilities::builder()
             .enable_logging()
             .enable_completions()
@@ -272,6 +292,7 @@ impl ServerHandler for ConformanceServer {
             .enable_resources_subscribe()
             .enable_tools()
             .enable_tool_list_changed()
+            .enable_tasks()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
@@ -285,6 +306,22 @@ impl ServerHandler for ConformanceServer {
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(ProtocolVersion::known_up_to(&MAX_PROTOCOL))
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        if let Some(extensions) = result.capabilities.extensions.as_mut() {
+            extensions.remove(TASKS_EXTENSION_ID);
+            if extensions.is_empty() {
+                result.capabilities.extensions = None;
+            }
+        }
+        Ok(result)
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -479,6 +516,35 @@ impl ServerHandler for ConformanceServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         content::complete(&request)
+    }
+
+    // rmcp has already refused (-32021) `tasks/*` requests that do not
+    // declare the extension.
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        tasks_era::<GetTaskMethod>(&context)?;
+        self.tasks().get(&request.task_id)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        tasks_era::<UpdateTaskMethod>(&context)?;
+        self.tasks().update(request)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        tasks_era::<CancelTaskMethod>(&context)?;
+        self.tasks().cancel(&request.task_id)
     }
 }
 

@@ -20,6 +20,13 @@
 //!   finishes. A gateway in front of the fixture sees real server-to-client
 //!   requests, which is what it must route back to the right client.
 //!
+//! A 2026-07-28 tool call that became a task (SEP-2663, see `tasks.rs`) runs
+//! its step in the task instead, through [`drive_task`]: the questions wait
+//! in the task's `inputRequests`, where `tasks/get` shows them, until the
+//! client answers each with `tasks/update`; then the step runs again on the
+//! answers. Nothing goes back and forth in the tool call itself, so there is
+//! no `requestState` to seal: the state stays in the task.
+//!
 //! `requestState` comes back from the client, so it is untrusted: it is
 //! sealed with XChaCha20-Poly1305 under a key that never leaves this process,
 //! bound to the request it belongs to (method, tool or prompt name and
@@ -43,6 +50,7 @@ use rmcp::model::{
     InputRequests, InputRequiredResult, InputResponses, JsonObject, ListRootsResult, ServerRequest,
 };
 use rmcp::service::RequestContext;
+use rmcp::task_manager::{TaskContext, TaskExit};
 use rmcp::{ErrorData, RoleServer};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -54,8 +62,8 @@ use crate::handler::is_stateless;
 /// answer a form, short enough that old states cannot be replayed forever.
 const STATE_TTL: Duration = Duration::from_secs(10 * 60);
 
-/// Bound on the rounds the handshake-era driver runs, so a step that keeps
-/// asking cannot hold a request open forever.
+/// Bound on the rounds the handshake-era and task drivers run, so a step
+/// that keeps asking cannot hold a request or a task open forever.
 const MAX_ROUNDS: usize = 10;
 
 /// XChaCha20 nonce length in bytes; random nonces of this size never repeat
@@ -256,6 +264,51 @@ pub async fn drive<T>(
         ),
         None,
     ))
+}
+
+/// Runs `step` inside the task `task` until it finishes; see the module
+/// docs. All questions of one round are open at once, and the round is over
+/// when every one of them has its answer, whichever order they come in. A
+/// task cancelled while it waits ends `cancelled`.
+pub async fn drive_task<T>(
+    task: &TaskContext,
+    step: impl Fn(&Round) -> Result<Step<T>, ErrorData>,
+) -> Result<T, TaskExit> {
+    let mut round = Round::default();
+    for _ in 0..MAX_ROUNDS {
+        let ask = match step(&round)? {
+            Step::Done(done) => return Ok(done),
+            Step::Ask(ask) => ask,
+        };
+        let waiting = ask.questions.into_iter().map(|(key, question)| async move {
+            let answer = task.request_input(key.clone(), question).await?;
+            Ok::<_, TaskExit>((key, answer))
+        });
+        round = Round {
+            answers: futures::future::try_join_all(waiting)
+                .await?
+                .into_iter()
+                .collect(),
+            state: ask.state,
+        };
+    }
+    Err(TaskExit::Error(ErrorData::internal_error(
+        format!("the task still asked for input after {MAX_ROUNDS} rounds"),
+        None,
+    )))
+}
+
+/// 2026-07-28, before a task is made for `step`: refuses (-32021) the call
+/// when the request's `clientCapabilities` do not cover the questions the
+/// step opens with, which the task could otherwise never put to the client.
+pub fn check_opening_questions<T>(
+    context: &RequestContext<RoleServer>,
+    step: impl Fn(&Round) -> Result<Step<T>, ErrorData>,
+) -> Result<(), ErrorData> {
+    match step(&Round::default())? {
+        Step::Done(_) => Ok(()),
+        Step::Ask(ask) => require_capabilities(context, &ask.questions),
+    }
 }
 
 /// The capability a client must declare to be asked `question`.

@@ -7,7 +7,9 @@
 //! It speaks both protocol eras: the handshake era (2024-11-05 … 2025-11-25,
 //! `initialize` first, sessions, server-to-client requests) and the
 //! stateless 2026-07-28 (every request carries its version and capabilities
-//! in `_meta`; questions for the client travel as `InputRequiredResult`).
+//! in `_meta`; questions for the client travel as `InputRequiredResult`). In
+//! 2026-07-28 it also serves the tasks extension (`tasks.rs`): tool calls of
+//! clients that declare it may become tasks, read with `tasks/get`.
 //!
 //! ```text
 //! conformance_server [--transport http|stdio] [--port P]
@@ -34,6 +36,7 @@ mod content;
 mod era;
 mod handler;
 mod input;
+mod tasks;
 mod tools;
 
 use std::io::Write as _;

@@ -15,7 +15,9 @@
 //! The `test_input_required_result_*`, `test_missing_capability`,
 //! `test_streaming_elicitation`, `test_logging_tool` and `test_trigger_*`
 //! tools are the diagnostics the 2026-07-28 conformance scenarios look for;
-//! each also behaves sensibly for a handshake-era client.
+//! each also behaves sensibly for a handshake-era client. The tools of the
+//! tasks extension's scenarios (`greet`, `slow_compute`, …) live in
+//! `tasks.rs`, which [`call`] hands them to.
 
 // Logging and sampling are deprecated in 2026-07-28, but the suite exercises
 // them, so the fixture implements them.
@@ -35,6 +37,7 @@ use serde_json::{Value, json};
 use crate::content::{RED_PIXEL_PNG, WATCHED_URI, complete_result, silent_wav_base64};
 use crate::handler::{ConformanceServer, ListChange, is_stateless};
 use crate::input::{self, Origin, Outcome, Retry, Round, Step};
+use crate::tasks;
 
 /// Pause between the steps of the logging and progress tools (the scenarios
 /// ask for "about 50 ms").
@@ -56,7 +59,14 @@ pub fn find(name: &str) -> Option<Tool> {
     serde_json::from_value(tool).ok()
 }
 
+/// Every tool, the ones of the tasks scenarios (`tasks.rs`) last.
 fn definitions() -> Vec<Value> {
+    let mut tools = own_definitions();
+    tools.extend(tasks::definitions());
+    tools
+}
+
+fn own_definitions() -> Vec<Value> {
     let no_args = json!({ "type": "object", "properties": {} });
     let one_string = |field: &str, about: &str| {
         json!({
@@ -261,6 +271,9 @@ pub async fn call(
     request: CallToolRequestParams,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
+    if tasks::serves(&request.name) {
+        return tasks::call(server, request, context).await;
+    }
     let args = request.arguments.clone().unwrap_or_default();
     let name = request.name.as_ref();
     let text_arg = |field: &str| args.get(field).and_then(Value::as_str).map(str::to_owned);
@@ -543,10 +556,11 @@ pub async fn call(
     converse(server, context, name, &args, retry, &*step).await
 }
 
-type ToolStep<'a> = dyn Fn(&Round) -> Result<Step<CallToolResult>, ErrorData> + Send + Sync + 'a;
+pub type ToolStep<'a> =
+    dyn Fn(&Round) -> Result<Step<CallToolResult>, ErrorData> + Send + Sync + 'a;
 
 /// Runs a tool written as a step function; see [`input`].
-async fn converse(
+pub async fn converse(
     server: &ConformanceServer,
     context: &RequestContext<RoleServer>,
     name: &str,
@@ -568,7 +582,7 @@ async fn converse(
     )
 }
 
-fn elicitation(form: &Value) -> Value {
+pub fn elicitation(form: &Value) -> Value {
     json!({ "method": "elicitation/create", "params": form })
 }
 
@@ -599,7 +613,7 @@ fn elicit_step(
     }
 }
 
-fn describe_elicitation(label: &str, answer: &ElicitResult) -> String {
+pub fn describe_elicitation(label: &str, answer: &ElicitResult) -> String {
     let action = serde_json::to_value(&answer.action).unwrap_or(Value::Null);
     let action = action.as_str().unwrap_or("unknown");
     let content = answer.content.clone().unwrap_or(Value::Null);
@@ -631,7 +645,7 @@ fn sampled_text(answer: &CreateMessageResult) -> String {
     }
 }
 
-fn name_form(message: &str) -> Value {
+pub fn name_form(message: &str) -> Value {
     json!({
         "message": message,
         "requestedSchema": {
@@ -643,7 +657,7 @@ fn name_form(message: &str) -> Value {
 }
 
 /// The string field `field` of an accepted elicitation, if there is one.
-fn accepted_field(answer: &ElicitResult, field: &str) -> Option<String> {
+pub fn accepted_field(answer: &ElicitResult, field: &str) -> Option<String> {
     answer
         .content
         .as_ref()?
@@ -830,10 +844,10 @@ fn capabilities_step(round: &Round, wanted: &[&str]) -> Result<Step<CallToolResu
     Step::ask(Value::Object(missing))
 }
 
-fn text(message: &str) -> CallToolResult {
+pub fn text(message: &str) -> CallToolResult {
     CallToolResult::success(vec![ContentBlock::text(message.to_owned())])
 }
 
-fn tool_error(message: &str) -> CallToolResult {
+pub fn tool_error(message: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.to_owned())])
 }
