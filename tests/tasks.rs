@@ -592,3 +592,69 @@ async fn an_upstream_that_runs_tasks_runs_them_behind_gateway_ids() {
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["taskId"], id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrapped_task_asks_its_client_for_input_and_resumes() {
+    // The conformance fixture held to the handshake era: its confirm_delete asks the client
+    // with a real elicitation/create, and it knows nothing of tasks.
+    let yaml = format!(
+        "upstreams:\n  conformance:\n    command: {:?}\n    args: [--transport, stdio]\n    prefix: \"\"\n    protocol: legacy\n    tool_tasks:\n      confirm_delete: always\n",
+        support::example_bin("conformance_server")
+            .display()
+            .to_string()
+    );
+    let gw = Gateway::start(&yaml);
+    gw.wait_upstreams_ready().await;
+    let client = std::sync::Arc::new(Modern::new(
+        &gw.url,
+        json!({ "elicitation": {}, "extensions": { EXTENSION: {} } }),
+    ));
+    let created = client
+        .call("confirm_delete", json!({ "filename": "notes.txt" }))
+        .await
+        .unwrap();
+    assert_eq!(created["resultType"], "task", "{created}");
+    let id = created["taskId"].as_str().unwrap().to_owned();
+
+    // The upstream's question shows on the task.
+    let waiting = wait_for(WAIT, "the task to ask for input", || {
+        let get = modern_get(&client, &id);
+        async move {
+            let task = get.await;
+            (task["status"] == "input_required").then_some(task)
+        }
+    })
+    .await;
+    let requests = waiting["inputRequests"].as_object().expect("inputRequests");
+    assert_eq!(requests.len(), 1, "{waiting}");
+    let (key, request) = requests.iter().next().unwrap();
+    assert_eq!(request["method"], "elicitation/create");
+    assert!(
+        request["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("notes.txt")
+    );
+
+    // An unknown key changes nothing; the right one resumes the call.
+    let ack = client
+        .ok(
+            "tasks/update",
+            json!({ "taskId": id, "inputResponses": { "nope": {} } }),
+        )
+        .await;
+    assert!(ack.get("status").is_none(), "{ack}");
+    assert_eq!(modern_get(&client, &id).await["status"], "input_required");
+    client
+        .ok(
+            "tasks/update",
+            json!({ "taskId": id, "inputResponses": { key: { "action": "accept", "content": { "confirm": true } } } }),
+        )
+        .await;
+    let done = until_terminal(|| modern_get(&client, &id)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        first_text(&done["result"]),
+        "Deleted notes.txt (nothing was really deleted)."
+    );
+}

@@ -59,13 +59,21 @@ pub fn gateway_capabilities() -> Value {
 }
 
 /// The subset of a client's capabilities that the gateway can relay, declared on a link that
-/// serves only that client (so the upstream asks only for what the client can do).
+/// serves only that client (so the upstream asks only for what the client can do). Of the
+/// extensions, only the tasks extension: the gateway maps the tasks an upstream creates
+/// (the tasks stage removes it first when the gateway runs the task itself).
 pub fn relayable(client: &Value) -> Value {
     let mut caps = serde_json::Map::new();
     for key in ["sampling", "elicitation", "roots"] {
         if let Some(v) = client.get(key) {
             caps.insert(key.into(), v.clone());
         }
+    }
+    if let Some(tasks) = client.pointer("/extensions/io.modelcontextprotocol~1tasks") {
+        caps.insert(
+            "extensions".into(),
+            serde_json::json!({ crate::tasks::EXTENSION: tasks }),
+        );
     }
     Value::Object(caps)
 }
