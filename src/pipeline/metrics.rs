@@ -345,6 +345,11 @@ fn method_label(method: &str) -> &'static str {
         methods::LOGGING_SET_LEVEL,
         methods::SERVER_DISCOVER,
         methods::SUBSCRIPTIONS_LISTEN,
+        methods::TASKS_GET,
+        methods::TASKS_RESULT,
+        methods::TASKS_LIST,
+        methods::TASKS_CANCEL,
+        methods::TASKS_UPDATE,
     ];
     KNOWN
         .iter()

@@ -122,8 +122,18 @@ pub async fn forward(
     let remote = record.remote.as_deref().unwrap_or_default();
     let mut params = params.cloned().unwrap_or_else(|| serde_json::json!({}));
     params["taskId"] = Value::from(remote);
+    // `tasks/result` blocks until the task ends: it may take as long as the task lives.
+    let timeout = if method == methods::TASKS_RESULT {
+        let left = record.expires_ms().saturating_sub(now_ms());
+        upstream
+            .config
+            .timeout
+            .max(std::time::Duration::from_millis(left))
+    } else {
+        upstream.config.timeout
+    };
     let mut answer = upstream
-        .request(crate::router::origin_of(ctx), method, Some(params))
+        .request_within(crate::router::origin_of(ctx), method, Some(params), timeout)
         .await?;
     rename(&mut answer, remote, &record.id);
     // Keep the recorded status in step, for listings.
