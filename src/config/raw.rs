@@ -33,6 +33,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "telemetry",
     "metrics",
     "audit",
+    "tasks",
 ];
 
 /// gateway.yaml. `U` is the shape of one upstream: the loader first reads each upstream as an
