@@ -109,6 +109,8 @@ pub async fn start(
         cancel_requested: false,
     };
     let cancel = CancellationToken::new();
+    // Until the task owns the call, a client that goes away takes the call with it.
+    let mut unowned = CancelOnDrop(Some(cancel.clone()));
     let mut call = if start.immediately {
         create(gateway, &record).await?;
         job.spawn(job.req.params.clone(), cancel.clone())
@@ -131,6 +133,7 @@ pub async fn start(
         }
         call
     };
+    unowned.0 = None;
     tasks.running.insert(record.id.clone(), cancel.clone());
     let id = record.id.clone();
     let gw = gateway.arc();
@@ -141,6 +144,17 @@ pub async fn start(
     });
     tracing::info!(task = %record.id, method = %record.method, upstream = %record.upstream, "Task created");
     Ok(created_result(&record))
+}
+
+/// Cancels the call it guards when dropped, unless disarmed (`.0 = None`).
+struct CancelOnDrop(Option<CancellationToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take() {
+            token.cancel();
+        }
+    }
 }
 
 /// What the client gets when its request became a task.
