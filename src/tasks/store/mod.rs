@@ -14,6 +14,8 @@ pub mod redis;
 
 #[cfg(test)]
 pub(crate) mod contract;
+#[cfg(test)]
+pub(crate) mod test_redis;
 
 use std::time::Duration;
 

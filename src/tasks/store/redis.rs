@@ -1,49 +1,475 @@
-//! Tasks in a Redis server shared by the replicas (`tasks.redis`). Placeholder until the
-//! Redis backend lands: every operation reports the store unavailable.
+//! Tasks in a Redis server shared by the replicas (`tasks.redis`), so any replica answers
+//! `tasks/*` for a task another one created or runs.
+//!
+//! Keys (all under `tasks.redis_prefix`, `P` below):
+//! - `P:task:ID`: the record as JSON, expiring with the task;
+//! - `P:owner:HASH`: a sorted set of the owner's task ids scored by expiry (HASH = SHA-256 of
+//!   the owner), for `list` and the per-owner limit;
+//! - `P:remote:UPSTREAM:REMOTE`: the id of a passed-through task, expiring with it.
+//!
+//! Writes that must be atomic are Lua scripts: `create` counts the owner's live tasks and
+//! inserts in one step (so racing replicas cannot overshoot the limit), and `update` is a
+//! compare-and-set retried on conflict. A script runs on one connection that every request
+//! shares, which is why WATCH/MULTI is not used. Expiries are relative (`PX`), computed from
+//! the gateway's clock like the record's own `expires_ms`, so a Redis clock that differs
+//! does not shorten or stretch tasks. One Redis server (or a primary), not a cluster: the
+//! scripts touch keys they derive themselves.
+//!
+//! Nothing connects before the first request; the connection is then reused and re-opened
+//! after a failure. Failures are `StoreError::Backend` without the URL (it may hold a
+//! password).
+
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use super::{Change, StoreError, TaskStore, Watch};
-use crate::tasks::record::{Owner, TaskRecord};
+use crate::tasks::record::{Owner, TaskRecord, now_ms};
 
-pub struct RedisStore;
+/// How often waiters re-read the store (Redis does not tell this store about changes).
+const POLL: Duration = Duration::from_millis(200);
+/// Compare-and-set attempts of one `update` before it gives up.
+const UPDATE_ATTEMPTS: usize = 50;
+/// Bounds on reaching Redis, so a request fails with an error instead of hanging.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Extra connection attempts (with a short backoff) before a request fails.
+const CONNECT_RETRIES: usize = 2;
+
+/// KEYS: record, owner index, [remote index]. ARGV: json, id, now, expires, limit, px,
+/// record key prefix. Returns 1 when stored, 0 when the owner is at its limit.
+const CREATE: &str = r"
+local index = KEYS[2]
+redis.call('ZREMRANGEBYSCORE', index, '-inf', ARGV[3])
+local limit = tonumber(ARGV[5])
+if redis.call('ZCARD', index) >= limit then
+  -- Members whose record vanished early (evicted, deleted by hand) do not count.
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    if redis.call('EXISTS', ARGV[7] .. id) == 0 then
+      redis.call('ZREM', index, id)
+    end
+  end
+  if redis.call('ZCARD', index) >= limit then
+    return 0
+  end
+end
+local px = tonumber(ARGV[6])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', px)
+redis.call('ZADD', index, ARGV[4], ARGV[2])
+if redis.call('PTTL', index) < px then
+  redis.call('PEXPIRE', index, px)
+end
+if KEYS[3] then
+  redis.call('SET', KEYS[3], ARGV[2], 'PX', px)
+end
+return 1
+";
+
+/// KEYS: record. ARGV: the value read, the new value, px. Writes only if the record still
+/// holds what was read; returns 1 if written.
+const COMPARE_AND_SET: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
+return 1
+";
+
+pub struct RedisStore {
+    /// The parsed URL, or why it does not parse (reported by every operation).
+    client: Result<redis::Client, String>,
+    /// Opened on first use; the manager itself reconnects after failures.
+    connection: OnceCell<ConnectionManager>,
+    prefix: String,
+    /// The URL's password, scrubbed from any error text that might echo it.
+    secret: Option<String>,
+    create: redis::Script,
+    compare_and_set: redis::Script,
+}
 
 impl RedisStore {
-    pub fn new(_url: &str, _prefix: &str) -> RedisStore {
-        RedisStore
+    /// A store for the Redis at `url`; nothing is contacted until the first operation.
+    pub fn new(url: &str, prefix: &str) -> RedisStore {
+        let secret = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_owned))
+            .filter(|p| !p.is_empty());
+        let client = redis::Client::open(url)
+            .map_err(|e| format!("tasks.redis is not a usable Redis URL ({:?})", e.kind()));
+        RedisStore {
+            client,
+            connection: OnceCell::new(),
+            prefix: prefix.to_owned(),
+            secret,
+            create: redis::Script::new(CREATE),
+            compare_and_set: redis::Script::new(COMPARE_AND_SET),
+        }
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let client = self.client.as_ref().map_err(|e| backend_text(e.clone()))?;
+        let manager = self
+            .connection
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(CONNECT_RETRIES)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
+            })
+            .await
+            .map_err(|e| self.backend(e))?;
+        Ok(manager.clone())
+    }
+
+    /// A Redis error as a store error, with nothing of the URL in it.
+    fn backend(&self, e: redis::RedisError) -> StoreError {
+        let mut text = format!("redis: {e}");
+        if let Some(secret) = &self.secret {
+            text = text.replace(secret.as_str(), "<redacted>");
+        }
+        backend_text(text)
+    }
+
+    fn task_key(&self, id: &str) -> String {
+        format!("{}:task:{id}", self.prefix)
+    }
+
+    fn owner_key(&self, owner: &Owner) -> String {
+        let json = serde_json::to_vec(owner).unwrap_or_default();
+        let digest = Sha256::digest(&json);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:owner:{hex}", self.prefix)
+    }
+
+    fn remote_key(&self, upstream: &str, remote: &str) -> String {
+        format!("{}:remote:{upstream}:{remote}", self.prefix)
+    }
+
+    /// The stored text of a record, if any.
+    async fn read(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.connection().await?;
+        redis::cmd("GET")
+            .arg(self.task_key(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.backend(e))
+    }
+
+    async fn do_create(&self, record: &TaskRecord, limit: usize) -> Result<(), StoreError> {
+        let now = now_ms();
+        let expires = record.expires_ms();
+        let px = expires.saturating_sub(now).max(1);
+        let json = encode(record)?;
+        let mut conn = self.connection().await?;
+        let mut call = self.create.prepare_invoke();
+        call.key(self.task_key(&record.id))
+            .key(self.owner_key(&record.owner));
+        if let Some(remote) = &record.remote {
+            call.key(self.remote_key(&record.upstream, remote));
+        }
+        call.arg(json)
+            .arg(&record.id)
+            .arg(now)
+            .arg(expires)
+            .arg(limit)
+            .arg(px)
+            .arg(format!("{}:task:", self.prefix));
+        let stored: i64 = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.backend(e))?;
+        if stored == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Limit(limit))
+        }
+    }
+
+    async fn do_get(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let Some(text) = self.read(id).await? else {
+            return Ok(None);
+        };
+        let record = decode(&text)?;
+        Ok((!record.is_expired(now_ms())).then_some(record))
+    }
+
+    async fn do_update(
+        &self,
+        id: &str,
+        change: Change<'_>,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let key = self.task_key(id);
+        for attempt in 0..UPDATE_ATTEMPTS {
+            let Some(read) = self.read(id).await? else {
+                return Ok(None);
+            };
+            let mut record = decode(&read)?;
+            let now = now_ms();
+            if record.is_expired(now) {
+                return Ok(None);
+            }
+            if !change(&mut record) {
+                return Ok(Some(record));
+            }
+            let px = record.expires_ms().saturating_sub(now).max(1);
+            let written = encode(&record)?;
+            let mut conn = self.connection().await?;
+            let swapped: i64 = self
+                .compare_and_set
+                .key(&key)
+                .arg(&read)
+                .arg(written)
+                .arg(px)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.backend(e))?;
+            if swapped == 1 {
+                return Ok(Some(record));
+            }
+            // Someone else wrote in between: read again, after a short, growing pause so
+            // writers racing on one record spread out.
+            let pause = rand::random_range(0..=(attempt as u64).min(10) + 1);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        Err(backend_text(format!(
+            "redis: task {id} kept changing; update given up after {UPDATE_ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn do_list(&self, owner: &Owner) -> Result<Vec<TaskRecord>, StoreError> {
+        let now = now_ms();
+        let index = self.owner_key(owner);
+        let mut conn = self.connection().await?;
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&index)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.backend(e))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.task_key(id)).collect();
+        let texts: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.backend(e))?;
+        let mut records = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for (id, text) in ids.iter().zip(texts) {
+            match text {
+                Some(text) => {
+                    let record = decode(&text)?;
+                    if &record.owner == owner && !record.is_expired(now) {
+                        records.push(record);
+                    }
+                }
+                None => gone.push(id.as_str()),
+            }
+        }
+        if !gone.is_empty() {
+            // Their records expired early or were removed: the index forgets them too.
+            let dropped: Result<i64, _> = redis::cmd("ZREM")
+                .arg(&index)
+                .arg(&gone)
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = dropped {
+                tracing::debug!(error = %self.backend(e), "Stale task index entries kept");
+            }
+        }
+        records.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(records)
+    }
+
+    async fn do_by_remote(
+        &self,
+        upstream: &str,
+        remote: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.connection().await?;
+        let id: Option<String> = redis::cmd("GET")
+            .arg(self.remote_key(upstream, remote))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.backend(e))?;
+        let Some(id) = id else { return Ok(None) };
+        // Only a live task counts, as in the other stores.
+        Ok(self.do_get(&id).await?.map(|r| r.id))
     }
 }
 
-fn unavailable<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T, StoreError>> {
-    futures::future::ready(Err(StoreError::Backend("redis store not built".into()))).boxed()
+fn backend_text(text: String) -> StoreError {
+    StoreError::Backend(text)
+}
+
+fn encode(record: &TaskRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record)
+        .map_err(|e| backend_text(format!("a task could not be encoded: {e}")))
+}
+
+fn decode(text: &str) -> Result<TaskRecord, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| backend_text(format!("redis: a stored task is not readable: {e}")))
 }
 
 impl TaskStore for RedisStore {
-    fn create<'a>(&'a self, _: &'a TaskRecord, _: usize) -> BoxFuture<'a, Result<(), StoreError>> {
-        unavailable()
+    fn create<'a>(
+        &'a self,
+        record: &'a TaskRecord,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.do_create(record, limit).boxed()
     }
-    fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
-        unavailable()
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
+        self.do_get(id).boxed()
     }
+
     fn update<'a>(
         &'a self,
-        _: &'a str,
-        _: Change<'a>,
+        id: &'a str,
+        change: Change<'a>,
     ) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
-        unavailable()
+        self.do_update(id, change).boxed()
     }
-    fn list<'a>(&'a self, _: &'a Owner) -> BoxFuture<'a, Result<Vec<TaskRecord>, StoreError>> {
-        unavailable()
+
+    fn list<'a>(&'a self, owner: &'a Owner) -> BoxFuture<'a, Result<Vec<TaskRecord>, StoreError>> {
+        self.do_list(owner).boxed()
     }
+
     fn by_remote<'a>(
         &'a self,
-        _: &'a str,
-        _: &'a str,
+        upstream: &'a str,
+        remote: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
-        unavailable()
+        self.do_by_remote(upstream, remote).boxed()
     }
+
     fn watch(&self) -> Watch {
-        Watch::Poll(std::time::Duration::from_millis(250))
+        Watch::Poll(POLL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_redis::RedisServer;
+    use super::*;
+
+    #[tokio::test]
+    async fn the_redis_store_keeps_the_contract() {
+        let server = RedisServer::start();
+        let store = RedisStore::new(&server.url(), "contract");
+        super::super::contract::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn replicas_sharing_a_redis_see_one_another_and_respect_one_limit() {
+        let server = RedisServer::start();
+        let a = RedisStore::new(&server.url(), "shared");
+        let b = RedisStore::new(&server.url(), "shared");
+        let elsewhere = RedisStore::new(&server.url(), "other-prefix");
+        let owner = Owner {
+            principal: "bearer:racer".into(),
+            session: None,
+        };
+        // Two replicas race to create 20 tasks each under a limit of 5.
+        let attempts = (0..40).map(|i| {
+            let store = if i % 2 == 0 { &a } else { &b };
+            let record = sample(&owner);
+            async move { store.create(&record, 5).await }
+        });
+        let outcomes = futures::future::join_all(attempts).await;
+        let made = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(made, 5, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(()) | Err(StoreError::Limit(5))))
+        );
+        let listed = b.list(&owner).await.unwrap();
+        assert_eq!(listed.len(), 5);
+        assert_eq!(a.get(&listed[0].id).await.unwrap().as_ref(), listed.first());
+        assert!(elsewhere.list(&owner).await.unwrap().is_empty());
+        assert_eq!(elsewhere.get(&listed[0].id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_a_prompt_error_without_the_password_until_it_is_back() {
+        let port = super::super::test_redis::free_port();
+        let store = RedisStore::new(&format!("redis://:s3cret-pw@127.0.0.1:{port}"), "x");
+        let owner = Owner {
+            principal: "bearer:patient".into(),
+            session: None,
+        };
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            let error = store.create(&sample(&owner), 5).await.unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(10));
+            let StoreError::Backend(text) = &error else {
+                panic!("{error:?}")
+            };
+            assert!(
+                !text.contains("s3cret-pw") && !text.contains("127.0.0.1"),
+                "{text}"
+            );
+        }
+        // Once a server listens there, the same store reaches it.
+        let server = RedisServer::start_on(port, Some("s3cret-pw"));
+        let record = sample(&owner);
+        let mut stored = Err(StoreError::Backend(String::new()));
+        for _ in 0..50 {
+            stored = store.create(&record, 5).await;
+            if stored.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stored.unwrap();
+        assert_eq!(store.get(&record.id).await.unwrap(), Some(record));
+        drop(server);
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_fails_each_use_without_echoing_it() {
+        let store = RedisStore::new("redis://:pw@[bad", "x");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = runtime.block_on(store.get("task-1")).unwrap_err();
+        assert!(!error.to_string().contains("pw@"), "{error}");
+    }
+
+    fn sample(owner: &Owner) -> TaskRecord {
+        let now = now_ms();
+        TaskRecord {
+            id: crate::tasks::record::new_id(),
+            owner: owner.clone(),
+            method: "tools/call".into(),
+            upstream: "up".into(),
+            remote: None,
+            modern: true,
+            status: crate::tasks::record::Status::Working,
+            status_message: None,
+            created_ms: now,
+            updated_ms: now,
+            ttl_ms: 60_000,
+            poll_ms: 100,
+            result: None,
+            error: None,
+            input_requests: serde_json::Map::new(),
+            input_responses: serde_json::Map::new(),
+            cancel_requested: false,
+        }
     }
 }
