@@ -192,6 +192,14 @@ pub fn owner_of(ctx: &crate::pipeline::RequestContext) -> Owner {
     }
 }
 
+/// The live session that created a 2025-11-25 task, for what the gateway sends it unasked.
+pub fn owner_session(
+    gateway: &crate::gateway::Gateway,
+    record: &record::TaskRecord,
+) -> Option<Arc<crate::downstream::Session>> {
+    gateway.sessions.peek(record.owner.session.as_deref()?)
+}
+
 /// Whether a 2026-07-28 request's client capabilities declare the tasks extension.
 pub fn declares_extension(capabilities: &Value) -> bool {
     capabilities

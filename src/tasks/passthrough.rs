@@ -136,23 +136,28 @@ pub async fn forward(
         .request_within(crate::router::origin_of(ctx), method, Some(params), timeout)
         .await?;
     rename(&mut answer, remote, &record.id);
-    // Keep the recorded status in step, for listings.
-    if let Some(status) = answer
+    keep_status(gateway, &record.id, &answer).await;
+    Ok(answer)
+}
+
+/// Records the status an upstream reported for its task (listings show it).
+async fn keep_status(gateway: &Gateway, id: &str, task: &Value) {
+    let Some(status) = task
         .get("status")
         .and_then(Value::as_str)
         .and_then(Status::parse)
-    {
-        let message = answer
-            .get("statusMessage")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let _ = gateway
-            .tasks
-            .store
-            .update(&record.id, &mut |r| r.set_status(status, message.clone()))
-            .await;
-    }
-    Ok(answer)
+    else {
+        return;
+    };
+    let message = task
+        .get("statusMessage")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let _ = gateway
+        .tasks
+        .store
+        .update(id, &mut |r| r.set_status(status, message.clone()))
+        .await;
 }
 
 /// Replaces the upstream's task id by the gateway's where a task-related answer carries it:
@@ -199,27 +204,8 @@ pub async fn status_notification(gateway: &Gateway, upstream: usize, mut params:
         return;
     };
     params["taskId"] = Value::from(record.id.as_str());
-    if let Some(status) = params
-        .get("status")
-        .and_then(Value::as_str)
-        .and_then(Status::parse)
-    {
-        let message = params
-            .get("statusMessage")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let _ = gateway
-            .tasks
-            .store
-            .update(&record.id, &mut |r| r.set_status(status, message.clone()))
-            .await;
-    }
-    let Some(session) = record
-        .owner
-        .session
-        .as_deref()
-        .and_then(|s| gateway.sessions.peek(s))
-    else {
+    keep_status(gateway, &record.id, &params).await;
+    let Some(session) = super::owner_session(gateway, &record) else {
         return;
     };
     session.send(Message::Notification(Notification::new(

@@ -288,12 +288,7 @@ pub fn notify_status(gateway: &Gateway, record: &TaskRecord) {
     if record.modern {
         return;
     }
-    let Some(session) = record
-        .owner
-        .session
-        .as_deref()
-        .and_then(|s| gateway.sessions.peek(s))
-    else {
+    let Some(session) = super::owner_session(gateway, record) else {
         return;
     };
     let msg = Message::Notification(Notification::new(
