@@ -658,3 +658,74 @@ async fn a_wrapped_task_asks_its_client_for_input_and_resumes() {
         "Deleted notes.txt (nothing was really deleted)."
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_07_28_client_runs_a_2025_11_25_upstream_task() {
+    let gw = Gateway::start(&format!("upstreams:\n{}", everything_upstream()));
+    gw.wait_upstreams_ready().await;
+    let tool = "everything__simulate-research-query";
+    let client = std::sync::Arc::new(Modern::new(
+        &gw.url,
+        json!({ "elicitation": {}, "extensions": { EXTENSION: {} } }),
+    ));
+    wait_for(WAIT, "the research tool", || async {
+        let tools = client.ok("tools/list", json!({})).await;
+        tools["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["name"] == tool))
+            .then_some(())
+    })
+    .await;
+
+    // server-everything asks its client for roots 350 ms after the handshake; let that pass,
+    // or it lands in the first call (this client declares no roots, so it would fail it).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // The upstream requires a task: a client without the extension is told so.
+    let plain = Modern::new(&gw.url, json!({}));
+    let e = plain
+        .call(tool, json!({ "topic": "rust" }))
+        .await
+        .unwrap_err();
+    assert_eq!(e["code"], -32021, "{e}");
+
+    // With it: a 2026-07-28 task, driven by the upstream's own 2025-11-25 task.
+    let created = client.call(tool, json!({ "topic": "rust" })).await.unwrap();
+    assert_eq!(created["resultType"], "task", "{created}");
+    let id = created["taskId"].as_str().unwrap().to_owned();
+    let done = until_terminal(|| modern_get(&client, &id)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(first_text(&done["result"]).contains("Research Report: rust"));
+    assert!(
+        done["result"]
+            .get("_meta")
+            .is_none_or(|m| m.get(RELATED).is_none())
+    );
+
+    // Its question (sent through tasks/result upstream) becomes the task's input request.
+    let created = client
+        .call(tool, json!({ "topic": "python", "ambiguous": true }))
+        .await
+        .unwrap();
+    let id = created["taskId"].as_str().unwrap().to_owned();
+    let waiting = wait_for(WAIT, "the task to ask for input", || {
+        let get = modern_get(&client, &id);
+        async move {
+            let task = get.await;
+            (task["status"] == "input_required").then_some(task)
+        }
+    })
+    .await;
+    let requests = waiting["inputRequests"].as_object().expect("inputRequests");
+    let (key, request) = requests.iter().next().expect("one request");
+    assert_eq!(request["method"], "elicitation/create", "{waiting}");
+    client
+        .ok(
+            "tasks/update",
+            json!({ "taskId": id, "inputResponses": { key: { "action": "accept", "content": { "interpretation": "snake" } } } }),
+        )
+        .await;
+    let done = until_terminal(|| modern_get(&client, &id)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(first_text(&done["result"]).contains("snake"), "{done}");
+}

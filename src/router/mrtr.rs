@@ -421,6 +421,8 @@ impl Exchange {
         // The upstream's own progress token means nothing to the client.
         if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
             meta.remove("progressToken");
+            // Nor does a 2025-11-25 task tag (a 2026-07-28 task carries its id itself).
+            meta.remove(crate::tasks::record::RELATED_TASK);
             if meta.is_empty() {
                 params.as_object_mut().map(|p| p.remove("_meta"));
             }

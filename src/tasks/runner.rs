@@ -34,6 +34,9 @@ pub struct Start {
     pub ttl_ms: u64,
     /// A task at once; otherwise only past `tasks.threshold` (2026-07-28 clients).
     pub immediately: bool,
+    /// The upstream runs the call as a 2025-11-25 task of its own, which the gateway
+    /// drives (creates, waits on with `tasks/result`, cancels) for a 2026-07-28 client.
+    pub upstream_task: bool,
 }
 
 /// The request a task runs, with what it needs to run again (a retry after input).
@@ -45,6 +48,9 @@ struct Job {
     caller: Caller,
     envelope: Option<Arc<crate::protocol::envelope::Envelope>>,
     deadline: Duration,
+    /// Set when the upstream runs the call as its own 2025-11-25 task: the upstream, and
+    /// that task's id once created.
+    upstream_task: Option<(usize, std::sync::Mutex<Option<String>>)>,
 }
 
 impl Job {
@@ -59,9 +65,90 @@ impl Job {
             ctx.envelope = job.envelope.clone();
             ctx.cancel = Some(cancel);
             ctx.deadline = Some(job.deadline);
-            let req = Request::new(job.req.id.clone(), job.req.method.clone(), params);
-            job.chain.run(&job.gateway, &mut ctx, &req).await
+            match &job.upstream_task {
+                None => {
+                    let req = Request::new(job.req.id.clone(), job.req.method.clone(), params);
+                    job.chain.run(&job.gateway, &mut ctx, &req).await
+                }
+                Some((upstream, remote)) => {
+                    job.upstream_task(&mut ctx, *upstream, remote, params).await
+                }
+            }
         })
+    }
+
+    /// The upstream's own task: created on the first run (`params.task` added), then waited
+    /// on with `tasks/result`, which carries any input the upstream asks for (MRTR, so a
+    /// retry with the answers and `requestState` resumes the same wait).
+    async fn upstream_task(
+        &self,
+        ctx: &mut RequestContext,
+        upstream: usize,
+        remote: &std::sync::Mutex<Option<String>>,
+        params: Option<Value>,
+    ) -> Outcome {
+        let known = remote.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut wait = json!({});
+        let id = match known {
+            Some(id) => {
+                // A retry after input: its answers and state go with the wait.
+                for key in ["inputResponses", "requestState"] {
+                    if let Some(value) = params.as_ref().and_then(|p| p.get(key)) {
+                        wait[key] = value.clone();
+                    }
+                }
+                id
+            }
+            None => {
+                let mut call = params.unwrap_or_else(|| json!({}));
+                call["task"] = json!({ "ttl": self.deadline.as_millis() as u64 });
+                let req = Request::new(self.req.id.clone(), self.req.method.clone(), Some(call));
+                let created = self.chain.run(&self.gateway, ctx, &req).await?;
+                let Some(id) = created.pointer("/task/taskId").and_then(Value::as_str) else {
+                    // The upstream answered at once after all.
+                    return Ok(created);
+                };
+                *remote.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_owned());
+                id.to_owned()
+            }
+        };
+        wait["taskId"] = Value::from(id);
+        let req = Request::new(
+            self.req.id.clone(),
+            methods::TASKS_RESULT,
+            Some(wait.clone()),
+        );
+        let mut result =
+            crate::router::mrtr::forward(&self.gateway, ctx, &req, upstream, wait).await?;
+        super::record::strip_related_task(&mut result);
+        Ok(result)
+    }
+
+    /// Cancels the upstream's own task, if there is one (best effort).
+    async fn cancel_upstream_task(&self) {
+        let Some((upstream, remote)) = &self.upstream_task else {
+            return;
+        };
+        let Some(id) = remote.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return;
+        };
+        let origin = self.envelope.as_ref().map(|e| {
+            Arc::new(crate::upstream::peer::Origin {
+                session: None,
+                sink: None,
+                capabilities: e.client_capabilities.clone(),
+                principal: self.caller.principal.clone(),
+                log_level: None,
+                inputs: None,
+            })
+        });
+        let cancel = json!({ "taskId": id });
+        if let Err(e) = self.gateway.upstreams[*upstream]
+            .request(origin, methods::TASKS_CANCEL, Some(cancel))
+            .await
+        {
+            tracing::debug!(error = %e.message, "The upstream's task was not cancelled");
+        }
     }
 
     fn modern(&self) -> bool {
@@ -86,6 +173,9 @@ pub async fn start(
         caller: ctx.caller.clone(),
         envelope: ctx.envelope.clone(),
         deadline: Duration::from_millis(start.ttl_ms),
+        upstream_task: start
+            .upstream_task
+            .then(|| (start.upstream, std::sync::Mutex::new(None))),
         req,
     });
     let now = now_ms();
@@ -210,12 +300,14 @@ async fn drive(
             joined = &mut *call => joined_outcome(joined),
             _ = stop_requested(gateway, id, &cancel) => {
                 cancel.cancel();
+                job.cancel_upstream_task().await;
                 update(gateway, id, |r| r.set_status(Status::Cancelled, None)).await;
                 tracing::info!(task = %id, "Task cancelled; its call was cancelled upstream");
                 return;
             }
             _ = &mut expiry => {
                 cancel.cancel();
+                job.cancel_upstream_task().await;
                 tracing::info!(task = %id, "Task expired before its call ended; call cancelled");
                 return;
             }
@@ -255,7 +347,9 @@ async fn drive(
             _ = &mut expiry => None,
         };
         let Some(answers) = answers else {
-            // Cancelled or expired while waiting: nothing is running upstream.
+            // Cancelled or expired while waiting: no call is running upstream, but the
+            // upstream's own task (if any) is.
+            job.cancel_upstream_task().await;
             update(gateway, id, |r| r.set_status(Status::Cancelled, None)).await;
             return;
         };

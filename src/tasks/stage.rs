@@ -119,6 +119,7 @@ async fn legacy(
         upstream: owner.upstream,
         ttl_ms: gateway.tasks.config.ttl_ms(ttl),
         immediately: true,
+        upstream_task: false,
     };
     runner::start(
         gateway,
@@ -153,8 +154,12 @@ async fn modern(
         return next.run(gateway, ctx, &req).await;
     }
     let mode = mode(&upstream.config, &req.method, owner.tool.as_deref());
+    // A 2025-11-25 upstream that runs this tool as a task of its own: the gateway drives
+    // that task for the 2026-07-28 client (a tool it requires as a task has no other way).
+    let upstream_task = upstream_runs_legacy(upstream, &req.method, owner.tool.as_deref());
+    let upstream_requires = upstream_task && requires_task(upstream, owner.tool.as_deref());
     if !declared {
-        if mode == TaskMode::Always {
+        if mode == TaskMode::Always || upstream_requires {
             return Err(ErrorObject::missing_capability(
                 json!({ "extensions": { EXTENSION: {} } }),
                 format!(
@@ -165,7 +170,7 @@ async fn modern(
         }
         return next.run(gateway, ctx, &req).await;
     }
-    if mode == TaskMode::Never {
+    if mode == TaskMode::Never && !upstream_requires {
         hide_extension(ctx);
         return next.run(gateway, ctx, &req).await;
     }
@@ -179,9 +184,22 @@ async fn modern(
     let start = Start {
         upstream: owner.upstream,
         ttl_ms: gateway.tasks.config.ttl_ms(None),
-        immediately: mode == TaskMode::Always,
+        // The upstream's own task exists from the first moment: so does the client's.
+        immediately: mode == TaskMode::Always || upstream_task,
+        upstream_task,
     };
     runner::start(gateway, ctx, req.into_owned(), next.chain(), start).await
+}
+
+/// Whether the upstream lists its tool `taskSupport: required`.
+fn requires_task(upstream: &crate::upstream::Upstream, tool: Option<&str>) -> bool {
+    let Some(tool) = tool else { return false };
+    upstream
+        .catalog()
+        .tools
+        .iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(tool))
+        .is_some_and(|t| super::upstream_support(t) == "required")
 }
 
 /// The request without a 2025-11-25 `task` param (what goes upstream when the gateway, not
