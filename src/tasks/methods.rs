@@ -72,19 +72,20 @@ async fn lookup(
 /// have, tagged with the task.
 async fn result(gateway: &Gateway, record: TaskRecord) -> Outcome {
     let store = &gateway.tasks.store;
-    let mut record = record;
-    loop {
+    let id = record.id;
+    let record = loop {
+        // The watch is taken before the read, so an end between the two is not missed.
         let mut watch = store.watch();
-        if record.status.is_terminal() {
-            break;
-        }
-        watch.wait(RESULT_WAIT).await;
-        record = store
-            .get(&record.id)
+        let record = store
+            .get(&id)
             .await
             .map_err(super::runner::store_error)?
-            .ok_or_else(|| unknown(&record.id))?;
-    }
+            .ok_or_else(|| unknown(&id))?;
+        if record.status.is_terminal() {
+            break record;
+        }
+        watch.wait(RESULT_WAIT).await;
+    };
     let related = json!({ "taskId": record.id });
     match (record.status, record.result, record.error) {
         (Status::Cancelled, _, _) => Err(ErrorObject::new(

@@ -11,8 +11,13 @@ use tokio::sync::watch;
 use super::{Change, StoreError, TaskStore, Watch};
 use crate::tasks::record::{Owner, TaskRecord, now_ms};
 
+/// How often expired records are swept out (reads skip them in between).
+const SWEEP_EVERY_MS: u64 = 1000;
+
 pub struct MemoryStore {
     records: Mutex<HashMap<String, TaskRecord>>,
+    /// When expired records were last swept (ms since the epoch).
+    swept_ms: std::sync::atomic::AtomicU64,
     /// Bumped on every change, so waiters (`tasks/result`, runners) wake at once.
     generation: watch::Sender<u64>,
 }
@@ -21,17 +26,24 @@ impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore {
             records: Mutex::new(HashMap::new()),
+            swept_ms: std::sync::atomic::AtomicU64::new(0),
             generation: watch::channel(0).0,
         }
     }
 }
 
 impl MemoryStore {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, TaskRecord>) -> T) -> T {
+    /// Runs `f` on the records; expired ones are swept out at most once a second, so
+    /// callers still skip expired records themselves (`live`).
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, TaskRecord>, u64) -> T) -> T {
+        use std::sync::atomic::Ordering;
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
-        records.retain(|_, r| !r.is_expired(now));
-        f(&mut records)
+        if now.saturating_sub(self.swept_ms.load(Ordering::Relaxed)) >= SWEEP_EVERY_MS {
+            records.retain(|_, r| !r.is_expired(now));
+            self.swept_ms.store(now, Ordering::Relaxed);
+        }
+        f(&mut records, now)
     }
 
     fn bump(&self) {
@@ -45,8 +57,11 @@ impl TaskStore for MemoryStore {
         record: &'a TaskRecord,
         limit: usize,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let outcome = self.with(|records| {
-            let live = records.values().filter(|r| r.owner == record.owner).count();
+        let outcome = self.with(|records, now| {
+            let live = records
+                .values()
+                .filter(|r| r.owner == record.owner && !r.is_expired(now))
+                .count();
             if live >= limit {
                 return Err(StoreError::Limit(limit));
             }
@@ -60,7 +75,8 @@ impl TaskStore for MemoryStore {
     }
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
-        let found = self.with(|records| records.get(id).cloned());
+        let found =
+            self.with(|records, now| records.get(id).filter(|r| !r.is_expired(now)).cloned());
         futures::future::ready(Ok(found)).boxed()
     }
 
@@ -69,9 +85,9 @@ impl TaskStore for MemoryStore {
         id: &'a str,
         change: Change<'a>,
     ) -> BoxFuture<'a, Result<Option<TaskRecord>, StoreError>> {
-        let (changed, record) = self.with(|records| match records.get_mut(id) {
-            Some(record) => (change(record), Some(record.clone())),
-            None => (false, None),
+        let (changed, record) = self.with(|records, now| match records.get_mut(id) {
+            Some(record) if !record.is_expired(now) => (change(record), Some(record.clone())),
+            _ => (false, None),
         });
         if changed {
             self.bump();
@@ -80,10 +96,10 @@ impl TaskStore for MemoryStore {
     }
 
     fn list<'a>(&'a self, owner: &'a Owner) -> BoxFuture<'a, Result<Vec<TaskRecord>, StoreError>> {
-        let mut mine: Vec<TaskRecord> = self.with(|records| {
+        let mut mine: Vec<TaskRecord> = self.with(|records, now| {
             records
                 .values()
-                .filter(|r| &r.owner == owner)
+                .filter(|r| &r.owner == owner && !r.is_expired(now))
                 .cloned()
                 .collect()
         });
@@ -96,10 +112,14 @@ impl TaskStore for MemoryStore {
         upstream: &'a str,
         remote: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
-        let found = self.with(|records| {
+        let found = self.with(|records, now| {
             records
                 .values()
-                .find(|r| r.upstream == upstream && r.remote.as_deref() == Some(remote))
+                .find(|r| {
+                    r.upstream == upstream
+                        && r.remote.as_deref() == Some(remote)
+                        && !r.is_expired(now)
+                })
                 .map(|r| r.id.clone())
         });
         futures::future::ready(Ok(found)).boxed()
