@@ -43,6 +43,18 @@ async fn until_terminal(get: impl Fn() -> futures::future::BoxFuture<'static, Va
     .await
 }
 
+/// Polls a 2026-07-28 task until it waits for input; returns that `tasks/get` answer.
+async fn until_input_required(client: &std::sync::Arc<Modern>, id: &str) -> Value {
+    wait_for(WAIT, "the task to ask for input", || {
+        let get = modern_get(client, id);
+        async move {
+            let task = get.await;
+            (task["status"] == "input_required").then_some(task)
+        }
+    })
+    .await
+}
+
 fn legacy_get(
     client: &std::sync::Arc<Mcp>,
     id: &str,
@@ -617,14 +629,7 @@ async fn a_wrapped_task_asks_its_client_for_input_and_resumes() {
     let id = created["taskId"].as_str().unwrap().to_owned();
 
     // The upstream's question shows on the task.
-    let waiting = wait_for(WAIT, "the task to ask for input", || {
-        let get = modern_get(&client, &id);
-        async move {
-            let task = get.await;
-            (task["status"] == "input_required").then_some(task)
-        }
-    })
-    .await;
+    let waiting = until_input_required(&client, &id).await;
     let requests = waiting["inputRequests"].as_object().expect("inputRequests");
     assert_eq!(requests.len(), 1, "{waiting}");
     let (key, request) = requests.iter().next().unwrap();
@@ -708,14 +713,7 @@ async fn a_2026_07_28_client_runs_a_2025_11_25_upstream_task() {
         .await
         .unwrap();
     let id = created["taskId"].as_str().unwrap().to_owned();
-    let waiting = wait_for(WAIT, "the task to ask for input", || {
-        let get = modern_get(&client, &id);
-        async move {
-            let task = get.await;
-            (task["status"] == "input_required").then_some(task)
-        }
-    })
-    .await;
+    let waiting = until_input_required(&client, &id).await;
     let requests = waiting["inputRequests"].as_object().expect("inputRequests");
     let (key, request) = requests.iter().next().expect("one request");
     assert_eq!(request["method"], "elicitation/create", "{waiting}");

@@ -234,31 +234,49 @@ pub fn upstream_support(tool: &Value) -> &str {
         .unwrap_or("forbidden")
 }
 
-/// Whether a handshake-era upstream runs this request as a task itself (SEP-1686): it
-/// declares the request type under `tasks.requests` and, for a tool, the tool allows it.
-pub fn upstream_runs_legacy(upstream: &Upstream, method: &str, name: Option<&str>) -> bool {
+/// How a handshake-era upstream runs this request as a task itself (SEP-1686).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnTasks {
+    /// It does not (no `tasks.requests` entry, or the tool forbids it).
+    No,
+    /// It may: the client chooses.
+    Optional,
+    /// The tool runs only as a task.
+    Required,
+}
+
+/// Whether a handshake-era upstream runs this request as a task itself: it declares the
+/// request type under `tasks.requests` and, for a tool, the tool allows it. One capability
+/// lookup, and a catalog scan only for an upstream that declares tool tasks.
+pub fn upstream_runs_legacy(upstream: &Upstream, method: &str, name: Option<&str>) -> OwnTasks {
     if upstream.is_modern() {
-        return false;
+        return OwnTasks::No;
     }
     let pointer = match method {
         m::TOOLS_CALL => "/tasks/requests/tools/call",
         m::PROMPTS_GET => "/tasks/requests/prompts/get",
         m::RESOURCES_READ => "/tasks/requests/resources/read",
-        _ => return false,
+        _ => return OwnTasks::No,
     };
     if !upstream.declares_at(pointer) {
-        return false;
+        return OwnTasks::No;
     }
     if method != m::TOOLS_CALL {
-        return true;
+        return OwnTasks::Optional;
     }
-    let Some(name) = name else { return false };
-    upstream
-        .catalog()
+    let Some(name) = name else {
+        return OwnTasks::No;
+    };
+    let catalog = upstream.catalog();
+    let tool = catalog
         .tools
         .iter()
-        .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
-        .is_some_and(|t| upstream_support(t) != "forbidden")
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(name));
+    match tool.map(upstream_support) {
+        Some("required") => OwnTasks::Required,
+        Some("optional") => OwnTasks::Optional,
+        _ => OwnTasks::No,
+    }
 }
 
 /// Whether a 2026-07-28 upstream offers the tasks extension (it then decides per call).

@@ -61,10 +61,8 @@ impl Job {
     ) -> JoinHandle<Outcome> {
         let job = self.clone();
         tokio::spawn(async move {
-            let mut ctx = RequestContext::new(job.session.clone(), None, job.caller.clone());
-            ctx.envelope = job.envelope.clone();
+            let mut ctx = job.context();
             ctx.cancel = Some(cancel);
-            ctx.deadline = Some(job.deadline);
             match &job.upstream_task {
                 None => {
                     let req = Request::new(job.req.id.clone(), job.req.method.clone(), params);
@@ -132,16 +130,7 @@ impl Job {
         let Some(id) = remote.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             return;
         };
-        let origin = self.envelope.as_ref().map(|e| {
-            Arc::new(crate::upstream::peer::Origin {
-                session: None,
-                sink: None,
-                capabilities: e.client_capabilities.clone(),
-                principal: self.caller.principal.clone(),
-                log_level: None,
-                inputs: None,
-            })
-        });
+        let origin = crate::router::origin_of(&self.context());
         let cancel = json!({ "taskId": id });
         if let Err(e) = self.gateway.upstreams[*upstream]
             .request(origin, methods::TASKS_CANCEL, Some(cancel))
@@ -149,6 +138,15 @@ impl Job {
         {
             tracing::debug!(error = %e.message, "The upstream's task was not cancelled");
         }
+    }
+
+    /// The context the job's requests run in: the client's session, principal and envelope,
+    /// no response stream, and the task's lifetime as deadline.
+    fn context(&self) -> RequestContext {
+        let mut ctx = RequestContext::new(self.session.clone(), None, self.caller.clone());
+        ctx.envelope = self.envelope.clone();
+        ctx.deadline = Some(self.deadline);
+        ctx
     }
 
     fn modern(&self) -> bool {

@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 use super::runner::{self, Start};
 use super::{
-    EXTENSION, declares_extension, mode, passthrough, upstream_runs_legacy, upstream_runs_modern,
+    EXTENSION, OwnTasks, declares_extension, mode, passthrough, upstream_runs_legacy,
+    upstream_runs_modern,
 };
 use crate::config::{Config, TaskMode};
 use crate::gateway::Gateway;
@@ -111,7 +112,7 @@ async fn legacy(
         // Receivers that do not run a request type as a task serve it normally.
         return next.run(gateway, ctx, &without_task(req)).await;
     }
-    if upstream_runs_legacy(upstream, &req.method, name) {
+    if upstream_runs_legacy(upstream, &req.method, name) != OwnTasks::No {
         let created = next.run(gateway, ctx, req).await?;
         return passthrough::adopt(gateway, ctx, owner.upstream, &req.method, created).await;
     }
@@ -156,8 +157,9 @@ async fn modern(
     let mode = mode(&upstream.config, &req.method, owner.tool.as_deref());
     // A 2025-11-25 upstream that runs this tool as a task of its own: the gateway drives
     // that task for the 2026-07-28 client (a tool it requires as a task has no other way).
-    let upstream_task = upstream_runs_legacy(upstream, &req.method, owner.tool.as_deref());
-    let upstream_requires = upstream_task && requires_task(upstream, owner.tool.as_deref());
+    let own = upstream_runs_legacy(upstream, &req.method, owner.tool.as_deref());
+    let upstream_task = own != OwnTasks::No;
+    let upstream_requires = own == OwnTasks::Required;
     if !declared {
         if mode == TaskMode::Always || upstream_requires {
             return Err(ErrorObject::missing_capability(
@@ -189,17 +191,6 @@ async fn modern(
         upstream_task,
     };
     runner::start(gateway, ctx, req.into_owned(), next.chain(), start).await
-}
-
-/// Whether the upstream lists its tool `taskSupport: required`.
-fn requires_task(upstream: &crate::upstream::Upstream, tool: Option<&str>) -> bool {
-    let Some(tool) = tool else { return false };
-    upstream
-        .catalog()
-        .tools
-        .iter()
-        .find(|t| t.get("name").and_then(Value::as_str) == Some(tool))
-        .is_some_and(|t| super::upstream_support(t) == "required")
 }
 
 /// The request without a 2025-11-25 `task` param (what goes upstream when the gateway, not
