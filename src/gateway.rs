@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::aggregate::merge::{Catalog, Input, Naming};
 use crate::aggregate::seal::Sealer;
 use crate::config::Config;
-use crate::downstream::SessionStore;
 use crate::router::progress::ProgressTable;
+use crate::session::SessionStore;
 use crate::upstream::supervisor::Supervisor;
 use crate::upstream::{Status, Upstream};
 

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod relay;
 pub mod router;
+pub mod session;
 pub mod tasks;
 pub mod telemetry;
 pub mod upstream;

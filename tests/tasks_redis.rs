@@ -5,7 +5,7 @@
 //! answers task requests with an error at once.
 
 mod support;
-#[path = "../src/tasks/store/test_redis.rs"]
+#[path = "../src/session/tasks/store/test_redis.rs"]
 mod test_redis;
 
 use std::time::{Duration, Instant};

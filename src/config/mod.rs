@@ -13,15 +13,23 @@
 //! - [`Environment::from_process`] is the module's only read of the process environment, so
 //!   tests pass an [`Environment`] or a lookup closure and never call `std::env::set_var`.
 
+pub mod audit;
+pub mod auth;
 mod error;
 mod expand;
 mod filter;
+pub mod jwks;
 mod load;
 mod mcp_servers;
+pub mod metrics;
 mod model;
+pub mod policy;
+pub mod rate_limits;
 mod raw;
 mod scalar;
 pub mod section;
+pub mod tasks;
+pub mod telemetry;
 mod upstream;
 mod validate;
 

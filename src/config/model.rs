@@ -68,19 +68,19 @@ pub struct Config {
     /// Upstream servers, sorted by name so that merged listings have a stable order.
     pub upstreams: Vec<UpstreamConfig>,
     /// Authentication of HTTP clients (`auth`). Default: none, every caller is anonymous.
-    pub auth: crate::pipeline::auth::AuthConfig,
+    pub auth: super::auth::AuthConfig,
     /// Authorization rules (`policy`). Default: everything allowed.
-    pub policy: crate::pipeline::policy::PolicyConfig,
+    pub policy: super::policy::PolicyConfig,
     /// Rate limits (`rate_limits`). Default: none.
-    pub rate_limits: crate::pipeline::rate_limit::RateLimitConfig,
+    pub rate_limits: super::rate_limits::RateLimitConfig,
     /// Tracing and OTLP export (`telemetry`). Default: spans on, no exporter.
-    pub telemetry: crate::pipeline::trace::TelemetryConfig,
+    pub telemetry: super::telemetry::TelemetryConfig,
     /// The Prometheus endpoint (`metrics`). Default: on, at `/metrics`.
-    pub metrics: crate::pipeline::metrics::MetricsConfig,
+    pub metrics: super::metrics::MetricsConfig,
     /// The audit log (`audit`). Default: on, arguments redacted.
-    pub audit: crate::pipeline::audit::AuditConfig,
+    pub audit: super::audit::AuditConfig,
     /// Tasks: store, lifetimes, limits and the threshold (`tasks`).
-    pub tasks: crate::tasks::TasksConfig,
+    pub tasks: super::tasks::TasksConfig,
 }
 
 /// How the gateway answers a request on Streamable HTTP.

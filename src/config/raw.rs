@@ -65,8 +65,8 @@ pub struct RawConfig<U = RawUpstream> {
     pub security: RawSecurity,
     #[serde(deserialize_with = "nullable")]
     pub upstreams: BTreeMap<String, U>,
-    // Sections owned by pipeline stages: each stage parses and checks its own (see
-    // `config::section` and the stage modules under `crate::pipeline`).
+    // Sections of the pipeline stages: each has a module of its own here, which parses and
+    // checks it (see `config::section`).
     pub auth: serde_json::Value,
     pub policy: serde_json::Value,
     pub rate_limits: serde_json::Value,

@@ -46,18 +46,18 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         security: security(raw.security, listen, e),
         upstreams: validate_upstreams(raw.upstreams, separator.as_deref(), e),
         separator: separator.unwrap_or_default(),
-        auth: crate::pipeline::auth::AuthConfig::from_raw(&raw.auth, e),
-        policy: crate::pipeline::policy::PolicyConfig::from_raw(&raw.policy, e),
-        rate_limits: crate::pipeline::rate_limit::RateLimitConfig::from_raw(&raw.rate_limits, e),
-        telemetry: crate::pipeline::trace::TelemetryConfig::from_raw(&raw.telemetry, e),
-        metrics: crate::pipeline::metrics::MetricsConfig::from_raw(&raw.metrics, e),
-        audit: crate::pipeline::audit::AuditConfig::from_raw(&raw.audit, e),
-        tasks: crate::tasks::TasksConfig::from_raw(&raw.tasks, e),
+        auth: super::auth::AuthConfig::from_raw(&raw.auth, e),
+        policy: super::policy::PolicyConfig::from_raw(&raw.policy, e),
+        rate_limits: super::rate_limits::RateLimitConfig::from_raw(&raw.rate_limits, e),
+        telemetry: super::telemetry::TelemetryConfig::from_raw(&raw.telemetry, e),
+        metrics: super::metrics::MetricsConfig::from_raw(&raw.metrics, e),
+        audit: super::audit::AuditConfig::from_raw(&raw.audit, e),
+        tasks: super::tasks::TasksConfig::from_raw(&raw.tasks, e),
     };
     reserved_paths(&config, e);
     // Stage sections that name upstreams are checked against the upstreams list.
-    crate::pipeline::policy::check(&config, e);
-    crate::pipeline::rate_limit::check(&config, e);
+    super::policy::check(&config, e);
+    super::rate_limits::check(&config, e);
     ConfigErrors::check(errors, config)
 }
 

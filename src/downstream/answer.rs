@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
-use super::events::EventLog;
 use super::exchange;
-use super::session::Session;
 use crate::config::ResponseMode;
 use crate::gateway::Gateway;
 use crate::pipeline::Caller;
 use crate::protocol::{Message, Request, Response as RpcResponse};
+use crate::session::Session;
+use crate::session::events::EventLog;
 
 /// Messages queued on one request's response stream before further ones are dropped.
 const REQUEST_STREAM_QUEUE: usize = 64;

@@ -8,12 +8,12 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::Session;
 use crate::gateway::Gateway;
 use crate::pipeline;
 use crate::pipeline::{Caller, RequestContext};
 use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
 use crate::relay;
+use crate::session::Session;
 
 /// Related messages queued between a request and its stream.
 const RELATED_QUEUE: usize = 64;

@@ -20,18 +20,19 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::answer::{answer, sse_event, sse_response};
-use super::events::parse_event_id;
 use super::exchange;
 use super::guard::Guard;
-use super::session::GET_STREAM;
-use super::session::Session;
 use crate::gateway::Gateway;
 use crate::pipeline::auth::Rejection;
-use crate::pipeline::{Caller, Principal, TraceHeaders};
+use crate::pipeline::{Caller, TraceHeaders};
 use crate::protocol::jsonrpc::{ParseError, is_envelope_error};
 use crate::protocol::{
     ErrorObject, Message, Request, Response as RpcResponse, codes, methods, version,
 };
+use crate::session::Principal;
+use crate::session::Session;
+use crate::session::client::GET_STREAM;
+use crate::session::events::parse_event_id;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";

@@ -16,14 +16,16 @@ use dashmap::DashMap;
 use futures::StreamExt;
 
 use super::answer::{sse_event, sse_response};
-use super::events::EventLog;
 use super::exchange;
 use super::http::{AppState, accepts, is_json, rpc_error};
-use super::session::{GET_STREAM, Session};
 use crate::gateway::Gateway;
-use crate::pipeline::{Caller, Principal};
+use crate::pipeline::Caller;
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{ErrorObject, Message, Response as RpcResponse, methods};
+use crate::session::Principal;
+use crate::session::Session;
+use crate::session::client::{GET_STREAM, MAX_SESSIONS};
+use crate::session::events::EventLog;
 
 pub const SSE_PATH: &str = "/sse";
 pub const MESSAGE_PATH: &str = "/message";
@@ -65,7 +67,7 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
         Ok(caller) => caller.principal,
         Err(resp) => return *resp,
     };
-    if state.opening.len() + state.gateway.sessions.len() >= super::session::MAX_SESSIONS {
+    if state.opening.len() + state.gateway.sessions.len() >= MAX_SESSIONS {
         return rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorObject::invalid_request("too many sessions"),

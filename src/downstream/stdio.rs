@@ -20,12 +20,13 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::{Session, exchange};
+use super::exchange;
 use crate::gateway::Gateway;
 use crate::pipeline::Caller;
 use crate::protocol::envelope::{self, Envelope};
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{ErrorObject, Message, Request, Response, methods};
+use crate::session::Session;
 
 /// Messages queued for stdout before writers wait.
 const OUT_QUEUE: usize = 256;
@@ -89,7 +90,7 @@ struct Connection {
     raw: mpsc::Sender<String>,
     session: Option<Arc<Session>>,
     /// Holds the session's stream so it never counts as idle while stdin is open.
-    _reader: Option<super::session::GetReader>,
+    _reader: Option<crate::session::client::GetReader>,
     /// The era the first request chose.
     era: Option<Era>,
     /// Modern requests in flight, by id, so `notifications/cancelled` can stop them.

@@ -10,39 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Next, Outcome, RequestContext, Stage};
-use crate::config::ConfigError;
+use crate::config::audit::AuditConfig;
 use crate::gateway::Gateway;
 use crate::protocol::{Request, methods};
-
-/// The `audit` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuditConfig {
-    /// Whether audit lines are written. Default true.
-    pub enabled: bool,
-    /// Whether argument values appear in audit lines; otherwise only their names. Default
-    /// false.
-    pub include_arguments: bool,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        AuditConfig {
-            enabled: true,
-            include_arguments: false,
-        }
-    }
-}
-
-impl AuditConfig {
-    pub fn from_raw(raw: &Value, errors: &mut Vec<ConfigError>) -> Self {
-        crate::config::section::section("audit", raw, errors)
-    }
-}
 
 pub fn stage(config: &AuditConfig) -> Option<Arc<dyn Stage>> {
     config.enabled.then(|| {
@@ -109,7 +82,7 @@ impl Stage for Audit {
 
 /// What one audit line says besides the outcome, gathered before the request runs.
 struct Entry {
-    principal: std::sync::Arc<super::Principal>,
+    principal: std::sync::Arc<crate::session::Principal>,
     session: String,
     transport: &'static str,
     method: String,

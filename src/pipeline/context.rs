@@ -6,9 +6,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::principal::Principal;
-use crate::downstream::Session;
 use crate::protocol::Message;
+use crate::session::Principal;
+use crate::session::Session;
 
 /// Who sent a message and on what: built by the transport before the pipeline runs.
 #[derive(Debug, Clone)]

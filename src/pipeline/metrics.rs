@@ -15,45 +15,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Next, Outcome, RequestContext, Stage};
-use crate::config::ConfigError;
+use crate::config::metrics::MetricsConfig;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, codes, methods};
-
-/// The `metrics` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// Whether requests are counted and the endpoint is served. Default true.
-    pub enabled: bool,
-    /// Path of the Prometheus endpoint. Default `/metrics`.
-    pub path: String,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            enabled: true,
-            path: "/metrics".to_owned(),
-        }
-    }
-}
-
-impl MetricsConfig {
-    pub fn from_raw(raw: &Value, errors: &mut Vec<ConfigError>) -> Self {
-        let config: Self = crate::config::section::section("metrics", raw, errors);
-        if !config.path.starts_with('/') || config.path.contains(['?', '#']) {
-            errors.push(ConfigError::new(
-                "metrics.path",
-                "must start with '/' and hold no '?' or '#'",
-            ));
-        }
-        config
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

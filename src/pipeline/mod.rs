@@ -43,7 +43,6 @@ mod context;
 pub mod metrics;
 pub mod owner;
 pub mod policy;
-pub mod principal;
 pub mod rate_limit;
 pub mod timeout;
 pub mod trace;
@@ -54,7 +53,6 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 pub use context::{Caller, RequestContext, TraceHeaders};
-pub use principal::{AuthMethod, Principal, RESERVED_SUBJECTS, is_reserved_subject};
 
 use crate::config::Config;
 use crate::gateway::Gateway;

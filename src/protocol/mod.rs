@@ -6,6 +6,7 @@
 
 pub mod codes;
 pub mod envelope;
+pub mod extensions;
 pub mod headers;
 pub mod jsonrpc;
 pub mod logging;

@@ -13,9 +13,9 @@ use dashmap::DashMap;
 use serde_json::{Value, json};
 
 use super::send;
-use crate::downstream::Session;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
+use crate::session::Session;
 use crate::upstream::peer::{InputNeeded, Origin, Peer};
 use tokio::sync::oneshot;
 

@@ -9,10 +9,10 @@
 use serde_json::{Value, json};
 
 use super::send;
-use crate::downstream::Session;
 use crate::gateway::Gateway;
 use crate::protocol::logging::{self, rank};
 use crate::protocol::{ErrorObject, Message, Notification, methods};
+use crate::session::Session;
 use crate::upstream::peer::Origin;
 
 pub async fn set_level(

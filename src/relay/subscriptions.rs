@@ -14,9 +14,9 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::downstream::Session;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Message, Notification, methods};
+use crate::session::Session;
 use crate::upstream::peer::Origin;
 
 struct Subscription {

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::downstream::Session;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, methods};
 use crate::relay;
+use crate::session::Session;
 use crate::upstream::catalog::Kind;
 
 pub use crate::pipeline::RequestContext;

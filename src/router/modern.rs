@@ -16,7 +16,7 @@ use crate::upstream::catalog::Kind;
 pub fn discover(gateway: &Gateway) -> Result<Value, ErrorObject> {
     let mut capabilities = super::initialize::capabilities(gateway);
     if super::initialize::offers_task_extension(gateway) {
-        capabilities["extensions"] = json!({ crate::tasks::EXTENSION: {} });
+        capabilities["extensions"] = json!({ crate::protocol::extensions::TASKS: {} });
     }
     let mut result = json!({
         "supportedVersions": version::all(),

@@ -422,7 +422,7 @@ impl Exchange {
         if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
             meta.remove("progressToken");
             // Nor does a 2025-11-25 task tag (a 2026-07-28 task carries its id itself).
-            meta.remove(crate::tasks::record::RELATED_TASK);
+            meta.remove(crate::session::tasks::record::RELATED_TASK);
             if meta.is_empty() {
                 params.as_object_mut().map(|p| p.remove("_meta"));
             }

@@ -7,12 +7,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::owner_of;
 use super::passthrough::{self, unknown};
-use super::record::{RELATED_TASK, Status, TaskRecord};
-use super::{EXTENSION, declares_extension, owner_of};
 use crate::gateway::Gateway;
 use crate::pipeline::{Outcome, RequestContext};
-use crate::protocol::{ErrorObject, Request, codes, methods};
+use crate::protocol::{ErrorObject, Request, codes, extensions, methods};
+use crate::session::tasks::record::{RELATED_TASK, Status, TaskRecord};
 
 /// Longest a `tasks/result` waits before re-reading the task (a wake-up, not a limit: it
 /// blocks until the task ends or the client gives up).
@@ -22,10 +22,10 @@ const CURSOR: &[u8] = b"tasks-cursor/v1";
 
 pub async fn handle(gateway: &Gateway, ctx: &RequestContext, req: &Request) -> Outcome {
     if let Some(envelope) = &ctx.envelope {
-        if !declares_extension(&envelope.client_capabilities) {
+        if !extensions::declares(&envelope.client_capabilities, extensions::TASKS) {
             return Err(ErrorObject::missing_capability(
-                json!({ "extensions": { EXTENSION: {} } }),
-                format!("{} needs the {EXTENSION} extension", req.method),
+                json!({ "extensions": { extensions::TASKS: {} } }),
+                format!("{} needs the {} extension", req.method, extensions::TASKS),
             ));
         }
     } else if req.method == methods::TASKS_UPDATE {

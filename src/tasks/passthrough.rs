@@ -5,11 +5,11 @@
 
 use serde_json::{Map, Value};
 
-use super::record::{RELATED_TASK, Status, TaskRecord, new_id, now_ms};
 use crate::gateway::Gateway;
 use crate::pipeline::{Outcome, RequestContext};
 use crate::protocol::envelope::result_type;
 use crate::protocol::{ErrorObject, Message, Notification, methods};
+use crate::session::tasks::record::{RELATED_TASK, Status, TaskRecord, new_id, now_ms};
 
 /// An upstream answered a request with a task (2025-11-25 `{task}` or a 2026-07-28 flat
 /// task): record it and hand the client the gateway's id. Any other answer (the upstream

@@ -16,13 +16,13 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::record::{Status, TaskRecord, new_id, now_ms};
-use super::store::StoreError;
-use crate::downstream::Session;
 use crate::gateway::Gateway;
 use crate::pipeline::{Caller, Chain, Outcome, RequestContext};
 use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
 use crate::protocol::{ErrorObject, Message, Notification, Request, codes, methods};
+use crate::session::Session;
+use crate::session::tasks::record::{Status, TaskRecord, new_id, now_ms};
+use crate::session::tasks::store::StoreError;
 
 /// How often a running task looks for a cancellation made on another replica (the memory
 /// store wakes it at once).
@@ -118,7 +118,7 @@ impl Job {
         );
         let mut result =
             crate::router::mrtr::forward(&self.gateway, ctx, &req, upstream, wait).await?;
-        super::record::strip_related_task(&mut result);
+        crate::session::tasks::record::strip_related_task(&mut result);
         Ok(result)
     }
 

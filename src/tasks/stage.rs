@@ -20,15 +20,12 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::runner::{self, Start};
-use super::{
-    EXTENSION, OwnTasks, declares_extension, mode, passthrough, upstream_runs_legacy,
-    upstream_runs_modern,
-};
+use super::{OwnTasks, passthrough, upstream_runs_legacy, upstream_runs_modern};
 use crate::config::{Config, TaskMode};
 use crate::gateway::Gateway;
 use crate::pipeline::{Next, Outcome, RequestContext, Stage};
 use crate::protocol::envelope::Envelope;
-use crate::protocol::{ErrorObject, Request, codes, methods};
+use crate::protocol::{ErrorObject, Request, codes, extensions, methods};
 
 pub fn stage(_config: &Config) -> Option<Arc<dyn Stage>> {
     Some(Arc::new(TaskStage))
@@ -76,7 +73,7 @@ async fn legacy(
 ) -> Outcome {
     let upstream = &gateway.upstreams[owner.upstream];
     let name = owner.tool.as_deref();
-    let mode = mode(&upstream.config, &req.method, name);
+    let mode = upstream.config.task_mode(&req.method, name);
     let is_tool = req.method == methods::TOOLS_CALL;
     let Some(task) = req.param("task") else {
         if is_tool && mode == TaskMode::Always {
@@ -147,14 +144,16 @@ async fn modern(
     let declared = ctx
         .envelope
         .as_ref()
-        .is_some_and(|e| declares_extension(&e.client_capabilities));
+        .is_some_and(|e| extensions::declares(&e.client_capabilities, extensions::TASKS));
     if req.method != methods::TOOLS_CALL {
         if declared {
             hide_extension(ctx);
         }
         return next.run(gateway, ctx, &req).await;
     }
-    let mode = mode(&upstream.config, &req.method, owner.tool.as_deref());
+    let mode = upstream
+        .config
+        .task_mode(&req.method, owner.tool.as_deref());
     // A 2025-11-25 upstream that runs this tool as a task of its own: the gateway drives
     // that task for the 2026-07-28 client (a tool it requires as a task has no other way).
     let own = upstream_runs_legacy(upstream, &req.method, owner.tool.as_deref());
@@ -163,10 +162,11 @@ async fn modern(
     if !declared {
         if mode == TaskMode::Always || upstream_requires {
             return Err(ErrorObject::missing_capability(
-                json!({ "extensions": { EXTENSION: {} } }),
+                json!({ "extensions": { extensions::TASKS: {} } }),
                 format!(
-                    "tool {} runs only as a task; declare the {EXTENSION} extension",
-                    req.str_param("name")?
+                    "tool {} runs only as a task; declare the {} extension",
+                    req.str_param("name")?,
+                    extensions::TASKS
                 ),
             ));
         }
@@ -219,7 +219,7 @@ fn hide_extension(ctx: &mut RequestContext) {
         .get_mut("extensions")
         .and_then(Value::as_object_mut)
     {
-        extensions.remove(EXTENSION);
+        extensions.remove(extensions::TASKS);
     }
     ctx.envelope = Some(Arc::new(Envelope {
         client_capabilities: capabilities,

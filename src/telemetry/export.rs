@@ -7,7 +7,7 @@ use opentelemetry_sdk::runtime;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 
-use crate::pipeline::trace::{OtlpProtocol, TelemetryConfig};
+use crate::config::telemetry::{OtlpProtocol, TelemetryConfig};
 
 /// The path OTLP/HTTP collectors take traces on, appended to a base endpoint.
 const TRACES_PATH: &str = "/v1/traces";
@@ -136,7 +136,7 @@ pub fn provider(settings: &Settings) -> Result<SdkTracerProvider, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::trace::OtlpConfig;
+    use crate::config::telemetry::OtlpConfig;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |key| {

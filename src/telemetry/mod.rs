@@ -21,7 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::cli::LogFormat;
-use crate::pipeline::trace::TelemetryConfig;
+use crate::config::telemetry::TelemetryConfig;
 
 /// The `tracing` target of every span meant for OpenTelemetry export. The exporting layer
 /// sees only these spans, never log events (which stay on stderr).

@@ -72,7 +72,7 @@ pub fn relayable(client: &Value) -> Value {
     if let Some(tasks) = client.pointer("/extensions/io.modelcontextprotocol~1tasks") {
         caps.insert(
             "extensions".into(),
-            serde_json::json!({ crate::tasks::EXTENSION: tasks }),
+            serde_json::json!({ crate::protocol::extensions::TASKS: tasks }),
         );
     }
     Value::Object(caps)

@@ -168,8 +168,7 @@ async fn open(
 /// `identity_headers` filled from the client's principal (a configured header of the same
 /// name wins). The client's own credential is never among them.
 fn with_identity<'a>(config: &'a UpstreamConfig, origin: &Origin) -> Cow<'a, UpstreamConfig> {
-    let extra =
-        crate::pipeline::auth::identity::headers(&config.identity_headers, &origin.principal);
+    let extra = crate::session::identity::headers(&config.identity_headers, &origin.principal);
     if extra.is_empty() {
         return Cow::Borrowed(config);
     }

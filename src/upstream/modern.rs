@@ -63,7 +63,7 @@ impl Upstream {
                 extra.tool_schema = self.tool_schema(params.as_ref());
             }
             if let Some(origin) = &origin {
-                let identity = crate::pipeline::auth::identity::headers(
+                let identity = crate::session::identity::headers(
                     &self.config.identity_headers,
                     &origin.principal,
                 );

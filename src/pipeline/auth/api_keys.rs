@@ -1,8 +1,9 @@
 //! Static API keys: the presented key is hashed and compared with every configured digest in
 //! constant time, so neither the comparison nor which entry matched shows in the timing.
 
-use super::config::{ApiKey, digest};
-use crate::pipeline::{AuthMethod, Principal};
+use crate::config::auth::AuthMethod;
+use crate::config::auth::{ApiKey, digest};
+use crate::session::Principal;
 
 /// The configured keys.
 pub struct ApiKeys {

@@ -1,7 +1,8 @@
 //! Unit tests of `jwks.rs`.
 
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::path::Path;
 
 /// A real P-256 public key (x, y) in JWK form.
 fn ec_jwk(kid: &str) -> Value {

@@ -9,9 +9,10 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
-use super::config::JwtConfig;
 use super::jwks::{Jwks, KeyError};
-use crate::pipeline::{AuthMethod, Principal};
+use crate::config::auth::AuthMethod;
+use crate::config::auth::JwtConfig;
+use crate::session::Principal;
 
 /// Longest token looked at; real ones are a few kilobytes.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -105,7 +106,7 @@ impl JwtVerifier {
         };
         // `local` and `anonymous` name the gateway's own principals; a token claiming one
         // would pass for the stdio user (or everyone) in policy and rate limits.
-        if crate::pipeline::is_reserved_subject(&subject) {
+        if crate::config::auth::is_reserved_subject(&subject) {
             return Err(TokenError::Invalid("reserved subject".into()));
         }
         Ok(Principal {

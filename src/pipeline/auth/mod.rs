@@ -14,8 +14,6 @@
 //! and claims, and upstreams get only what `identity_headers` selects ([`identity`]).
 
 pub mod api_keys;
-mod config;
-pub mod identity;
 pub mod jwks;
 pub mod jwt;
 pub mod metadata;
@@ -25,11 +23,12 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode, header};
 
-pub use config::{ApiKey, AuthConfig, JwksSource, JwtConfig};
+pub use crate::config::auth::{ApiKey, AuthConfig, JwksSource, JwtConfig};
 
-use super::{Next, Outcome, Principal, RequestContext, Stage};
+use super::{Next, Outcome, RequestContext, Stage};
 use crate::gateway::Gateway;
 use crate::protocol::Request;
+use crate::session::Principal;
 use api_keys::ApiKeys;
 use jwt::{JwtVerifier, TokenError};
 use metadata::{Resource, challenge};

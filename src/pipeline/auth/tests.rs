@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::*;
-use crate::pipeline::AuthMethod;
+use crate::config::auth::AuthMethod;
 
 fn authenticator(required: &[&str]) -> Arc<Authenticator> {
     let key = |name: &str, text: &str, scopes: &[&str]| ApiKey {
         name: name.into(),
-        digest: config::digest(text.as_bytes()),
+        digest: crate::config::auth::digest(text.as_bytes()),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         source: "sha256",
     };

@@ -4,8 +4,8 @@
 //! per request), then asks about each item it touches. Patterns are compiled at load time,
 //! so a decision is a few glob matches.
 
-use super::config::{Effect, PolicyConfig, Rule, Who};
-use crate::pipeline::Principal;
+use crate::config::policy::{Effect, PolicyConfig, Rule, Who};
+use crate::session::Principal;
 
 /// The three kinds of items a rule can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ fn rule_covers(rule: &Rule, kind: ItemKind, upstream: &str, name: &str) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::AuthMethod;
+    use crate::config::auth::AuthMethod;
     use serde_json::json;
 
     fn policy(yaml: &str) -> PolicyConfig {

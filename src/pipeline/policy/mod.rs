@@ -10,7 +10,6 @@
 //! - On the way out, listings are filtered so a client never sees what it may not call. A
 //!   page may come back shorter than the page size (even empty); `nextCursor` is kept.
 
-mod config;
 mod eval;
 mod uri;
 
@@ -20,7 +19,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-pub use config::{ClaimValues, DeniedAs, Effect, PolicyConfig, Rule, Who, check};
+pub use crate::config::policy::{ClaimValues, DeniedAs, Effect, PolicyConfig, Rule, Who};
 pub use eval::{Decider, ItemKind};
 
 use super::{Next, Outcome, RequestContext, Stage};

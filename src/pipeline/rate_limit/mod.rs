@@ -19,8 +19,6 @@
 //! routed call returns; a request waits for a slot at most the upstream's timeout (the tool's
 //! own, if it has one), then fails with -32012.
 
-mod config;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,12 +33,13 @@ use governor::{NotUntil, RateLimiter};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-pub use config::{Limit, Rate, RateLimitConfig, check};
+pub use crate::config::rate_limits::{Limit, Rate, RateLimitConfig};
 /// A clock tests advance by hand (see [`crate::pipeline::Hooks`]).
 pub use governor::clock::FakeRelativeClock;
 
 use super::metrics::Metrics;
-use super::{AuthMethod, Hooks, Next, Outcome, RequestContext, Stage};
+use super::{Hooks, Next, Outcome, RequestContext, Stage};
+use crate::config::auth::AuthMethod;
 use crate::config::{Config, Pattern};
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, codes};

@@ -20,7 +20,7 @@ pub struct Origin {
     pub capabilities: Value,
     /// Who the client is: a per-client upstream session sends the claims its upstream's
     /// `identity_headers` select (never the client's credential).
-    pub principal: Arc<crate::pipeline::Principal>,
+    pub principal: Arc<crate::session::Principal>,
     /// The log level the client asked for (`logging/setLevel` on its session, or the
     /// request's `logLevel`): what a 2026-07-28 upstream is asked for per request.
     pub log_level: Option<String>,
@@ -44,7 +44,7 @@ impl Origin {
     pub fn for_session(
         session: String,
         capabilities: Value,
-        principal: Arc<crate::pipeline::Principal>,
+        principal: Arc<crate::session::Principal>,
     ) -> Origin {
         Origin {
             session: Some(session),

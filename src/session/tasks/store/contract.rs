@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Map, json};
 
 use super::{StoreError, TaskStore};
-use crate::tasks::record::{Owner, Status, TaskRecord, new_id, now_ms};
+use crate::session::tasks::record::{Owner, Status, TaskRecord, new_id, now_ms};
 
 fn owner(name: &str) -> Owner {
     Owner {

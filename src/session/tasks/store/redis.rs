@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use super::{Change, StoreError, TaskStore, Watch};
-use crate::tasks::record::{Owner, TaskRecord, now_ms};
+use crate::session::tasks::record::{Owner, TaskRecord, now_ms};
 
 /// How often waiters re-read the store (Redis does not tell this store about changes).
 const POLL: Duration = Duration::from_millis(200);
@@ -453,13 +453,13 @@ mod tests {
     fn sample(owner: &Owner) -> TaskRecord {
         let now = now_ms();
         TaskRecord {
-            id: crate::tasks::record::new_id(),
+            id: crate::session::tasks::record::new_id(),
             owner: owner.clone(),
             method: "tools/call".into(),
             upstream: "up".into(),
             remote: None,
             modern: true,
-            status: crate::tasks::record::Status::Working,
+            status: crate::session::tasks::record::Status::Working,
             status_message: None,
             created_ms: now,
             updated_ms: now,

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::config::{Config, ConfigError, Pattern};
-use crate::pipeline::AuthMethod;
+use super::auth::AuthMethod;
+use super::{Config, ConfigError, Pattern};
 
 /// The `policy` section.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -105,7 +105,7 @@ impl<'de> Deserialize<'de> for ClaimValues {
 
 impl PolicyConfig {
     pub fn from_raw(raw: &Value, errors: &mut Vec<ConfigError>) -> Self {
-        crate::config::section::section("policy", raw, errors)
+        super::section::section("policy", raw, errors)
     }
 }
 
@@ -157,7 +157,7 @@ pub fn check(config: &Config, errors: &mut Vec<ConfigError>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::pipeline::AuthMethod;
+    use crate::config::auth::AuthMethod;
 
     fn load(yaml: &str) -> Result<crate::config::Config, String> {
         let upstreams = "upstreams: {github: {command: x}}\n";

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::{Change, StoreError, TaskStore, Watch};
-use crate::tasks::record::{Owner, TaskRecord, now_ms};
+use crate::session::tasks::record::{Owner, TaskRecord, now_ms};
 
 /// How often expired records are swept out (reads skip them in between).
 const SWEEP_EVERY_MS: u64 = 1000;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::pipeline::Principal;
+use super::Principal;
 
 /// The headers `mapping` asks for, from `principal`'s claims. A claim the principal lacks
 /// gives no header; a value that is not printable ASCII is percent-encoded (UTF-8), since a
@@ -34,7 +34,7 @@ fn encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::AuthMethod;
+    use crate::config::auth::AuthMethod;
     use serde_json::json;
 
     #[test]

@@ -5,42 +5,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-/// How the caller proved who it is. Deserialized from the [`AuthMethod::as_str`] labels
-/// (policy `who.auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    /// No authentication is configured for this face: every caller is `anonymous`.
-    Anonymous,
-    /// The stdio face: the local user who started the gateway, trusted.
-    Local,
-    /// A static API key or bearer token from the configuration.
-    ApiKey,
-    /// A JWT validated against the configured issuer's keys.
-    Jwt,
-}
-
-impl AuthMethod {
-    /// A short label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::Anonymous => "anonymous",
-            AuthMethod::Local => "local",
-            AuthMethod::ApiKey => "api_key",
-            AuthMethod::Jwt => "jwt",
-        }
-    }
-}
-
-/// Subjects the gateway gives its built-in principals ([`Principal::local`] and
-/// [`Principal::anonymous`]). No API key may be named so and no JWT may claim one, so a
-/// rule or bucket about `local` cannot be reached by a remote caller who picked the name.
-pub const RESERVED_SUBJECTS: [&str; 2] = ["local", "anonymous"];
-
-/// Whether `subject` is one of the [`RESERVED_SUBJECTS`].
-pub fn is_reserved_subject(subject: &str) -> bool {
-    RESERVED_SUBJECTS.contains(&subject)
-}
+pub use crate::config::auth::{AuthMethod, RESERVED_SUBJECTS, is_reserved_subject};
 
 /// The authenticated caller: subject, scopes and (for JWTs) every claim.
 ///

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::ConfigError;
-use crate::config::section::duration;
+use super::ConfigError;
+use super::section::duration;
 
 /// Default `jwt.leeway`: clock skew tolerated on `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -76,7 +76,7 @@ pub struct JwtConfig {
 impl AuthConfig {
     /// Parses and checks the `auth` section, reading key files and the process environment.
     pub fn from_raw(raw: &Value, errors: &mut Vec<ConfigError>) -> Self {
-        let parsed: RawAuth = crate::config::section::section("auth", raw, errors);
+        let parsed: RawAuth = super::section::section("auth", raw, errors);
         resolve(parsed, &|name| std::env::var(name).ok(), errors)
     }
 
@@ -242,7 +242,7 @@ fn api_keys(
         let at = format!("auth.api_keys[{i}]");
         if key.name.trim().is_empty() {
             errors.push(ConfigError::new(format!("{at}.name"), "must not be empty"));
-        } else if crate::pipeline::is_reserved_subject(&key.name) {
+        } else if is_reserved_subject(&key.name) {
             let msg = format!(
                 "{:?} is reserved for the gateway's built-in principal; choose another name",
                 key.name
@@ -484,5 +484,41 @@ fn algorithms(raw: Option<Vec<String>>, errors: &mut Vec<ConfigError>) -> Vec<Al
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
+#[path = "auth_tests.rs"]
 mod tests;
+/// How the caller proved who it is. Deserialized from the [`AuthMethod::as_str`] labels
+/// (policy `who.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// No authentication is configured for this face: every caller is `anonymous`.
+    Anonymous,
+    /// The stdio face: the local user who started the gateway, trusted.
+    Local,
+    /// A static API key or bearer token from the configuration.
+    ApiKey,
+    /// A JWT validated against the configured issuer's keys.
+    Jwt,
+}
+
+impl AuthMethod {
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Anonymous => "anonymous",
+            AuthMethod::Local => "local",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
+        }
+    }
+}
+
+/// Subjects the gateway gives its built-in principals ([`Principal::local`] and
+/// [`Principal::anonymous`]). No API key may be named so and no JWT may claim one, so a
+/// rule or bucket about `local` cannot be reached by a remote caller who picked the name.
+pub const RESERVED_SUBJECTS: [&str; 2] = ["local", "anonymous"];
+
+/// Whether `subject` is one of the [`RESERVED_SUBJECTS`].
+pub fn is_reserved_subject(subject: &str) -> bool {
+    RESERVED_SUBJECTS.contains(&subject)
+}

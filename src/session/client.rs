@@ -1,4 +1,4 @@
-//! Downstream sessions: what one client negotiated, and the stream the gateway uses to reach
+//! A client session (handshake era): what one client negotiated, and the stream the gateway uses to reach
 //! it outside of a request (the Streamable HTTP GET stream).
 //!
 //! Session ids are 256 random bits, URL-safe base64: unguessable, and visible ASCII as the
@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::events::EventLog;
+use super::principal::Principal;
 use crate::protocol::{Id, Message};
 
 /// Most concurrent sessions; past it new clients get 503 instead of exhausting memory.
@@ -32,7 +33,7 @@ pub struct Session {
     pub client_info: Value,
     pub client_capabilities: Value,
     /// Who opened the session; every later message must come from the same subject.
-    pub principal: Arc<crate::pipeline::Principal>,
+    pub principal: Arc<Principal>,
     initialized: AtomicBool,
     last_seen: Mutex<Instant>,
     /// Messages not tied to a request (list_changed, updates, unrelated logs): the GET stream.
@@ -107,7 +108,7 @@ impl Session {
             protocol_version: protocol_version.to_owned(),
             client_info,
             client_capabilities,
-            principal: Arc::new(crate::pipeline::Principal::anonymous()),
+            principal: Arc::new(Principal::anonymous()),
             initialized: AtomicBool::new(false),
             last_seen: Mutex::new(Instant::now()),
             get_log: EventLog::new(GET_STREAM),
@@ -122,7 +123,7 @@ impl Session {
 
     /// Whether `principal` may use this session: the same subject, proved the same way, as
     /// the one that opened it.
-    pub fn belongs_to(&self, principal: &crate::pipeline::Principal) -> bool {
+    pub fn belongs_to(&self, principal: &Principal) -> bool {
         self.principal.subject == principal.subject && self.principal.method == principal.method
     }
 
@@ -158,12 +159,12 @@ impl Session {
         self.initialized.load(Ordering::Relaxed)
     }
 
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         *lock(&self.last_seen) = Instant::now();
     }
 
     /// Idle for longer than `ttl`, with nobody reading its stream.
-    fn expired(&self, ttl: Duration) -> bool {
+    pub(super) fn expired(&self, ttl: Duration) -> bool {
         !self.get_reader.load(Ordering::Acquire) && lock(&self.last_seen).elapsed() > ttl
     }
 
@@ -228,87 +229,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub struct SessionStore {
-    sessions: DashMap<String, Arc<Session>>,
-    idle_ttl: Duration,
-}
-
-impl SessionStore {
-    pub fn new(idle_ttl: Duration) -> Self {
-        Self {
-            sessions: DashMap::new(),
-            idle_ttl,
-        }
-    }
-
-    /// Registers a session; `None` when the store is full.
-    pub fn insert(&self, session: Arc<Session>) -> Option<Arc<Session>> {
-        if self.sessions.len() >= MAX_SESSIONS {
-            return None;
-        }
-        self.sessions.insert(session.id.clone(), session.clone());
-        Some(session)
-    }
-
-    /// Looks a session up without counting it as client activity.
-    pub fn peek(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.get(id).map(|s| s.clone())
-    }
-
-    /// The most verbose log level any session asked for.
-    pub fn min_log_level(&self) -> Option<usize> {
-        self.sessions.iter().filter_map(|s| s.log_level()).min()
-    }
-
-    /// Sends a message to the stream of every initialized session that `wants` it.
-    pub fn broadcast_where(&self, msg: &Message, wants: impl Fn(&Session) -> bool) -> usize {
-        self.sessions
-            .iter()
-            .filter(|s| s.is_initialized() && wants(s) && s.send(msg.clone()))
-            .count()
-    }
-
-    /// Looks a session up and counts the lookup as activity.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        let session = self.sessions.get(id)?.clone();
-        session.touch();
-        Some(session)
-    }
-
-    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        let (_, session) = self.sessions.remove(id)?;
-        session.close_stream();
-        Some(session)
-    }
-
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
-
-    /// Sends a message to every initialized session's stream.
-    pub fn broadcast(&self, msg: &Message) -> usize {
-        self.broadcast_where(msg, |_| true)
-    }
-
-    /// Drops sessions idle past the TTL; returns their ids.
-    pub fn reap(&self) -> Vec<String> {
-        let mut gone = Vec::new();
-        self.sessions.retain(|id, s| {
-            let keep = !s.expired(self.idle_ttl);
-            if !keep {
-                s.close_stream();
-                gone.push(id.clone());
-            }
-            keep
-        });
-        gone
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,21 +250,5 @@ mod tests {
         assert!(s.open_stream().is_none());
         drop(rx);
         assert!(s.open_stream().is_some());
-    }
-
-    #[test]
-    fn idle_sessions_are_reaped_but_streaming_ones_kept() {
-        let store = SessionStore::new(Duration::ZERO);
-        let idle = store
-            .insert(Arc::new(Session::new("2025-11-25", json!({}), json!({}))))
-            .expect("room");
-        let live = store
-            .insert(Arc::new(Session::new("2025-11-25", json!({}), json!({}))))
-            .expect("room");
-        let _rx = live.open_stream();
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(store.reap(), vec![idle.id.clone()]);
-        assert!(store.get(&idle.id).is_none());
-        assert!(store.get(&live.id).is_some());
     }
 }

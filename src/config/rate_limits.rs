@@ -8,7 +8,7 @@ use governor::Quota;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::config::{Config, ConfigError, Pattern};
+use super::{Config, ConfigError, Pattern};
 
 /// The `rate_limits` section. Every limit is a token bucket: `burst` requests at once, then
 /// `rate` on average.
@@ -100,7 +100,7 @@ fn tool_limits<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Pattern, Limit)>,
 
 impl RateLimitConfig {
     pub fn from_raw(raw: &Value, errors: &mut Vec<ConfigError>) -> Self {
-        crate::config::section::section("rate_limits", raw, errors)
+        super::section::section("rate_limits", raw, errors)
     }
 
     /// Whether any bucket is configured.
