@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::aggregate::catalog::Kind;
 use crate::config::{self, Config, Overrides};
-use crate::upstream::catalog::Kind;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::catalog::{Kind, UpstreamCatalog};
 use super::cursor::{ListCursor, ListKind};
 use super::names;
 use super::uri_template::UriTemplate;
 use crate::config::CollisionPolicy;
-use crate::upstream::catalog::{Kind, UpstreamCatalog};
 
 /// Where an exposed tool or prompt lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

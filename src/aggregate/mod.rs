@@ -4,6 +4,7 @@
 //! nonces and keys of [`seal`]), so it can be unit- and property-tested without
 //! a network.
 
+pub mod catalog;
 pub mod cursor;
 pub mod merge;
 pub mod names;

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::aggregate::catalog::Kind;
 use crate::gateway::Gateway;
 use crate::protocol::{Message, Notification, methods};
 use crate::session::Session;
-use crate::upstream::catalog::Kind;
 use crate::upstream::peer::Origin;
 use crate::upstream::supervisor::UpstreamEvent;
 

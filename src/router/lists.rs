@@ -2,11 +2,11 @@
 
 use serde_json::{Map, Value};
 
+use crate::aggregate::catalog::Kind;
 use crate::aggregate::cursor::ListCursor;
 use crate::aggregate::merge::list_kind;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request};
-use crate::upstream::catalog::Kind;
 
 pub fn list(gateway: &Gateway, req: &Request, kind: Kind) -> Result<Value, ErrorObject> {
     let cursor = match req.param("cursor") {

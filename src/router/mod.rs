@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::aggregate::catalog::Kind;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, methods};
 use crate::relay;
 use crate::session::Session;
-use crate::upstream::catalog::Kind;
 
 pub use crate::pipeline::RequestContext;
 pub use calls::origin_of;

@@ -4,11 +4,11 @@
 use serde_json::{Value, json};
 
 use super::RequestContext;
+use crate::aggregate::catalog::Kind;
 use crate::gateway::Gateway;
 use crate::protocol::envelope::{CacheHint, SUBSCRIPTION_ID};
 use crate::protocol::{ErrorObject, Request, codes, methods, version};
 use crate::relay::listeners::{Filter, tagged};
-use crate::upstream::catalog::Kind;
 
 /// `server/discover`: the revisions the gateway speaks, what it can route, and the
 /// upstreams' instructions. Not cacheable for long: capabilities follow upstreams as they

@@ -6,157 +6,18 @@
 //! `cacheScope`); the hint of every page of a listing is merged and kept per kind, for the
 //! router to merge across upstreams. A legacy upstream gives none: [`CacheHint::NONE`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use serde_json::{Value, json};
 
 use super::ServerInfo;
 use super::peer::Peer;
+pub use crate::aggregate::catalog::{Kind, Listing, UpstreamCatalog, next_generation};
 use crate::config::{NameFilter, UpstreamConfig};
+use crate::protocol::ErrorObject;
 use crate::protocol::envelope::CacheHint;
-use crate::protocol::{ErrorObject, methods};
 
 /// Most pages read from one upstream listing: a server that keeps answering `nextCursor`
 /// forever must not keep the gateway paging forever.
 pub const MAX_LIST_PAGES: usize = 1000;
-
-/// Source of catalog generations. Global and monotonic, so a generation never repeats, even
-/// across restarts of an upstream, and a cursor minted before a change is always detectable.
-static GENERATION: AtomicU64 = AtomicU64::new(1);
-
-pub fn next_generation() -> u64 {
-    GENERATION.fetch_add(1, Ordering::Relaxed)
-}
-
-/// The four listable kinds, with their wire names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Tools,
-    Prompts,
-    Resources,
-    ResourceTemplates,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 4] = [
-        Kind::Tools,
-        Kind::Prompts,
-        Kind::Resources,
-        Kind::ResourceTemplates,
-    ];
-
-    pub fn method(self) -> &'static str {
-        match self {
-            Kind::Tools => methods::TOOLS_LIST,
-            Kind::Prompts => methods::PROMPTS_LIST,
-            Kind::Resources => methods::RESOURCES_LIST,
-            Kind::ResourceTemplates => methods::RESOURCES_TEMPLATES_LIST,
-        }
-    }
-
-    /// The result field holding the items.
-    pub fn field(self) -> &'static str {
-        match self {
-            Kind::Tools => "tools",
-            Kind::Prompts => "prompts",
-            Kind::Resources => "resources",
-            Kind::ResourceTemplates => "resourceTemplates",
-        }
-    }
-
-    /// The item field that identifies it (and that the filters match).
-    pub fn key(self) -> &'static str {
-        match self {
-            Kind::Tools | Kind::Prompts => "name",
-            Kind::Resources => "uri",
-            Kind::ResourceTemplates => "uriTemplate",
-        }
-    }
-
-    /// The server capability that says the kind is served.
-    pub fn capability(self) -> &'static str {
-        match self {
-            Kind::Tools => "tools",
-            Kind::Prompts => "prompts",
-            Kind::Resources | Kind::ResourceTemplates => "resources",
-        }
-    }
-
-    /// The notification an upstream sends when the kind changed, and the gateway sends on.
-    pub fn list_changed(self) -> &'static str {
-        match self {
-            Kind::Tools => methods::TOOLS_LIST_CHANGED,
-            Kind::Prompts => methods::PROMPTS_LIST_CHANGED,
-            Kind::Resources | Kind::ResourceTemplates => methods::RESOURCES_LIST_CHANGED,
-        }
-    }
-}
-
-/// One upstream's items, as the server listed them (upstream names), after filtering.
-#[derive(Debug, Clone, Default)]
-pub struct UpstreamCatalog {
-    /// Changes whenever any list changes; cursors carry it to detect staleness.
-    pub generation: u64,
-    pub tools: Vec<Value>,
-    pub prompts: Vec<Value>,
-    pub resources: Vec<Value>,
-    pub templates: Vec<Value>,
-    /// Cache hint of each kind's listing, as the upstream gave it (absent: none).
-    hints: std::collections::HashMap<Kind, CacheHint>,
-}
-
-impl UpstreamCatalog {
-    pub fn empty() -> Self {
-        Self {
-            generation: next_generation(),
-            ..Self::default()
-        }
-    }
-
-    pub fn items(&self, kind: Kind) -> &[Value] {
-        match kind {
-            Kind::Tools => &self.tools,
-            Kind::Prompts => &self.prompts,
-            Kind::Resources => &self.resources,
-            Kind::ResourceTemplates => &self.templates,
-        }
-    }
-
-    fn items_mut(&mut self, kind: Kind) -> &mut Vec<Value> {
-        match kind {
-            Kind::Tools => &mut self.tools,
-            Kind::Prompts => &mut self.prompts,
-            Kind::Resources => &mut self.resources,
-            Kind::ResourceTemplates => &mut self.templates,
-        }
-    }
-
-    /// How long the upstream said its listing of `kind` may be cached, and by whom (all its
-    /// pages merged). [`CacheHint::NONE`] for a legacy upstream or a kind not listed.
-    pub fn hint(&self, kind: Kind) -> CacheHint {
-        self.hints.get(&kind).copied().unwrap_or(CacheHint::NONE)
-    }
-
-    /// A copy with `kind` replaced and a new generation.
-    pub fn with(&self, kind: Kind, listing: Listing) -> Self {
-        let mut next = self.clone();
-        next.set(kind, listing);
-        next.generation = next_generation();
-        next
-    }
-
-    fn set(&mut self, kind: Kind, listing: Listing) {
-        *self.items_mut(kind) = listing.items;
-        self.hints.insert(kind, listing.hint);
-    }
-}
-
-/// One listing, every page read: the items the filters allow and the merged cache hint.
-#[derive(Debug, Clone)]
-pub struct Listing {
-    pub items: Vec<Value>,
-    pub hint: CacheHint,
-}
 
 /// Fetches every kind the server declared; a kind whose listing fails is logged and left
 /// empty, so one broken listing does not take the upstream's other features down. A

@@ -23,10 +23,10 @@ pub use crate::config::policy::{ClaimValues, DeniedAs, Effect, PolicyConfig, Rul
 pub use eval::{Decider, ItemKind};
 
 use super::{Next, Outcome, RequestContext, Stage};
+use crate::aggregate::catalog::Kind;
 use crate::aggregate::merge::Catalog;
 use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, codes, methods};
-use crate::upstream::catalog::Kind;
 
 /// The stage exists when there is something to enforce: a rule, or a `deny` default.
 pub fn stage(config: &PolicyConfig) -> Option<Arc<dyn Stage>> {
