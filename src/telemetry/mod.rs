@@ -20,8 +20,14 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::cli::LogFormat;
 use crate::config::telemetry::TelemetryConfig;
+
+/// How log lines are written: human-readable text, or one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// The `tracing` target of every span meant for OpenTelemetry export. The exporting layer
 /// sees only these spans, never log events (which stay on stderr).
