@@ -122,7 +122,7 @@ pub async fn serve_loaded(config: Config) -> anyhow::Result<()> {
     }
     println!("manifold listening on http://{addr}{}", config.path);
     tracing::info!(%addr, path = %config.path, upstreams = config.upstreams.len(), "Listening");
-    crate::serve(config, listener, shutdown_signal()).await?;
+    crate::serve::serve(config, listener, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -137,8 +137,8 @@ pub async fn stdio(args: ConfigArgs) -> anyhow::Result<()> {
 
 /// [`stdio`] with the configuration already loaded.
 pub async fn stdio_loaded(config: Config) -> anyhow::Result<()> {
-    let gateway = crate::start_gateway(config);
-    gateway.settle(STDIO_SETTLE).await;
+    let gateway = crate::serve::start_gateway(config);
+    gateway.upstreams.settle(STDIO_SETTLE).await;
     let served =
         crate::downstream::stdio::serve(gateway.clone(), tokio::io::stdin(), tokio::io::stdout());
     tokio::select! {
@@ -173,13 +173,16 @@ pub fn check(args: &ConfigArgs) -> anyhow::Result<()> {
 /// an upstream could not be reached or names collide, so scripts can use it as a check.
 pub async fn tools(args: ToolsArgs) -> anyhow::Result<bool> {
     let config = load(&args.config, None)?;
-    let gateway = crate::start_gateway(config);
-    gateway.settle(Duration::from_secs(args.wait)).await;
+    let gateway = crate::serve::start_gateway(config);
+    gateway
+        .upstreams
+        .settle(Duration::from_secs(args.wait))
+        .await;
     // The catalog task rebuilds asynchronously; rebuild here so what is printed is exactly
     // the state the upstreams settled in.
-    gateway.rebuild_catalog();
+    gateway.upstreams.rebuild();
     let (ready, health) = gateway.readiness();
-    let catalog = gateway.catalog();
+    let catalog = gateway.upstreams.catalog();
     let upstream_name = |i: usize| {
         gateway
             .upstreams
@@ -206,7 +209,7 @@ pub async fn tools(args: ToolsArgs) -> anyhow::Result<bool> {
 }
 
 fn print_table(gateway: &crate::gateway::Gateway, health: &Value) {
-    let catalog = gateway.catalog();
+    let catalog = gateway.upstreams.catalog();
     for kind in Kind::ALL {
         let rows: Vec<(usize, &Value)> = catalog.all(kind).collect();
         println!("{} ({})", kind.field(), rows.len());

@@ -1,144 +1,173 @@
-//! The gateway's shared state: upstreams, the merged catalog, sessions, and the task that
-//! keeps the catalog in step with the upstreams and tells clients when it changes.
+//! The composition root: builds every part of the gateway from the configuration, in layer
+//! order, and holds what the client faces need.
+//!
+//! Nothing below this module knows `Gateway`: each part is given the handles it needs when
+//! it is built (the upstream table, the session store, the relay, the task state), so a
+//! layer can be read and tested with only the layers under it. The faces (`downstream`) take
+//! the gateway whole because they need several parts at once: the pipeline to run requests
+//! through, the session store, the relay for answers to server→client requests, the
+//! authenticator, metrics and the shutdown signal.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::aggregate::merge::{Catalog, Input, Naming};
+use crate::aggregate::merge::Naming;
 use crate::aggregate::seal::Sealer;
 use crate::config::Config;
-use crate::router::progress::ProgressTable;
+use crate::pipeline::auth::Authenticator;
+use crate::pipeline::metrics::Metrics;
+use crate::pipeline::{Hooks, Parts, Pipeline};
+use crate::relay::Relay;
+use crate::router::Router;
 use crate::session::SessionStore;
+use crate::tasks::{TaskParts, Tasks};
+use crate::upstream::Upstreams;
 use crate::upstream::supervisor::Supervisor;
-use crate::upstream::{Status, Upstream};
 
-/// Upstream events queued for the catalog task.
+/// Upstream events queued for the relay's event loop.
 const EVENT_QUEUE: usize = 1024;
 /// How often idle sessions are looked for.
 const REAP_EVERY: Duration = Duration::from_secs(15);
 
 pub struct Gateway {
     pub config: Arc<Config>,
-    pub upstreams: Vec<Arc<Upstream>>,
-    pub sessions: SessionStore,
-    pub sealer: Sealer,
-    /// Progress tokens of requests in flight, gateway token → client token and stream.
-    pub progress: Arc<ProgressTable>,
-    /// Routing state for what upstreams send back (server→client requests, subscriptions).
-    pub relay: crate::relay::Relay,
-    /// Calls held for 2026-07-28 clients until they retry with the input asked for.
-    pub parked: crate::router::mrtr::Parked,
-    /// Tasks: the store, and the calls this replica runs as tasks.
-    pub tasks: crate::tasks::Tasks,
-    /// The gateway itself, for work that outlives a request (a task's background call).
-    me: std::sync::Weak<Gateway>,
-    /// The middleware stages every client request walks (see `crate::pipeline`).
-    pub pipeline: crate::pipeline::Pipeline,
+    /// The upstreams and their merged catalog.
+    pub upstreams: Arc<Upstreams>,
+    /// Handshake-era client sessions.
+    pub sessions: Arc<SessionStore>,
+    /// The way back: what upstreams send to clients, and clients' answers to it.
+    pub relay: Arc<Relay>,
+    /// The middleware stages every client request walks, ending in the router.
+    pub pipeline: Pipeline,
     /// Prometheus metrics, served at `metrics.path`.
-    pub metrics: Arc<crate::pipeline::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
     /// Credential checks for the HTTP faces; `None` when `auth` configures none.
-    pub auth: Option<Arc<crate::pipeline::auth::Authenticator>>,
+    pub auth: Option<Arc<Authenticator>>,
     /// Cancelled when the gateway starts shutting down: streams end, no new work starts.
     pub shutdown: CancellationToken,
     /// Cancelled after requests drained: the supervisors close their upstreams.
     stop: CancellationToken,
     supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    catalog: RwLock<Arc<Catalog>>,
-    naming: Naming,
 }
 
 impl Gateway {
-    /// A counted handle on the gateway, for background work.
-    pub fn arc(&self) -> Arc<Gateway> {
-        self.me
-            .upgrade()
-            .expect("the gateway is alive while its methods run")
-    }
-
-    /// Builds the gateway and starts one supervisor per upstream plus the catalog task.
+    /// Builds the gateway and starts one supervisor per upstream plus the relay's loop.
     pub fn start(config: Config) -> Arc<Gateway> {
-        Self::start_with(config, &crate::pipeline::Hooks::default())
+        Self::start_with(config, &Hooks::default())
     }
 
-    /// [`Gateway::start`] with test seams (see [`crate::pipeline::Hooks`]).
-    pub fn start_with(config: Config, hooks: &crate::pipeline::Hooks) -> Arc<Gateway> {
+    /// [`Gateway::start`] with test seams (see [`Hooks`]).
+    pub fn start_with(config: Config, hooks: &Hooks) -> Arc<Gateway> {
         // reqwest is built without a default TLS provider; install ring's once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let sealer = match config.seal_key {
+        let config = Arc::new(config);
+        let shutdown = CancellationToken::new();
+        let sealer = Arc::new(match config.seal_key {
             Some(key) => Sealer::new(key),
             None => Sealer::random(),
-        };
+        });
         let naming = Naming {
             separator: config.separator.clone(),
             max_len: config.max_name_length,
             collisions: config.collisions,
         };
-        let upstreams = config
-            .upstreams
-            .iter()
-            .cloned()
-            .map(|u| Arc::new(Upstream::new(u)))
-            .collect();
-        let metrics = Arc::new(crate::pipeline::metrics::Metrics::default());
-        let pipeline = crate::pipeline::Pipeline::build(&config, &metrics, hooks);
+        let upstreams = Arc::new(Upstreams::new(&config.upstreams, naming));
+        let sessions = Arc::new(SessionStore::new(config.session_idle_timeout));
+        let store = crate::tasks::store_for(&config.tasks);
+        let relay = Relay::new(
+            upstreams.clone(),
+            sessions.clone(),
+            store.clone(),
+            shutdown.clone(),
+        );
+        let auth = Authenticator::new(&config.auth, &config.path);
+        let router = Arc::new(Router {
+            config: config.clone(),
+            upstreams: upstreams.clone(),
+            relay: relay.clone(),
+            sealer: sealer.clone(),
+            parked: Default::default(),
+            per_principal: auth.is_some() || !config.policy.rules.is_empty(),
+            shutdown: shutdown.clone(),
+        });
+        let tasks = Tasks::new(TaskParts {
+            config: config.tasks.clone(),
+            store,
+            upstreams: upstreams.clone(),
+            sessions: sessions.clone(),
+            relay: relay.clone(),
+            sealer,
+            page_size: config.page_size,
+        });
+        let metrics = Arc::new(Metrics::default());
+        let pipeline = Pipeline::build(
+            &config,
+            Parts {
+                upstreams: upstreams.clone(),
+                metrics: metrics.clone(),
+                hooks: hooks.clone(),
+                tasks: tasks.stage(),
+                terminal: router,
+            },
+        );
         tracing::debug!(stages = ?pipeline.names(), "Pipeline");
-        let gateway = Arc::new_cyclic(|me| Gateway {
-            me: me.clone(),
-            tasks: crate::tasks::Tasks::new(config.tasks.clone()),
-            auth: crate::pipeline::auth::Authenticator::new(&config.auth, &config.path),
+        let gateway = Arc::new(Gateway {
+            config,
+            upstreams,
+            sessions,
+            relay,
             pipeline,
             metrics,
-            sessions: SessionStore::new(config.session_idle_timeout),
-            config: Arc::new(config),
-            upstreams,
-            sealer,
-            progress: Arc::default(),
-            relay: crate::relay::Relay::default(),
-            parked: Default::default(),
-            shutdown: CancellationToken::new(),
+            auth,
+            shutdown,
             stop: CancellationToken::new(),
             supervisors: std::sync::Mutex::new(Vec::new()),
-            catalog: RwLock::new(Arc::new(Catalog::default())),
-            naming,
         });
-        for (index, upstream) in gateway.upstreams.iter().enumerate() {
-            let weak = Arc::downgrade(&gateway);
+        gateway.start_upstreams();
+        tokio::spawn(reap_task(gateway.clone()));
+        gateway
+    }
+
+    /// Starts one supervisor per upstream, each feeding the relay.
+    fn start_upstreams(&self) {
+        for (index, upstream) in self.upstreams.iter().enumerate() {
+            let relay = Arc::downgrade(&self.relay);
             upstream.set_hook(Arc::new(move |n, origin| {
-                weak.upgrade()
-                    .is_some_and(|gw| crate::relay::consume(&gw, index, n, origin))
+                relay
+                    .upgrade()
+                    .is_some_and(|relay| crate::relay::consume(&relay, index, n, origin))
             }));
         }
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let http = http_client();
-        let mut handles = Vec::with_capacity(gateway.upstreams.len());
-        for (index, upstream) in gateway.upstreams.iter().enumerate() {
-            let supervisor = Supervisor {
-                upstream: upstream.clone(),
-                index,
-                events: tx.clone(),
-                http: http.clone(),
-                shutdown: gateway.stop.clone(),
-            };
-            handles.push(tokio::spawn(supervisor.run()));
-        }
-        *gateway
-            .supervisors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = handles;
-        tokio::spawn(crate::relay::run(gateway.clone(), rx));
-        tokio::spawn(reap_task(gateway.clone()));
-        gateway
+        let handles = self
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(index, upstream)| {
+                let supervisor = Supervisor {
+                    upstream: upstream.clone(),
+                    index,
+                    events: tx.clone(),
+                    http: http.clone(),
+                    shutdown: self.stop.clone(),
+                };
+                tokio::spawn(supervisor.run())
+            })
+            .collect();
+        *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()) = handles;
+        tokio::spawn(crate::relay::run(self.relay.clone(), rx));
     }
 
     /// Closes every upstream (stdio children: stdin closed, a grace period, then kill) and
     /// waits for the supervisors to finish.
     pub async fn stop_upstreams(&self) {
         self.shutdown.cancel();
-        for upstream in &self.upstreams {
+        for upstream in self.upstreams.iter() {
             upstream.links.close_all().await;
         }
         self.stop.cancel();
@@ -153,102 +182,12 @@ impl Gateway {
         }
     }
 
-    pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn rebuild_catalog(&self) -> (Arc<Catalog>, Arc<Catalog>) {
-        // Each tool is listed with what the gateway will do for it as a task.
-        type Support<'u> = Box<dyn Fn(&Value) -> &'static str + 'u>;
-        let supports: Vec<Support<'_>> = self
-            .upstreams
-            .iter()
-            .map(|u| {
-                Box::new(move |tool: &Value| crate::tasks::listed_support(u, tool)) as Support<'_>
-            })
-            .collect();
-        let inputs: Vec<Input<'_>> = self
-            .upstreams
-            .iter()
-            .enumerate()
-            .map(|(index, u)| Input {
-                index,
-                name: u.name(),
-                prefix: &u.config.prefix,
-                catalog: u.catalog(),
-                task_support: Some(&*supports[index]),
-            })
-            .collect();
-        let next = Arc::new(Catalog::build(&inputs, &self.naming));
-        for c in &next.collisions {
-            match &c.served_by {
-                Some(winner) => {
-                    tracing::warn!(name = %c.name, upstreams = ?c.upstreams, served_by = %winner, "Name collision resolved by first_wins")
-                }
-                None => {
-                    tracing::error!(name = %c.name, upstreams = ?c.upstreams, "Name collision: withheld from every upstream (collisions: error)")
-                }
-            }
-        }
-        let mut slot = self.catalog.write().unwrap_or_else(|p| p.into_inner());
-        let previous = std::mem::replace(&mut *slot, next.clone());
-        (previous, next)
-    }
-
-    /// Whether every upstream is ready and no name collides: what `/readyz` reports.
+    /// Whether every upstream is ready and no name collides: what `/readyz` reports, with
+    /// the number of open sessions.
     pub fn readiness(&self) -> (bool, Value) {
-        let mut all_ready = true;
-        let mut upstreams = Map::new();
-        for u in &self.upstreams {
-            let status = u.status();
-            all_ready &= matches!(status, Status::Ready { .. });
-            let mut entry =
-                json!({ "status": status.label(), "transport": u.config.transport.kind() });
-            if let Status::Down {
-                error, failures, ..
-            } = &status
-            {
-                entry["error"] = json!(error);
-                entry["failures"] = json!(failures);
-            }
-            if let Some(info) = u.server_info() {
-                entry["protocolVersion"] = json!(info.protocol_version);
-                entry["serverInfo"] = info.server_info;
-            }
-            upstreams.insert(u.name().to_owned(), entry);
-        }
-        // One snapshot for both answers, so they cannot disagree.
-        let catalog = self.catalog();
-        let collisions: Vec<Value> = catalog
-            .collisions
-            .iter()
-            .map(|c| json!({ "name": c.name, "list": c.kind.method(), "upstreams": c.upstreams, "servedBy": c.served_by }))
-            .collect();
-        let unresolved = catalog.collisions.iter().any(|c| c.served_by.is_none());
-        let ready = all_ready && !unresolved;
-        (
-            ready,
-            json!({ "ready": ready, "upstreams": upstreams, "collisions": collisions, "sessions": self.sessions.len() }),
-        )
-    }
-
-    /// Waits until every upstream has either become ready or failed at least once, at most
-    /// `limit`: used by `manifold tools`.
-    pub async fn settle(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            let settled = self
-                .upstreams
-                .iter()
-                .all(|u| !matches!(u.status(), Status::Starting));
-            if settled {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (ready, mut details) = self.upstreams.readiness();
+        details["sessions"] = Value::from(self.sessions.len());
+        (ready, details)
     }
 }
 
@@ -278,7 +217,7 @@ async fn reap_task(gateway: Arc<Gateway>) {
                     tracing::info!(sessions = gone.len(), "Expired idle sessions");
                 }
                 for id in gone {
-                    crate::relay::session_closed(&gateway, &id).await;
+                    crate::relay::session_closed(&gateway.relay, &id).await;
                 }
             }
             _ = gateway.shutdown.cancelled() => return,

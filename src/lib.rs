@@ -2,10 +2,26 @@
 //! servers (stdio child processes and remote HTTP servers) whose tools, prompts and
 //! resources are merged, namespaced and routed.
 //!
-//! The pipeline, as the tree shows it:
-//! `downstream` (client transports, sessions) → `pipeline` (middleware stages) → `router`
-//! (fan-out, merge, route) → `upstream` (supervised connections) → servers; `aggregate` holds
-//! the pure logic (names, cursors, merged catalog) and `config` the validated configuration.
+//! The modules are layers, each importing only the ones listed before it (checked by
+//! `tests/layers.rs`; the table and the reasons are in `docs/architecture.md`):
+//!
+//! | layer | holds |
+//! |---|---|
+//! | `protocol` | the wire: JSON-RPC, codes, methods, eras, envelope, headers |
+//! | `config` | data only: raw shapes, the validated model, every stage's section |
+//! | `telemetry` | logs, the OpenTelemetry exporter, span helpers |
+//! | `aggregate` | pure: names, seals, cursors, URI templates, catalog data and merge |
+//! | `session` | client state: sessions, event logs, principals, task records and stores |
+//! | `upstream` | transports, peers, supervisors, catalog fetching, the upstream table |
+//! | `relay` | the way back: upstream traffic to the right client |
+//! | `pipeline` | the stage chain and its stages, ending in a terminal it is handed |
+//! | `router` | the terminal: lists, calls, MRTR, `initialize`, `server/discover` |
+//! | `tasks` | the tasks stage, the runner of wrapped tasks, passthrough, task methods |
+//! | `gateway` | the composition root that builds the parts above |
+//! | `downstream` | the client faces: Streamable HTTP, HTTP+SSE, stdio |
+//! | `serve` | the server's lifecycle |
+//! | `demo` | the built-in demo server, which shares only the wire |
+//! | `cli` | the commands |
 
 #![forbid(unsafe_code)]
 
@@ -19,69 +35,10 @@ pub mod pipeline;
 pub mod protocol;
 pub mod relay;
 pub mod router;
+pub mod serve;
 pub mod session;
 pub mod tasks;
 pub mod telemetry;
 pub mod upstream;
 
-use std::future::Future;
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-
-use crate::config::Config;
-use crate::gateway::Gateway;
-
-/// Serves clients on `listener` until `shutdown` resolves, then stops in order: stop
-/// accepting, let in-flight requests finish within `shutdown_grace`, close the upstreams
-/// (stdin closed, wait, kill), return. Called by `main` and by tests alike.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with(config, listener, shutdown, pipeline::Hooks::default()).await
-}
-
-/// [`serve`] with test seams, for tests that run the gateway in-process (a rate-limit clock
-/// they advance by hand, say). Production passes `Hooks::default()`, which is `serve`.
-pub async fn serve_with(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    hooks: pipeline::Hooks,
-) -> std::io::Result<()> {
-    let grace = config.shutdown_grace;
-    let gateway = Gateway::start_with(config, &hooks);
-    let app = downstream::http::app(gateway.clone());
-    let closing = gateway.shutdown.clone();
-    // Without TCP_NODELAY, an SSE answer (headers, event, end of stream written separately)
-    // waits on Nagle's algorithm and the client's delayed ACK: ~40 ms per answer.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "Could not set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("Shutting down: no new connections; draining requests in flight");
-        closing.cancel();
-    });
-    let server = tokio::spawn(async move { server.await });
-    gateway.shutdown.cancelled().await;
-    match tokio::time::timeout(grace, server).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(join)) => tracing::error!(error = %join, "HTTP server task failed"),
-        Err(_) => {
-            tracing::warn!(grace = ?grace, "Requests still in flight after the grace period; closing anyway")
-        }
-    }
-    gateway.stop_upstreams().await;
-    tracing::info!("Stopped");
-    Ok(())
-}
-
-/// Starts the upstreams without serving clients (for `manifold tools`).
-pub fn start_gateway(config: Config) -> Arc<Gateway> {
-    Gateway::start(config)
-}
+pub use serve::{serve, serve_with, start_gateway};

@@ -9,7 +9,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::Gateway;
-use crate::pipeline;
 use crate::pipeline::{Caller, RequestContext};
 use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
 use crate::relay;
@@ -49,10 +48,10 @@ pub async fn request_admitted(
     // and audit it; this arm only covers a request still waiting in an admission stage.
     let outcome = tokio::select! {
         biased;
-        outcome = pipeline::handle(gateway, &mut ctx, &req) => outcome,
+        outcome = gateway.pipeline.handle(&mut ctx, &req) => outcome,
         _ = inflight.token.cancelled() => {
             tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
-            Err(cancelled())
+            Err(ErrorObject::cancelled())
         }
     };
     // Results from 2026-07-28 upstreams carry fields strict legacy clients reject.
@@ -89,8 +88,8 @@ impl Modern {
         ctx.cancel = Some(self.cancel.clone());
         let outcome = tokio::select! {
             biased;
-            outcome = pipeline::handle(gateway, &mut ctx, &req) => outcome,
-            _ = self.cancel.cancelled() => Err(cancelled()),
+            outcome = gateway.pipeline.handle(&mut ctx, &req) => outcome,
+            _ = self.cancel.cancelled() => Err(ErrorObject::cancelled()),
         };
         let outcome = match outcome {
             Ok(mut result) => {
@@ -112,11 +111,6 @@ pub fn modern_error(mut e: ErrorObject) -> ErrorObject {
         e.code = codes::INVALID_PARAMS;
     }
     e
-}
-
-/// The answer to a request the client cancelled.
-pub fn cancelled() -> ErrorObject {
-    ErrorObject::new(codes::REQUEST_CANCELLED, "Request cancelled by the client")
 }
 
 /// Runs one client request whose related messages and final response all travel on one
@@ -162,7 +156,7 @@ pub async fn notification(gateway: &Gateway, session: &Session, n: Notification)
             }
         }
         methods::ROOTS_LIST_CHANGED => {
-            for upstream in &gateway.upstreams {
+            for upstream in gateway.upstreams.iter() {
                 upstream.notify(methods::ROOTS_LIST_CHANGED, None).await;
             }
         }
@@ -173,7 +167,7 @@ pub async fn notification(gateway: &Gateway, session: &Session, n: Notification)
 /// A client's answer to a request the gateway sent it.
 pub fn response(gateway: &Gateway, session: &Session, r: Response) {
     let id = r.id.clone();
-    if !relay::client_requests::answered(gateway, session, r) {
+    if !relay::client_requests::answered(&gateway.relay, session, r) {
         tracing::debug!(id = ?id, "Ignored an answer to no pending request");
     }
 }
@@ -181,7 +175,7 @@ pub fn response(gateway: &Gateway, session: &Session, r: Response) {
 /// A session ended (DELETE, expiry): drop its state everywhere.
 pub async fn close(gateway: &Gateway, session: &Session) {
     session.close_stream();
-    relay::session_closed(gateway, &session.id).await;
+    relay::session_closed(&gateway.relay, &session.id).await;
 }
 
 /// A 2025-03-26 JSON-RPC batch: its requests run concurrently; the answer is the array of
@@ -229,7 +223,7 @@ pub async fn initialize(
 ) -> Result<(Value, Arc<Session>), ErrorObject> {
     let principal = caller.principal.clone();
     let mut ctx = RequestContext::new(None, None, caller);
-    let result = pipeline::handle(gateway, &mut ctx, req).await?;
+    let result = gateway.pipeline.handle(&mut ctx, req).await?;
     let negotiated = result
         .get("protocolVersion")
         .and_then(Value::as_str)

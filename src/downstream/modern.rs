@@ -162,7 +162,7 @@ fn check_param_headers(
     let Some(schema) = req
         .param("name")
         .and_then(Value::as_str)
-        .and_then(|name| crate::router::tool_schema(gateway, name))
+        .and_then(|name| gateway.upstreams.tool_schema(name))
     else {
         return Ok(());
     };

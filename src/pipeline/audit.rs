@@ -9,24 +9,25 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::FutureExt;
 use serde_json::Value;
 
-use super::{Next, Outcome, RequestContext, Stage};
+use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::audit::AuditConfig;
-use crate::gateway::Gateway;
 use crate::protocol::{Request, methods};
+use crate::upstream::Upstreams;
 
-pub fn stage(config: &AuditConfig) -> Option<Arc<dyn Stage>> {
+pub fn stage(config: &AuditConfig, upstreams: &Arc<Upstreams>) -> Option<Arc<dyn DynStage>> {
     config.enabled.then(|| {
         Arc::new(Audit {
             include_arguments: config.include_arguments,
-        }) as Arc<dyn Stage>
+            upstreams: upstreams.clone(),
+        }) as Arc<dyn DynStage>
     })
 }
 
 struct Audit {
     include_arguments: bool,
+    upstreams: Arc<Upstreams>,
 }
 
 impl Stage for Audit {
@@ -34,15 +35,9 @@ impl Stage for Audit {
         "audit"
     }
 
-    fn handle<'a>(
-        &'a self,
-        gateway: &'a Gateway,
-        ctx: &'a mut RequestContext,
-        req: &'a Request,
-        next: Next<'a>,
-    ) -> futures::future::BoxFuture<'a, Outcome> {
+    async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         let Some((kind, target)) = audited(req) else {
-            return next.run(gateway, ctx, req).boxed();
+            return next.run(ctx, req).await;
         };
         let entry = Entry {
             principal: ctx.caller.principal.clone(),
@@ -55,8 +50,8 @@ impl Stage for Audit {
             method: req.method.clone(),
             kind,
             target,
-            upstream: super::owner::owner(gateway, req)
-                .map(|o| gateway.upstreams[o.upstream].name().to_owned())
+            upstream: super::owner::owner(&self.upstreams, req)
+                .map(|o| self.upstreams[o.upstream].name().to_owned())
                 .unwrap_or_default(),
             arguments: match req.param("arguments") {
                 None => String::new(),
@@ -69,14 +64,14 @@ impl Stage for Audit {
             // Written on drop too: a request abandoned half-way (its client went away, or
             // nobody resumed its stream) still leaves its line.
             let mut pending = Pending(Some(entry));
-            let outcome = next.run(gateway, ctx, req).await;
+            let outcome = next.run(ctx, req).await;
             if let Some(entry) = pending.0.take() {
                 let code = outcome.as_ref().err().map(|e| e.code);
                 entry.write(super::metrics::outcome_label(&outcome), code);
             }
             outcome
         }
-        .boxed()
+        .await
     }
 }
 

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::protocol::Message;
 use crate::session::Principal;
 use crate::session::Session;
+use crate::upstream::peer::Origin;
 
 /// Who sent a message and on what: built by the transport before the pipeline runs.
 #[derive(Debug, Clone)]
@@ -71,6 +72,10 @@ pub struct RequestContext {
     /// What a 2026-07-28 client declared on this request (checked by the transport before
     /// the pipeline runs); `None` for a handshake-era client, whose session says it.
     pub envelope: Option<Arc<crate::protocol::envelope::Envelope>>,
+    /// Set only on a request the gateway makes itself of one upstream (the tasks runner
+    /// waiting on an upstream's own task): the router forwards it there as it is, instead of
+    /// resolving an owner.
+    pub route_to: Option<usize>,
 }
 
 impl RequestContext {
@@ -87,6 +92,7 @@ impl RequestContext {
             admitted: None,
             cancel: None,
             envelope: None,
+            route_to: None,
         }
     }
 
@@ -97,6 +103,34 @@ impl RequestContext {
 
     pub fn principal(&self) -> &Principal {
         &self.caller.principal
+    }
+
+    /// Who an upstream request made for this request serves: the client's session
+    /// (handshake era) or the request's own envelope (2026-07-28), with the request's stream
+    /// for related traffic.
+    pub fn origin(&self) -> Option<Arc<Origin>> {
+        if let Some(envelope) = &self.envelope {
+            return Some(Arc::new(Origin {
+                session: None,
+                sink: self.notify.clone(),
+                capabilities: envelope.client_capabilities.clone(),
+                principal: self.caller.principal.clone(),
+                log_level: envelope.log_level.clone(),
+                inputs: None,
+            }));
+        }
+        self.session.as_ref().map(|s| {
+            Arc::new(Origin {
+                session: Some(s.id.clone()),
+                sink: self.notify.clone(),
+                capabilities: s.client_capabilities.clone(),
+                principal: self.caller.principal.clone(),
+                log_level: s
+                    .log_level()
+                    .map(|r| crate::protocol::logging::name(r).to_owned()),
+                inputs: None,
+            })
+        })
     }
 
     /// Marks the request as admitted (see [`RequestContext::admitted`]).

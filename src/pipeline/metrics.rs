@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::FutureExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,10 +16,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 
-use super::{Next, Outcome, RequestContext, Stage};
+use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::metrics::MetricsConfig;
-use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, codes, methods};
+use crate::upstream::Upstreams;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -130,9 +129,10 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition text, with gauges read from the gateway at scrape time.
-    pub fn render(&self, gateway: &Gateway) -> String {
-        for upstream in &gateway.upstreams {
+    /// The exposition text, with gauges read at scrape time: each upstream's health and
+    /// restarts, and the number of open sessions.
+    pub fn render(&self, upstreams: &Upstreams, sessions: usize) -> String {
+        for upstream in upstreams {
             let labels = UpstreamLabels {
                 upstream: upstream.name().to_owned(),
             };
@@ -144,7 +144,7 @@ impl Metrics {
             restarts.inc_by(upstream.failures().saturating_sub(seen));
         }
         self.sessions
-            .set(i64::try_from(gateway.sessions.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
@@ -181,16 +181,22 @@ impl Metrics {
     }
 }
 
-pub fn stage(config: &MetricsConfig, metrics: &Arc<Metrics>) -> Option<Arc<dyn Stage>> {
+pub fn stage(
+    config: &MetricsConfig,
+    metrics: &Arc<Metrics>,
+    upstreams: &Arc<Upstreams>,
+) -> Option<Arc<dyn DynStage>> {
     config.enabled.then(|| {
         Arc::new(Measure {
             metrics: metrics.clone(),
-        }) as Arc<dyn Stage>
+            upstreams: upstreams.clone(),
+        }) as Arc<dyn DynStage>
     })
 }
 
 struct Measure {
     metrics: Arc<Metrics>,
+    upstreams: Arc<Upstreams>,
 }
 
 impl Stage for Measure {
@@ -198,35 +204,26 @@ impl Stage for Measure {
         "metrics"
     }
 
-    fn handle<'a>(
-        &'a self,
-        gateway: &'a Gateway,
-        ctx: &'a mut RequestContext,
-        req: &'a Request,
-        next: Next<'a>,
-    ) -> futures::future::BoxFuture<'a, Outcome> {
-        async move {
-            // Counted on drop too, as `abandoned`: the client went away or nobody resumed
-            // the request's stream before it had an outcome.
-            let mut pending = Pending {
-                metrics: &self.metrics,
-                gateway,
-                req,
-                started: Instant::now(),
-                done: false,
-            };
-            let outcome = next.run(gateway, ctx, req).await;
-            pending.finish(&outcome);
-            outcome
-        }
-        .boxed()
+    async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
+        // Counted on drop too, as `abandoned`: the client went away or nobody resumed the
+        // request's stream before it had an outcome.
+        let mut pending = Pending {
+            metrics: &self.metrics,
+            upstreams: &self.upstreams,
+            req,
+            started: Instant::now(),
+            done: false,
+        };
+        let outcome = next.run(ctx, req).await;
+        pending.finish(&outcome);
+        outcome
     }
 }
 
 /// A request being measured; recorded exactly once, when it finishes or is dropped.
 struct Pending<'a> {
     metrics: &'a Metrics,
-    gateway: &'a Gateway,
+    upstreams: &'a Upstreams,
     req: &'a Request,
     started: Instant,
     done: bool,
@@ -235,7 +232,7 @@ struct Pending<'a> {
 impl Pending<'_> {
     fn finish(&mut self, outcome: &Outcome) {
         self.done = true;
-        let target = Target::of(self.gateway, self.req, outcome);
+        let target = Target::of(self.upstreams, self.req, outcome);
         self.metrics.record(
             method_label(&self.req.method),
             &target,
@@ -248,7 +245,7 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let target = Target::of(self.gateway, self.req, &Ok(Value::Null));
+            let target = Target::of(self.upstreams, self.req, &Ok(Value::Null));
             self.metrics.record(
                 method_label(&self.req.method),
                 &target,
@@ -268,7 +265,7 @@ struct Target {
 }
 
 impl Target {
-    fn of(gateway: &Gateway, req: &Request, outcome: &Outcome) -> Target {
+    fn of(upstreams: &Upstreams, req: &Request, outcome: &Outcome) -> Target {
         // A request answered "unknown" or "forbidden" may name an item the policy hides from
         // its caller; `/metrics` must not tell anyone else that it exists.
         let hidden = matches!(outcome, Err(e) if matches!(
@@ -276,10 +273,10 @@ impl Target {
             codes::INVALID_PARAMS | codes::RESOURCE_NOT_FOUND | codes::UNAUTHORIZED
         ));
         let owner = (!hidden)
-            .then(|| super::owner::owner(gateway, req))
+            .then(|| super::owner::owner(upstreams, req))
             .flatten();
         let upstream = match &owner {
-            Some(o) => gateway.upstreams[o.upstream].name().to_owned(),
+            Some(o) => upstreams[o.upstream].name().to_owned(),
             None if super::owner::is_routed(&req.method) => "unknown".to_owned(),
             None => String::new(),
         };

@@ -32,10 +32,13 @@
 //!    upstream connection, which answers -32011 and sends `notifications/cancelled` upstream
 //!    when it passes. Innermost, so time spent waiting in earlier stages is not charged to
 //!    the upstream.
-//! 9. the router (`crate::router`): resolves the owner and forwards.
+//! 9. the terminal: the router, handed to [`Pipeline::build`] by the layer that builds the
+//!    gateway. The pipeline never names it (nor the faces that call in): it sits below both.
 //!
 //! A stage is a module with one job, its own config section and its own tests. Adding one
-//! means adding it to `Pipeline::build`; the router and the transports do not change.
+//! means adding it to `Pipeline::build`; the router and the transports do not change. The
+//! tasks stage lives with the rest of tasks (a layer above, since it re-enters the chain) and
+//! is handed in like the terminal, to take its place in the order written here.
 
 pub mod audit;
 pub mod auth;
@@ -47,6 +50,7 @@ pub mod rate_limit;
 pub mod timeout;
 pub mod trace;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -55,65 +59,100 @@ use serde_json::Value;
 pub use context::{Caller, RequestContext, TraceHeaders};
 
 use crate::config::Config;
-use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request};
+use crate::upstream::Upstreams;
 
 /// What a request comes back with: the result, or the error the client will see.
 pub type Outcome = Result<Value, ErrorObject>;
 
 /// One middleware stage. It may answer the request itself (a refusal), or pass it on with
-/// `next.run(..)` and look at (or rewrite) what comes back.
+/// `next.run(ctx, req)` and look at (or rewrite) what comes back. What a stage needs besides
+/// the request (the upstream table, its metrics) it is given when it is built.
 pub trait Stage: Send + Sync + 'static {
     /// The stage's name, as in the module list above and in logs.
     fn name(&self) -> &'static str;
 
-    fn handle<'a>(
+    fn handle(
+        &self,
+        ctx: &mut RequestContext,
+        req: &Request,
+        next: Next<'_>,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+/// The form of a [`Stage`] the chain holds: the same call with its future boxed, so stages
+/// of different types sit in one list. Every `Stage` has it; nobody implements it by hand.
+pub trait DynStage: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    fn call<'a>(
         &'a self,
-        gateway: &'a Gateway,
         ctx: &'a mut RequestContext,
         req: &'a Request,
         next: Next<'a>,
     ) -> BoxFuture<'a, Outcome>;
 }
 
-/// The rest of the chain after the current stage.
-pub struct Next<'a> {
-    rest: &'a [Arc<dyn Stage>],
-}
+impl<S: Stage> DynStage for S {
+    fn name(&self) -> &'static str {
+        Stage::name(self)
+    }
 
-impl<'a> Next<'a> {
-    /// Runs the remaining stages, then the router.
-    pub async fn run(
-        self,
-        gateway: &'a Gateway,
+    fn call<'a>(
+        &'a self,
         ctx: &'a mut RequestContext,
         req: &'a Request,
-    ) -> Outcome {
-        match self.rest.split_first() {
-            Some((stage, rest)) => stage.handle(gateway, ctx, req, Next { rest }).await,
-            None => {
-                ctx.admit();
-                match ctx.cancel.clone() {
-                    None => crate::router::route(gateway, ctx, req).await,
-                    Some(token) => tokio::select! {
-                        outcome = crate::router::route(gateway, ctx, req) => outcome,
-                        _ = token.cancelled() => {
-                            tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
-                            Err(crate::downstream::exchange::cancelled())
-                        }
-                    },
-                }
-            }
-        }
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.handle(ctx, req, next))
     }
 }
 
-impl Next<'_> {
+/// Where the chain ends: the router, which answers the request or forwards it upstream.
+pub trait Terminal: Send + Sync + 'static {
+    fn route<'a>(&'a self, ctx: &'a RequestContext, req: &'a Request) -> BoxFuture<'a, Outcome>;
+}
+
+/// The rest of the chain after the current stage.
+pub struct Next<'a> {
+    rest: &'a [Arc<dyn DynStage>],
+    terminal: &'a Arc<dyn Terminal>,
+}
+
+impl<'a> Next<'a> {
+    /// Runs the remaining stages, then the terminal.
+    pub async fn run(self, ctx: &'a mut RequestContext, req: &'a Request) -> Outcome {
+        let Some((stage, rest)) = self.rest.split_first() else {
+            return end(self.terminal, ctx, req).await;
+        };
+        let next = Next {
+            rest,
+            terminal: self.terminal,
+        };
+        stage.call(ctx, req, next).await
+    }
+
     /// The rest of the chain as an owned value, to run the request later or elsewhere (a
     /// call the tasks stage runs in the background).
     pub fn chain(&self) -> Chain {
         Chain {
             rest: self.rest.to_vec(),
+            terminal: self.terminal.clone(),
+        }
+    }
+}
+
+/// The end of the chain: the request is admitted, and routed unless the client cancels it.
+async fn end(terminal: &Arc<dyn Terminal>, ctx: &mut RequestContext, req: &Request) -> Outcome {
+    ctx.admit();
+    let Some(token) = ctx.cancel.clone() else {
+        return terminal.route(ctx, req).await;
+    };
+    tokio::select! {
+        outcome = terminal.route(ctx, req) => outcome,
+        _ = token.cancelled() => {
+            tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
+            Err(ErrorObject::cancelled())
         }
     }
 }
@@ -121,12 +160,17 @@ impl Next<'_> {
 /// An owned rest-of-chain (see [`Next::chain`]).
 #[derive(Clone)]
 pub struct Chain {
-    rest: Vec<Arc<dyn Stage>>,
+    rest: Vec<Arc<dyn DynStage>>,
+    terminal: Arc<dyn Terminal>,
 }
 
 impl Chain {
-    pub async fn run(&self, gateway: &Gateway, ctx: &mut RequestContext, req: &Request) -> Outcome {
-        Next { rest: &self.rest }.run(gateway, ctx, req).await
+    pub async fn run(&self, ctx: &mut RequestContext, req: &Request) -> Outcome {
+        let next = Next {
+            rest: &self.rest,
+            terminal: &self.terminal,
+        };
+        next.run(ctx, req).await
     }
 }
 
@@ -140,26 +184,47 @@ pub struct Hooks {
     pub rate_limit_clock: Option<rate_limit::FakeRelativeClock>,
 }
 
-/// The ordered stages.
+/// What the stages are built from besides the configuration: the handles they keep, and the
+/// two parts from the layers above (the tasks stage and the terminal).
+pub struct Parts {
+    pub upstreams: Arc<Upstreams>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub hooks: Hooks,
+    /// The tasks stage, put in its place in the order.
+    pub tasks: Arc<dyn DynStage>,
+    /// The router.
+    pub terminal: Arc<dyn Terminal>,
+}
+
+/// The ordered stages, and the terminal they lead to.
 pub struct Pipeline {
-    stages: Vec<Arc<dyn Stage>>,
+    stages: Vec<Arc<dyn DynStage>>,
+    terminal: Arc<dyn Terminal>,
 }
 
 impl Pipeline {
     /// The stages the configuration enables, in the documented order.
-    pub fn build(config: &Config, metrics: &Arc<metrics::Metrics>, hooks: &Hooks) -> Pipeline {
-        let stages: Vec<Option<Arc<dyn Stage>>> = vec![
+    pub fn build(config: &Config, parts: Parts) -> Pipeline {
+        let Parts {
+            upstreams,
+            metrics,
+            hooks,
+            tasks,
+            terminal,
+        } = parts;
+        let stages: Vec<Option<Arc<dyn DynStage>>> = vec![
             trace::stage(&config.telemetry),
-            metrics::stage(&config.metrics, metrics),
-            audit::stage(&config.audit),
+            metrics::stage(&config.metrics, &metrics, &upstreams),
+            audit::stage(&config.audit, &upstreams),
             auth::stage(&config.auth),
-            policy::stage(&config.policy),
-            rate_limit::stage(config, metrics, hooks),
-            crate::tasks::stage::stage(config),
-            timeout::stage(config),
+            policy::stage(&config.policy, &upstreams),
+            rate_limit::stage(config, &metrics, &upstreams, &hooks),
+            Some(tasks),
+            timeout::stage(&upstreams),
         ];
         Pipeline {
             stages: stages.into_iter().flatten().collect(),
+            terminal,
         }
     }
 
@@ -168,20 +233,14 @@ impl Pipeline {
         self.stages.iter().map(|s| s.name()).collect()
     }
 
-    /// Runs one client request through every stage and the router.
-    pub async fn handle(
-        &self,
-        gateway: &Gateway,
-        ctx: &mut RequestContext,
-        req: &Request,
-    ) -> Outcome {
-        Next { rest: &self.stages }.run(gateway, ctx, req).await
+    /// Runs one client request through every stage and the terminal.
+    pub async fn handle(&self, ctx: &mut RequestContext, req: &Request) -> Outcome {
+        let next = Next {
+            rest: &self.stages,
+            terminal: &self.terminal,
+        };
+        next.run(ctx, req).await
     }
-}
-
-/// Runs one client request through the gateway's pipeline.
-pub async fn handle(gateway: &Gateway, ctx: &mut RequestContext, req: &Request) -> Outcome {
-    gateway.pipeline.handle(gateway, ctx, req).await
 }
 
 /// A prefix of a session id: enough to correlate log lines, not enough to hijack a session.

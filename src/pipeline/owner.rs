@@ -4,13 +4,13 @@
 
 use serde_json::Value;
 
-use crate::gateway::Gateway;
 use crate::protocol::{Request, methods};
+use crate::upstream::Upstreams;
 
 /// The owner of a routed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
-    /// Index into `gateway.upstreams`.
+    /// Index into the upstream table.
     pub upstream: usize,
     /// For `tools/call`: the upstream's own name of the tool.
     pub tool: Option<String>,
@@ -29,8 +29,8 @@ pub fn is_routed(method: &str) -> bool {
 
 /// The owner of `req`; `None` for methods the gateway answers itself and for names, URIs
 /// or references no upstream serves (the router answers those without an upstream).
-pub fn owner(gateway: &Gateway, req: &Request) -> Option<Owner> {
-    let catalog = gateway.catalog();
+pub fn owner(upstreams: &Upstreams, req: &Request) -> Option<Owner> {
+    let catalog = upstreams.catalog();
     let str_param = |key: &str| req.param(key).and_then(Value::as_str);
     let (upstream, tool) = match req.method.as_str() {
         methods::TOOLS_CALL => {
@@ -56,5 +56,5 @@ pub fn owner(gateway: &Gateway, req: &Request) -> Option<Owner> {
         }
         _ => return None,
     };
-    (upstream < gateway.upstreams.len()).then_some(Owner { upstream, tool })
+    (upstream < upstreams.len()).then_some(Owner { upstream, tool })
 }

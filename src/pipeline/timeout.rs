@@ -6,21 +6,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-
-use super::{Next, Outcome, RequestContext, Stage};
-use crate::config::{Config, UpstreamConfig};
-use crate::gateway::Gateway;
+use super::{DynStage, Next, Outcome, RequestContext, Stage};
+use crate::config::UpstreamConfig;
 use crate::protocol::{Request, methods};
+use crate::upstream::Upstreams;
 
 /// The stage exists only when some upstream has per-tool timeouts; otherwise each upstream's
 /// own `timeout` applies without it.
-pub fn stage(config: &Config) -> Option<Arc<dyn Stage>> {
-    config
-        .upstreams
+pub fn stage(upstreams: &Arc<Upstreams>) -> Option<Arc<dyn DynStage>> {
+    upstreams
         .iter()
-        .any(|u| !u.tool_timeouts.is_empty())
-        .then(|| Arc::new(Timeout) as Arc<dyn Stage>)
+        .any(|u| !u.config.tool_timeouts.is_empty())
+        .then(|| {
+            Arc::new(Timeout {
+                upstreams: upstreams.clone(),
+            }) as Arc<dyn DynStage>
+        })
 }
 
 /// The timeout for `tool` (the upstream's own name) on `upstream`.
@@ -32,28 +33,24 @@ pub fn for_tool(upstream: &UpstreamConfig, tool: &str) -> Duration {
         .map_or(upstream.timeout, |(_, timeout)| *timeout)
 }
 
-struct Timeout;
+struct Timeout {
+    upstreams: Arc<Upstreams>,
+}
 
 impl Stage for Timeout {
     fn name(&self) -> &'static str {
         "timeout"
     }
 
-    fn handle<'a>(
-        &'a self,
-        gateway: &'a Gateway,
-        ctx: &'a mut RequestContext,
-        req: &'a Request,
-        next: Next<'a>,
-    ) -> futures::future::BoxFuture<'a, Outcome> {
+    async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         if req.method == methods::TOOLS_CALL
-            && let Some(owner) = super::owner::owner(gateway, req)
+            && let Some(owner) = super::owner::owner(&self.upstreams, req)
             && let Some(tool) = &owner.tool
         {
-            let upstream = &gateway.upstreams[owner.upstream].config;
+            let upstream = &self.upstreams[owner.upstream].config;
             ctx.deadline = Some(for_tool(upstream, tool));
         }
-        next.run(gateway, ctx, req).boxed()
+        next.run(ctx, req).await
     }
 }
 

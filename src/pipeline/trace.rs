@@ -5,17 +5,15 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt;
 use tracing::Instrument;
 
-use super::{Next, Outcome, RequestContext, Stage};
+use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::telemetry::TelemetryConfig;
-use crate::gateway::Gateway;
 use crate::protocol::Request;
 use crate::telemetry::spans;
 
-pub fn stage(config: &TelemetryConfig) -> Option<Arc<dyn Stage>> {
-    config.enabled.then(|| Arc::new(Trace) as Arc<dyn Stage>)
+pub fn stage(config: &TelemetryConfig) -> Option<Arc<dyn DynStage>> {
+    config.enabled.then(|| Arc::new(Trace) as Arc<dyn DynStage>)
 }
 
 struct Trace;
@@ -25,13 +23,7 @@ impl Stage for Trace {
         "trace"
     }
 
-    fn handle<'a>(
-        &'a self,
-        gateway: &'a Gateway,
-        ctx: &'a mut RequestContext,
-        req: &'a Request,
-        next: Next<'a>,
-    ) -> futures::future::BoxFuture<'a, Outcome> {
+    async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         let header = ctx
             .caller
             .trace_headers
@@ -40,7 +32,7 @@ impl Stage for Trace {
         let span = spans::server_span(req, ctx.caller.transport, header);
         let this = span.clone();
         async move {
-            let outcome = next.run(gateway, ctx, req).await;
+            let outcome = next.run(ctx, req).await;
             // After the request: `initialize` only has a session once it has run.
             if let Some(session) = &ctx.session {
                 spans::record_session(&this, &session.id, &session.protocol_version);
@@ -52,6 +44,6 @@ impl Stage for Trace {
             outcome
         }
         .instrument(span)
-        .boxed()
+        .await
     }
 }

@@ -70,6 +70,11 @@ impl ErrorObject {
         Self::new(INTERNAL_ERROR, format!("Internal error: {detail}"))
     }
 
+    /// The answer to a request the client cancelled.
+    pub fn cancelled() -> Self {
+        Self::new(REQUEST_CANCELLED, "Request cancelled by the client")
+    }
+
     pub fn resource_not_found(uri: &str) -> Self {
         Self::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
             .with_data(json!({ "uri": uri }))

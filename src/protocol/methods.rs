@@ -62,5 +62,15 @@ pub const MODERN_CLIENT_REQUESTS: [&str; 13] = [
 /// allows; the 2026-07-28 extension covers `tools/call` only).
 pub const TASK_CAPABLE: [&str; 3] = [TOOLS_CALL, PROMPTS_GET, RESOURCES_READ];
 
+/// The methods about tasks themselves, in either era (`tasks/list` and `tasks/result` are
+/// 2025-11-25 only, `tasks/update` 2026-07-28 only).
+pub const TASK_METHODS: [&str; 5] = [
+    TASKS_GET,
+    TASKS_RESULT,
+    TASKS_LIST,
+    TASKS_CANCEL,
+    TASKS_UPDATE,
+];
+
 /// The only methods whose results may be `input_required` (MRTR).
 pub const INPUT_CAPABLE: [&str; 3] = [TOOLS_CALL, PROMPTS_GET, RESOURCES_READ];

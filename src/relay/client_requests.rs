@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 use serde_json::{Value, json};
 
+use super::Relay;
 use super::send;
-use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
 use crate::session::Session;
 use crate::upstream::peer::{InputNeeded, Origin, Peer};
@@ -77,7 +77,7 @@ impl ClientRequests {
 
 /// Forwards one upstream request to its client, or answers the upstream with why not.
 pub async fn forward(
-    gateway: &Gateway,
+    relay: &Relay,
     upstream: usize,
     peer: Arc<Peer>,
     mut request: Request,
@@ -86,24 +86,24 @@ pub async fn forward(
     // A request an upstream ties to one of its tasks names the gateway's task id, and goes
     // to the task's session even when the upstream sent it outside any request.
     if let Some(params) = request.params.as_mut()
-        && let Some(task) = crate::tasks::passthrough::map_related(gateway, upstream, params).await
+        && let Some(task) = super::tasks::map_related(relay, upstream, params).await
         && origin.is_none()
         && let Some(session) = task
             .owner
             .session
             .as_deref()
-            .and_then(|s| gateway.sessions.peek(s))
+            .and_then(|s| relay.sessions.peek(s))
     {
         origin = Some(super::origin(&session));
     }
-    let name = gateway
+    let name = relay
         .upstreams
         .get(upstream)
         .map(|u| u.name().to_owned())
         .unwrap_or_default();
     let session = origin
         .as_deref()
-        .and_then(|o| gateway.sessions.peek(o.session.as_deref()?));
+        .and_then(|o| relay.sessions.peek(o.session.as_deref()?));
     if let Some(inputs) = origin.as_ref().and_then(|o| o.inputs.clone()) {
         return to_exchange(inputs, peer, request).await;
     }
@@ -126,7 +126,7 @@ pub async fn forward(
         tracing::debug!(upstream = %name, method = %request.method, error = %e.message, "Refused a server→client request");
         return peer.respond(request.id, Err(e)).await;
     }
-    let table = &gateway.relay.client_requests;
+    let table = &relay.client_requests;
     let id = match table.mint() {
         Ok(id) => id,
         Err(busy) => return peer.respond(request.id, Err(busy)).await,
@@ -157,11 +157,11 @@ pub async fn forward(
 
 /// A client's answer to a forwarded request. False when the id is not one the gateway sent
 /// to this session (a stale or foreign answer, which is ignored).
-pub fn answered(gateway: &Gateway, session: &Session, response: Response) -> bool {
+pub fn answered(relay: &Relay, session: &Session, response: Response) -> bool {
     let Some(Id::Str(id)) = &response.id else {
         return false;
     };
-    let table = &gateway.relay.client_requests;
+    let table = &relay.client_requests;
     let Some((_, pending)) = table.pending.remove_if(id, |_, p| p.session == session.id) else {
         return false;
     };
@@ -174,7 +174,7 @@ pub fn answered(gateway: &Gateway, session: &Session, response: Response) -> boo
 /// the client request it belongs to (`sink`) while that is open. Dropping the future
 /// forgets the question.
 pub async fn ask(
-    gateway: &Gateway,
+    relay: &Relay,
     session: &Session,
     sink: Option<&tokio::sync::mpsc::Sender<Message>>,
     method: &str,
@@ -182,7 +182,7 @@ pub async fn ask(
 ) -> Result<Value, ErrorObject> {
     let request = Request::new(Id::Num(0), method, params);
     permitted(&session.client_capabilities, &request)?;
-    let table = &gateway.relay.client_requests;
+    let table = &relay.client_requests;
     let id = table.mint()?;
     let (tx, rx) = oneshot::channel();
     table.pending.insert(
@@ -250,11 +250,11 @@ async fn to_exchange(
 }
 
 /// The upstream gave up on a request it sent; tell the client, under the gateway's id.
-pub fn cancelled_by_upstream(gateway: &Gateway, upstream: usize, mut params: Value) -> bool {
+pub fn cancelled_by_upstream(relay: &Relay, upstream: usize, mut params: Value) -> bool {
     let Some(upstream_id) = params.get("requestId").and_then(Id::from_value) else {
         return false;
     };
-    let table = &gateway.relay.client_requests;
+    let table = &relay.client_requests;
     let found = table
         .pending
         .iter()
@@ -265,7 +265,7 @@ pub fn cancelled_by_upstream(gateway: &Gateway, upstream: usize, mut params: Val
     };
     table.pending.remove(&id);
     params["requestId"] = Value::from(id);
-    let Some(session) = gateway.sessions.peek(&session) else {
+    let Some(session) = relay.sessions.peek(&session) else {
         return false;
     };
     session.send(Message::Notification(Notification::new(
@@ -275,8 +275,8 @@ pub fn cancelled_by_upstream(gateway: &Gateway, upstream: usize, mut params: Val
 }
 
 /// A session ended: its unanswered requests fail at their upstreams.
-pub async fn session_closed(gateway: &Gateway, session: &str) {
-    let table = &gateway.relay.client_requests;
+pub async fn session_closed(relay: &Relay, session: &str) {
+    let table = &relay.client_requests;
     let ids: Vec<String> = table
         .pending
         .iter()

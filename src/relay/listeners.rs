@@ -18,7 +18,7 @@ use crate::protocol::{ErrorObject, Message, Notification, methods};
 
 /// Most resource URIs one listen may name.
 pub const MAX_URIS: usize = 1024;
-/// Most listen streams open at once across the gateway.
+/// Most listen streams open at once across the relay.
 pub const MAX_LISTENERS: usize = 10_000;
 
 /// What a client asked to hear (the request's `notifications` filter).

@@ -8,15 +8,15 @@
 
 use serde_json::{Value, json};
 
+use super::Relay;
 use super::send;
-use crate::gateway::Gateway;
 use crate::protocol::logging::{self, rank};
 use crate::protocol::{ErrorObject, Message, Notification, methods};
 use crate::session::Session;
 use crate::upstream::peer::Origin;
 
 pub async fn set_level(
-    gateway: &Gateway,
+    relay: &Relay,
     session: &Session,
     level: &Value,
 ) -> Result<Value, ErrorObject> {
@@ -27,7 +27,7 @@ pub async fn set_level(
         )));
     };
     session.set_log_level(level_rank);
-    for (index, upstream) in gateway.upstreams.iter().enumerate() {
+    for (index, upstream) in relay.upstreams.iter().enumerate() {
         if upstream.dedicated() {
             // The client's own upstream session takes the client's own level.
             if upstream.server_info().is_some_and(|i| i.has("logging")) {
@@ -41,18 +41,18 @@ pub async fn set_level(
                 }
             }
         } else {
-            apply(gateway, index).await;
+            apply(relay, index).await;
         }
     }
     Ok(json!({}))
 }
 
 /// Sets a shared upstream session to the most verbose level any client asked for.
-async fn apply(gateway: &Gateway, index: usize) {
-    let Some(level) = gateway.sessions.min_log_level() else {
+async fn apply(relay: &Relay, index: usize) {
+    let Some(level) = relay.sessions.min_log_level() else {
         return;
     };
-    let upstream = &gateway.upstreams[index];
+    let upstream = &relay.upstreams[index];
     if upstream.dedicated() || !upstream.server_info().is_some_and(|i| i.has("logging")) {
         return;
     }
@@ -66,16 +66,11 @@ async fn apply(gateway: &Gateway, index: usize) {
 }
 
 /// After a reconnect the upstream forgot the level: set it again.
-pub async fn replay(gateway: &Gateway, index: usize) {
-    apply(gateway, index).await;
+pub async fn replay(relay: &Relay, index: usize) {
+    apply(relay, index).await;
 }
 
-pub fn deliver(
-    gateway: &Gateway,
-    upstream: &str,
-    mut params: Value,
-    origin: Option<&Origin>,
-) -> bool {
+pub fn deliver(relay: &Relay, upstream: &str, mut params: Value, origin: Option<&Origin>) -> bool {
     let level = params
         .get("level")
         .and_then(Value::as_str)
@@ -107,12 +102,12 @@ pub fn deliver(
         && let Some(session) = origin
             .session
             .as_deref()
-            .and_then(|id| gateway.sessions.peek(id))
+            .and_then(|id| relay.sessions.peek(id))
     {
         let wanted = session.log_level().is_none_or(|min| level >= min);
         return wanted && send(&session, msg, origin.sink.as_ref());
     }
-    gateway
+    relay
         .sessions
         .broadcast_where(&msg, |s| s.log_level().is_some_and(|min| level >= min))
         > 0

@@ -4,66 +4,129 @@
 pub mod client_requests;
 pub mod listeners;
 pub mod logging;
+pub mod progress;
 pub mod subscriptions;
+pub mod tasks;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use dashmap::DashMap;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::catalog::Kind;
-use crate::gateway::Gateway;
 use crate::protocol::{Message, Notification, methods};
-use crate::session::Session;
+use crate::session::tasks::record::now_ms;
+use crate::session::tasks::store::TaskStore;
+use crate::session::{Session, SessionStore};
+use crate::upstream::Upstreams;
 use crate::upstream::peer::Origin;
 use crate::upstream::supervisor::UpstreamEvent;
 
-/// State of the way back.
-#[derive(Default)]
+/// The way back's state, and the handles it delivers with.
 pub struct Relay {
+    /// Who sent what, and what each upstream's session is.
+    pub upstreams: Arc<Upstreams>,
+    /// Where messages for handshake-era clients go.
+    pub sessions: Arc<SessionStore>,
+    /// Task records, to map an upstream's task ids to the gateway's.
+    pub tasks: Arc<dyn TaskStore>,
+    /// Progress tokens of requests in flight, gateway token → client token and stream.
+    pub progress: Arc<progress::ProgressTable>,
     pub client_requests: client_requests::ClientRequests,
     pub subscriptions: subscriptions::Subscriptions,
     /// `subscriptions/listen` streams of 2026-07-28 clients.
     pub listeners: listeners::Listeners,
+    /// Client sessions whose per-client upstream link owns a passed-through task: session →
+    /// until when (ms since the epoch) the link must outlive the session.
+    link_holds: DashMap<String, u64>,
+    /// Cancelled when the gateway shuts down: held links close at once.
+    shutdown: CancellationToken,
+    me: Weak<Relay>,
+}
+
+impl Relay {
+    pub fn new(
+        upstreams: Arc<Upstreams>,
+        sessions: Arc<SessionStore>,
+        tasks: Arc<dyn TaskStore>,
+        shutdown: CancellationToken,
+    ) -> Arc<Relay> {
+        Arc::new_cyclic(|me| Relay {
+            upstreams,
+            sessions,
+            tasks,
+            progress: Default::default(),
+            client_requests: Default::default(),
+            subscriptions: Default::default(),
+            listeners: Default::default(),
+            link_holds: DashMap::new(),
+            shutdown,
+            me: me.clone(),
+        })
+    }
+
+    /// A counted handle, for work spawned past the call that started it.
+    fn arc(&self) -> Arc<Relay> {
+        self.me
+            .upgrade()
+            .expect("the relay is alive while its methods run")
+    }
+
+    /// Keeps the upstream links of `session` open until `until_ms`, for an upstream task
+    /// one of them owns.
+    pub fn hold_links(&self, session: &str, until_ms: u64) {
+        let mut hold = self.link_holds.entry(session.to_owned()).or_insert(0);
+        *hold = (*hold).max(until_ms);
+    }
+
+    /// How long the links of a closed session must stay open for their tasks, if at all.
+    fn release_links(&self, session: &str) -> Option<Duration> {
+        let (_, until) = self.link_holds.remove(session)?;
+        let left = until.saturating_sub(now_ms());
+        (left > 0).then(|| Duration::from_millis(left))
+    }
 }
 
 /// A client session ended: release what the relay held for it.
-pub async fn session_closed(gateway: &Gateway, session: &str) {
-    subscriptions::session_closed(gateway, session).await;
-    client_requests::session_closed(gateway, session).await;
+pub async fn session_closed(relay: &Relay, session: &str) {
+    subscriptions::session_closed(relay, session).await;
+    client_requests::session_closed(relay, session).await;
     // An upstream session that owns a passed-through task lives until the task expires.
-    if let Some(hold) = gateway.tasks.release_link(session) {
-        let gw = gateway.arc();
+    if let Some(hold) = relay.release_links(session) {
+        let relay = relay.arc();
         let session = session.to_owned();
         tokio::spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(hold) => {}
-                _ = gw.shutdown.cancelled() => {}
+                _ = relay.shutdown.cancelled() => {}
             }
-            for upstream in &gw.upstreams {
+            for upstream in relay.upstreams.iter() {
                 upstream.links.close(&session).await;
             }
         });
         return;
     }
-    for upstream in &gateway.upstreams {
+    for upstream in relay.upstreams.iter() {
         upstream.links.close(session).await;
     }
 }
 
 /// Processes upstream events until every supervisor is gone.
-pub async fn run(gateway: Arc<Gateway>, mut events: mpsc::Receiver<UpstreamEvent>) {
+pub async fn run(relay: Arc<Relay>, mut events: mpsc::Receiver<UpstreamEvent>) {
     while let Some(event) = events.recv().await {
         match event {
             UpstreamEvent::CatalogChanged {
                 kinds, announced, ..
             } => {
                 let announced = if announced { kinds } else { Vec::new() };
-                catalog_changed(&gateway, &announced)
+                catalog_changed(&relay, &announced)
             }
             UpstreamEvent::Connected { upstream } => {
                 // Replaying sends requests upstream; keep the event loop free meanwhile.
-                let gw = gateway.clone();
+                let gw = relay.clone();
                 tokio::spawn(async move {
                     subscriptions::replay(&gw, upstream).await;
                     logging::replay(&gw, upstream).await;
@@ -73,21 +136,21 @@ pub async fn run(gateway: Arc<Gateway>, mut events: mpsc::Receiver<UpstreamEvent
                 upstream,
                 notification,
                 origin,
-            } => notify(&gateway, upstream, notification, origin),
+            } => notify(&relay, upstream, notification, origin),
             UpstreamEvent::Request {
                 upstream,
                 peer,
                 request,
                 origin,
-            } => client_requests::forward(&gateway, upstream, peer, request, origin).await,
+            } => client_requests::forward(&relay, upstream, peer, request, origin).await,
         }
     }
 }
 
 /// Rebuilds the merged catalog and sends each list_changed the clients are owed: for every
 /// list whose visible items differ, and for the lists an upstream announced as changed.
-fn catalog_changed(gateway: &Gateway, announced: &[Kind]) {
-    let (before, after) = gateway.rebuild_catalog();
+fn catalog_changed(relay: &Relay, announced: &[Kind]) {
+    let (before, after) = relay.upstreams.rebuild();
     let mut owed = changed_lists(&before, &after);
     for kind in announced {
         if !owed.contains(&kind.list_changed()) {
@@ -96,8 +159,7 @@ fn catalog_changed(gateway: &Gateway, announced: &[Kind]) {
     }
     for method in owed {
         let msg = Message::Notification(Notification::new(method, None));
-        let reached =
-            gateway.sessions.broadcast(&msg) + gateway.relay.listeners.list_changed(method);
+        let reached = relay.sessions.broadcast(&msg) + relay.listeners.list_changed(method);
         tracing::debug!(
             notification = method,
             sessions = reached,
@@ -127,7 +189,7 @@ fn changed_lists(
 /// The dispatcher's hook: every notification but list_changed (which needs an async
 /// re-fetch by the supervisor) is relayed right away, in the order the upstream sent it.
 pub fn consume(
-    gateway: &Gateway,
+    relay: &Relay,
     upstream: usize,
     n: &Notification,
     origin: Option<&Arc<Origin>>,
@@ -135,43 +197,43 @@ pub fn consume(
     if n.method.ends_with("/list_changed") {
         return false;
     }
-    notify(gateway, upstream, n.clone(), origin.cloned());
+    notify(relay, upstream, n.clone(), origin.cloned());
     true
 }
 
-fn notify(gateway: &Gateway, upstream: usize, n: Notification, origin: Option<Arc<Origin>>) {
-    let name = gateway
+fn notify(relay: &Relay, upstream: usize, n: Notification, origin: Option<Arc<Origin>>) {
+    let name = relay
         .upstreams
         .get(upstream)
         .map(|u| u.name().to_owned())
         .unwrap_or_default();
     let delivered = match (n.method.as_str(), n.params) {
-        (methods::PROGRESS, Some(params)) => gateway.progress.deliver(params),
+        (methods::PROGRESS, Some(params)) => relay.progress.deliver(params),
         (methods::LOG_MESSAGE, Some(params)) => {
-            logging::deliver(gateway, &name, params, origin.as_deref())
+            logging::deliver(relay, &name, params, origin.as_deref())
         }
         (methods::RESOURCES_UPDATED, Some(params)) => {
-            subscriptions::deliver(gateway, upstream, params, origin.as_deref())
+            subscriptions::deliver(relay, upstream, params, origin.as_deref())
         }
         (methods::TASKS_STATUS, Some(params)) => {
-            let gw = gateway.arc();
+            let relay = relay.arc();
             tokio::spawn(async move {
-                crate::tasks::passthrough::status_notification(&gw, upstream, params).await;
+                tasks::status_notification(&relay, upstream, params).await;
             });
             true
         }
         (methods::CANCELLED, Some(params)) => {
-            client_requests::cancelled_by_upstream(gateway, upstream, params)
+            client_requests::cancelled_by_upstream(relay, upstream, params)
         }
         (methods::ELICITATION_COMPLETE, params) => {
             let msg =
                 Message::Notification(Notification::new(methods::ELICITATION_COMPLETE, params));
             match origin
                 .as_deref()
-                .and_then(|o| gateway.sessions.peek(o.session.as_deref()?).map(|s| (s, o)))
+                .and_then(|o| relay.sessions.peek(o.session.as_deref()?).map(|s| (s, o)))
             {
                 Some((session, o)) => send(&session, msg, o.sink.as_ref()),
-                None => gateway.sessions.broadcast(&msg) > 0,
+                None => relay.sessions.broadcast(&msg) > 0,
             }
         }
         _ => false,

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::gateway::Gateway;
+use super::Relay;
 use crate::protocol::{ErrorObject, Message, Notification, methods};
 use crate::session::Session;
 use crate::upstream::peer::Origin;
@@ -35,20 +35,16 @@ impl Subscriptions {
     }
 }
 
-pub async fn subscribe(
-    gateway: &Gateway,
-    session: &Session,
-    uri: &str,
-) -> Result<Value, ErrorObject> {
-    subscribe_as(gateway, &session.id, Some(session), uri).await
+pub async fn subscribe(relay: &Relay, session: &Session, uri: &str) -> Result<Value, ErrorObject> {
+    subscribe_as(relay, &session.id, Some(session), uri).await
 }
 
 /// Subscribes a 2026-07-28 listen stream (key from `listeners::subscriber_key`) to the URIs
 /// it names; returns the ones honoured (those an upstream owns and can watch).
-pub async fn listen(gateway: &Gateway, subscriber: &str, uris: &[String]) -> Vec<String> {
+pub async fn listen(relay: &Relay, subscriber: &str, uris: &[String]) -> Vec<String> {
     let mut honoured = Vec::with_capacity(uris.len());
     for uri in uris {
-        match subscribe_as(gateway, subscriber, None, uri).await {
+        match subscribe_as(relay, subscriber, None, uri).await {
             Ok(_) => honoured.push(uri.clone()),
             Err(e) => {
                 tracing::debug!(uri = %uri, error = %e.message, "Listen stream cannot watch this resource")
@@ -61,16 +57,17 @@ pub async fn listen(gateway: &Gateway, subscriber: &str, uris: &[String]) -> Vec
 /// A subscriber: a handshake-era session (which subscribes on its own upstream session
 /// where it has one), or a listen stream (`session` = `None`, always the shared session).
 async fn subscribe_as(
-    gateway: &Gateway,
+    relay: &Relay,
     subscriber: &str,
     session: Option<&Session>,
     uri: &str,
 ) -> Result<Value, ErrorObject> {
-    let owner = gateway
+    let owner = relay
+        .upstreams
         .catalog()
         .resource_owner(uri)
         .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
-    let upstream = &gateway.upstreams[owner];
+    let upstream = &relay.upstreams[owner];
     let supports = upstream.server_info().is_some_and(|i| {
         i.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true))
     });
@@ -79,7 +76,7 @@ async fn subscribe_as(
         return Err(ErrorObject::method_not_found(methods::RESOURCES_SUBSCRIBE).with_data(data));
     }
     let first = {
-        let mut subs = gateway.relay.subscriptions.lock();
+        let mut subs = relay.subscriptions.lock();
         let entry = subs.entry(uri.to_owned()).or_insert_with(|| Subscription {
             upstream: owner,
             sessions: HashSet::new(),
@@ -98,20 +95,20 @@ async fn subscribe_as(
             )
             .await
     {
-        remove(gateway, subscriber, uri);
+        remove(relay, subscriber, uri);
         return Err(e);
     }
     Ok(json!({}))
 }
 
 pub async fn unsubscribe(
-    gateway: &Gateway,
+    relay: &Relay,
     session: &Session,
     uri: &str,
 ) -> Result<Value, ErrorObject> {
-    let last = remove(gateway, &session.id, uri);
-    let owner = gateway.catalog().resource_owner(uri);
-    match owner.map(|o| &gateway.upstreams[o]) {
+    let last = remove(relay, &session.id, uri);
+    let owner = relay.upstreams.catalog().resource_owner(uri);
+    match owner.map(|o| &relay.upstreams[o]) {
         Some(upstream) if upstream.dedicated() => {
             let params = Some(json!({ "uri": uri }));
             let _ = upstream
@@ -124,7 +121,7 @@ pub async fn unsubscribe(
         }
         _ => {
             if let Some(owner) = last {
-                let _ = gateway.upstreams[owner]
+                let _ = relay.upstreams[owner]
                     .request(
                         None,
                         methods::RESOURCES_UNSUBSCRIBE,
@@ -138,8 +135,8 @@ pub async fn unsubscribe(
 }
 
 /// Drops one session's subscription; returns the owner if nobody is subscribed any more.
-fn remove(gateway: &Gateway, session: &str, uri: &str) -> Option<usize> {
-    let mut subs = gateway.relay.subscriptions.lock();
+fn remove(relay: &Relay, session: &str, uri: &str) -> Option<usize> {
+    let mut subs = relay.subscriptions.lock();
     let entry = subs.get_mut(uri)?;
     entry.sessions.remove(session);
     if entry.sessions.is_empty() {
@@ -150,9 +147,8 @@ fn remove(gateway: &Gateway, session: &str, uri: &str) -> Option<usize> {
 
 /// A session ended. Shared upstream sessions are unsubscribed from URIs nobody watches any
 /// more; a client's own upstream session closes with it, subscriptions included.
-pub async fn session_closed(gateway: &Gateway, session: &str) {
-    let uris: Vec<String> = gateway
-        .relay
+pub async fn session_closed(relay: &Relay, session: &str) {
+    let uris: Vec<String> = relay
         .subscriptions
         .lock()
         .iter()
@@ -162,10 +158,10 @@ pub async fn session_closed(gateway: &Gateway, session: &str) {
     // A listen stream watches on the shared session even where sessions have links.
     let shared = is_listener(session);
     for uri in uris {
-        if let Some(owner) = remove(gateway, session, &uri)
-            && (shared || !gateway.upstreams[owner].dedicated())
+        if let Some(owner) = remove(relay, session, &uri)
+            && (shared || !relay.upstreams[owner].dedicated())
         {
-            let _ = gateway.upstreams[owner]
+            let _ = relay.upstreams[owner]
                 .request(
                     None,
                     methods::RESOURCES_UNSUBSCRIBE,
@@ -177,10 +173,9 @@ pub async fn session_closed(gateway: &Gateway, session: &str) {
 }
 
 /// The shared session reconnected: subscribe it again to every URI someone watches.
-pub async fn replay(gateway: &Gateway, upstream: usize) {
-    let dedicated = gateway.upstreams[upstream].dedicated();
-    let uris: Vec<String> = gateway
-        .relay
+pub async fn replay(relay: &Relay, upstream: usize) {
+    let dedicated = relay.upstreams[upstream].dedicated();
+    let uris: Vec<String> = relay
         .subscriptions
         .lock()
         .iter()
@@ -190,7 +185,7 @@ pub async fn replay(gateway: &Gateway, upstream: usize) {
         .map(|(u, _)| u.clone())
         .collect();
     for uri in uris {
-        let _ = gateway.upstreams[upstream]
+        let _ = relay.upstreams[upstream]
             .request(
                 None,
                 methods::RESOURCES_SUBSCRIBE,
@@ -203,17 +198,14 @@ pub async fn replay(gateway: &Gateway, upstream: usize) {
 /// Delivers an update to the sessions subscribed to the URI (or to a resource it lies
 /// under): all of them for a shared upstream session, only the session's own client for a
 /// per-client one.
-pub fn deliver(gateway: &Gateway, upstream: usize, params: Value, origin: Option<&Origin>) -> bool {
+pub fn deliver(relay: &Relay, upstream: usize, params: Value, origin: Option<&Origin>) -> bool {
     let Some(uri) = super::str_field(&params, "uri") else {
         return false;
     };
     // Where sessions have links of their own, an update on a link is its session's alone,
     // and one on the shared session is for the listen streams (sessions hear theirs on
     // their links).
-    let dedicated = gateway
-        .upstreams
-        .get(upstream)
-        .is_some_and(|u| u.dedicated());
+    let dedicated = relay.upstreams.get(upstream).is_some_and(|u| u.dedicated());
     let link = origin
         .and_then(|o| o.session.as_deref())
         .filter(|_| dedicated);
@@ -221,18 +213,17 @@ pub fn deliver(gateway: &Gateway, upstream: usize, params: Value, origin: Option
         Some(own) => key == own,
         None => !dedicated || is_listener(key),
     };
-    let targets: HashSet<String> = gateway
-        .relay
+    let targets: HashSet<String> = relay
         .subscriptions
         .lock()
         .iter()
         .filter(|(sub, s)| s.upstream == upstream && (uri == sub.as_str() || is_under(uri, sub)))
         .flat_map(|(_, s)| s.sessions.iter().filter(|k| wanted(k)).cloned())
         .collect();
-    let mut delivered = gateway.relay.listeners.resource_updated(&params, &targets);
+    let mut delivered = relay.listeners.resource_updated(&params, &targets);
     let msg = Message::Notification(Notification::new(methods::RESOURCES_UPDATED, Some(params)));
     for id in targets.iter().filter(|k| !is_listener(k)) {
-        if let Some(session) = gateway.sessions.peek(id) {
+        if let Some(session) = relay.sessions.peek(id) {
             delivered |= session.send(msg.clone());
         }
     }

@@ -3,57 +3,57 @@
 
 use serde_json::{Value, json};
 
-use std::sync::Arc;
-
-use super::RequestContext;
-use crate::gateway::Gateway;
+use super::Router;
+use crate::pipeline::RequestContext;
 use crate::protocol::{ErrorObject, Request, methods};
-use crate::upstream::peer::Origin;
 
 pub async fn call_tool(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
 ) -> Result<Value, ErrorObject> {
     let name = req.str_param("name")?;
-    let route = gateway
+    let route = router
+        .upstreams
         .catalog()
         .tool(name)
         .cloned()
-        .ok_or_else(|| unknown(gateway, "tool", name))?;
+        .ok_or_else(|| unknown(router, "tool", name))?;
     let params = with_field(req, "name", &route.name);
-    super::mrtr::forward(gateway, ctx, req, route.upstream, params).await
+    super::mrtr::forward(router, ctx, req, route.upstream, params).await
 }
 
 pub async fn get_prompt(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
 ) -> Result<Value, ErrorObject> {
     let name = req.str_param("name")?;
-    let route = gateway
+    let route = router
+        .upstreams
         .catalog()
         .prompt(name)
         .cloned()
-        .ok_or_else(|| unknown(gateway, "prompt", name))?;
+        .ok_or_else(|| unknown(router, "prompt", name))?;
     let params = with_field(req, "name", &route.name);
-    super::mrtr::forward(gateway, ctx, req, route.upstream, params).await
+    super::mrtr::forward(router, ctx, req, route.upstream, params).await
 }
 
 pub async fn read_resource(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
 ) -> Result<Value, ErrorObject> {
     let uri = req.str_param("uri")?;
-    let owner = gateway
+    let owner = router
+        .upstreams
         .catalog()
         .resource_owner(uri)
         .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
     let params = req.params.clone().unwrap_or_else(|| json!({}));
-    let outcome = super::mrtr::forward(gateway, ctx, req, owner, params).await;
+    let outcome = super::mrtr::forward(router, ctx, req, owner, params).await;
     match outcome {
-        Err(e) if !ctx.is_modern() && is_modern_not_found(gateway, owner, &e) => {
+        Err(e) if !ctx.is_modern() && is_modern_not_found(router, owner, &e) => {
             Err(ErrorObject::resource_not_found(uri))
         }
         other => other,
@@ -62,100 +62,17 @@ pub async fn read_resource(
 
 /// A 2026-07-28 upstream says "resource not found" with -32602; a handshake-era client
 /// expects -32002 for it.
-fn is_modern_not_found(gateway: &Gateway, owner: usize, e: &ErrorObject) -> bool {
-    gateway.upstreams[owner].is_modern()
+fn is_modern_not_found(router: &Router, owner: usize, e: &ErrorObject) -> bool {
+    router.upstreams[owner].is_modern()
         && e.code == crate::protocol::codes::INVALID_PARAMS
         && e.message.to_ascii_lowercase().contains("not found")
-}
-
-/// One upstream request, owning everything it needs, so it can outlive the client request
-/// that started it (a call held while a 2026-07-28 client answers an input request).
-pub struct Call {
-    upstream: Arc<crate::upstream::Upstream>,
-    origin: Option<Arc<Origin>>,
-    method: String,
-    params: Value,
-    timeout: std::time::Duration,
-    _progress: Option<super::progress::Registration>,
-}
-
-impl Call {
-    /// Prepares a request to its owner. A client `progressToken` is swapped for a gateway
-    /// token for the duration of the call, so progress finds its way back to this request's
-    /// stream.
-    pub fn new(
-        gateway: &Gateway,
-        ctx: &RequestContext,
-        upstream: usize,
-        method: &str,
-        mut params: Value,
-        origin: Option<Arc<Origin>>,
-    ) -> Call {
-        let client_token = params
-            .pointer("/_meta/progressToken")
-            .filter(|t| t.is_string() || t.is_number())
-            .cloned();
-        let registration = match (client_token, &ctx.notify) {
-            (Some(token), Some(sink)) => Some(gateway.progress.register(token, sink.clone())),
-            _ => None,
-        };
-        if let Some(reg) = &registration {
-            params["_meta"]["progressToken"] = Value::from(reg.token());
-        } else if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
-            // Nowhere to deliver progress: do not ask the upstream for it.
-            meta.remove("progressToken");
-        }
-        let upstream = gateway.upstreams[upstream].clone();
-        let timeout = ctx.deadline.unwrap_or(upstream.config.timeout);
-        Call {
-            upstream,
-            origin,
-            method: method.to_owned(),
-            params,
-            timeout,
-            _progress: registration,
-        }
-    }
-
-    pub async fn run(self) -> Result<Value, ErrorObject> {
-        self.upstream
-            .request_within(self.origin, &self.method, Some(self.params), self.timeout)
-            .await
-    }
-}
-
-/// Who an upstream request serves: the client's session (handshake era) or the request's
-/// own envelope (2026-07-28), with the request's stream for related traffic.
-pub fn origin_of(ctx: &RequestContext) -> Option<Arc<Origin>> {
-    if let Some(envelope) = &ctx.envelope {
-        return Some(Arc::new(Origin {
-            session: None,
-            sink: ctx.notify.clone(),
-            capabilities: envelope.client_capabilities.clone(),
-            principal: ctx.caller.principal.clone(),
-            log_level: envelope.log_level.clone(),
-            inputs: None,
-        }));
-    }
-    ctx.session.as_ref().map(|s| {
-        Arc::new(Origin {
-            session: Some(s.id.clone()),
-            sink: ctx.notify.clone(),
-            capabilities: s.client_capabilities.clone(),
-            principal: ctx.caller.principal.clone(),
-            log_level: s
-                .log_level()
-                .map(|r| crate::protocol::logging::name(r).to_owned()),
-            inputs: None,
-        })
-    })
 }
 
 /// `completion/complete` for a prompt argument (namespaced prompt name) or a resource
 /// template argument (template URI). An owner without the `completions` capability gets no
 /// request: the answer is an empty completion, as for any value with no suggestions.
 pub async fn complete(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
 ) -> Result<Value, ErrorObject> {
@@ -166,7 +83,7 @@ pub async fn complete(
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let catalog = gateway.catalog();
+    let catalog = router.upstreams.catalog();
     let (owner, params) = match kind {
         "ref/prompt" => {
             let name = reference
@@ -176,7 +93,7 @@ pub async fn complete(
             let route = catalog
                 .prompt(name)
                 .cloned()
-                .ok_or_else(|| unknown(gateway, "prompt", name))?;
+                .ok_or_else(|| unknown(router, "prompt", name))?;
             let mut params = req.params.clone().unwrap_or_else(|| json!({}));
             params["ref"]["name"] = Value::from(route.name);
             (route.upstream, params)
@@ -200,12 +117,12 @@ pub async fn complete(
             )));
         }
     };
-    let upstream = &gateway.upstreams[owner];
+    let upstream = &router.upstreams[owner];
     if upstream.declares("completions") != Some(true) {
         return Ok(json!({ "completion": { "values": [], "hasMore": false } }));
     }
     upstream
-        .request(origin_of(ctx), methods::COMPLETION_COMPLETE, Some(params))
+        .request(ctx.origin(), methods::COMPLETION_COMPLETE, Some(params))
         .await
 }
 
@@ -219,12 +136,12 @@ fn with_field(req: &Request, key: &str, value: &str) -> Value {
 /// The error for a name no upstream serves. When the name's prefix belongs to an upstream
 /// that is down, the honest answer is "unavailable" (-32010), not "unknown": the tool may well
 /// exist once it is back. Otherwise "unknown", saying which part did not resolve.
-fn unknown(gateway: &Gateway, what: &str, name: &str) -> ErrorObject {
-    let sep = &gateway.config.separator;
+fn unknown(router: &Router, what: &str, name: &str) -> ErrorObject {
+    let sep = &router.config.separator;
     let Some((prefix, _)) = crate::aggregate::names::decode(name, sep) else {
         return ErrorObject::invalid_params(format!("Unknown {what}: {name}"));
     };
-    match gateway
+    match router
         .upstreams
         .iter()
         .find(|u| !u.config.prefix.is_empty() && u.config.prefix == prefix)

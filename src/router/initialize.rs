@@ -2,11 +2,11 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::gateway::Gateway;
+use super::Router;
 use crate::protocol::{ErrorObject, Request, version};
 use crate::upstream::Status;
 
-pub fn initialize(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject> {
+pub fn initialize(router: &Router, req: &Request) -> Result<Value, ErrorObject> {
     let requested = req.str_param("protocolVersion")?;
     if !req.param("capabilities").is_some_and(Value::is_object) {
         return Err(ErrorObject::invalid_params(
@@ -14,10 +14,10 @@ pub fn initialize(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject
         ));
     }
     let negotiated = version::negotiate(requested);
-    let mut capabilities = capabilities(gateway);
+    let mut capabilities = capabilities(router);
     // Core tasks (SEP-1686) exist from 2025-11-25 on; older clients never see them.
     if negotiated >= "2025-11-25"
-        && let Some(tasks) = legacy_tasks(gateway)
+        && let Some(tasks) = legacy_tasks(router)
     {
         capabilities["tasks"] = tasks;
     }
@@ -30,7 +30,7 @@ pub fn initialize(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject
             "version": env!("CARGO_PKG_VERSION"),
         },
     });
-    if let Some(text) = instructions(gateway) {
+    if let Some(text) = instructions(router) {
         result["instructions"] = Value::from(text);
     }
     Ok(result)
@@ -39,18 +39,18 @@ pub fn initialize(gateway: &Gateway, req: &Request) -> Result<Value, ErrorObject
 /// Capabilities follow what can be routed: a list capability when some upstream serves it or
 /// may (one that has not connected yet), always with `listChanged` because the merged lists
 /// change whenever upstreams come and go; `completions` when a connected upstream has it.
-pub fn capabilities(gateway: &Gateway) -> Value {
+pub fn capabilities(router: &Router) -> Value {
     let mut caps = Map::new();
-    if offers(gateway, "tools") {
+    if offers(router, "tools") {
         caps.insert("tools".into(), json!({ "listChanged": true }));
     }
-    if offers(gateway, "prompts") {
+    if offers(router, "prompts") {
         caps.insert("prompts".into(), json!({ "listChanged": true }));
     }
-    if offers(gateway, "resources") {
+    if offers(router, "resources") {
         let mut r = json!({ "listChanged": true });
         // Subscriptions are routed to the URI's owner, so they are offered when one can take them.
-        let subscribe = gateway.upstreams.iter().any(|u| {
+        let subscribe = router.upstreams.iter().any(|u| {
             u.server_info().is_some_and(|i| {
                 i.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true))
             })
@@ -60,10 +60,10 @@ pub fn capabilities(gateway: &Gateway) -> Value {
         }
         caps.insert("resources".into(), r);
     }
-    if offers(gateway, "logging") {
+    if offers(router, "logging") {
         caps.insert("logging".into(), json!({}));
     }
-    if offers(gateway, "completions") {
+    if offers(router, "completions") {
         caps.insert("completions".into(), json!({}));
     }
     Value::Object(caps)
@@ -73,8 +73,8 @@ pub fn capabilities(gateway: &Gateway) -> Value {
 /// tasks (passed through or wrapped), first-class rather than under `experimental`.
 /// `list` and `cancel` are always served: tasks are bound to their principal and session,
 /// so a listing shows nobody else's.
-fn legacy_tasks(gateway: &Gateway) -> Option<Value> {
-    let (tools, prompts, resources) = crate::tasks::servable(&gateway.upstreams);
+fn legacy_tasks(router: &Router) -> Option<Value> {
+    let (tools, prompts, resources) = router.upstreams.task_servable();
     let mut requests = Map::new();
     if tools {
         requests.insert("tools".into(), json!({ "call": {} }));
@@ -89,15 +89,15 @@ fn legacy_tasks(gateway: &Gateway) -> Option<Value> {
 }
 
 /// Whether the 2026-07-28 tasks extension is offered: some tool can run as a task.
-pub fn offers_task_extension(gateway: &Gateway) -> bool {
-    crate::tasks::servable(&gateway.upstreams).0
+pub fn offers_task_extension(router: &Router) -> bool {
+    router.upstreams.task_servable().0
 }
 
 /// Whether the gateway offers a top-level capability: a connected upstream declared it, or,
 /// for the three lists, an upstream that has not connected yet may serve one.
-pub fn offers(gateway: &Gateway, capability: &str) -> bool {
+pub fn offers(router: &Router, capability: &str) -> bool {
     let may_arrive = matches!(capability, "tools" | "prompts" | "resources");
-    gateway
+    router
         .upstreams
         .iter()
         .any(|u| match u.declares(capability) {
@@ -107,8 +107,8 @@ pub fn offers(gateway: &Gateway, capability: &str) -> bool {
 }
 
 /// Upstream instructions, each under its upstream's name so the model knows whose they are.
-pub fn instructions(gateway: &Gateway) -> Option<String> {
-    let parts: Vec<String> = gateway
+pub fn instructions(router: &Router) -> Option<String> {
+    let parts: Vec<String> = router
         .upstreams
         .iter()
         .filter_map(|u| {
@@ -118,7 +118,7 @@ pub fn instructions(gateway: &Gateway) -> Option<String> {
             } else {
                 format!(
                     " (tools and prompts prefixed '{}{}')",
-                    u.config.prefix, gateway.config.separator
+                    u.config.prefix, router.config.separator
                 )
             };
             Some(format!("## {}{prefix}\n{}", u.name(), text.trim()))

@@ -2,66 +2,98 @@
 //! catalog; calls, reads, prompts and completions go to the upstream that owns them, with the
 //! upstream's own name restored.
 
+mod call;
 mod calls;
 mod initialize;
 mod lists;
 mod modern;
 pub mod mrtr;
-pub mod progress;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::catalog::Kind;
-use crate::gateway::Gateway;
+use crate::aggregate::seal::Sealer;
+use crate::config::Config;
+use crate::pipeline::{Outcome, RequestContext, Terminal};
 use crate::protocol::{ErrorObject, Request, methods};
-use crate::relay;
+use crate::relay::{self, Relay};
 use crate::session::Session;
+use crate::upstream::Upstreams;
 
-pub use crate::pipeline::RequestContext;
-pub use calls::origin_of;
 pub use initialize::capabilities;
 
+/// What the router answers from and forwards through.
+pub struct Router {
+    pub config: Arc<Config>,
+    pub upstreams: Arc<Upstreams>,
+    /// The way back: progress tokens, questions to clients, subscriptions, listen streams.
+    pub relay: Arc<Relay>,
+    /// Seals cursors and `requestState`.
+    pub sealer: Arc<Sealer>,
+    /// Calls held for 2026-07-28 clients until they retry with the input asked for.
+    pub parked: mrtr::Parked,
+    /// Whether answers may differ by caller (credentials are checked, or policy rules
+    /// filter): cache hints then say `private`.
+    pub per_principal: bool,
+    /// Cancelled when the gateway shuts down: listen streams end.
+    pub shutdown: CancellationToken,
+}
+
+impl Terminal for Router {
+    fn route<'a>(&'a self, ctx: &'a RequestContext, req: &'a Request) -> BoxFuture<'a, Outcome> {
+        Box::pin(route(self, ctx, req))
+    }
+}
+
 pub async fn route(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
 ) -> Result<Value, ErrorObject> {
+    // A request the gateway makes of one upstream itself (the tasks runner waiting on an
+    // upstream's own task): forwarded as it is.
+    if let Some(upstream) = ctx.route_to {
+        let params = req.params.clone().unwrap_or_else(|| json!({}));
+        return mrtr::forward(router, ctx, req, upstream, params).await;
+    }
     if ctx.is_modern() {
-        modern::check_capability(gateway, &req.method)?;
+        modern::check_capability(router, &req.method)?;
     }
     let outcome = match req.method.as_str() {
-        methods::SERVER_DISCOVER => modern::discover(gateway),
-        methods::SUBSCRIPTIONS_LISTEN => modern::listen(gateway, ctx, req).await,
-        methods::INITIALIZE => initialize::initialize(gateway, req),
+        methods::SERVER_DISCOVER => modern::discover(router),
+        methods::SUBSCRIPTIONS_LISTEN => modern::listen(router, ctx, req).await,
+        methods::INITIALIZE => initialize::initialize(router, req),
         methods::PING => Ok(json!({})),
-        methods::TOOLS_LIST => lists::list(gateway, req, Kind::Tools),
-        methods::PROMPTS_LIST => lists::list(gateway, req, Kind::Prompts),
-        methods::RESOURCES_LIST => lists::list(gateway, req, Kind::Resources),
-        methods::RESOURCES_TEMPLATES_LIST => lists::list(gateway, req, Kind::ResourceTemplates),
-        methods::TOOLS_CALL => calls::call_tool(gateway, ctx, req).await,
-        methods::PROMPTS_GET => calls::get_prompt(gateway, ctx, req).await,
-        methods::RESOURCES_READ => calls::read_resource(gateway, ctx, req).await,
-        methods::COMPLETION_COMPLETE => calls::complete(gateway, ctx, req).await,
-        methods::TASKS_GET
-        | methods::TASKS_RESULT
-        | methods::TASKS_LIST
-        | methods::TASKS_CANCEL
-        | methods::TASKS_UPDATE => crate::tasks::methods::handle(gateway, ctx, req).await,
+        methods::TOOLS_LIST => lists::list(router, req, Kind::Tools),
+        methods::PROMPTS_LIST => lists::list(router, req, Kind::Prompts),
+        methods::RESOURCES_LIST => lists::list(router, req, Kind::Resources),
+        methods::RESOURCES_TEMPLATES_LIST => lists::list(router, req, Kind::ResourceTemplates),
+        methods::TOOLS_CALL => calls::call_tool(router, ctx, req).await,
+        methods::PROMPTS_GET => calls::get_prompt(router, ctx, req).await,
+        methods::RESOURCES_READ => calls::read_resource(router, ctx, req).await,
+        methods::COMPLETION_COMPLETE => calls::complete(router, ctx, req).await,
         methods::LOGGING_SET_LEVEL => {
             let session = session_of(ctx)?;
             let level = req
                 .param("level")
                 .ok_or_else(|| ErrorObject::invalid_params("missing required field 'level'"))?;
-            relay::logging::set_level(gateway, session, level).await
+            relay::logging::set_level(&router.relay, session, level).await
         }
         methods::RESOURCES_SUBSCRIBE => {
-            relay::subscriptions::subscribe(gateway, session_of(ctx)?, req.str_param("uri")?).await
+            relay::subscriptions::subscribe(&router.relay, session_of(ctx)?, req.str_param("uri")?)
+                .await
         }
         methods::RESOURCES_UNSUBSCRIBE => {
-            relay::subscriptions::unsubscribe(gateway, session_of(ctx)?, req.str_param("uri")?)
-                .await
+            relay::subscriptions::unsubscribe(
+                &router.relay,
+                session_of(ctx)?,
+                req.str_param("uri")?,
+            )
+            .await
         }
         other => Err(ErrorObject::method_not_found(other)),
     };
@@ -72,17 +104,17 @@ pub async fn route(
     // (input required) carry none.
     outcome.map(|mut result| {
         let hint = match req.method.as_str() {
-            methods::TOOLS_LIST => Some(modern::list_hint(gateway, Kind::Tools)),
-            methods::PROMPTS_LIST => Some(modern::list_hint(gateway, Kind::Prompts)),
-            methods::RESOURCES_LIST => Some(modern::list_hint(gateway, Kind::Resources)),
+            methods::TOOLS_LIST => Some(modern::list_hint(router, Kind::Tools)),
+            methods::PROMPTS_LIST => Some(modern::list_hint(router, Kind::Prompts)),
+            methods::RESOURCES_LIST => Some(modern::list_hint(router, Kind::Resources)),
             methods::RESOURCES_TEMPLATES_LIST => {
-                Some(modern::list_hint(gateway, Kind::ResourceTemplates))
+                Some(modern::list_hint(router, Kind::ResourceTemplates))
             }
             methods::RESOURCES_READ
                 if crate::protocol::envelope::result_type(&result)
                     == crate::protocol::envelope::COMPLETE =>
             {
-                Some(modern::read_hint(gateway, &result))
+                Some(modern::read_hint(router, &result))
             }
             _ => None,
         };
@@ -91,18 +123,6 @@ pub async fn route(
         }
         result
     })
-}
-
-/// The input schema of a tool as the gateway lists it (the upstream's own, untouched).
-pub fn tool_schema(gateway: &Gateway, exposed: &str) -> Option<Value> {
-    let route = gateway.catalog().tool(exposed)?.clone();
-    let catalog = gateway.upstreams.get(route.upstream)?.catalog();
-    catalog
-        .tools
-        .iter()
-        .find(|t| t.get("name").and_then(Value::as_str) == Some(route.name.as_str()))
-        .and_then(|t| t.get("inputSchema"))
-        .cloned()
 }
 
 /// The client's session, for methods that only make sense inside one.

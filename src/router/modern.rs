@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::RequestContext;
+use super::Router;
 use crate::aggregate::catalog::Kind;
-use crate::gateway::Gateway;
+use crate::pipeline::RequestContext;
 use crate::protocol::envelope::{CacheHint, SUBSCRIPTION_ID};
 use crate::protocol::{ErrorObject, Request, codes, methods, version};
 use crate::relay::listeners::{Filter, tagged};
@@ -13,21 +13,21 @@ use crate::relay::listeners::{Filter, tagged};
 /// `server/discover`: the revisions the gateway speaks, what it can route, and the
 /// upstreams' instructions. Not cacheable for long: capabilities follow upstreams as they
 /// come and go.
-pub fn discover(gateway: &Gateway) -> Result<Value, ErrorObject> {
-    let mut capabilities = super::initialize::capabilities(gateway);
-    if super::initialize::offers_task_extension(gateway) {
+pub fn discover(router: &Router) -> Result<Value, ErrorObject> {
+    let mut capabilities = super::initialize::capabilities(router);
+    if super::initialize::offers_task_extension(router) {
         capabilities["extensions"] = json!({ crate::protocol::extensions::TASKS: {} });
     }
     let mut result = json!({
         "supportedVersions": version::all(),
         "capabilities": capabilities,
     });
-    if let Some(text) = super::initialize::instructions(gateway) {
+    if let Some(text) = super::initialize::instructions(router) {
         result["instructions"] = Value::from(text);
     }
     CacheHint {
         ttl_ms: 0,
-        private: per_principal(gateway),
+        private: router.per_principal,
     }
     .write(&mut result);
     Ok(result)
@@ -35,7 +35,7 @@ pub fn discover(gateway: &Gateway) -> Result<Value, ErrorObject> {
 
 /// A method whose capability the gateway does not advertise is unknown to a modern client
 /// (what `server/discover` says and what is served must agree).
-pub fn check_capability(gateway: &Gateway, method: &str) -> Result<(), ErrorObject> {
+pub fn check_capability(router: &Router, method: &str) -> Result<(), ErrorObject> {
     let capability = match method {
         methods::TOOLS_LIST | methods::TOOLS_CALL => "tools",
         methods::PROMPTS_LIST | methods::PROMPTS_GET => "prompts",
@@ -43,18 +43,9 @@ pub fn check_capability(gateway: &Gateway, method: &str) -> Result<(), ErrorObje
             "resources"
         }
         methods::COMPLETION_COMPLETE => "completions",
-        methods::TASKS_GET | methods::TASKS_UPDATE | methods::TASKS_CANCEL => {
-            return if super::initialize::offers_task_extension(gateway) {
-                Ok(())
-            } else {
-                Err(ErrorObject::method_not_found(method).with_data(
-                    json!({ "reason": "no tool can run as a task (tasks: never everywhere)" }),
-                ))
-            };
-        }
         _ => return Ok(()),
     };
-    if super::initialize::offers(gateway, capability) {
+    if super::initialize::offers(router, capability) {
         Ok(())
     } else {
         Err(ErrorObject::method_not_found(method)
@@ -65,12 +56,12 @@ pub fn check_capability(gateway: &Gateway, method: &str) -> Result<(), ErrorObje
 /// The cache hint of a merged listing: the most conservative of the upstreams' own hints
 /// (a handshake-era upstream gives none, so 0 ms), and private whenever the answer may
 /// depend on who asks (authentication or a policy is configured). The same for every page.
-pub fn list_hint(gateway: &Gateway, kind: Kind) -> CacheHint {
+pub fn list_hint(router: &Router, kind: Kind) -> CacheHint {
     let mut hint = CacheHint {
         ttl_ms: u64::MAX,
-        private: per_principal(gateway),
+        private: router.per_principal,
     };
-    for upstream in &gateway.upstreams {
+    for upstream in router.upstreams.iter() {
         hint = hint.merge(upstream.catalog().hint(kind));
     }
     if hint.ttl_ms == u64::MAX {
@@ -81,24 +72,19 @@ pub fn list_hint(gateway: &Gateway, kind: Kind) -> CacheHint {
 
 /// The cache hint of a `resources/read` result: the upstream's own, made private when the
 /// gateway's answer depends on who asks.
-pub fn read_hint(gateway: &Gateway, result: &Value) -> CacheHint {
+pub fn read_hint(router: &Router, result: &Value) -> CacheHint {
     let own = CacheHint::of(result);
     CacheHint {
         ttl_ms: own.ttl_ms,
-        private: own.private || per_principal(gateway),
+        private: own.private || router.per_principal,
     }
-}
-
-/// Whether answers may differ by caller: credentials are checked, or rules filter.
-fn per_principal(gateway: &Gateway) -> bool {
-    gateway.auth.is_some() || !gateway.config.policy.rules.is_empty()
 }
 
 /// `subscriptions/listen`: acknowledges what the gateway will honour, then delivers list
 /// changes and resource updates on the request's stream until the client closes it (or,
 /// on stdio, cancels it), or the gateway shuts down, and ends with a complete result.
 pub async fn listen(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
 ) -> Result<Value, ErrorObject> {
@@ -108,21 +94,22 @@ pub async fn listen(
         ));
     };
     let mut filter = Filter::read(req.params.as_ref())?;
-    let caps = super::initialize::capabilities(gateway);
+    let caps = super::initialize::capabilities(router);
     let can = |pointer: &str| caps.pointer(pointer) == Some(&Value::Bool(true));
     filter.tools &= can("/tools/listChanged");
     filter.prompts &= can("/prompts/listChanged");
     filter.resources &= can("/resources/listChanged");
     let subscription = req.id.to_value();
     let wanted = std::mem::take(&mut filter.uris);
-    let registration = gateway
+    let registration = router
         .relay
         .listeners
         .register(subscription.clone(), filter.clone(), sink.clone())
         .ok_or_else(|| ErrorObject::new(codes::GATEWAY_BUSY, "too many listen streams open"))?;
     let subscriber = registration.subscriber();
     if can("/resources/subscribe") {
-        filter.uris = crate::relay::subscriptions::listen(gateway, &subscriber, &wanted).await;
+        filter.uris =
+            crate::relay::subscriptions::listen(&router.relay, &subscriber, &wanted).await;
     }
     let ack = tagged(
         methods::SUBSCRIPTIONS_ACKNOWLEDGED,
@@ -140,10 +127,10 @@ pub async fn listen(
         tokio::select! {
             _ = cancelled => {}
             _ = sink.closed() => {}
-            _ = gateway.shutdown.cancelled() => {}
+            _ = router.shutdown.cancelled() => {}
         }
     }
     drop(registration);
-    crate::relay::subscriptions::session_closed(gateway, &subscriber).await;
+    crate::relay::subscriptions::session_closed(&router.relay, &subscriber).await;
     Ok(json!({ "_meta": { SUBSCRIPTION_ID: subscription } }))
 }

@@ -23,9 +23,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::RequestContext;
-use super::calls::{Call, origin_of};
-use crate::gateway::Gateway;
+use super::Router;
+use super::call::Call;
+use crate::pipeline::RequestContext;
 use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
 use crate::protocol::{ErrorObject, Id, Request, codes, headers};
 use crate::upstream::peer::{InputNeeded, Origin};
@@ -81,10 +81,10 @@ struct Binding {
 }
 
 impl Binding {
-    fn of(gateway: &Gateway, ctx: &RequestContext, req: &Request, upstream: usize) -> Binding {
+    fn of(router: &Router, ctx: &RequestContext, req: &Request, upstream: usize) -> Binding {
         let principal = ctx.principal();
         Binding {
-            upstream: gateway.upstreams[upstream].name().to_owned(),
+            upstream: router.upstreams[upstream].name().to_owned(),
             method: req.method.clone(),
             name: headers::name_of(&req.method, req.params.as_ref())
                 .unwrap_or_default()
@@ -96,7 +96,7 @@ impl Binding {
 
     fn seal(
         &self,
-        gateway: &Gateway,
+        router: &Router,
         upstream_state: Option<String>,
         parked: Option<String>,
     ) -> String {
@@ -117,15 +117,15 @@ impl Binding {
             x: parked,
         };
         let payload = serde_json::to_vec(&token).unwrap_or_default();
-        gateway.sealer.seal(PURPOSE, &payload)
+        router.sealer.seal(PURPOSE, &payload)
     }
 
     /// Opens a client's `requestState`: it must be the gateway's, unexpired, and issued for
     /// this very request (upstream, method, name, arguments and caller).
-    fn open(&self, gateway: &Gateway, text: &str) -> Result<Token, ErrorObject> {
+    fn open(&self, router: &Router, text: &str) -> Result<Token, ErrorObject> {
         let invalid =
             |why: &str| ErrorObject::invalid_params(format!("invalid requestState: {why}"));
-        let payload = gateway
+        let payload = router
             .sealer
             .open(PURPOSE, text)
             .map_err(|_| invalid("not issued by this gateway, or altered"))?;
@@ -196,16 +196,16 @@ fn digest(arguments: Option<&Value>) -> String {
 /// Forwards a call, read or prompt to its owner, carrying it through as many rounds of
 /// client input as it needs, whatever the eras on both sides.
 pub async fn forward(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
     upstream: usize,
     params: Value,
 ) -> Result<Value, ErrorObject> {
     if ctx.is_modern() {
-        modern_client(gateway, ctx, req, upstream, params).await
+        modern_client(router, ctx, req, upstream, params).await
     } else {
-        legacy_client(gateway, ctx, req, upstream, params).await
+        legacy_client(router, ctx, req, upstream, params).await
     }
 }
 
@@ -213,15 +213,14 @@ pub async fn forward(
 /// live; `input_required` from a 2026-07-28 upstream is asked of the client as real
 /// requests and retried upstream with the answers and the upstream's exact state.
 async fn legacy_client(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
     upstream: usize,
     params: Value,
 ) -> Result<Value, ErrorObject> {
-    let call = |params: Value| {
-        Call::new(gateway, ctx, upstream, &req.method, params, origin_of(ctx)).run()
-    };
+    let call =
+        |params: Value| Call::new(router, ctx, upstream, &req.method, params, ctx.origin()).run();
     let mut result = call(params.clone()).await?;
     for _ in 0..MAX_ROUNDS {
         if result_type(&result) != INPUT_REQUIRED {
@@ -241,7 +240,7 @@ async fn legacy_client(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let answer = crate::relay::client_requests::ask(
-                gateway,
+                &router.relay,
                 session,
                 ctx.notify.as_ref(),
                 method,
@@ -275,13 +274,13 @@ async fn legacy_client(
 /// server→client requests land there); a retry continues a held call or hands the
 /// upstream its own state back.
 async fn modern_client(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
     upstream: usize,
     mut params: Value,
 ) -> Result<Value, ErrorObject> {
-    let binding = Binding::of(gateway, ctx, req, upstream);
+    let binding = Binding::of(router, ctx, req, upstream);
     let state = params
         .as_object_mut()
         .and_then(|p| p.remove("requestState"));
@@ -290,11 +289,11 @@ async fn modern_client(
         // mean (a 2026-07-28 server may use them; others ignore unknown fields). A
         // 2026-07-28 upstream never sends server→client requests, so its calls need no
         // held exchange: straight through, its state wrapped if it asks for input.
-        if gateway.upstreams[upstream].is_modern() {
-            return direct(gateway, ctx, req, upstream, params, &binding).await;
+        if router.upstreams[upstream].is_modern() {
+            return direct(router, ctx, req, upstream, params, &binding).await;
         }
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-        let origin = origin_of(ctx).map(|o| {
+        let origin = ctx.origin().map(|o| {
             Arc::new(Origin {
                 inputs: Some(tx),
                 ..(*o).clone()
@@ -305,29 +304,29 @@ async fn modern_client(
             .as_ref()
             .map(|e| e.client_capabilities.clone())
             .unwrap_or_default();
-        let call = Call::new(gateway, ctx, upstream, &req.method, params, origin);
+        let call = Call::new(router, ctx, upstream, &req.method, params, origin);
         let exchange = Exchange::start(call, rx, capabilities);
-        return drive(gateway, &binding, exchange).await;
+        return drive(router, &binding, exchange).await;
     };
     let Value::String(text) = state else {
         return Err(ErrorObject::invalid_params(
             "'requestState' must be a string",
         ));
     };
-    let token = binding.open(gateway, &text)?;
+    let token = binding.open(router, &text)?;
     let answers = params
         .as_object_mut()
         .and_then(|p| p.remove("inputResponses"))
         .unwrap_or_else(|| json!({}));
     if let Some(id) = token.x {
-        let mut exchange = gateway.parked.take(&id).ok_or_else(|| {
+        let mut exchange = router.parked.take(&id).ok_or_else(|| {
             ErrorObject::invalid_params(
                 "requestState names a call this gateway replica no longer holds (it expired, \
                  or another replica holds it); send the request again without requestState",
             )
         })?;
         exchange.answer(&answers);
-        return drive(gateway, &binding, exchange).await;
+        return drive(router, &binding, exchange).await;
     }
     // A 2026-07-28 upstream's own state: hand it back exactly, with the answers.
     if let Some(p) = params.as_object_mut() {
@@ -336,26 +335,26 @@ async fn modern_client(
             p.insert("requestState".into(), Value::from(state));
         }
     }
-    direct(gateway, ctx, req, upstream, params, &binding).await
+    direct(router, ctx, req, upstream, params, &binding).await
 }
 
 /// A call to a 2026-07-28 upstream for a 2026-07-28 client: its input requests pass
 /// through, its state travels wrapped in the gateway's token.
 async fn direct(
-    gateway: &Gateway,
+    router: &Router,
     ctx: &RequestContext,
     req: &Request,
     upstream: usize,
     params: Value,
     binding: &Binding,
 ) -> Result<Value, ErrorObject> {
-    let call = Call::new(gateway, ctx, upstream, &req.method, params, origin_of(ctx));
-    Ok(wrap(gateway, binding, call.run().await?))
+    let call = Call::new(router, ctx, upstream, &req.method, params, ctx.origin());
+    Ok(wrap(router, binding, call.run().await?))
 }
 
 /// An upstream's `input_required` result for a 2026-07-28 client: its requests pass
 /// through, its state is wrapped in the gateway's token.
-fn wrap(gateway: &Gateway, binding: &Binding, mut result: Value) -> Value {
+fn wrap(router: &Router, binding: &Binding, mut result: Value) -> Value {
     if result_type(&result) != INPUT_REQUIRED {
         return result;
     }
@@ -363,7 +362,7 @@ fn wrap(gateway: &Gateway, binding: &Binding, mut result: Value) -> Value {
         .get("requestState")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    result["requestState"] = Value::from(binding.seal(gateway, upstream_state, None));
+    result["requestState"] = Value::from(binding.seal(router, upstream_state, None));
     result
 }
 
@@ -462,7 +461,7 @@ impl Exchange {
 /// Runs an exchange until the call completes or needs input the client has not given;
 /// then the call is held and the client gets an `input_required` result.
 async fn drive(
-    gateway: &Gateway,
+    router: &Router,
     binding: &Binding,
     mut exchange: Exchange,
 ) -> Result<Value, ErrorObject> {
@@ -485,14 +484,14 @@ async fn drive(
             }
             outcome = &mut exchange.call => {
                 let result = outcome.map_err(|e| ErrorObject::internal(format!("the call failed: {e}")))??;
-                return Ok(wrap(gateway, binding, result));
+                return Ok(wrap(router, binding, result));
             }
         }
     }
-    let id = gateway.parked.hold_id()?;
-    let token = binding.seal(gateway, None, Some(id.clone()));
+    let id = router.parked.hold_id()?;
+    let token = binding.seal(router, None, Some(id.clone()));
     let result = exchange.input_required(token);
-    gateway.parked.put(id, exchange);
+    router.parked.put(id, exchange);
     Ok(result)
 }
 

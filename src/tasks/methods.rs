@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::Tasks;
 use super::owner_of;
 use super::passthrough::{self, unknown};
-use crate::gateway::Gateway;
 use crate::pipeline::{Outcome, RequestContext};
 use crate::protocol::{ErrorObject, Request, codes, extensions, methods};
 use crate::session::tasks::record::{RELATED_TASK, Status, TaskRecord};
@@ -20,7 +20,7 @@ const RESULT_WAIT: Duration = Duration::from_secs(30);
 /// AEAD purpose of `tasks/list` cursors.
 const CURSOR: &[u8] = b"tasks-cursor/v1";
 
-pub async fn handle(gateway: &Gateway, ctx: &RequestContext, req: &Request) -> Outcome {
+pub async fn handle(tasks: &Tasks, ctx: &RequestContext, req: &Request) -> Outcome {
     if let Some(envelope) = &ctx.envelope {
         if !extensions::declares(&envelope.client_capabilities, extensions::TASKS) {
             return Err(ErrorObject::missing_capability(
@@ -32,32 +32,31 @@ pub async fn handle(gateway: &Gateway, ctx: &RequestContext, req: &Request) -> O
         return Err(ErrorObject::method_not_found(&req.method));
     }
     if req.method == methods::TASKS_LIST {
-        return list(gateway, ctx, req).await;
+        return list(tasks, ctx, req).await;
     }
-    let record = lookup(gateway, ctx, req).await?;
+    let record = lookup(tasks, ctx, req).await?;
     if record.remote.is_some() {
-        let answer = passthrough::forward(gateway, ctx, &record, &req.method, req.params.as_ref());
+        let answer = passthrough::forward(tasks, ctx, &record, &req.method, req.params.as_ref());
         return answer.await;
     }
     match req.method.as_str() {
         methods::TASKS_GET if ctx.is_modern() => Ok(record.detailed()),
         methods::TASKS_GET => Ok(record.legacy_task()),
-        methods::TASKS_RESULT => result(gateway, record).await,
-        methods::TASKS_CANCEL => cancel(gateway, ctx, record).await,
-        methods::TASKS_UPDATE => update(gateway, req, record).await,
+        methods::TASKS_RESULT => result(tasks, record).await,
+        methods::TASKS_CANCEL => cancel(tasks, ctx, record).await,
+        methods::TASKS_UPDATE => update(tasks, req, record).await,
         other => Err(ErrorObject::method_not_found(other)),
     }
 }
 
 /// The caller's task named by `params.taskId`; someone else's is as unknown as a missing one.
 async fn lookup(
-    gateway: &Gateway,
+    tasks: &Tasks,
     ctx: &RequestContext,
     req: &Request,
 ) -> Result<TaskRecord, ErrorObject> {
     let id = req.str_param("taskId")?;
-    let record = gateway
-        .tasks
+    let record = tasks
         .store
         .get(id)
         .await
@@ -70,8 +69,8 @@ async fn lookup(
 
 /// `tasks/result`: blocks until the task ends, then answers exactly what the request would
 /// have, tagged with the task.
-async fn result(gateway: &Gateway, record: TaskRecord) -> Outcome {
-    let store = &gateway.tasks.store;
+async fn result(tasks: &Tasks, record: TaskRecord) -> Outcome {
+    let store = &tasks.store;
     let id = record.id;
     let record = loop {
         // The watch is taken before the read, so an end between the two is not missed.
@@ -112,7 +111,7 @@ async fn result(gateway: &Gateway, record: TaskRecord) -> Outcome {
 /// `tasks/cancel`: marks the task cancelled and stops its call (here, or through the store
 /// on the replica that runs it). 2025-11-25 answers the task (a finished one is -32602);
 /// 2026-07-28 answers an empty ack, also for a finished task.
-async fn cancel(gateway: &Gateway, ctx: &RequestContext, record: TaskRecord) -> Outcome {
+async fn cancel(tasks: &Tasks, ctx: &RequestContext, record: TaskRecord) -> Outcome {
     if record.status.is_terminal() {
         return if ctx.is_modern() {
             Ok(json!({}))
@@ -124,8 +123,7 @@ async fn cancel(gateway: &Gateway, ctx: &RequestContext, record: TaskRecord) -> 
             )))
         };
     }
-    let updated = gateway
-        .tasks
+    let updated = tasks
         .store
         .update(&record.id, &mut |r| {
             if r.status.is_terminal() {
@@ -137,8 +135,8 @@ async fn cancel(gateway: &Gateway, ctx: &RequestContext, record: TaskRecord) -> 
         .await
         .map_err(super::runner::store_error)?
         .ok_or_else(|| unknown(&record.id))?;
-    gateway.tasks.stop_local(&record.id);
-    super::runner::notify_status(gateway, &updated);
+    tasks.stop_local(&record.id);
+    super::runner::notify_status(tasks, &updated);
     if ctx.is_modern() {
         Ok(json!({}))
     } else {
@@ -148,14 +146,13 @@ async fn cancel(gateway: &Gateway, ctx: &RequestContext, record: TaskRecord) -> 
 
 /// `tasks/update`: answers to the task's input requests. Unknown or already answered keys
 /// are ignored; the task resumes once every request is answered.
-async fn update(gateway: &Gateway, req: &Request, record: TaskRecord) -> Outcome {
+async fn update(tasks: &Tasks, req: &Request, record: TaskRecord) -> Outcome {
     let Some(answers) = req.param("inputResponses").and_then(Value::as_object) else {
         return Err(ErrorObject::invalid_params(
             "'inputResponses' must be an object",
         ));
     };
-    gateway
-        .tasks
+    tasks
         .store
         .update(&record.id, &mut |r| {
             let mut changed = false;
@@ -180,11 +177,11 @@ struct Cursor {
 }
 
 /// `tasks/list` (2025-11-25): the caller's tasks, oldest first, a page at a time.
-async fn list(gateway: &Gateway, ctx: &RequestContext, req: &Request) -> Outcome {
+async fn list(tasks: &Tasks, ctx: &RequestContext, req: &Request) -> Outcome {
     let after = match req.param("cursor") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => {
-            let bytes = gateway
+            let bytes = tasks
                 .sealer
                 .open(CURSOR, text)
                 .map_err(|_| ErrorObject::invalid_params("invalid cursor"))?;
@@ -194,13 +191,12 @@ async fn list(gateway: &Gateway, ctx: &RequestContext, req: &Request) -> Outcome
         }
         Some(_) => return Err(ErrorObject::invalid_params("'cursor' must be a string")),
     };
-    let all = gateway
-        .tasks
+    let all = tasks
         .store
         .list(&owner_of(ctx))
         .await
         .map_err(super::runner::store_error)?;
-    let page_size = gateway.config.page_size;
+    let page_size = tasks.page_size;
     let rest: Vec<&TaskRecord> = all
         .iter()
         .filter(|r| match &after {
@@ -218,7 +214,7 @@ async fn list(gateway: &Gateway, ctx: &RequestContext, req: &Request) -> Outcome
             id: last.id.clone(),
         };
         let payload = serde_json::to_vec(&cursor).unwrap_or_default();
-        result["nextCursor"] = Value::from(gateway.sealer.seal(CURSOR, &payload));
+        result["nextCursor"] = Value::from(tasks.sealer.seal(CURSOR, &payload));
     }
     Ok(result)
 }

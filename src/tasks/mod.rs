@@ -19,176 +19,103 @@ pub mod passthrough;
 pub mod runner;
 pub mod stage;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TaskMode;
+use crate::aggregate::seal::Sealer;
 use crate::config::tasks::TasksConfig;
-use crate::protocol::methods as m;
-use crate::session::tasks::record::{self, Owner};
+use crate::pipeline::{DynStage, RequestContext};
+use crate::relay::Relay;
+use crate::session::tasks::record::{Owner, TaskRecord};
 use crate::session::tasks::store::{self, TaskStore};
-use crate::upstream::Upstream;
+use crate::session::{Session, SessionStore};
+use crate::upstream::Upstreams;
 
-/// The gateway's task state: the store, and the tasks this replica runs.
+/// The store the `tasks` section asks for: Redis when `tasks.redis` names one, else memory.
+pub fn store_for(config: &TasksConfig) -> Arc<dyn TaskStore> {
+    match &config.redis {
+        Some(url) => Arc::new(store::redis::RedisStore::new(url, &config.redis_prefix)),
+        None => Arc::new(store::memory::MemoryStore::default()),
+    }
+}
+
+/// The gateway's task state: the store, the tasks this replica runs, and the handles the
+/// stage, the runner and the task methods work with.
 pub struct Tasks {
     pub config: TasksConfig,
     pub store: Arc<dyn TaskStore>,
     /// Tasks running on this replica: id → what stops them (a `tasks/cancel` here stops
     /// its task at once; one on another replica is seen through the store).
     running: DashMap<String, CancellationToken>,
-    /// Client sessions whose per-client upstream link owns a passed-through task: session →
-    /// until when (ms since the epoch) the link must outlive the session.
-    link_holds: DashMap<String, u64>,
+    upstreams: Arc<Upstreams>,
+    /// Where the owner of a 2025-11-25 task is told about it.
+    sessions: Arc<SessionStore>,
+    /// Keeps a client's upstream link alive while an upstream task it owns lives.
+    relay: Arc<Relay>,
+    /// Seals `tasks/list` cursors.
+    sealer: Arc<Sealer>,
+    /// Items per `tasks/list` page.
+    page_size: usize,
+    me: Weak<Tasks>,
+}
+
+/// What [`Tasks`] is built from.
+pub struct TaskParts {
+    pub config: TasksConfig,
+    pub store: Arc<dyn TaskStore>,
+    pub upstreams: Arc<Upstreams>,
+    pub sessions: Arc<SessionStore>,
+    pub relay: Arc<Relay>,
+    pub sealer: Arc<Sealer>,
+    pub page_size: usize,
 }
 
 impl Tasks {
-    pub fn new(config: TasksConfig) -> Tasks {
-        let store: Arc<dyn TaskStore> = match &config.redis {
-            Some(url) => Arc::new(store::redis::RedisStore::new(url, &config.redis_prefix)),
-            None => Arc::new(store::memory::MemoryStore::default()),
-        };
-        Tasks {
-            config,
-            store,
+    pub fn new(parts: TaskParts) -> Arc<Tasks> {
+        Arc::new_cyclic(|me| Tasks {
+            config: parts.config,
+            store: parts.store,
             running: DashMap::new(),
-            link_holds: DashMap::new(),
-        }
+            upstreams: parts.upstreams,
+            sessions: parts.sessions,
+            relay: parts.relay,
+            sealer: parts.sealer,
+            page_size: parts.page_size,
+            me: me.clone(),
+        })
     }
 
-    /// Keeps the upstream link of `session` open until `until_ms`, for the upstream task it
-    /// owns.
-    pub fn hold_link(&self, session: &str, until_ms: u64) {
-        let mut hold = self.link_holds.entry(session.to_owned()).or_insert(0);
-        *hold = (*hold).max(until_ms);
+    /// The pipeline stage that makes calls tasks and answers the task methods.
+    pub fn stage(self: &Arc<Self>) -> Arc<dyn DynStage> {
+        Arc::new(stage::TaskStage(self.clone()))
     }
 
-    /// How long the links of a closed session must stay open for their tasks, if at all.
-    pub fn release_link(&self, session: &str) -> Option<Duration> {
-        let (_, until) = self.link_holds.remove(session)?;
-        let left = until.saturating_sub(record::now_ms());
-        (left > 0).then(|| Duration::from_millis(left))
+    /// A counted handle, for a task's background work.
+    fn arc(&self) -> Arc<Tasks> {
+        self.me
+            .upgrade()
+            .expect("the task state is alive while its methods run")
     }
 
     /// Stops a task this replica runs; false when it runs elsewhere (or no longer runs).
     pub fn stop_local(&self, id: &str) -> bool {
         self.running.get(id).map(|t| t.cancel()).is_some()
     }
+
+    /// The live session that created a 2025-11-25 task, for what the gateway sends it
+    /// unasked.
+    fn owner_session(&self, record: &TaskRecord) -> Option<Arc<Session>> {
+        self.sessions.peek(record.owner.session.as_deref()?)
+    }
 }
 
 /// The owner of a task created by this request.
-pub fn owner_of(ctx: &crate::pipeline::RequestContext) -> Owner {
+pub fn owner_of(ctx: &RequestContext) -> Owner {
     let principal = ctx.principal();
     Owner {
         principal: format!("{:?}:{}", principal.method, principal.subject),
         session: ctx.session.as_ref().map(|s| s.id.clone()),
     }
-}
-
-/// The live session that created a 2025-11-25 task, for what the gateway sends it unasked.
-pub fn owner_session(
-    gateway: &crate::gateway::Gateway,
-    record: &record::TaskRecord,
-) -> Option<Arc<crate::session::Session>> {
-    gateway.sessions.peek(record.owner.session.as_deref()?)
-}
-
-/// The upstream's own `execution.taskSupport` for one of its tools.
-pub fn upstream_support(tool: &Value) -> &str {
-    tool.pointer("/execution/taskSupport")
-        .and_then(Value::as_str)
-        .unwrap_or("forbidden")
-}
-
-/// How a handshake-era upstream runs this request as a task itself (SEP-1686).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwnTasks {
-    /// It does not (no `tasks.requests` entry, or the tool forbids it).
-    No,
-    /// It may: the client chooses.
-    Optional,
-    /// The tool runs only as a task.
-    Required,
-}
-
-/// Whether a handshake-era upstream runs this request as a task itself: it declares the
-/// request type under `tasks.requests` and, for a tool, the tool allows it. One capability
-/// lookup, and a catalog scan only for an upstream that declares tool tasks.
-pub fn upstream_runs_legacy(upstream: &Upstream, method: &str, name: Option<&str>) -> OwnTasks {
-    if upstream.is_modern() {
-        return OwnTasks::No;
-    }
-    let pointer = match method {
-        m::TOOLS_CALL => "/tasks/requests/tools/call",
-        m::PROMPTS_GET => "/tasks/requests/prompts/get",
-        m::RESOURCES_READ => "/tasks/requests/resources/read",
-        _ => return OwnTasks::No,
-    };
-    if !upstream.declares_at(pointer) {
-        return OwnTasks::No;
-    }
-    if method != m::TOOLS_CALL {
-        return OwnTasks::Optional;
-    }
-    let Some(name) = name else {
-        return OwnTasks::No;
-    };
-    let catalog = upstream.catalog();
-    let tool = catalog
-        .tools
-        .iter()
-        .find(|t| t.get("name").and_then(Value::as_str) == Some(name));
-    match tool.map(upstream_support) {
-        Some("required") => OwnTasks::Required,
-        Some("optional") => OwnTasks::Optional,
-        _ => OwnTasks::No,
-    }
-}
-
-/// Whether a 2026-07-28 upstream offers the tasks extension (it then decides per call).
-pub fn upstream_runs_modern(upstream: &Upstream) -> bool {
-    upstream.is_modern() && upstream.declares_at("/extensions/io.modelcontextprotocol~1tasks")
-}
-
-/// The `execution.taskSupport` the gateway lists for a tool of `upstream` (its own name).
-pub fn listed_support(upstream: &Upstream, tool: &Value) -> &'static str {
-    let name = tool.get("name").and_then(Value::as_str);
-    match upstream.config.task_mode(m::TOOLS_CALL, name) {
-        TaskMode::Never => "forbidden",
-        TaskMode::Always => "required",
-        TaskMode::OnRequest => {
-            if !upstream.is_modern() && upstream_support(tool) == "required" {
-                "required"
-            } else {
-                "optional"
-            }
-        }
-    }
-}
-
-/// What the gateway can serve as tasks, for its capabilities: (tools/call, prompts/get,
-/// resources/read), each true when some upstream serving that kind allows tasks.
-pub fn servable(upstreams: &[Arc<Upstream>]) -> (bool, bool, bool) {
-    let allows = |u: &Upstream, method: &str| {
-        let default = u.config.task_mode(method, None) != TaskMode::Never;
-        default
-            || (method == m::TOOLS_CALL
-                && u.config
-                    .tool_tasks
-                    .iter()
-                    .any(|(_, mode)| *mode != TaskMode::Never))
-    };
-    let any = |cap: &str, method: &str| {
-        upstreams
-            .iter()
-            .any(|u| u.declares(cap) == Some(true) && allows(u, method))
-    };
-    (
-        any("tools", m::TOOLS_CALL),
-        any("prompts", m::PROMPTS_GET),
-        any("resources", m::RESOURCES_READ),
-    )
 }

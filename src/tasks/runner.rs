@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::gateway::Gateway;
+use super::Tasks;
 use crate::pipeline::{Caller, Chain, Outcome, RequestContext};
 use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
 use crate::protocol::{ErrorObject, Message, Notification, Request, codes, methods};
@@ -41,7 +41,7 @@ pub struct Start {
 
 /// The request a task runs, with what it needs to run again (a retry after input).
 struct Job {
-    gateway: Arc<Gateway>,
+    tasks: Arc<Tasks>,
     chain: Chain,
     req: Request,
     session: Option<Arc<Session>>,
@@ -66,7 +66,7 @@ impl Job {
             match &job.upstream_task {
                 None => {
                     let req = Request::new(job.req.id.clone(), job.req.method.clone(), params);
-                    job.chain.run(&job.gateway, &mut ctx, &req).await
+                    job.chain.run(&mut ctx, &req).await
                 }
                 Some((upstream, remote)) => {
                     job.upstream_task(&mut ctx, *upstream, remote, params).await
@@ -101,7 +101,7 @@ impl Job {
                 let mut call = params.unwrap_or_else(|| json!({}));
                 call["task"] = json!({ "ttl": self.deadline.as_millis() as u64 });
                 let req = Request::new(self.req.id.clone(), self.req.method.clone(), Some(call));
-                let created = self.chain.run(&self.gateway, ctx, &req).await?;
+                let created = self.chain.run(ctx, &req).await?;
                 let Some(id) = created.pointer("/task/taskId").and_then(Value::as_str) else {
                     // The upstream answered at once after all.
                     return Ok(created);
@@ -116,8 +116,10 @@ impl Job {
             methods::TASKS_RESULT,
             Some(wait.clone()),
         );
-        let mut result =
-            crate::router::mrtr::forward(&self.gateway, ctx, &req, upstream, wait).await?;
+        // Through the rest of the chain to that very upstream, as a client's call would go
+        // (the router's MRTR path carries any input the upstream asks for).
+        ctx.route_to = Some(upstream);
+        let mut result = self.chain.run(ctx, &req).await?;
         crate::session::tasks::record::strip_related_task(&mut result);
         Ok(result)
     }
@@ -130,9 +132,9 @@ impl Job {
         let Some(id) = remote.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             return;
         };
-        let origin = crate::router::origin_of(&self.context());
+        let origin = self.context().origin();
         let cancel = json!({ "taskId": id });
-        if let Err(e) = self.gateway.upstreams[*upstream]
+        if let Err(e) = self.tasks.upstreams[*upstream]
             .request(origin, methods::TASKS_CANCEL, Some(cancel))
             .await
         {
@@ -157,15 +159,14 @@ impl Job {
 /// Starts `req` as a wrapped task (or, for a threshold start, runs it and makes it a task
 /// only if it takes too long).
 pub async fn start(
-    gateway: &Gateway,
+    tasks: &Tasks,
     ctx: &mut RequestContext,
     req: Request,
     chain: Chain,
     start: Start,
 ) -> Outcome {
-    let tasks = &gateway.tasks;
     let job = Arc::new(Job {
-        gateway: gateway.arc(),
+        tasks: tasks.arc(),
         chain,
         session: ctx.session.clone(),
         caller: ctx.caller.clone(),
@@ -181,7 +182,7 @@ pub async fn start(
         id: new_id(),
         owner: super::owner_of(ctx),
         method: job.req.method.clone(),
-        upstream: gateway.upstreams[start.upstream].name().to_owned(),
+        upstream: tasks.upstreams[start.upstream].name().to_owned(),
         remote: None,
         modern: job.modern(),
         status: Status::Working,
@@ -200,7 +201,7 @@ pub async fn start(
     // Until the task owns the call, a client that goes away takes the call with it.
     let mut unowned = CancelOnDrop(Some(cancel.clone()));
     let mut call = if start.immediately {
-        create(gateway, &record).await?;
+        create(tasks, &record).await?;
         job.spawn(job.req.params.clone(), cancel.clone())
     } else {
         let mut call = job.spawn(job.req.params.clone(), cancel.clone());
@@ -210,11 +211,11 @@ pub async fn start(
             joined = &mut call => return joined_outcome(joined),
             _ = client_gone.cancelled() => {
                 cancel.cancel();
-                return Err(crate::downstream::exchange::cancelled());
+                return Err(ErrorObject::cancelled());
             }
             _ = tokio::time::sleep(threshold), if !threshold.is_zero() => {}
         }
-        if let Err(e) = create(gateway, &record).await {
+        if let Err(e) = create(tasks, &record).await {
             // No room for another task: the client keeps waiting for the call instead.
             tracing::debug!(error = %e.message, "Call not made a task");
             return joined_outcome(call.await);
@@ -224,11 +225,11 @@ pub async fn start(
     unowned.0 = None;
     tasks.running.insert(record.id.clone(), cancel.clone());
     let id = record.id.clone();
-    let gw = gateway.arc();
+    let tasks = tasks.arc();
     tokio::spawn(async move {
-        drive(&gw, &job, &id, &mut call, cancel).await;
+        drive(&tasks, &job, &id, &mut call, cancel).await;
         call.abort();
-        gw.tasks.running.remove(&id);
+        tasks.running.remove(&id);
     });
     tracing::info!(task = %record.id, method = %record.method, upstream = %record.upstream, "Task created");
     Ok(created_result(&record))
@@ -256,14 +257,9 @@ pub fn created_result(record: &TaskRecord) -> Value {
     }
 }
 
-async fn create(gateway: &Gateway, record: &TaskRecord) -> Result<(), ErrorObject> {
-    let limit = gateway.tasks.config.max_per_principal;
-    gateway
-        .tasks
-        .store
-        .create(record, limit)
-        .await
-        .map_err(store_error)
+async fn create(tasks: &Tasks, record: &TaskRecord) -> Result<(), ErrorObject> {
+    let limit = tasks.config.max_per_principal;
+    tasks.store.create(record, limit).await.map_err(store_error)
 }
 
 /// The client-facing error for a store failure.
@@ -280,13 +276,13 @@ fn joined_outcome(joined: Result<Outcome, tokio::task::JoinError>) -> Outcome {
 
 /// Runs a task to its end: the call, each round of input, cancellation and expiry.
 async fn drive(
-    gateway: &Gateway,
+    tasks: &Tasks,
     job: &Arc<Job>,
     id: &str,
     call: &mut JoinHandle<Outcome>,
     cancel: CancellationToken,
 ) {
-    let store = gateway.tasks.store.clone();
+    let store = tasks.store.clone();
     let Ok(Some(record)) = store.get(id).await else {
         return;
     };
@@ -296,10 +292,10 @@ async fn drive(
     loop {
         let outcome = tokio::select! {
             joined = &mut *call => joined_outcome(joined),
-            _ = stop_requested(gateway, id, &cancel) => {
+            _ = stop_requested(tasks, id, &cancel) => {
                 cancel.cancel();
                 job.cancel_upstream_task().await;
-                update(gateway, id, |r| r.set_status(Status::Cancelled, None)).await;
+                update(tasks, id, |r| r.set_status(Status::Cancelled, None)).await;
                 tracing::info!(task = %id, "Task cancelled; its call was cancelled upstream");
                 return;
             }
@@ -313,17 +309,20 @@ async fn drive(
         let result = match outcome {
             Ok(result) if job.modern() && result_type(&result) == INPUT_REQUIRED => result,
             Ok(result) => {
-                update(gateway, id, |r| r.finish(Ok(result.clone()))).await;
+                update(tasks, id, |r| r.finish(Ok(result.clone()))).await;
                 return;
             }
             Err(e) if e.code == codes::REQUEST_CANCELLED => {
-                update(gateway, id, |r| r.set_status(Status::Cancelled, None)).await;
+                // The chain saw the cancellation first: the upstream's own task (if any)
+                // is cancelled all the same.
+                job.cancel_upstream_task().await;
+                update(tasks, id, |r| r.set_status(Status::Cancelled, None)).await;
                 return;
             }
             Err(e) => {
                 let error = serde_json::to_value(&e)
                     .unwrap_or_else(|_| json!({"code": e.code, "message": e.message}));
-                update(gateway, id, |r| r.finish(Err(error.clone()))).await;
+                update(tasks, id, |r| r.finish(Err(error.clone()))).await;
                 return;
             }
         };
@@ -334,21 +333,21 @@ async fn drive(
             .cloned()
             .unwrap_or_default();
         let state = result.get("requestState").cloned();
-        update(gateway, id, |r| {
+        update(tasks, id, |r| {
             r.input_requests = requests.clone();
             r.set_status(Status::InputRequired, None);
             true
         })
         .await;
         let answers = tokio::select! {
-            answers = answered(gateway, id) => answers,
+            answers = answered(tasks, id) => answers,
             _ = &mut expiry => None,
         };
         let Some(answers) = answers else {
             // Cancelled or expired while waiting: no call is running upstream, but the
             // upstream's own task (if any) is.
             job.cancel_upstream_task().await;
-            update(gateway, id, |r| r.set_status(Status::Cancelled, None)).await;
+            update(tasks, id, |r| r.set_status(Status::Cancelled, None)).await;
             return;
         };
         let mut params = job.req.params.clone().unwrap_or_else(|| json!({}));
@@ -356,19 +355,15 @@ async fn drive(
         if let Some(state) = state.filter(Value::is_string) {
             params["requestState"] = state;
         }
-        update(gateway, id, |r| r.set_status(Status::Working, None)).await;
+        update(tasks, id, |r| r.set_status(Status::Working, None)).await;
         *call = job.spawn(Some(params), cancel.clone());
     }
 }
 
 /// Applies a change to the task and tells its client about a new status.
-async fn update(
-    gateway: &Gateway,
-    id: &str,
-    mut change: impl FnMut(&mut TaskRecord) -> bool + Send,
-) {
-    match gateway.tasks.store.update(id, &mut change).await {
-        Ok(Some(record)) => notify_status(gateway, &record),
+async fn update(tasks: &Tasks, id: &str, mut change: impl FnMut(&mut TaskRecord) -> bool + Send) {
+    match tasks.store.update(id, &mut change).await {
+        Ok(Some(record)) => notify_status(tasks, &record),
         Ok(None) => tracing::debug!(task = %id, "Task gone (expired) before its update"),
         Err(e) => tracing::warn!(task = %id, error = %e, "Task update lost"),
     }
@@ -376,11 +371,11 @@ async fn update(
 
 /// `notifications/tasks/status` to the session that created a 2025-11-25 task (a courtesy:
 /// clients must not rely on it).
-pub fn notify_status(gateway: &Gateway, record: &TaskRecord) {
+pub fn notify_status(tasks: &Tasks, record: &TaskRecord) {
     if record.modern {
         return;
     }
-    let Some(session) = super::owner_session(gateway, record) else {
+    let Some(session) = tasks.owner_session(record) else {
         return;
     };
     let msg = Message::Notification(Notification::new(
@@ -392,8 +387,8 @@ pub fn notify_status(gateway: &Gateway, record: &TaskRecord) {
 
 /// Resolves when the task should stop: cancelled here, cancelled on another replica (seen
 /// in the store), ended, or forgotten.
-async fn stop_requested(gateway: &Gateway, id: &str, cancel: &CancellationToken) {
-    let store = &gateway.tasks.store;
+async fn stop_requested(tasks: &Tasks, id: &str, cancel: &CancellationToken) {
+    let store = &tasks.store;
     loop {
         let mut watch = store.watch();
         tokio::select! {
@@ -410,8 +405,8 @@ async fn stop_requested(gateway: &Gateway, id: &str, cancel: &CancellationToken)
 
 /// Waits until every outstanding input request of the task is answered and takes the
 /// answers; `None` when the task is cancelled or gone meanwhile.
-async fn answered(gateway: &Gateway, id: &str) -> Option<Map<String, Value>> {
-    let store = &gateway.tasks.store;
+async fn answered(tasks: &Tasks, id: &str) -> Option<Map<String, Value>> {
+    let store = &tasks.store;
     loop {
         let mut watch = store.watch();
         let record = store.get(id).await.ok()?;

@@ -15,63 +15,72 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::runner::{self, Start};
-use super::{OwnTasks, passthrough, upstream_runs_legacy, upstream_runs_modern};
-use crate::config::{Config, TaskMode};
-use crate::gateway::Gateway;
+use super::{Tasks, passthrough};
+use crate::config::TaskMode;
 use crate::pipeline::{Next, Outcome, RequestContext, Stage};
 use crate::protocol::envelope::Envelope;
 use crate::protocol::{ErrorObject, Request, codes, extensions, methods};
+use crate::upstream::tasks::OwnTasks;
 
-pub fn stage(_config: &Config) -> Option<Arc<dyn Stage>> {
-    Some(Arc::new(TaskStage))
-}
-
-struct TaskStage;
+/// The stage (see the module docs); it also answers the task methods.
+pub struct TaskStage(pub Arc<Tasks>);
 
 impl Stage for TaskStage {
     fn name(&self) -> &'static str {
         "tasks"
     }
 
-    fn handle<'a>(
-        &'a self,
-        gateway: &'a Gateway,
-        ctx: &'a mut RequestContext,
-        req: &'a Request,
-        next: Next<'a>,
-    ) -> BoxFuture<'a, Outcome> {
-        async move {
-            if !methods::TASK_CAPABLE.contains(&req.method.as_str()) {
-                return next.run(gateway, ctx, req).await;
-            }
-            // A name nobody serves: the router says so.
-            let Some(owner) = crate::pipeline::owner::owner(gateway, req) else {
-                return next.run(gateway, ctx, &without_task(req)).await;
-            };
+    async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
+        let tasks = &self.0;
+        if methods::TASK_METHODS.contains(&req.method.as_str()) {
             if ctx.is_modern() {
-                modern(gateway, ctx, req, next, owner).await
-            } else {
-                legacy(gateway, ctx, req, next, owner).await
+                offered(tasks, &req.method)?;
             }
+            // Served here, never routed: the request has passed every admission stage.
+            ctx.admit();
+            return super::methods::handle(tasks, ctx, req).await;
         }
-        .boxed()
+        if !methods::TASK_CAPABLE.contains(&req.method.as_str()) {
+            return next.run(ctx, req).await;
+        }
+        // A name nobody serves: the router says so.
+        let Some(owner) = crate::pipeline::owner::owner(&tasks.upstreams, req) else {
+            return next.run(ctx, &without_task(req)).await;
+        };
+        if ctx.is_modern() {
+            modern(tasks, ctx, req, next, owner).await
+        } else {
+            legacy(tasks, ctx, req, next, owner).await
+        }
     }
+}
+
+/// A 2026-07-28 client may call a task method only while the gateway offers the tasks
+/// extension (what `server/discover` says and what is served must agree).
+fn offered(tasks: &Tasks, method: &str) -> Result<(), ErrorObject> {
+    let gated = matches!(
+        method,
+        methods::TASKS_GET | methods::TASKS_UPDATE | methods::TASKS_CANCEL
+    );
+    if !gated || tasks.upstreams.task_servable().0 {
+        return Ok(());
+    }
+    Err(ErrorObject::method_not_found(method)
+        .with_data(json!({ "reason": "no tool can run as a task (tasks: never everywhere)" })))
 }
 
 /// A 2025-11-25 (or older) client: a task exactly when `params.task` says so.
 async fn legacy(
-    gateway: &Gateway,
+    tasks: &Tasks,
     ctx: &mut RequestContext,
     req: &Request,
     next: Next<'_>,
     owner: crate::pipeline::owner::Owner,
 ) -> Outcome {
-    let upstream = &gateway.upstreams[owner.upstream];
+    let upstream = &tasks.upstreams[owner.upstream];
     let name = owner.tool.as_deref();
     let mode = upstream.config.task_mode(&req.method, name);
     let is_tool = req.method == methods::TOOLS_CALL;
@@ -85,7 +94,7 @@ async fn legacy(
                 ),
             ));
         }
-        return next.run(gateway, ctx, req).await;
+        return next.run(ctx, req).await;
     };
     let Some(task) = task.as_object() else {
         return Err(ErrorObject::invalid_params("'task' must be an object"));
@@ -107,20 +116,20 @@ async fn legacy(
             ));
         }
         // Receivers that do not run a request type as a task serve it normally.
-        return next.run(gateway, ctx, &without_task(req)).await;
+        return next.run(ctx, &without_task(req)).await;
     }
-    if upstream_runs_legacy(upstream, &req.method, name) != OwnTasks::No {
-        let created = next.run(gateway, ctx, req).await?;
-        return passthrough::adopt(gateway, ctx, owner.upstream, &req.method, created).await;
+    if upstream.own_tasks(&req.method, name) != OwnTasks::No {
+        let created = next.run(ctx, req).await?;
+        return passthrough::adopt(tasks, ctx, owner.upstream, &req.method, created).await;
     }
     let start = Start {
         upstream: owner.upstream,
-        ttl_ms: gateway.tasks.config.ttl_ms(ttl),
+        ttl_ms: tasks.config.ttl_ms(ttl),
         immediately: true,
         upstream_task: false,
     };
     runner::start(
-        gateway,
+        tasks,
         ctx,
         without_task(req).into_owned(),
         next.chain(),
@@ -132,7 +141,7 @@ async fn legacy(
 /// A 2026-07-28 client: server-directed tasks for `tools/call`, only when the request
 /// declares the extension.
 async fn modern(
-    gateway: &Gateway,
+    tasks: &Tasks,
     ctx: &mut RequestContext,
     req: &Request,
     next: Next<'_>,
@@ -140,7 +149,7 @@ async fn modern(
 ) -> Outcome {
     // A stray 2025-11-25 `task` param is tolerated and means nothing (SEP-2663).
     let req = without_task(req);
-    let upstream = &gateway.upstreams[owner.upstream];
+    let upstream = &tasks.upstreams[owner.upstream];
     let declared = ctx
         .envelope
         .as_ref()
@@ -149,14 +158,14 @@ async fn modern(
         if declared {
             hide_extension(ctx);
         }
-        return next.run(gateway, ctx, &req).await;
+        return next.run(ctx, &req).await;
     }
     let mode = upstream
         .config
         .task_mode(&req.method, owner.tool.as_deref());
     // A 2025-11-25 upstream that runs this tool as a task of its own: the gateway drives
     // that task for the 2026-07-28 client (a tool it requires as a task has no other way).
-    let own = upstream_runs_legacy(upstream, &req.method, owner.tool.as_deref());
+    let own = upstream.own_tasks(&req.method, owner.tool.as_deref());
     let upstream_task = own != OwnTasks::No;
     let upstream_requires = own == OwnTasks::Required;
     if !declared {
@@ -170,27 +179,27 @@ async fn modern(
                 ),
             ));
         }
-        return next.run(gateway, ctx, &req).await;
+        return next.run(ctx, &req).await;
     }
     if mode == TaskMode::Never && !upstream_requires {
         hide_extension(ctx);
-        return next.run(gateway, ctx, &req).await;
+        return next.run(ctx, &req).await;
     }
-    if upstream_runs_modern(upstream) {
-        let created = next.run(gateway, ctx, &req).await?;
-        return passthrough::adopt(gateway, ctx, owner.upstream, &req.method, created).await;
+    if upstream.offers_task_extension() {
+        let created = next.run(ctx, &req).await?;
+        return passthrough::adopt(tasks, ctx, owner.upstream, &req.method, created).await;
     }
     // The upstream does not run tasks for this client: the gateway does, and the upstream
     // is not told about an extension it would not understand.
     hide_extension(ctx);
     let start = Start {
         upstream: owner.upstream,
-        ttl_ms: gateway.tasks.config.ttl_ms(None),
+        ttl_ms: tasks.config.ttl_ms(None),
         // The upstream's own task exists from the first moment: so does the client's.
         immediately: mode == TaskMode::Always || upstream_task,
         upstream_task,
     };
-    runner::start(gateway, ctx, req.into_owned(), next.chain(), start).await
+    runner::start(tasks, ctx, req.into_owned(), next.chain(), start).await
 }
 
 /// The request without a 2025-11-25 `task` param (what goes upstream when the gateway, not

@@ -16,6 +16,8 @@ pub mod sse;
 pub mod sse_read;
 pub mod stdio;
 pub mod supervisor;
+pub mod table;
+pub mod tasks;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use crate::protocol::{ErrorObject, Message, methods, version};
 pub use catalog::UpstreamCatalog;
 pub use connect::Era;
 use peer::{Inbound, Origin, Peer};
+pub use table::Upstreams;
 
 /// Largest single message accepted from an upstream (a line on stdio, a body or SSE event on
 /// HTTP). Bounded so one misbehaving server cannot exhaust the gateway's memory.

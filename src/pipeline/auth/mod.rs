@@ -25,8 +25,7 @@ use http::{HeaderMap, StatusCode, header};
 
 pub use crate::config::auth::{ApiKey, AuthConfig, JwksSource, JwtConfig};
 
-use super::{Next, Outcome, RequestContext, Stage};
-use crate::gateway::Gateway;
+use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::protocol::Request;
 use crate::session::Principal;
 use api_keys::ApiKeys;
@@ -242,10 +241,10 @@ fn jwks_client() -> reqwest::Client {
 
 /// Present only when authentication is configured: without it every session belongs to
 /// `anonymous` and there is nothing to bind.
-pub fn stage(config: &AuthConfig) -> Option<Arc<dyn Stage>> {
+pub fn stage(config: &AuthConfig) -> Option<Arc<dyn DynStage>> {
     config
         .is_enabled()
-        .then(|| Arc::new(Binding) as Arc<dyn Stage>)
+        .then(|| Arc::new(Binding) as Arc<dyn DynStage>)
 }
 
 /// Binds the session to the principal that opened it.
@@ -256,13 +255,7 @@ impl Stage for Binding {
         "auth"
     }
 
-    fn handle<'a>(
-        &'a self,
-        gateway: &'a Gateway,
-        ctx: &'a mut RequestContext,
-        req: &'a Request,
-        next: Next<'a>,
-    ) -> futures::future::BoxFuture<'a, Outcome> {
+    async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         // The transports already refuse a session used by another principal; this holds the
         // line for every face, whatever the transport checked.
         if let Some(session) = &ctx.session
@@ -271,9 +264,9 @@ impl Stage for Binding {
             let e = crate::protocol::ErrorObject::invalid_request(
                 "this session belongs to another principal",
             );
-            return Box::pin(std::future::ready(Err(e)));
+            return Err(e);
         }
-        Box::pin(next.run(gateway, ctx, req))
+        next.run(ctx, req).await
     }
 }
 

@@ -15,55 +15,51 @@ mod uri;
 
 use std::sync::Arc;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 pub use crate::config::policy::{ClaimValues, DeniedAs, Effect, PolicyConfig, Rule, Who};
 pub use eval::{Decider, ItemKind};
 
-use super::{Next, Outcome, RequestContext, Stage};
+use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::aggregate::catalog::Kind;
 use crate::aggregate::merge::Catalog;
-use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, codes, methods};
+use crate::upstream::Upstreams;
 
 /// The stage exists when there is something to enforce: a rule, or a `deny` default.
-pub fn stage(config: &PolicyConfig) -> Option<Arc<dyn Stage>> {
-    (config.default == Effect::Deny || !config.rules.is_empty())
-        .then(|| Arc::new(Policy(config.clone())) as Arc<dyn Stage>)
+pub fn stage(config: &PolicyConfig, upstreams: &Arc<Upstreams>) -> Option<Arc<dyn DynStage>> {
+    (config.default == Effect::Deny || !config.rules.is_empty()).then(|| {
+        Arc::new(Policy {
+            config: config.clone(),
+            upstreams: upstreams.clone(),
+        }) as Arc<dyn DynStage>
+    })
 }
 
-struct Policy(PolicyConfig);
+struct Policy {
+    config: PolicyConfig,
+    upstreams: Arc<Upstreams>,
+}
 
 impl Stage for Policy {
     fn name(&self) -> &'static str {
         "policy"
     }
 
-    fn handle<'a>(
-        &'a self,
-        gateway: &'a Gateway,
-        ctx: &'a mut RequestContext,
-        req: &'a Request,
-        next: Next<'a>,
-    ) -> BoxFuture<'a, Outcome> {
-        async move {
-            let decider = self.0.decider(ctx.principal());
-            if let Some(refusal) = refuse(gateway, &decider, self.0.denied_as, req) {
-                tracing::debug!(method = %req.method, subject = %ctx.principal().subject, "Policy refused the request");
-                return Err(refusal);
-            }
-            let outcome = next.run(gateway, ctx, req).await;
-            match (outcome, listed_kind(&req.method)) {
-                (Ok(mut result), Some(kind)) => {
-                    filter_listing(gateway, &decider, kind, &mut result);
-                    Ok(result)
-                }
-                (outcome, _) => outcome,
-            }
+    async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
+        let decider = self.config.decider(ctx.principal());
+        if let Some(refusal) = refuse(&self.upstreams, &decider, self.config.denied_as, req) {
+            tracing::debug!(method = %req.method, subject = %ctx.principal().subject, "Policy refused the request");
+            return Err(refusal);
         }
-        .boxed()
+        let outcome = next.run(ctx, req).await;
+        match (outcome, listed_kind(&req.method)) {
+            (Ok(mut result), Some(kind)) => {
+                filter_listing(&self.upstreams, &decider, kind, &mut result);
+                Ok(result)
+            }
+            (outcome, _) => outcome,
+        }
     }
 }
 
@@ -90,14 +86,14 @@ enum Target<'r> {
 /// The refusal for a request the policy denies; `None` lets it through. A target that does
 /// not resolve is let through too: the router then gives its own "unknown" answer.
 fn refuse(
-    gateway: &Gateway,
+    upstreams: &Upstreams,
     decider: &Decider<'_>,
     denied_as: DeniedAs,
     req: &Request,
 ) -> Option<ErrorObject> {
-    let catalog = gateway.catalog();
+    let catalog = upstreams.catalog();
     if req.method == methods::SUBSCRIPTIONS_LISTEN {
-        return refuse_listen(gateway, &catalog, decider, denied_as, req);
+        return refuse_listen(upstreams, &catalog, decider, denied_as, req);
     }
     let str_param = |key: &str| req.param(key).and_then(Value::as_str);
     let (target, kind, upstream, name) = match req.method.as_str() {
@@ -161,7 +157,7 @@ fn refuse(
         }
         _ => return None,
     };
-    let upstream = gateway.upstreams.get(upstream)?.name();
+    let upstream = upstreams.get(upstream)?.name();
     let allowed = match kind {
         // The upstream may decode or resolve the URI: its normal form is checked too.
         ItemKind::Resource => decider.allows_uri(upstream, name),
@@ -176,7 +172,7 @@ fn refuse(
 /// A 2026-07-28 listen stream naming a resource the caller may not read is refused the way
 /// `resources/subscribe` to it would be: updates would otherwise reveal it.
 fn refuse_listen(
-    gateway: &Gateway,
+    upstreams: &Upstreams,
     catalog: &Catalog,
     decider: &Decider<'_>,
     denied_as: DeniedAs,
@@ -188,7 +184,7 @@ fn refuse_listen(
         .pointer("/notifications/resourceSubscriptions")?
         .as_array()?;
     uris.iter().filter_map(Value::as_str).find_map(|uri| {
-        let upstream = gateway.upstreams.get(catalog.resource_owner(uri)?)?;
+        let upstream = upstreams.get(catalog.resource_owner(uri)?)?;
         (!decider.allows_uri(upstream.name(), uri))
             .then(|| denial(Target::Resource(uri), denied_as))
     })
@@ -221,7 +217,7 @@ fn denial(target: Target<'_>, denied_as: DeniedAs) -> ErrorObject {
 }
 
 /// Removes from a listing result every item the principal may not use.
-fn filter_listing(gateway: &Gateway, decider: &Decider<'_>, kind: Kind, result: &mut Value) {
+fn filter_listing(upstreams: &Upstreams, decider: &Decider<'_>, kind: Kind, result: &mut Value) {
     let item_kind = match kind {
         Kind::Tools => ItemKind::Tool,
         Kind::Prompts => ItemKind::Prompt,
@@ -233,7 +229,7 @@ fn filter_listing(gateway: &Gateway, decider: &Decider<'_>, kind: Kind, result: 
     let Some(items) = result.get_mut(kind.field()).and_then(Value::as_array_mut) else {
         return;
     };
-    let catalog = gateway.catalog();
+    let catalog = upstreams.catalog();
     items.retain(|item| {
         let Some(key) = item.get(kind.key()).and_then(Value::as_str) else {
             return false;
@@ -241,7 +237,7 @@ fn filter_listing(gateway: &Gateway, decider: &Decider<'_>, kind: Kind, result: 
         // An item the current catalog no longer has (it changed since the page was cut) is
         // left out rather than guessed about; the client is told the list changed anyway.
         owner(&catalog, kind, key).is_some_and(|(upstream, name)| {
-            gateway.upstreams.get(upstream).is_some_and(|u| match kind {
+            upstreams.get(upstream).is_some_and(|u| match kind {
                 // Listed as it would be read: the same check as `resources/read`.
                 Kind::Resources => decider.allows_uri(u.name(), name),
                 _ => decider.allows(item_kind, u.name(), name),

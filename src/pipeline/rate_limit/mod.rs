@@ -23,8 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
@@ -38,11 +36,11 @@ pub use crate::config::rate_limits::{Limit, Rate, RateLimitConfig};
 pub use governor::clock::FakeRelativeClock;
 
 use super::metrics::Metrics;
-use super::{Hooks, Next, Outcome, RequestContext, Stage};
+use super::{DynStage, Hooks, Next, Outcome, RequestContext, Stage};
 use crate::config::auth::AuthMethod;
 use crate::config::{Config, Pattern};
-use crate::gateway::Gateway;
 use crate::protocol::{ErrorObject, Request, codes};
+use crate::upstream::Upstreams;
 
 /// Keyed buckets are pruned of idle keys (full buckets, indistinguishable from new ones)
 /// once every this many checks, so subjects that come and go do not grow memory for ever.
@@ -55,15 +53,35 @@ type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as 
 type PrincipalKey = (AuthMethod, String);
 
 /// The stage exists when a bucket is configured or an upstream has a concurrency cap.
-pub fn stage(config: &Config, _metrics: &Arc<Metrics>, hooks: &Hooks) -> Option<Arc<dyn Stage>> {
+pub fn stage(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    upstreams: &Arc<Upstreams>,
+    hooks: &Hooks,
+) -> Option<Arc<dyn DynStage>> {
     let capped = config.upstreams.iter().any(|u| u.max_concurrency.is_some());
     if config.rate_limits.is_empty() && !capped {
         return None;
     }
     Some(match &hooks.rate_limit_clock {
-        Some(clock) => Arc::new(RateLimits::new(config, clock.clone())),
-        None => Arc::new(RateLimits::new(config, DefaultClock::default())),
+        Some(clock) => Arc::new(Limiting {
+            limits: RateLimits::new(config, clock.clone()),
+            upstreams: upstreams.clone(),
+            metrics: metrics.clone(),
+        }),
+        None => Arc::new(Limiting {
+            limits: RateLimits::new(config, DefaultClock::default()),
+            upstreams: upstreams.clone(),
+            metrics: metrics.clone(),
+        }),
     })
+}
+
+/// The stage: the limits, and where it finds a request's owner and counts refusals.
+struct Limiting<C: Clock> {
+    limits: RateLimits<C>,
+    upstreams: Arc<Upstreams>,
+    metrics: Arc<Metrics>,
 }
 
 /// Every bucket and semaphore, over the clock `C`.
@@ -201,8 +219,8 @@ struct Routed<'a> {
 }
 
 /// The owner of a request that goes to an upstream (see `pipeline::owner`).
-fn routed<'r>(gateway: &'r Gateway, req: &'r Request) -> Option<Routed<'r>> {
-    let owner = super::owner::owner(gateway, req)?;
+fn routed<'r>(upstreams: &'r Upstreams, req: &'r Request) -> Option<Routed<'r>> {
+    let owner = super::owner::owner(upstreams, req)?;
     let tool = owner
         .tool
         .is_some()
@@ -210,7 +228,7 @@ fn routed<'r>(gateway: &'r Gateway, req: &'r Request) -> Option<Routed<'r>> {
         .flatten();
     Some(Routed {
         upstream: owner.upstream,
-        upstream_name: gateway.upstreams[owner.upstream].name(),
+        upstream_name: upstreams[owner.upstream].name(),
         tool,
         original: owner.tool,
     })
@@ -240,7 +258,7 @@ fn rate_limited(refusal: &Refusal) -> ErrorObject {
     }))
 }
 
-impl<C> Stage for RateLimits<C>
+impl<C> Stage for Limiting<C>
 where
     C: Clock + Send + Sync + 'static,
 {
@@ -248,49 +266,45 @@ where
         "rate_limit"
     }
 
-    fn handle<'a>(
-        &'a self,
-        gateway: &'a Gateway,
-        ctx: &'a mut RequestContext,
-        req: &'a Request,
-        next: Next<'a>,
-    ) -> BoxFuture<'a, Outcome> {
-        async move {
-            self.prune();
-            let routed = routed(gateway, req);
-            let principal = ctx.principal();
-            let who = (principal.method, principal.subject.as_str());
-            if let Err(refusal) = self.check(who, routed.as_ref()) {
-                gateway.metrics.rate_limited(refusal.label);
-                tracing::debug!(limit = refusal.limit, subject = %ctx.principal().subject, wait = ?refusal.wait, "Rate limited");
-                return Err(rate_limited(&refusal));
-            }
-            let slots = routed
-                .as_ref()
-                .and_then(|r| Some((r, self.slots.get(r.upstream)?.clone()?)));
-            let Some((routed, slots)) = slots else {
-                return next.run(gateway, ctx, req).await;
-            };
-            let upstream = &gateway.upstreams[routed.upstream].config;
-            let patience = match &routed.original {
-                Some(tool) => super::timeout::for_tool(upstream, tool),
-                None => upstream.timeout,
-            };
-            // Past the buckets the request is admitted: the HTTP answer can open its stream
-            // (with keep-alives) while the request waits for a slot, and "busy" is an
-            // ordinary error, not a refusal with a status of its own.
-            ctx.admit();
-            // Held until the routed call returns (or is dropped).
-            let _permit = match tokio::time::timeout(patience, slots.acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                _ => {
-                    gateway.metrics.rate_limited("concurrency");
-                    return Err(busy(routed.upstream_name, upstream.max_concurrency, patience));
-                }
-            };
-            next.run(gateway, ctx, req).await
+    async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
+        let limits = &self.limits;
+        limits.prune();
+        let routed = routed(&self.upstreams, req);
+        let principal = ctx.principal();
+        let who = (principal.method, principal.subject.as_str());
+        if let Err(refusal) = limits.check(who, routed.as_ref()) {
+            self.metrics.rate_limited(refusal.label);
+            tracing::debug!(limit = refusal.limit, subject = %ctx.principal().subject, wait = ?refusal.wait, "Rate limited");
+            return Err(rate_limited(&refusal));
         }
-        .boxed()
+        let slots = routed
+            .as_ref()
+            .and_then(|r| Some((r, limits.slots.get(r.upstream)?.clone()?)));
+        let Some((routed, slots)) = slots else {
+            return next.run(ctx, req).await;
+        };
+        let upstream = &self.upstreams[routed.upstream].config;
+        let patience = match &routed.original {
+            Some(tool) => super::timeout::for_tool(upstream, tool),
+            None => upstream.timeout,
+        };
+        // Past the buckets the request is admitted: the HTTP answer can open its stream (with
+        // keep-alives) while the request waits for a slot, and "busy" is an ordinary error,
+        // not a refusal with a status of its own.
+        ctx.admit();
+        // Held until the routed call returns (or is dropped).
+        let _permit = match tokio::time::timeout(patience, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                self.metrics.rate_limited("concurrency");
+                return Err(busy(
+                    routed.upstream_name,
+                    upstream.max_concurrency,
+                    patience,
+                ));
+            }
+        };
+        next.run(ctx, req).await
     }
 }
 

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::record::{Owner, TaskRecord};
+use serde_json::Value;
+
+use super::record::{Owner, Status, TaskRecord};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
@@ -67,6 +69,35 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// A way to wait for records to change, taken *before* reading what to wait on.
     fn watch(&self) -> Watch;
+}
+
+/// The live record of the task an upstream (by name) knows as `remote`.
+pub async fn find_remote(
+    store: &dyn TaskStore,
+    upstream: &str,
+    remote: &str,
+) -> Option<TaskRecord> {
+    let id = store.by_remote(upstream, remote).await.ok()??;
+    store.get(&id).await.ok()?
+}
+
+/// Records the status an upstream reported for its task (a task or status notification
+/// it sent), so listings show it.
+pub async fn keep_reported_status(store: &dyn TaskStore, id: &str, task: &Value) {
+    let Some(status) = task
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(Status::parse)
+    else {
+        return;
+    };
+    let message = task
+        .get("statusMessage")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let _ = store
+        .update(id, &mut |r| r.set_status(status, message.clone()))
+        .await;
 }
 
 /// Waits for the next change after it was taken, or at most a given time. Stores that can

@@ -1,0 +1,68 @@
+//! One upstream request, owning everything it needs, so it can outlive the client request
+//! that started it (a call held while a 2026-07-28 client answers an input request).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::Router;
+use crate::pipeline::RequestContext;
+use crate::protocol::ErrorObject;
+use crate::relay::progress::Registration;
+use crate::upstream::Upstream;
+use crate::upstream::peer::Origin;
+
+/// One upstream request (see the module docs).
+pub struct Call {
+    upstream: Arc<Upstream>,
+    origin: Option<Arc<Origin>>,
+    method: String,
+    params: Value,
+    timeout: std::time::Duration,
+    _progress: Option<Registration>,
+}
+
+impl Call {
+    /// Prepares a request to its owner. A client `progressToken` is swapped for a gateway
+    /// token for the duration of the call, so progress finds its way back to this request's
+    /// stream.
+    pub fn new(
+        router: &Router,
+        ctx: &RequestContext,
+        upstream: usize,
+        method: &str,
+        mut params: Value,
+        origin: Option<Arc<Origin>>,
+    ) -> Call {
+        let client_token = params
+            .pointer("/_meta/progressToken")
+            .filter(|t| t.is_string() || t.is_number())
+            .cloned();
+        let registration = match (client_token, &ctx.notify) {
+            (Some(token), Some(sink)) => Some(router.relay.progress.register(token, sink.clone())),
+            _ => None,
+        };
+        if let Some(reg) = &registration {
+            params["_meta"]["progressToken"] = Value::from(reg.token());
+        } else if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            // Nowhere to deliver progress: do not ask the upstream for it.
+            meta.remove("progressToken");
+        }
+        let upstream = router.upstreams[upstream].clone();
+        let timeout = ctx.deadline.unwrap_or(upstream.config.timeout);
+        Call {
+            upstream,
+            origin,
+            method: method.to_owned(),
+            params,
+            timeout,
+            _progress: registration,
+        }
+    }
+
+    pub async fn run(self) -> Result<Value, ErrorObject> {
+        self.upstream
+            .request_within(self.origin, &self.method, Some(self.params), self.timeout)
+            .await
+    }
+}
