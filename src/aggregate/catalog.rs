@@ -120,7 +120,7 @@ impl UpstreamCatalog {
     }
 
     /// How long the upstream said its listing of `kind` may be cached, and by whom (all its
-    /// pages merged). [`CacheHint::NONE`] for a legacy upstream or a kind not listed.
+    /// pages merged). [`CacheHint::NONE`] for a handshake-era upstream or a kind not listed.
     pub fn hint(&self, kind: Kind) -> CacheHint {
         self.hints.get(&kind).copied().unwrap_or(CacheHint::NONE)
     }

@@ -186,14 +186,15 @@ pub enum SessionMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProtocolMode {
     /// Probe with `server/discover` at 2026-07-28; fall back to `initialize` on anything but
-    /// a modern answer. The verdict is remembered across reconnects. The default, since it
+    /// a stateless-era answer. The verdict is remembered across reconnects. The default, since it
     /// costs one round trip per upstream and works with servers of either era.
     #[default]
     Auto,
-    /// Always `initialize` (2025-11-25 and older): for servers that misbehave when probed.
-    Legacy,
-    /// Always the stateless 2026-07-28 era; an upstream that does not speak it stays down.
-    Modern,
+    /// Always `initialize` (the handshake era, 2025-11-25 and older): for servers that
+    /// misbehave when probed.
+    Handshake,
+    /// Always the stateless era (2026-07-28); an upstream that does not speak it stays down.
+    Stateless,
 }
 
 /// How to reach an upstream. `Debug` redacts header and environment values (they hold tokens).
@@ -211,7 +212,7 @@ pub enum TransportConfig {
         url: url::Url,
         headers: BTreeMap<String, String>,
     },
-    /// A legacy HTTP+SSE server; `url` is its `GET /sse` endpoint.
+    /// A HTTP+SSE server; `url` is its `GET /sse` endpoint.
     Sse {
         url: url::Url,
         headers: BTreeMap<String, String>,

@@ -140,8 +140,9 @@ fn upstream_config(
     })
 }
 
-/// `protocol`: `auto` (default), `legacy` or `modern`. The HTTP+SSE transport exists only in
-/// the 2024-11-05 revision, so `modern` over `transport: sse` can never work.
+/// `protocol`: `auto` (default), `handshake` or `stateless` (the older spellings `legacy` and
+/// `modern` are still accepted). The HTTP+SSE transport exists only in the 2024-11-05
+/// revision, so `stateless` over `transport: sse` can never work.
 fn protocol(
     raw: &RawUpstream,
     path: &KeyPath,
@@ -149,17 +150,23 @@ fn protocol(
 ) -> Option<ProtocolMode> {
     let options = [
         ("auto", ProtocolMode::Auto),
-        ("legacy", ProtocolMode::Legacy),
-        ("modern", ProtocolMode::Modern),
+        ("handshake", ProtocolMode::Handshake),
+        ("stateless", ProtocolMode::Stateless),
     ];
     let Some(value) = raw.protocol.as_deref() else {
         return Some(ProtocolMode::Auto);
     };
+    // The spellings of earlier releases, which named the eras by age, are still read.
+    let value = match value {
+        "legacy" => "handshake",
+        "modern" => "stateless",
+        other => other,
+    };
     let mode = choice(&path.key("protocol"), value, &options, errors)?;
     let sse = raw.url.is_some() && raw.transport.as_deref() == Some("sse");
-    if sse && mode == ProtocolMode::Modern {
+    if sse && mode == ProtocolMode::Stateless {
         let message =
-            "modern is not possible with transport: sse (HTTP+SSE is a 2024-11-05 transport)";
+            "stateless is not possible with transport: sse (HTTP+SSE is a 2024-11-05 transport)";
         errors.push(path.key("protocol").error(message));
         return None;
     }

@@ -11,7 +11,7 @@
 //!   arguments, and an expiry.
 //! - Handshake era: the server sends a real `elicitation/create` request to the client and
 //!   answers the `tools/call` when the client's response comes back (see
-//!   [`start_legacy`] and [`answer_legacy`]).
+//!   [`start_handshake`] and [`answer_handshake`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -97,7 +97,7 @@ pub(super) fn can_elicit_form(capabilities: &Value) -> bool {
 
 /// Whether a handshake-era session can be asked: a revision with elicitation, and the
 /// capability declared in `initialize`.
-pub(super) fn legacy_session_can_elicit(state: &DemoState) -> bool {
+pub(super) fn handshake_session_can_elicit(state: &DemoState) -> bool {
     state
         .protocol_version
         .as_deref()
@@ -223,15 +223,15 @@ fn now_secs() -> u64 {
 
 /// 2026-07-28 `tools/call` of `confirm`: ask (`input_required`), or finish with the answer
 /// in `inputResponses`.
-pub(super) fn call_modern(
+pub(super) fn call_stateless(
     key: &StateKey,
     params: &Map<String, Value>,
     envelope: &Envelope,
 ) -> MethodResult {
-    call_modern_at(key, params, envelope, now_secs())
+    call_stateless_at(key, params, envelope, now_secs())
 }
 
-pub(super) fn call_modern_at(
+pub(super) fn call_stateless_at(
     key: &StateKey,
     params: &Map<String, Value>,
     envelope: &Envelope,
@@ -306,13 +306,17 @@ pub(super) struct Pending {
 /// Handshake-era `tools/call` of `confirm`: sends the client an `elicitation/create`
 /// request (returned as the message to write) and remembers the call until the answer comes
 /// back; or answers at once when the session cannot be asked.
-pub(super) fn start_legacy(state: &mut DemoState, id: Value, params: &Map<String, Value>) -> Value {
+pub(super) fn start_handshake(
+    state: &mut DemoState,
+    id: Value,
+    params: &Map<String, Value>,
+) -> Value {
     let args = match tools::check(params) {
         Ok(Checked::Valid { args, .. }) => args,
         Ok(Checked::Invalid(result)) => return response(id, result),
         Err(err) => return error_response(id, &err),
     };
-    if !legacy_session_can_elicit(state) {
+    if !handshake_session_can_elicit(state) {
         return response(
             id,
             tools::tool_error(format!(
@@ -352,7 +356,7 @@ pub(super) fn start_legacy(state: &mut DemoState, id: Value, params: &Map<String
 
 /// A response from the client: if it answers one of our elicitation requests, the reply
 /// to the `tools/call` that asked. Anything else is ignored.
-pub(super) fn answer_legacy(state: &mut DemoState, msg: &Map<String, Value>) -> Option<Value> {
+pub(super) fn answer_handshake(state: &mut DemoState, msg: &Map<String, Value>) -> Option<Value> {
     let id = msg.get("id").and_then(Value::as_str)?;
     let index = state.pending.iter().position(|p| p.request_id == id)?;
     let pending = state.pending.remove(index);
@@ -374,7 +378,7 @@ pub(super) fn answer_legacy(state: &mut DemoState, msg: &Map<String, Value>) -> 
 
 /// The client cancelled a `tools/call`: if it was a confirmation still waiting, forget it
 /// and tell the client to drop the question (a `notifications/cancelled` for our request).
-pub(super) fn cancel_legacy(state: &mut DemoState, call_id: &Value) -> Option<Value> {
+pub(super) fn cancel_handshake(state: &mut DemoState, call_id: &Value) -> Option<Value> {
     let index = state.pending.iter().position(|p| p.call_id == *call_id)?;
     let pending = state.pending.remove(index);
     Some(json!({

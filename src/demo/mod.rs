@@ -8,10 +8,10 @@
 //!
 //! It speaks both eras, the way the Python SDK's dual-era stdio loop does: the
 //! first JSON-RPC request locks the connection's era. It is the 2026-07-28 era
-//! (see [`modern`]) iff that request is not `initialize` and its `params._meta`
+//! (see [`stateless`]) iff that request is not `initialize` and its `params._meta`
 //! names `io.modelcontextprotocol/protocolVersion`; otherwise the handshake era
 //! (2024-11-05 … 2025-11-25, `initialize` first). Afterwards an `initialize` on
-//! a modern connection is -32022, and a request with the modern envelope on a
+//! a stateless connection is -32022, and a request with the stateless envelope on a
 //! handshake-era connection is -32600.
 //!
 //! The server is hand-written on top of `serde_json` rather than an MCP SDK so
@@ -23,7 +23,7 @@
 
 mod catalog;
 mod confirm;
-mod modern;
+mod stateless;
 mod tools;
 
 #[cfg(test)]
@@ -32,23 +32,23 @@ mod tests;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::protocol::ErrorObject;
 use crate::protocol::envelope;
+use crate::protocol::{Era, ErrorObject};
 
-pub use modern::CATALOG_TTL_MS;
+pub use stateless::CATALOG_TTL_MS;
 
 /// Handshake-era protocol revisions this server speaks, oldest first.
 pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
     ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
 /// Stateless-era protocol revisions this server speaks, oldest first.
-pub const MODERN_PROTOCOL_VERSIONS: [&str; 1] = ["2026-07-28"];
+pub const STATELESS_PROTOCOL_VERSIONS: [&str; 1] = ["2026-07-28"];
 
 /// Every revision this server speaks, both eras, oldest first.
 pub fn all_protocol_versions() -> Vec<&'static str> {
     SUPPORTED_PROTOCOL_VERSIONS
         .iter()
-        .chain(MODERN_PROTOCOL_VERSIONS.iter())
+        .chain(STATELESS_PROTOCOL_VERSIONS.iter())
         .copied()
         .collect()
 }
@@ -75,25 +75,17 @@ const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 const TOOLS_CALL: &str = "tools/call";
 
-/// Which era a connection speaks; fixed by its first request.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Era {
-    #[default]
-    Unlocked,
-    Handshake,
-    Modern,
-}
-
 /// Per-connection state.
 ///
 /// One stdio process serves exactly one client. In the handshake era this
 /// tracks the session (the agreed revision, the client's capabilities, and
-/// `confirm` calls waiting for the client's answer); in the modern era, which
+/// `confirm` calls waiting for the client's answer); in the stateless era, which
 /// keeps no session, only the open `subscriptions/listen` streams. The key that
 /// seals MRTR `requestState`s lives here too: one per process.
 #[derive(Debug, Clone)]
 pub struct DemoState {
-    era: Era,
+    /// Which era the connection speaks; fixed by its first request (`None` before it).
+    era: Option<Era>,
     protocol_version: Option<String>,
     client_capabilities: Value,
     pending: Vec<confirm::Pending>,
@@ -105,7 +97,7 @@ pub struct DemoState {
 impl Default for DemoState {
     fn default() -> Self {
         Self {
-            era: Era::Unlocked,
+            era: None,
             protocol_version: None,
             client_capabilities: json!({}),
             pending: Vec::new(),
@@ -207,7 +199,11 @@ async fn write_line(output: &mut tokio::io::Stdout, msg: &Value) -> std::io::Res
 /// still open is torn down gracefully, with its result (`resultType:
 /// "complete"` and the subscription id in `_meta`).
 pub fn end_of_input(state: &mut DemoState) -> Vec<Value> {
-    state.listens.drain(..).map(modern::listen_closed).collect()
+    state
+        .listens
+        .drain(..)
+        .map(stateless::listen_closed)
+        .collect()
 }
 
 /// Handles one raw line of input: parses it and passes it to [`handle`].
@@ -232,7 +228,7 @@ pub fn handle_line(state: &mut DemoState, line: &[u8]) -> Option<Value> {
 
 /// Handles one parsed JSON-RPC message and returns the message to send, if any.
 ///
-/// That is the reply to a request, except in two cases: a modern
+/// That is the reply to a request, except in two cases: a stateless
 /// `subscriptions/listen` is answered by its acknowledgement (the result comes
 /// only when the stream ends), and a handshake-era `confirm` tool call by an
 /// `elicitation/create` request to the client; the client's response to that
@@ -260,7 +256,7 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
             // A response from the client: only handshake-era `confirm` calls
             // send requests, so only those responses mean anything.
             let reply = match state.era {
-                Era::Handshake => confirm::answer_legacy(state, &obj),
+                Some(Era::Handshake) => confirm::answer_handshake(state, &obj),
                 _ => None,
             };
             if reply.is_none() {
@@ -295,13 +291,11 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
     let id = reply_id;
     let raw_params = obj.get("params");
     let enveloped = method != "initialize" && envelope::declares_version(raw_params);
-    if state.era == Era::Unlocked {
-        state.era = if enveloped {
-            Era::Modern
-        } else {
-            Era::Handshake
-        };
-    }
+    let era = *state.era.get_or_insert(if enveloped {
+        Era::Stateless
+    } else {
+        Era::Handshake
+    });
     let params = match raw_params {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(params)) => params.clone(),
@@ -312,8 +306,8 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
             ));
         }
     };
-    if state.era == Era::Modern {
-        return Some(modern::request(state, id, method, raw_params, &params));
+    if era == Era::Stateless {
+        return Some(stateless::request(state, id, method, raw_params, &params));
     }
     if enveloped {
         return Some(error_response(
@@ -326,7 +320,7 @@ pub fn handle(state: &mut DemoState, msg: Value) -> Option<Value> {
         ));
     }
     if method == TOOLS_CALL && state.protocol_version.is_some() && confirm::is_confirm(&params) {
-        return Some(confirm::start_legacy(state, id, &params));
+        return Some(confirm::start_handshake(state, id, &params));
     }
     Some(match dispatch(state, method, &params) {
         Ok(result) => response(id, result),
@@ -344,14 +338,14 @@ fn handle_notification(
             tracing::debug!("demo server: `initialized` before `initialize`");
         }
         "notifications/cancelled" => {
-            // Every request but a listen (modern) or a `confirm` waiting for
+            // Every request but a listen (stateless) or a `confirm` waiting for
             // the client's answer (handshake era) is answered before the next
             // line is read, so those are all there is to cancel.
             let request_id = params.and_then(|p| p.get("requestId"))?;
             match state.era {
-                Era::Modern => modern::cancel(state, request_id),
-                Era::Handshake => return confirm::cancel_legacy(state, request_id),
-                Era::Unlocked => {}
+                Some(Era::Stateless) => stateless::cancel(state, request_id),
+                Some(Era::Handshake) => return confirm::cancel_handshake(state, request_id),
+                None => {}
             }
         }
         "notifications/initialized" => {}
@@ -370,7 +364,7 @@ fn dispatch(state: &mut DemoState, method: &str, params: &Map<String, Value>) ->
         return Err(RpcError::invalid_params("not initialized"));
     }
     match method {
-        "tools/list" => single_page(params, "tools", legacy_tools(state)),
+        "tools/list" => single_page(params, "tools", handshake_tools(state)),
         "tools/call" => tools::call(params),
         "resources/list" => single_page(params, "resources", catalog::resources()),
         "resources/templates/list" => {
@@ -391,8 +385,8 @@ fn method_not_found(method: &str) -> RpcError {
 
 /// The tools a handshake-era session sees: `confirm` only when the session
 /// can answer the elicitation request it sends.
-fn legacy_tools(state: &DemoState) -> Vec<Value> {
-    let can_elicit = confirm::legacy_session_can_elicit(state);
+fn handshake_tools(state: &DemoState) -> Vec<Value> {
+    let can_elicit = confirm::handshake_session_can_elicit(state);
     tools::list()
         .into_iter()
         .filter(|tool| can_elicit || tool["name"] != confirm::NAME)
@@ -427,7 +421,7 @@ fn initialize(state: &mut DemoState, params: &Map<String, Value>) -> MethodResul
 }
 
 /// This server as an MCP implementation: `serverInfo` in `initialize`, and
-/// `_meta["io.modelcontextprotocol/serverInfo"]` on modern results.
+/// `_meta["io.modelcontextprotocol/serverInfo"]` on stateless results.
 fn server_info() -> Value {
     json!({
         "name": SERVER_NAME,

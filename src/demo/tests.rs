@@ -585,7 +585,7 @@ fn completions() {
 // Both eras on one stdio connection: the era lock, and the 2026-07-28 era.
 // ---------------------------------------------------------------------------
 
-const MODERN: &str = "2026-07-28";
+const STATELESS: &str = "2026-07-28";
 const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 const CAPS_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
 const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
@@ -595,7 +595,7 @@ const SUBSCRIPTION_KEY: &str = "io.modelcontextprotocol/subscriptionId";
 fn enveloped(params: Value, caps: Value) -> Value {
     let mut params = params;
     params["_meta"] = json!({
-        VERSION_KEY: MODERN,
+        VERSION_KEY: STATELESS,
         CAPS_KEY: caps,
         "io.modelcontextprotocol/clientInfo": { "name": "test", "version": "0" },
     });
@@ -610,8 +610,8 @@ fn send(state: &mut DemoState, id: Value, method: &str, params: Value) -> Option
     )
 }
 
-/// A connection locked to the modern era by a `server/discover`.
-fn modern() -> DemoState {
+/// A connection locked to the stateless era by a `server/discover`.
+fn stateless() -> DemoState {
     let mut state = DemoState::new();
     let reply = send(
         &mut state,
@@ -626,24 +626,24 @@ fn modern() -> DemoState {
     state
 }
 
-/// A modern request (envelope with `caps`) that must succeed; its `result`.
-fn modern_ok_with(state: &mut DemoState, method: &str, params: Value, caps: Value) -> Value {
+/// A stateless request (envelope with `caps`) that must succeed; its `result`.
+fn stateless_ok_with(state: &mut DemoState, method: &str, params: Value, caps: Value) -> Value {
     let reply = request(state, 7, method, enveloped(params, caps));
     assert!(reply.get("error").is_none(), "{method} failed: {reply}");
     reply["result"].clone()
 }
 
-fn modern_ok(state: &mut DemoState, method: &str, params: Value) -> Value {
-    modern_ok_with(state, method, params, json!({}))
+fn stateless_ok(state: &mut DemoState, method: &str, params: Value) -> Value {
+    stateless_ok_with(state, method, params, json!({}))
 }
 
-/// A modern request (envelope with `caps`) that must fail; its `error`.
-fn modern_err_with(state: &mut DemoState, method: &str, params: Value, caps: Value) -> Value {
+/// A stateless request (envelope with `caps`) that must fail; its `error`.
+fn stateless_err_with(state: &mut DemoState, method: &str, params: Value, caps: Value) -> Value {
     err(state, method, enveloped(params, caps))
 }
 
-fn modern_err(state: &mut DemoState, method: &str, params: Value) -> Value {
-    modern_err_with(state, method, params, json!({}))
+fn stateless_err(state: &mut DemoState, method: &str, params: Value) -> Value {
+    stateless_err_with(state, method, params, json!({}))
 }
 
 fn elicit_caps() -> Value {
@@ -651,10 +651,10 @@ fn elicit_caps() -> Value {
 }
 
 #[test]
-fn an_enveloped_first_request_locks_the_modern_era() {
-    let mut state = modern();
+fn an_enveloped_first_request_locks_the_stateless_era() {
+    let mut state = stateless();
     // Requests need no `initialize` now…
-    let result = modern_ok(&mut state, "tools/list", json!({}));
+    let result = stateless_ok(&mut state, "tools/list", json!({}));
     assert_eq!(result["resultType"], "complete");
     // …and one is refused with the revisions this connection speaks.
     let error = err(
@@ -665,12 +665,12 @@ fn an_enveloped_first_request_locks_the_modern_era() {
     assert_eq!(error["code"], -32022);
     assert_eq!(
         error["data"],
-        json!({ "supported": [MODERN], "requested": "2025-11-25" })
+        json!({ "supported": [STATELESS], "requested": "2025-11-25" })
     );
-    // Still modern afterwards: `initialize` did not switch the era.
+    // Still stateless afterwards: `initialize` did not switch the era.
     assert_eq!(state.protocol_version, None);
     assert_eq!(
-        modern_ok(&mut state, "prompts/list", json!({}))["resultType"],
+        stateless_ok(&mut state, "prompts/list", json!({}))["resultType"],
         "complete"
     );
 }
@@ -680,16 +680,16 @@ fn a_plain_first_request_locks_the_handshake_era() {
     // `ping` first, then the handshake: an enveloped request is -32600 from then on.
     let mut state = DemoState::new();
     assert_eq!(ok(&mut state, "ping", json!({})), json!({}));
-    let error = modern_err(&mut state, "tools/list", json!({}));
+    let error = stateless_err(&mut state, "tools/list", json!({}));
     assert_eq!(error["code"], -32600);
     let mut state = initialized();
-    let error = modern_err(&mut state, "server/discover", json!({}));
+    let error = stateless_err(&mut state, "server/discover", json!({}));
     assert_eq!(error["code"], -32600);
     // Plain requests keep working, with handshake-era results.
     let result = ok(&mut state, "tools/list", json!({}));
     assert!(result.get("resultType").is_none(), "{result}");
 
-    // Only the version key marks a modern request: a `_meta` with just a progress token
+    // Only the version key marks a stateless request: a `_meta` with just a progress token
     // does not, and neither does an `initialize` carrying the key.
     let mut state = DemoState::new();
     let error = err(
@@ -702,7 +702,7 @@ fn a_plain_first_request_locks_the_handshake_era() {
     let result = ok(
         &mut state,
         "initialize",
-        json!({ "protocolVersion": "2025-11-25", "_meta": { VERSION_KEY: MODERN } }),
+        json!({ "protocolVersion": "2025-11-25", "_meta": { VERSION_KEY: STATELESS } }),
     );
     assert_eq!(result["protocolVersion"], "2025-11-25");
 }
@@ -727,7 +727,7 @@ fn invalid_messages_do_not_lock_the_era() {
     );
     // The first real request still decides.
     assert_eq!(
-        modern_ok(&mut state, "tools/list", json!({}))["resultType"],
+        stateless_ok(&mut state, "tools/list", json!({}))["resultType"],
         "complete"
     );
 }
@@ -735,7 +735,7 @@ fn invalid_messages_do_not_lock_the_era() {
 #[test]
 fn discover_describes_the_server_for_both_eras() {
     let mut state = DemoState::new();
-    let result = modern_ok(&mut state, "server/discover", json!({}));
+    let result = stateless_ok(&mut state, "server/discover", json!({}));
     assert_eq!(result["resultType"], "complete");
     assert_eq!(
         result["supportedVersions"],
@@ -744,7 +744,7 @@ fn discover_describes_the_server_for_both_eras() {
             "2025-03-26",
             "2025-06-18",
             "2025-11-25",
-            MODERN
+            STATELESS
         ])
     );
     let caps = &result["capabilities"];
@@ -774,15 +774,15 @@ fn discover_describes_the_server_for_both_eras() {
 }
 
 #[test]
-fn modern_requests_without_the_envelope_keys_are_invalid_params() {
-    let mut state = modern();
+fn stateless_requests_without_the_envelope_keys_are_invalid_params() {
+    let mut state = stateless();
     let cases = [
         json!({}),
         json!({ "_meta": {} }),
-        json!({ "_meta": { VERSION_KEY: MODERN } }),
+        json!({ "_meta": { VERSION_KEY: STATELESS } }),
         json!({ "_meta": { CAPS_KEY: {} } }),
         json!({ "_meta": { VERSION_KEY: 20260728, CAPS_KEY: {} } }),
-        json!({ "_meta": { VERSION_KEY: MODERN, CAPS_KEY: "all" } }),
+        json!({ "_meta": { VERSION_KEY: STATELESS, CAPS_KEY: "all" } }),
     ];
     for params in cases {
         assert_eq!(
@@ -804,21 +804,21 @@ fn modern_requests_without_the_envelope_keys_are_invalid_params() {
 
 #[test]
 fn unsupported_versions_are_32022_naming_the_supported_ones() {
-    let mut state = modern();
+    let mut state = stateless();
     for version in ["2025-11-25", "2099-01-01", ""] {
         let params = json!({ "_meta": { VERSION_KEY: version, CAPS_KEY: {} } });
         let error = err(&mut state, "tools/list", params);
         assert_eq!(error["code"], -32022, "{version}");
         assert_eq!(
             error["data"],
-            json!({ "supported": [MODERN], "requested": version })
+            json!({ "supported": [STATELESS], "requested": version })
         );
     }
 }
 
 #[test]
-fn methods_outside_the_modern_client_requests_are_not_found() {
-    let mut state = modern();
+fn methods_outside_the_stateless_client_requests_are_not_found() {
+    let mut state = stateless();
     for method in [
         "ping",
         "logging/setLevel",
@@ -827,7 +827,7 @@ fn methods_outside_the_modern_client_requests_are_not_found() {
         "tasks/get",
         "tools/frobnicate",
     ] {
-        let error = modern_err(
+        let error = stateless_err(
             &mut state,
             method,
             json!({ "level": "info", "uri": "demo://readme" }),
@@ -846,8 +846,8 @@ fn methods_outside_the_modern_client_requests_are_not_found() {
 }
 
 #[test]
-fn every_modern_result_is_typed_and_signed() {
-    let mut state = modern();
+fn every_stateless_result_is_typed_and_signed() {
+    let mut state = stateless();
     let calls = [
         ("tools/list", json!({})),
         (
@@ -868,7 +868,7 @@ fn every_modern_result_is_typed_and_signed() {
         ),
     ];
     for (method, params) in calls {
-        let result = modern_ok(&mut state, method, params);
+        let result = stateless_ok(&mut state, method, params);
         assert_eq!(result["resultType"], "complete", "{method}");
         assert_eq!(
             result["_meta"][SERVER_INFO_KEY]["name"], "manifold-demo",
@@ -879,7 +879,7 @@ fn every_modern_result_is_typed_and_signed() {
 
 #[test]
 fn listings_and_reads_carry_cache_hints_and_nothing_else_does() {
-    let mut state = modern();
+    let mut state = stateless();
     for (method, params) in [
         ("tools/list", json!({})),
         ("resources/list", json!({})),
@@ -888,7 +888,7 @@ fn listings_and_reads_carry_cache_hints_and_nothing_else_does() {
         ("resources/read", json!({ "uri": "demo://notes/rust" })),
         ("resources/read", json!({ "uri": "demo://config.json" })),
     ] {
-        let result = modern_ok(&mut state, method, params);
+        let result = stateless_ok(&mut state, method, params);
         assert_eq!(result["ttlMs"], super::CATALOG_TTL_MS, "{method}");
         assert_eq!(result["cacheScope"], "public", "{method}");
     }
@@ -903,7 +903,7 @@ fn listings_and_reads_carry_cache_hints_and_nothing_else_does() {
             json!({ "ref": { "type": "ref/prompt", "name": "summarize" }, "argument": { "name": "style", "value": "b" } }),
         ),
     ] {
-        let result = modern_ok(&mut state, method, params);
+        let result = stateless_ok(&mut state, method, params);
         assert!(
             result.get("ttlMs").is_none() && result.get("cacheScope").is_none(),
             "{method}: {result}"
@@ -912,8 +912,8 @@ fn listings_and_reads_carry_cache_hints_and_nothing_else_does() {
 }
 
 #[test]
-fn modern_listings_are_the_same_for_every_client() {
-    let mut state = modern();
+fn stateless_listings_are_the_same_for_every_client() {
+    let mut state = stateless();
     let names = |result: &Value| -> Vec<String> {
         result["tools"]
             .as_array()
@@ -922,8 +922,8 @@ fn modern_listings_are_the_same_for_every_client() {
             .filter_map(|t| t["name"].as_str().map(str::to_owned))
             .collect()
     };
-    let plain = modern_ok_with(&mut state, "tools/list", json!({}), json!({}));
-    let eliciting = modern_ok_with(&mut state, "tools/list", json!({}), elicit_caps());
+    let plain = stateless_ok_with(&mut state, "tools/list", json!({}), json!({}));
+    let eliciting = stateless_ok_with(&mut state, "tools/list", json!({}), elicit_caps());
     assert_eq!(
         names(&plain),
         ["add", "echo", "word_count", "now", "confirm"]
@@ -931,15 +931,15 @@ fn modern_listings_are_the_same_for_every_client() {
     assert_eq!(plain, eliciting);
     // Cursors are still refused.
     assert_eq!(
-        modern_err(&mut state, "prompts/list", json!({ "cursor": "x" }))["code"],
+        stateless_err(&mut state, "prompts/list", json!({ "cursor": "x" }))["code"],
         -32602
     );
 }
 
 #[test]
-fn a_missing_resource_is_invalid_params_in_the_modern_era() {
-    let mut state = modern();
-    let error = modern_err(
+fn a_missing_resource_is_invalid_params_in_the_stateless_era() {
+    let mut state = stateless();
+    let error = stateless_err(
         &mut state,
         "resources/read",
         json!({ "uri": "demo://nope" }),
@@ -947,13 +947,13 @@ fn a_missing_resource_is_invalid_params_in_the_modern_era() {
     assert_eq!(error["code"], -32602);
     assert_eq!(error["data"]["uri"], "demo://nope");
     // Other handler errors keep their codes.
-    let error = modern_err(&mut state, "tools/call", json!({ "name": "nope" }));
+    let error = stateless_err(&mut state, "tools/call", json!({ "name": "nope" }));
     assert_eq!(error["code"], -32602);
 }
 
 #[test]
 fn listen_is_acknowledged_honouring_nothing_and_stays_open() {
-    let mut state = modern();
+    let mut state = stateless();
     let ack = send(
         &mut state,
         json!("l1"),
@@ -1005,12 +1005,12 @@ fn listen_is_acknowledged_honouring_nothing_and_stays_open() {
     );
     // A listen needs a filter.
     assert_eq!(
-        modern_err(&mut state, "subscriptions/listen", json!({}))["code"],
+        stateless_err(&mut state, "subscriptions/listen", json!({}))["code"],
         -32602
     );
     // Other requests are served meanwhile.
     assert_eq!(
-        modern_ok(&mut state, "tools/list", json!({}))["resultType"],
+        stateless_ok(&mut state, "tools/list", json!({}))["resultType"],
         "complete"
     );
 
@@ -1048,7 +1048,7 @@ fn confirm_params(action: &str) -> Value {
 
 /// The first round of `confirm`: returns the `input_required` result.
 fn ask(state: &mut DemoState, action: &str) -> Value {
-    let result = modern_ok_with(state, "tools/call", confirm_params(action), elicit_caps());
+    let result = stateless_ok_with(state, "tools/call", confirm_params(action), elicit_caps());
     assert_eq!(result["resultType"], "input_required", "{result}");
     result
 }
@@ -1064,7 +1064,7 @@ fn retry(state: &mut DemoState, id: i64, action: &str, extra: Value) -> Value {
 
 #[test]
 fn confirm_asks_through_an_input_request() {
-    let mut state = modern();
+    let mut state = stateless();
     let result = ask(&mut state, "delete the draft");
     let question = &result["inputRequests"]["confirm"];
     assert_eq!(question["method"], "elicitation/create");
@@ -1086,7 +1086,7 @@ fn confirm_asks_through_an_input_request() {
     assert!(result.get("ttlMs").is_none());
     assert_eq!(result["_meta"][SERVER_INFO_KEY]["name"], "manifold-demo");
     // An empty `elicitation` capability means form mode too.
-    let result = modern_ok_with(
+    let result = stateless_ok_with(
         &mut state,
         "tools/call",
         confirm_params("x"),
@@ -1120,7 +1120,7 @@ fn confirm_completes_with_the_answer_on_the_retry() {
         ),
     ];
     for (answer, text, structured) in cases {
-        let mut state = modern();
+        let mut state = stateless();
         let asked = ask(&mut state, "ship it");
         let reply = retry(
             &mut state,
@@ -1138,13 +1138,13 @@ fn confirm_completes_with_the_answer_on_the_retry() {
 
 #[test]
 fn confirm_needs_form_elicitation_declared_on_the_request() {
-    let mut state = modern();
+    let mut state = stateless();
     for caps in [
         json!({}),
         json!({ "sampling": {} }),
         json!({ "elicitation": { "url": {} } }),
     ] {
-        let error = modern_err_with(&mut state, "tools/call", confirm_params("x"), caps.clone());
+        let error = stateless_err_with(&mut state, "tools/call", confirm_params("x"), caps.clone());
         assert_eq!(error["code"], -32021, "{caps}");
         assert_eq!(
             error["data"]["requiredCapabilities"],
@@ -1153,13 +1153,13 @@ fn confirm_needs_form_elicitation_declared_on_the_request() {
     }
     // Declaring it once does not carry over to the next request.
     ask(&mut state, "x");
-    let error = modern_err(&mut state, "tools/call", confirm_params("x"));
+    let error = stateless_err(&mut state, "tools/call", confirm_params("x"));
     assert_eq!(error["code"], -32021);
 }
 
 #[test]
 fn confirm_rejects_a_state_that_was_tampered_with_or_is_foreign() {
-    let mut state = modern();
+    let mut state = stateless();
     let asked = ask(&mut state, "pay 10 EUR");
     let good = asked["requestState"]
         .as_str()
@@ -1175,7 +1175,7 @@ fn confirm_rejects_a_state_that_was_tampered_with_or_is_foreign() {
     let parts: Vec<&str> = good.split('.').collect();
     let later = format!("{}.{}.{}", parts[0], u64::MAX, parts[2]);
     // A state issued by another process (another key) for the very same call.
-    let mut other = modern();
+    let mut other = stateless();
     let foreign = ask(&mut other, "pay 10 EUR")["requestState"].clone();
 
     for bad in [
@@ -1225,7 +1225,7 @@ fn confirm_rejects_a_state_that_was_tampered_with_or_is_foreign() {
 
 #[test]
 fn confirm_asks_again_when_the_answer_is_missing() {
-    let mut state = modern();
+    let mut state = stateless();
     let asked = ask(&mut state, "restart");
     for responses in [json!({}), json!({ "other": { "action": "accept" } })] {
         let reply = retry(
@@ -1249,7 +1249,7 @@ fn confirm_asks_again_when_the_answer_is_missing() {
 
 #[test]
 fn confirm_refuses_malformed_answers_and_arguments() {
-    let mut state = modern();
+    let mut state = stateless();
     let asked = ask(&mut state, "restart");
     for answer in [
         json!({ "action": "maybe" }),
@@ -1269,7 +1269,7 @@ fn confirm_refuses_malformed_answers_and_arguments() {
     let reply = retry(&mut state, 12, "restart", json!({ "inputResponses": [1] }));
     assert_eq!(reply["error"]["code"], -32602);
     // Bad arguments are a tool error before anything is asked.
-    let result = modern_ok_with(
+    let result = stateless_ok_with(
         &mut state,
         "tools/call",
         json!({ "name": "confirm", "arguments": {} }),
@@ -1333,7 +1333,7 @@ fn initialized_with(version: &str, capabilities: Value) -> DemoState {
 }
 
 /// Calls `confirm` with id `id` and returns the elicitation request the server sends.
-fn legacy_ask(state: &mut DemoState, id: i64, action: &str) -> Value {
+fn handshake_ask(state: &mut DemoState, id: i64, action: &str) -> Value {
     let msg = send(state, json!(id), "tools/call", confirm_params(action)).expect("a message");
     assert_eq!(msg["method"], "elicitation/create", "{msg}");
     assert!(msg["id"].is_string(), "{msg}");
@@ -1341,7 +1341,7 @@ fn legacy_ask(state: &mut DemoState, id: i64, action: &str) -> Value {
 }
 
 #[test]
-fn legacy_sessions_see_confirm_only_if_they_can_be_asked() {
+fn handshake_sessions_see_confirm_only_if_they_can_be_asked() {
     let tool_names = |state: &mut DemoState| -> Vec<String> {
         ok(state, "tools/list", json!({}))["tools"]
             .as_array()
@@ -1373,9 +1373,9 @@ fn legacy_sessions_see_confirm_only_if_they_can_be_asked() {
 }
 
 #[test]
-fn legacy_confirm_sends_an_elicitation_request_and_answers_with_the_reply() {
+fn handshake_confirm_sends_an_elicitation_request_and_answers_with_the_reply() {
     let mut state = initialized_with("2025-11-25", json!({ "elicitation": { "form": {} } }));
-    let asked = legacy_ask(&mut state, 21, "archive the logs");
+    let asked = handshake_ask(&mut state, 21, "archive the logs");
     assert_eq!(asked["jsonrpc"], "2.0");
     assert_eq!(asked["params"]["mode"], "form");
     assert_eq!(
@@ -1402,7 +1402,7 @@ fn legacy_confirm_sends_an_elicitation_request_and_answers_with_the_reply() {
         "The user confirmed: archive the logs"
     );
     assert_eq!(reply["result"]["structuredContent"]["response"], "accept");
-    // Handshake-era results stay as they were: no modern fields.
+    // Handshake-era results stay as they were: no stateless fields.
     assert!(reply["result"].get("resultType").is_none(), "{reply}");
     // The same response again matches nothing.
     let again = json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "decline" } });
@@ -1410,15 +1410,15 @@ fn legacy_confirm_sends_an_elicitation_request_and_answers_with_the_reply() {
 
     // 2025-06-18 elicitation requests have no `mode`.
     let mut state = initialized_with("2025-06-18", json!({ "elicitation": {} }));
-    let asked = legacy_ask(&mut state, 22, "x");
+    let asked = handshake_ask(&mut state, 22, "x");
     assert!(asked["params"].get("mode").is_none(), "{asked}");
     assert_eq!(asked["params"]["requestedSchema"]["type"], "object");
 }
 
 #[test]
-fn legacy_confirm_reports_declines_errors_and_bad_answers() {
+fn handshake_confirm_reports_declines_errors_and_bad_answers() {
     let mut state = initialized_with("2025-11-25", json!({ "elicitation": {} }));
-    let asked = legacy_ask(&mut state, 30, "x");
+    let asked = handshake_ask(&mut state, 30, "x");
     let reply = handle(
         &mut state,
         json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "decline" } }),
@@ -1429,7 +1429,7 @@ fn legacy_confirm_reports_declines_errors_and_bad_answers() {
         "The user declined to answer whether to x"
     );
 
-    let asked = legacy_ask(&mut state, 31, "x");
+    let asked = handshake_ask(&mut state, 31, "x");
     let reply = handle(
         &mut state,
         json!({ "jsonrpc": "2.0", "id": asked["id"], "error": { "code": -32600, "message": "no UI" } }),
@@ -1439,7 +1439,7 @@ fn legacy_confirm_reports_declines_errors_and_bad_answers() {
     assert_eq!(reply["result"]["isError"], true);
     assert!(first_text(&reply["result"]).contains("no UI"));
 
-    let asked = legacy_ask(&mut state, 32, "x");
+    let asked = handshake_ask(&mut state, 32, "x");
     let reply = handle(
         &mut state,
         json!({ "jsonrpc": "2.0", "id": asked["id"], "result": { "action": "perhaps" } }),
@@ -1453,9 +1453,9 @@ fn legacy_confirm_reports_declines_errors_and_bad_answers() {
 }
 
 #[test]
-fn legacy_confirm_can_be_cancelled_and_is_bounded() {
+fn handshake_confirm_can_be_cancelled_and_is_bounded() {
     let mut state = initialized_with("2025-11-25", json!({ "elicitation": {} }));
-    let asked = legacy_ask(&mut state, 40, "x");
+    let asked = handshake_ask(&mut state, 40, "x");
     let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 40 } });
     let told = handle(&mut state, cancel.clone()).expect("the question is withdrawn");
     assert_eq!(told["method"], "notifications/cancelled");
@@ -1468,7 +1468,7 @@ fn legacy_confirm_can_be_cancelled_and_is_bounded() {
 
     let mut ids = std::collections::BTreeSet::new();
     for n in 0..16 {
-        let asked = legacy_ask(&mut state, 100 + n, "x");
+        let asked = handshake_ask(&mut state, 100 + n, "x");
         assert!(
             ids.insert(asked["id"].to_string()),
             "request ids are unique"
@@ -1480,8 +1480,8 @@ fn legacy_confirm_can_be_cancelled_and_is_bounded() {
 }
 
 #[test]
-fn modern_connections_ignore_responses() {
-    let mut state = modern();
+fn stateless_connections_ignore_responses() {
+    let mut state = stateless();
     ask(&mut state, "x");
     let response =
         json!({ "jsonrpc": "2.0", "id": "manifold-demo-1", "result": { "action": "accept" } });
@@ -1515,8 +1515,8 @@ fn assert_schema(def: &str, instance: &Value) {
 
 #[test]
 fn the_schema_check_can_fail() {
-    let mut state = modern();
-    let mut result = modern_ok(&mut state, "server/discover", json!({}));
+    let mut state = stateless();
+    let mut result = stateless_ok(&mut state, "server/discover", json!({}));
     assert_schema("DiscoverResult", &result);
     if let Value::Object(obj) = &mut result {
         obj.remove("ttlMs");
@@ -1527,8 +1527,8 @@ fn the_schema_check_can_fail() {
 }
 
 #[test]
-fn every_modern_message_matches_the_2026_07_28_schema() {
-    let mut state = modern();
+fn every_stateless_message_matches_the_2026_07_28_schema() {
+    let mut state = stateless();
     let mut id = 100;
     let mut exchange = |state: &mut DemoState, method: &str, params: Value, caps: Value| {
         id += 1;

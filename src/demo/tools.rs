@@ -15,7 +15,7 @@ use super::{MethodResult, RpcError, confirm, required_str};
 
 /// Every tool definition, as a 2026-07-28 `tools/list` reports them. (A handshake-era
 /// session sees `confirm` only if it can answer elicitation requests; see
-/// [`super::legacy_tools`].)
+/// [`super::handshake_tools`].)
 pub(super) fn list() -> Vec<Value> {
     vec![
         json!({

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gateway::Gateway;
 use crate::pipeline::{Caller, RequestContext};
-use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
+use crate::protocol::{
+    Era, ErrorObject, Id, Message, Notification, Request, Response, codes, methods,
+};
 use crate::relay;
 use crate::session::Session;
 
@@ -54,9 +56,9 @@ pub async fn request_admitted(
             Err(ErrorObject::cancelled())
         }
     };
-    // Results from 2026-07-28 upstreams carry fields strict legacy clients reject.
+    // Results from 2026-07-28 upstreams carry fields strict handshake clients reject.
     let outcome = outcome.map(|mut result| {
-        crate::protocol::envelope::for_legacy(&mut result);
+        crate::protocol::envelope::for_handshake(&mut result);
         result
     });
     Response {
@@ -66,7 +68,7 @@ pub async fn request_admitted(
 }
 
 /// One request of a 2026-07-28 client: no session; what it declared travels with it.
-pub struct Modern {
+pub struct Stateless {
     pub envelope: crate::protocol::envelope::Envelope,
     /// The request's own stream, where the transport has one.
     pub sink: Option<mpsc::Sender<Message>>,
@@ -78,8 +80,8 @@ pub struct Modern {
     pub cancel: CancellationToken,
 }
 
-impl Modern {
-    /// Runs the request through the pipeline and shapes the answer for a modern client:
+impl Stateless {
+    /// Runs the request through the pipeline and shapes the answer for a stateless client:
     /// `resultType` and the gateway's `serverInfo` on results, error codes of this era.
     pub async fn request(self, gateway: &Gateway, req: Request) -> Response {
         let mut ctx = RequestContext::new(None, self.sink, self.caller);
@@ -93,10 +95,10 @@ impl Modern {
         };
         let outcome = match outcome {
             Ok(mut result) => {
-                crate::protocol::envelope::for_modern(&mut result);
+                crate::protocol::envelope::for_stateless(&mut result);
                 Ok(result)
             }
-            Err(e) => Err(modern_error(e)),
+            Err(e) => Err(stateless_error(e)),
         };
         Response {
             id: Some(req.id),
@@ -106,7 +108,7 @@ impl Modern {
 }
 
 /// An error as a 2026-07-28 client must see it: resource-not-found is -32602 in this era.
-pub fn modern_error(mut e: ErrorObject) -> ErrorObject {
+pub fn stateless_error(mut e: ErrorObject) -> ErrorObject {
     if e.code == codes::RESOURCE_NOT_FOUND {
         e.code = codes::INVALID_PARAMS;
     }
@@ -114,7 +116,7 @@ pub fn modern_error(mut e: ErrorObject) -> ErrorObject {
 }
 
 /// Runs one client request whose related messages and final response all travel on one
-/// ordered stream (`push`): legacy HTTP+SSE, where everything shares the session's stream.
+/// ordered stream (`push`): HTTP+SSE, where everything shares the session's stream.
 /// Related messages are pushed as they come, and the response after every one of them.
 pub async fn request_streamed(
     gateway: &Gateway,
@@ -227,7 +229,7 @@ pub async fn initialize(
     let negotiated = result
         .get("protocolVersion")
         .and_then(Value::as_str)
-        .unwrap_or(crate::protocol::version::LATEST);
+        .unwrap_or(Era::Handshake.latest());
     let info = req.param("clientInfo").cloned().unwrap_or(Value::Null);
     let caps = req
         .param("capabilities")

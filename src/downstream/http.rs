@@ -27,7 +27,7 @@ use crate::pipeline::auth::Rejection;
 use crate::pipeline::{Caller, TraceHeaders};
 use crate::protocol::jsonrpc::{ParseError, is_envelope_error};
 use crate::protocol::{
-    ErrorObject, Message, Request, Response as RpcResponse, codes, methods, version,
+    Era, ErrorObject, Message, Request, Response as RpcResponse, codes, methods,
 };
 use crate::session::Principal;
 use crate::session::Session;
@@ -41,7 +41,7 @@ pub const VERSION_HEADER: &str = "mcp-protocol-version";
 pub(crate) struct AppState {
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) guard: Arc<Guard>,
-    pub(crate) opening: super::legacy_sse::Opening,
+    pub(crate) opening: super::http_sse::Opening,
 }
 
 /// The HTTP application: the MCP endpoint and the health endpoints.
@@ -63,10 +63,10 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
     };
     router
         .route(&path, mcp)
-        .route(super::legacy_sse::SSE_PATH, get(super::legacy_sse::open))
+        .route(super::http_sse::SSE_PATH, get(super::http_sse::open))
         .route(
-            super::legacy_sse::MESSAGE_PATH,
-            axum::routing::post(super::legacy_sse::message),
+            super::http_sse::MESSAGE_PATH,
+            axum::routing::post(super::http_sse::message),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -151,8 +151,8 @@ async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: B
         );
     };
     let parsed = Message::parse(&bytes);
-    if super::modern::is_modern_post(&headers, &parsed) {
-        return super::modern::post(&state, &headers, parsed, caller).await;
+    if super::stateless::is_stateless_post(&headers, &parsed) {
+        return super::stateless::post(&state, &headers, parsed, caller).await;
     }
     match parsed {
         Ok(Message::Request(req)) if req.method == methods::INITIALIZE => {
@@ -271,8 +271,8 @@ async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
-    if is_modern_version(&headers) {
-        return modern_only_post();
+    if is_stateless_version(&headers) {
+        return stateless_only_post();
     }
     if !accepts(&headers, "text/event-stream") {
         return plain(
@@ -332,8 +332,8 @@ async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Re
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
-    if is_modern_version(&headers) {
-        return modern_only_post();
+    if is_stateless_version(&headers) {
+        return stateless_only_post();
     }
     let caller = match caller(&state, &headers, "http").await {
         Ok(c) => c,
@@ -351,14 +351,14 @@ async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Re
 
 /// Whether a request names a revision outside the handshake era (2026-07-28 on): such
 /// clients have no sessions, so no GET stream and nothing to DELETE.
-fn is_modern_version(headers: &HeaderMap) -> bool {
+fn is_stateless_version(headers: &HeaderMap) -> bool {
     headers
         .get(VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !version::is_supported(v))
+        .is_some_and(|v| !Era::Handshake.speaks(v))
 }
 
-fn modern_only_post() -> Response {
+fn stateless_only_post() -> Response {
     let mut resp = plain(
         StatusCode::METHOD_NOT_ALLOWED,
         "2026-07-28 has no sessions: only POST is served for this revision",
@@ -404,8 +404,8 @@ fn check_version_header(headers: &HeaderMap, session: &Session) -> Result<(), Bo
         return Ok(());
     };
     let v = v.to_str().unwrap_or("");
-    if !version::is_supported(v) {
-        let supported = version::SUPPORTED.join(", ");
+    if !Era::Handshake.speaks(v) {
+        let supported = Era::Handshake.revisions().join(", ");
         let e = ErrorObject::invalid_request(format!(
             "unsupported MCP-Protocol-Version {v:?}; supported: {supported}"
         ));

@@ -4,6 +4,6 @@ mod answer;
 pub mod exchange;
 pub mod guard;
 pub mod http;
-pub mod legacy_sse;
-pub mod modern;
+pub mod http_sse;
+pub mod stateless;
 pub mod stdio;

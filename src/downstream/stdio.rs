@@ -6,8 +6,8 @@
 //!
 //! The connection speaks one era, chosen by the client's first request (as the reference
 //! SDK does): 2026-07-28 when that request is not `initialize` and its `_meta` names a
-//! protocol version, the handshake era otherwise. Afterwards `initialize` on a modern
-//! connection is -32022 and an enveloped request on a legacy one is -32600. A modern
+//! protocol version, the handshake era otherwise. Afterwards `initialize` on a stateless
+//! connection is -32022 and an enveloped request on a handshake-era one is -32600. A stateless
 //! request is cancelled by `notifications/cancelled` naming it (a listen stream too), and
 //! then gets no answer.
 
@@ -25,7 +25,7 @@ use crate::gateway::Gateway;
 use crate::pipeline::Caller;
 use crate::protocol::envelope::{self, Envelope};
 use crate::protocol::jsonrpc::ParseError;
-use crate::protocol::{ErrorObject, Message, Request, Response, methods};
+use crate::protocol::{Era, ErrorObject, Message, Request, Response, methods};
 use crate::session::Session;
 
 /// Messages queued for stdout before writers wait.
@@ -70,7 +70,7 @@ where
             state.on_line(&line).await;
         }
     }
-    // Modern requests (listen streams above all) end with the connection.
+    // Stateless requests (listen streams above all) end with the connection.
     for token in state.inflight.iter() {
         token.cancel();
     }
@@ -93,14 +93,8 @@ struct Connection {
     _reader: Option<crate::session::client::GetReader>,
     /// The era the first request chose.
     era: Option<Era>,
-    /// Modern requests in flight, by id, so `notifications/cancelled` can stop them.
+    /// Stateless requests in flight, by id, so `notifications/cancelled` can stop them.
     inflight: Arc<dashmap::DashMap<crate::protocol::Id, CancellationToken>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Era {
-    Legacy,
-    Modern,
 }
 
 impl Connection {
@@ -113,12 +107,16 @@ impl Connection {
         if let Ok(Message::Request(req)) = &parsed
             && self.era.is_none()
         {
-            let modern = req.method != methods::INITIALIZE
+            let stateless = req.method != methods::INITIALIZE
                 && envelope::declares_version(req.params.as_ref());
-            self.era = Some(if modern { Era::Modern } else { Era::Legacy });
+            self.era = Some(if stateless {
+                Era::Stateless
+            } else {
+                Era::Handshake
+            });
         }
-        if self.era == Some(Era::Modern) {
-            return self.modern(parsed).await;
+        if self.era == Some(Era::Stateless) {
+            return self.stateless(parsed).await;
         }
         if let Ok(Message::Request(req)) = &parsed
             && req.method != methods::INITIALIZE
@@ -148,7 +146,7 @@ impl Connection {
     }
 
     /// A message on a connection locked to 2026-07-28.
-    async fn modern(&self, parsed: Result<Message, ParseError>) {
+    async fn stateless(&self, parsed: Result<Message, ParseError>) {
         let req = match parsed {
             Ok(Message::Request(req)) => req,
             Ok(Message::Notification(n)) if n.method == methods::CANCELLED => {
@@ -180,7 +178,7 @@ impl Connection {
         } else {
             Envelope::read(req.params.as_ref()).and_then(|envelope| {
                 envelope.check_version()?;
-                super::modern::check_method(&req.method)?;
+                super::stateless::check_method(&req.method)?;
                 Ok(envelope)
             })
         };
@@ -202,7 +200,7 @@ impl Connection {
         );
         tokio::spawn(async move {
             let id = req.id.clone();
-            let run = exchange::Modern {
+            let run = exchange::Stateless {
                 envelope,
                 sink: Some(out.clone()),
                 caller: Caller::local(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::Message;
+use crate::protocol::{Era, Message};
 use crate::session::Principal;
 use crate::session::Session;
 use crate::upstream::peer::Origin;
@@ -96,9 +96,13 @@ impl RequestContext {
         }
     }
 
-    /// Whether the request comes from a 2026-07-28 (stateless) client.
-    pub fn is_modern(&self) -> bool {
-        self.envelope.is_some()
+    /// The era the client speaks: a request with an envelope is a stateless-era one.
+    pub fn era(&self) -> Era {
+        if self.envelope.is_some() {
+            Era::Stateless
+        } else {
+            Era::Handshake
+        }
     }
 
     pub fn principal(&self) -> &Principal {

@@ -82,7 +82,7 @@ impl ErrorObject {
 
     /// A 2026-07-28 request named a revision the gateway does not speak.
     pub fn unsupported_version(requested: &str) -> Self {
-        let supported = super::version::all();
+        let supported = super::era::all();
         Self::new(
             UNSUPPORTED_PROTOCOL_VERSION,
             format!(

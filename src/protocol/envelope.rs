@@ -1,14 +1,14 @@
 //! The 2026-07-28 per-request envelope (`params._meta`), result types and cache hints.
 //!
-//! A modern request carries its revision and the client's capabilities in `params._meta`
-//! on every request (no handshake). Every modern result says what it is (`resultType`), and
+//! A stateless request carries its revision and the client's capabilities in `params._meta`
+//! on every request (no handshake). Every stateless result says what it is (`resultType`), and
 //! listings and reads say how long they may be cached (`ttlMs`, `cacheScope`). These are the
 //! pure pieces both faces of the gateway use: the downstream face reads and checks what a
 //! client sent, the upstream face writes the gateway's own envelope for each upstream hop.
 
 use serde_json::{Map, Value, json};
 
-use super::{ErrorObject, version};
+use super::{Era, ErrorObject};
 
 pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
@@ -30,7 +30,7 @@ pub const RESULT_TYPE: &str = "resultType";
 pub const COMPLETE: &str = "complete";
 pub const INPUT_REQUIRED: &str = "input_required";
 
-/// What a modern client declared on one request.
+/// What a stateless client declared on one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub version: String,
@@ -41,7 +41,7 @@ pub struct Envelope {
     pub log_level: Option<String>,
 }
 
-/// Whether a request is in the modern era: its `_meta` names a protocol version. The
+/// Whether a request is in the stateless era: its `_meta` names a protocol version. The
 /// version key alone is the signal (a `_meta` with only `progressToken` is not).
 pub fn declares_version(params: Option<&Value>) -> bool {
     meta(params).is_some_and(|m| m.contains_key(PROTOCOL_VERSION))
@@ -100,10 +100,10 @@ impl Envelope {
         })
     }
 
-    /// -32022 naming every revision the gateway speaks, unless the request's is modern and
+    /// -32022 naming every revision the gateway speaks, unless the request's is stateless and
     /// supported.
     pub fn check_version(&self) -> Result<(), ErrorObject> {
-        if version::is_modern(&self.version) {
+        if Era::of(&self.version) == Some(Era::Stateless) {
             Ok(())
         } else {
             Err(ErrorObject::unsupported_version(&self.version))
@@ -112,12 +112,12 @@ impl Envelope {
 }
 
 /// Replaces the hop keys of a request's `_meta` with the gateway's own envelope for an
-/// upstream hop: `Some(caps)` for a modern upstream (the revision, those capabilities, the
-/// gateway as client, and the log level when one is asked for), `None` for a legacy one
+/// upstream hop: `Some(caps)` for a stateless upstream (the revision, those capabilities, the
+/// gateway as client, and the log level when one is asked for), `None` for a handshake-era one
 /// (the keys are only removed). Other `_meta` keys (`progressToken`, trace context, unknown
 /// ones) are kept.
-pub fn rewrite_for_upstream(params: &mut Option<Value>, modern: Option<(&Value, Option<&str>)>) {
-    if modern.is_none() && !declares_any_hop_key(params.as_ref()) {
+pub fn rewrite_for_upstream(params: &mut Option<Value>, stateless: Option<(&Value, Option<&str>)>) {
+    if stateless.is_none() && !declares_any_hop_key(params.as_ref()) {
         return;
     }
     let params = params.get_or_insert_with(|| json!({}));
@@ -134,8 +134,11 @@ pub fn rewrite_for_upstream(params: &mut Option<Value>, modern: Option<(&Value, 
     for key in HOP_KEYS {
         meta.remove(key);
     }
-    if let Some((capabilities, log_level)) = modern {
-        meta.insert(PROTOCOL_VERSION.into(), Value::from(version::MODERN_LATEST));
+    if let Some((capabilities, log_level)) = stateless {
+        meta.insert(
+            PROTOCOL_VERSION.into(),
+            Value::from(Era::Stateless.latest()),
+        );
         meta.insert(CLIENT_CAPABILITIES.into(), capabilities.clone());
         meta.insert(CLIENT_INFO.into(), gateway_info());
         if let Some(level) = log_level {
@@ -159,7 +162,7 @@ pub fn gateway_info() -> Value {
     })
 }
 
-/// A result's type; a missing one (a legacy server) means complete.
+/// A result's type; a missing one (a handshake-era server) means complete.
 pub fn result_type(result: &Value) -> &str {
     result
         .get(RESULT_TYPE)
@@ -169,7 +172,7 @@ pub fn result_type(result: &Value) -> &str {
 
 /// Shapes a result for a 2026-07-28 client: `resultType` (complete unless already set) and
 /// the gateway's `serverInfo` in `_meta`.
-pub fn for_modern(result: &mut Value) {
+pub fn for_stateless(result: &mut Value) {
     let Some(obj) = result.as_object_mut() else {
         return;
     };
@@ -181,9 +184,9 @@ pub fn for_modern(result: &mut Value) {
     }
 }
 
-/// Shapes a result for a handshake-era client: the modern-only fields (`resultType`, cache
-/// hints) are removed, since strict legacy clients may reject unknown fields.
-pub fn for_legacy(result: &mut Value) {
+/// Shapes a result for a handshake-era client: the stateless-only fields (`resultType`, cache
+/// hints) are removed, since strict handshake clients may reject unknown fields.
+pub fn for_handshake(result: &mut Value) {
     if let Some(obj) = result.as_object_mut() {
         obj.remove(RESULT_TYPE);
         obj.remove(TTL_MS);
@@ -252,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn the_version_key_alone_marks_a_modern_request() {
+    fn the_version_key_alone_marks_a_stateless_request() {
         assert!(declares_version(
             params(json!({ PROTOCOL_VERSION: "2026-07-28" })).as_ref()
         ));
@@ -315,18 +318,18 @@ mod tests {
     #[test]
     fn results_are_shaped_per_era() {
         let mut r = json!({ "content": [] });
-        for_modern(&mut r);
+        for_stateless(&mut r);
         assert_eq!(r[RESULT_TYPE], COMPLETE);
         assert_eq!(r["_meta"][SERVER_INFO]["name"], "manifold");
         let mut pending = json!({ RESULT_TYPE: INPUT_REQUIRED, "requestState": "s" });
-        for_modern(&mut pending);
+        for_stateless(&mut pending);
         assert_eq!(result_type(&pending), INPUT_REQUIRED);
         CacheHint {
             ttl_ms: 5,
             private: false,
         }
         .write(&mut r);
-        for_legacy(&mut r);
+        for_handshake(&mut r);
         assert_eq!(r, json!({ "content": [], "_meta": {} }));
         assert_eq!(result_type(&json!({})), COMPLETE);
     }

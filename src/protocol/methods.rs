@@ -40,8 +40,8 @@ pub const TASKS_STATUS: &str = "notifications/tasks/status";
 pub const TASKS_NOTIFICATION: &str = "notifications/tasks";
 
 /// Methods a 2026-07-28 client may call (the schema's client request union). Anything else
-/// from a modern client, the handshake-era methods included, is -32601 with HTTP 404.
-pub const MODERN_CLIENT_REQUESTS: [&str; 13] = [
+/// from a stateless client, the handshake-era methods included, is -32601 with HTTP 404.
+pub const STATELESS_CLIENT_REQUESTS: [&str; 13] = [
     SERVER_DISCOVER,
     COMPLETION_COMPLETE,
     PROMPTS_GET,

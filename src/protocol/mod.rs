@@ -6,11 +6,12 @@
 
 pub mod codes;
 pub mod envelope;
+pub mod era;
 pub mod extensions;
 pub mod headers;
 pub mod jsonrpc;
 pub mod logging;
 pub mod methods;
-pub mod version;
 
+pub use era::Era;
 pub use jsonrpc::{ErrorObject, Id, Message, Notification, Request, Response};

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::Router;
 use crate::pipeline::RequestContext;
-use crate::protocol::{ErrorObject, Request, methods};
+use crate::protocol::{Era, ErrorObject, Request, methods};
 
 pub async fn call_tool(
     router: &Router,
@@ -53,7 +53,7 @@ pub async fn read_resource(
     let params = req.params.clone().unwrap_or_else(|| json!({}));
     let outcome = super::mrtr::forward(router, ctx, req, owner, params).await;
     match outcome {
-        Err(e) if !ctx.is_modern() && is_modern_not_found(router, owner, &e) => {
+        Err(e) if ctx.era() == Era::Handshake && is_stateless_not_found(router, owner, &e) => {
             Err(ErrorObject::resource_not_found(uri))
         }
         other => other,
@@ -62,8 +62,8 @@ pub async fn read_resource(
 
 /// A 2026-07-28 upstream says "resource not found" with -32602; a handshake-era client
 /// expects -32002 for it.
-fn is_modern_not_found(router: &Router, owner: usize, e: &ErrorObject) -> bool {
-    router.upstreams[owner].is_modern()
+fn is_stateless_not_found(router: &Router, owner: usize, e: &ErrorObject) -> bool {
+    router.upstreams[owner].era() == Era::Stateless
         && e.code == crate::protocol::codes::INVALID_PARAMS
         && e.message.to_ascii_lowercase().contains("not found")
 }

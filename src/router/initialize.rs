@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::Router;
-use crate::protocol::{ErrorObject, Request, version};
+use crate::protocol::{ErrorObject, Request, era};
 use crate::upstream::Status;
 
 pub fn initialize(router: &Router, req: &Request) -> Result<Value, ErrorObject> {
@@ -13,11 +13,11 @@ pub fn initialize(router: &Router, req: &Request) -> Result<Value, ErrorObject> 
             "'capabilities' must be an object",
         ));
     }
-    let negotiated = version::negotiate(requested);
+    let negotiated = era::negotiate(requested);
     let mut capabilities = capabilities(router);
     // Core tasks (SEP-1686) exist from 2025-11-25 on; older clients never see them.
     if negotiated >= "2025-11-25"
-        && let Some(tasks) = legacy_tasks(router)
+        && let Some(tasks) = handshake_tasks(router)
     {
         capabilities["tasks"] = tasks;
     }
@@ -73,7 +73,7 @@ pub fn capabilities(router: &Router) -> Value {
 /// tasks (passed through or wrapped), first-class rather than under `experimental`.
 /// `list` and `cancel` are always served: tasks are bound to their principal and session,
 /// so a listing shows nobody else's.
-fn legacy_tasks(router: &Router) -> Option<Value> {
+fn handshake_tasks(router: &Router) -> Option<Value> {
     let (tools, prompts, resources) = router.upstreams.task_servable();
     let mut requests = Map::new();
     if tools {

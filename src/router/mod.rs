@@ -6,8 +6,8 @@ mod call;
 mod calls;
 mod initialize;
 mod lists;
-mod modern;
 pub mod mrtr;
+mod stateless;
 
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::aggregate::catalog::Kind;
 use crate::aggregate::seal::Sealer;
 use crate::config::Config;
 use crate::pipeline::{Outcome, RequestContext, Terminal};
-use crate::protocol::{ErrorObject, Request, methods};
+use crate::protocol::{Era, ErrorObject, Request, methods};
 use crate::relay::{self, Relay};
 use crate::session::Session;
 use crate::upstream::Upstreams;
@@ -60,12 +60,12 @@ pub async fn route(
         let params = req.params.clone().unwrap_or_else(|| json!({}));
         return mrtr::forward(router, ctx, req, upstream, params).await;
     }
-    if ctx.is_modern() {
-        modern::check_capability(router, &req.method)?;
+    if ctx.era() == Era::Stateless {
+        stateless::check_capability(router, &req.method)?;
     }
     let outcome = match req.method.as_str() {
-        methods::SERVER_DISCOVER => modern::discover(router),
-        methods::SUBSCRIPTIONS_LISTEN => modern::listen(router, ctx, req).await,
+        methods::SERVER_DISCOVER => stateless::discover(router),
+        methods::SUBSCRIPTIONS_LISTEN => stateless::listen(router, ctx, req).await,
         methods::INITIALIZE => initialize::initialize(router, req),
         methods::PING => Ok(json!({})),
         methods::TOOLS_LIST => lists::list(router, req, Kind::Tools),
@@ -97,24 +97,24 @@ pub async fn route(
         }
         other => Err(ErrorObject::method_not_found(other)),
     };
-    if !ctx.is_modern() {
+    if ctx.era() == Era::Handshake {
         return outcome;
     }
-    // Cache hints on what a modern client may cache: listings and reads. Interim results
+    // Cache hints on what a stateless client may cache: listings and reads. Interim results
     // (input required) carry none.
     outcome.map(|mut result| {
         let hint = match req.method.as_str() {
-            methods::TOOLS_LIST => Some(modern::list_hint(router, Kind::Tools)),
-            methods::PROMPTS_LIST => Some(modern::list_hint(router, Kind::Prompts)),
-            methods::RESOURCES_LIST => Some(modern::list_hint(router, Kind::Resources)),
+            methods::TOOLS_LIST => Some(stateless::list_hint(router, Kind::Tools)),
+            methods::PROMPTS_LIST => Some(stateless::list_hint(router, Kind::Prompts)),
+            methods::RESOURCES_LIST => Some(stateless::list_hint(router, Kind::Resources)),
             methods::RESOURCES_TEMPLATES_LIST => {
-                Some(modern::list_hint(router, Kind::ResourceTemplates))
+                Some(stateless::list_hint(router, Kind::ResourceTemplates))
             }
             methods::RESOURCES_READ
                 if crate::protocol::envelope::result_type(&result)
                     == crate::protocol::envelope::COMPLETE =>
             {
-                Some(modern::read_hint(router, &result))
+                Some(stateless::read_hint(router, &result))
             }
             _ => None,
         };

@@ -27,7 +27,7 @@ use super::Router;
 use super::call::Call;
 use crate::pipeline::RequestContext;
 use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
-use crate::protocol::{ErrorObject, Id, Request, codes, headers};
+use crate::protocol::{Era, ErrorObject, Id, Request, codes, headers};
 use crate::upstream::peer::{InputNeeded, Origin};
 
 /// AEAD purpose of request-state tokens.
@@ -202,17 +202,17 @@ pub async fn forward(
     upstream: usize,
     params: Value,
 ) -> Result<Value, ErrorObject> {
-    if ctx.is_modern() {
-        modern_client(router, ctx, req, upstream, params).await
+    if ctx.era() == Era::Stateless {
+        stateless_client(router, ctx, req, upstream, params).await
     } else {
-        legacy_client(router, ctx, req, upstream, params).await
+        handshake_client(router, ctx, req, upstream, params).await
     }
 }
 
 /// A handshake-era client. Server→client requests of a handshake-era upstream are relayed
 /// live; `input_required` from a 2026-07-28 upstream is asked of the client as real
 /// requests and retried upstream with the answers and the upstream's exact state.
-async fn legacy_client(
+async fn handshake_client(
     router: &Router,
     ctx: &RequestContext,
     req: &Request,
@@ -273,7 +273,7 @@ async fn legacy_client(
 /// A 2026-07-28 client: a fresh call runs with an input channel (a handshake-era upstream's
 /// server→client requests land there); a retry continues a held call or hands the
 /// upstream its own state back.
-async fn modern_client(
+async fn stateless_client(
     router: &Router,
     ctx: &RequestContext,
     req: &Request,
@@ -289,7 +289,7 @@ async fn modern_client(
         // mean (a 2026-07-28 server may use them; others ignore unknown fields). A
         // 2026-07-28 upstream never sends server→client requests, so its calls need no
         // held exchange: straight through, its state wrapped if it asks for input.
-        if router.upstreams[upstream].is_modern() {
+        if router.upstreams[upstream].era() == Era::Stateless {
             return direct(router, ctx, req, upstream, params, &binding).await;
         }
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);

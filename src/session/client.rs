@@ -83,7 +83,7 @@ impl Session {
     }
 
     /// A session under an id chosen by the transport, whose standalone stream already exists
-    /// (legacy HTTP+SSE opens the stream, and names the session, before `initialize`).
+    /// (HTTP+SSE opens the stream, and names the session, before `initialize`).
     pub fn with_stream(
         id: String,
         log: Arc<EventLog>,

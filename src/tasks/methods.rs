@@ -11,7 +11,7 @@ use super::Tasks;
 use super::owner_of;
 use super::passthrough::{self, unknown};
 use crate::pipeline::{Outcome, RequestContext};
-use crate::protocol::{ErrorObject, Request, codes, extensions, methods};
+use crate::protocol::{Era, ErrorObject, Request, codes, extensions, methods};
 use crate::session::tasks::record::{RELATED_TASK, Status, TaskRecord};
 
 /// Longest a `tasks/result` waits before re-reading the task (a wake-up, not a limit: it
@@ -40,8 +40,8 @@ pub async fn handle(tasks: &Tasks, ctx: &RequestContext, req: &Request) -> Outco
         return answer.await;
     }
     match req.method.as_str() {
-        methods::TASKS_GET if ctx.is_modern() => Ok(record.detailed()),
-        methods::TASKS_GET => Ok(record.legacy_task()),
+        methods::TASKS_GET if ctx.era() == Era::Stateless => Ok(record.detailed()),
+        methods::TASKS_GET => Ok(record.handshake_task()),
         methods::TASKS_RESULT => result(tasks, record).await,
         methods::TASKS_CANCEL => cancel(tasks, ctx, record).await,
         methods::TASKS_UPDATE => update(tasks, req, record).await,
@@ -113,7 +113,7 @@ async fn result(tasks: &Tasks, record: TaskRecord) -> Outcome {
 /// 2026-07-28 answers an empty ack, also for a finished task.
 async fn cancel(tasks: &Tasks, ctx: &RequestContext, record: TaskRecord) -> Outcome {
     if record.status.is_terminal() {
-        return if ctx.is_modern() {
+        return if ctx.era() == Era::Stateless {
             Ok(json!({}))
         } else {
             Err(ErrorObject::invalid_params(format!(
@@ -137,10 +137,10 @@ async fn cancel(tasks: &Tasks, ctx: &RequestContext, record: TaskRecord) -> Outc
         .ok_or_else(|| unknown(&record.id))?;
     tasks.stop_local(&record.id);
     super::runner::notify_status(tasks, &updated);
-    if ctx.is_modern() {
+    if ctx.era() == Era::Stateless {
         Ok(json!({}))
     } else {
-        Ok(updated.legacy_task())
+        Ok(updated.handshake_task())
     }
 }
 
@@ -205,7 +205,8 @@ async fn list(tasks: &Tasks, ctx: &RequestContext, req: &Request) -> Outcome {
         })
         .collect();
     let page = &rest[..rest.len().min(page_size)];
-    let mut result = json!({ "tasks": page.iter().map(|r| r.legacy_task()).collect::<Vec<_>>() });
+    let mut result =
+        json!({ "tasks": page.iter().map(|r| r.handshake_task()).collect::<Vec<_>>() });
     if rest.len() > page.len()
         && let Some(last) = page.last()
     {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::Tasks;
 use crate::pipeline::{Outcome, RequestContext};
 use crate::protocol::envelope::result_type;
-use crate::protocol::{ErrorObject, methods};
+use crate::protocol::{Era, ErrorObject, methods};
 use crate::session::tasks::record::{RELATED_TASK, Status, TaskRecord, new_id, now_ms};
 use crate::session::tasks::store::keep_reported_status;
 
@@ -22,8 +22,9 @@ pub async fn adopt(
     method: &str,
     mut answer: Value,
 ) -> Outcome {
-    let modern = ctx.is_modern();
-    let task = if modern {
+    let era = ctx.era();
+    let stateless = era == Era::Stateless;
+    let task = if stateless {
         if result_type(&answer) != "task" {
             return Ok(answer);
         }
@@ -44,8 +45,8 @@ pub async fn adopt(
         ));
     };
     let config = &tasks.config;
-    let ttl_field = if modern { "ttlMs" } else { "ttl" };
-    let poll_field = if modern {
+    let ttl_field = if stateless { "ttlMs" } else { "ttl" };
+    let poll_field = if stateless {
         "pollIntervalMs"
     } else {
         "pollInterval"
@@ -57,7 +58,7 @@ pub async fn adopt(
         method: method.to_owned(),
         upstream: tasks.upstreams[upstream].name().to_owned(),
         remote: Some(remote.clone()),
-        modern,
+        era,
         status: task
             .get("status")
             .and_then(Value::as_str)
@@ -93,7 +94,7 @@ pub async fn adopt(
     }
     tracing::info!(task = %record.id, upstream = %record.upstream, "Upstream task passed through");
     let id = Value::from(record.id.as_str());
-    if modern {
+    if stateless {
         answer["taskId"] = id;
     } else {
         answer["task"]["taskId"] = id;

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::Tasks;
 use crate::pipeline::{Caller, Chain, Outcome, RequestContext};
 use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
-use crate::protocol::{ErrorObject, Message, Notification, Request, codes, methods};
+use crate::protocol::{Era, ErrorObject, Message, Notification, Request, codes, methods};
 use crate::session::Session;
 use crate::session::tasks::record::{Status, TaskRecord, new_id, now_ms};
 use crate::session::tasks::store::StoreError;
@@ -151,8 +151,13 @@ impl Job {
         ctx
     }
 
-    fn modern(&self) -> bool {
-        self.envelope.is_some()
+    /// The era of the client the task is for.
+    fn era(&self) -> Era {
+        if self.envelope.is_some() {
+            Era::Stateless
+        } else {
+            Era::Handshake
+        }
     }
 }
 
@@ -184,7 +189,7 @@ pub async fn start(
         method: job.req.method.clone(),
         upstream: tasks.upstreams[start.upstream].name().to_owned(),
         remote: None,
-        modern: job.modern(),
+        era: job.era(),
         status: Status::Working,
         status_message: None,
         created_ms: now,
@@ -248,12 +253,12 @@ impl Drop for CancelOnDrop {
 
 /// What the client gets when its request became a task.
 pub fn created_result(record: &TaskRecord) -> Value {
-    if record.modern {
-        let mut task = record.modern_task();
+    if record.era == Era::Stateless {
+        let mut task = record.stateless_task();
         task[RESULT_TYPE] = Value::from("task");
         task
     } else {
-        json!({ "task": record.legacy_task() })
+        json!({ "task": record.handshake_task() })
     }
 }
 
@@ -307,7 +312,9 @@ async fn drive(
             }
         };
         let result = match outcome {
-            Ok(result) if job.modern() && result_type(&result) == INPUT_REQUIRED => result,
+            Ok(result) if job.era() == Era::Stateless && result_type(&result) == INPUT_REQUIRED => {
+                result
+            }
             Ok(result) => {
                 update(tasks, id, |r| r.finish(Ok(result.clone()))).await;
                 return;
@@ -372,7 +379,7 @@ async fn update(tasks: &Tasks, id: &str, mut change: impl FnMut(&mut TaskRecord)
 /// `notifications/tasks/status` to the session that created a 2025-11-25 task (a courtesy:
 /// clients must not rely on it).
 pub fn notify_status(tasks: &Tasks, record: &TaskRecord) {
-    if record.modern {
+    if record.era == Era::Stateless {
         return;
     }
     let Some(session) = tasks.owner_session(record) else {
@@ -380,7 +387,7 @@ pub fn notify_status(tasks: &Tasks, record: &TaskRecord) {
     };
     let msg = Message::Notification(Notification::new(
         methods::TASKS_STATUS,
-        Some(record.legacy_task()),
+        Some(record.handshake_task()),
     ));
     session.send(msg);
 }

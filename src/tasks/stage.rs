@@ -22,7 +22,7 @@ use super::{Tasks, passthrough};
 use crate::config::TaskMode;
 use crate::pipeline::{Next, Outcome, RequestContext, Stage};
 use crate::protocol::envelope::Envelope;
-use crate::protocol::{ErrorObject, Request, codes, extensions, methods};
+use crate::protocol::{Era, ErrorObject, Request, codes, extensions, methods};
 use crate::upstream::tasks::OwnTasks;
 
 /// The stage (see the module docs); it also answers the task methods.
@@ -36,7 +36,7 @@ impl Stage for TaskStage {
     async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         let tasks = &self.0;
         if methods::TASK_METHODS.contains(&req.method.as_str()) {
-            if ctx.is_modern() {
+            if ctx.era() == Era::Stateless {
                 offered(tasks, &req.method)?;
             }
             // Served here, never routed: the request has passed every admission stage.
@@ -50,10 +50,10 @@ impl Stage for TaskStage {
         let Some(owner) = crate::pipeline::owner::owner(&tasks.upstreams, req) else {
             return next.run(ctx, &without_task(req)).await;
         };
-        if ctx.is_modern() {
-            modern(tasks, ctx, req, next, owner).await
+        if ctx.era() == Era::Stateless {
+            stateless(tasks, ctx, req, next, owner).await
         } else {
-            legacy(tasks, ctx, req, next, owner).await
+            handshake(tasks, ctx, req, next, owner).await
         }
     }
 }
@@ -73,7 +73,7 @@ fn offered(tasks: &Tasks, method: &str) -> Result<(), ErrorObject> {
 }
 
 /// A 2025-11-25 (or older) client: a task exactly when `params.task` says so.
-async fn legacy(
+async fn handshake(
     tasks: &Tasks,
     ctx: &mut RequestContext,
     req: &Request,
@@ -140,7 +140,7 @@ async fn legacy(
 
 /// A 2026-07-28 client: server-directed tasks for `tools/call`, only when the request
 /// declares the extension.
-async fn modern(
+async fn stateless(
     tasks: &Tasks,
     ctx: &mut RequestContext,
     req: &Request,

@@ -4,7 +4,7 @@
 //!
 //! A 2026-07-28 upstream also says how long each listing may be cached (`ttlMs`,
 //! `cacheScope`); the hint of every page of a listing is merged and kept per kind, for the
-//! router to merge across upstreams. A legacy upstream gives none: [`CacheHint::NONE`].
+//! router to merge across upstreams. A handshake-era upstream gives none: [`CacheHint::NONE`].
 
 use serde_json::{Value, json};
 
@@ -12,6 +12,7 @@ use super::ServerInfo;
 use super::peer::Peer;
 pub use crate::aggregate::catalog::{Kind, Listing, UpstreamCatalog, next_generation};
 use crate::config::{NameFilter, UpstreamConfig};
+use crate::protocol::Era;
 use crate::protocol::ErrorObject;
 use crate::protocol::envelope::CacheHint;
 
@@ -49,7 +50,7 @@ pub async fn fetch_all(
 /// Whether an error to a listing says the request was of the wrong era rather than that
 /// the listing failed: an unsupported version (-32022), or a request refused outright
 /// (-32600), as a handshake-era server answers an enveloped request before `initialize`,
-/// and as a modern one answers a request without the envelope.
+/// and as a stateless one answers a request without the envelope.
 pub fn refuses_era(error: &ErrorObject) -> bool {
     use crate::protocol::codes;
     matches!(
@@ -73,7 +74,7 @@ pub async fn fetch(
     for _ in 0..MAX_LIST_PAGES {
         let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
         let page = peer.request(kind.method(), params, config.timeout).await?;
-        let page_hint = if peer.is_modern() {
+        let page_hint = if peer.era() == Era::Stateless {
             CacheHint::of(&page)
         } else {
             CacheHint::NONE
@@ -90,7 +91,9 @@ pub async fn fetch(
             batch
                 .iter()
                 .filter(|item| allowed(item, kind, filter))
-                .filter(|item| kind != Kind::Tools || !peer.is_modern() || headers_ok(item, config))
+                .filter(|item| {
+                    kind != Kind::Tools || peer.era() == Era::Handshake || headers_ok(item, config)
+                })
                 .cloned(),
         );
         match page.get("nextCursor") {

@@ -5,8 +5,8 @@
 //! 2026-07-28 server has no handshake: `server/discover` (carrying the gateway's envelope)
 //! tells what it offers, and every later request carries the envelope again. In `auto` the
 //! discover doubles as the era probe (MCP versioning, "telling the eras apart"): a
-//! `DiscoverResult` naming 2026-07-28, or a -32022 whose `supported` names it, means modern;
-//! anything else (another error, an HTTP error status, silence) means legacy, and the same
+//! `DiscoverResult` naming 2026-07-28, or a -32022 whose `supported` names it, means stateless;
+//! anything else (another error, an HTTP error status, silence) means handshake, and the same
 //! connection goes on with `initialize`. The fallback keys on no particular error code, since
 //! older servers answer an unknown first request in many ways.
 
@@ -19,31 +19,22 @@ use tokio::sync::mpsc;
 use super::peer::{NotificationHook, Peer, PeerEvent};
 use super::{Closer, Connection, ServerInfo};
 use crate::config::{TransportConfig, UpstreamConfig};
-use crate::protocol::{ErrorObject, codes, envelope, methods, version};
+use crate::protocol::{Era, ErrorObject, codes, envelope, methods};
 
-/// Longest wait for the answer to the era probe before taking the server for a legacy one
+/// Longest wait for the answer to the era probe before taking the server for a handshake-era one
 /// (some never answer a request that precedes `initialize`). Short, since it delays every
 /// connection to such a server; bounded by the upstream's own timeout.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A protocol era, as decided for an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Era {
-    /// 2024-11-05 … 2025-11-25: `initialize`, sessions.
-    Legacy,
-    /// 2026-07-28: stateless, an envelope on every request.
-    Modern,
-}
 
 /// How to open a connection.
 #[derive(Debug, Clone)]
 pub enum Opening {
     /// Probe with `server/discover`, fall back to `initialize`.
     Probe,
-    /// In this era, no probe (configured, or remembered from an earlier probe); a modern
+    /// In this era, no probe (configured, or remembered from an earlier probe); a stateless
     /// server is still asked `server/discover` for what it offers.
     In(Era),
-    /// A modern server whose `server/discover` answer is known from an earlier connection:
+    /// A stateless server whose `server/discover` answer is known from an earlier connection:
     /// no request at all before the first real one.
     Resume(ServerInfo),
 }
@@ -87,7 +78,7 @@ pub struct Opened {
     pub era: Era,
 }
 
-/// Opens the transport and starts the conversation the way `opening` says; a legacy
+/// Opens the transport and starts the conversation the way `opening` says; a handshake-era
 /// handshake declares `capabilities`. The HTTP+SSE transport exists only in 2024-11-05, so
 /// it is never probed.
 pub async fn open(
@@ -98,7 +89,7 @@ pub async fn open(
     opening: Opening,
 ) -> Result<Opened, String> {
     let opening = match config.transport {
-        TransportConfig::Sse { .. } => Opening::In(Era::Legacy),
+        TransportConfig::Sse { .. } => Opening::In(Era::Handshake),
         _ => opening,
     };
     let Connection {
@@ -110,20 +101,20 @@ pub async fn open(
     let (peer, events) = Peer::start(&config.name, outbound, inbound, hook, link.clone());
     let opened = match opening {
         Opening::Resume(info) => {
-            peer.set_modern(true);
+            peer.set_era(Era::Stateless);
             Ok(info)
         }
-        Opening::In(Era::Legacy) => handshake(&peer, config.timeout, capabilities).await,
-        Opening::In(Era::Modern) => match discover(&peer, config.timeout).await {
-            Probe::Modern(info) => Ok(info),
-            Probe::Legacy(why) => Err(format!("not a 2026-07-28 server: {why}")),
+        Opening::In(Era::Handshake) => handshake(&peer, config.timeout, capabilities).await,
+        Opening::In(Era::Stateless) => match discover(&peer, config.timeout).await {
+            Probe::Stateless(info) => Ok(info),
+            Probe::Handshake(why) => Err(format!("not a 2026-07-28 server: {why}")),
         },
         Opening::Probe => {
             let limit = PROBE_TIMEOUT.min(config.timeout);
             match discover(&peer, limit).await {
-                Probe::Modern(info) => Ok(info),
-                Probe::Legacy(why) => {
-                    tracing::debug!(upstream = %config.name, reason = %why, "Era probe: legacy server");
+                Probe::Stateless(info) => Ok(info),
+                Probe::Handshake(why) => {
+                    tracing::debug!(upstream = %config.name, reason = %why, "Era probe: handshake server");
                     handshake(&peer, config.timeout, capabilities).await
                 }
             }
@@ -136,12 +127,12 @@ pub async fn open(
             return Err(e);
         }
     };
-    let era = if peer.is_modern() {
-        Era::Modern
+    let era = if peer.era() == Era::Stateless {
+        Era::Stateless
     } else {
-        Era::Legacy
+        Era::Handshake
     };
-    if let Some(link) = link.as_ref().filter(|_| era == Era::Legacy) {
+    if let Some(link) = link.as_ref().filter(|_| era == Era::Handshake) {
         link.initialized(&info.protocol_version);
     }
     Ok(Opened {
@@ -155,75 +146,77 @@ pub async fn open(
 
 /// What the era probe concluded.
 enum Probe {
-    Modern(ServerInfo),
-    Legacy(String),
+    Stateless(ServerInfo),
+    Handshake(String),
 }
 
-/// `server/discover` at 2026-07-28 with the gateway's envelope. The peer is modern while it
+/// `server/discover` at 2026-07-28 with the gateway's envelope. The peer is stateless while it
 /// runs and stays so only if the server turns out to be.
 async fn discover(peer: &Peer, timeout: Duration) -> Probe {
-    peer.set_modern(true);
+    peer.set_era(Era::Stateless);
     let mut reprobed = false;
     loop {
         let outcome = peer.request(methods::SERVER_DISCOVER, None, timeout).await;
         match verdict(&outcome) {
-            Verdict::Modern => {
+            Verdict::Stateless => {
                 if let Ok(result) = outcome {
-                    return Probe::Modern(discovered(&result));
+                    return Probe::Stateless(discovered(&result));
                 }
             }
             // The server rejected the version yet lists it: ask once more, in case the
-            // answer was about something transient, then take it as legacy.
+            // answer was about something transient, then take it as handshake.
             Verdict::Reprobe if !reprobed => {
                 reprobed = true;
                 continue;
             }
             Verdict::Reprobe => {}
-            Verdict::Legacy => {}
+            Verdict::Handshake => {}
         }
-        peer.set_modern(false);
+        peer.set_era(Era::Handshake);
         let why = match outcome {
             Ok(_) => "server/discover names no 2026-07-28 version".to_owned(),
             Err(e) => e.message,
         };
-        return Probe::Legacy(why);
+        return Probe::Handshake(why);
     }
 }
 
 /// The probe's reading of an answer to `server/discover`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Modern,
+    Stateless,
     /// -32022 naming 2026-07-28 among the versions the server supports.
     Reprobe,
-    Legacy,
+    Handshake,
 }
 
-/// Reads the answer to the era probe. Only a positive modern signal counts: every other
-/// error, whatever its code (legacy servers answer -32601, -32602, -32600 or an HTTP status),
-/// and a timeout mean a legacy server.
+/// Reads the answer to the era probe. Only a positive stateless signal counts: every other
+/// error, whatever its code (handshake servers answer -32601, -32602, -32600 or an HTTP status),
+/// and a timeout mean a handshake-era server.
 pub fn verdict(outcome: &Result<Value, ErrorObject>) -> Verdict {
-    let names_modern = |list: Option<&Value>| {
-        list.and_then(Value::as_array)
-            .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(version::MODERN_LATEST)))
+    let names_stateless = |list: Option<&Value>| {
+        list.and_then(Value::as_array).is_some_and(|l| {
+            l.iter()
+                .any(|v| v.as_str() == Some(Era::Stateless.latest()))
+        })
     };
     match outcome {
-        Ok(result) if names_modern(result.get("supportedVersions")) => Verdict::Modern,
-        Ok(_) => Verdict::Legacy,
+        Ok(result) if names_stateless(result.get("supportedVersions")) => Verdict::Stateless,
+        Ok(_) => Verdict::Handshake,
         Err(e)
             if e.code == codes::UNSUPPORTED_PROTOCOL_VERSION
-                && names_modern(e.data.as_ref().and_then(|d| d.get("supported"))) =>
+                && names_stateless(e.data.as_ref().and_then(|d| d.get("supported"))) =>
         {
             Verdict::Reprobe
         }
-        Err(_) => Verdict::Legacy,
+        Err(_) => Verdict::Handshake,
     }
 }
 
 /// What a `DiscoverResult` says, in the shape the handshake's answer has.
 fn discovered(result: &Value) -> ServerInfo {
     ServerInfo {
-        protocol_version: version::MODERN_LATEST.to_owned(),
+        protocol_version: Era::Stateless.latest().to_owned(),
         capabilities: result
             .get("capabilities")
             .cloned()
@@ -277,7 +270,7 @@ async fn handshake(
     capabilities: Value,
 ) -> Result<ServerInfo, String> {
     let params = json!({
-        "protocolVersion": version::LATEST,
+        "protocolVersion": Era::Handshake.latest(),
         "capabilities": capabilities,
         "clientInfo": { "name": "manifold", "version": env!("CARGO_PKG_VERSION") },
     });
@@ -289,7 +282,7 @@ async fn handshake(
         .get("protocolVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if !version::is_supported(version) {
+    if !Era::Handshake.speaks(version) {
         return Err(format!(
             "server answered unsupported protocol version {version:?}"
         ));
@@ -333,41 +326,45 @@ mod tests {
     }
 
     #[test]
-    fn only_a_modern_answer_makes_a_modern_verdict() {
+    fn only_a_stateless_answer_makes_a_stateless_verdict() {
         let discover =
             json!({ "supportedVersions": ["2025-11-25", "2026-07-28"], "capabilities": {} });
-        assert_eq!(verdict(&Ok(discover)), Verdict::Modern);
+        assert_eq!(verdict(&Ok(discover)), Verdict::Stateless);
         let old_only = json!({ "supportedVersions": ["2025-11-25"] });
-        assert_eq!(verdict(&Ok(old_only)), Verdict::Legacy);
-        let modern_listed = json!({ "supported": ["2026-07-28"], "requested": "2027-01-01" });
+        assert_eq!(verdict(&Ok(old_only)), Verdict::Handshake);
+        let stateless_listed = json!({ "supported": ["2026-07-28"], "requested": "2027-01-01" });
         assert_eq!(
-            verdict(&error(-32022, Some(modern_listed))),
+            verdict(&error(-32022, Some(stateless_listed))),
             Verdict::Reprobe
         );
     }
 
     #[test]
-    fn every_other_error_falls_back_to_legacy_whatever_its_code() {
-        let legacy_listed =
+    fn every_other_error_falls_back_to_handshake_whatever_its_code() {
+        let handshake_listed =
             json!({ "supported": ["2024-11-05", "2025-11-25"], "requested": "2026-07-28" });
         assert_eq!(
-            verdict(&error(-32022, Some(legacy_listed))),
-            Verdict::Legacy
+            verdict(&error(-32022, Some(handshake_listed))),
+            Verdict::Handshake
         );
         for code in [-32601, -32602, -32600, -32603, -32000, 42] {
-            assert_eq!(verdict(&error(code, None)), Verdict::Legacy, "code {code}");
+            assert_eq!(
+                verdict(&error(code, None)),
+                Verdict::Handshake,
+                "code {code}"
+            );
         }
         let timeout = Err(ErrorObject::upstream_timeout(
             "u",
             "server/discover",
             PROBE_TIMEOUT,
         ));
-        assert_eq!(verdict(&timeout), Verdict::Legacy);
+        assert_eq!(verdict(&timeout), Verdict::Handshake);
         let http = Err(ErrorObject::upstream_unavailable(
             "u",
             "HTTP 405 Method Not Allowed: ",
         ));
-        assert_eq!(verdict(&http), Verdict::Legacy);
+        assert_eq!(verdict(&http), Verdict::Handshake);
     }
 
     #[test]

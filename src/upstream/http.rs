@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::peer::Inbound;
 use super::sse_read::{self, SseMessages};
 use super::{Connection, INBOUND_QUEUE, OUTBOUND_QUEUE};
-use crate::protocol::{ErrorObject, Id, Message, Request, Response};
+use crate::protocol::{Era, ErrorObject, Id, Message, Request, Response};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -44,12 +44,12 @@ pub struct HttpLink {
     inbound: mpsc::Sender<Inbound>,
     stop: CancellationToken,
     /// Speaking 2026-07-28: no session, per-request headers, cancel by closing the stream.
-    modern: AtomicBool,
-    /// Modern requests not finished yet, by gateway request id.
+    stateless: AtomicBool,
+    /// Stateless requests not finished yet, by gateway request id.
     staged: Mutex<HashMap<i64, Staged>>,
 }
 
-/// One modern request's headers (until its POST takes them) and the token that aborts it.
+/// One stateless request's headers (until its POST takes them) and the token that aborts it.
 struct Staged {
     headers: Option<HeaderMap>,
     abort: CancellationToken,
@@ -72,7 +72,7 @@ pub fn connect(
         protocol_version: RwLock::new(None),
         inbound: in_tx,
         stop: CancellationToken::new(),
-        modern: AtomicBool::new(false),
+        stateless: AtomicBool::new(false),
         staged: Mutex::default(),
     });
     tokio::spawn(post_loop(link.clone(), out_rx));
@@ -109,15 +109,20 @@ impl HttpLink {
     }
 
     /// Switches between the eras (see the module docs).
-    pub fn set_modern(&self, modern: bool) {
-        self.modern.store(modern, Ordering::Relaxed);
+    pub fn set_era(&self, era: Era) {
+        self.stateless
+            .store(era == Era::Stateless, Ordering::Relaxed);
     }
 
-    fn is_modern(&self) -> bool {
-        self.modern.load(Ordering::Relaxed)
+    fn era(&self) -> Era {
+        if self.stateless.load(Ordering::Relaxed) {
+            Era::Stateless
+        } else {
+            Era::Handshake
+        }
     }
 
-    /// Stages the headers of modern request `id`, before the request is queued. Headers the
+    /// Stages the headers of stateless request `id`, before the request is queued. Headers the
     /// upstream's configuration sets keep their configured value, and a value HTTP cannot
     /// carry is left out (and logged).
     pub fn stage(&self, id: i64, headers: Vec<(String, String)>) {
@@ -141,7 +146,7 @@ impl HttpLink {
         self.lock_staged().insert(id, staged);
     }
 
-    /// The gateway stopped waiting for modern request `id`: close its POST's stream (or never
+    /// The gateway stopped waiting for stateless request `id`: close its POST's stream (or never
     /// send it), which is how a 2026-07-28 server learns of a cancellation.
     pub fn abandon(&self, id: i64) {
         if let Some(staged) = self.lock_staged().remove(&id) {
@@ -153,7 +158,7 @@ impl HttpLink {
         self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ends the session: stops the GET stream and sends DELETE (best effort). A modern
+    /// Ends the session: stops the GET stream and sends DELETE (best effort). A stateless
     /// link has no session: its requests still in flight are abandoned.
     pub async fn close(&self) {
         self.stop.cancel();
@@ -199,8 +204,8 @@ impl HttpLink {
             .request(method, self.url.clone())
             .headers(self.headers.clone())
             .header(ACCEPT, accept);
-        if self.is_modern() {
-            // Every modern request names its revision in its own staged headers.
+        if self.era() == Era::Stateless {
+            // Every stateless request names its revision in its own staged headers.
             return req;
         }
         if let Some(s) = self.session() {
@@ -210,7 +215,7 @@ impl HttpLink {
     }
 
     fn remember_session(&self, headers: &HeaderMap) {
-        if self.is_modern() {
+        if self.era() == Era::Stateless {
             // 2026-07-28 has no sessions; an id a server sends anyway is not echoed.
             return;
         }
@@ -264,13 +269,13 @@ async fn post_loop(link: Arc<HttpLink>, mut outbound: mpsc::Receiver<Message>) {
     }
 }
 
-/// Sends one message. A modern request runs until it is answered or abandoned; abandoning
+/// Sends one message. A stateless request runs until it is answered or abandoned; abandoning
 /// it drops the response, which closes its stream.
 async fn post(link: Arc<HttpLink>, msg: Message) {
     let staged = match &msg {
         Message::Request(Request {
             id: Id::Num(id), ..
-        }) if link.is_modern() => {
+        }) if link.era() == Era::Stateless => {
             let mut all = link.lock_staged();
             match all.get_mut(id) {
                 Some(s) => Some((*id, s.headers.take().unwrap_or_default(), s.abort.clone())),

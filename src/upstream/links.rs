@@ -17,7 +17,7 @@ use super::peer::{NotificationHook, Origin, Peer, PeerEvent};
 use super::supervisor::UpstreamEvent;
 use super::{Closer, ServerInfo};
 use crate::config::{TransportConfig, UpstreamConfig};
-use crate::protocol::{ErrorObject, methods};
+use crate::protocol::{Era, ErrorObject, methods};
 
 /// What links need from the gateway, handed over by the supervisor when it starts.
 pub struct LinkContext {
@@ -137,7 +137,7 @@ async fn open(
         connect::relayable(&origin.capabilities),
         link_hook(context.hook.clone(), origin),
         // Only handshake-era upstreams get per-client sessions.
-        connect::Opening::In(connect::Era::Legacy),
+        connect::Opening::In(Era::Handshake),
     )
     .await?;
     tracing::debug!(upstream = %config.name, session = %short(origin.session.as_deref().unwrap_or_default()), "Opened a per-session upstream link");

@@ -1,7 +1,7 @@
 //! `subscriptions/listen` towards a 2026-07-28 upstream: the one way such a server sends
 //! notifications that belong to no request (list changes, resource updates).
 //!
-//! One listen is kept open per modern upstream while it is connected. Its filter asks for the
+//! One listen is kept open per stateless upstream while it is connected. Its filter asks for the
 //! list changes the server's capabilities offer and for updates of the resource URIs the
 //! gateway currently needs ([`ListenSet`], fed by the clients' `resources/subscribe`, counted
 //! by the relay). When that set changes the listen is issued again with the new filter and

@@ -10,10 +10,10 @@ pub mod connect;
 pub mod http;
 pub mod links;
 pub mod listen;
-mod modern;
 pub mod peer;
 pub mod sse;
 pub mod sse_read;
+mod stateless;
 pub mod stdio;
 pub mod supervisor;
 pub mod table;
@@ -26,9 +26,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::{ProtocolMode, UpstreamConfig};
-use crate::protocol::{ErrorObject, Message, methods, version};
+use crate::protocol::{Era, ErrorObject, Message, methods};
 pub use catalog::UpstreamCatalog;
-pub use connect::Era;
 use peer::{Inbound, Origin, Peer};
 pub use table::Upstreams;
 
@@ -82,9 +81,9 @@ impl ServerInfo {
             .is_some_and(|v| !v.is_null())
     }
 
-    /// Whether the server speaks the 2026-07-28 era (it was opened with `server/discover`).
-    pub fn is_modern(&self) -> bool {
-        version::is_modern(&self.protocol_version)
+    /// The era the server speaks: stateless when it was opened with `server/discover`.
+    pub fn era(&self) -> Era {
+        Era::of(&self.protocol_version).unwrap_or(Era::Handshake)
     }
 }
 
@@ -130,14 +129,14 @@ pub struct Upstream {
     catalog: RwLock<Arc<UpstreamCatalog>>,
     /// Times the connection was lost or could not be opened (for `/metrics`).
     failures: std::sync::atomic::AtomicU64,
-    /// The era the last successful opening found (and, for a modern server, what its
+    /// The era the last successful opening found (and, for a stateless server, what its
     /// `server/discover` said); reconnects use it without probing, and forget it when
     /// opening in it fails.
     remembered: std::sync::Mutex<Option<(Era, Option<ServerInfo>)>>,
     /// What the upstream's `subscriptions/listen` must deliver beyond list changes.
     pub listen: listen::ListenSet,
     /// The level clients asked for with `logging/setLevel`, sent as `logLevel` on requests
-    /// to a modern upstream whose client named none.
+    /// to a stateless upstream whose client named none.
     log_level: std::sync::Mutex<Option<String>>,
 }
 
@@ -158,17 +157,17 @@ impl Upstream {
     }
 
     /// How the next connection opens: in the configured era, else in the remembered one,
-    /// else with a probe. A modern server already discovered is resumed without a request.
+    /// else with a probe. A stateless server already discovered is resumed without a request.
     pub fn opening(&self) -> connect::Opening {
         let remembered = lock(&self.remembered).clone();
-        if let Some((Era::Modern, Some(info))) = &remembered
-            && self.config.protocol != ProtocolMode::Legacy
+        if let Some((Era::Stateless, Some(info))) = &remembered
+            && self.config.protocol != ProtocolMode::Handshake
         {
             return connect::Opening::Resume(info.clone());
         }
         match self.config.protocol {
-            ProtocolMode::Legacy => connect::Opening::In(Era::Legacy),
-            ProtocolMode::Modern => connect::Opening::In(Era::Modern),
+            ProtocolMode::Handshake => connect::Opening::In(Era::Handshake),
+            ProtocolMode::Stateless => connect::Opening::In(Era::Stateless),
             ProtocolMode::Auto => match remembered {
                 Some((era, _)) => connect::Opening::In(era),
                 None => connect::Opening::Probe,
@@ -188,14 +187,14 @@ impl Upstream {
 
     /// Whether requests go to this upstream in the 2026-07-28 era: what the live connection
     /// speaks, else what is remembered or configured.
-    pub fn is_modern(&self) -> bool {
+    pub fn era(&self) -> Era {
         if let Some(live) = read(&self.live).as_ref() {
-            return live.info.is_modern();
+            return live.info.era();
         }
-        matches!(
-            self.opening(),
-            connect::Opening::In(Era::Modern) | connect::Opening::Resume(_)
-        )
+        match self.opening() {
+            connect::Opening::In(Era::Stateless) | connect::Opening::Resume(_) => Era::Stateless,
+            _ => Era::Handshake,
+        }
     }
 
     /// Installs the notification hook every connection of this upstream will use.
@@ -284,9 +283,9 @@ impl Upstream {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
-        // What a modern upstream needs from `resources/unsubscribe` is a change of the listen
+        // What a stateless upstream needs from `resources/unsubscribe` is a change of the listen
         // filter, which holds across reconnects: it needs no live connection.
-        if method == methods::RESOURCES_UNSUBSCRIBE && self.is_modern() {
+        if method == methods::RESOURCES_UNSUBSCRIBE && self.era() == Era::Stateless {
             if let Some(uri) = params
                 .as_ref()
                 .and_then(|p| p.get("uri"))
@@ -302,9 +301,9 @@ impl Upstream {
                 self.unavailable_reason(),
             ));
         };
-        if live.info.is_modern() {
+        if live.info.era() == Era::Stateless {
             return self
-                .send_modern(&live, origin, method, params, timeout)
+                .send_stateless(&live, origin, method, params, timeout)
                 .await;
         }
         // A 2026-07-28 client has no session, so no link of its own: its requests share the
@@ -373,7 +372,7 @@ impl Upstream {
     /// are cheap; for stdio only with `session: per_session` (a process per client). Never
     /// for a 2026-07-28 upstream, which has no sessions: every request says who it is for.
     pub fn dedicated(&self) -> bool {
-        !self.is_modern()
+        self.era() == Era::Handshake
             && (self.is_http()
                 || matches!(self.config.session, crate::config::SessionMode::PerSession))
     }
@@ -390,7 +389,7 @@ impl Upstream {
     pub async fn notify(&self, method: &str, params: Option<Value>) {
         let live = read(&self.live).clone();
         if let Some(live) = live {
-            if live.info.is_modern() {
+            if live.info.era() == Era::Stateless {
                 tracing::debug!(upstream = %self.name(), method, "Not sent to a 2026-07-28 upstream");
                 return;
             }

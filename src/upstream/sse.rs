@@ -1,4 +1,4 @@
-//! Legacy HTTP+SSE upstreams (2024-11-05): a long GET on the SSE URL whose first event,
+//! HTTP+SSE upstreams (2024-11-05): a long GET on the SSE URL whose first event,
 //! `endpoint`, names where to POST; every server message arrives on that GET stream.
 
 use std::collections::BTreeMap;

@@ -130,11 +130,11 @@ impl Supervisor {
                 return Err(e);
             }
         };
-        let discovered = (era == super::Era::Modern).then(|| info.clone());
+        let discovered = (era == super::Era::Stateless).then(|| info.clone());
         self.upstream.remember(Some((era, discovered)));
         self.upstream.set_catalog(catalog);
         let listening = CancellationToken::new();
-        if era == super::Era::Modern {
+        if era == super::Era::Stateless {
             tokio::spawn(super::listen::run(
                 self.upstream.clone(),
                 peer.clone(),
@@ -271,7 +271,7 @@ struct Session {
     peer: Arc<Peer>,
     events: mpsc::Receiver<PeerEvent>,
     closer: Closer,
-    /// Ends the session's `subscriptions/listen` (modern upstreams) when the session ends.
+    /// Ends the session's `subscriptions/listen` (stateless upstreams) when the session ends.
     _listening: tokio_util::sync::DropGuard,
 }
 

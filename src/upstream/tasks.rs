@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::Upstream;
 use crate::config::TaskMode;
+use crate::protocol::Era;
 use crate::protocol::methods;
 
 /// The upstream's own `execution.taskSupport` for one of its tools.
@@ -33,7 +34,7 @@ impl Upstream {
     /// request type under `tasks.requests` and, for a tool, the tool allows it. One capability
     /// lookup, and a catalog scan only for an upstream that declares tool tasks.
     pub fn own_tasks(&self, method: &str, name: Option<&str>) -> OwnTasks {
-        if self.is_modern() {
+        if self.era() == Era::Stateless {
             return OwnTasks::No;
         }
         let pointer = match method {
@@ -65,7 +66,8 @@ impl Upstream {
 
     /// Whether a 2026-07-28 upstream offers the tasks extension (it then decides per call).
     pub fn offers_task_extension(&self) -> bool {
-        self.is_modern() && self.declares_at("/extensions/io.modelcontextprotocol~1tasks")
+        self.era() == Era::Stateless
+            && self.declares_at("/extensions/io.modelcontextprotocol~1tasks")
     }
 
     /// The `execution.taskSupport` the gateway lists for one of this upstream's tools.
@@ -75,7 +77,7 @@ impl Upstream {
             TaskMode::Never => "forbidden",
             TaskMode::Always => "required",
             TaskMode::OnRequest => {
-                if !self.is_modern() && tool_support(tool) == "required" {
+                if self.era() == Era::Handshake && tool_support(tool) == "required" {
                     "required"
                 } else {
                     "optional"

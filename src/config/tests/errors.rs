@@ -196,13 +196,13 @@ fn errors_display_one_per_line() {
 }
 
 #[test]
-fn protocol_must_be_a_known_era_and_modern_needs_more_than_sse() {
-    let yaml = "upstreams:\n  a:\n    command: x\n    protocol: newest\n  b:\n    url: http://127.0.0.1:9/sse\n    transport: sse\n    protocol: modern\n";
+fn protocol_must_be_a_known_era_and_stateless_needs_more_than_sse() {
+    let yaml = "upstreams:\n  a:\n    command: x\n    protocol: newest\n  b:\n    url: http://127.0.0.1:9/sse\n    transport: sse\n    protocol: stateless\n";
     assert_eq!(
         error_lines(parse(yaml)),
         [
-            "upstreams.a.protocol: unknown value \"newest\", expected auto, legacy or modern",
-            "upstreams.b.protocol: modern is not possible with transport: sse (HTTP+SSE is a 2024-11-05 transport)",
+            "upstreams.a.protocol: unknown value \"newest\", expected auto, handshake or stateless",
+            "upstreams.b.protocol: stateless is not possible with transport: sse (HTTP+SSE is a 2024-11-05 transport)",
         ]
     );
 }

@@ -40,7 +40,7 @@ upstreams:
     url: https://example.com/mcp
     headers: {Authorization: "Bearer ${TOKEN}"}
     transport: streamable_http
-    protocol: modern
+    protocol: stateless
 "#;
 
 fn example_env(name: &str) -> Option<String> {
@@ -110,19 +110,27 @@ fn the_full_example_parses() {
     };
     assert_eq!(url.as_str(), "https://example.com/mcp");
     assert_eq!(headers["Authorization"], "Bearer t0ken");
-    assert_eq!(remote.protocol, ProtocolMode::Modern);
+    assert_eq!(remote.protocol, ProtocolMode::Stateless);
 }
 
 #[test]
-fn protocol_legacy_is_accepted_on_every_transport() {
-    let yaml = "upstreams:\n  old:\n    url: http://127.0.0.1:9000/sse\n    transport: sse\n    protocol: legacy\n  cli:\n    command: x\n    protocol: legacy\n";
+fn protocol_handshake_is_accepted_on_every_transport() {
+    let yaml = "upstreams:\n  old:\n    url: http://127.0.0.1:9000/sse\n    transport: sse\n    protocol: handshake\n  cli:\n    command: x\n    protocol: handshake\n";
     let config = parse(yaml).unwrap();
     assert!(
         config
             .upstreams
             .iter()
-            .all(|u| u.protocol == ProtocolMode::Legacy)
+            .all(|u| u.protocol == ProtocolMode::Handshake)
     );
+}
+
+#[test]
+fn the_older_spellings_of_protocol_still_name_the_same_eras() {
+    let yaml = "upstreams:\n  a:\n    command: x\n    protocol: legacy\n  b:\n    command: x\n    protocol: modern\n";
+    let config = parse(yaml).unwrap();
+    let modes: Vec<ProtocolMode> = config.upstreams.iter().map(|u| u.protocol).collect();
+    assert_eq!(modes, [ProtocolMode::Handshake, ProtocolMode::Stateless]);
 }
 
 #[test]

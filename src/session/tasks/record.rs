@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::protocol::Era;
+
 /// `_meta` key tying a 2025-11-25 message to its task.
 pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
@@ -73,8 +75,11 @@ pub struct TaskRecord {
     /// gateway runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
-    /// Whether the creating client speaks 2026-07-28 (flat shape, `tasks/update`).
-    pub modern: bool,
+    /// The era of the creating client: the shape of its task (2025-11-25 nested, 2026-07-28
+    /// flat with `tasks/update`). Stored as the flag `modern`, as earlier releases wrote it,
+    /// so replicas of both share one Redis during an upgrade.
+    #[serde(rename = "modern", with = "stored_era")]
+    pub era: Era,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
@@ -131,7 +136,7 @@ impl TaskRecord {
         match outcome {
             Ok(result) => {
                 let tool_error = result.get("isError") == Some(&Value::Bool(true));
-                self.status = if tool_error && !self.modern {
+                self.status = if tool_error && self.era == Era::Handshake {
                     Status::Failed
                 } else {
                     Status::Completed
@@ -153,7 +158,7 @@ impl TaskRecord {
     }
 
     /// The 2025-11-25 `Task` object.
-    pub fn legacy_task(&self) -> Value {
+    pub fn handshake_task(&self) -> Value {
         let mut task = json!({
             "taskId": self.id,
             "status": self.status.as_str(),
@@ -169,7 +174,7 @@ impl TaskRecord {
     }
 
     /// The flat 2026-07-28 task (`CreateTaskResult` without `resultType`).
-    pub fn modern_task(&self) -> Value {
+    pub fn stateless_task(&self) -> Value {
         let mut task = json!({
             "taskId": self.id,
             "status": self.status.as_str(),
@@ -187,7 +192,7 @@ impl TaskRecord {
     /// The 2026-07-28 `DetailedTask` of `tasks/get`: the task plus what its status carries
     /// (outstanding input requests, the result, or the error).
     pub fn detailed(&self) -> Value {
-        let mut task = self.modern_task();
+        let mut task = self.stateless_task();
         match self.status {
             Status::InputRequired if !self.input_requests.is_empty() => {
                 task["inputRequests"] = Value::Object(self.input_requests.clone());
@@ -259,11 +264,30 @@ pub fn iso8601(ms: u64) -> String {
     )
 }
 
+/// [`TaskRecord::era`] as stored: `true` for the stateless era.
+mod stored_era {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::protocol::Era;
+
+    pub fn serialize<S: Serializer>(era: &Era, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(*era == Era::Stateless)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Era, D::Error> {
+        Ok(if bool::deserialize(d)? {
+            Era::Stateless
+        } else {
+            Era::Handshake
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(modern: bool) -> TaskRecord {
+    fn record(era: Era) -> TaskRecord {
         TaskRecord {
             id: new_id(),
             owner: Owner {
@@ -273,7 +297,7 @@ mod tests {
             method: "tools/call".into(),
             upstream: "up".into(),
             remote: None,
-            modern,
+            era,
             status: Status::Working,
             status_message: None,
             created_ms: 0,
@@ -303,19 +327,30 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_error_fails_a_legacy_task_but_completes_a_modern_one() {
+    fn a_tool_error_fails_a_handshake_task_but_completes_a_stateless_one() {
         let error = json!({"content": [], "isError": true});
-        let mut legacy = record(false);
-        legacy.finish(Ok(error.clone()));
-        assert_eq!(legacy.status, Status::Failed);
-        let mut modern = record(true);
-        modern.finish(Ok(error));
-        assert_eq!(modern.status, Status::Completed);
+        let mut handshake = record(Era::Handshake);
+        handshake.finish(Ok(error.clone()));
+        assert_eq!(handshake.status, Status::Failed);
+        let mut stateless = record(Era::Stateless);
+        stateless.finish(Ok(error));
+        assert_eq!(stateless.status, Status::Completed);
+    }
+
+    #[test]
+    fn the_era_is_stored_as_the_flag_earlier_releases_wrote() {
+        let stored = serde_json::to_value(record(Era::Stateless)).unwrap();
+        assert_eq!(stored["modern"], true);
+        let mut older = serde_json::to_value(record(Era::Handshake)).unwrap();
+        assert_eq!(older["modern"], false);
+        older["modern"] = Value::Bool(true);
+        let read: TaskRecord = serde_json::from_value(older).unwrap();
+        assert_eq!(read.era, Era::Stateless);
     }
 
     #[test]
     fn terminal_states_are_final() {
-        let mut r = record(true);
+        let mut r = record(Era::Stateless);
         assert!(r.set_status(Status::Cancelled, None));
         assert!(!r.finish(Ok(json!({"content": []}))));
         assert!(!r.set_status(Status::Working, None));
@@ -324,7 +359,7 @@ mod tests {
 
     #[test]
     fn the_detailed_task_carries_what_its_status_has() {
-        let mut r = record(true);
+        let mut r = record(Era::Stateless);
         r.finish(Ok(
             json!({"content": [], "_meta": {RELATED_TASK: {"taskId": "x"}}}),
         ));
@@ -332,7 +367,7 @@ mod tests {
         assert_eq!(d["status"], "completed");
         assert_eq!(d["result"], json!({"content": []}));
         assert!(d.get("ttl").is_none() && d["ttlMs"] == 1000);
-        let mut f = record(true);
+        let mut f = record(Era::Stateless);
         f.finish(Err(json!({"code": -32603, "message": "boom"})));
         let d = f.detailed();
         assert_eq!(d["error"]["code"], -32603);

@@ -23,7 +23,7 @@ use stream::take_subscription_id;
 
 use super::http::HttpLink;
 use crate::protocol::{
-    ErrorObject, Id, Message, Notification, Request, Response, envelope, headers, methods,
+    Era, ErrorObject, Id, Message, Notification, Request, Response, envelope, headers, methods,
 };
 
 /// What a transport yields.
@@ -90,7 +90,7 @@ pub struct Peer {
     hook: Option<NotificationHook>,
     /// Set once the upstream is known to speak 2026-07-28 (and during the probe): every
     /// request then carries the gateway's envelope, and over HTTP its own headers.
-    modern: AtomicBool,
+    stateless: AtomicBool,
     /// The Streamable HTTP link, when that is the transport: per-request headers and
     /// aborting a request's POST go through it.
     http: Option<Arc<HttpLink>>,
@@ -123,7 +123,7 @@ impl Peer {
             closed: CancellationToken::new(),
             close_reason: Arc::default(),
             hook,
-            modern: AtomicBool::new(false),
+            stateless: AtomicBool::new(false),
             http,
         });
         tokio::spawn(dispatch(peer.clone(), inbound, events_tx));
@@ -145,15 +145,20 @@ impl Peer {
 
     /// Switches the connection's era: `true` for 2026-07-28 (envelope on every request, no
     /// session, cancellation by closing the request's stream over HTTP).
-    pub fn set_modern(&self, modern: bool) {
-        self.modern.store(modern, Ordering::Relaxed);
+    pub fn set_era(&self, era: Era) {
+        self.stateless
+            .store(era == Era::Stateless, Ordering::Relaxed);
         if let Some(link) = &self.http {
-            link.set_modern(modern);
+            link.set_era(era);
         }
     }
 
-    pub fn is_modern(&self) -> bool {
-        self.modern.load(Ordering::Relaxed)
+    pub fn era(&self) -> Era {
+        if self.stateless.load(Ordering::Relaxed) {
+            Era::Stateless
+        } else {
+            Era::Handshake
+        }
     }
 
     /// Why the connection closed, once it has.
@@ -234,11 +239,11 @@ impl Peer {
         if self.is_closed() {
             return Err(self.unavailable());
         }
-        let modern = self.is_modern();
-        self.envelope(&mut params, origin.as_deref(), &extra, modern);
+        let stateless = self.era() == Era::Stateless;
+        self.envelope(&mut params, origin.as_deref(), &extra, stateless);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        if modern && let Some(link) = &self.http {
+        if stateless && let Some(link) = &self.http {
             link.stage(id, request_headers(method, params.as_ref(), extra));
         }
         let listen = ack.is_some();
@@ -255,13 +260,13 @@ impl Peer {
             // The probe and the handshake are never cancelled: a server that has not
             // opened a session may take any other message as a protocol violation.
             armed: method != methods::SERVER_DISCOVER && method != methods::INITIALIZE,
-            modern,
+            stateless,
         };
         let msg = Message::Request(Request::new(Id::Num(id), method, params));
         if self.outbound.send(msg).await.is_err() {
             guard.armed = false;
             self.lock_pending().remove(&id);
-            if let Some(link) = self.http.as_ref().filter(|_| modern) {
+            if let Some(link) = self.http.as_ref().filter(|_| stateless) {
                 link.abandon(id);
             }
             return Err(self.unavailable());
@@ -280,7 +285,7 @@ impl Peer {
             Err(_) => {
                 if !guard.armed {
                     self.lock_pending().remove(&id);
-                    if let Some(link) = self.http.as_ref().filter(|_| modern) {
+                    if let Some(link) = self.http.as_ref().filter(|_| stateless) {
                         link.abandon(id);
                     }
                 }
@@ -293,18 +298,18 @@ impl Peer {
         }
     }
 
-    /// The per-request `_meta` envelope: the gateway's own for a modern upstream (what it
+    /// The per-request `_meta` envelope: the gateway's own for a stateless upstream (what it
     /// can relay for the client the request serves, or its own capabilities for requests of
-    /// its own), and for a legacy one only the client's envelope keys removed, since they
-    /// belong to the client's hop and would make a dual-era server read the request as modern.
+    /// its own), and for a handshake-era one only the client's envelope keys removed, since they
+    /// belong to the client's hop and would make a dual-era server read the request as stateless.
     fn envelope(
         &self,
         params: &mut Option<Value>,
         origin: Option<&Origin>,
         extra: &Extra,
-        modern: bool,
+        stateless: bool,
     ) {
-        if !modern {
+        if !stateless {
             envelope::rewrite_for_upstream(params, None);
             return;
         }
@@ -372,7 +377,7 @@ impl Peer {
 fn request_headers(method: &str, params: Option<&Value>, extra: Extra) -> Vec<(String, String)> {
     let mut all = vec![(
         super::http::VERSION_HEADER.to_owned(),
-        crate::protocol::version::MODERN_LATEST.to_owned(),
+        Era::Stateless.latest().to_owned(),
     )];
     all.extend(headers::for_request(
         method,
@@ -390,7 +395,7 @@ struct CancelOnDrop<'a> {
     peer: &'a Peer,
     id: i64,
     armed: bool,
-    modern: bool,
+    stateless: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
@@ -399,7 +404,7 @@ impl Drop for CancelOnDrop<'_> {
             return;
         }
         let was_pending = self.peer.lock_pending().remove(&self.id).is_some();
-        if let Some(link) = self.peer.http.as_ref().filter(|_| self.modern) {
+        if let Some(link) = self.peer.http.as_ref().filter(|_| self.stateless) {
             link.abandon(self.id);
             return;
         }

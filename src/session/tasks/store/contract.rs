@@ -22,7 +22,7 @@ fn record(owner: &Owner, ttl_ms: u64) -> TaskRecord {
         method: "tools/call".into(),
         upstream: "up".into(),
         remote: None,
-        modern: true,
+        era: crate::protocol::Era::Stateless,
         status: Status::Working,
         status_message: None,
         created_ms: now,

@@ -458,7 +458,7 @@ mod tests {
             method: "tools/call".into(),
             upstream: "up".into(),
             remote: None,
-            modern: true,
+            era: crate::protocol::Era::Stateless,
             status: crate::session::tasks::record::Status::Working,
             status_message: None,
             created_ms: now,

@@ -7,7 +7,7 @@ use super::Router;
 use crate::aggregate::catalog::Kind;
 use crate::pipeline::RequestContext;
 use crate::protocol::envelope::{CacheHint, SUBSCRIPTION_ID};
-use crate::protocol::{ErrorObject, Request, codes, methods, version};
+use crate::protocol::{ErrorObject, Request, codes, era, methods};
 use crate::relay::listeners::{Filter, tagged};
 
 /// `server/discover`: the revisions the gateway speaks, what it can route, and the
@@ -19,7 +19,7 @@ pub fn discover(router: &Router) -> Result<Value, ErrorObject> {
         capabilities["extensions"] = json!({ crate::protocol::extensions::TASKS: {} });
     }
     let mut result = json!({
-        "supportedVersions": version::all(),
+        "supportedVersions": era::all(),
         "capabilities": capabilities,
     });
     if let Some(text) = super::initialize::instructions(router) {
@@ -33,7 +33,7 @@ pub fn discover(router: &Router) -> Result<Value, ErrorObject> {
     Ok(result)
 }
 
-/// A method whose capability the gateway does not advertise is unknown to a modern client
+/// A method whose capability the gateway does not advertise is unknown to a stateless client
 /// (what `server/discover` says and what is served must agree).
 pub fn check_capability(router: &Router, method: &str) -> Result<(), ErrorObject> {
     let capability = match method {

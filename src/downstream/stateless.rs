@@ -1,7 +1,7 @@
 //! Streamable HTTP for 2026-07-28 clients: one POST per message, no session, no GET stream.
 //!
-//! A POST is modern when its `MCP-Protocol-Version` header names a revision that is not a
-//! handshake-era one, or, without that header, when its body carries the modern envelope
+//! A POST is stateless when its `MCP-Protocol-Version` header names a revision that is not a
+//! handshake-era one, or, without that header, when its body carries the stateless envelope
 //! and no session id (it then fails the header check, with a message that says so). The
 //! request is checked in the order the reference SDK uses: envelope keys (-32602), headers
 //! against the body (-32020), the revision (-32022), the method (404 + -32601). Then it runs
@@ -30,20 +30,20 @@ use crate::pipeline::Caller;
 use crate::protocol::envelope::{self, Envelope};
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{
-    ErrorObject, Message, Request, Response as RpcResponse, codes, headers as mcp_headers, methods,
-    version,
+    Era, ErrorObject, Message, Request, Response as RpcResponse, codes, headers as mcp_headers,
+    methods,
 };
 
-/// How long a modern answer may stay silent before it becomes an SSE stream (which then
+/// How long a stateless answer may stay silent before it becomes an SSE stream (which then
 /// carries keep-alive comments until the result).
 pub const COMMIT_AFTER: Duration = Duration::from_secs(10);
 /// Messages queued on one request's stream before further ones are dropped.
 const STREAM_QUEUE: usize = 64;
 
-/// Whether a POST belongs to the modern era (see the module docs).
-pub fn is_modern_post(headers: &HeaderMap, parsed: &Result<Message, ParseError>) -> bool {
+/// Whether a POST belongs to the stateless era (see the module docs).
+pub fn is_stateless_post(headers: &HeaderMap, parsed: &Result<Message, ParseError>) -> bool {
     match headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok()) {
-        Some(v) => !version::is_supported(v),
+        Some(v) => !Era::Handshake.speaks(v),
         None => {
             !headers.contains_key(super::http::SESSION_HEADER)
                 && matches!(parsed, Ok(Message::Request(r))
@@ -53,7 +53,7 @@ pub fn is_modern_post(headers: &HeaderMap, parsed: &Result<Message, ParseError>)
     }
 }
 
-/// Answers one modern POST.
+/// Answers one stateless POST.
 pub(crate) async fn post(
     state: &AppState,
     headers: &HeaderMap,
@@ -86,7 +86,7 @@ pub(crate) async fn post(
     answer(state.gateway.clone(), req, envelope, caller).await
 }
 
-/// Validates a modern request: envelope, headers against the body, revision, method.
+/// Validates a stateless request: envelope, headers against the body, revision, method.
 pub fn check(
     gateway: &Gateway,
     headers: &HeaderMap,
@@ -101,7 +101,7 @@ pub fn check(
 
 /// The methods a 2026-07-28 client may call; the handshake-era ones are unknown here.
 pub fn check_method(method: &str) -> Result<(), ErrorObject> {
-    if methods::MODERN_CLIENT_REQUESTS.contains(&method) {
+    if methods::STATELESS_CLIENT_REQUESTS.contains(&method) {
         Ok(())
     } else {
         Err(ErrorObject::method_not_found(method))
@@ -229,7 +229,7 @@ async fn answer(
     let (admit_tx, admit_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
     let id = req.id.clone();
-    let run = exchange::Modern {
+    let run = exchange::Stateless {
         envelope,
         sink: Some(tx),
         caller,
@@ -253,7 +253,7 @@ async fn answer(
         Some(first) = rx.recv() => Some(first),
         _ = tokio::time::sleep(COMMIT_AFTER) => None,
     };
-    tracing::trace!(id = %id, "Modern answer streams");
+    tracing::trace!(id = %id, "Stateless answer streams");
     // The stream drives the request: dropping it (the client closed the connection) drops
     // the request, which cancels it upstream.
     let (out_tx, out_rx) = mpsc::channel::<Message>(STREAM_QUEUE);
@@ -325,7 +325,7 @@ fn error_response(id: Option<crate::protocol::Id>, e: ErrorObject) -> Response {
     json_answer(RpcResponse::err(id, e))
 }
 
-/// The HTTP status of a modern error: 400 for malformed requests, envelopes and headers,
+/// The HTTP status of a stateless error: 400 for malformed requests, envelopes and headers,
 /// 404 for unknown methods, the pipeline's refusals their own; 200 otherwise (the body
 /// carries the error).
 pub fn status_for(e: &ErrorObject) -> StatusCode {

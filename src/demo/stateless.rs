@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    DemoState, INVALID_REQUEST, MODERN_PROTOCOL_VERSIONS, RESOURCE_NOT_FOUND, RpcError, catalog,
+    DemoState, INVALID_REQUEST, RESOURCE_NOT_FOUND, RpcError, STATELESS_PROTOCOL_VERSIONS, catalog,
     confirm, error_response, response, server_info, single_page, tools,
 };
 use crate::protocol::envelope::{
@@ -26,15 +26,15 @@ const CATALOG_HINT: CacheHint = CacheHint {
     private: false,
 };
 
-/// What a modern request produces besides an error.
+/// What a stateless request produces besides an error.
 enum Outgoing {
-    /// A result, shaped for the modern era before it is sent.
+    /// A result, shaped for the stateless era before it is sent.
     Result { result: Value, cacheable: bool },
     /// A whole message to send instead of a response (a listen's acknowledgement).
     Message(Value),
 }
 
-/// Serves one request on a connection locked to the modern era and returns the message to
+/// Serves one request on a connection locked to the stateless era and returns the message to
 /// write.
 pub(super) fn request(
     state: &mut DemoState,
@@ -67,7 +67,7 @@ fn serve(
     }
     if method == methods::INITIALIZE {
         // A handshake on a connection that already speaks 2026-07-28: name the revisions
-        // this connection can still use, as a modern server does for `initialize`.
+        // this connection can still use, as a stateless server does for `initialize`.
         let requested = params
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -77,10 +77,10 @@ fn serve(
     // The order the reference SDK checks in: envelope keys, then the revision, then
     // whether the method exists.
     let envelope = Envelope::read(raw_params).map_err(RpcError::from)?;
-    if !MODERN_PROTOCOL_VERSIONS.contains(&envelope.version.as_str()) {
+    if !STATELESS_PROTOCOL_VERSIONS.contains(&envelope.version.as_str()) {
         return Err(unsupported_version(&envelope.version));
     }
-    if !methods::MODERN_CLIENT_REQUESTS.contains(&method) {
+    if !methods::STATELESS_CLIENT_REQUESTS.contains(&method) {
         return Err(super::method_not_found(method));
     }
     let listing = |key: &str, items: Vec<Value>| {
@@ -103,7 +103,7 @@ fn serve(
         methods::SUBSCRIPTIONS_LISTEN => listen(state, id, params).map(Outgoing::Message),
         methods::TOOLS_LIST => listing("tools", tools::list()),
         methods::TOOLS_CALL if confirm::is_confirm(params) => {
-            once(confirm::call_modern(&state.state_key, params, &envelope))
+            once(confirm::call_stateless(&state.state_key, params, &envelope))
         }
         methods::TOOLS_CALL => once(tools::call(params)),
         methods::RESOURCES_LIST => listing("resources", catalog::resources()),
@@ -139,13 +139,13 @@ fn unsupported_version(requested: &str) -> RpcError {
         super::UNSUPPORTED_PROTOCOL_VERSION,
         format!(
             "Unsupported protocol version {requested:?} on this connection; supported: {}",
-            MODERN_PROTOCOL_VERSIONS.join(", ")
+            STATELESS_PROTOCOL_VERSIONS.join(", ")
         ),
     )
-    .with_data(json!({ "supported": MODERN_PROTOCOL_VERSIONS, "requested": requested }))
+    .with_data(json!({ "supported": STATELESS_PROTOCOL_VERSIONS, "requested": requested }))
 }
 
-/// Adds what every modern result carries: `resultType` (complete unless the handler chose
+/// Adds what every stateless result carries: `resultType` (complete unless the handler chose
 /// another, e.g. `input_required`), the server's identity in `_meta`, and for listings,
 /// reads and discovery the cache hints.
 fn shape(mut result: Value, cacheable: bool) -> Value {

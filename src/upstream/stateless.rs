@@ -16,8 +16,8 @@ impl Upstream {
     /// subscriptions go into the listen filter, the log level into later envelopes, and a
     /// ping is answered here. Everything else carries the envelope (the peer adds it) and,
     /// over HTTP, the headers the upstream's own tool schema asks for and the caller's
-    /// identity headers, since a modern upstream has no per-client session to hold them.
-    pub(super) async fn send_modern(
+    /// identity headers, since a stateless upstream has no per-client session to hold them.
+    pub(super) async fn send_stateless(
         &self,
         live: &Live,
         origin: Option<Arc<Origin>>,
