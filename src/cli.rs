@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::aggregate::catalog::Kind;
 use crate::config::{self, Config, Overrides};
 use crate::telemetry::LogFormat;
+use crate::upstream::Upstreams;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -202,14 +203,14 @@ pub async fn tools(args: ToolsArgs) -> anyhow::Result<bool> {
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print_table(&gateway, &health);
+        print_table(&gateway.upstreams, &health);
     }
     gateway.stop_upstreams().await;
     Ok(ready)
 }
 
-fn print_table(gateway: &crate::gateway::Gateway, health: &Value) {
-    let catalog = gateway.upstreams.catalog();
+fn print_table(upstreams: &Upstreams, health: &Value) {
+    let catalog = upstreams.catalog();
     for kind in Kind::ALL {
         let rows: Vec<(usize, &Value)> = catalog.all(kind).collect();
         println!("{} ({})", kind.field(), rows.len());
@@ -220,7 +221,7 @@ fn print_table(gateway: &crate::gateway::Gateway, health: &Value) {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let desc: String = desc.lines().next().unwrap_or("").chars().take(70).collect();
-            let upstream = gateway.upstreams.get(u).map(|u| u.name()).unwrap_or("?");
+            let upstream = upstreams.get(u).map(|u| u.name()).unwrap_or("?");
             println!("  {key:<40} {upstream:<16} {desc}");
         }
         println!();

@@ -32,7 +32,7 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     let gateway = Gateway::start_with(config, &hooks);
-    let app = crate::downstream::http::app(gateway.clone());
+    let app = crate::downstream::app(gateway.clone());
     let closing = gateway.shutdown.clone();
     // Without TCP_NODELAY, an SSE answer (headers, event, end of stream written separately)
     // waits on Nagle's algorithm and the client's delayed ACK: ~40 ms per answer.

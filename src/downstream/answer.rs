@@ -43,7 +43,15 @@ pub(crate) async fn answer(
     let (admit_tx, admit_rx) = tokio::sync::oneshot::channel();
     let runner = session.clone();
     let mut work: BoxFuture<'static, RpcResponse> = Box::pin(async move {
-        exchange::request_admitted(&gateway, &runner, req, Some(tx), caller, Some(admit_tx)).await
+        exchange::request_admitted(
+            &gateway.pipeline,
+            &runner,
+            req,
+            Some(tx),
+            caller,
+            Some(admit_tx),
+        )
+        .await
     });
     // Nothing is committed until the pipeline admits the request: a refusal (429, 403) is
     // answered with its own status code, never inside a 200 stream.
@@ -57,10 +65,10 @@ pub(crate) async fn answer(
             .outcome
             .as_ref()
             .err()
-            .and_then(super::http::refusal_status)
+            .and_then(super::web::refusal_status)
             .is_some();
         if refused || mode == ResponseMode::Auto {
-            return super::http::refused_or(response);
+            return super::web::refused_or(response);
         }
         let log = session.new_request_stream();
         while let Ok(msg) = rx.try_recv() {
@@ -77,7 +85,7 @@ pub(crate) async fn answer(
         ResponseMode::Stream => None,
         ResponseMode::Auto => tokio::select! {
             biased;
-            response = &mut work => return super::http::refused_or(response),
+            response = &mut work => return super::web::refused_or(response),
             Some(first) = rx.recv() => Some(first),
         },
     };

@@ -9,12 +9,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::Gateway;
+use crate::pipeline::Pipeline;
 use crate::pipeline::{Caller, RequestContext};
 use crate::protocol::{
     Era, ErrorObject, Id, Message, Notification, Request, Response, codes, methods,
 };
-use crate::relay;
+use crate::relay::{self, Relay};
 use crate::session::Session;
+use crate::upstream::Upstreams;
 
 /// Related messages queued between a request and its stream.
 const RELATED_QUEUE: usize = 64;
@@ -23,19 +25,19 @@ const RELATED_QUEUE: usize = 64;
 /// `notifications/cancelled` naming it stops it (and its upstream request) and answers with
 /// error -32013.
 pub async fn request(
-    gateway: &Gateway,
+    pipeline: &Pipeline,
     session: &Arc<Session>,
     req: Request,
     sink: Option<mpsc::Sender<Message>>,
     caller: Caller,
 ) -> Response {
-    request_admitted(gateway, session, req, sink, caller, None).await
+    request_admitted(pipeline, session, req, sink, caller, None).await
 }
 
 /// [`request`], firing `admitted` once the request has passed the pipeline's admission
 /// stages (see [`RequestContext::admitted`]).
 pub async fn request_admitted(
-    gateway: &Gateway,
+    pipeline: &Pipeline,
     session: &Arc<Session>,
     req: Request,
     sink: Option<mpsc::Sender<Message>>,
@@ -50,7 +52,7 @@ pub async fn request_admitted(
     // and audit it; this arm only covers a request still waiting in an admission stage.
     let outcome = tokio::select! {
         biased;
-        outcome = gateway.pipeline.handle(&mut ctx, &req) => outcome,
+        outcome = pipeline.handle(&mut ctx, &req) => outcome,
         _ = inflight.token.cancelled() => {
             tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
             Err(ErrorObject::cancelled())
@@ -83,14 +85,14 @@ pub struct Stateless {
 impl Stateless {
     /// Runs the request through the pipeline and shapes the answer for a stateless client:
     /// `resultType` and the gateway's `serverInfo` on results, error codes of this era.
-    pub async fn request(self, gateway: &Gateway, req: Request) -> Response {
+    pub async fn request(self, pipeline: &Pipeline, req: Request) -> Response {
         let mut ctx = RequestContext::new(None, self.sink, self.caller);
         ctx.envelope = Some(Arc::new(self.envelope));
         ctx.admitted = self.admitted;
         ctx.cancel = Some(self.cancel.clone());
         let outcome = tokio::select! {
             biased;
-            outcome = gateway.pipeline.handle(&mut ctx, &req) => outcome,
+            outcome = pipeline.handle(&mut ctx, &req) => outcome,
             _ = self.cancel.cancelled() => Err(ErrorObject::cancelled()),
         };
         let outcome = match outcome {
@@ -119,14 +121,14 @@ pub fn stateless_error(mut e: ErrorObject) -> ErrorObject {
 /// ordered stream (`push`): HTTP+SSE, where everything shares the session's stream.
 /// Related messages are pushed as they come, and the response after every one of them.
 pub async fn request_streamed(
-    gateway: &Gateway,
+    pipeline: &Pipeline,
     session: &Arc<Session>,
     req: Request,
     caller: Caller,
     push: impl Fn(Message),
 ) {
     let (tx, mut rx) = mpsc::channel(RELATED_QUEUE);
-    let work = request(gateway, session, req, Some(tx), caller);
+    let work = request(pipeline, session, req, Some(tx), caller);
     tokio::pin!(work);
     let response = loop {
         tokio::select! {
@@ -142,7 +144,7 @@ pub async fn request_streamed(
 }
 
 /// A client notification.
-pub async fn notification(gateway: &Gateway, session: &Session, n: Notification) {
+pub async fn notification(upstreams: &Upstreams, session: &Session, n: Notification) {
     match n.method.as_str() {
         methods::INITIALIZED => session.mark_initialized(),
         methods::CANCELLED => {
@@ -158,7 +160,7 @@ pub async fn notification(gateway: &Gateway, session: &Session, n: Notification)
             }
         }
         methods::ROOTS_LIST_CHANGED => {
-            for upstream in gateway.upstreams.iter() {
+            for upstream in upstreams.iter() {
                 upstream.notify(methods::ROOTS_LIST_CHANGED, None).await;
             }
         }
@@ -167,17 +169,17 @@ pub async fn notification(gateway: &Gateway, session: &Session, n: Notification)
 }
 
 /// A client's answer to a request the gateway sent it.
-pub fn response(gateway: &Gateway, session: &Session, r: Response) {
+pub fn response(relay: &Relay, session: &Session, r: Response) {
     let id = r.id.clone();
-    if !relay::client_requests::answered(&gateway.relay, session, r) {
+    if !relay::client_requests::answered(relay, session, r) {
         tracing::debug!(id = ?id, "Ignored an answer to no pending request");
     }
 }
 
 /// A session ended (DELETE, expiry): drop its state everywhere.
-pub async fn close(gateway: &Gateway, session: &Session) {
+pub async fn close(relay: &Relay, session: &Session) {
     session.close_stream();
-    relay::session_closed(&gateway.relay, &session.id).await;
+    relay::session_closed(relay, &session.id).await;
 }
 
 /// A 2025-03-26 JSON-RPC batch: its requests run concurrently; the answer is the array of
@@ -203,11 +205,15 @@ pub async fn batch(
                     ErrorObject::invalid_request("initialize must not be part of a batch"),
                 ));
             }
-            Ok(Message::Request(r)) => {
-                requests.push(request(gateway, session, r, sink.clone(), caller.clone()))
-            }
-            Ok(Message::Notification(n)) => notification(gateway, session, n).await,
-            Ok(Message::Response(r)) => response(gateway, session, r),
+            Ok(Message::Request(r)) => requests.push(request(
+                &gateway.pipeline,
+                session,
+                r,
+                sink.clone(),
+                caller.clone(),
+            )),
+            Ok(Message::Notification(n)) => notification(&gateway.upstreams, session, n).await,
+            Ok(Message::Response(r)) => response(&gateway.relay, session, r),
             Err(e) => answers.push(Response::err(None, e)),
         }
     }

@@ -10,107 +10,27 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures::StreamExt;
 use serde_json::Value;
 
 use super::answer::{answer, sse_event, sse_response};
 use super::exchange;
-use super::guard::Guard;
-use crate::gateway::Gateway;
-use crate::pipeline::auth::Rejection;
-use crate::pipeline::{Caller, TraceHeaders};
-use crate::protocol::jsonrpc::{ParseError, is_envelope_error};
-use crate::protocol::{
-    Era, ErrorObject, Message, Request, Response as RpcResponse, codes, methods,
+use super::web::{
+    AppState, SESSION_HEADER, VERSION_HEADER, accepts, caller, is_json, plain, refused_or,
+    rpc_error, rpc_json,
 };
-use crate::session::Principal;
+use crate::pipeline::Caller;
+use crate::protocol::jsonrpc::ParseError;
+use crate::protocol::{Era, ErrorObject, Message, Request, Response as RpcResponse, methods};
 use crate::session::Session;
 use crate::session::client::GET_STREAM;
 use crate::session::events::parse_event_id;
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) gateway: Arc<Gateway>,
-    pub(crate) guard: Arc<Guard>,
-    pub(crate) opening: super::http_sse::Opening,
-}
-
-/// The HTTP application: the MCP endpoint and the health endpoints.
-pub fn app(gateway: Arc<Gateway>) -> Router {
-    let guard = Arc::new(Guard::new(&gateway.config.security));
-    let path = gateway.config.path.clone();
-    let mcp = get(get_stream)
-        .post(post_message)
-        .delete(delete_session)
-        .fallback(method_not_allowed);
-    let mut router = Router::new();
-    if gateway.config.metrics.enabled {
-        router = router.route(&gateway.config.metrics.path, get(metrics));
-    }
-    // RFC 9728 metadata, only when there is something to protect.
-    let router = match &gateway.auth {
-        Some(auth) => crate::pipeline::auth::metadata::mount(router, auth.clone()),
-        None => router,
-    };
-    router
-        .route(&path, mcp)
-        .route(super::http_sse::SSE_PATH, get(super::http_sse::open))
-        .route(
-            super::http_sse::MESSAGE_PATH,
-            axum::routing::post(super::http_sse::message),
-        )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(AppState {
-            gateway,
-            guard,
-            opening: Default::default(),
-        })
-}
-
-async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, "ok\n")
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    let (ready, body) = state.gateway.readiness();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(body)).into_response()
-}
-
-/// Prometheus text exposition. No credentials, like `/healthz` (it holds counts, never
-/// identities), but behind the Host/Origin guard: a web page must not read it through a
-/// rebinding DNS name.
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err((status, msg)) = state.guard.check(&headers) {
-        return rpc_error(status, ErrorObject::invalid_request(msg));
-    }
-    let body = state
-        .gateway
-        .metrics
-        .render(&state.gateway.upstreams, state.gateway.sessions.len());
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
-}
-
-async fn method_not_allowed() -> Response {
+pub(crate) async fn method_not_allowed() -> Response {
     let mut resp = plain(
         StatusCode::METHOD_NOT_ALLOWED,
         "Method not allowed: use POST, GET or DELETE",
@@ -120,7 +40,11 @@ async fn method_not_allowed() -> Response {
     resp
 }
 
-async fn post_message(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn post_message(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
@@ -209,11 +133,11 @@ async fn in_session(
     match message {
         Message::Request(req) => answer(state.gateway.clone(), session, req, caller).await,
         Message::Notification(n) => {
-            exchange::notification(&state.gateway, &session, n).await;
+            exchange::notification(&state.gateway.upstreams, &session, n).await;
             StatusCode::ACCEPTED.into_response()
         }
         Message::Response(r) => {
-            exchange::response(&state.gateway, &session, r);
+            exchange::response(&state.gateway.relay, &session, r);
             StatusCode::ACCEPTED.into_response()
         }
     }
@@ -267,7 +191,7 @@ fn session_with_version(
 
 /// GET: the session's standalone stream, or, with `Last-Event-ID`, the rest of any of the
 /// session's streams after that event (resumption after a dropped connection).
-async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
@@ -328,7 +252,7 @@ async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
 }
 
-async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
@@ -344,7 +268,7 @@ async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Re
         Err(resp) => return *resp,
     };
     state.gateway.sessions.remove(&session.id);
-    exchange::close(&state.gateway, &session).await;
+    exchange::close(&state.gateway.relay, &session).await;
     tracing::info!(session = %&session.id[..8], "Client session closed");
     StatusCode::NO_CONTENT.into_response()
 }
@@ -415,129 +339,4 @@ fn check_version_header(headers: &HeaderMap, session: &Session) -> Result<(), Bo
         tracing::debug!(header = %v, negotiated = %session.protocol_version, "MCP-Protocol-Version differs from the negotiated revision");
     }
     Ok(())
-}
-
-/// Who is calling: the principal the request's credentials prove (anonymous when `auth`
-/// configures none) and the W3C trace context it carries. A refusal is the finished 401/403.
-pub(crate) async fn caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    transport: &'static str,
-) -> Result<Caller, Box<Response>> {
-    let principal = match &state.gateway.auth {
-        None => Principal::anonymous(),
-        Some(auth) => match auth.authenticate(headers).await {
-            Ok(p) => p,
-            Err(rejection) => return Err(Box::new(refusal(rejection))),
-        },
-    };
-    let trace_headers = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(|traceparent| TraceHeaders {
-            traceparent: traceparent.to_owned(),
-            tracestate: headers
-                .get("tracestate")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        });
-    Ok(Caller {
-        principal: Arc::new(principal),
-        trace_headers,
-        transport,
-    })
-}
-
-/// A 401 or 403 with its `WWW-Authenticate` challenge and a JSON-RPC error body.
-fn refusal(rejection: Rejection) -> Response {
-    tracing::debug!(status = %rejection.status, reason = %rejection.message, "Refused at authentication");
-    let mut resp = rpc_error(
-        rejection.status,
-        ErrorObject::new(codes::UNAUTHORIZED, rejection.message),
-    );
-    if let Ok(v) = HeaderValue::from_str(&rejection.challenge) {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    resp
-}
-
-pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Whether `Accept` admits `mime`, wildcards included. No `Accept` header means anything.
-pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let (kind, _) = mime.split_once('/').unwrap_or((mime, ""));
-    accept
-        .split(',')
-        .map(|part| {
-            part.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .any(|range| {
-            range == mime || range == "*/*" || range.strip_suffix("/*").is_some_and(|k| k == kind)
-        })
-}
-
-/// A JSON answer to a request; a refusal by the pipeline (rate limit, authorization) gets its
-/// own HTTP status and headers (429 with `Retry-After`, 403 with its challenge) instead of 200.
-pub(crate) fn refused_or(response: RpcResponse) -> Response {
-    let status = match &response.outcome {
-        Err(e) => refusal_status(e),
-        Ok(_) => None,
-    };
-    let mut resp = rpc_json(
-        status.unwrap_or(StatusCode::OK),
-        &Message::Response(response.clone()),
-    );
-    if let Err(e) = &response.outcome
-        && let Some(secs) = e
-            .data
-            .as_ref()
-            .and_then(|d| d.get("retryAfterSeconds"))
-            .and_then(Value::as_u64)
-    {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    resp
-}
-
-/// The HTTP status for a pipeline refusal, `None` for any other error (sent with 200).
-pub(crate) fn refusal_status(e: &ErrorObject) -> Option<StatusCode> {
-    match e.code {
-        codes::RATE_LIMITED => Some(StatusCode::TOO_MANY_REQUESTS),
-        codes::UNAUTHORIZED => Some(StatusCode::FORBIDDEN),
-        _ => None,
-    }
-}
-
-pub(crate) fn rpc_json(status: StatusCode, msg: &Message) -> Response {
-    let mut resp = (status, msg.to_json()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// An error about the HTTP exchange itself, as an id-less JSON-RPC error body.
-pub(crate) fn rpc_error(status: StatusCode, error: ErrorObject) -> Response {
-    debug_assert!(status != StatusCode::OK || !is_envelope_error(error.code));
-    rpc_json(status, &Message::Response(RpcResponse::err(None, error)))
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response {
-    let body = Message::Response(RpcResponse::err(None, ErrorObject::invalid_request(text)));
-    rpc_json(status, &body)
 }

@@ -12,27 +12,21 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use dashmap::DashMap;
 use futures::StreamExt;
 
 use super::answer::{sse_event, sse_response};
 use super::exchange;
-use super::http::{AppState, accepts, is_json, rpc_error};
+use super::web::{AppState, Opening, accepts, caller, is_json, rpc_error};
 use crate::gateway::Gateway;
 use crate::pipeline::Caller;
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{ErrorObject, Message, Response as RpcResponse, methods};
-use crate::session::Principal;
 use crate::session::Session;
 use crate::session::client::{GET_STREAM, MAX_SESSIONS};
 use crate::session::events::EventLog;
 
 pub const SSE_PATH: &str = "/sse";
 pub const MESSAGE_PATH: &str = "/message";
-
-/// Streams opened but not yet initialized, by the session id they will carry, with the
-/// principal that opened each: only that principal may initialize on it.
-pub(crate) type Opening = Arc<DashMap<String, (Arc<EventLog>, Arc<Principal>)>>;
 
 /// Ends the session when the client's SSE stream goes away.
 struct CloseOnDrop {
@@ -47,7 +41,7 @@ impl Drop for CloseOnDrop {
         let (gateway, id) = (self.gateway.clone(), std::mem::take(&mut self.id));
         tokio::spawn(async move {
             if let Some(session) = gateway.sessions.remove(&id) {
-                exchange::close(&gateway, &session).await;
+                exchange::close(&gateway.relay, &session).await;
             }
         });
     }
@@ -63,7 +57,7 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
             ErrorObject::invalid_request("Accept must list text/event-stream"),
         );
     }
-    let opener = match super::http::caller(&state, &headers, "sse").await {
+    let opener = match caller(&state, &headers, "sse").await {
         Ok(caller) => caller.principal,
         Err(resp) => return *resp,
     };
@@ -105,7 +99,7 @@ pub(crate) async fn message(
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
-    let caller = match super::http::caller(&state, &headers, "sse").await {
+    let caller = match caller(&state, &headers, "sse").await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
@@ -183,13 +177,13 @@ async fn deliver(gateway: Arc<Gateway>, session: Arc<Session>, msg: Message, cal
     match msg {
         Message::Request(req) => {
             tokio::spawn(async move {
-                exchange::request_streamed(&gateway, &session, req, caller, |msg| {
+                exchange::request_streamed(&gateway.pipeline, &session, req, caller, |msg| {
                     session.send(msg);
                 })
                 .await;
             });
         }
-        Message::Notification(n) => exchange::notification(&gateway, &session, n).await,
-        Message::Response(r) => exchange::response(&gateway, &session, r),
+        Message::Notification(n) => exchange::notification(&gateway.upstreams, &session, n).await,
+        Message::Response(r) => exchange::response(&gateway.relay, &session, r),
     }
 }

@@ -1,4 +1,13 @@
-//! The client-facing side: transports that accept MCP clients, and their sessions.
+//! The client-facing side: the faces that accept MCP clients, and the HTTP application
+//! that serves them.
+//!
+//! - `http`: Streamable HTTP, handshake era (sessions, GET streams, DELETE);
+//! - `stateless`: Streamable HTTP POSTs of the stateless era (no session);
+//! - `http_sse`: the HTTP+SSE transport of 2024-11-05;
+//! - `stdio`: one client on stdin/stdout, in either era;
+//! - `exchange`: what a client message does whatever face carried it; `answer`: a request's
+//!   HTTP answer (JSON, or SSE once related messages come); `web`: HTTP plumbing the HTTP
+//!   faces share; `guard`: Host/Origin checks.
 
 mod answer;
 pub mod exchange;
@@ -7,3 +16,83 @@ pub mod http;
 pub mod http_sse;
 pub mod stateless;
 pub mod stdio;
+pub mod web;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::gateway::Gateway;
+use crate::protocol::ErrorObject;
+use guard::Guard;
+use web::{AppState, rpc_error};
+
+/// The HTTP application: the MCP endpoint and the health endpoints.
+pub fn app(gateway: Arc<Gateway>) -> Router {
+    let guard = Arc::new(Guard::new(&gateway.config.security));
+    let path = gateway.config.path.clone();
+    let mcp = get(http::get_stream)
+        .post(http::post_message)
+        .delete(http::delete_session)
+        .fallback(http::method_not_allowed);
+    let mut router = Router::new();
+    if gateway.config.metrics.enabled {
+        router = router.route(&gateway.config.metrics.path, get(metrics));
+    }
+    // RFC 9728 metadata, only when there is something to protect.
+    let router = match &gateway.auth {
+        Some(auth) => crate::pipeline::auth::metadata::mount(router, auth.clone()),
+        None => router,
+    };
+    router
+        .route(&path, mcp)
+        .route(http_sse::SSE_PATH, get(http_sse::open))
+        .route(
+            http_sse::MESSAGE_PATH,
+            axum::routing::post(http_sse::message),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AppState {
+            gateway,
+            guard,
+            opening: Default::default(),
+        })
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let (ready, body) = state.gateway.readiness();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Prometheus text exposition. No credentials, like `/healthz` (it holds counts, never
+/// identities), but behind the Host/Origin guard: a web page must not read it through a
+/// rebinding DNS name.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err((status, msg)) = state.guard.check(&headers) {
+        return rpc_error(status, ErrorObject::invalid_request(msg));
+    }
+    let body = state
+        .gateway
+        .metrics
+        .render(&state.gateway.upstreams, state.gateway.sessions.len());
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

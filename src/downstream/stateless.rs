@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::answer::{sse_event, sse_response};
 use super::exchange;
-use super::http::{AppState, VERSION_HEADER, rpc_json};
+use super::web::{AppState, SESSION_HEADER, VERSION_HEADER, refusal_status, rpc_json};
 use crate::gateway::Gateway;
 use crate::pipeline::Caller;
 use crate::protocol::envelope::{self, Envelope};
@@ -33,6 +33,7 @@ use crate::protocol::{
     Era, ErrorObject, Message, Request, Response as RpcResponse, codes, headers as mcp_headers,
     methods,
 };
+use crate::upstream::Upstreams;
 
 /// How long a stateless answer may stay silent before it becomes an SSE stream (which then
 /// carries keep-alive comments until the result).
@@ -45,7 +46,7 @@ pub fn is_stateless_post(headers: &HeaderMap, parsed: &Result<Message, ParseErro
     match headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok()) {
         Some(v) => !Era::Handshake.speaks(v),
         None => {
-            !headers.contains_key(super::http::SESSION_HEADER)
+            !headers.contains_key(SESSION_HEADER)
                 && matches!(parsed, Ok(Message::Request(r))
                     if r.method != methods::INITIALIZE
                         && envelope::declares_version(r.params.as_ref()))
@@ -79,7 +80,7 @@ pub(crate) async fn post(
             return error_response(None, e);
         }
     };
-    let envelope = match check(&state.gateway, headers, &req) {
+    let envelope = match check(&state.gateway.upstreams, headers, &req) {
         Ok(envelope) => envelope,
         Err(e) => return error_response(Some(req.id), e),
     };
@@ -88,30 +89,21 @@ pub(crate) async fn post(
 
 /// Validates a stateless request: envelope, headers against the body, revision, method.
 pub fn check(
-    gateway: &Gateway,
+    upstreams: &Upstreams,
     headers: &HeaderMap,
     req: &Request,
 ) -> Result<Envelope, ErrorObject> {
     let envelope = Envelope::read(req.params.as_ref())?;
-    check_headers(gateway, headers, req, &envelope)?;
+    check_headers(upstreams, headers, req, &envelope)?;
     envelope.check_version()?;
-    check_method(&req.method)?;
+    methods::check_stateless_client_request(&req.method)?;
     Ok(envelope)
-}
-
-/// The methods a 2026-07-28 client may call; the handshake-era ones are unknown here.
-pub fn check_method(method: &str) -> Result<(), ErrorObject> {
-    if methods::STATELESS_CLIENT_REQUESTS.contains(&method) {
-        Ok(())
-    } else {
-        Err(ErrorObject::method_not_found(method))
-    }
 }
 
 /// SEP-2243: `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` must be
 /// present where required, appear once, and equal the body.
 fn check_headers(
-    gateway: &Gateway,
+    upstreams: &Upstreams,
     headers: &HeaderMap,
     req: &Request,
     envelope: &Envelope,
@@ -147,7 +139,7 @@ fn check_headers(
         }
     }
     if req.method == methods::TOOLS_CALL {
-        check_param_headers(gateway, headers, req)?;
+        check_param_headers(upstreams, headers, req)?;
     }
     Ok(())
 }
@@ -155,14 +147,14 @@ fn check_headers(
 /// `Mcp-Param-*` against the arguments, for the tool's `x-mcp-header` annotations as the
 /// gateway lists them (the upstream's schema, untouched).
 fn check_param_headers(
-    gateway: &Gateway,
+    upstreams: &Upstreams,
     headers: &HeaderMap,
     req: &Request,
 ) -> Result<(), ErrorObject> {
     let Some(schema) = req
         .param("name")
         .and_then(Value::as_str)
-        .and_then(|name| gateway.upstreams.tool_schema(name))
+        .and_then(|name| upstreams.tool_schema(name))
     else {
         return Ok(());
     };
@@ -237,7 +229,7 @@ async fn answer(
         cancel: cancel.clone(),
     };
     let worker = gateway.clone();
-    let mut work = Box::pin(async move { run.request(&worker, req).await });
+    let mut work = Box::pin(async move { run.request(&worker.pipeline, req).await });
     // A refusal by an admission stage keeps its own status (429, 403).
     let early = tokio::select! {
         biased;
@@ -337,6 +329,6 @@ pub fn status_for(e: &ErrorObject) -> StatusCode {
         | codes::MISSING_CLIENT_CAPABILITY
         | codes::UNSUPPORTED_PROTOCOL_VERSION => StatusCode::BAD_REQUEST,
         codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
-        _ => super::http::refusal_status(e).unwrap_or(StatusCode::OK),
+        _ => refusal_status(e).unwrap_or(StatusCode::OK),
     }
 }

@@ -76,7 +76,7 @@ where
     }
     if let Some(session) = state.session.take() {
         gateway.sessions.remove(&session.id);
-        exchange::close(&gateway, &session).await;
+        exchange::close(&gateway.relay, &session).await;
     }
     drop(state);
     let _ = writer.await;
@@ -178,7 +178,7 @@ impl Connection {
         } else {
             Envelope::read(req.params.as_ref()).and_then(|envelope| {
                 envelope.check_version()?;
-                super::stateless::check_method(&req.method)?;
+                methods::check_stateless_client_request(&req.method)?;
                 Ok(envelope)
             })
         };
@@ -207,7 +207,7 @@ impl Connection {
                 admitted: None,
                 cancel: run_cancel,
             };
-            let response = run.request(&gateway, req).await;
+            let response = run.request(&gateway.pipeline, req).await;
             // After the client cancels a request, nothing more is sent for it (stdio
             // transport rules); a listen stream it cancels just ends.
             if let Some((_, token)) = inflight.remove(&id)
@@ -273,7 +273,7 @@ impl Connection {
                 let (gateway, out) = (self.gateway.clone(), self.out.clone());
                 tokio::spawn(async move {
                     let response = exchange::request(
-                        &gateway,
+                        &gateway.pipeline,
                         &session,
                         req,
                         Some(out.clone()),
@@ -283,8 +283,10 @@ impl Connection {
                     let _ = out.send(Message::Response(response)).await;
                 });
             }
-            Message::Notification(n) => exchange::notification(&self.gateway, &session, n).await,
-            Message::Response(r) => exchange::response(&self.gateway, &session, r),
+            Message::Notification(n) => {
+                exchange::notification(&self.gateway.upstreams, &session, n).await
+            }
+            Message::Response(r) => exchange::response(&self.gateway.relay, &session, r),
         }
     }
 

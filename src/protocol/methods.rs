@@ -74,3 +74,12 @@ pub const TASK_METHODS: [&str; 5] = [
 
 /// The only methods whose results may be `input_required` (MRTR).
 pub const INPUT_CAPABLE: [&str; 3] = [TOOLS_CALL, PROMPTS_GET, RESOURCES_READ];
+
+/// The methods a 2026-07-28 client may call; the handshake-era ones are unknown to it.
+pub fn check_stateless_client_request(method: &str) -> Result<(), super::ErrorObject> {
+    if STATELESS_CLIENT_REQUESTS.contains(&method) {
+        Ok(())
+    } else {
+        Err(super::ErrorObject::method_not_found(method))
+    }
+}

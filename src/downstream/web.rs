@@ -1,0 +1,159 @@
+//! HTTP plumbing shared by the HTTP faces: the state every handler gets, who is calling (the
+//! credentials checked at the edge), media types, and JSON-RPC bodies with their statuses.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use serde_json::Value;
+
+use super::guard::Guard;
+use crate::gateway::Gateway;
+use crate::pipeline::auth::Rejection;
+use crate::pipeline::{Caller, TraceHeaders};
+use crate::protocol::jsonrpc::is_envelope_error;
+use crate::protocol::{ErrorObject, Message, Response as RpcResponse, codes};
+use crate::session::Principal;
+use crate::session::events::EventLog;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// What every HTTP handler is given.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) gateway: Arc<Gateway>,
+    pub(crate) guard: Arc<Guard>,
+    /// HTTP+SSE streams opened but not initialized yet.
+    pub(crate) opening: Opening,
+}
+
+/// HTTP+SSE streams opened but not yet initialized, by the session id they will carry, with
+/// the principal that opened each: only that principal may initialize on it.
+pub(crate) type Opening = Arc<DashMap<String, (Arc<EventLog>, Arc<Principal>)>>;
+
+/// Who is calling: the principal the request's credentials prove (anonymous when `auth`
+/// configures none) and the W3C trace context it carries. A refusal is the finished 401/403.
+pub(crate) async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    transport: &'static str,
+) -> Result<Caller, Box<Response>> {
+    let principal = match &state.gateway.auth {
+        None => Principal::anonymous(),
+        Some(auth) => match auth.authenticate(headers).await {
+            Ok(p) => p,
+            Err(rejection) => return Err(Box::new(refusal(rejection))),
+        },
+    };
+    let trace_headers = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(|traceparent| TraceHeaders {
+            traceparent: traceparent.to_owned(),
+            tracestate: headers
+                .get("tracestate")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+    Ok(Caller {
+        principal: Arc::new(principal),
+        trace_headers,
+        transport,
+    })
+}
+
+/// A 401 or 403 with its `WWW-Authenticate` challenge and a JSON-RPC error body.
+pub(crate) fn refusal(rejection: Rejection) -> Response {
+    tracing::debug!(status = %rejection.status, reason = %rejection.message, "Refused at authentication");
+    let mut resp = rpc_error(
+        rejection.status,
+        ErrorObject::new(codes::UNAUTHORIZED, rejection.message),
+    );
+    if let Ok(v) = HeaderValue::from_str(&rejection.challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `Accept` admits `mime`, wildcards included. No `Accept` header means anything.
+pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let (kind, _) = mime.split_once('/').unwrap_or((mime, ""));
+    accept
+        .split(',')
+        .map(|part| {
+            part.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .any(|range| {
+            range == mime || range == "*/*" || range.strip_suffix("/*").is_some_and(|k| k == kind)
+        })
+}
+
+/// A JSON answer to a request; a refusal by the pipeline (rate limit, authorization) gets its
+/// own HTTP status and headers (429 with `Retry-After`, 403 with its challenge) instead of 200.
+pub(crate) fn refused_or(response: RpcResponse) -> Response {
+    let status = match &response.outcome {
+        Err(e) => refusal_status(e),
+        Ok(_) => None,
+    };
+    let mut resp = rpc_json(
+        status.unwrap_or(StatusCode::OK),
+        &Message::Response(response.clone()),
+    );
+    if let Err(e) = &response.outcome
+        && let Some(secs) = e
+            .data
+            .as_ref()
+            .and_then(|d| d.get("retryAfterSeconds"))
+            .and_then(Value::as_u64)
+    {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// The HTTP status for a pipeline refusal, `None` for any other error (sent with 200).
+pub(crate) fn refusal_status(e: &ErrorObject) -> Option<StatusCode> {
+    match e.code {
+        codes::RATE_LIMITED => Some(StatusCode::TOO_MANY_REQUESTS),
+        codes::UNAUTHORIZED => Some(StatusCode::FORBIDDEN),
+        _ => None,
+    }
+}
+
+pub(crate) fn rpc_json(status: StatusCode, msg: &Message) -> Response {
+    let mut resp = (status, msg.to_json()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// An error about the HTTP exchange itself, as an id-less JSON-RPC error body.
+pub(crate) fn rpc_error(status: StatusCode, error: ErrorObject) -> Response {
+    debug_assert!(status != StatusCode::OK || !is_envelope_error(error.code));
+    rpc_json(status, &Message::Response(RpcResponse::err(None, error)))
+}
+
+pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response {
+    let body = Message::Response(RpcResponse::err(None, ErrorObject::invalid_request(text)));
+    rpc_json(status, &body)
+}
