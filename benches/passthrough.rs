@@ -22,6 +22,17 @@
 //! so the stall shows on keep-alive connections, and on the gateway's own (pooled) connections
 //! to an HTTP upstream whichever policy the client uses.
 //!
+//! Two builds in one run: when `MANIFOLD_BASELINE` names another `manifold` binary (`scripts/bench
+//! --baseline REV` builds one and sets it), every gateway configuration is started a second time
+//! with that binary, as a target named after the first with `@base` appended (`gw-stream@base`),
+//! visited right after its twin in the same alternating rounds. Each scenario then also gets a
+//! current / baseline table (mean, p50, calls/s and the lowest and highest per-round ratio of
+//! the means), and the report ends with a summary of those ratios over every scenario. The same
+//! binary on both sides shows the noise floor of the method. `MANIFOLD_BASELINE_LABEL` (set by
+//! scripts/bench) names the baseline in the header. `BENCH_SCALE` (default 1) multiplies the
+//! number of calls, for a quick check of the harness. Without these variables the run and its
+//! output are as before.
+//!
 //! Run with `scripts/bench` (it builds the release binaries and the fixture example first, which
 //! `cargo bench --bench passthrough` alone does not). The table goes to stdout and to
 //! `target/bench-passthrough.txt`. Every process started here is stopped by a guard, also when
@@ -80,6 +91,7 @@ fn main() {
         .join("bench-passthrough.txt");
     let dir = tempfile::tempdir().expect("temporary directory");
     let load_start = loadavg();
+    let baseline = baseline_binary();
 
     // Declared before the runtime, so on any exit (or unwinding panic) the clients go first,
     // then the gateways, then the fixture they call.
@@ -94,14 +106,16 @@ fn main() {
         "upstreams:\n  bench:\n    command: {:?}\n    args: [\"--name\", \"bench\"]\n",
         fixture.display().to_string()
     );
-    let (_gw_stream, stream_url) = gateway(&manifold, dir.path(), "stream", &http_upstream);
-    let (_gw_auto, auto_url) = gateway(
+    let base = baseline.as_deref();
+    let gw_stream = Gateway::start(&manifold, base, dir.path(), "stream", &http_upstream);
+    let gw_auto = Gateway::start(
         &manifold,
+        base,
         dir.path(),
         "auto",
         &format!("response_mode: auto\n{http_upstream}"),
     );
-    let (_gw_stdio, stdio_url) = gateway(&manifold, dir.path(), "stdio", &stdio_upstream);
+    let gw_stdio = Gateway::start(&manifold, base, dir.path(), "stdio", &stdio_upstream);
     // The pipeline's cost: the default stages (trace, metrics, audit) against none at all.
     let bare = "telemetry: {enabled: false}\nmetrics: {enabled: false}\naudit: {enabled: false}\n";
     // Every stage on: an API key, a policy that decides every call, rate limits that never
@@ -112,65 +126,61 @@ fn main() {
          rate_limits:\n  global: {{rate: 1000000/s}}\n  per_principal: {{rate: 1000000/s}}\n\
          {http_upstream}    tool_timeouts: {{\"who*\": 30s}}\n"
     );
-    let (_gw_full, full_url) = gateway(&manifold, dir.path(), "full", &full);
-    let (_gw_bare, bare_url) = gateway(
+    let gw_full = Gateway::start(&manifold, base, dir.path(), "full", &full);
+    let gw_bare = Gateway::start(
         &manifold,
+        base,
         dir.path(),
         "bare",
         &format!("{bare}{http_upstream}"),
     );
     // The fixture speaks both eras and the gateway probes it as 2026-07-28; this one is held
     // to the handshake era, so the two upstream eras can be compared.
-    let (_gw_legacy, legacy_url) = gateway(
+    let gw_legacy = Gateway::start(
         &manifold,
+        base,
         dir.path(),
         "legacy",
         &format!("{http_upstream}    protocol: legacy\n"),
     );
 
-    let targets = vec![
+    let targets = with_twins(vec![
         Target::new(
             "direct",
             "fixture, Streamable HTTP, no gateway",
             &fixture_url,
             false,
         ),
-        Target::new(
+        Target::via(
             "gw-stream",
             "manifold → HTTP upstream, response_mode: stream (default, SSE answers)",
-            &stream_url,
-            true,
+            &gw_stream,
         ),
-        Target::new(
+        Target::via(
             "gw-auto",
             "manifold → HTTP upstream, response_mode: auto (plain JSON answers)",
-            &auto_url,
-            true,
+            &gw_auto,
         ),
-        Target::new(
+        Target::via(
             "gw-full",
             "manifold → HTTP upstream, stream, + API key, policy, rate limits, tool timeout",
-            &full_url,
-            true,
+            &gw_full,
         )
         .with_auth(BENCH_KEY),
-        Target::new(
+        Target::via(
             "gw-bare",
             "manifold → HTTP upstream, response_mode: stream, every pipeline stage disabled",
-            &bare_url,
-            true,
+            &gw_bare,
         ),
-        Target::new(
+        Target::via(
             "gw-stdio",
             "manifold → stdio upstream, response_mode: stream (no direct baseline)",
-            &stdio_url,
-            true,
+            &gw_stdio,
         ),
-        Target::new(
+        Target::via(
             "gw-old-up",
             "manifold → HTTP upstream held to the handshake era (protocol: legacy)",
-            &legacy_url,
-            true,
+            &gw_legacy,
         ),
         Target::new(
             "direct-26",
@@ -179,21 +189,19 @@ fn main() {
             false,
         )
         .modern(),
-        Target::new(
+        Target::via(
             "gw-26",
             "2026-07-28 client → manifold → 2026-07-28 upstream (ratios against direct-26)",
-            &stream_url,
-            true,
+            &gw_stream,
         )
         .modern(),
-        Target::new(
+        Target::via(
             "gw-26-old",
             "2026-07-28 client → manifold → handshake-era upstream (ratios against direct-26)",
-            &legacy_url,
-            true,
+            &gw_legacy,
         )
         .modern(),
-    ];
+    ]);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -221,10 +229,30 @@ fn main() {
         text,
         "  call: tools/call whoami (through a gateway: bench__whoami), upstream: rmcp fixture_server"
     );
-    for t in &targets {
-        let _ = writeln!(text, "  {:<10} {}", t.name, t.about);
+    let scale = scale_factor();
+    if scale != 1.0 {
+        let _ = writeln!(
+            text,
+            "  BENCH_SCALE={scale}: call counts scaled, see the titles"
+        );
+    }
+    let width = name_width(&targets);
+    for t in targets.iter().filter(|t| t.twin_of.is_none()) {
+        let _ = writeln!(text, "  {:<width$} {}", t.name, t.about);
+    }
+    if let Some(path) = &baseline {
+        let _ = writeln!(
+            text,
+            "  {:<width$} each gateway configuration again, served by the baseline build",
+            "…@base"
+        );
+        let _ = writeln!(text, "  current:  {}", describe_current(&manifold));
+        let _ = writeln!(text, "  baseline: {}", describe_baseline(path));
     }
     text.push_str(&report.tables);
+    if baseline.is_some() {
+        text.push_str(&summary(&report.comparisons));
+    }
     let _ = writeln!(
         text,
         "\nratio = gateway / direct (latency: >1 is slower; calls/s: <1 is fewer); \
@@ -235,14 +263,23 @@ fn main() {
         "latencies near 44000 µs: Nagle × delayed ACK (a server without TCP_NODELAY), see the \
          comment at the top of benches/passthrough.rs"
     );
+    if baseline.is_some() {
+        let _ = writeln!(
+            text,
+            "current / baseline: a configuration on this build against its @base twin on the \
+             baseline build, in the same rounds (latency: >1 is slower; calls/s: <1 is fewer); \
+             rounds = lowest–highest ratio of the two means in a single round"
+        );
+    }
     print!("{text}");
     std::fs::write(&out_file, &text).expect("write the report");
     println!("written to {}", out_file.display());
 }
 
 /// One endpoint under test.
+#[derive(Clone)]
 struct Target {
-    name: &'static str,
+    name: String,
     about: &'static str,
     url: String,
     /// Whether calls go through the gateway (tool names are then prefixed).
@@ -253,19 +290,33 @@ struct Target {
     auth: Option<&'static str>,
     /// A 2026-07-28 client (no handshake); compared with the direct 2026-07-28 target.
     modern: bool,
+    /// The same configuration served by the baseline binary, if there is one; [`with_twins`]
+    /// makes a target of it.
+    base_url: Option<String>,
+    /// For a target on the baseline binary: the index of its twin on the current one.
+    twin_of: Option<usize>,
 }
 
 impl Target {
-    fn new(name: &'static str, about: &'static str, url: &str, via_gateway: bool) -> Target {
+    fn new(name: &str, about: &'static str, url: &str, via_gateway: bool) -> Target {
         Target {
-            name,
+            name: name.to_owned(),
             about,
             url: url.to_owned(),
             via_gateway,
             compared: via_gateway && !name.ends_with("stdio"),
             auth: None,
             modern: false,
+            base_url: None,
+            twin_of: None,
         }
+    }
+
+    /// A target through `gateway` (and its baseline twin, if any).
+    fn via(name: &str, about: &'static str, gateway: &Gateway) -> Target {
+        let mut target = Target::new(name, about, &gateway.url, true);
+        target.base_url = gateway.base_url.clone();
+        target
     }
 
     fn modern(mut self) -> Target {
@@ -287,10 +338,59 @@ impl Target {
     }
 }
 
+/// `targets` with, right after each one that has a baseline gateway, its twin `NAME@base` on
+/// that gateway, so the two are visited next to each other in every round. Unchanged when
+/// there is no baseline.
+fn with_twins(targets: Vec<Target>) -> Vec<Target> {
+    let mut all = Vec::with_capacity(targets.len() * 2);
+    for target in targets {
+        let twin = target.base_url.as_ref().map(|url| Target {
+            name: format!("{}@base", target.name),
+            url: url.clone(),
+            base_url: None,
+            twin_of: Some(all.len()),
+            ..target.clone()
+        });
+        all.push(target);
+        all.extend(twin);
+    }
+    all
+}
+
+/// Width of the target column: 10 as always, wider for the `@base` names.
+fn name_width(targets: &[Target]) -> usize {
+    targets
+        .iter()
+        .map(|t| t.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(10)
+}
+
 /// What [`run`] measured, already formatted.
 struct Report {
     protocol: String,
     tables: String,
+    /// Per connection policy, its current / baseline comparisons (empty without a baseline).
+    comparisons: Vec<(&'static str, Comparisons)>,
+}
+
+/// The current / baseline ratios of one connection policy, per scenario.
+#[derive(Default)]
+struct Comparisons {
+    seq: Vec<Ratio>,
+    conc: Vec<Ratio>,
+    list: Vec<Ratio>,
+}
+
+/// One configuration on the current build against its twin on the baseline build.
+struct Ratio {
+    name: String,
+    mean: f64,
+    p50: f64,
+    per_sec: f64,
+    /// Lowest and highest ratio of the two means within a single round.
+    rounds: (f64, f64),
 }
 
 /// Samples of one target in one scenario, accumulated over rounds.
@@ -299,9 +399,19 @@ struct Samples {
     latencies: Vec<Duration>,
     /// Wall time of the measured loops only (not of setup or other targets).
     busy: Duration,
+    /// Per round: the number of calls, the sum of their latencies and the wall time.
+    rounds: Vec<(usize, Duration, Duration)>,
 }
 
 impl Samples {
+    /// Adds one round's latencies and the wall time they took.
+    fn record(&mut self, latencies: Vec<Duration>, busy: Duration) {
+        let total = latencies.iter().sum();
+        self.rounds.push((latencies.len(), total, busy));
+        self.latencies.extend(latencies);
+        self.busy += busy;
+    }
+
     fn stats(&self) -> Stats {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
@@ -354,27 +464,42 @@ async fn run(targets: &[Target]) -> Report {
         .expect("reqwest client");
     let mut protocols = Vec::new();
     let mut tables = String::new();
-    for (policy, http) in [
-        ("KEEP-ALIVE connections", keepalive),
+    let mut comparisons = Vec::new();
+    for (short, policy, http) in [
+        ("keep-alive", "KEEP-ALIVE connections", keepalive),
         (
+            "new connection per request",
             "a NEW CONNECTION per request (what rmcp's default client does)",
             fresh,
         ),
     ] {
         let _ = write!(tables, "\n══ client HTTP connections: {policy} ══\n");
-        protocols.extend(measure(targets, &http, &mut tables).await);
+        let (negotiated, compared) = measure(targets, &http, &mut tables).await;
+        protocols.extend(negotiated);
+        if !compared.seq.is_empty() {
+            comparisons.push((short, compared));
+        }
     }
     protocols.sort();
     protocols.dedup();
     Report {
         protocol: protocols.join("/"),
         tables,
+        comparisons,
     }
 }
 
 /// The whole suite with rmcp clients on `http`; appends its tables to `tables` and returns the
-/// protocol revisions the sessions negotiated.
-async fn measure(targets: &[Target], http: &reqwest::Client, tables: &mut String) -> Vec<String> {
+/// protocol revisions the sessions negotiated and the current / baseline comparisons.
+async fn measure(
+    targets: &[Target],
+    http: &reqwest::Client,
+    tables: &mut String,
+) -> (Vec<String>, Comparisons) {
+    let warmup = scaled(WARMUP, 1);
+    let seq_calls = scaled(SEQ_CALLS, SEQ_ROUNDS);
+    let conc_calls = scaled(CONC_CALLS, CONC_ROUNDS);
+    let list_calls = scaled(LIST_CALLS, LIST_ROUNDS);
     // One client per target for the sequential runs, CONC_CLIENTS more for the concurrent one.
     let mut solo = Vec::new();
     let mut crowds = Vec::new();
@@ -403,11 +528,11 @@ async fn measure(targets: &[Target], http: &reqwest::Client, tables: &mut String
             "{}: whoami answered {text:?}",
             t.name
         );
-        for _ in 0..WARMUP {
+        for _ in 0..warmup {
             call(solo[i].peer(), t.tool()).await;
         }
         let peers = peers(&crowds[i]);
-        concurrent(&peers, t.tool(), WARMUP.div_ceil(CONC_CLIENTS)).await;
+        concurrent(&peers, t.tool(), warmup.div_ceil(CONC_CLIENTS)).await;
         let listed = list(solo[i].peer()).await;
         assert!(
             listed.iter().any(|n| n == t.tool()),
@@ -422,13 +547,14 @@ async fn measure(targets: &[Target], http: &reqwest::Client, tables: &mut String
         for i in order(round, targets.len()) {
             let peer = solo[i].peer();
             let tool = targets[i].tool();
+            let mut latencies = Vec::with_capacity(seq_calls / SEQ_ROUNDS);
             let start = Instant::now();
-            for _ in 0..SEQ_CALLS / SEQ_ROUNDS {
+            for _ in 0..seq_calls / SEQ_ROUNDS {
                 let t0 = Instant::now();
                 call(peer, tool).await;
-                seq[i].latencies.push(t0.elapsed());
+                latencies.push(t0.elapsed());
             }
-            seq[i].busy += start.elapsed();
+            seq[i].record(latencies, start.elapsed());
         }
     }
 
@@ -437,9 +563,8 @@ async fn measure(targets: &[Target], http: &reqwest::Client, tables: &mut String
         for i in order(round, targets.len()) {
             let peers = peers(&crowds[i]);
             let start = Instant::now();
-            let latencies = concurrent(&peers, targets[i].tool(), CONC_CALLS / CONC_ROUNDS).await;
-            conc[i].busy += start.elapsed();
-            conc[i].latencies.extend(latencies);
+            let latencies = concurrent(&peers, targets[i].tool(), conc_calls / CONC_ROUNDS).await;
+            conc[i].record(latencies, start.elapsed());
         }
     }
 
@@ -447,13 +572,14 @@ async fn measure(targets: &[Target], http: &reqwest::Client, tables: &mut String
     for round in 0..LIST_ROUNDS {
         for i in order(round, targets.len()) {
             let peer = solo[i].peer();
+            let mut latencies = Vec::with_capacity(list_calls / LIST_ROUNDS);
             let start = Instant::now();
-            for _ in 0..LIST_CALLS / LIST_ROUNDS {
+            for _ in 0..list_calls / LIST_ROUNDS {
                 let t0 = Instant::now();
                 list(peer).await;
-                lists[i].latencies.push(t0.elapsed());
+                latencies.push(t0.elapsed());
             }
-            lists[i].busy += start.elapsed();
+            lists[i].record(latencies, start.elapsed());
         }
     }
 
@@ -461,34 +587,36 @@ async fn measure(targets: &[Target], http: &reqwest::Client, tables: &mut String
         let _ = tokio::time::timeout(Duration::from_secs(5), client.cancel()).await;
     }
 
-    table(
-        tables,
-        &format!(
-            "tools/call, sequential: 1 client, {SEQ_CALLS} calls per target in {SEQ_ROUNDS} \
-             interleaved rounds, after {WARMUP} warm-up calls"
+    let compared = Comparisons {
+        seq: table(
+            tables,
+            &format!(
+                "tools/call, sequential: 1 client, {seq_calls} calls per target in {SEQ_ROUNDS} \
+                 interleaved rounds, after {warmup} warm-up calls"
+            ),
+            targets,
+            &seq,
         ),
-        targets,
-        &seq,
-    );
-    table(
-        tables,
-        &format!(
-            "tools/call, concurrent: {CONC_CLIENTS} clients × {CONC_CALLS} calls per target in \
-             {CONC_ROUNDS} interleaved rounds"
+        conc: table(
+            tables,
+            &format!(
+                "tools/call, concurrent: {CONC_CLIENTS} clients × {conc_calls} calls per target \
+                 in {CONC_ROUNDS} interleaved rounds"
+            ),
+            targets,
+            &conc,
         ),
-        targets,
-        &conc,
-    );
-    table(
-        tables,
-        &format!(
-            "tools/list, sequential: 1 client, {LIST_CALLS} calls per target in {LIST_ROUNDS} \
-             interleaved rounds (the gateway answers from its cache)"
+        list: table(
+            tables,
+            &format!(
+                "tools/list, sequential: 1 client, {list_calls} calls per target in \
+                 {LIST_ROUNDS} interleaved rounds (the gateway answers from its cache)"
+            ),
+            targets,
+            &lists,
         ),
-        targets,
-        &lists,
-    );
-    protocols
+    };
+    (protocols, compared)
 }
 
 /// The order targets are visited in during `round`: forwards, then backwards, and so on.
@@ -605,18 +733,20 @@ async fn wait_ready(http: &reqwest::Client, url: &str) {
 }
 
 /// Appends one scenario: absolute figures per target, then ratios of each gateway target that
-/// has a direct baseline (the first target) against it.
-fn table(out: &mut String, title: &str, targets: &[Target], samples: &[Samples]) {
+/// has a direct baseline (the first target) against it; with a baseline build, then each
+/// configuration against its twin on that build, whose ratios it returns.
+fn table(out: &mut String, title: &str, targets: &[Target], samples: &[Samples]) -> Vec<Ratio> {
     let stats: Vec<Stats> = samples.iter().map(Samples::stats).collect();
     // Each era against its own direct call: the first target of the same era.
     let base_of = |modern: bool| {
         let i = targets.iter().position(|t| t.modern == modern).unwrap_or(0);
         stats[i]
     };
+    let width = name_width(targets);
     let _ = writeln!(out, "\n{title}");
     let _ = writeln!(
         out,
-        "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} │ {:>6} {:>6} {:>6} {:>6} {:>8} {:>7}",
+        "  {:<width$} {:>9} {:>9} {:>9} {:>9} {:>9} │ {:>6} {:>6} {:>6} {:>6} {:>8} {:>7}",
         "target",
         "mean µs",
         "p50 µs",
@@ -634,7 +764,7 @@ fn table(out: &mut String, title: &str, targets: &[Target], samples: &[Samples])
         let base = base_of(t.modern);
         let _ = write!(
             out,
-            "  {:<10} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} │",
+            "  {:<width$} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} │",
             t.name, s.mean, s.p50, s.p90, s.p99, s.per_sec
         );
         if !t.compared {
@@ -656,6 +786,134 @@ fn table(out: &mut String, title: &str, targets: &[Target], samples: &[Samples])
             );
         }
     }
+
+    // Each configuration on the current build (c) against its twin on the baseline build (b).
+    let pairs: Vec<(usize, usize)> = (0..targets.len())
+        .filter_map(|b| targets[b].twin_of.map(|c| (c, b)))
+        .collect();
+    if !pairs.is_empty() {
+        let _ = writeln!(out, "  current / baseline");
+        let _ = writeln!(
+            out,
+            "  {:<width$} {:>9} {:>9} {:>6} │ {:>9} {:>9} {:>6} │ {:>9} {:>9} {:>8} │ {:>11}",
+            "config",
+            "mean µs",
+            "base µs",
+            "×mean",
+            "p50 µs",
+            "base µs",
+            "×p50",
+            "calls/s",
+            "base",
+            "×calls/s",
+            "rounds"
+        );
+    }
+    let mut ratios = Vec::new();
+    for (c, b) in pairs {
+        let (cur, base) = (stats[c], stats[b]);
+        // Per round: the mean latency of the current build over that of the baseline.
+        let mean =
+            |&(n, total, _): &(usize, Duration, Duration)| total.as_secs_f64() / n.max(1) as f64;
+        let rounds = samples[c]
+            .rounds
+            .iter()
+            .zip(&samples[b].rounds)
+            .map(|(cur, base)| mean(cur) / mean(base))
+            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), r| {
+                (lo.min(r), hi.max(r))
+            });
+        let ratio = Ratio {
+            name: targets[c].name.clone(),
+            mean: cur.mean / base.mean,
+            p50: cur.p50 / base.p50,
+            per_sec: cur.per_sec / base.per_sec,
+            rounds,
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$} {:>9.0} {:>9.0} {:>6.3} │ {:>9.0} {:>9.0} {:>6.3} │ {:>9.0} {:>9.0} \
+             {:>8.3} │ {:>5.3}–{:<5.3}",
+            ratio.name,
+            cur.mean,
+            base.mean,
+            ratio.mean,
+            cur.p50,
+            base.p50,
+            ratio.p50,
+            cur.per_sec,
+            base.per_sec,
+            ratio.per_sec,
+            ratio.rounds.0,
+            ratio.rounds.1
+        );
+        ratios.push(ratio);
+    }
+    ratios
+}
+
+/// The current / baseline ratios of every scenario and connection policy, one line per
+/// configuration, and their geometric mean over the configurations.
+fn summary(comparisons: &[(&'static str, Comparisons)]) -> String {
+    let mut out = String::new();
+    let Some((_, first)) = comparisons.first() else {
+        return out;
+    };
+    let width = first
+        .seq
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(10);
+    let _ = write!(
+        out,
+        "\n══ current / baseline, every scenario (latency: >1 is slower; calls/s: <1 is fewer) ══\n"
+    );
+    let _ = write!(out, "  {:<width$}", "");
+    for (policy, _) in comparisons {
+        let _ = write!(out, " │ {policy:<41}");
+    }
+    let _ = write!(out, "\n  {:<width$}", "config");
+    for _ in comparisons {
+        let _ = write!(
+            out,
+            " │ {:>9} {:>9} {:>10} {:>10}",
+            "seq ×mean", "seq ×p50", "conc ×c/s", "list ×mean"
+        );
+    }
+    out.push('\n');
+    let row = |c: &Comparisons, i: usize| {
+        [
+            c.seq[i].mean,
+            c.seq[i].p50,
+            c.conc[i].per_sec,
+            c.list[i].mean,
+        ]
+    };
+    for (i, r) in first.seq.iter().enumerate() {
+        let _ = write!(out, "  {:<width$}", r.name);
+        for (_, c) in comparisons {
+            let [a, b, cc, d] = row(c, i);
+            let _ = write!(out, " │ {a:>9.3} {b:>9.3} {cc:>10.3} {d:>10.3}");
+        }
+        out.push('\n');
+    }
+    let _ = write!(out, "  {:<width$}", "geo. mean");
+    for (_, c) in comparisons {
+        let n = c.seq.len();
+        let geo = |k: usize| ((0..n).map(|i| row(c, i)[k].ln()).sum::<f64>() / n as f64).exp();
+        let _ = write!(
+            out,
+            " │ {:>9.3} {:>9.3} {:>10.3} {:>10.3}",
+            geo(0),
+            geo(1),
+            geo(2),
+            geo(3)
+        );
+    }
+    out.push('\n');
+    out
 }
 
 /// A child process, stopped when dropped: SIGTERM, up to 5 s to exit, then SIGKILL.
@@ -750,6 +1008,97 @@ fn gateway(manifold: &Path, dir: &Path, name: &str, yaml: &str) -> (Proc, String
         &dir.join(format!("gateway-{name}.log")),
         "manifold listening on ",
     )
+}
+
+/// One gateway configuration: `manifold serve` of the current build and, with a baseline, the
+/// same configuration served by the baseline binary. Both are stopped when this is dropped.
+struct Gateway {
+    _procs: Vec<Proc>,
+    url: String,
+    base_url: Option<String>,
+}
+
+impl Gateway {
+    fn start(
+        manifold: &Path,
+        baseline: Option<&Path>,
+        dir: &Path,
+        name: &str,
+        yaml: &str,
+    ) -> Gateway {
+        let (current, url) = gateway(manifold, dir, name, yaml);
+        let mut procs = vec![current];
+        let base_url = baseline.map(|binary| {
+            let (proc, url) = gateway(binary, dir, &format!("{name}@base"), yaml);
+            procs.push(proc);
+            url
+        });
+        Gateway {
+            _procs: procs,
+            url,
+            base_url,
+        }
+    }
+}
+
+/// The baseline binary named by `MANIFOLD_BASELINE`, if set and not empty.
+fn baseline_binary() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("MANIFOLD_BASELINE").filter(|v| !v.is_empty())?);
+    assert!(
+        path.is_file(),
+        "MANIFOLD_BASELINE={} is not a file (it must name a manifold binary)",
+        path.display()
+    );
+    Some(path)
+}
+
+/// `BENCH_SCALE`, the factor applied to the number of calls (1 when unset).
+fn scale_factor() -> f64 {
+    match std::env::var("BENCH_SCALE") {
+        Err(_) => 1.0,
+        Ok(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|f| *f > 0.0 && f.is_finite())
+            .unwrap_or_else(|| panic!("BENCH_SCALE={v:?}: not a positive number")),
+    }
+}
+
+/// `count` × `BENCH_SCALE`, rounded to a multiple of `rounds` (at least one call per round).
+fn scaled(count: usize, rounds: usize) -> usize {
+    let per_round = (count as f64 * scale_factor() / rounds as f64).round() as usize;
+    per_round.max(1) * rounds
+}
+
+/// The current build for the header: its binary and the commit of this tree.
+fn describe_current(manifold: &Path) -> String {
+    format!("{}, commit {}", fingerprint(manifold), git_commit())
+}
+
+/// The baseline build for the header: `MANIFOLD_BASELINE_LABEL` (scripts/bench puts the
+/// revision there) and the binary.
+fn describe_baseline(binary: &Path) -> String {
+    match std::env::var("MANIFOLD_BASELINE_LABEL") {
+        Ok(label) if !label.is_empty() => format!("{}, {label}", fingerprint(binary)),
+        _ => fingerprint(binary),
+    }
+}
+
+/// A binary's path and the first 12 hex digits of its SHA-256, so two builds can be told
+/// apart (or seen to be the same file).
+fn fingerprint(binary: &Path) -> String {
+    let digest = Command::new("sha256sum")
+        .arg(binary)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .get(..12)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    format!("{} (sha256 {digest}…)", binary.display())
 }
 
 fn loadavg() -> String {

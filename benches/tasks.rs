@@ -12,6 +12,13 @@
 //! after WARMUP. A `tasks/result` not answered within STALL counts as a stall and is left out
 //! of the latencies (the task ended while the request was looking it up, and the waiter
 //! missed the wake-up). Run with `scripts/bench`; without `--bench` it does nothing.
+//!
+//! When `MANIFOLD_BASELINE` names another `manifold` binary (`scripts/bench --baseline REV`),
+//! gateways A and B are also started with it and every gateway target gets a twin
+//! `NAME@base` on them, visited right after it in the same rounds; a current / baseline table
+//! follows (mean, p50, and the lowest and highest per-round ratio of the means).
+//! `MANIFOLD_BASELINE_LABEL` names the baseline in the header; `BENCH_SCALE` (default 1)
+//! multiplies WARMUP and ITERS. Without these variables the run and its output are as before.
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
@@ -49,13 +56,24 @@ const ABOUT: &str = "  direct     2025-11-25 session → fixture: tools/call who
   gw-task-25 2025-11-25 session → gateway A: tools/call with task: {}, then tasks/result
   gw-task-26 2026-07-28 client, tasks extension → gateway B (whoami: always): tools/call,
              then tasks/get without pause until completed
-
-  target       mean µs    p50 µs    p99 µs   ×direct create µs    c. p50     polls stalls
 ";
 const NOTES: &str = "
 ×direct = mean / direct mean; create = call → CreateTaskResult (c. p50 its median);
 polls = tasks/get per task; stalls = tasks/result unanswered within 1 s, not in the latencies
 ";
+const BASE_NOTES: &str = "current / baseline: a target on this build against its @base twin \
+on the baseline build, in the same rounds
+(>1 is slower); rounds = lowest–highest ratio of the two means in a single round
+";
+
+/// One row of the table: a target of [`TARGETS`], or (`twin_of`) the same on the baseline.
+struct Target {
+    name: String,
+    kind: Kind,
+    url: String,
+    /// For a target on the baseline binary: the index of its twin on the current one.
+    twin_of: Option<usize>,
+}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -71,6 +89,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let load_start = loadavg();
 
+    let baseline = std::env::var_os("MANIFOLD_BASELINE").filter(|v| !v.is_empty());
+    let baseline = baseline.map(PathBuf::from);
+    if let Some(path) = &baseline {
+        assert!(path.is_file(), "MANIFOLD_BASELINE={path:?}: no such file");
+    }
+    let (warmup, iters) = (scaled(WARMUP, 1), scaled(ITERS, ROUNDS));
+
     let args = ["--name", "bench", "--transport", "http", "--port", "0"];
     let log = dir.path().join("fixture.log");
     let (_up, direct) = Proc::spawn(Command::new(&fixture).args(args), &log, "LISTENING ");
@@ -79,7 +104,37 @@ fn main() {
     let (_a, url_a) = gateway(&manifold, dir.path(), "a", &plain);
     let always = format!("{plain}    tool_tasks: {{whoami: always}}\n");
     let (_b, url_b) = gateway(&manifold, dir.path(), "b", &always);
-    let urls = [&direct, &url_a, &url_a, &url_b];
+    // The same two configurations on the baseline binary.
+    let based = baseline.as_ref().map(|bin| {
+        let (a, url_a) = gateway(bin, dir.path(), "a@base", &plain);
+        let (b, url_b) = gateway(bin, dir.path(), "b@base", &always);
+        ([a, b], [url_a, url_b])
+    });
+    let mut targets = Vec::new();
+    for ((name, kind), url) in TARGETS.iter().zip([&direct, &url_a, &url_a, &url_b]) {
+        let twin_of = targets.len();
+        targets.push(Target {
+            name: (*name).to_owned(),
+            kind: *kind,
+            url: url.clone(),
+            twin_of: None,
+        });
+        if let Some((_, [base_a, base_b])) = &based
+            && *kind != Kind::Direct
+        {
+            targets.push(Target {
+                name: format!("{name}@base"),
+                kind: *kind,
+                url: if *kind == Kind::Task26 {
+                    base_b
+                } else {
+                    base_a
+                }
+                .clone(),
+                twin_of: Some(twin_of),
+            });
+        }
+    }
 
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let samples = runtime.block_on(async {
@@ -87,52 +142,91 @@ fn main() {
             .no_proxy()
             .build()
             .expect("reqwest");
-        for url in [&url_a, &url_b] {
-            wait_ready(&http, url).await;
+        for t in targets.iter().filter(|t| t.kind != Kind::Direct) {
+            wait_ready(&http, &t.url).await;
         }
         let mut clients = Vec::new();
-        for ((_, kind), url) in TARGETS.iter().zip(urls) {
+        for t in &targets {
             let mut rpc = Rpc::default();
-            (rpc.http, rpc.url) = (http.clone(), url.clone());
-            rpc.modern = *kind == Kind::Task26;
+            (rpc.http, rpc.url) = (http.clone(), t.url.clone());
+            rpc.modern = t.kind == Kind::Task26;
             if !rpc.modern {
                 rpc.initialize().await;
             }
-            for _ in 0..WARMUP {
-                once(*kind, &mut rpc).await;
+            for _ in 0..warmup {
+                once(t.kind, &mut rpc).await;
             }
             clients.push(rpc);
         }
-        let mut samples: Vec<Vec<Sample>> = TARGETS.iter().map(|_| Vec::new()).collect();
+        let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
         for round in 0..ROUNDS {
-            for j in 0..TARGETS.len() {
-                let i = [j, TARGETS.len() - 1 - j][round % 2];
-                for _ in 0..ITERS / ROUNDS {
-                    samples[i].push(once(TARGETS[i].1, &mut clients[i]).await);
+            for j in 0..targets.len() {
+                let i = [j, targets.len() - 1 - j][round % 2];
+                for _ in 0..iters / ROUNDS {
+                    samples[i].push(once(targets[i].kind, &mut clients[i]).await);
                 }
             }
         }
         samples
     });
     drop(runtime);
+    drop(based);
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let date = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let (commit, load_end) = (run("git", &["describe", "--always", "--dirty"]), loadavg());
+    let width = targets
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let mut text = format!(
         "Manifold task benchmark, {date}, commit {commit}\n  {cpus} CPUs, load average \
-         {load_start} at start, {load_end} at end\n  {ITERS} iterations per target in \
-         {ROUNDS} interleaved rounds after {WARMUP} warm-up; raw JSON-RPC over HTTP, \
+         {load_start} at start, {load_end} at end\n  {iters} iterations per target in \
+         {ROUNDS} interleaved rounds after {warmup} warm-up; raw JSON-RPC over HTTP, \
          keep-alive\n{ABOUT}"
     );
+    if let Some(path) = &baseline {
+        let _ = writeln!(
+            text,
+            "  …@base     the same on the baseline build (gateways A and B started with it)"
+        );
+        let _ = writeln!(
+            text,
+            "  current:  {}, commit {commit}",
+            fingerprint(&manifold)
+        );
+        let label = std::env::var("MANIFOLD_BASELINE_LABEL").unwrap_or_default();
+        let label = if label.is_empty() {
+            label
+        } else {
+            format!(", {label}")
+        };
+        let _ = writeln!(text, "  baseline: {}{label}", fingerprint(path));
+    }
+    let _ = writeln!(
+        text,
+        "\n  {:<width$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6}",
+        "target",
+        "mean µs",
+        "p50 µs",
+        "p99 µs",
+        "×direct",
+        "create µs",
+        "c. p50",
+        "polls",
+        "stalls"
+    );
     let base = stats(samples[0].iter().map(|s| s.total)).0;
-    for ((name, kind), s) in TARGETS.iter().zip(&samples) {
+    for (t, s) in targets.iter().zip(&samples) {
+        let (name, kind) = (&t.name, t.kind);
         let ok: Vec<&Sample> = s.iter().filter(|s| !s.stalled).collect();
         let (mean, p50, p99) = stats(ok.iter().map(|s| s.total));
         let r = mean / base;
         let _ = write!(
             text,
-            "  {name:<10} {mean:>9.0} {p50:>9.0} {p99:>9.0} {r:>9.2}"
+            "  {name:<width$} {mean:>9.0} {p50:>9.0} {p99:>9.0} {r:>9.2}"
         );
         if matches!(kind, Kind::Task25 | Kind::Task26) {
             let (cmean, c50, _) = stats(s.iter().map(|s| s.create));
@@ -147,10 +241,90 @@ fn main() {
             text.push_str("         —         —         —      —\n");
         }
     }
+    if baseline.is_some() {
+        compare(&mut text, &targets, &samples, iters / ROUNDS);
+    }
     text.push_str(NOTES);
+    if baseline.is_some() {
+        text.push_str(BASE_NOTES);
+    }
     print!("{text}");
     std::fs::write(&out_file, &text).expect("write the report");
     println!("written to {}", out_file.display());
+}
+
+/// Appends the current / baseline table: each target on this build against its `@base` twin,
+/// mean and p50 of the total time, with the lowest and highest per-round ratio of the means
+/// (`per_round` samples per target per round, in round order).
+fn compare(text: &mut String, targets: &[Target], samples: &[Vec<Sample>], per_round: usize) {
+    let width = targets
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
+    let _ = writeln!(text, "\n  current / baseline");
+    let _ = writeln!(
+        text,
+        "  {:<width$} {:>9} {:>9} {:>6} │ {:>9} {:>9} {:>6} │ {:>11}",
+        "target", "mean µs", "base µs", "×mean", "p50 µs", "base µs", "×p50", "rounds"
+    );
+    let ok = |s: &[Sample]| {
+        s.iter()
+            .filter(|s| !s.stalled)
+            .map(|s| s.total)
+            .collect::<Vec<_>>()
+    };
+    for (b, twin) in targets.iter().enumerate() {
+        let Some(c) = twin.twin_of else { continue };
+        let (cur, base) = (
+            stats(ok(&samples[c]).into_iter()),
+            stats(ok(&samples[b]).into_iter()),
+        );
+        let rounds = samples[c]
+            .chunks(per_round.max(1))
+            .zip(samples[b].chunks(per_round.max(1)))
+            .map(|(cur, base)| stats(ok(cur).into_iter()).0 / stats(ok(base).into_iter()).0)
+            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), r| {
+                (lo.min(r), hi.max(r))
+            });
+        let _ = writeln!(
+            text,
+            "  {:<width$} {:>9.0} {:>9.0} {:>6.3} │ {:>9.0} {:>9.0} {:>6.3} │ {:>5.3}–{:<5.3}",
+            targets[c].name,
+            cur.0,
+            base.0,
+            cur.0 / base.0,
+            cur.1,
+            base.1,
+            cur.1 / base.1,
+            rounds.0,
+            rounds.1
+        );
+    }
+}
+
+/// `count` × `BENCH_SCALE` (default 1), rounded to a multiple of `rounds`, at least `rounds`.
+fn scaled(count: usize, rounds: usize) -> usize {
+    let scale = match std::env::var("BENCH_SCALE") {
+        Err(_) => 1.0,
+        Ok(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|f| *f > 0.0 && f.is_finite())
+            .unwrap_or_else(|| panic!("BENCH_SCALE={v:?}: not a positive number")),
+    };
+    ((count as f64 * scale / rounds as f64).round() as usize).max(1) * rounds
+}
+
+/// A binary's path and the first 12 hex digits of its SHA-256.
+fn fingerprint(binary: &Path) -> String {
+    let digest = run("sha256sum", &[&binary.to_string_lossy()]);
+    format!(
+        "{} (sha256 {}…)",
+        binary.display(),
+        digest.get(..12).unwrap_or("?")
+    )
 }
 
 #[derive(Default)]
