@@ -135,12 +135,13 @@ fn main() {
         &format!("{bare}{http_upstream}"),
     );
     // The fixture speaks both eras and the gateway probes it as 2026-07-28; this one is held
-    // to the handshake era, so the two upstream eras can be compared.
-    let gw_legacy = Gateway::start(
+    // to the handshake era, so the two upstream eras can be compared. (`legacy` is the older
+    // spelling of `handshake`, kept here so a baseline build of an earlier release reads it.)
+    let gw_handshake = Gateway::start(
         &manifold,
         base,
         dir.path(),
-        "legacy",
+        "handshake",
         &format!("{http_upstream}    protocol: legacy\n"),
     );
 
@@ -180,7 +181,7 @@ fn main() {
         Target::via(
             "gw-old-up",
             "manifold → HTTP upstream held to the handshake era (protocol: legacy)",
-            &gw_legacy,
+            &gw_handshake,
         ),
         Target::new(
             "direct-26",
@@ -188,19 +189,19 @@ fn main() {
             &fixture_url,
             false,
         )
-        .modern(),
+        .stateless(),
         Target::via(
             "gw-26",
             "2026-07-28 client → manifold → 2026-07-28 upstream (ratios against direct-26)",
             &gw_stream,
         )
-        .modern(),
+        .stateless(),
         Target::via(
             "gw-26-old",
             "2026-07-28 client → manifold → handshake-era upstream (ratios against direct-26)",
-            &gw_legacy,
+            &gw_handshake,
         )
-        .modern(),
+        .stateless(),
     ]);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -289,7 +290,7 @@ struct Target {
     /// Bearer token to present, for a gateway with authentication.
     auth: Option<&'static str>,
     /// A 2026-07-28 client (no handshake); compared with the direct 2026-07-28 target.
-    modern: bool,
+    stateless: bool,
     /// The same configuration served by the baseline binary, if there is one; [`with_twins`]
     /// makes a target of it.
     base_url: Option<String>,
@@ -306,7 +307,7 @@ impl Target {
             via_gateway,
             compared: via_gateway && !name.ends_with("stdio"),
             auth: None,
-            modern: false,
+            stateless: false,
             base_url: None,
             twin_of: None,
         }
@@ -319,8 +320,8 @@ impl Target {
         target
     }
 
-    fn modern(mut self) -> Target {
-        self.modern = true;
+    fn stateless(mut self) -> Target {
+        self.stateless = true;
         self
     }
 
@@ -690,7 +691,7 @@ async fn connect(http: &reqwest::Client, target: &Target) -> Client {
     settings.auth_header = target.auth.map(str::to_owned);
     let transport = StreamableHttpClientTransport::with_client(http.clone(), settings);
     let mut config = ClientConfig::default();
-    let opened = if target.modern {
+    let opened = if target.stateless {
         let lifecycle = ClientLifecycleMode::Discover {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
         };
@@ -738,8 +739,11 @@ async fn wait_ready(http: &reqwest::Client, url: &str) {
 fn table(out: &mut String, title: &str, targets: &[Target], samples: &[Samples]) -> Vec<Ratio> {
     let stats: Vec<Stats> = samples.iter().map(Samples::stats).collect();
     // Each era against its own direct call: the first target of the same era.
-    let base_of = |modern: bool| {
-        let i = targets.iter().position(|t| t.modern == modern).unwrap_or(0);
+    let base_of = |stateless: bool| {
+        let i = targets
+            .iter()
+            .position(|t| t.stateless == stateless)
+            .unwrap_or(0);
         stats[i]
     };
     let width = name_width(targets);
@@ -761,7 +765,7 @@ fn table(out: &mut String, title: &str, targets: &[Target], samples: &[Samples])
         "+µs"
     );
     for (t, s) in targets.iter().zip(&stats) {
-        let base = base_of(t.modern);
+        let base = base_of(t.stateless);
         let _ = write!(
             out,
             "  {:<width$} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} │",

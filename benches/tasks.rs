@@ -149,8 +149,8 @@ fn main() {
         for t in &targets {
             let mut rpc = Rpc::default();
             (rpc.http, rpc.url) = (http.clone(), t.url.clone());
-            rpc.modern = t.kind == Kind::Task26;
-            if !rpc.modern {
+            rpc.stateless = t.kind == Kind::Task26;
+            if !rpc.stateless {
                 rpc.initialize().await;
             }
             for _ in 0..warmup {
@@ -391,13 +391,13 @@ fn check(result: &Value) {
     assert!(ok, "whoami answered {result}");
 }
 
-/// A JSON-RPC client: a 2025-11-25 session once initialized, or (`modern`) a 2026-07-28
+/// A JSON-RPC client: a 2025-11-25 session once initialized, or (`stateless`) a 2026-07-28
 /// client declaring the tasks extension on every request.
 #[derive(Default)]
 struct Rpc {
     http: reqwest::Client,
     url: String,
-    modern: bool,
+    stateless: bool,
     session: Option<String>,
     id: u64,
 }
@@ -423,7 +423,7 @@ impl Rpc {
         if let Some(session) = &self.session {
             req = req.header("mcp-session-id", session);
             req = req.header("mcp-protocol-version", LEGACY);
-        } else if self.modern {
+        } else if self.stateless {
             let name = params["name"].as_str().or(params["taskId"].as_str());
             req = req.header("MCP-Protocol-Version", MODERN);
             req = req.header("Mcp-Method", method);
@@ -444,7 +444,7 @@ impl Rpc {
     /// JSON or an SSE stream.
     async fn request(&mut self, method: &str, mut params: Value, limit: Duration) -> Option<Value> {
         self.id += 1;
-        if self.modern {
+        if self.stateless {
             params["_meta"] = json!({
                 "io.modelcontextprotocol/protocolVersion": MODERN,
                 "io.modelcontextprotocol/clientCapabilities":

@@ -516,7 +516,7 @@ async fn missing_credentials_get_401_pointing_to_the_metadata() {
         .await
         .unwrap();
     assert_eq!(delete.status(), 401);
-    // So does the legacy HTTP+SSE transport.
+    // So does the HTTP+SSE transport.
     let sse = http_client()
         .get(format!("{}/sse", s.gw.base))
         .header("accept", "text/event-stream")
@@ -703,7 +703,7 @@ async fn without_an_auth_section_there_is_no_metadata_and_no_challenge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_opener_of_a_legacy_sse_stream_can_initialize_on_it() {
+async fn only_the_opener_of_a_http_sse_stream_can_initialize_on_it() {
     let s = setup("10s").await;
     let opened = support::streaming_client()
         .get(format!("{}/sse", s.gw.base))

@@ -2,7 +2,7 @@
 //! fixture, which serves both eras unless told otherwise) is found by `server/discover` and
 //! spoken to statelessly, with the gateway's envelope and SEP-2243 headers on every request;
 //! a handshake-era upstream is found by the probe failing and gets `initialize` as before.
-//! The verdict is remembered across restarts; notifications of a modern upstream arrive on
+//! The verdict is remembered across restarts; notifications of a stateless upstream arrive on
 //! its `subscriptions/listen` stream and reach handshake-era clients as they always did.
 
 mod support;
@@ -18,7 +18,7 @@ use support::{
     wait_for, within,
 };
 
-const MODERN: &str = "2026-07-28";
+const STATELESS: &str = "2026-07-28";
 
 /// Starts a gateway on `upstreams` (YAML entries) and waits until every one is ready.
 async fn gateway(settings: &str, upstreams: &[String]) -> (Gateway, Value) {
@@ -94,10 +94,10 @@ async fn same_results_as_direct(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modern_stdio_upstream_is_found_by_discover_and_used_without_a_handshake() {
+async fn a_stateless_stdio_upstream_is_found_by_discover_and_used_without_a_handshake() {
     let (gw, ready) = gateway("", &[stdio_fixture("alpha", &[])]).await;
     assert_eq!(
-        ready["upstreams"]["alpha"]["protocolVersion"], MODERN,
+        ready["upstreams"]["alpha"]["protocolVersion"], STATELESS,
         "{ready}"
     );
 
@@ -110,7 +110,7 @@ async fn a_modern_stdio_upstream_is_found_by_discover_and_used_without_a_handsha
     );
     assert!(
         !events.iter().any(|e| e.starts_with("initialize")),
-        "a modern upstream never sees initialize: {events:?}"
+        "a stateless upstream never sees initialize: {events:?}"
     );
 
     let mut direct = tokio::process::Command::new(fixture_bin());
@@ -123,11 +123,11 @@ async fn a_modern_stdio_upstream_is_found_by_discover_and_used_without_a_handsha
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modern_http_upstream_is_found_by_discover_and_used_without_a_session() {
+async fn a_stateless_http_upstream_is_found_by_discover_and_used_without_a_session() {
     let gamma = HttpFixture::start("gamma", &[]);
     let (gw, ready) = gateway("", &[http_upstream("gamma", &gamma.url)]).await;
     assert_eq!(
-        ready["upstreams"]["gamma"]["protocolVersion"], MODERN,
+        ready["upstreams"]["gamma"]["protocolVersion"], STATELESS,
         "{ready}"
     );
 
@@ -136,7 +136,7 @@ async fn a_modern_http_upstream_is_found_by_discover_and_used_without_a_session(
     assert!(events.contains(&"discover".to_owned()), "{events:?}");
     assert!(
         !events.iter().any(|e| e.starts_with("initialize")),
-        "a modern upstream never sees initialize: {events:?}"
+        "a stateless upstream never sees initialize: {events:?}"
     );
 
     support::init_tls();
@@ -148,7 +148,7 @@ async fn a_modern_http_upstream_is_found_by_discover_and_used_without_a_session(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modern_http_upstream_gets_the_envelope_and_headers_for_its_own_names() {
+async fn a_stateless_http_upstream_gets_the_envelope_and_headers_for_its_own_names() {
     let gamma = HttpFixture::start("gamma", &[]);
     let upstream = format!(
         "{}    identity_headers: {{x-caller: sub}}\n",
@@ -171,7 +171,7 @@ async fn a_modern_http_upstream_gets_the_envelope_and_headers_for_its_own_names(
         .unwrap_or_else(|e| panic!("gamma__envelope: {e}"));
     let seen = &result["structuredContent"];
     let headers = &seen["headers"];
-    assert_eq!(headers["mcp-protocol-version"], MODERN, "{seen}");
+    assert_eq!(headers["mcp-protocol-version"], STATELESS, "{seen}");
     assert_eq!(headers["mcp-method"], "tools/call", "{seen}");
     assert_eq!(
         headers["mcp-name"], "envelope",
@@ -193,7 +193,7 @@ async fn a_modern_http_upstream_gets_the_envelope_and_headers_for_its_own_names(
 
     let meta = &seen["meta"];
     assert_eq!(
-        meta["io.modelcontextprotocol/protocolVersion"], MODERN,
+        meta["io.modelcontextprotocol/protocolVersion"], STATELESS,
         "{seen}"
     );
     assert_eq!(
@@ -215,7 +215,7 @@ async fn a_modern_http_upstream_gets_the_envelope_and_headers_for_its_own_names(
         .expect("envelope");
     let seen = &result["structuredContent"];
     assert_eq!(
-        seen["meta"]["io.modelcontextprotocol/protocolVersion"], MODERN,
+        seen["meta"]["io.modelcontextprotocol/protocolVersion"], STATELESS,
         "{seen}"
     );
     assert_eq!(
@@ -226,12 +226,12 @@ async fn a_modern_http_upstream_gets_the_envelope_and_headers_for_its_own_names(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_legacy_upstream_is_found_by_the_probe_failing_and_initialized() {
-    let beta = HttpFixture::start("beta", &["--protocol", "legacy"]);
+async fn a_handshake_upstream_is_found_by_the_probe_failing_and_initialized() {
+    let beta = HttpFixture::start("beta", &["--protocol", "handshake"]);
     let (gw, ready) = gateway(
         "",
         &[
-            stdio_fixture("alpha", &["--protocol", "legacy"]),
+            stdio_fixture("alpha", &["--protocol", "handshake"]),
             http_upstream("beta", &beta.url),
         ],
     )
@@ -252,7 +252,7 @@ async fn a_legacy_upstream_is_found_by_the_probe_failing_and_initialized() {
             "{name}: {events:?}"
         );
     }
-    // A handshake-era session: the session header, no modern envelope in _meta.
+    // A handshake-era session: the session header, no stateless envelope in _meta.
     let result = c.call("beta__envelope", json!({})).await.expect("envelope");
     let seen = &result["structuredContent"];
     assert!(seen["headers"]["mcp-session-id"].is_string(), "{seen}");
@@ -282,7 +282,7 @@ async fn the_verdict_is_remembered_when_the_upstream_restarts() {
     .await;
     let (_, ready) = gw.readyz().await;
     assert_eq!(
-        ready["upstreams"]["alpha"]["protocolVersion"], MODERN,
+        ready["upstreams"]["alpha"]["protocolVersion"], STATELESS,
         "{ready}"
     );
     assert_eq!(probes(&gw.log()), 1, "no second probe; log:\n{}", gw.log());
@@ -291,13 +291,13 @@ async fn the_verdict_is_remembered_when_the_upstream_restarts() {
         !events
             .iter()
             .any(|e| e == "discover" || e.starts_with("initialize")),
-        "the new process was spoken to as modern at once: {events:?}"
+        "the new process was spoken to as stateless at once: {events:?}"
     );
 }
 
-/// A gateway in front of a modern stdio upstream (`alpha`) and a modern HTTP one (`gamma`),
-/// a legacy client, and its GET stream.
-async fn stdio_and_http_modern() -> (HttpFixture, Gateway, Mcp, SseStream) {
+/// A gateway in front of a stateless stdio upstream (`alpha`) and a stateless HTTP one (`gamma`),
+/// a handshake-era client, and its GET stream.
+async fn stdio_and_http_stateless() -> (HttpFixture, Gateway, Mcp, SseStream) {
     let gamma = HttpFixture::start("gamma", &[]);
     let (gw, _) = gateway(
         "",
@@ -313,8 +313,8 @@ async fn stdio_and_http_modern() -> (HttpFixture, Gateway, Mcp, SseStream) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modern_upstreams_list_change_reaches_a_legacy_client() {
-    let (_gamma, gw, c, mut stream) = stdio_and_http_modern().await;
+async fn a_stateless_upstreams_list_change_reaches_a_handshake_client() {
+    let (_gamma, gw, c, mut stream) = stdio_and_http_stateless().await;
     for name in ["alpha", "gamma"] {
         wait_for(WAIT, "the upstream's listen", || async {
             let events = journal(&c, name).await;
@@ -344,7 +344,7 @@ async fn a_modern_upstreams_list_change_reaches_a_legacy_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_update_on_the_listen_stream_reaches_the_subscribed_client() {
-    let (_gamma, gw, c, mut stream) = stdio_and_http_modern().await;
+    let (_gamma, gw, c, mut stream) = stdio_and_http_stateless().await;
     for name in ["alpha", "gamma"] {
         let uri = format!("fixture://{name}/info");
         c.ok("resources/subscribe", json!({"uri": uri})).await;
@@ -386,7 +386,7 @@ async fn a_resource_update_on_the_listen_stream_reaches_the_subscribed_client() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tool_timeout_closes_the_request_stream_of_a_modern_http_upstream() {
+async fn a_tool_timeout_closes_the_request_stream_of_a_stateless_http_upstream() {
     let gamma = HttpFixture::start("gamma", &[]);
     let upstream = format!(
         "{}    tool_timeouts: {{slow: 300ms}}\n",
@@ -414,12 +414,12 @@ async fn a_tool_timeout_closes_the_request_stream_of_a_modern_http_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_era_is_used_without_a_probe() {
-    // `legacy` on a dual-era server: straight to initialize.
+    // `handshake` on a dual-era server: straight to initialize.
     let pinned = stdio_fixture("alpha", &[])
-        .replace("\n    command:", "\n    protocol: legacy\n    command:");
-    // `modern` on a legacy-only server: the upstream stays down, saying why.
-    let wrong = stdio_fixture("beta", &["--protocol", "legacy"])
-        .replace("\n    command:", "\n    protocol: modern\n    command:");
+        .replace("\n    command:", "\n    protocol: handshake\n    command:");
+    // `stateless` on a handshake-era-only server: the upstream stays down, saying why.
+    let wrong = stdio_fixture("beta", &["--protocol", "handshake"])
+        .replace("\n    command:", "\n    protocol: stateless\n    command:");
     let gw = Gateway::start(&format!("upstreams:\n{pinned}{wrong}"));
     let ready = wait_for(WAIT, "alpha ready and beta down", || async {
         let (_, body) = gw.readyz().await;

@@ -294,16 +294,16 @@ async fn a_denied_resource_stays_denied_however_its_uri_is_spelled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modern_client_gets_the_same_filtered_view_and_cannot_listen_to_a_denied_resource() {
+async fn a_stateless_client_gets_the_same_filtered_view_and_cannot_listen_to_a_denied_resource() {
     let gw = Gateway::start(&config(""));
     gw.wait_ready().await;
-    let modern = support::Modern::new(&gw.url, json!({}));
-    let legacy = Mcp::connect(&gw.url).await;
+    let stateless = support::Stateless::new(&gw.url, json!({}));
+    let handshake = Mcp::connect(&gw.url).await;
     let mut names = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..100 {
         let params = cursor.map_or_else(|| json!({}), |c| json!({ "cursor": c }));
-        let page = modern
+        let page = stateless
             .request("tools/list", params)
             .await
             .expect("tools/list");
@@ -323,9 +323,12 @@ async fn a_modern_client_gets_the_same_filtered_view_and_cannot_listen_to_a_deni
             None => break,
         }
     }
-    assert_eq!(names, legacy.list_keys("tools/list", "tools", "name").await);
+    assert_eq!(
+        names,
+        handshake.list_keys("tools/list", "tools", "name").await
+    );
 
-    let denied = modern
+    let denied = stateless
         .request(
             "subscriptions/listen",
             json!({ "notifications": { "resourceSubscriptions": ["fixture://alpha/item/0"] } }),
@@ -333,7 +336,7 @@ async fn a_modern_client_gets_the_same_filtered_view_and_cannot_listen_to_a_deni
         .await
         .expect_err("listening to a denied resource");
     assert_eq!(denied["code"], -32602, "not found, in this era: {denied}");
-    let denied = modern
+    let denied = stateless
         .call("alpha__slow", json!({ "ms": 1 }))
         .await
         .expect_err("denied tool");

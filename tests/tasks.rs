@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Gateway, Mcp, Modern, WAIT, first_text, stdio_fixture, wait_for};
+use support::{Gateway, Mcp, Stateless, WAIT, first_text, stdio_fixture, wait_for};
 
 const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 const RELATED: &str = "io.modelcontextprotocol/related-task";
@@ -26,8 +26,8 @@ async fn gateway(top: &str, upstream_extra: &str) -> Gateway {
     gw
 }
 
-fn modern_with_tasks(gw: &Gateway) -> Modern {
-    Modern::new(&gw.url, json!({ "extensions": { EXTENSION: {} } }))
+fn stateless_with_tasks(gw: &Gateway) -> Stateless {
+    Stateless::new(&gw.url, json!({ "extensions": { EXTENSION: {} } }))
 }
 
 /// Polls `tasks/get` until the task has ended; returns the last answer.
@@ -44,9 +44,9 @@ async fn until_terminal(get: impl Fn() -> futures::future::BoxFuture<'static, Va
 }
 
 /// Polls a 2026-07-28 task until it waits for input; returns that `tasks/get` answer.
-async fn until_input_required(client: &std::sync::Arc<Modern>, id: &str) -> Value {
+async fn until_input_required(client: &std::sync::Arc<Stateless>, id: &str) -> Value {
     wait_for(WAIT, "the task to ask for input", || {
-        let get = modern_get(client, id);
+        let get = stateless_get(client, id);
         async move {
             let task = get.await;
             (task["status"] == "input_required").then_some(task)
@@ -55,7 +55,7 @@ async fn until_input_required(client: &std::sync::Arc<Modern>, id: &str) -> Valu
     .await
 }
 
-fn legacy_get(
+fn handshake_get(
     client: &std::sync::Arc<Mcp>,
     id: &str,
 ) -> futures::future::BoxFuture<'static, Value> {
@@ -64,8 +64,8 @@ fn legacy_get(
     Box::pin(async move { client.ok("tasks/get", json!({ "taskId": id })).await })
 }
 
-fn modern_get(
-    client: &std::sync::Arc<Modern>,
+fn stateless_get(
+    client: &std::sync::Arc<Stateless>,
     id: &str,
 ) -> futures::future::BoxFuture<'static, Value> {
     let client = client.clone();
@@ -155,14 +155,14 @@ async fn a_2025_11_25_client_runs_a_slow_tool_as_a_task() {
         .await;
     assert_eq!(error["code"], direct_error["code"]);
     assert_eq!(error["message"], direct_error["message"]);
-    let ended = until_terminal(|| legacy_get(&client, &failing_id)).await;
+    let ended = until_terminal(|| handshake_get(&client, &failing_id)).await;
     assert_eq!(ended["status"], "failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2026_07_28_client_gets_a_task_when_a_call_outlasts_the_threshold() {
     let gw = gateway("tasks:\n  threshold: 400ms\n", "").await;
-    let client = std::sync::Arc::new(modern_with_tasks(&gw));
+    let client = std::sync::Arc::new(stateless_with_tasks(&gw));
     let discover = client.ok("server/discover", json!({})).await;
     assert_eq!(discover["capabilities"]["extensions"][EXTENSION], json!({}));
     assert!(discover["capabilities"].get("tasks").is_none());
@@ -186,12 +186,12 @@ async fn a_2026_07_28_client_gets_a_task_when_a_call_outlasts_the_threshold() {
     let working = client.ok("tasks/get", json!({ "taskId": id })).await;
     assert_eq!(working["status"], "working");
     assert!(working.get("result").is_none());
-    let done = until_terminal(|| modern_get(&client, &id)).await;
+    let done = until_terminal(|| stateless_get(&client, &id)).await;
     assert_eq!(done["status"], "completed");
     assert_eq!(done["resultType"], "complete");
 
     // The same result the call gives a client that waits for it.
-    let plain = Modern::new(&gw.url, json!({}));
+    let plain = Stateless::new(&gw.url, json!({}));
     let direct = plain
         .call("alpha__slow", json!({ "ms": 1500 }))
         .await
@@ -213,7 +213,7 @@ async fn a_2026_07_28_client_gets_a_task_when_a_call_outlasts_the_threshold() {
     );
     // Mcp-Name must carry the task id.
     let body = client.body(client.next_id(), "tasks/get", json!({ "taskId": id }));
-    let mut headers = Modern::headers_for(&body);
+    let mut headers = Stateless::headers_for(&body);
     for (name, value) in &mut headers {
         if name.eq_ignore_ascii_case("mcp-name") {
             *value = "someone-else".into();
@@ -259,21 +259,21 @@ async fn cancelling_a_task_cancels_its_upstream_call() {
     );
 
     // 2026-07-28 (`always`: a task at once): an empty ack, then `cancelled`.
-    let modern = std::sync::Arc::new(modern_with_tasks(&gw));
-    let created = modern
+    let stateless = std::sync::Arc::new(stateless_with_tasks(&gw));
+    let created = stateless
         .call("alpha__slow", json!({ "ms": 20000 }))
         .await
         .unwrap();
     assert_eq!(created["resultType"], "task");
     let id = created["taskId"].as_str().unwrap().to_owned();
-    let ack = modern.ok("tasks/cancel", json!({ "taskId": id })).await;
+    let ack = stateless.ok("tasks/cancel", json!({ "taskId": id })).await;
     assert!(
         ack.get("taskId").is_none() && ack.get("status").is_none(),
         "{ack}"
     );
-    let ended = until_terminal(|| modern_get(&modern, &id)).await;
+    let ended = until_terminal(|| stateless_get(&stateless, &id)).await;
     assert_eq!(ended["status"], "cancelled");
-    let ack = modern.ok("tasks/cancel", json!({ "taskId": id })).await;
+    let ack = stateless.ok("tasks/cancel", json!({ "taskId": id })).await;
     assert!(
         ack.get("status").is_none(),
         "idempotent on an ended task: {ack}"
@@ -352,9 +352,9 @@ async fn only_the_creator_sees_a_task() {
     let listed = other.ok("tasks/list", json!({})).await;
     assert_eq!(listed["tasks"], json!([]));
     // Nor does a 2026-07-28 client of the same principal (it has no session).
-    let modern = modern_with_tasks(&gw);
+    let stateless = stateless_with_tasks(&gw);
     assert_eq!(
-        modern.err("tasks/get", json!({ "taskId": id })).await["code"],
+        stateless.err("tasks/get", json!({ "taskId": id })).await["code"],
         -32602
     );
     // The owner still can, and its cancellation is untouched by the others' attempts.
@@ -398,7 +398,7 @@ async fn modes_decide_what_is_listed_and_allowed() {
 
     // 2026-07-28 without the extension: -32021 for a required tool; others run as usual,
     // a stray v1 `task` param changing nothing.
-    let plain = Modern::new(&gw.url, json!({}));
+    let plain = Stateless::new(&gw.url, json!({}));
     let e = plain
         .call("alpha__slow", json!({ "ms": 1 }))
         .await
@@ -481,7 +481,7 @@ fn everything_upstream() -> String {
         script.display()
     );
     format!(
-        "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: legacy\n",
+        "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: handshake\n",
         script.display().to_string()
     )
 }
@@ -610,14 +610,14 @@ async fn a_wrapped_task_asks_its_client_for_input_and_resumes() {
     // The conformance fixture held to the handshake era: its confirm_delete asks the client
     // with a real elicitation/create, and it knows nothing of tasks.
     let yaml = format!(
-        "upstreams:\n  conformance:\n    command: {:?}\n    args: [--transport, stdio]\n    prefix: \"\"\n    protocol: legacy\n    tool_tasks:\n      confirm_delete: always\n",
+        "upstreams:\n  conformance:\n    command: {:?}\n    args: [--transport, stdio]\n    prefix: \"\"\n    protocol: handshake\n    tool_tasks:\n      confirm_delete: always\n",
         support::example_bin("conformance_server")
             .display()
             .to_string()
     );
     let gw = Gateway::start(&yaml);
     gw.wait_upstreams_ready().await;
-    let client = std::sync::Arc::new(Modern::new(
+    let client = std::sync::Arc::new(Stateless::new(
         &gw.url,
         json!({ "elicitation": {}, "extensions": { EXTENSION: {} } }),
     ));
@@ -649,14 +649,17 @@ async fn a_wrapped_task_asks_its_client_for_input_and_resumes() {
         )
         .await;
     assert!(ack.get("status").is_none(), "{ack}");
-    assert_eq!(modern_get(&client, &id).await["status"], "input_required");
+    assert_eq!(
+        stateless_get(&client, &id).await["status"],
+        "input_required"
+    );
     client
         .ok(
             "tasks/update",
             json!({ "taskId": id, "inputResponses": { key: { "action": "accept", "content": { "confirm": true } } } }),
         )
         .await;
-    let done = until_terminal(|| modern_get(&client, &id)).await;
+    let done = until_terminal(|| stateless_get(&client, &id)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(
         first_text(&done["result"]),
@@ -669,7 +672,7 @@ async fn a_2026_07_28_client_runs_a_2025_11_25_upstream_task() {
     let gw = Gateway::start(&format!("upstreams:\n{}", everything_upstream()));
     gw.wait_upstreams_ready().await;
     let tool = "everything__simulate-research-query";
-    let client = std::sync::Arc::new(Modern::new(
+    let client = std::sync::Arc::new(Stateless::new(
         &gw.url,
         json!({ "elicitation": {}, "extensions": { EXTENSION: {} } }),
     ));
@@ -687,7 +690,7 @@ async fn a_2026_07_28_client_runs_a_2025_11_25_upstream_task() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // The upstream requires a task: a client without the extension is told so.
-    let plain = Modern::new(&gw.url, json!({}));
+    let plain = Stateless::new(&gw.url, json!({}));
     let e = plain
         .call(tool, json!({ "topic": "rust" }))
         .await
@@ -698,7 +701,7 @@ async fn a_2026_07_28_client_runs_a_2025_11_25_upstream_task() {
     let created = client.call(tool, json!({ "topic": "rust" })).await.unwrap();
     assert_eq!(created["resultType"], "task", "{created}");
     let id = created["taskId"].as_str().unwrap().to_owned();
-    let done = until_terminal(|| modern_get(&client, &id)).await;
+    let done = until_terminal(|| stateless_get(&client, &id)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert!(first_text(&done["result"]).contains("Research Report: rust"));
     assert!(
@@ -723,7 +726,7 @@ async fn a_2026_07_28_client_runs_a_2025_11_25_upstream_task() {
             json!({ "taskId": id, "inputResponses": { key: { "action": "accept", "content": { "interpretation": "snake" } } } }),
         )
         .await;
-    let done = until_terminal(|| modern_get(&client, &id)).await;
+    let done = until_terminal(|| stateless_get(&client, &id)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert!(first_text(&done["result"]).contains("snake"), "{done}");
 }

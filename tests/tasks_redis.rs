@@ -11,7 +11,7 @@ mod test_redis;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Gateway, HttpFixture, Modern, WAIT, http_upstream, wait_for};
+use support::{Gateway, HttpFixture, Stateless, WAIT, http_upstream, wait_for};
 use test_redis::{RedisServer, free_port};
 
 const SEAL_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -51,7 +51,7 @@ async fn ready(gw: &Gateway) {
 
 /// A 2026-07-28 client that declares the tasks extension and authenticates with an API key.
 struct Client {
-    modern: Modern,
+    stateless: Stateless,
     key: &'static str,
 }
 
@@ -59,17 +59,17 @@ impl Client {
     fn new(gw: &Gateway, key: &'static str) -> Client {
         let capabilities = json!({ "extensions": { "io.modelcontextprotocol/tasks": {} } });
         Client {
-            modern: Modern::new(&gw.url, capabilities),
+            stateless: Stateless::new(&gw.url, capabilities),
             key,
         }
     }
 
     async fn request(&self, method: &str, params: Value) -> Result<Value, Value> {
-        let id = self.modern.next_id();
-        let body = self.modern.body(id, method, params);
-        let mut headers = Modern::headers_for(&body);
+        let id = self.stateless.next_id();
+        let body = self.stateless.body(id, method, params);
+        let mut headers = Stateless::headers_for(&body);
         headers.push(("x-api-key".to_owned(), self.key.to_owned()));
-        let reply = self.modern.post_raw(&body, &headers).await;
+        let reply = self.stateless.post_raw(&body, &headers).await;
         let response = reply
             .messages()
             .into_iter()
@@ -102,7 +102,7 @@ impl Client {
 
 /// The fixture's journal of protocol events (it records the calls it saw cancelled).
 async fn journal(fixture: &HttpFixture) -> Vec<String> {
-    let direct = Modern::new(&fixture.url, json!({}));
+    let direct = Stateless::new(&fixture.url, json!({}));
     let result = direct.call("journal", json!({})).await.expect("journal");
     serde_json::from_value(result["structuredContent"]["events"].clone()).expect("events")
 }
@@ -121,7 +121,7 @@ async fn replicas_sharing_a_redis_answer_for_each_others_tasks() {
 
     // Created on A; B sees it working, then completed with what the tool answers when
     // called directly (without a gateway or a task).
-    let direct = Modern::new(&fixture.url, json!({}));
+    let direct = Stateless::new(&fixture.url, json!({}));
     let ((task, seen), direct) = tokio::join!(
         async {
             let task = on_a.start_slow(2500).await;

@@ -446,7 +446,7 @@ async fn without_an_exporter_upstream_messages_are_untouched_and_logs_are_text()
     let tap = Wiretap::new();
     // A handshake-era upstream: a 2026-07-28 one gets the gateway's envelope in `_meta`.
     let yaml = format!(
-        "upstreams:\n{}    prefix: \"\"\n    protocol: legacy\n",
+        "upstreams:\n{}    prefix: \"\"\n    protocol: handshake\n",
         tap.upstream_yaml("alpha", &fixture_bin(), &["--name", "alpha"])
     );
     let gw = gateway(&yaml, &[]);

@@ -1,6 +1,6 @@
 //! Input requests translated between eras through the real gateway, with 2026-07-28
 //! upstreams: the built-in demo (stdio) and the conformance fixture (HTTP). A handshake-era
-//! client gets a modern upstream's questions as real requests; a modern client gets them
+//! client gets a stateless upstream's questions as real requests; a stateless client gets them
 //! passed through with the state wrapped; and a second replica sharing the seal key
 //! continues a round the first one began.
 
@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 use support::{
-    Gateway, Mcp, Modern, SseStream, WAIT, example_bin, first_text, manifold_bin,
+    Gateway, Mcp, SseStream, Stateless, WAIT, example_bin, first_text, manifold_bin,
     read_line_with_timeout, wait_for,
 };
 
@@ -22,7 +22,7 @@ fn demo_upstream() -> String {
 }
 
 /// Waits until every upstream speaks 2026-07-28 (the gateway probed them).
-async fn modern_upstreams(gw: &Gateway) {
+async fn stateless_upstreams(gw: &Gateway) {
     wait_for(WAIT, "upstreams probed as 2026-07-28", || async {
         let (_, body) = gw.readyz().await;
         let upstreams = body["upstreams"].as_object()?.clone();
@@ -35,10 +35,10 @@ async fn modern_upstreams(gw: &Gateway) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_legacy_client_answers_a_modern_upstreams_question_as_a_real_request() {
+async fn a_handshake_client_answers_a_stateless_upstreams_question_as_a_real_request() {
     let gw = Gateway::start(&demo_upstream());
     gw.wait_upstreams_ready().await;
-    modern_upstreams(&gw).await;
+    stateless_upstreams(&gw).await;
     let c = Mcp::connect_with(&gw.url, "2025-11-25", json!({ "elicitation": {} })).await;
     let (id, resp) = c
         .stream_request(
@@ -72,16 +72,16 @@ async fn a_legacy_client_answers_a_modern_upstreams_question_as_a_real_request()
     );
     assert!(
         result.get("resultType").is_none(),
-        "legacy clients get no resultType: {done}"
+        "handshake clients get no resultType: {done}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modern_client_gets_a_modern_upstreams_question_with_the_state_wrapped() {
+async fn a_stateless_client_gets_a_stateless_upstreams_question_with_the_state_wrapped() {
     let gw = Gateway::start(&demo_upstream());
     gw.wait_upstreams_ready().await;
-    modern_upstreams(&gw).await;
-    let c = Modern::new(&gw.url, json!({ "elicitation": { "form": {} } }));
+    stateless_upstreams(&gw).await;
+    let c = Stateless::new(&gw.url, json!({ "elicitation": { "form": {} } }));
     let args = json!({ "action": "ship it" });
     let first = c
         .call("demo__confirm", args.clone())
@@ -166,11 +166,11 @@ async fn a_second_replica_with_the_same_key_continues_an_input_round() {
     let b = Gateway::start(&yaml);
     for gw in [&a, &b] {
         gw.wait_upstreams_ready().await;
-        modern_upstreams(gw).await;
+        stateless_upstreams(gw).await;
     }
     let caps = json!({ "elicitation": { "form": {} } });
-    let on_a = Modern::new(&a.url, caps.clone());
-    let on_b = Modern::new(&b.url, caps);
+    let on_a = Stateless::new(&a.url, caps.clone());
+    let on_b = Stateless::new(&b.url, caps);
     let tool = "test_input_required_result_elicitation";
     let first = on_a.call(tool, json!({})).await.expect("round 1 on a");
     assert_eq!(first["resultType"], "input_required", "{first}");
@@ -189,7 +189,7 @@ async fn a_second_replica_with_the_same_key_continues_an_input_round() {
     // A replica with another key cannot read it.
     let other = Gateway::start(&yaml.replace(key, &"e".repeat(64)));
     other.wait_upstreams_ready().await;
-    let stranger = Modern::new(&other.url, json!({ "elicitation": { "form": {} } }));
+    let stranger = Stateless::new(&other.url, json!({ "elicitation": { "form": {} } }));
     let refused = stranger
         .request(
             "tools/call",

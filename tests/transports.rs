@@ -1,4 +1,4 @@
-//! The downstream transports besides Streamable HTTP — `manifold stdio` and the legacy
+//! The downstream transports besides Streamable HTTP — `manifold stdio` and the handshake
 //! HTTP+SSE transport — and upstream sessions over HTTP, one per client session.
 
 mod support;
@@ -160,7 +160,7 @@ async fn manifold_stdio_serves_one_client_on_stdin_and_stdout() {
 }
 
 /// An HTTP+SSE client: the stream, and the URL its `endpoint` event named.
-async fn open_legacy(gw: &Gateway) -> (RawSse, String) {
+async fn open_handshake(gw: &Gateway) -> (RawSse, String) {
     let resp = streaming_client()
         .get(format!("{}/sse", gw.base))
         .header("accept", "text/event-stream")
@@ -202,10 +202,10 @@ async fn answer_to(sse: &mut RawSse, id: u64) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn legacy_http_sse_clients_post_messages_and_read_every_answer_from_the_stream() {
+async fn handshake_http_sse_clients_post_messages_and_read_every_answer_from_the_stream() {
     let gw = Gateway::start(&format!("upstreams:\n{}", stdio_fixture("alpha", &[])));
     gw.wait_ready().await;
-    let (mut sse, endpoint) = open_legacy(&gw).await;
+    let (mut sse, endpoint) = open_handshake(&gw).await;
 
     // Before initialize nothing else is accepted.
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
@@ -280,7 +280,7 @@ async fn an_http_upstream_sees_each_client_in_its_own_session() {
     // capabilities travel per request instead; see tests/eras.rs).
     let upstream = ConformanceHttp::start();
     let yaml = format!(
-        "upstreams:\n{}    prefix: \"\"\n    protocol: legacy\n",
+        "upstreams:\n{}    prefix: \"\"\n    protocol: handshake\n",
         http_upstream("conf", &upstream.url)
     );
     let gw = Gateway::start(&yaml);
@@ -321,7 +321,7 @@ async fn an_http_upstream_sees_each_client_in_its_own_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn legacy_http_sse_clients_get_progress_and_server_requests_on_their_stream() {
+async fn handshake_http_sse_clients_get_progress_and_server_requests_on_their_stream() {
     let yaml = format!(
         "upstreams:\n{}{}",
         stdio_fixture("alpha", &[]),
@@ -329,7 +329,7 @@ async fn legacy_http_sse_clients_get_progress_and_server_requests_on_their_strea
     );
     let gw = Gateway::start(&yaml);
     gw.wait_ready().await;
-    let (mut sse, endpoint) = open_legacy(&gw).await;
+    let (mut sse, endpoint) = open_handshake(&gw).await;
     let mut init = initialize_body(1, "2024-11-05");
     init["params"]["capabilities"] = json!({"sampling": {}});
     assert_eq!(post_to(&endpoint, &init).await, 202);
@@ -357,7 +357,7 @@ async fn legacy_http_sse_clients_get_progress_and_server_requests_on_their_strea
     // Progress the client asked for travels the same stream, before the result.
     let slow = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
                       "params": {"name": "alpha__slow", "arguments": {"ms": 500},
-                                 "_meta": {"progressToken": "legacy"}}});
+                                 "_meta": {"progressToken": "handshake"}}});
     assert_eq!(post_to(&endpoint, &slow).await, 202);
     let (event, before) = sse
         .until(WAIT, |m| m.get("id") == Some(&json!(3)))
@@ -375,7 +375,7 @@ async fn legacy_http_sse_clients_get_progress_and_server_requests_on_their_strea
     assert!(
         progress
             .iter()
-            .all(|m| m["params"]["progressToken"] == "legacy"),
+            .all(|m| m["params"]["progressToken"] == "handshake"),
         "{progress:?}"
     );
 }
@@ -392,10 +392,10 @@ fn alpha_processes(gw: &Gateway) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_session_stdio_upstream_runs_one_process_per_client_and_stops_it_with_the_session() {
     // Per-client sessions are a handshake-era notion: a 2026-07-28 server is stateless and
-    // always shared, so the dual-era fixture is spoken to as a legacy one here.
+    // always shared, so the dual-era fixture is spoken to as a handshake-era one here.
     let upstream = stdio_fixture("alpha", &[]).replace(
         "\n    command:",
-        "\n    session: per_session\n    protocol: legacy\n    command:",
+        "\n    session: per_session\n    protocol: handshake\n    command:",
     );
     let gw = Gateway::start(&format!("upstreams:\n{upstream}"));
     gw.wait_ready().await;

@@ -19,10 +19,10 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
     /// 2026-07-28 only: `initialize` is refused with -32022.
-    Modern,
+    Stateless,
     /// 2024-11-05 … 2025-11-25 only: `server/discover` is refused with -32022 naming
     /// only those.
-    Legacy,
+    Handshake,
     /// Both, chosen per connection (stdio) or per request (HTTP) by how the client opens.
     Dual,
 }
@@ -30,8 +30,8 @@ pub enum Protocol {
 impl Protocol {
     pub fn versions(self) -> Cow<'static, [ProtocolVersion]> {
         match self {
-            Protocol::Modern => Cow::Owned(vec![ProtocolVersion::V_2026_07_28]),
-            Protocol::Legacy => {
+            Protocol::Stateless => Cow::Owned(vec![ProtocolVersion::V_2026_07_28]),
+            Protocol::Handshake => {
                 Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
             }
             Protocol::Dual => {

@@ -3,7 +3,7 @@
 //! exercised against an implementation it does not share code with.
 //!
 //! ```text
-//! fixture_server --name NAME [--transport stdio|http] [--protocol dual|modern|legacy]
+//! fixture_server --name NAME [--transport stdio|http] [--protocol dual|stateless|handshake]
 //!                [--tools N] [--page-size K] [--port P]
 //! ```
 //!
@@ -14,7 +14,7 @@
 //!
 //! `--protocol` (default `dual`): which MCP eras it speaks. `dual` serves a
 //! 2026-07-28 client statelessly and a handshake-era one in a session, as rmcp
-//! does; `modern` refuses `initialize`, `legacy` refuses `server/discover`
+//! does; `stateless` refuses `initialize`, `handshake` refuses `server/discover`
 //! (both with -32022 naming what it does speak).
 //!
 //! Tools: `tool_0`..`tool_{N-1}`, `whoami`, `echo`, `slow`, `crash`,

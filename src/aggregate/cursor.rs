@@ -165,5 +165,4 @@ impl ListCursor {
 }
 
 #[cfg(test)]
-#[path = "cursor_tests.rs"]
 mod tests;

@@ -131,5 +131,4 @@ pub fn expose(prefix: &str, sep: &str, name: &str, max_len: usize) -> String {
 }
 
 #[cfg(test)]
-#[path = "names_tests.rs"]
 mod tests;

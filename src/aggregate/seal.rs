@@ -143,5 +143,4 @@ fn associated_data(version: u8, purpose: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[path = "seal_tests.rs"]
 mod tests;

@@ -242,5 +242,4 @@ fn check_varname(name: &str) -> Result<(), &'static str> {
 }
 
 #[cfg(test)]
-#[path = "uri_template_tests.rs"]
 mod tests;

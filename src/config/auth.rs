@@ -484,7 +484,6 @@ fn algorithms(raw: Option<Vec<String>>, errors: &mut Vec<ConfigError>) -> Vec<Al
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod tests;
 /// How the caller proved who it is. Deserialized from the [`AuthMethod::as_str`] labels
 /// (policy `who.auth`).

@@ -4,13 +4,13 @@
 #![allow(dead_code)]
 
 mod mcp;
-mod modern;
+mod stateless;
 mod stdio;
 mod wire;
 
 pub use mcp::*;
 #[allow(unused_imports)]
-pub use modern::*;
+pub use stateless::*;
 #[allow(unused_imports)]
 pub use stdio::*;
 // Not every test crate uses these.

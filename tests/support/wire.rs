@@ -1,5 +1,5 @@
 //! Seeing more of the wire: SSE events with their ids and event names (for resumption and
-//! the legacy `endpoint` event), a tap on a stdio upstream that records every line the
+//! the handshake `endpoint` event), a tap on a stdio upstream that records every line the
 //! gateway sends it and every line it answers, and the conformance fixture server.
 
 use std::path::{Path, PathBuf};
@@ -178,12 +178,12 @@ pub fn conformance_bin() -> PathBuf {
 
 /// YAML for the conformance fixture as a stdio upstream `name` with the given prefix.
 ///
-/// Pinned to the handshake era (`protocol: legacy`): the fixture speaks both, and these
+/// Pinned to the handshake era (`protocol: handshake`): the fixture speaks both, and these
 /// tests show the relay of real server→client requests; the 2026-07-28 paths have their
 /// own tests (`tests/eras.rs`, `tests/translation.rs`).
 pub fn conformance_upstream(name: &str, prefix: &str) -> String {
     format!(
-        "  {name}:\n    command: {:?}\n    args: [\"--transport\", \"stdio\"]\n    prefix: {prefix:?}\n    protocol: legacy\n",
+        "  {name}:\n    command: {:?}\n    args: [\"--transport\", \"stdio\"]\n    prefix: {prefix:?}\n    protocol: handshake\n",
         conformance_bin().display().to_string()
     )
 }

@@ -226,5 +226,4 @@ fn select(keys: &[Key], kid: Option<&str>, alg: Algorithm) -> Result<Vec<Key>, K
 }
 
 #[cfg(test)]
-#[path = "jwks_tests.rs"]
 mod tests;

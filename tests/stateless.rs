@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{
-    Gateway, MODERN, Mcp, Modern, Reply, StdioClient, WAIT, example_bin, first_text, stdio_fixture,
+    Gateway, Mcp, Reply, STATELESS, Stateless, StdioClient, WAIT, example_bin, first_text,
+    stdio_fixture,
 };
 
-async fn gateway(yaml: &str) -> (Gateway, Modern) {
+async fn gateway(yaml: &str) -> (Gateway, Stateless) {
     let gw = Gateway::start(yaml);
     gw.wait_upstreams_ready().await;
-    let client = Modern::new(&gw.url, json!({ "elicitation": {}, "sampling": {} }));
+    let client = Stateless::new(&gw.url, json!({ "elicitation": {}, "sampling": {} }));
     (gw, client)
 }
 
@@ -27,13 +28,13 @@ fn alpha() -> String {
 /// input with real requests.
 fn conformance() -> String {
     format!(
-        "upstreams:\n  conformance:\n    command: {:?}\n    args: [--transport, stdio]\n    prefix: \"\"\n    protocol: legacy\n",
+        "upstreams:\n  conformance:\n    command: {:?}\n    args: [--transport, stdio]\n    prefix: \"\"\n    protocol: handshake\n",
         example_bin("conformance_server").display().to_string()
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modern_client_discovers_lists_and_calls_without_a_session() {
+async fn a_stateless_client_discovers_lists_and_calls_without_a_session() {
     let (gw, c) = gateway(&alpha()).await;
     let (reply, response) = c.exchange("server/discover", json!({})).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -41,7 +42,7 @@ async fn a_modern_client_discovers_lists_and_calls_without_a_session() {
     let found = &response["result"];
     assert_eq!(found["resultType"], "complete");
     let versions = found["supportedVersions"].as_array().expect("versions");
-    assert!(versions.contains(&json!(MODERN)), "{versions:?}");
+    assert!(versions.contains(&json!(STATELESS)), "{versions:?}");
     assert!(versions.contains(&json!("2025-11-25")), "{versions:?}");
     assert_eq!(found["capabilities"]["tools"]["listChanged"], true);
     assert_eq!(
@@ -70,19 +71,19 @@ async fn a_modern_client_discovers_lists_and_calls_without_a_session() {
     assert!(names.contains(&"alpha__echo"), "{names:?}");
 
     // The same call as a handshake-era client makes, answered alike plus resultType.
-    let modern = c
+    let stateless = c
         .call("alpha__echo", json!({ "text": "hi" }))
         .await
         .expect("call");
-    let legacy = Mcp::connect(&gw.url).await;
-    let old = legacy
+    let handshake = Mcp::connect(&gw.url).await;
+    let old = handshake
         .call("alpha__echo", json!({ "text": "hi" }))
         .await
-        .expect("legacy call");
-    assert_eq!(modern["resultType"], "complete");
+        .expect("handshake call");
+    assert_eq!(stateless["resultType"], "complete");
     assert!(old.get("resultType").is_none(), "{old}");
-    assert_eq!(modern["content"], old["content"]);
-    assert_eq!(modern["structuredContent"], old["structuredContent"]);
+    assert_eq!(stateless["content"], old["content"]);
+    assert_eq!(stateless["structuredContent"], old["structuredContent"]);
 }
 
 /// The headers of `good` with `name` replaced by `value` (removed when `value` is empty).
@@ -117,7 +118,7 @@ async fn envelopes_and_headers_are_checked_in_order_with_their_own_codes_and_sta
         "tools/call",
         json!({ "name": "alpha__echo", "arguments": { "text": "x" } }),
     );
-    let good = Modern::headers_for(&call);
+    let good = Stateless::headers_for(&call);
 
     // 1. Envelope keys.
     let mut bare = call.clone();
@@ -162,7 +163,7 @@ async fn envelopes_and_headers_are_checked_in_order_with_their_own_codes_and_sta
         data["supported"]
             .as_array()
             .expect("list")
-            .contains(&json!(MODERN))
+            .contains(&json!(STATELESS))
     );
     // 4. Methods of the handshake era are unknown here.
     for method in [
@@ -172,7 +173,7 @@ async fn envelopes_and_headers_are_checked_in_order_with_their_own_codes_and_sta
         "resources/subscribe",
     ] {
         let body = c.body(1, method, json!({}));
-        let reply = c.post_raw(&body, &Modern::headers_for(&body)).await;
+        let reply = c.post_raw(&body, &Stateless::headers_for(&body)).await;
         expect_error(&reply, 404, -32601);
     }
     // No sessions: nothing to GET or DELETE.
@@ -180,7 +181,7 @@ async fn envelopes_and_headers_are_checked_in_order_with_their_own_codes_and_sta
         .http
         .get(&c.url)
         .header("accept", "text/event-stream")
-        .header("mcp-protocol-version", MODERN)
+        .header("mcp-protocol-version", STATELESS)
         .send()
         .await
         .expect("GET");
@@ -234,7 +235,7 @@ async fn a_listen_stream_is_acknowledged_then_hears_only_what_it_asked_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_legacy_upstreams_elicitation_reaches_a_modern_client_as_input_required() {
+async fn a_handshake_upstreams_elicitation_reaches_a_stateless_client_as_input_required() {
     let (_gw, c) = gateway(&conformance()).await;
     let args = json!({ "message": "Who are you?" });
     let first = c
@@ -302,14 +303,14 @@ async fn a_legacy_upstreams_elicitation_reaches_a_modern_client_as_input_require
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_locks_its_era_on_the_first_request() {
     let yaml = alpha();
-    let mut modern = StdioClient::spawn(&yaml);
-    let envelope = Modern::new("stdio", json!({})).envelope();
+    let mut stateless = StdioClient::spawn(&yaml);
+    let envelope = Stateless::new("stdio", json!({})).envelope();
     let mut listed = false;
     for _ in 0..300 {
-        let list = modern
+        let list = stateless
             .request("tools/list", json!({ "_meta": envelope }))
             .await
-            .expect("tools/list over modern stdio");
+            .expect("tools/list over stateless stdio");
         assert_eq!(list["resultType"], "complete");
         listed = list["tools"]
             .as_array()
@@ -319,32 +320,32 @@ async fn stdio_locks_its_era_on_the_first_request() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(listed, "alpha never listed over modern stdio");
+    assert!(listed, "alpha never listed over stateless stdio");
     let init = json!({ "protocolVersion": "2025-11-25", "capabilities": {},
                        "clientInfo": { "name": "t", "version": "0" } });
-    let e = modern
+    let e = stateless
         .request("initialize", init)
         .await
-        .expect_err("locked modern");
+        .expect_err("locked stateless");
     assert_eq!(e["code"], -32022, "{e}");
-    let e = modern
+    let e = stateless
         .request(
             "tools/list",
-            json!({ "_meta": { "io.modelcontextprotocol/protocolVersion": MODERN } }),
+            json!({ "_meta": { "io.modelcontextprotocol/protocolVersion": STATELESS } }),
         )
         .await
         .expect_err("envelope without capabilities");
     assert_eq!(e["code"], -32602, "{e}");
 
     // A listen stream over stdio ends when the client cancels it.
-    modern
+    stateless
         .write(
             &json!({ "jsonrpc": "2.0", "id": "l1", "method": "subscriptions/listen",
                         "params": { "_meta": envelope,
                                     "notifications": { "toolsListChanged": true } } }),
         )
         .await;
-    let ack = modern.next_message(WAIT).await.expect("ack");
+    let ack = stateless.next_message(WAIT).await.expect("ack");
     assert_eq!(
         ack["method"], "notifications/subscriptions/acknowledged",
         "{ack}"
@@ -353,26 +354,26 @@ async fn stdio_locks_its_era_on_the_first_request() {
         ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
         "l1"
     );
-    modern
+    stateless
         .write(
             &json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
                         "params": { "requestId": "l1" } }),
         )
         .await;
     // Nothing more is sent for a cancelled request; the connection goes on serving.
-    let after = modern.next_message(Duration::from_millis(500)).await;
+    let after = stateless.next_message(Duration::from_millis(500)).await;
     assert!(after.is_none(), "sent after cancellation: {after:?}");
-    let list = modern
+    let list = stateless
         .request("tools/list", json!({ "_meta": envelope }))
         .await
         .expect("served after the listen ended");
     assert_eq!(list["resultType"], "complete");
 
-    let mut legacy = StdioClient::start(&yaml).await;
-    let e = legacy
+    let mut handshake = StdioClient::start(&yaml).await;
+    let e = handshake
         .request("tools/list", json!({ "_meta": envelope }))
         .await
-        .expect_err("locked legacy");
+        .expect_err("locked handshake");
     assert_eq!(e["code"], -32600, "{e}");
 }
 
@@ -414,7 +415,7 @@ async fn a_second_replica_with_the_same_key_continues_a_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_the_client_did_not_declare_fails_its_request_with_32021() {
     let (gw, _) = gateway(&conformance()).await;
-    let bare = Modern::new(&gw.url, json!({}));
+    let bare = Stateless::new(&gw.url, json!({}));
     let (reply, response) = bare
         .exchange(
             "tools/call",
@@ -429,7 +430,7 @@ async fn input_the_client_did_not_declare_fails_its_request_with_32021() {
         "{error}"
     );
     // The gateway is unharmed: a client that declares it gets the round trip.
-    let able = Modern::new(&gw.url, json!({ "elicitation": {} }));
+    let able = Stateless::new(&gw.url, json!({ "elicitation": {} }));
     let first = able
         .call("test_elicitation", json!({ "message": "Who?" }))
         .await
@@ -440,7 +441,7 @@ async fn input_the_client_did_not_declare_fails_its_request_with_32021() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstreams_announced_change_reaches_listeners_even_when_the_list_reads_the_same() {
     // The dual-era fixture only announces; its tool list stays as it was.
-    let yaml = conformance().replace("    protocol: legacy\n", "");
+    let yaml = conformance().replace("    protocol: handshake\n", "");
     let (gw, c) = gateway(&yaml).await;
     let mut stream = c.listen(7, json!({ "toolsListChanged": true })).await;
     let ack = stream.next(WAIT).await.expect("acknowledgement");

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use super::{ACCEPT_BOTH, Reply, SseStream, http_client, streaming_client};
 
-pub const MODERN: &str = "2026-07-28";
+pub const STATELESS: &str = "2026-07-28";
 
-pub struct Modern {
+pub struct Stateless {
     pub http: reqwest::Client,
     pub url: String,
     /// The ClientCapabilities every request declares.
@@ -17,9 +17,9 @@ pub struct Modern {
     next_id: AtomicU64,
 }
 
-impl Modern {
-    pub fn new(url: &str, capabilities: Value) -> Modern {
-        Modern {
+impl Stateless {
+    pub fn new(url: &str, capabilities: Value) -> Stateless {
+        Stateless {
             http: http_client(),
             url: url.to_owned(),
             capabilities,
@@ -34,7 +34,7 @@ impl Modern {
     /// The request `_meta` envelope.
     pub fn envelope(&self) -> Value {
         json!({
-            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/protocolVersion": STATELESS,
             "io.modelcontextprotocol/clientCapabilities": self.capabilities,
             "io.modelcontextprotocol/clientInfo": { "name": "manifold-tests", "version": "0" },
         })
@@ -60,7 +60,7 @@ impl Modern {
     pub fn headers_for(body: &Value) -> Vec<(String, String)> {
         let method = body["method"].as_str().unwrap_or_default();
         let mut headers = vec![
-            ("MCP-Protocol-Version".to_owned(), MODERN.to_owned()),
+            ("MCP-Protocol-Version".to_owned(), STATELESS.to_owned()),
             ("Mcp-Method".to_owned(), method.to_owned()),
         ];
         let name = match method {

@@ -1,0 +1,101 @@
+//! Unit tests of `envelope.rs`.
+
+use super::*;
+use crate::protocol::codes;
+
+fn params(meta: Value) -> Option<Value> {
+    Some(json!({ "_meta": meta, "name": "x" }))
+}
+
+#[test]
+fn the_version_key_alone_marks_a_stateless_request() {
+    assert!(declares_version(
+        params(json!({ PROTOCOL_VERSION: "2026-07-28" })).as_ref()
+    ));
+    assert!(!declares_version(
+        params(json!({ "progressToken": 1 })).as_ref()
+    ));
+    assert!(!declares_version(None));
+}
+
+#[test]
+fn missing_or_mistyped_keys_are_invalid_params_and_an_old_version_is_32022() {
+    let e = Envelope::read(params(json!({ PROTOCOL_VERSION: "2026-07-28" })).as_ref()).unwrap_err();
+    assert_eq!(e.code, codes::INVALID_PARAMS);
+    assert!(e.message.contains(CLIENT_CAPABILITIES), "{}", e.message);
+    let e =
+        Envelope::read(params(json!({ PROTOCOL_VERSION: 7, CLIENT_CAPABILITIES: {} })).as_ref())
+            .unwrap_err();
+    assert_eq!(e.code, codes::INVALID_PARAMS);
+    let env = Envelope::read(
+        params(json!({ PROTOCOL_VERSION: "2025-11-25", CLIENT_CAPABILITIES: {} })).as_ref(),
+    )
+    .expect("well formed");
+    let e = env.check_version().unwrap_err();
+    assert_eq!(e.code, codes::UNSUPPORTED_PROTOCOL_VERSION);
+    let data = e.data.expect("data");
+    assert_eq!(data["requested"], "2025-11-25");
+    assert!(
+        data["supported"]
+            .as_array()
+            .expect("list")
+            .contains(&json!("2026-07-28"))
+    );
+}
+
+#[test]
+fn the_upstream_hop_gets_the_gateways_envelope_and_keeps_other_meta() {
+    let mut p = params(json!({
+        PROTOCOL_VERSION: "2026-07-28",
+        CLIENT_CAPABILITIES: { "sampling": {} },
+        CLIENT_INFO: { "name": "client" },
+        "progressToken": "t1",
+    }));
+    let caps = json!({ "elicitation": {} });
+    rewrite_for_upstream(&mut p, Some((&caps, Some("debug"))));
+    let meta = &p.as_ref().expect("params")["_meta"];
+    assert_eq!(meta[CLIENT_INFO]["name"], "manifold");
+    assert_eq!(meta[CLIENT_CAPABILITIES], caps);
+    assert_eq!(meta[LOG_LEVEL], "debug");
+    assert_eq!(meta["progressToken"], "t1");
+    rewrite_for_upstream(&mut p, None);
+    let meta = &p.as_ref().expect("params")["_meta"];
+    assert_eq!(meta, &json!({ "progressToken": "t1" }));
+    let mut bare = Some(json!({ "_meta": { PROTOCOL_VERSION: "2026-07-28" } }));
+    rewrite_for_upstream(&mut bare, None);
+    assert_eq!(bare, Some(json!({})));
+}
+
+#[test]
+fn results_are_shaped_per_era() {
+    let mut r = json!({ "content": [] });
+    for_stateless(&mut r);
+    assert_eq!(r[RESULT_TYPE], COMPLETE);
+    assert_eq!(r["_meta"][SERVER_INFO]["name"], "manifold");
+    let mut pending = json!({ RESULT_TYPE: INPUT_REQUIRED, "requestState": "s" });
+    for_stateless(&mut pending);
+    assert_eq!(result_type(&pending), INPUT_REQUIRED);
+    CacheHint {
+        ttl_ms: 5,
+        private: false,
+    }
+    .write(&mut r);
+    for_handshake(&mut r);
+    assert_eq!(r, json!({ "content": [], "_meta": {} }));
+    assert_eq!(result_type(&json!({})), COMPLETE);
+}
+
+#[test]
+fn hints_merge_to_the_shorter_and_the_more_private() {
+    let a = CacheHint::of(&json!({ TTL_MS: 60000, CACHE_SCOPE: "public" }));
+    let b = CacheHint::of(&json!({ TTL_MS: 5000, CACHE_SCOPE: "public" }));
+    assert_eq!(
+        a.merge(b),
+        CacheHint {
+            ttl_ms: 5000,
+            private: false
+        }
+    );
+    assert_eq!(a.merge(CacheHint::NONE), CacheHint::NONE);
+    assert_eq!(CacheHint::of(&json!({ TTL_MS: -3 })).ttl_ms, 0);
+}
