@@ -142,14 +142,30 @@ impl<'a> Next<'a> {
     }
 }
 
-/// The end of the chain: the request is admitted, and routed unless the client cancels it.
+/// The end of the chain: the request is admitted and routed.
 async fn end(terminal: &Arc<dyn Terminal>, ctx: &mut RequestContext, req: &Request) -> Outcome {
+    answer(ctx, req, |ctx| terminal.route(ctx, req)).await
+}
+
+/// Where a request stops walking the chain and gets its answer (the terminal, or a stage that
+/// serves a method itself): the request is admitted, and answered by `answer` unless the
+/// client cancels it first. Then it is -32013, given inside the chain, so the outer stages
+/// trace, count and audit the cancellation like any other outcome.
+pub async fn answer<'c, F>(
+    ctx: &'c mut RequestContext,
+    req: &Request,
+    answer: impl FnOnce(&'c RequestContext) -> F,
+) -> Outcome
+where
+    F: Future<Output = Outcome>,
+{
     ctx.admit();
+    let ctx: &'c RequestContext = ctx;
     let Some(token) = ctx.cancel.clone() else {
-        return terminal.route(ctx, req).await;
+        return answer(ctx).await;
     };
     tokio::select! {
-        outcome = terminal.route(ctx, req) => outcome,
+        outcome = answer(ctx) => outcome,
         _ = token.cancelled() => {
             tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
             Err(ErrorObject::cancelled())

@@ -40,8 +40,10 @@ impl Stage for TaskStage {
                 offered(tasks, &req.method)?;
             }
             // Served here, never routed: the request has passed every admission stage.
-            ctx.admit();
-            return super::methods::handle(tasks, ctx, req).await;
+            return crate::pipeline::answer(ctx, req, |ctx| {
+                super::methods::handle(tasks, ctx, req)
+            })
+            .await;
         }
         if !methods::TASK_CAPABLE.contains(&req.method.as_str()) {
             return next.run(ctx, req).await;
