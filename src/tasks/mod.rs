@@ -10,8 +10,9 @@
 //! - **wrapping** (`stage`, `runner`): the upstream cannot (or speaks the other era), so the
 //!   gateway runs the request itself in the background and serves `tasks/*` from its store.
 //!
-//! Either way the task lives in the store (`store`): memory by default, Redis when several
-//! replicas must answer for each other's tasks. Tasks are bound to the principal (and, in the
+//! The stage also answers the `tasks/*` methods (`methods`), so they never reach the router.
+//! Either way the task lives in the store (`crate::session::tasks::store`): memory by
+//! default, Redis when several replicas must answer for each other's tasks. Tasks are bound to the principal (and, in the
 //! handshake era, the session) that created them; anyone else is told the task does not exist.
 
 pub mod methods;
