@@ -14,8 +14,8 @@ does it:
   and client capabilities in `params._meta`; there is no session.
 
 The point of the fixture is what its tools do when they need the client's
-user, LLM or roots (elicitation, sampling, `roots/list`). They ask the way
-each era asks, like most servers written for that era:
+user, LLM or roots (elicitation, sampling, `roots/list`). Each era asks in
+its own way:
 
 * handshake era: a `sampling/createMessage` / `elicitation/create` /
   `roots/list` request to the client, on the session, while the call is
@@ -23,10 +23,18 @@ each era asks, like most servers written for that era:
 * 2026-07-28: an `input_required` result (`inputRequests`, a sealed
   `requestState`); the client retries the request with `inputResponses`.
 
-So a gateway that forwards a handshake client's call to this server in the
-stateless era gets an `input_required` result back rather than a question on
-the session, and one that forwards it on a session without a back-channel
-gets a tool error ("no back-channel for server-initiated requests").
+The tools of the 2026-07-28 scenarios (`test_input_required_result_*`,
+`test_missing_capability`, `test_streaming_elicitation`, and the prompt
+`test_input_required_result_prompt`) ask in the era of the request. The four
+tools of the handshake-era scenarios (`test_sampling`, `test_elicitation`,
+`test_elicitation_sep1034_defaults`, `test_elicitation_sep1330_enums`) are
+written the way most servers written for 2025-11-25 are, and that a dual-era
+SDK keeps serving: they always ask on the session. A 2026-07-28 request has
+no session to ask on, so there they answer with a tool error ("... no
+back-channel for server-initiated requests"). That is the difference the
+fixture exists for: a gateway that forwards a handshake client's call to
+this server in the stateless era gets that tool error instead of a
+question, although the server alone asks that very client fine.
 
 Usage (run with .interop/venv/bin/python; stdlib and `mcp` only):
 
@@ -287,6 +295,9 @@ def session_key(ctx: Context) -> str:
 #   the retry the function runs again from the top and gets further. So a
 #   function that asks twice, one question after the other, is a multi-round
 #   exchange in 2026-07-28 without knowing it.
+#
+# `converse` picks the asker by era; `on_session` always takes the
+# `HandshakeAsker`, for the tools written the 2025-11-25 way.
 
 # What answers each kind of question, and the client capability it needs.
 ANSWER_TYPES: dict[str, type[types.Result]] = {
@@ -425,6 +436,13 @@ async def converse(ctx: Context, body: Callable[[Asker], Awaitable[Any]], on_una
             return await body(asker)
         except NeedInput as need:
             return asker.input_required(need)
+    return await on_session(ctx, body, on_unanswered)
+
+
+async def on_session(ctx: Context, body: Callable[[Asker], Awaitable[Any]], on_unanswered: Callable[[str], Any]) -> Any:
+    """Runs `body` asking on the session, whatever the request's era; in
+    2026-07-28 the SDK refuses to send (NoBackChannelError), and `body`
+    ends with `on_unanswered` saying so."""
     try:
         return await body(HandshakeAsker(ctx))
     except Unanswered as why:
@@ -657,6 +675,16 @@ def roots_answer(answer: dict[str, Any]) -> str:
     return f"The client has {len(uris)} root(s): {', '.join(uris)}"
 
 
+# The tools of the handshake-era scenarios, written the 2025-11-25 way: they
+# ask on the session in either era (see the module docstring).
+SESSION_ONLY_TOOLS = {
+    "test_sampling",
+    "test_elicitation",
+    "test_elicitation_sep1034_defaults",
+    "test_elicitation_sep1330_enums",
+}
+
+
 def make_call_tool(fixture: Fixture) -> Callable[[Context, types.CallToolRequestParams], Awaitable[Any]]:
     async def call_tool(ctx: Context, params: types.CallToolRequestParams) -> Any:
         name, args = params.name, params.arguments or {}
@@ -760,6 +788,8 @@ def make_call_tool(fixture: Fixture) -> Callable[[Context, types.CallToolRequest
         else:
             # An unknown tool is a protocol error, not a tool error.
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}", {"name": name})
+        if name in SESSION_ONLY_TOOLS:
+            return await on_session(ctx, body, tool_error)
         return await converse(ctx, body, tool_error)
 
     return call_tool
