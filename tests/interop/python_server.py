@@ -340,8 +340,6 @@ def as_json(model: types.Result) -> dict[str, Any]:
 class HandshakeAsker:
     """Asks with server-to-client requests on the caller's session."""
 
-    resumed = False  # there is no requestState in this era
-
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
