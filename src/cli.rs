@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::aggregate::catalog::Kind;
 use crate::config::{self, Config, Overrides};
+use crate::protocol::Era;
 use crate::telemetry::LogFormat;
 use crate::upstream::Upstreams;
 
@@ -183,7 +184,7 @@ pub async fn tools(args: ToolsArgs) -> anyhow::Result<bool> {
     // the state the upstreams settled in.
     gateway.upstreams.rebuild();
     let (ready, health) = gateway.readiness();
-    let catalog = gateway.upstreams.catalog();
+    let catalog = gateway.upstreams.catalog(Era::Handshake);
     let upstream_name = |i: usize| {
         gateway
             .upstreams
@@ -210,7 +211,7 @@ pub async fn tools(args: ToolsArgs) -> anyhow::Result<bool> {
 }
 
 fn print_table(upstreams: &Upstreams, health: &Value) {
-    let catalog = upstreams.catalog();
+    let catalog = upstreams.catalog(Era::Handshake);
     for kind in Kind::ALL {
         let rows: Vec<(usize, &Value)> = catalog.all(kind).collect();
         println!("{} ({})", kind.field(), rows.len());

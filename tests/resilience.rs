@@ -258,10 +258,11 @@ async fn sigterm_stops_every_stdio_child_before_the_gateway_exits() {
             cmd.contains("fixture_server") || cmd.ends_with(" demo")
         })
         .collect();
+    // Each of the three speaks both eras, so each runs as two processes (one per era).
     assert_eq!(
         upstreams.len(),
-        3,
-        "three stdio children: {:?}",
+        6,
+        "six stdio children: {:?}",
         children.iter().map(|&c| cmdline(c)).collect::<Vec<_>>()
     );
 

@@ -730,3 +730,43 @@ async fn a_2026_07_28_client_runs_a_2025_11_25_upstream_task() {
     assert_eq!(done["status"], "completed", "{done}");
     assert!(first_text(&done["result"]).contains("snake"), "{done}");
 }
+
+/// Issue 13: what the gateway declares does not depend on when the client connected. A
+/// client that initializes while its one upstream is still starting gets the same `tasks`
+/// capability as one that comes later, and learns of the tools by `list_changed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_initialized_before_its_upstream_was_ready_gets_the_tasks_capability() {
+    // The upstream takes two seconds to start.
+    let fixture = support::fixture_bin().display().to_string();
+    let yaml = format!(
+        "upstreams:\n  late:\n    command: sh\n    args: [\"-c\", {:?}]\n",
+        format!("sleep 2; exec {fixture:?} --name late")
+    );
+    let gw = Gateway::start(&yaml);
+    let early = Mcp::connect(&gw.url).await;
+    let (_, health) = gw.readyz().await;
+    assert_eq!(
+        health["upstreams"]["late"]["status"], "starting",
+        "the test needs the client to initialize first: {health}"
+    );
+    let mut stream = early.open_stream().await.expect("GET stream");
+    let caps = &early.init["capabilities"];
+    assert_eq!(
+        caps["tasks"]["requests"]["tools"]["call"],
+        json!({}),
+        "{caps}"
+    );
+    assert_eq!(caps["tools"]["listChanged"], true, "{caps}");
+
+    let changed = stream
+        .next_matching(WAIT, |m| m["method"] == "notifications/tools/list_changed")
+        .await;
+    assert!(changed.is_some(), "no list_changed; log:\n{}", gw.log());
+    let tools = early.list_keys("tools/list", "tools", "name").await;
+    assert!(tools.contains(&"late__slow".to_owned()), "{tools:?}");
+
+    // A client that comes after the upstream is up is told exactly the same.
+    gw.wait_upstreams_ready().await;
+    let later = Mcp::connect(&gw.url).await;
+    assert_eq!(later.init["capabilities"], early.init["capabilities"]);
+}

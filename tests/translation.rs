@@ -1,6 +1,9 @@
 //! Input requests translated between eras through the real gateway, with 2026-07-28
-//! upstreams: the built-in demo (stdio) and the conformance fixture (HTTP). A handshake-era
-//! client gets a stateless upstream's questions as real requests; a stateless client gets them
+//! upstreams: the built-in demo (stdio) and the conformance fixture (HTTP). Both speak both
+//! eras, so the gateway would serve each client in its own era; the demo is pinned to the
+//! stateless era here (`protocol: stateless`), as an upstream that speaks only 2026-07-28
+//! is, to show the translation. A handshake-era client gets a stateless upstream's questions
+//! as real requests; a stateless client gets them
 //! passed through with the state wrapped; and a second replica sharing the seal key
 //! continues a round the first one began.
 
@@ -16,7 +19,7 @@ use support::{
 
 fn demo_upstream() -> String {
     format!(
-        "upstreams:\n  demo:\n    command: {:?}\n    args: [demo]\n",
+        "upstreams:\n  demo:\n    command: {:?}\n    args: [demo]\n    protocol: stateless\n",
         manifold_bin().display().to_string()
     )
 }

@@ -235,6 +235,13 @@ impl ServerHandler for Fixture {
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
         self.record(format!("initialize {}", request.protocol_version));
+        // A 2026-07-28-only server has no handshake: -32022, naming what it does speak.
+        if self.protocol == Protocol::Stateless {
+            return Err(ErrorData::unsupported_protocol_version(
+                request.protocol_version.clone(),
+                &self.supported_protocol_versions(),
+            ));
+        }
         context.peer.set_peer_info(request.clone());
         self.shared.watchers.add_session(context.peer.clone());
         self.negotiate_initialize(&request)

@@ -154,7 +154,7 @@ fn check_param_headers(
     let Some(schema) = req
         .param("name")
         .and_then(Value::as_str)
-        .and_then(|name| upstreams.tool_schema(name))
+        .and_then(|name| upstreams.tool_schema(Era::Stateless, name))
     else {
         return Ok(());
     };

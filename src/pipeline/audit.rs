@@ -50,7 +50,7 @@ impl Stage for Audit {
             method: req.method.clone(),
             kind,
             target,
-            upstream: super::owner::owner(&self.upstreams, req)
+            upstream: super::owner::owner(&self.upstreams, ctx.era(), req)
                 .map(|o| self.upstreams[o.upstream].name().to_owned())
                 .unwrap_or_default(),
             arguments: match req.param("arguments") {

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::metrics::MetricsConfig;
-use crate::protocol::{ErrorObject, Request, codes, methods};
+use crate::protocol::{Era, ErrorObject, Request, codes, methods};
 use crate::upstream::Upstreams;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -210,6 +210,7 @@ impl Stage for Measure {
         let mut pending = Pending {
             metrics: &self.metrics,
             upstreams: &self.upstreams,
+            era: ctx.era(),
             req,
             started: Instant::now(),
             done: false,
@@ -224,6 +225,7 @@ impl Stage for Measure {
 struct Pending<'a> {
     metrics: &'a Metrics,
     upstreams: &'a Upstreams,
+    era: Era,
     req: &'a Request,
     started: Instant,
     done: bool,
@@ -232,7 +234,7 @@ struct Pending<'a> {
 impl Pending<'_> {
     fn finish(&mut self, outcome: &Outcome) {
         self.done = true;
-        let target = Target::of(self.upstreams, self.req, outcome);
+        let target = Target::of(self.upstreams, self.era, self.req, outcome);
         self.metrics.record(
             method_label(&self.req.method),
             &target,
@@ -245,7 +247,7 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let target = Target::of(self.upstreams, self.req, &Ok(Value::Null));
+            let target = Target::of(self.upstreams, self.era, self.req, &Ok(Value::Null));
             self.metrics.record(
                 method_label(&self.req.method),
                 &target,
@@ -265,7 +267,7 @@ struct Target {
 }
 
 impl Target {
-    fn of(upstreams: &Upstreams, req: &Request, outcome: &Outcome) -> Target {
+    fn of(upstreams: &Upstreams, era: Era, req: &Request, outcome: &Outcome) -> Target {
         // A request answered "unknown" or "forbidden" may name an item the policy hides from
         // its caller; `/metrics` must not tell anyone else that it exists.
         let hidden = matches!(outcome, Err(e) if matches!(
@@ -273,7 +275,7 @@ impl Target {
             codes::INVALID_PARAMS | codes::RESOURCE_NOT_FOUND | codes::UNAUTHORIZED
         ));
         let owner = (!hidden)
-            .then(|| super::owner::owner(upstreams, req))
+            .then(|| super::owner::owner(upstreams, era, req))
             .flatten();
         let upstream = match &owner {
             Some(o) => upstreams[o.upstream].name().to_owned(),

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::protocol::{Request, methods};
+use crate::protocol::{Era, Request, methods};
 use crate::upstream::Upstreams;
 
 /// The owner of a routed request.
@@ -29,8 +29,8 @@ pub fn is_routed(method: &str) -> bool {
 
 /// The owner of `req`; `None` for methods the gateway answers itself and for names, URIs
 /// or references no upstream serves (the router answers those without an upstream).
-pub fn owner(upstreams: &Upstreams, req: &Request) -> Option<Owner> {
-    let catalog = upstreams.catalog();
+pub fn owner(upstreams: &Upstreams, era: Era, req: &Request) -> Option<Owner> {
+    let catalog = upstreams.catalog(era);
     let str_param = |key: &str| req.param(key).and_then(Value::as_str);
     let (upstream, tool) = match req.method.as_str() {
         methods::TOOLS_CALL => {

@@ -44,7 +44,7 @@ impl Stage for Timeout {
 
     async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         if req.method == methods::TOOLS_CALL
-            && let Some(owner) = super::owner::owner(&self.upstreams, req)
+            && let Some(owner) = super::owner::owner(&self.upstreams, ctx.era(), req)
             && let Some(tool) = &owner.tool
         {
             let upstream = &self.upstreams[owner.upstream].config;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::catalog::Kind;
-use crate::protocol::{Message, Notification, methods};
+use crate::protocol::{Era, Message, Notification, methods};
 use crate::session::tasks::record::now_ms;
 use crate::session::tasks::store::TaskStore;
 use crate::session::{Session, SessionStore};
@@ -147,24 +147,32 @@ pub async fn run(relay: Arc<Relay>, mut events: mpsc::Receiver<UpstreamEvent>) {
     }
 }
 
-/// Rebuilds the merged catalog and sends each list_changed the clients are owed: for every
-/// list whose visible items differ, and for the lists an upstream announced as changed.
+/// Rebuilds the merged catalogs and sends each list_changed the clients are owed, each era's
+/// clients for their era's catalog (handshake-era sessions, stateless listen streams): for
+/// every list whose visible items differ, and for the lists an upstream announced as changed.
 fn catalog_changed(relay: &Relay, announced: &[Kind]) {
-    let (before, after) = relay.upstreams.rebuild();
-    let mut owed = changed_lists(&before, &after);
-    for kind in announced {
-        if !owed.contains(&kind.list_changed()) {
-            owed.push(kind.list_changed());
+    for rebuilt in relay.upstreams.rebuild() {
+        let mut owed = changed_lists(&rebuilt.before, &rebuilt.after);
+        for kind in announced {
+            if !owed.contains(&kind.list_changed()) {
+                owed.push(kind.list_changed());
+            }
         }
-    }
-    for method in owed {
-        let msg = Message::Notification(Notification::new(method, None));
-        let reached = relay.sessions.broadcast(&msg) + relay.listeners.list_changed(method);
-        tracing::debug!(
-            notification = method,
-            sessions = reached,
-            "Sent list_changed"
-        );
+        for method in owed {
+            let reached = match rebuilt.era {
+                Era::Handshake => {
+                    let msg = Message::Notification(Notification::new(method, None));
+                    relay.sessions.broadcast(&msg)
+                }
+                Era::Stateless => relay.listeners.list_changed(method),
+            };
+            tracing::debug!(
+                notification = method,
+                era = rebuilt.era.name(),
+                clients = reached,
+                "Sent list_changed"
+            );
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use super::Relay;
-use crate::protocol::{ErrorObject, Message, Notification, methods};
+use crate::protocol::{Era, ErrorObject, Message, Notification, methods};
 use crate::session::Session;
 use crate::upstream::peer::Origin;
 
@@ -62,9 +62,15 @@ async fn subscribe_as(
     session: Option<&Session>,
     uri: &str,
 ) -> Result<Value, ErrorObject> {
+    // A session is a handshake-era client; a listen stream a stateless one.
+    let era = if session.is_some() {
+        Era::Handshake
+    } else {
+        Era::Stateless
+    };
     let owner = relay
         .upstreams
-        .catalog()
+        .catalog(era)
         .resource_owner(uri)
         .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
     let upstream = &relay.upstreams[owner];
@@ -107,7 +113,7 @@ pub async fn unsubscribe(
     uri: &str,
 ) -> Result<Value, ErrorObject> {
     let last = remove(relay, &session.id, uri);
-    let owner = relay.upstreams.catalog().resource_owner(uri);
+    let owner = relay.upstreams.catalog(Era::Handshake).resource_owner(uri);
     match owner.map(|o| &relay.upstreams[o]) {
         Some(upstream) if upstream.dedicated() => {
             let params = Some(json!({ "uri": uri }));

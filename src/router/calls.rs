@@ -15,7 +15,7 @@ pub async fn call_tool(
     let name = req.str_param("name")?;
     let route = router
         .upstreams
-        .catalog()
+        .catalog(ctx.era())
         .tool(name)
         .cloned()
         .ok_or_else(|| unknown(router, "tool", name))?;
@@ -31,7 +31,7 @@ pub async fn get_prompt(
     let name = req.str_param("name")?;
     let route = router
         .upstreams
-        .catalog()
+        .catalog(ctx.era())
         .prompt(name)
         .cloned()
         .ok_or_else(|| unknown(router, "prompt", name))?;
@@ -47,7 +47,7 @@ pub async fn read_resource(
     let uri = req.str_param("uri")?;
     let owner = router
         .upstreams
-        .catalog()
+        .catalog(ctx.era())
         .resource_owner(uri)
         .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
     let params = req.params.clone().unwrap_or_else(|| json!({}));
@@ -83,7 +83,7 @@ pub async fn complete(
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let catalog = router.upstreams.catalog();
+    let catalog = router.upstreams.catalog(ctx.era());
     let (owner, params) = match kind {
         "ref/prompt" => {
             let name = reference

@@ -4,7 +4,6 @@ use serde_json::{Map, Value, json};
 
 use super::Router;
 use crate::protocol::{ErrorObject, Request, era};
-use crate::upstream::Status;
 
 pub fn initialize(router: &Router, req: &Request) -> Result<Value, ErrorObject> {
     let requested = req.str_param("protocolVersion")?;
@@ -36,37 +35,24 @@ pub fn initialize(router: &Router, req: &Request) -> Result<Value, ErrorObject> 
     Ok(result)
 }
 
-/// Capabilities follow what can be routed: a list capability when some upstream serves it or
-/// may (one that has not connected yet), always with `listChanged` because the merged lists
-/// change whenever upstreams come and go; `completions` when a connected upstream has it.
+/// What the gateway declares, from its configuration alone, so that it does not depend on
+/// which upstreams happened to be up when a client connected: with any upstream configured,
+/// the three lists (with `listChanged`, since the merged lists change as upstreams come and
+/// go, which is how a client that connected early learns what upstreams bring), resource
+/// subscriptions (routed to the URI's owner; refused for a URI whose owner cannot watch it),
+/// `logging` (levels are kept per client and passed to upstreams that log) and
+/// `completions` (an owner without them answers with no suggestions).
 pub fn capabilities(router: &Router) -> Value {
-    let mut caps = Map::new();
-    if offers(router, "tools") {
-        caps.insert("tools".into(), json!({ "listChanged": true }));
+    if router.upstreams.is_empty() {
+        return json!({});
     }
-    if offers(router, "prompts") {
-        caps.insert("prompts".into(), json!({ "listChanged": true }));
-    }
-    if offers(router, "resources") {
-        let mut r = json!({ "listChanged": true });
-        // Subscriptions are routed to the URI's owner, so they are offered when one can take them.
-        let subscribe = router.upstreams.iter().any(|u| {
-            u.server_info().is_some_and(|i| {
-                i.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true))
-            })
-        });
-        if subscribe {
-            r["subscribe"] = Value::Bool(true);
-        }
-        caps.insert("resources".into(), r);
-    }
-    if offers(router, "logging") {
-        caps.insert("logging".into(), json!({}));
-    }
-    if offers(router, "completions") {
-        caps.insert("completions".into(), json!({}));
-    }
-    Value::Object(caps)
+    json!({
+        "tools": { "listChanged": true },
+        "prompts": { "listChanged": true },
+        "resources": { "listChanged": true, "subscribe": true },
+        "logging": {},
+        "completions": {},
+    })
 }
 
 /// The 2025-11-25 `tasks` capability: exactly the request types the gateway can serve as
@@ -93,17 +79,9 @@ pub fn offers_task_extension(router: &Router) -> bool {
     router.upstreams.task_servable().0
 }
 
-/// Whether the gateway offers a top-level capability: a connected upstream declared it, or,
-/// for the three lists, an upstream that has not connected yet may serve one.
+/// Whether the gateway offers a top-level capability (see [`capabilities`]).
 pub fn offers(router: &Router, capability: &str) -> bool {
-    let may_arrive = matches!(capability, "tools" | "prompts" | "resources");
-    router
-        .upstreams
-        .iter()
-        .any(|u| match u.declares(capability) {
-            Some(declared) => declared,
-            None => may_arrive && !matches!(u.status(), Status::Stopped),
-        })
+    capabilities(router).get(capability).is_some()
 }
 
 /// Upstream instructions, each under its upstream's name so the model knows whose they are.

@@ -6,9 +6,10 @@ use super::Router;
 use crate::aggregate::catalog::Kind;
 use crate::aggregate::cursor::ListCursor;
 use crate::aggregate::merge::list_kind;
-use crate::protocol::{ErrorObject, Request};
+use crate::protocol::{Era, ErrorObject, Request};
 
-pub fn list(router: &Router, req: &Request, kind: Kind) -> Result<Value, ErrorObject> {
+/// One page of the merged listing of `kind` that clients of `era` see.
+pub fn list(router: &Router, era: Era, req: &Request, kind: Kind) -> Result<Value, ErrorObject> {
     let cursor = match req.param("cursor") {
         None | Some(Value::Null) => None,
         Some(Value::String(token)) => Some(
@@ -17,7 +18,7 @@ pub fn list(router: &Router, req: &Request, kind: Kind) -> Result<Value, ErrorOb
         ),
         Some(_) => return Err(ErrorObject::invalid_params("'cursor' must be a string")),
     };
-    let catalog = router.upstreams.catalog();
+    let catalog = router.upstreams.catalog(era);
     let page = catalog
         .page(kind, cursor.as_ref(), router.config.page_size)
         .map_err(ErrorObject::invalid_params)?;

@@ -49,7 +49,7 @@ impl Stage for TaskStage {
             return next.run(ctx, req).await;
         }
         // A name nobody serves: the router says so.
-        let Some(owner) = crate::pipeline::owner::owner(&tasks.upstreams, req) else {
+        let Some(owner) = crate::pipeline::owner::owner(&tasks.upstreams, ctx.era(), req) else {
             return next.run(ctx, &without_task(req)).await;
         };
         if ctx.era() == Era::Stateless {

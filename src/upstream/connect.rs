@@ -36,7 +36,7 @@ pub enum Opening {
     In(Era),
     /// A stateless server whose `server/discover` answer is known from an earlier connection:
     /// no request at all before the first real one.
-    Resume(ServerInfo),
+    Resume(Box<ServerInfo>),
 }
 
 /// Client capabilities the gateway declares on an upstream's shared session: everything it
@@ -102,7 +102,7 @@ pub async fn open(
     let opened = match opening {
         Opening::Resume(info) => {
             peer.set_era(Era::Stateless);
-            Ok(info)
+            Ok(*info)
         }
         Opening::In(Era::Handshake) => handshake(&peer, config.timeout, capabilities).await,
         Opening::In(Era::Stateless) => match discover(&peer, config.timeout).await {
@@ -232,6 +232,16 @@ fn discovered(result: &Value) -> ServerInfo {
             .get("instructions")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        revisions: result
+            .get("supportedVersions")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![Era::Stateless.latest().to_owned()]),
     }
 }
 
@@ -301,6 +311,7 @@ async fn handshake(
             .get("instructions")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        revisions: vec![version.to_owned()],
     })
 }
 

@@ -174,6 +174,7 @@ mod tests {
             capabilities,
             server_info: Value::Null,
             instructions: None,
+            revisions: vec!["2026-07-28".into()],
         }
     }
 

@@ -71,6 +71,9 @@ pub struct ServerInfo {
     pub capabilities: Value,
     pub server_info: Value,
     pub instructions: Option<String>,
+    /// Every revision the server says it speaks: a `DiscoverResult`'s `supportedVersions`;
+    /// for a server opened with `initialize`, the one revision it answered.
+    pub revisions: Vec<String>,
 }
 
 impl ServerInfo {
@@ -84,6 +87,11 @@ impl ServerInfo {
     /// The era the server speaks: stateless when it was opened with `server/discover`.
     pub fn era(&self) -> Era {
         Era::of(&self.protocol_version).unwrap_or(Era::Handshake)
+    }
+
+    /// Whether the server says it speaks some revision of `era` that the gateway speaks.
+    pub fn speaks(&self, era: Era) -> bool {
+        self.revisions.iter().any(|r| era.speaks(r))
     }
 }
 
@@ -116,6 +124,16 @@ impl Status {
 struct Live {
     peer: Arc<Peer>,
     info: ServerInfo,
+    /// A dual-era server's handshake-era session, beside the stateless one (`peer`): its
+    /// handshake-era clients are served on it when they have no link of their own, and its
+    /// handshake-era catalog is read on it.
+    handshake: Option<Side>,
+}
+
+/// The second shared session of a dual-era upstream.
+struct Side {
+    peer: Arc<Peer>,
+    info: ServerInfo,
 }
 
 pub struct Upstream {
@@ -127,6 +145,9 @@ pub struct Upstream {
     live: RwLock<Option<Arc<Live>>>,
     status: RwLock<Status>,
     catalog: RwLock<Arc<UpstreamCatalog>>,
+    /// A dual-era server's handshake-era catalog, read on its handshake-era session; `None`
+    /// for a server of one era (or pinned to one), whose one catalog serves both.
+    handshake_catalog: RwLock<Option<Arc<UpstreamCatalog>>>,
     /// Times the connection was lost or could not be opened (for `/metrics`).
     failures: std::sync::atomic::AtomicU64,
     /// The era the last successful opening found (and, for a stateless server, what its
@@ -149,6 +170,7 @@ impl Upstream {
             live: RwLock::new(None),
             status: RwLock::new(Status::Starting),
             catalog: RwLock::new(Arc::new(UpstreamCatalog::empty())),
+            handshake_catalog: RwLock::new(None),
             failures: std::sync::atomic::AtomicU64::new(0),
             remembered: std::sync::Mutex::new(None),
             listen: listen::ListenSet::default(),
@@ -163,7 +185,7 @@ impl Upstream {
         if let Some((Era::Stateless, Some(info))) = &remembered
             && self.config.protocol != ProtocolMode::Handshake
         {
-            return connect::Opening::Resume(info.clone());
+            return connect::Opening::Resume(Box::new(info.clone()));
         }
         match self.config.protocol {
             ProtocolMode::Handshake => connect::Opening::In(Era::Handshake),
@@ -234,8 +256,34 @@ impl Upstream {
             .is_some_and(|v| !v.is_null())
     }
 
+    /// The catalog the upstream serves in its own (first) era.
     pub fn catalog(&self) -> Arc<UpstreamCatalog> {
         read(&self.catalog).clone()
+    }
+
+    /// The catalog a client of `era` sees: a dual-era server's own catalog of that era, else
+    /// the one catalog it has (served across eras).
+    pub fn catalog_for(&self, era: Era) -> Arc<UpstreamCatalog> {
+        match (era, read(&self.handshake_catalog).as_ref()) {
+            (Era::Handshake, Some(catalog)) => catalog.clone(),
+            _ => self.catalog(),
+        }
+    }
+
+    /// The revision of a dual-era server's handshake-era session (`None` for a server served
+    /// in one era).
+    pub fn handshake_version(&self) -> Option<String> {
+        let live = read(&self.live);
+        let side = live.as_ref()?.handshake.as_ref()?;
+        Some(side.info.protocol_version.clone())
+    }
+
+    /// Whether the upstream serves both eras on sessions of their own (a dual-era server
+    /// found by the probe, with its handshake-era session open).
+    pub fn dual(&self) -> bool {
+        read(&self.live)
+            .as_ref()
+            .is_some_and(|l| l.handshake.is_some())
     }
 
     /// Sends a request to the server, with the upstream's configured timeout.
@@ -283,6 +331,19 @@ impl Upstream {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
+        let live = read(&self.live).clone();
+        // A handshake-era client of a server that speaks both eras is served in its own era:
+        // on its own link where clients get one, else on the server's handshake-era session.
+        let side = live.as_ref().and_then(|l| l.handshake.as_ref());
+        if let (Some(side), Some(client)) = (side, handshake_client(origin.as_ref())) {
+            if self.dedicated() {
+                return self.request_on_link(client, method, params, timeout).await;
+            }
+            return side
+                .peer
+                .request_from(origin, method, params, timeout)
+                .await;
+        }
         // What a stateless upstream needs from `resources/unsubscribe` is a change of the listen
         // filter, which holds across reconnects: it needs no live connection.
         if method == methods::RESOURCES_UNSUBSCRIBE && self.era() == Era::Stateless {
@@ -295,7 +356,7 @@ impl Upstream {
             }
             return Ok(serde_json::json!({}));
         }
-        let Some(live) = read(&self.live).clone() else {
+        let Some(live) = live else {
             return Err(ErrorObject::upstream_unavailable(
                 self.name(),
                 self.unavailable_reason(),
@@ -368,11 +429,13 @@ impl Upstream {
         }
     }
 
-    /// Whether each client gets its own upstream session: always over HTTP, where sessions
-    /// are cheap; for stdio only with `session: per_session` (a process per client). Never
-    /// for a 2026-07-28 upstream, which has no sessions: every request says who it is for.
+    /// Whether each handshake-era client gets its own upstream session: always over HTTP,
+    /// where sessions are cheap; for stdio only with `session: per_session` (a process per
+    /// client). Only where the server speaks the handshake era: a 2026-07-28-only upstream
+    /// has no sessions, every request says who it is for (and stateless clients never get a
+    /// link, whatever the server).
     pub fn dedicated(&self) -> bool {
-        self.era() == Era::Handshake
+        (self.era() == Era::Handshake || self.dual())
             && (self.is_http()
                 || matches!(self.config.session, crate::config::SessionMode::PerSession))
     }
@@ -389,6 +452,10 @@ impl Upstream {
     pub async fn notify(&self, method: &str, params: Option<Value>) {
         let live = read(&self.live).clone();
         if let Some(live) = live {
+            if let Some(side) = &live.handshake {
+                let _ = side.peer.notify(method, params).await;
+                return;
+            }
             if live.info.era() == Era::Stateless {
                 tracing::debug!(upstream = %self.name(), method, "Not sent to a 2026-07-28 upstream");
                 return;
@@ -442,6 +509,15 @@ impl Upstream {
     fn set_catalog(&self, catalog: UpstreamCatalog) {
         *write(&self.catalog) = Arc::new(catalog);
     }
+
+    fn set_handshake_catalog(&self, catalog: Option<UpstreamCatalog>) {
+        *write(&self.handshake_catalog) = catalog.map(Arc::new);
+    }
+}
+
+/// The origin of a request from a handshake-era client (one with a session).
+fn handshake_client(origin: Option<&Arc<Origin>>) -> Option<Arc<Origin>> {
+    origin.filter(|o| o.session.is_some()).cloned()
 }
 
 /// Marks a gateway error as safe to retry on a new connection: the upstream never saw it.

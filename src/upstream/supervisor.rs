@@ -132,6 +132,12 @@ impl Supervisor {
         };
         let discovered = (era == super::Era::Stateless).then(|| info.clone());
         self.upstream.remember(Some((era, discovered)));
+        let side = match self.wants_side(era) {
+            true => self.open_side(&info).await,
+            false => None,
+        };
+        self.upstream
+            .set_handshake_catalog(side.as_ref().map(|s| s.catalog.clone()));
         self.upstream.set_catalog(catalog);
         let listening = CancellationToken::new();
         if era == super::Era::Stateless {
@@ -145,6 +151,10 @@ impl Supervisor {
         self.upstream.set_live(Some(Arc::new(Live {
             peer: peer.clone(),
             info,
+            handshake: side.as_ref().map(|s| super::Side {
+                peer: s.peer.clone(),
+                info: s.info.clone(),
+            }),
         })));
         self.upstream.set_status(Status::Ready {
             since: Instant::now(),
@@ -160,7 +170,55 @@ impl Supervisor {
             peer,
             events,
             closer,
+            side,
             _listening: listening.drop_guard(),
+        })
+    }
+
+    /// Whether to try a handshake-era session beside the stateless one: the probe found a
+    /// 2026-07-28 server and the configuration leaves the era to the probe. Whether the server
+    /// also speaks the handshake era is found by asking (`initialize` on a session of its
+    /// own), on every connection: `supportedVersions` does not tell, since a dual-era server
+    /// may list only the revisions `server/discover` belongs to (the Python SDK's does), and a
+    /// refusal is cheap and rare (once per connection of a 2026-07-28-only server).
+    fn wants_side(&self, era: super::Era) -> bool {
+        era == super::Era::Stateless
+            && self.upstream.config.protocol == crate::config::ProtocolMode::Auto
+    }
+
+    /// Opens the handshake-era session of a dual-era server and reads its catalog there. A
+    /// server that refuses it speaks 2026-07-28 only: it is served in that era alone
+    /// (handshake-era clients are then translated).
+    async fn open_side(&self, info: &super::ServerInfo) -> Option<SideSession> {
+        let opening = super::connect::Opening::In(super::Era::Handshake);
+        let opened = match self.open(opening).await {
+            Ok(opened) => opened,
+            Err(e) if info.speaks(super::Era::Handshake) => {
+                tracing::warn!(upstream = %self.upstream.name(), error = %e, "The server lists handshake-era revisions but its initialize failed; serving it in the stateless era only");
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(upstream = %self.upstream.name(), error = %e, "A 2026-07-28-only server: no handshake-era session");
+                return None;
+            }
+        };
+        let catalog = match catalog::fetch_all(&opened.peer, &opened.info, &self.upstream.config)
+            .await
+        {
+            Ok(catalog) => catalog,
+            Err(e) => {
+                tracing::warn!(upstream = %self.upstream.name(), error = %e, "Handshake-era catalog unreadable; serving the server in the stateless era only");
+                opened.closer.close().await;
+                return None;
+            }
+        };
+        tracing::info!(upstream = %self.upstream.name(), version = %opened.info.protocol_version, "Dual-era upstream: handshake-era session open beside the stateless one");
+        Some(SideSession {
+            peer: opened.peer,
+            events: opened.events,
+            closer: opened.closer,
+            info: opened.info,
+            catalog,
         })
     }
 
@@ -178,26 +236,44 @@ impl Supervisor {
         .await
     }
 
-    /// Serves a live session until it closes or the gateway shuts down; returns why it ended.
+    /// Serves a live session (and a dual-era server's handshake-era session beside it) until
+    /// either closes or the gateway shuts down; returns why it ended. Losing either session
+    /// reconnects both, so the two eras never drift apart.
     async fn serve(&self, mut session: Session) -> String {
         let reason = loop {
+            let side_peer = session.side.as_ref().map(|s| s.peer.clone());
+            let side_closed = async {
+                match &side_peer {
+                    Some(peer) => peer.closed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = self.shutdown.cancelled() => break String::from("gateway shutting down"),
                 _ = session.peer.closed() => break session.peer.close_reason().unwrap_or_else(|| "connection closed".into()),
                 ev = session.events.recv() => match ev {
-                    Some(ev) => self.on_event(&session.peer, ev).await,
+                    Some(ev) => self.on_event(&session.peer, Catalog::Own, ev).await,
                     None => break String::from("connection closed"),
+                },
+                _ = side_closed => break String::from("the handshake-era session closed"),
+                ev = next_side_event(session.side.as_mut()) => match ev {
+                    Some((peer, ev)) => self.on_event(&peer, Catalog::Handshake, ev).await,
+                    None => break String::from("the handshake-era session closed"),
                 },
             }
         };
         self.upstream.set_live(None);
         self.upstream.set_catalog(catalog::UpstreamCatalog::empty());
+        self.upstream.set_handshake_catalog(None);
         self.catalog_changed(Kind::ALL.to_vec(), false).await;
         session.closer.close().await;
+        if let Some(side) = session.side {
+            side.closer.close().await;
+        }
         reason
     }
 
-    async fn on_event(&self, peer: &Arc<Peer>, event: PeerEvent) {
+    async fn on_event(&self, peer: &Arc<Peer>, catalog: Catalog, event: PeerEvent) {
         match event {
             // A ping outside any client request checks the gateway, which answers it; one
             // that belongs to a client's request goes on to that client.
@@ -225,7 +301,7 @@ impl Supervisor {
                 }
             }
             PeerEvent::Notification(n, origin) => match changed_kinds(&n.method) {
-                Some(kinds) => self.refresh(peer, kinds).await,
+                Some(kinds) => self.refresh(peer, catalog, kinds).await,
                 None => {
                     let event = UpstreamEvent::Notification {
                         upstream: self.index,
@@ -240,9 +316,13 @@ impl Supervisor {
         }
     }
 
-    /// Re-reads the listings that changed and tells the gateway.
-    async fn refresh(&self, peer: &Peer, kinds: Vec<Kind>) {
-        let mut catalog = (*self.upstream.catalog()).clone();
+    /// Re-reads the listings that changed, in the catalog of the session that said so, and
+    /// tells the gateway.
+    async fn refresh(&self, peer: &Peer, which: Catalog, kinds: Vec<Kind>) {
+        let mut catalog = match which {
+            Catalog::Own => (*self.upstream.catalog()).clone(),
+            Catalog::Handshake => (*self.upstream.catalog_for(super::Era::Handshake)).clone(),
+        };
         for kind in &kinds {
             match catalog::fetch(peer, &self.upstream.config, *kind).await {
                 Ok(listing) => catalog = catalog.with(*kind, listing),
@@ -251,7 +331,10 @@ impl Supervisor {
                 }
             }
         }
-        self.upstream.set_catalog(catalog);
+        match which {
+            Catalog::Own => self.upstream.set_catalog(catalog),
+            Catalog::Handshake => self.upstream.set_handshake_catalog(Some(catalog)),
+        }
         self.catalog_changed(kinds, true).await;
     }
 
@@ -267,12 +350,43 @@ impl Supervisor {
     }
 }
 
+/// Which of an upstream's catalogs a session's `list_changed` is about.
+#[derive(Debug, Clone, Copy)]
+enum Catalog {
+    /// The catalog of the era the upstream was opened in.
+    Own,
+    /// A dual-era server's handshake-era catalog.
+    Handshake,
+}
+
 struct Session {
     peer: Arc<Peer>,
     events: mpsc::Receiver<PeerEvent>,
     closer: Closer,
+    /// A dual-era server's handshake-era session.
+    side: Option<SideSession>,
     /// Ends the session's `subscriptions/listen` (stateless upstreams) when the session ends.
     _listening: tokio_util::sync::DropGuard,
+}
+
+/// The handshake-era session of a dual-era server, while the supervisor serves it.
+struct SideSession {
+    peer: Arc<Peer>,
+    events: mpsc::Receiver<PeerEvent>,
+    closer: Closer,
+    info: super::ServerInfo,
+    catalog: catalog::UpstreamCatalog,
+}
+
+/// The next event of the handshake-era session, if there is one; pending for ever if not.
+async fn next_side_event(side: Option<&mut SideSession>) -> Option<(Arc<Peer>, PeerEvent)> {
+    match side {
+        Some(side) => {
+            let event = side.events.recv().await?;
+            Some((side.peer.clone(), event))
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn changed_kinds(method: &str) -> Option<Vec<Kind>> {

@@ -5,6 +5,10 @@
 //! resolve a request's owner through it, the router forwards through it, the relay finds
 //! who sent what. The merged [`Catalog`] is an immutable snapshot swapped in whole by
 //! [`Upstreams::rebuild`], so readers never lock and a listing walk sees one state.
+//!
+//! There is one merged catalog per era: a server that speaks both eras may list different
+//! tools, prompts or resources in each, and each client sees the catalog of the era it is
+//! served in. Where no upstream is dual-era the two are one and the same snapshot.
 
 use std::ops::Index;
 use std::sync::{Arc, RwLock};
@@ -15,11 +19,26 @@ use serde_json::{Map, Value, json};
 use super::{Status, Upstream};
 use crate::aggregate::merge::{Catalog, Input, Naming};
 use crate::config::UpstreamConfig;
+use crate::protocol::Era;
 
 pub struct Upstreams {
     list: Vec<Arc<Upstream>>,
-    merged: RwLock<Arc<Catalog>>,
+    merged: RwLock<Merged>,
     naming: Naming,
+}
+
+/// The merged catalogs, one per era.
+#[derive(Clone, Default)]
+struct Merged {
+    handshake: Arc<Catalog>,
+    stateless: Arc<Catalog>,
+}
+
+/// One era's merged catalog before and after a rebuild.
+pub struct Rebuilt {
+    pub era: Era,
+    pub before: Arc<Catalog>,
+    pub after: Arc<Catalog>,
 }
 
 impl Upstreams {
@@ -30,7 +49,7 @@ impl Upstreams {
                 .cloned()
                 .map(|u| Arc::new(Upstream::new(u)))
                 .collect(),
-            merged: RwLock::new(Arc::new(Catalog::default())),
+            merged: RwLock::new(Merged::default()),
             naming,
         }
     }
@@ -56,18 +75,49 @@ impl Upstreams {
         &self.naming.separator
     }
 
-    /// The merged catalog as it is now.
-    pub fn catalog(&self) -> Arc<Catalog> {
-        self.merged
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The merged catalog clients of `era` see, as it is now.
+    pub fn catalog(&self, era: Era) -> Arc<Catalog> {
+        let merged = self.merged.read().unwrap_or_else(|p| p.into_inner());
+        match era {
+            Era::Handshake => merged.handshake.clone(),
+            Era::Stateless => merged.stateless.clone(),
+        }
     }
 
-    /// Merges the upstreams' catalogs anew and swaps the result in; returns the catalog
-    /// before and after, for the relay to tell clients what changed. Each tool is listed
-    /// with what the gateway will do for it as a task.
-    pub fn rebuild(&self) -> (Arc<Catalog>, Arc<Catalog>) {
+    /// Merges the upstreams' catalogs anew, for each era, and swaps the results in; returns
+    /// each era's catalog before and after, for the relay to tell clients what changed.
+    pub fn rebuild(&self) -> [Rebuilt; 2] {
+        let stateless = self.merge(Era::Stateless);
+        let handshake = if self.list.iter().any(|u| u.dual()) {
+            self.merge(Era::Handshake)
+        } else {
+            stateless.clone()
+        };
+        let mut slot = self.merged.write().unwrap_or_else(|p| p.into_inner());
+        let previous = std::mem::replace(
+            &mut *slot,
+            Merged {
+                handshake: handshake.clone(),
+                stateless: stateless.clone(),
+            },
+        );
+        [
+            Rebuilt {
+                era: Era::Handshake,
+                before: previous.handshake,
+                after: handshake,
+            },
+            Rebuilt {
+                era: Era::Stateless,
+                before: previous.stateless,
+                after: stateless,
+            },
+        ]
+    }
+
+    /// The catalog of `era` merged from the upstreams' catalogs of that era. Each tool is
+    /// listed with what the gateway will do for it as a task.
+    fn merge(&self, era: Era) -> Arc<Catalog> {
         type Support<'u> = Box<dyn Fn(&Value) -> &'static str + 'u>;
         let supports: Vec<Support<'_>> = self
             .list
@@ -82,12 +132,12 @@ impl Upstreams {
                 index,
                 name: u.name(),
                 prefix: &u.config.prefix,
-                catalog: u.catalog(),
+                catalog: u.catalog_for(era),
                 task_support: Some(&*supports[index]),
             })
             .collect();
         let next = Arc::new(Catalog::build(&inputs, &self.naming));
-        for c in &next.collisions {
+        for c in next.collisions.iter().filter(|_| era == Era::Stateless) {
             match &c.served_by {
                 Some(winner) => {
                     tracing::warn!(name = %c.name, upstreams = ?c.upstreams, served_by = %winner, "Name collision resolved by first_wins")
@@ -97,15 +147,14 @@ impl Upstreams {
                 }
             }
         }
-        let mut slot = self.merged.write().unwrap_or_else(|p| p.into_inner());
-        let previous = std::mem::replace(&mut *slot, next.clone());
-        (previous, next)
+        next
     }
 
-    /// The input schema of a tool as the gateway lists it (the upstream's own, untouched).
-    pub fn tool_schema(&self, exposed: &str) -> Option<Value> {
-        let route = self.catalog().tool(exposed)?.clone();
-        let catalog = self.get(route.upstream)?.catalog();
+    /// The input schema of a tool as the gateway lists it to clients of `era` (the upstream's
+    /// own, untouched).
+    pub fn tool_schema(&self, era: Era, exposed: &str) -> Option<Value> {
+        let route = self.catalog(era).tool(exposed)?.clone();
+        let catalog = self.get(route.upstream)?.catalog_for(era);
         catalog
             .tools
             .iter()
@@ -141,16 +190,31 @@ impl Upstreams {
                 entry["protocolVersion"] = json!(info.protocol_version);
                 entry["serverInfo"] = info.server_info;
             }
+            // A dual-era server: each era's clients are served in their own era.
+            if let Some(version) = u.handshake_version() {
+                entry["handshakeVersion"] = json!(version);
+            }
             upstreams.insert(u.name().to_owned(), entry);
         }
-        // One snapshot for both answers, so they cannot disagree.
-        let catalog = self.catalog();
-        let collisions: Vec<Value> = catalog
-            .collisions
+        // One snapshot for both answers, so they cannot disagree; a collision in either era's
+        // catalog counts (the same one in both is shown once).
+        let merged = self
+            .merged
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut all: Vec<&crate::aggregate::merge::Collision> =
+            merged.stateless.collisions.iter().collect();
+        for c in &merged.handshake.collisions {
+            if !all.contains(&c) {
+                all.push(c);
+            }
+        }
+        let collisions: Vec<Value> = all
             .iter()
             .map(|c| json!({ "name": c.name, "list": c.kind.method(), "upstreams": c.upstreams, "servedBy": c.served_by }))
             .collect();
-        let unresolved = catalog.collisions.iter().any(|c| c.served_by.is_none());
+        let unresolved = all.iter().any(|c| c.served_by.is_none());
         let ready = all_ready && !unresolved;
         (
             ready,

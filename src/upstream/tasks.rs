@@ -88,7 +88,9 @@ impl Upstream {
 }
 
 /// What the gateway can serve as tasks, for its capabilities: (tools/call, prompts/get,
-/// resources/read), each true when some upstream serving that kind allows tasks.
+/// resources/read), each true when the configuration lets some upstream run that request
+/// type as a task (the gateway wraps any upstream's calls). From the configuration alone, so
+/// a client that initializes before its upstreams are ready gets the same answer.
 pub fn servable(upstreams: &[Arc<Upstream>]) -> (bool, bool, bool) {
     let allows = |u: &Upstream, method: &str| {
         let default = u.config.task_mode(method, None) != TaskMode::Never;
@@ -99,14 +101,10 @@ pub fn servable(upstreams: &[Arc<Upstream>]) -> (bool, bool, bool) {
                     .iter()
                     .any(|(_, mode)| *mode != TaskMode::Never))
     };
-    let any = |cap: &str, method: &str| {
-        upstreams
-            .iter()
-            .any(|u| u.declares(cap) == Some(true) && allows(u, method))
-    };
+    let any = |method: &str| upstreams.iter().any(|u| allows(u, method));
     (
-        any("tools", methods::TOOLS_CALL),
-        any("prompts", methods::PROMPTS_GET),
-        any("resources", methods::RESOURCES_READ),
+        any(methods::TOOLS_CALL),
+        any(methods::PROMPTS_GET),
+        any(methods::RESOURCES_READ),
     )
 }

@@ -23,7 +23,7 @@ pub use eval::{Decider, ItemKind};
 use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::aggregate::catalog::Kind;
 use crate::aggregate::merge::Catalog;
-use crate::protocol::{ErrorObject, Request, codes, methods};
+use crate::protocol::{Era, ErrorObject, Request, codes, methods};
 use crate::upstream::Upstreams;
 
 /// The stage exists when there is something to enforce: a rule, or a `deny` default.
@@ -48,14 +48,20 @@ impl Stage for Policy {
 
     async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         let decider = self.config.decider(ctx.principal());
-        if let Some(refusal) = refuse(&self.upstreams, &decider, self.config.denied_as, req) {
+        if let Some(refusal) = refuse(
+            &self.upstreams,
+            ctx.era(),
+            &decider,
+            self.config.denied_as,
+            req,
+        ) {
             tracing::debug!(method = %req.method, subject = %ctx.principal().subject, "Policy refused the request");
             return Err(refusal);
         }
         let outcome = next.run(ctx, req).await;
         match (outcome, listed_kind(&req.method)) {
             (Ok(mut result), Some(kind)) => {
-                filter_listing(&self.upstreams, &decider, kind, &mut result);
+                filter_listing(&self.upstreams, ctx.era(), &decider, kind, &mut result);
                 Ok(result)
             }
             (outcome, _) => outcome,
@@ -87,11 +93,12 @@ enum Target<'r> {
 /// not resolve is let through too: the router then gives its own "unknown" answer.
 fn refuse(
     upstreams: &Upstreams,
+    era: Era,
     decider: &Decider<'_>,
     denied_as: DeniedAs,
     req: &Request,
 ) -> Option<ErrorObject> {
-    let catalog = upstreams.catalog();
+    let catalog = upstreams.catalog(era);
     if req.method == methods::SUBSCRIPTIONS_LISTEN {
         return refuse_listen(upstreams, &catalog, decider, denied_as, req);
     }
@@ -217,7 +224,13 @@ fn denial(target: Target<'_>, denied_as: DeniedAs) -> ErrorObject {
 }
 
 /// Removes from a listing result every item the principal may not use.
-fn filter_listing(upstreams: &Upstreams, decider: &Decider<'_>, kind: Kind, result: &mut Value) {
+fn filter_listing(
+    upstreams: &Upstreams,
+    era: Era,
+    decider: &Decider<'_>,
+    kind: Kind,
+    result: &mut Value,
+) {
     let item_kind = match kind {
         Kind::Tools => ItemKind::Tool,
         Kind::Prompts => ItemKind::Prompt,
@@ -229,7 +242,7 @@ fn filter_listing(upstreams: &Upstreams, decider: &Decider<'_>, kind: Kind, resu
     let Some(items) = result.get_mut(kind.field()).and_then(Value::as_array_mut) else {
         return;
     };
-    let catalog = upstreams.catalog();
+    let catalog = upstreams.catalog(era);
     items.retain(|item| {
         let Some(key) = item.get(kind.key()).and_then(Value::as_str) else {
             return false;

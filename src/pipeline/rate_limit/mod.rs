@@ -39,7 +39,7 @@ use super::metrics::Metrics;
 use super::{DynStage, Hooks, Next, Outcome, RequestContext, Stage};
 use crate::config::auth::AuthMethod;
 use crate::config::{Config, Pattern};
-use crate::protocol::{ErrorObject, Request, codes};
+use crate::protocol::{Era, ErrorObject, Request, codes};
 use crate::upstream::Upstreams;
 
 /// Keyed buckets are pruned of idle keys (full buckets, indistinguishable from new ones)
@@ -219,8 +219,8 @@ struct Routed<'a> {
 }
 
 /// The owner of a request that goes to an upstream (see `pipeline::owner`).
-fn routed<'r>(upstreams: &'r Upstreams, req: &'r Request) -> Option<Routed<'r>> {
-    let owner = super::owner::owner(upstreams, req)?;
+fn routed<'r>(upstreams: &'r Upstreams, era: Era, req: &'r Request) -> Option<Routed<'r>> {
+    let owner = super::owner::owner(upstreams, era, req)?;
     let tool = owner
         .tool
         .is_some()
@@ -269,7 +269,7 @@ where
     async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         let limits = &self.limits;
         limits.prune();
-        let routed = routed(&self.upstreams, req);
+        let routed = routed(&self.upstreams, ctx.era(), req);
         let principal = ctx.principal();
         let who = (principal.method, principal.subject.as_str());
         if let Err(refusal) = limits.check(who, routed.as_ref()) {
