@@ -259,3 +259,55 @@ async fn the_demo_serves_each_client_in_its_own_era() {
         .expect("the call's response");
     assert!(first_text(&done["result"]).contains("ship it"), "{done}");
 }
+
+/// Each client sees the catalog of the era it is served in: the fixture (`--era-tools`) lists
+/// `era_handshake` to handshake-era clients and `era_stateless` to 2026-07-28 ones, and the
+/// gateway reads each on its own session, over HTTP and over stdio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_sees_the_catalog_of_its_own_era() {
+    let http = support::HttpFixture::start("web", &["--era-tools"]);
+    let yaml = format!(
+        "upstreams:\n{}{}",
+        support::http_upstream("web", &http.url),
+        support::stdio_fixture("local", &["--era-tools"])
+    );
+    let gw = Gateway::start(&yaml);
+    gw.wait_upstreams_ready().await;
+    dual(&gw, "web").await;
+    dual(&gw, "local").await;
+
+    let handshake = Mcp::connect(&gw.url).await;
+    let names = handshake.list_keys("tools/list", "tools", "name").await;
+    for upstream in ["web", "local"] {
+        let own = format!("{upstream}__era_handshake");
+        let other = format!("{upstream}__era_stateless");
+        assert!(names.contains(&own), "{names:?}");
+        assert!(!names.contains(&other), "{names:?}");
+        assert_eq!(handshake.call_text(&own, json!({})).await, "era_handshake");
+    }
+
+    let stateless = Stateless::new(&gw.url, json!({}));
+    let listed = stateless.ok("tools/list", json!({})).await;
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for upstream in ["web", "local"] {
+        let own = format!("{upstream}__era_stateless");
+        assert!(names.contains(&own.as_str()), "{names:?}");
+        assert!(
+            !names.contains(&format!("{upstream}__era_handshake").as_str()),
+            "{names:?}"
+        );
+        let result = stateless.call(&own, json!({})).await.expect("call");
+        assert_eq!(first_text(&result), "era_stateless", "{result}");
+        // A name from the other era's catalog is unknown here.
+        let refused = stateless
+            .call(&format!("{upstream}__era_handshake"), json!({}))
+            .await
+            .expect_err("unknown in this era");
+        assert_eq!(refused["code"], -32602, "{refused}");
+    }
+}

@@ -40,6 +40,8 @@ pub struct Fixture {
     shared: Shared,
     /// Set when spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`).
     tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+    /// Whether one tool differs by era (`--era-tools`).
+    era_tools: bool,
 }
 
 impl Fixture {
@@ -49,7 +51,27 @@ impl Fixture {
             protocol,
             shared: Arc::new(Diagnostics::default()),
             tracer: None,
+            era_tools: false,
         }
+    }
+
+    pub fn with_era_tools(mut self, on: bool) -> Self {
+        self.era_tools = on;
+        self
+    }
+
+    /// The era-specific tool a request of this era sees (`--era-tools`): a request that
+    /// names its revision in `_meta` is a 2026-07-28 one.
+    fn era_tool(&self, context: &RequestContext<RoleServer>) -> Option<&'static str> {
+        let stateless = context
+            .meta
+            .get("io.modelcontextprotocol/protocolVersion")
+            .is_some();
+        self.era_tools.then_some(if stateless {
+            "era_stateless"
+        } else {
+            "era_handshake"
+        })
     }
 
     pub fn with_tracer(mut self, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) -> Self {
@@ -304,9 +326,20 @@ impl ServerHandler for Fixture {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let (tools, next_cursor) = self.catalog.tools_page(request)?;
+        let first_page = request.as_ref().is_none_or(|r| r.cursor.is_none());
+        let (mut tools, next_cursor) = self.catalog.tools_page(request)?;
+        if let Some(name) = self.era_tool(&context).filter(|_| first_page) {
+            tools.push(Tool::new(
+                name,
+                "Answers with the era it was called in",
+                Arc::new(serde_json::Map::from_iter([(
+                    "type".to_owned(),
+                    json!("object"),
+                )])),
+            ));
+        }
         let mut result = ListToolsResult::with_all_items(tools);
         result.next_cursor = next_cursor;
         Ok(result)
@@ -317,6 +350,11 @@ impl ServerHandler for Fixture {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if let Some(name) = self.era_tool(&context)
+            && request.name == name
+        {
+            return Ok(CallToolResult::success(vec![text(name)]).into());
+        }
         if !self.catalog.has_tool(&request.name) {
             return Err(ErrorData::invalid_params(
                 format!("unknown tool: {}", request.name),

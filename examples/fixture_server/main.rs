@@ -24,7 +24,8 @@
 //! whoever subscribed, by `resources/subscribe` or `subscriptions/listen`).
 //! Prompts: `greet`, `about`. Resources:
 //! `fixture://NAME/info`, `fixture://NAME/item/{i}` and the template
-//! `fixture://NAME/tpl/{id}`. With `--page-size K` every list is paginated
+//! `fixture://NAME/tpl/{id}`. With `--era-tools` the tool list differs by era: one more tool,
+//! `era_handshake` or `era_stateless`, for a client of that era. With `--page-size K` every list is paginated
 //! with opaque cursors. Diagnostics go to stderr only.
 //!
 //! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, tool calls are exported as OpenTelemetry
@@ -77,6 +78,10 @@ struct Cli {
     /// Port for `--transport http` (bound on 127.0.0.1 only); 0 = any free port.
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// List one more tool that differs by era: `era_handshake` to a handshake-era client,
+    /// `era_stateless` to a 2026-07-28 one (each answers with its era).
+    #[arg(long)]
+    era_tools: bool,
 }
 
 #[tokio::main]
@@ -85,8 +90,9 @@ async fn main() -> anyhow::Result<()> {
     let catalog = Catalog::new(&cli.name, cli.tools, cli.page_size)
         .map_err(|err| anyhow::anyhow!("building the catalog: {}", err.message))?;
     let provider = otel::init(&cli.name).context("setting up OTLP export")?;
-    let fixture =
-        Fixture::new(catalog, cli.protocol).with_tracer(provider.as_ref().map(otel::tracer));
+    let fixture = Fixture::new(catalog, cli.protocol)
+        .with_tracer(provider.as_ref().map(otel::tracer))
+        .with_era_tools(cli.era_tools);
     eprintln!(
         "fixture {} started ({:?}, {:?}, {} tools, page size {})",
         cli.name, cli.transport, cli.protocol, cli.tools, cli.page_size
