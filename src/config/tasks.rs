@@ -32,8 +32,8 @@ pub struct TasksConfig {
     /// How often clients are told to poll. Default 1 second.
     #[serde(with = "duration")]
     pub poll_interval: Duration,
-    /// Most live tasks per principal; more get -32010-free refusals (-32602 explains).
-    /// Default 100.
+    /// Most live tasks per principal; a request that would create one more is refused with
+    /// -32012 (gateway busy), or, past `threshold`, simply keeps running. Default 100.
     pub max_per_principal: usize,
 }
 
