@@ -311,3 +311,73 @@ async fn each_client_sees_the_catalog_of_its_own_era() {
         assert_eq!(refused["code"], -32602, "{refused}");
     }
 }
+
+/// Subscriptions follow the client's era too. With a dual-era stdio server in `shared` mode a
+/// handshake-era client's subscription lives on the server's handshake-era process, where its
+/// calls run, so a change it makes there reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_clients_subscription_lives_where_its_calls_run() {
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}",
+        support::stdio_fixture("alpha", &[])
+    ));
+    gw.wait_upstreams_ready().await;
+    dual(&gw, "alpha").await;
+    let c = Mcp::connect(&gw.url).await;
+    let mut stream = c.open_stream().await.expect("GET stream");
+    let uri = "fixture://alpha/info";
+    c.ok("resources/subscribe", json!({ "uri": uri })).await;
+    assert_eq!(
+        c.call_text("alpha__touch", json!({ "uri": uri })).await,
+        "told 1",
+        "the subscription must be on the process the call ran on"
+    );
+    let updated = stream
+        .next_matching(WAIT, |m| m["method"] == "notifications/resources/updated")
+        .await
+        .unwrap_or_else(|| panic!("no update; log:\n{}", gw.log()));
+    assert_eq!(updated["params"]["uri"], uri, "{updated}");
+}
+
+/// Over HTTP each handshake-era client subscribes on its own link; a 2026-07-28 listen stream
+/// that asks for the same URI afterwards is still subscribed on the stateless session (it is
+/// not "already subscribed" by the client's link), and hears the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_stream_after_a_session_on_the_same_uri_is_still_subscribed() {
+    let gamma = support::HttpFixture::start("gamma", &[]);
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}",
+        support::http_upstream("gamma", &gamma.url)
+    ));
+    gw.wait_upstreams_ready().await;
+    dual(&gw, "gamma").await;
+    let uri = "fixture://gamma/info";
+    let session = Mcp::connect(&gw.url).await;
+    session
+        .ok("resources/subscribe", json!({ "uri": uri }))
+        .await;
+
+    let listener = Stateless::new(&gw.url, json!({}));
+    let mut stream = listener
+        .listen(9, json!({ "resourceSubscriptions": [uri] }))
+        .await;
+    let ack = stream.next(WAIT).await.expect("acknowledgement");
+    assert_eq!(
+        ack["params"]["notifications"]["resourceSubscriptions"],
+        json!([uri]),
+        "{ack}"
+    );
+    // The session's link and the stateless listen: two watchers upstream.
+    wait_for(WAIT, "both watchers upstream", || async {
+        let told = session
+            .call_text("gamma__touch", json!({ "uri": uri }))
+            .await;
+        (told == "told 2").then_some(())
+    })
+    .await;
+    let updated = stream
+        .next_matching(WAIT, |m| m["method"] == "notifications/resources/updated")
+        .await
+        .unwrap_or_else(|| panic!("no update on the listen stream; log:\n{}", gw.log()));
+    assert_eq!(updated["params"]["uri"], uri, "{updated}");
+}

@@ -82,6 +82,13 @@ impl Relay {
         *hold = (*hold).max(until_ms);
     }
 
+    /// A task that held the links of `session` until `until_ms` ended early: its hold goes
+    /// (unless a later task holds them longer).
+    pub fn end_hold(&self, session: &str, until_ms: u64) {
+        self.link_holds
+            .remove_if(session, |_, hold| *hold <= until_ms);
+    }
+
     /// How long the links of a closed session must stay open for their tasks, if at all.
     fn release_links(&self, session: &str) -> Option<Duration> {
         let (_, until) = self.link_holds.remove(session)?;

@@ -2,26 +2,70 @@
 //! `notifications/resources/updated` delivered to exactly the clients subscribed to that URI
 //! (or to a resource it lies under).
 //!
-//! Where clients share the upstream's session (stdio `shared`), the gateway subscribes once
-//! per URI however many clients do, unsubscribes when the last one leaves, and replays the
-//! subscriptions when the upstream reconnects. Where each client has its own upstream session
-//! (HTTP, stdio `per_session`), each client subscribes on its own session, so the upstream's
-//! own per-session logic applies, and an update arriving on a client's session is that
-//! client's alone.
+//! Each subscriber is carried by one upstream session (its [`Carrier`]): a client's own link
+//! where it has one (HTTP, stdio `per_session`), the handshake-era session of a dual-era
+//! server in stdio `shared` mode, or else the upstream's shared session (a listen stream
+//! always is). On a carrier shared by several subscribers the gateway subscribes once per URI
+//! however many subscribe, unsubscribes when the last one leaves, and subscribes again when
+//! the upstream reconnects; on a link the upstream's own per-session logic applies, and an
+//! update arriving on a client's link is that client's alone.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
 use super::Relay;
 use crate::protocol::{Era, ErrorObject, Message, Notification, methods};
-use crate::session::Session;
+use crate::session::{Principal, Session};
+use crate::upstream::Upstream;
 use crate::upstream::peer::Origin;
+
+/// The upstream session a subscriber's subscription lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    /// The upstream's shared session (the stateless one of a dual-era server).
+    Shared,
+    /// A dual-era server's handshake-era session, shared by its handshake-era clients.
+    Side,
+    /// The client's own link.
+    Link,
+}
+
+impl Carrier {
+    /// Where `subscriber` (a session id, or a listen stream's key) subscribes on `upstream`.
+    fn of(upstream: &Upstream, subscriber: &str) -> Carrier {
+        if is_listener(subscriber) {
+            Carrier::Shared
+        } else if upstream.dedicated() {
+            Carrier::Link
+        } else if upstream.dual() {
+            Carrier::Side
+        } else {
+            Carrier::Shared
+        }
+    }
+
+    /// The origin a request on this carrier goes with: none for the shared session, the
+    /// client's session (which routes it to the side session or its link) otherwise.
+    fn origin(self, session: Option<&Session>, subscriber: &str) -> Option<Arc<Origin>> {
+        match (self, session) {
+            (Carrier::Shared, _) => None,
+            (_, Some(session)) => Some(super::origin(session)),
+            // The session is gone (it closed): enough to route to the side session.
+            (_, None) => Some(Arc::new(Origin::for_session(
+                subscriber.to_owned(),
+                json!({}),
+                Arc::new(Principal::anonymous()),
+            ))),
+        }
+    }
+}
 
 struct Subscription {
     upstream: usize,
-    sessions: HashSet<String>,
+    /// Subscriber key → the session carrying its subscription.
+    subscribers: HashMap<String, Carrier>,
 }
 
 #[derive(Default)]
@@ -54,8 +98,7 @@ pub async fn listen(relay: &Relay, subscriber: &str, uris: &[String]) -> Vec<Str
     honoured
 }
 
-/// A subscriber: a handshake-era session (which subscribes on its own upstream session
-/// where it has one), or a listen stream (`session` = `None`, always the shared session).
+/// A subscriber: a handshake-era session, or a listen stream (`session` = `None`).
 async fn subscribe_as(
     relay: &Relay,
     subscriber: &str,
@@ -81,21 +124,21 @@ async fn subscribe_as(
         let data = json!({ "uri": uri, "upstream": upstream.name() });
         return Err(ErrorObject::method_not_found(methods::RESOURCES_SUBSCRIBE).with_data(data));
     }
+    let carrier = Carrier::of(upstream, subscriber);
     let first = {
         let mut subs = relay.subscriptions.lock();
         let entry = subs.entry(uri.to_owned()).or_insert_with(|| Subscription {
             upstream: owner,
-            sessions: HashSet::new(),
+            subscribers: HashMap::new(),
         });
-        let first = entry.sessions.is_empty();
-        entry.sessions.insert(subscriber.to_owned());
+        let first = carrier == Carrier::Link || !entry.subscribers.values().any(|c| *c == carrier);
+        entry.subscribers.insert(subscriber.to_owned(), carrier);
         first
     };
-    let origin = session.filter(|_| upstream.dedicated()).map(super::origin);
-    if (first || origin.is_some())
+    if first
         && let Err(e) = upstream
             .request(
-                origin,
+                carrier.origin(session, subscriber),
                 methods::RESOURCES_SUBSCRIBE,
                 Some(json!({ "uri": uri })),
             )
@@ -112,64 +155,49 @@ pub async fn unsubscribe(
     session: &Session,
     uri: &str,
 ) -> Result<Value, ErrorObject> {
-    let last = remove(relay, &session.id, uri);
-    let owner = relay.upstreams.catalog(Era::Handshake).resource_owner(uri);
-    match owner.map(|o| &relay.upstreams[o]) {
-        Some(upstream) if upstream.dedicated() => {
-            let params = Some(json!({ "uri": uri }));
-            let _ = upstream
-                .request(
-                    Some(super::origin(session)),
-                    methods::RESOURCES_UNSUBSCRIBE,
-                    params,
-                )
-                .await;
-        }
-        _ => {
-            if let Some(owner) = last {
-                let _ = relay.upstreams[owner]
-                    .request(
-                        None,
-                        methods::RESOURCES_UNSUBSCRIBE,
-                        Some(json!({ "uri": uri })),
-                    )
-                    .await;
-            }
-        }
+    if let Some((owner, carrier)) = remove(relay, &session.id, uri) {
+        let _ = relay.upstreams[owner]
+            .request(
+                carrier.origin(Some(session), &session.id),
+                methods::RESOURCES_UNSUBSCRIBE,
+                Some(json!({ "uri": uri })),
+            )
+            .await;
     }
     Ok(json!({}))
 }
 
-/// Drops one session's subscription; returns the owner if nobody is subscribed any more.
-fn remove(relay: &Relay, session: &str, uri: &str) -> Option<usize> {
+/// Drops one subscriber's subscription; returns the owner and the carrier when that carrier
+/// has nobody left for the URI (a link always: it carries one subscriber).
+fn remove(relay: &Relay, subscriber: &str, uri: &str) -> Option<(usize, Carrier)> {
     let mut subs = relay.subscriptions.lock();
     let entry = subs.get_mut(uri)?;
-    entry.sessions.remove(session);
-    if entry.sessions.is_empty() {
-        return subs.remove(uri).map(|s| s.upstream);
+    let carrier = entry.subscribers.remove(subscriber)?;
+    let owner = entry.upstream;
+    let last = carrier == Carrier::Link || !entry.subscribers.values().any(|c| *c == carrier);
+    if entry.subscribers.is_empty() {
+        subs.remove(uri);
     }
-    None
+    last.then_some((owner, carrier))
 }
 
-/// A session ended. Shared upstream sessions are unsubscribed from URIs nobody watches any
-/// more; a client's own upstream session closes with it, subscriptions included.
-pub async fn session_closed(relay: &Relay, session: &str) {
+/// A subscriber went away (a session ended, a listen stream closed): the carriers it leaves
+/// empty are unsubscribed, except a client's link, which closes with its session.
+pub async fn session_closed(relay: &Relay, subscriber: &str) {
     let uris: Vec<String> = relay
         .subscriptions
         .lock()
         .iter()
-        .filter(|(_, s)| s.sessions.contains(session))
+        .filter(|(_, s)| s.subscribers.contains_key(subscriber))
         .map(|(u, _)| u.clone())
         .collect();
-    // A listen stream watches on the shared session even where sessions have links.
-    let shared = is_listener(session);
     for uri in uris {
-        if let Some(owner) = remove(relay, session, &uri)
-            && (shared || !relay.upstreams[owner].dedicated())
+        if let Some((owner, carrier)) = remove(relay, subscriber, &uri)
+            && carrier != Carrier::Link
         {
             let _ = relay.upstreams[owner]
                 .request(
-                    None,
+                    carrier.origin(None, subscriber),
                     methods::RESOURCES_UNSUBSCRIBE,
                     Some(json!({ "uri": uri })),
                 )
@@ -178,22 +206,28 @@ pub async fn session_closed(relay: &Relay, session: &str) {
     }
 }
 
-/// The shared session reconnected: subscribe it again to every URI someone watches.
+/// The upstream reconnected: subscribe its shared sessions again to every URI someone
+/// watches through them (a link re-opens with its client's next request).
 pub async fn replay(relay: &Relay, upstream: usize) {
-    let dedicated = relay.upstreams[upstream].dedicated();
-    let uris: Vec<String> = relay
+    let wanted: Vec<(String, Carrier, String)> = relay
         .subscriptions
         .lock()
         .iter()
-        .filter(|(_, s)| {
-            s.upstream == upstream && (!dedicated || s.sessions.iter().any(|k| is_listener(k)))
+        .filter(|(_, s)| s.upstream == upstream)
+        .flat_map(|(uri, s)| {
+            let mut carriers: Vec<(String, Carrier, String)> = Vec::new();
+            for (key, carrier) in &s.subscribers {
+                if *carrier != Carrier::Link && !carriers.iter().any(|(_, c, _)| c == carrier) {
+                    carriers.push((uri.clone(), *carrier, key.clone()));
+                }
+            }
+            carriers
         })
-        .map(|(u, _)| u.clone())
         .collect();
-    for uri in uris {
+    for (uri, carrier, subscriber) in wanted {
         let _ = relay.upstreams[upstream]
             .request(
-                None,
+                carrier.origin(None, &subscriber),
                 methods::RESOURCES_SUBSCRIBE,
                 Some(json!({ "uri": uri })),
             )
@@ -224,7 +258,7 @@ pub fn deliver(relay: &Relay, upstream: usize, params: Value, origin: Option<&Or
         .lock()
         .iter()
         .filter(|(sub, s)| s.upstream == upstream && (uri == sub.as_str() || is_under(uri, sub)))
-        .flat_map(|(_, s)| s.sessions.iter().filter(|k| wanted(k)).cloned())
+        .flat_map(|(_, s)| s.subscribers.keys().filter(|k| wanted(k)).cloned())
         .collect();
     let mut delivered = relay.listeners.resource_updated(&params, &targets);
     let msg = Message::Notification(Notification::new(methods::RESOURCES_UPDATED, Some(params)));

@@ -228,6 +228,17 @@ pub async fn start(
         call
     };
     unowned.0 = None;
+    // A call on the client's own upstream link (HTTP, stdio per_session) must outlive the
+    // client's session for as long as its task runs.
+    let hold = record
+        .owner
+        .session
+        .clone()
+        .filter(|_| tasks.upstreams[start.upstream].dedicated())
+        .map(|session| (session, record.expires_ms()));
+    if let Some((session, until)) = &hold {
+        tasks.relay.hold_links(session, *until);
+    }
     tasks.running.insert(record.id.clone(), cancel.clone());
     let id = record.id.clone();
     let tasks = tasks.arc();
@@ -235,6 +246,9 @@ pub async fn start(
         drive(&tasks, &job, &id, &mut call, cancel).await;
         call.abort();
         tasks.running.remove(&id);
+        if let Some((session, until)) = hold {
+            tasks.relay.end_hold(&session, until);
+        }
     });
     tracing::info!(task = %record.id, method = %record.method, upstream = %record.upstream, "Task created");
     Ok(created_result(&record))

@@ -120,7 +120,7 @@ async fn handshake(
         // Receivers that do not run a request type as a task serve it normally.
         return next.run(ctx, &without_task(req)).await;
     }
-    if upstream.own_tasks(&req.method, name) != OwnTasks::No {
+    if upstream.own_tasks(Era::Handshake, &req.method, name) != OwnTasks::No {
         let created = next.run(ctx, req).await?;
         return passthrough::adopt(tasks, ctx, owner.upstream, &req.method, created).await;
     }
@@ -167,7 +167,7 @@ async fn stateless(
         .task_mode(&req.method, owner.tool.as_deref());
     // A 2025-11-25 upstream that runs this tool as a task of its own: the gateway drives
     // that task for the 2026-07-28 client (a tool it requires as a task has no other way).
-    let own = upstream.own_tasks(&req.method, owner.tool.as_deref());
+    let own = upstream.own_tasks(Era::Stateless, &req.method, owner.tool.as_deref());
     let upstream_task = own != OwnTasks::No;
     let upstream_requires = own == OwnTasks::Required;
     if !declared {

@@ -247,6 +247,22 @@ impl Upstream {
         read(&self.live).as_ref().map(|l| l.info.has(capability))
     }
 
+    /// [`Upstream::declares_at`] on the session clients of `era` reach: a dual-era server's
+    /// handshake-era session for that era, else the live one.
+    pub fn declares_at_in(&self, era: Era, pointer: &str) -> bool {
+        let live = read(&self.live);
+        let Some(live) = live.as_ref() else {
+            return false;
+        };
+        let info = match (era, &live.handshake) {
+            (Era::Handshake, Some(side)) => &side.info,
+            _ => &live.info,
+        };
+        info.capabilities
+            .pointer(pointer)
+            .is_some_and(|v| !v.is_null())
+    }
+
     /// Whether the connected server's capabilities hold something at a JSON pointer
     /// (`/tasks/requests/tools/call`, `/extensions/io.modelcontextprotocol~1tasks`).
     pub fn declares_at(&self, pointer: &str) -> bool {
@@ -276,6 +292,16 @@ impl Upstream {
         let live = read(&self.live);
         let side = live.as_ref()?.handshake.as_ref()?;
         Some(side.info.protocol_version.clone())
+    }
+
+    /// The era a client of `era` reaches this upstream in: its own, where the upstream
+    /// speaks both, else the upstream's.
+    pub fn served_in(&self, era: Era) -> Era {
+        if era == Era::Handshake && self.dual() {
+            Era::Handshake
+        } else {
+            self.era()
+        }
     }
 
     /// Whether the upstream serves both eras on sessions of their own (a dual-era server
@@ -343,6 +369,17 @@ impl Upstream {
                 .peer
                 .request_from(origin, method, params, timeout)
                 .await;
+        }
+        // The level the shared sessions log at holds for both of a dual-era server's sessions
+        // (the stateless one keeps it as the default `logLevel` of its requests).
+        if let Some(side) = side.filter(|_| method == methods::LOGGING_SET_LEVEL) {
+            if let Err(e) = side
+                .peer
+                .request_from(None, method, params.clone(), timeout)
+                .await
+            {
+                tracing::debug!(upstream = %self.name(), error = %e, "logging/setLevel failed on the handshake-era session");
+            }
         }
         // What a stateless upstream needs from `resources/unsubscribe` is a change of the listen
         // filter, which holds across reconnects: it needs no live connection.

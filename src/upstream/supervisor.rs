@@ -156,10 +156,12 @@ impl Supervisor {
                 info: s.info.clone(),
             }),
         })));
+        // The merged catalog is rebuilt first (the relay takes the events in order), so
+        // `/readyz` does not say ready long before clients can see what the upstream lists.
+        self.catalog_changed(Kind::ALL.to_vec(), false).await;
         self.upstream.set_status(Status::Ready {
             since: Instant::now(),
         });
-        self.catalog_changed(Kind::ALL.to_vec(), false).await;
         let _ = self
             .events
             .send(UpstreamEvent::Connected {
@@ -190,8 +192,19 @@ impl Supervisor {
     /// server that refuses it speaks 2026-07-28 only: it is served in that era alone
     /// (handshake-era clients are then translated).
     async fn open_side(&self, info: &super::ServerInfo) -> Option<SideSession> {
-        let opening = super::connect::Opening::In(super::Era::Handshake);
-        let opened = match self.open(opening).await {
+        // Asked as briefly as the probe: a 2026-07-28-only server that never answers
+        // `initialize` must not hold the upstream back for its whole request timeout.
+        let mut config = self.upstream.config.clone();
+        config.timeout = config.timeout.min(super::connect::PROBE_TIMEOUT);
+        let opened = super::connect::open(
+            &config,
+            &self.http,
+            super::connect::gateway_capabilities(),
+            self.upstream.hook(),
+            super::connect::Opening::In(super::Era::Handshake),
+        )
+        .await;
+        let opened = match opened {
             Ok(opened) => opened,
             Err(e) if info.speaks(super::Era::Handshake) => {
                 tracing::warn!(upstream = %self.upstream.name(), error = %e, "The server lists handshake-era revisions but its initialize failed; serving it in the stateless era only");

@@ -93,6 +93,21 @@ impl Upstreams {
         } else {
             stateless.clone()
         };
+        // Each collision once, whichever era's catalog (or both) it is in.
+        let only_handshake = handshake
+            .collisions
+            .iter()
+            .filter(|c| !stateless.collisions.contains(c));
+        for c in stateless.collisions.iter().chain(only_handshake) {
+            match &c.served_by {
+                Some(winner) => {
+                    tracing::warn!(name = %c.name, upstreams = ?c.upstreams, served_by = %winner, "Name collision resolved by first_wins")
+                }
+                None => {
+                    tracing::error!(name = %c.name, upstreams = ?c.upstreams, "Name collision: withheld from every upstream (collisions: error)")
+                }
+            }
+        }
         let mut slot = self.merged.write().unwrap_or_else(|p| p.into_inner());
         let previous = std::mem::replace(
             &mut *slot,
@@ -122,7 +137,7 @@ impl Upstreams {
         let supports: Vec<Support<'_>> = self
             .list
             .iter()
-            .map(|u| Box::new(move |tool: &Value| u.listed_task_support(tool)) as Support<'_>)
+            .map(|u| Box::new(move |tool: &Value| u.listed_task_support(era, tool)) as Support<'_>)
             .collect();
         let inputs: Vec<Input<'_>> = self
             .list
@@ -136,18 +151,7 @@ impl Upstreams {
                 task_support: Some(&*supports[index]),
             })
             .collect();
-        let next = Arc::new(Catalog::build(&inputs, &self.naming));
-        for c in next.collisions.iter().filter(|_| era == Era::Stateless) {
-            match &c.served_by {
-                Some(winner) => {
-                    tracing::warn!(name = %c.name, upstreams = ?c.upstreams, served_by = %winner, "Name collision resolved by first_wins")
-                }
-                None => {
-                    tracing::error!(name = %c.name, upstreams = ?c.upstreams, "Name collision: withheld from every upstream (collisions: error)")
-                }
-            }
-        }
-        next
+        Arc::new(Catalog::build(&inputs, &self.naming))
     }
 
     /// The input schema of a tool as the gateway lists it to clients of `era` (the upstream's

@@ -30,11 +30,12 @@ pub enum OwnTasks {
 }
 
 impl Upstream {
-    /// Whether a handshake-era upstream runs this request as a task itself: it declares the
-    /// request type under `tasks.requests` and, for a tool, the tool allows it. One capability
-    /// lookup, and a catalog scan only for an upstream that declares tool tasks.
-    pub fn own_tasks(&self, method: &str, name: Option<&str>) -> OwnTasks {
-        if self.era() == Era::Stateless {
+    /// Whether the upstream, reached in the handshake era by a client of `era`, runs this
+    /// request as a task itself: that session declares the request type under
+    /// `tasks.requests` and, for a tool, the tool allows it. One capability lookup, and a
+    /// catalog scan only for an upstream that declares tool tasks.
+    pub fn own_tasks(&self, era: Era, method: &str, name: Option<&str>) -> OwnTasks {
+        if self.served_in(era) == Era::Stateless {
             return OwnTasks::No;
         }
         let pointer = match method {
@@ -43,7 +44,7 @@ impl Upstream {
             methods::RESOURCES_READ => "/tasks/requests/resources/read",
             _ => return OwnTasks::No,
         };
-        if !self.declares_at(pointer) {
+        if !self.declares_at_in(Era::Handshake, pointer) {
             return OwnTasks::No;
         }
         if method != methods::TOOLS_CALL {
@@ -52,7 +53,7 @@ impl Upstream {
         let Some(name) = name else {
             return OwnTasks::No;
         };
-        let catalog = self.catalog();
+        let catalog = self.catalog_for(Era::Handshake);
         let tool = catalog
             .tools
             .iter()
@@ -70,14 +71,15 @@ impl Upstream {
             && self.declares_at("/extensions/io.modelcontextprotocol~1tasks")
     }
 
-    /// The `execution.taskSupport` the gateway lists for one of this upstream's tools.
-    pub fn listed_task_support(&self, tool: &Value) -> &'static str {
+    /// The `execution.taskSupport` the gateway lists to clients of `era` for one of this
+    /// upstream's tools.
+    pub fn listed_task_support(&self, era: Era, tool: &Value) -> &'static str {
         let name = tool.get("name").and_then(Value::as_str);
         match self.config.task_mode(methods::TOOLS_CALL, name) {
             TaskMode::Never => "forbidden",
             TaskMode::Always => "required",
             TaskMode::OnRequest => {
-                if self.era() == Era::Handshake && tool_support(tool) == "required" {
+                if self.served_in(era) == Era::Handshake && tool_support(tool) == "required" {
                     "required"
                 } else {
                     "optional"
