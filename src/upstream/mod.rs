@@ -372,14 +372,13 @@ impl Upstream {
         }
         // The level the shared sessions log at holds for both of a dual-era server's sessions
         // (the stateless one keeps it as the default `logLevel` of its requests).
-        if let Some(side) = side.filter(|_| method == methods::LOGGING_SET_LEVEL) {
-            if let Err(e) = side
+        if let Some(side) = side.filter(|_| method == methods::LOGGING_SET_LEVEL)
+            && let Err(e) = side
                 .peer
                 .request_from(None, method, params.clone(), timeout)
                 .await
-            {
-                tracing::debug!(upstream = %self.name(), error = %e, "logging/setLevel failed on the handshake-era session");
-            }
+        {
+            tracing::debug!(upstream = %self.name(), error = %e, "logging/setLevel failed on the handshake-era session");
         }
         // What a stateless upstream needs from `resources/unsubscribe` is a change of the listen
         // filter, which holds across reconnects: it needs no live connection.
