@@ -38,6 +38,10 @@
 //! `target/bench-passthrough.txt`. Every process started here is stopped by a guard, also when
 //! the bench panics. Under `cargo test` (no `--bench` argument) the bench does nothing.
 
+#[path = "common/scale.rs"]
+mod scale;
+
+use scale::{scale_factor, scaled};
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -1054,24 +1058,6 @@ fn baseline_binary() -> Option<PathBuf> {
         path.display()
     );
     Some(path)
-}
-
-/// `BENCH_SCALE`, the factor applied to the number of calls (1 when unset).
-fn scale_factor() -> f64 {
-    match std::env::var("BENCH_SCALE") {
-        Err(_) => 1.0,
-        Ok(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|f| *f > 0.0 && f.is_finite())
-            .unwrap_or_else(|| panic!("BENCH_SCALE={v:?}: not a positive number")),
-    }
-}
-
-/// `count` × `BENCH_SCALE`, rounded to a multiple of `rounds` (at least one call per round).
-fn scaled(count: usize, rounds: usize) -> usize {
-    let per_round = (count as f64 * scale_factor() / rounds as f64).round() as usize;
-    per_round.max(1) * rounds
 }
 
 /// The current build for the header: its binary and the commit of this tree.

@@ -20,6 +20,10 @@
 //! `MANIFOLD_BASELINE_LABEL` names the baseline in the header; `BENCH_SCALE` (default 1)
 //! multiplies WARMUP and ITERS. Without these variables the run and its output are as before.
 
+#[path = "common/scale.rs"]
+mod scale;
+
+use scale::scaled;
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -302,19 +306,6 @@ fn compare(text: &mut String, targets: &[Target], samples: &[Vec<Sample>], per_r
             rounds.1
         );
     }
-}
-
-/// `count` × `BENCH_SCALE` (default 1), rounded to a multiple of `rounds`, at least `rounds`.
-fn scaled(count: usize, rounds: usize) -> usize {
-    let scale = match std::env::var("BENCH_SCALE") {
-        Err(_) => 1.0,
-        Ok(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|f| *f > 0.0 && f.is_finite())
-            .unwrap_or_else(|| panic!("BENCH_SCALE={v:?}: not a positive number")),
-    };
-    ((count as f64 * scale / rounds as f64).round() as usize).max(1) * rounds
 }
 
 /// A binary's path and the first 12 hex digits of its SHA-256.
