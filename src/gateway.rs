@@ -62,8 +62,6 @@ impl Gateway {
 
     /// [`Gateway::start`] with test seams (see [`Hooks`]).
     pub fn start_with(config: Config, hooks: &Hooks) -> Arc<Gateway> {
-        // reqwest is built without a default TLS provider; install ring's once per process.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
         let sealer = Arc::new(match config.seal_key {
@@ -193,15 +191,12 @@ impl Gateway {
 
 /// One HTTP client for every upstream: connections and TLS sessions are reused.
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "Could not build the configured HTTP client; using defaults");
-            reqwest::Client::new()
-        })
+    crate::net::client("upstreams", |builder| {
+        builder
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+    })
 }
 
 async fn reap_task(gateway: Arc<Gateway>) {

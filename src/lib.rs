@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `protocol` | the wire: JSON-RPC, codes, methods, eras, envelope, headers |
 //! | `config` | data only: raw shapes, the validated model, every stage's section |
+//! | `net` | outbound HTTP clients, and what happens without CA certificates |
 //! | `telemetry` | logs, the OpenTelemetry exporter, span helpers |
 //! | `aggregate` | pure: names, seals, cursors, URI templates, catalog data and merge |
 //! | `session` | client state: sessions, event logs, principals, task records and stores |
@@ -31,6 +32,7 @@ pub mod config;
 pub mod demo;
 pub mod downstream;
 pub mod gateway;
+pub mod net;
 pub mod pipeline;
 pub mod protocol;
 pub mod relay;

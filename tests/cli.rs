@@ -279,6 +279,39 @@ fn tools_exits_1_when_an_upstream_is_down() {
     );
 }
 
+/// A minimal image has no CA certificates: that is an error for HTTPS upstreams only, with
+/// the cause in their status, never a crash of the whole gateway.
+#[test]
+fn no_ca_certificates_fails_only_the_https_upstreams() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "upstreams:\n{}  remote:\n    url: https://127.0.0.1:9/mcp\n",
+        stdio_fixture("alpha", &[])
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gateway.yaml");
+    std::fs::write(&file, yaml).expect("write config");
+    let file = file.display().to_string();
+    let certs = empty.path().display().to_string();
+    let out = manifold_in(
+        dir.path(),
+        &["tools", "--json", "--wait", "3", "--config", &file],
+        &[
+            ("SSL_CERT_FILE", "/nonexistent/manifold-tests/ca.pem"),
+            ("SSL_CERT_DIR", &certs),
+        ],
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).expect("tools --json output");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json["upstreams"]["alpha"]["status"], "ready", "{json}");
+    assert_eq!(json["upstreams"]["remote"]["status"], "down", "{json}");
+    let error = json["upstreams"]["remote"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("no CA certificates"), "{json}");
+}
+
 #[test]
 fn tools_exits_1_on_an_unresolved_collision() {
     let yaml = format!(

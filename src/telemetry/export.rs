@@ -1,7 +1,7 @@
 //! Where spans go: the OTLP exporter the `telemetry` section asks for, completed from the
 //! standard `OTEL_*` environment variables for whatever the section leaves unset.
 
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::runtime;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
@@ -102,12 +102,19 @@ fn base_endpoint(base: &str, protocol: OtlpProtocol) -> String {
 /// The tracer provider exporting to `settings`: a batch processor on the Tokio runtime
 /// (its delay, queue and batch sizes follow the standard `OTEL_BSP_*` variables).
 pub fn provider(settings: &Settings) -> Result<SdkTracerProvider, String> {
-    // reqwest is built without a default TLS provider, and the HTTP exporter builds its
-    // client right here (before the gateway, which installs the same provider, starts).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The HTTP exporter is handed the gateway's own kind of client, so a machine without CA
+    // certificates can still export to an `http://` collector.
+    let http = crate::net::client("OTLP exporter", |builder| {
+        // The standard OTLP export timeout.
+        builder
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(10))
+    });
+    crate::net::check_url(&settings.endpoint)?;
     let exporter = match settings.protocol {
         OtlpProtocol::Http => SpanExporter::builder()
             .with_http()
+            .with_http_client(http)
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(settings.endpoint.clone())
             .build(),

@@ -265,9 +265,11 @@ async fn transport(config: &UpstreamConfig, http: &reqwest::Client) -> Result<Co
             super::stdio::spawn(spec).map_err(|e| e.to_string())
         }
         TransportConfig::StreamableHttp { url, headers } => {
+            crate::net::check_url(url.as_str())?;
             super::http::connect(name, url, headers, http.clone())
         }
         TransportConfig::Sse { url, headers } => {
+            crate::net::check_url(url.as_str())?;
             super::sse::connect(name, url, headers, http.clone()).await
         }
     }

@@ -156,6 +156,7 @@ impl Jwks {
     }
 
     async fn download(&self, url: &url::Url) -> Result<Vec<u8>, String> {
+        crate::net::check_url(url.as_str())?;
         let resp = self
             .http
             .get(url.as_str())

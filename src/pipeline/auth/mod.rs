@@ -227,16 +227,13 @@ fn looks_like_jwt(token: &str) -> bool {
 
 /// The client that fetches key sets: bounded in time, and never sending credentials.
 fn jwks_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "Could not build the key-set HTTP client; using defaults");
-            reqwest::Client::new()
-        })
+    crate::net::client("key sets", |builder| {
+        builder
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+    })
 }
 
 /// Present only when authentication is configured: without it every session belongs to
