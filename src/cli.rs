@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Address to listen on, HOST:PORT (overrides `listen` in the file). Port 0 picks a free port.
     #[arg(short, long)]
     pub listen: Option<String>,
+    /// How often, in seconds, the configuration file is checked for changes, which are
+    /// applied without a restart (as on SIGHUP, which always reloads). 0: SIGHUP only.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub watch_interval: f64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -91,6 +95,7 @@ impl Cli {
                     config: "gateway.yaml".into(),
                 },
                 listen: None,
+                watch_interval: 2.0,
             }),
         }
     }
@@ -107,14 +112,16 @@ pub fn load(args: &ConfigArgs, listen: Option<String>) -> anyhow::Result<Config>
 }
 
 /// `manifold serve`: bind, announce the address on stdout (one machine-readable line that
-/// scripts and tests wait for), serve until SIGINT or SIGTERM.
+/// scripts and tests wait for), serve until SIGINT or SIGTERM; reload the configuration on
+/// SIGHUP and when the file changes.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    serve_loaded(load(&args.config, args.listen)?).await
+    let config = load(&args.config, args.listen.clone())?;
+    serve_loaded(config, &args).await
 }
 
 /// [`serve`] with the configuration already loaded (`main` reads it before setting up
 /// logging and trace export, which it configures).
-pub async fn serve_loaded(config: Config) -> anyhow::Result<()> {
+pub async fn serve_loaded(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -124,7 +131,19 @@ pub async fn serve_loaded(config: Config) -> anyhow::Result<()> {
     }
     println!("manifold listening on http://{addr}{}", config.path);
     tracing::info!(%addr, path = %config.path, upstreams = config.upstreams.len(), "Listening");
-    crate::serve::serve(config, listener, shutdown_signal()).await?;
+    let watch = (args.watch_interval > 0.0)
+        .then(|| Duration::try_from_secs_f64(args.watch_interval).ok())
+        .flatten();
+    let reload = crate::serve::Reload {
+        path: args.config.config.clone(),
+        // A reload keeps `--listen` (which needs a restart anyway), so it is not reported as
+        // a change.
+        overrides: Overrides {
+            listen: args.listen.clone(),
+        },
+        watch,
+    };
+    crate::serve::serve_reloading(config, listener, shutdown_signal(), reload).await?;
     Ok(())
 }
 
@@ -222,7 +241,8 @@ fn print_table(upstreams: &Upstreams, health: &Value) {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let desc: String = desc.lines().next().unwrap_or("").chars().take(70).collect();
-            let upstream = upstreams.get(u).map(|u| u.name()).unwrap_or("?");
+            let upstream = upstreams.get(u);
+            let upstream = upstream.as_ref().map_or("?", |u| u.name());
             println!("  {key:<40} {upstream:<16} {desc}");
         }
         println!();

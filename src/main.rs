@@ -46,7 +46,9 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async move {
         match (command, config) {
-            (Command::Serve(_), Some(config)) => cli::serve_loaded(config).await.map(|_| true),
+            (Command::Serve(args), Some(config)) => {
+                cli::serve_loaded(config, &args).await.map(|_| true)
+            }
             (Command::Stdio(_), Some(config)) => cli::stdio_loaded(config).await.map(|_| true),
             (Command::Serve(args), None) => cli::serve(args).await.map(|_| true),
             (Command::Stdio(args), None) => cli::stdio(args).await.map(|_| true),

@@ -37,14 +37,14 @@ pub(crate) async fn answer(
     req: Request,
     caller: Caller,
 ) -> Response {
-    let mode = gateway.config.response_mode;
-    let window = gateway.config.resume_window;
+    let mode = gateway.config().response_mode;
+    let window = gateway.config().resume_window;
     let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
     let (admit_tx, admit_rx) = tokio::sync::oneshot::channel();
     let runner = session.clone();
     let mut work: BoxFuture<'static, RpcResponse> = Box::pin(async move {
         exchange::request_admitted(
-            &gateway.pipeline,
+            &gateway.pipeline(),
             &runner,
             req,
             Some(tx),

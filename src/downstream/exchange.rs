@@ -195,6 +195,7 @@ pub async fn batch(
     if items.is_empty() {
         return Err(ErrorObject::invalid_request("empty batch"));
     }
+    let pipeline = gateway.pipeline();
     let mut requests = Vec::new();
     let mut answers = Vec::new();
     for item in items {
@@ -205,13 +206,9 @@ pub async fn batch(
                     ErrorObject::invalid_request("initialize must not be part of a batch"),
                 ));
             }
-            Ok(Message::Request(r)) => requests.push(request(
-                &gateway.pipeline,
-                session,
-                r,
-                sink.clone(),
-                caller.clone(),
-            )),
+            Ok(Message::Request(r)) => {
+                requests.push(request(&pipeline, session, r, sink.clone(), caller.clone()))
+            }
             Ok(Message::Notification(n)) => notification(&gateway.upstreams, session, n).await,
             Ok(Message::Response(r)) => response(&gateway.relay, session, r),
             Err(e) => answers.push(Response::err(None, e)),
@@ -229,9 +226,12 @@ pub async fn initialize(
     caller: Caller,
     make: impl FnOnce(&str, Value, Value) -> Session,
 ) -> Result<(Value, Arc<Session>), ErrorObject> {
+    if gateway.draining() {
+        return Err(shutting_down());
+    }
     let principal = caller.principal.clone();
     let mut ctx = RequestContext::new(None, None, caller);
-    let result = gateway.pipeline.handle(&mut ctx, req).await?;
+    let result = gateway.pipeline().handle(&mut ctx, req).await?;
     let negotiated = result
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -249,4 +249,12 @@ pub async fn initialize(
         .ok_or_else(|| ErrorObject::new(codes::GATEWAY_BUSY, "too many sessions"))?;
     tracing::info!(session = %&session.id[..8], version = %session.protocol_version, client = %session.client_info, "Client session opened");
     Ok((result, session))
+}
+
+/// The refusal of a new session while the gateway drains (HTTP 503: try another replica).
+pub fn shutting_down() -> ErrorObject {
+    ErrorObject::new(
+        codes::GATEWAY_BUSY,
+        "the gateway is shutting down and opens no new sessions; connect again",
+    )
 }

@@ -66,7 +66,7 @@ pub(crate) async fn post_message(
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    let limit = state.gateway.config.max_body_bytes;
+    let limit = state.gateway.config().max_body_bytes;
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         let msg = format!("request body larger than {limit} bytes");
         return rpc_error(

@@ -61,6 +61,12 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
         Ok(caller) => caller.principal,
         Err(resp) => return *resp,
     };
+    if state.gateway.draining() {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            super::exchange::shutting_down(),
+        );
+    }
     if state.opening.len() + state.gateway.sessions.len() >= MAX_SESSIONS {
         return rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -115,7 +121,7 @@ pub(crate) async fn message(
             ErrorObject::invalid_request("missing session_id"),
         );
     };
-    let limit = state.gateway.config.max_body_bytes;
+    let limit = state.gateway.config().max_body_bytes;
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -177,7 +183,7 @@ async fn deliver(gateway: Arc<Gateway>, session: Arc<Session>, msg: Message, cal
     match msg {
         Message::Request(req) => {
             tokio::spawn(async move {
-                exchange::request_streamed(&gateway.pipeline, &session, req, caller, |msg| {
+                exchange::request_streamed(&gateway.pipeline(), &session, req, caller, |msg| {
                     session.send(msg);
                 })
                 .await;

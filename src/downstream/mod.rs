@@ -33,22 +33,22 @@ use web::{AppState, rpc_error};
 
 /// The HTTP application: the MCP endpoint and the health endpoints.
 pub fn app(gateway: Arc<Gateway>) -> Router {
-    let guard = Arc::new(Guard::new(&gateway.config.security));
-    let path = gateway.config.path.clone();
+    let guard = Arc::new(Guard::new(&gateway.config().security));
+    let path = gateway.config().path.clone();
     let mcp = get(http::get_stream)
         .post(http::post_message)
         .delete(http::delete_session)
         .fallback(http::method_not_allowed);
     let mut router = Router::new();
-    if gateway.config.metrics.enabled {
-        router = router.route(&gateway.config.metrics.path, get(metrics));
+    if gateway.config().metrics.enabled {
+        router = router.route(&gateway.config().metrics.path, get(metrics));
     }
-    // RFC 9728 metadata, only when there is something to protect.
-    let router = match &gateway.auth {
-        Some(auth) => crate::pipeline::auth::metadata::mount(router, auth.clone()),
-        None => router,
-    };
+    // RFC 9728 metadata, only when there is something to protect: looked up per request, as
+    // a reload may turn authentication on or off.
+    let well_known = crate::pipeline::auth::metadata::WELL_KNOWN;
     router
+        .route(well_known, get(resource_metadata))
+        .route(&format!("{well_known}/{{*rest}}"), get(resource_metadata))
         .route(&path, mcp)
         .route(http_sse::SSE_PATH, get(http_sse::open))
         .route(
@@ -62,6 +62,18 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
             guard,
             opening: Default::default(),
         })
+}
+
+async fn resource_metadata(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    state
+        .gateway
+        .auth()
+        .and_then(|auth| crate::pipeline::auth::metadata::answer(&auth, uri.path(), &headers))
+        .unwrap_or_else(|| StatusCode::NOT_FOUND.into_response())
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -229,7 +229,7 @@ async fn answer(
         cancel: cancel.clone(),
     };
     let worker = gateway.clone();
-    let mut work = Box::pin(async move { run.request(&worker.pipeline, req).await });
+    let mut work = Box::pin(async move { run.request(&worker.pipeline(), req).await });
     // A refusal by an admission stage keeps its own status (429, 403).
     let early = tokio::select! {
         biased;

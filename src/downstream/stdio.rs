@@ -42,7 +42,7 @@ where
     let writer = tokio::spawn(write_loop(output, out_rx, raw_rx));
     let mut lines = FramedRead::new(
         input,
-        LinesCodec::new_with_max_length(gateway.config.max_body_bytes),
+        LinesCodec::new_with_max_length(gateway.config().max_body_bytes),
     );
     let mut state = Connection {
         gateway: gateway.clone(),
@@ -207,7 +207,7 @@ impl Connection {
                 admitted: None,
                 cancel: run_cancel,
             };
-            let response = run.request(&gateway.pipeline, req).await;
+            let response = run.request(&gateway.pipeline(), req).await;
             // After the client cancels a request, nothing more is sent for it (stdio
             // transport rules); a listen stream it cancels just ends.
             if let Some((_, token)) = inflight.remove(&id)
@@ -273,7 +273,7 @@ impl Connection {
                 let (gateway, out) = (self.gateway.clone(), self.out.clone());
                 tokio::spawn(async move {
                     let response = exchange::request(
-                        &gateway.pipeline,
+                        &gateway.pipeline(),
                         &session,
                         req,
                         Some(out.clone()),

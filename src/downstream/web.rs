@@ -40,7 +40,7 @@ pub(crate) async fn caller(
     headers: &HeaderMap,
     transport: &'static str,
 ) -> Result<Caller, Box<Response>> {
-    let principal = match &state.gateway.auth {
+    let principal = match &state.gateway.auth() {
         None => Principal::anonymous(),
         Some(auth) => match auth.authenticate(headers).await {
             Ok(p) => p,

@@ -51,7 +51,7 @@ impl Stage for Audit {
             kind,
             target,
             upstream: super::owner::owner(&self.upstreams, ctx.era(), req)
-                .map(|o| self.upstreams[o.upstream].name().to_owned())
+                .map(|o| self.upstreams.at(o.upstream).name().to_owned())
                 .unwrap_or_default(),
             arguments: match req.param("arguments") {
                 None => String::new(),

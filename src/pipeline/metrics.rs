@@ -51,6 +51,11 @@ struct LimitLabels {
     limit: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
 /// Every metric the gateway keeps.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +66,7 @@ pub struct Metrics {
     upstream_up: Family<UpstreamLabels, Gauge>,
     upstream_restarts: Family<UpstreamLabels, Counter>,
     sessions: Gauge,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -107,6 +113,12 @@ impl Default for Metrics {
         );
         let sessions = Gauge::default();
         registry.register("sessions_active", "Open client sessions", sessions.clone());
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result: applied, or refused (the old one kept serving)",
+            reloads.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -116,6 +128,7 @@ impl Default for Metrics {
             upstream_up,
             upstream_restarts,
             sessions,
+            reloads,
         }
     }
 }
@@ -129,10 +142,17 @@ impl Metrics {
             .inc();
     }
 
+    /// A configuration reload: `applied` or `refused`.
+    pub fn reloaded(&self, result: &'static str) {
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
     /// The exposition text, with gauges read at scrape time: each upstream's health and
     /// restarts, and the number of open sessions.
     pub fn render(&self, upstreams: &Upstreams, sessions: usize) -> String {
-        for upstream in upstreams {
+        // An upstream a reload removed has no health left to report.
+        self.upstream_up.clear();
+        for (_, upstream) in upstreams.serving() {
             let labels = UpstreamLabels {
                 upstream: upstream.name().to_owned(),
             };
@@ -278,7 +298,7 @@ impl Target {
             .then(|| super::owner::owner(upstreams, era, req))
             .flatten();
         let upstream = match &owner {
-            Some(o) => upstreams[o.upstream].name().to_owned(),
+            Some(o) => upstreams.at(o.upstream).name().to_owned(),
             None if super::owner::is_routed(&req.method) => "unknown".to_owned(),
             None => String::new(),
         };

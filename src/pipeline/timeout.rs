@@ -47,7 +47,7 @@ impl Stage for Timeout {
             && let Some(owner) = super::owner::owner(&self.upstreams, ctx.era(), req)
             && let Some(tool) = &owner.tool
         {
-            let upstream = &self.upstreams[owner.upstream].config;
+            let upstream = &self.upstreams.at(owner.upstream).config;
             ctx.deadline = Some(for_tool(upstream, tool));
         }
         next.run(ctx, req).await

@@ -27,7 +27,7 @@ pub async fn set_level(
         )));
     };
     session.set_log_level(level_rank);
-    for (index, upstream) in relay.upstreams.iter().enumerate() {
+    for (index, upstream) in relay.upstreams.indexed() {
         if upstream.dedicated() {
             // The client's own upstream session takes the client's own level.
             if upstream.server_info().is_some_and(|i| i.has("logging")) {
@@ -52,7 +52,7 @@ async fn apply(relay: &Relay, index: usize) {
     let Some(level) = relay.sessions.min_log_level() else {
         return;
     };
-    let upstream = &relay.upstreams[index];
+    let upstream = &relay.upstreams.at(index);
     if upstream.dedicated() || !upstream.server_info().is_some_and(|i| i.has("logging")) {
         return;
     }

@@ -116,7 +116,7 @@ async fn subscribe_as(
         .catalog(era)
         .resource_owner(uri)
         .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
-    let upstream = &relay.upstreams[owner];
+    let upstream = &relay.upstreams.at(owner);
     let supports = upstream.server_info().is_some_and(|i| {
         i.capabilities.pointer("/resources/subscribe") == Some(&Value::Bool(true))
     });
@@ -156,7 +156,9 @@ pub async fn unsubscribe(
     uri: &str,
 ) -> Result<Value, ErrorObject> {
     if let Some((owner, carrier)) = remove(relay, &session.id, uri) {
-        let _ = relay.upstreams[owner]
+        let _ = relay
+            .upstreams
+            .at(owner)
             .request(
                 carrier.origin(Some(session), &session.id),
                 methods::RESOURCES_UNSUBSCRIBE,
@@ -195,7 +197,9 @@ pub async fn session_closed(relay: &Relay, subscriber: &str) {
         if let Some((owner, carrier)) = remove(relay, subscriber, &uri)
             && carrier != Carrier::Link
         {
-            let _ = relay.upstreams[owner]
+            let _ = relay
+                .upstreams
+                .at(owner)
                 .request(
                     carrier.origin(None, subscriber),
                     methods::RESOURCES_UNSUBSCRIBE,
@@ -208,6 +212,16 @@ pub async fn session_closed(relay: &Relay, subscriber: &str) {
 
 /// The upstream reconnected: subscribe its shared sessions again to every URI someone
 /// watches through them (a link re-opens with its client's next request).
+/// A reload replaced the upstream at `from` by a new incarnation at `to`: its subscribers
+/// are now the new one's (which [`replay`] then subscribes).
+pub fn moved(relay: &Relay, from: usize, to: usize) {
+    for subscription in relay.subscriptions.lock().values_mut() {
+        if subscription.upstream == from {
+            subscription.upstream = to;
+        }
+    }
+}
+
 pub async fn replay(relay: &Relay, upstream: usize) {
     let wanted: Vec<(String, Carrier, String)> = relay
         .subscriptions
@@ -225,7 +239,9 @@ pub async fn replay(relay: &Relay, upstream: usize) {
         })
         .collect();
     for (uri, carrier, subscriber) in wanted {
-        let _ = relay.upstreams[upstream]
+        let _ = relay
+            .upstreams
+            .at(upstream)
             .request(
                 carrier.origin(None, &subscriber),
                 methods::RESOURCES_SUBSCRIBE,

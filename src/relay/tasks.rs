@@ -52,6 +52,6 @@ pub async fn status_notification(relay: &Relay, upstream: usize, mut params: Val
 }
 
 async fn find(relay: &Relay, upstream: usize, remote: &str) -> Option<TaskRecord> {
-    let name = relay.upstreams.get(upstream)?.name();
-    find_remote(&*relay.tasks, name, remote).await
+    let upstream = relay.upstreams.get(upstream)?;
+    find_remote(&*relay.tasks, upstream.name(), remote).await
 }

@@ -48,7 +48,7 @@ impl Call {
             // Nowhere to deliver progress: do not ask the upstream for it.
             meta.remove("progressToken");
         }
-        let upstream = router.upstreams[upstream].clone();
+        let upstream = router.upstreams.at(upstream).clone();
         let timeout = ctx.deadline.unwrap_or(upstream.config.timeout);
         Call {
             upstream,

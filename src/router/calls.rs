@@ -63,7 +63,7 @@ pub async fn read_resource(
 /// A 2026-07-28 upstream says "resource not found" with -32602; a handshake-era client
 /// expects -32002 for it.
 fn is_stateless_not_found(router: &Router, owner: usize, e: &ErrorObject) -> bool {
-    router.upstreams[owner].served_in(Era::Handshake) == Era::Stateless
+    router.upstreams.at(owner).served_in(Era::Handshake) == Era::Stateless
         && e.code == crate::protocol::codes::INVALID_PARAMS
         && e.message.to_ascii_lowercase().contains("not found")
 }
@@ -117,7 +117,7 @@ pub async fn complete(
             )));
         }
     };
-    let upstream = &router.upstreams[owner];
+    let upstream = &router.upstreams.at(owner);
     if !upstream.declares_at_in(ctx.era(), "/completions") {
         return Ok(json!({ "completion": { "values": [], "hasMore": false } }));
     }

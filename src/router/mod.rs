@@ -35,7 +35,7 @@ pub struct Router {
     /// Seals cursors and `requestState`.
     pub sealer: Arc<Sealer>,
     /// Calls held for 2026-07-28 clients until they retry with the input asked for.
-    pub parked: mrtr::Parked,
+    pub parked: Arc<mrtr::Parked>,
     /// Whether answers may differ by caller (credentials are checked, or policy rules
     /// filter): cache hints then say `private`.
     pub per_principal: bool,

@@ -84,7 +84,7 @@ impl Binding {
     fn of(router: &Router, ctx: &RequestContext, req: &Request, upstream: usize) -> Binding {
         let principal = ctx.principal();
         Binding {
-            upstream: router.upstreams[upstream].name().to_owned(),
+            upstream: router.upstreams.at(upstream).name().to_owned(),
             method: req.method.clone(),
             name: headers::name_of(&req.method, req.params.as_ref())
                 .unwrap_or_default()
@@ -289,7 +289,7 @@ async fn stateless_client(
         // mean (a 2026-07-28 server may use them; others ignore unknown fields). A
         // 2026-07-28 upstream never sends server→client requests, so its calls need no
         // held exchange: straight through, its state wrapped if it asks for input.
-        if router.upstreams[upstream].era() == Era::Stateless {
+        if router.upstreams.at(upstream).era() == Era::Stateless {
             return direct(router, ctx, req, upstream, params, &binding).await;
         }
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);

@@ -56,7 +56,7 @@ pub async fn adopt(
         id: new_id(),
         owner: super::owner_of(ctx),
         method: method.to_owned(),
-        upstream: tasks.upstreams[upstream].name().to_owned(),
+        upstream: tasks.upstreams.at(upstream).name().to_owned(),
         remote: Some(remote.clone()),
         era,
         status: task
@@ -82,12 +82,14 @@ pub async fn adopt(
         // No room: the upstream's task must not run unowned.
         let cancel = serde_json::json!({ "taskId": remote });
         let origin = ctx.origin();
-        let _ = tasks.upstreams[upstream]
+        let _ = tasks
+            .upstreams
+            .at(upstream)
             .request(origin, methods::TASKS_CANCEL, Some(cancel))
             .await;
         return Err(super::runner::store_error(e));
     }
-    if tasks.upstreams[upstream].dedicated()
+    if tasks.upstreams.at(upstream).dedicated()
         && let Some(session) = &record.owner.session
     {
         tasks.relay.hold_links(session, record.expires_ms());

@@ -134,7 +134,10 @@ impl Job {
         };
         let origin = self.context().origin();
         let cancel = json!({ "taskId": id });
-        if let Err(e) = self.tasks.upstreams[*upstream]
+        if let Err(e) = self
+            .tasks
+            .upstreams
+            .at(*upstream)
             .request(origin, methods::TASKS_CANCEL, Some(cancel))
             .await
         {
@@ -187,7 +190,7 @@ pub async fn start(
         id: new_id(),
         owner: super::owner_of(ctx),
         method: job.req.method.clone(),
-        upstream: tasks.upstreams[start.upstream].name().to_owned(),
+        upstream: tasks.upstreams.at(start.upstream).name().to_owned(),
         remote: None,
         era: job.era(),
         status: Status::Working,
@@ -234,7 +237,7 @@ pub async fn start(
         .owner
         .session
         .clone()
-        .filter(|_| tasks.upstreams[start.upstream].dedicated())
+        .filter(|_| tasks.upstreams.at(start.upstream).dedicated())
         .map(|session| (session, record.expires_ms()));
     if let Some((session, until)) = &hold {
         tasks.relay.hold_links(session, *until);

@@ -82,7 +82,7 @@ async fn handshake(
     next: Next<'_>,
     owner: crate::pipeline::owner::Owner,
 ) -> Outcome {
-    let upstream = &tasks.upstreams[owner.upstream];
+    let upstream = &tasks.upstreams.at(owner.upstream);
     let name = owner.tool.as_deref();
     let mode = upstream.config.task_mode(&req.method, name);
     let is_tool = req.method == methods::TOOLS_CALL;
@@ -151,7 +151,7 @@ async fn stateless(
 ) -> Outcome {
     // A stray 2025-11-25 `task` param is tolerated and means nothing (SEP-2663).
     let req = without_task(req);
-    let upstream = &tasks.upstreams[owner.upstream];
+    let upstream = &tasks.upstreams.at(owner.upstream);
     let declared = ctx
         .envelope
         .as_ref()

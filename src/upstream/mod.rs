@@ -159,6 +159,26 @@ pub struct Upstream {
     /// The level clients asked for with `logging/setLevel`, sent as `logLevel` on requests
     /// to a stateless upstream whose client named none.
     log_level: std::sync::Mutex<Option<String>>,
+    /// Removed (or replaced) by a configuration reload: out of the catalog, draining.
+    retired: std::sync::atomic::AtomicBool,
+    /// Requests sent and not yet answered, for draining before a stop.
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one request in flight for as long as it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Upstream {
@@ -175,7 +195,37 @@ impl Upstream {
             remembered: std::sync::Mutex::new(None),
             listen: listen::ListenSet::default(),
             log_level: std::sync::Mutex::new(None),
+            retired: std::sync::atomic::AtomicBool::new(false),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Takes the upstream out of service (a reload removed or replaced it): it leaves the
+    /// catalog at the next rebuild, and new requests to it fail with the reason.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Requests sent to the upstream and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits, at most `limit`, until no request to the upstream is in flight.
+    pub async fn drained(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// How the next connection opens: in the configured era, else in the remembered one,
@@ -340,6 +390,7 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
         use tracing::Instrument;
+        let _counted = InFlight::new(&self.in_flight);
         let span = crate::telemetry::spans::client_span(&self.config, method, params.as_ref());
         crate::telemetry::spans::inject_meta(&span, &mut params);
         let outcome = self
@@ -516,6 +567,9 @@ impl Upstream {
 
     /// Why requests to this upstream fail right now, in words.
     pub fn unavailable_reason(&self) -> String {
+        if self.retired() {
+            return "removed from the configuration".into();
+        }
         match self.status() {
             Status::Starting => "still starting".into(),
             Status::Down { error, .. } => format!("down ({error}); reconnecting"),

@@ -1,6 +1,12 @@
 //! The upstream table: every configured upstream, by index (the order of
 //! `config.upstreams`, sorted by name), and the catalog merged from theirs.
 //!
+//! The table only grows. A configuration reload appends the upstreams it adds (and a new
+//! incarnation of each one it changes) and retires the ones it removes: a retired upstream
+//! keeps its index, so an index held anywhere (a sealed cursor, a task, a subscription)
+//! never comes to mean another upstream, but it is left out of the catalog, `/readyz` and
+//! every walk over the live upstreams, and its requests fail with the reason.
+//!
 //! This is the one handle the layers above take when they need "the upstreams": the stages
 //! resolve a request's owner through it, the router forwards through it, the relay finds
 //! who sent what. The merged [`Catalog`] is an immutable snapshot swapped in whole by
@@ -10,10 +16,10 @@
 //! tools, prompts or resources in each, and each client sees the catalog of the era it is
 //! served in. Where no upstream is dual-era the two are one and the same snapshot.
 
-use std::ops::Index;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde_json::{Map, Value, json};
 
 use super::{Status, Upstream};
@@ -22,7 +28,10 @@ use crate::config::UpstreamConfig;
 use crate::protocol::Era;
 
 pub struct Upstreams {
-    list: Vec<Arc<Upstream>>,
+    /// Every upstream ever configured, retired ones included: read without locking.
+    list: ArcSwap<Vec<Arc<Upstream>>>,
+    /// Serializes the writers of `list` (reloads).
+    growing: Mutex<()>,
     merged: RwLock<Merged>,
     naming: Naming,
 }
@@ -44,30 +53,91 @@ pub struct Rebuilt {
 impl Upstreams {
     pub fn new(configs: &[UpstreamConfig], naming: Naming) -> Self {
         Upstreams {
-            list: configs
-                .iter()
-                .cloned()
-                .map(|u| Arc::new(Upstream::new(u)))
-                .collect(),
+            list: ArcSwap::from_pointee(
+                configs
+                    .iter()
+                    .cloned()
+                    .map(|u| Arc::new(Upstream::new(u)))
+                    .collect(),
+            ),
+            growing: Mutex::new(()),
             merged: RwLock::new(Merged::default()),
             naming,
         }
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Arc<Upstream>> {
-        self.list.iter()
+    /// The live upstreams (retired ones left out), as they are now.
+    pub fn iter(&self) -> std::vec::IntoIter<Arc<Upstream>> {
+        self.live().into_iter()
     }
 
-    pub fn get(&self, index: usize) -> Option<&Arc<Upstream>> {
-        self.list.get(index)
+    /// The live upstreams with their indexes.
+    pub fn indexed(&self) -> Vec<(usize, Arc<Upstream>)> {
+        self.list
+            .load()
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !u.retired())
+            .map(|(i, u)| (i, u.clone()))
+            .collect()
     }
 
+    fn live(&self) -> Vec<Arc<Upstream>> {
+        self.list
+            .load()
+            .iter()
+            .filter(|u| !u.retired())
+            .cloned()
+            .collect()
+    }
+
+    /// The upstream at `index`, retired or not.
+    pub fn get(&self, index: usize) -> Option<Arc<Upstream>> {
+        self.list.load().get(index).cloned()
+    }
+
+    /// The upstream at `index`. Indexes come from the catalog or from the table itself and
+    /// are never removed, so one out of range is a bug.
+    pub fn at(&self, index: usize) -> Arc<Upstream> {
+        self.list.load()[index].clone()
+    }
+
+    /// The live upstreams that serve clients, with their indexes: one per name. While a
+    /// reload replaces an upstream, its new incarnation serves once it is ready and the old
+    /// one until then (neither is retired yet, so both are live).
+    pub fn serving(&self) -> Vec<(usize, Arc<Upstream>)> {
+        let live = self.indexed();
+        let ready = |u: &Upstream| matches!(u.status(), Status::Ready { .. });
+        live.iter()
+            .filter(|(i, u)| {
+                !live.iter().any(|(j, v)| {
+                    v.name() == u.name() && ((j > i && ready(v)) || (j < i && !ready(u)))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// How many indexes are taken, retired upstreams included.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.list.load().len()
     }
 
+    /// Whether no upstream is live.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.list.load().iter().all(|u| u.retired())
+    }
+
+    /// Appends an upstream for `config` and returns its index. It is not started here, and
+    /// not in the catalog until it has one and the catalog is rebuilt.
+    pub fn add(&self, config: UpstreamConfig) -> (usize, Arc<Upstream>) {
+        let _writer = self.growing.lock().unwrap_or_else(|p| p.into_inner());
+        let upstream = Arc::new(Upstream::new(config));
+        let mut list = Vec::clone(&self.list.load());
+        list.push(upstream.clone());
+        let index = list.len() - 1;
+        self.list.store(Arc::new(list));
+        (index, upstream)
     }
 
     /// The separator between an upstream's prefix and an item's own name.
@@ -88,7 +158,7 @@ impl Upstreams {
     /// each era's catalog before and after, for the relay to tell clients what changed.
     pub fn rebuild(&self) -> [Rebuilt; 2] {
         let stateless = self.merge(Era::Stateless);
-        let handshake = if self.list.iter().any(|u| u.dual()) {
+        let handshake = if self.iter().any(|u| u.dual()) {
             self.merge(Era::Handshake)
         } else {
             stateless.clone()
@@ -134,21 +204,22 @@ impl Upstreams {
     /// listed with what the gateway will do for it as a task.
     fn merge(&self, era: Era) -> Arc<Catalog> {
         type Support<'u> = Box<dyn Fn(&Value) -> &'static str + 'u>;
-        let supports: Vec<Support<'_>> = self
-            .list
+        let live = self.serving();
+        let supports: Vec<Support<'_>> = live
             .iter()
-            .map(|u| Box::new(move |tool: &Value| u.listed_task_support(era, tool)) as Support<'_>)
+            .map(|(_, u)| {
+                Box::new(move |tool: &Value| u.listed_task_support(era, tool)) as Support<'_>
+            })
             .collect();
-        let inputs: Vec<Input<'_>> = self
-            .list
+        let inputs: Vec<Input<'_>> = live
             .iter()
-            .enumerate()
-            .map(|(index, u)| Input {
-                index,
+            .zip(&supports)
+            .map(|((index, u), support)| Input {
+                index: *index,
                 name: u.name(),
                 prefix: &u.config.prefix,
                 catalog: u.catalog_for(era),
-                task_support: Some(&*supports[index]),
+                task_support: Some(&**support),
             })
             .collect();
         Arc::new(Catalog::build(&inputs, &self.naming))
@@ -170,7 +241,7 @@ impl Upstreams {
     /// What the gateway can serve as tasks, for its capabilities (see
     /// [`super::tasks::servable`]).
     pub fn task_servable(&self) -> (bool, bool, bool) {
-        super::tasks::servable(&self.list)
+        super::tasks::servable(&self.live())
     }
 
     /// Whether every upstream is ready and no name collides, and the details `/readyz`
@@ -178,7 +249,7 @@ impl Upstreams {
     pub fn readiness(&self) -> (bool, Value) {
         let mut all_ready = true;
         let mut upstreams = Map::new();
-        for u in &self.list {
+        for (_, u) in self.serving() {
             let status = u.status();
             all_ready &= matches!(status, Status::Ready { .. });
             let mut entry =
@@ -231,31 +302,11 @@ impl Upstreams {
     pub async fn settle(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
-            let settled = self
-                .list
-                .iter()
-                .all(|u| !matches!(u.status(), Status::Starting));
+            let settled = self.iter().all(|u| !matches!(u.status(), Status::Starting));
             if settled {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Index<usize> for Upstreams {
-    type Output = Arc<Upstream>;
-
-    fn index(&self, index: usize) -> &Arc<Upstream> {
-        &self.list[index]
-    }
-}
-
-impl<'a> IntoIterator for &'a Upstreams {
-    type Item = &'a Arc<Upstream>;
-    type IntoIter = std::slice::Iter<'a, Arc<Upstream>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.list.iter()
     }
 }

@@ -1,10 +1,8 @@
 //! The OAuth 2.0 resource-server face (RFC 9728, RFC 6750): the protected-resource metadata
 //! document, where it lives, and the `WWW-Authenticate` challenges that point to it.
 
-use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::Authenticator;
@@ -122,20 +120,14 @@ pub fn challenge(params: &[(&str, &str)]) -> String {
     }
 }
 
-/// Adds the metadata routes to the HTTP application (no credentials needed for them).
-pub fn mount<S: Clone + Send + Sync + 'static>(
-    router: Router<S>,
-    auth: std::sync::Arc<Authenticator>,
-) -> Router<S> {
-    let mut router = router;
-    for path in auth.resource.paths() {
-        let auth = auth.clone();
-        router = router.route(
-            &path,
-            get(move |headers: HeaderMap| async move { serve(&auth, &headers) }),
-        );
-    }
-    router
+/// The metadata document for a request to `path`, if it is one of this authenticator's
+/// metadata paths (no credentials needed for them).
+pub fn answer(auth: &Authenticator, path: &str, headers: &HeaderMap) -> Option<Response> {
+    auth.resource
+        .paths()
+        .iter()
+        .any(|p| p == path)
+        .then(|| serve(auth, headers))
 }
 
 fn serve(auth: &Authenticator, headers: &HeaderMap) -> Response {

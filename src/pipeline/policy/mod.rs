@@ -164,7 +164,8 @@ fn refuse(
         }
         _ => return None,
     };
-    let upstream = upstreams.get(upstream)?.name();
+    let upstream = upstreams.get(upstream)?;
+    let upstream = upstream.name();
     let allowed = match kind {
         // The upstream may decode or resolve the URI: its normal form is checked too.
         ItemKind::Resource => decider.allows_uri(upstream, name),

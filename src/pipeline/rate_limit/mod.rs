@@ -19,6 +19,7 @@
 //! routed call returns; a request waits for a slot at most the upstream's timeout (the tool's
 //! own, if it has one), then fails with -32012.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,7 +41,7 @@ use super::{DynStage, Hooks, Next, Outcome, RequestContext, Stage};
 use crate::config::auth::AuthMethod;
 use crate::config::{Config, Pattern};
 use crate::protocol::{Era, ErrorObject, Request, codes};
-use crate::upstream::Upstreams;
+use crate::upstream::{Upstream, Upstreams};
 
 /// Keyed buckets are pruned of idle keys (full buckets, indistinguishable from new ones)
 /// once every this many checks, so subjects that come and go do not grow memory for ever.
@@ -89,11 +90,11 @@ pub struct RateLimits<C: Clock> {
     clock: C,
     global: Option<Direct<C>>,
     per_principal: Option<Keyed<PrincipalKey, C>>,
-    /// By upstream index (the order of `config.upstreams`, which is the gateway's).
-    per_upstream: Vec<Option<Direct<C>>>,
+    /// By upstream name (indexes change when a reload replaces an upstream).
+    per_upstream: HashMap<String, Direct<C>>,
     per_tool: Vec<(Pattern, Keyed<String, C>)>,
-    /// By upstream index: the slots of capped upstreams.
-    slots: Vec<Option<Arc<Semaphore>>>,
+    /// By upstream name: the slots of capped upstreams.
+    slots: HashMap<String, Arc<Semaphore>>,
     checks: AtomicU64,
 }
 
@@ -121,7 +122,7 @@ impl<C: Clock + Clone> RateLimits<C> {
             per_upstream: config
                 .upstreams
                 .iter()
-                .map(|u| limits.per_upstream.get(&u.name).map(direct))
+                .filter_map(|u| Some((u.name.clone(), direct(limits.per_upstream.get(&u.name)?))))
                 .collect(),
             per_tool: limits
                 .per_tool
@@ -134,7 +135,9 @@ impl<C: Clock + Clone> RateLimits<C> {
             slots: config
                 .upstreams
                 .iter()
-                .map(|u| u.max_concurrency.map(|n| Arc::new(Semaphore::new(n))))
+                .filter_map(|u| {
+                    Some((u.name.clone(), Arc::new(Semaphore::new(u.max_concurrency?))))
+                })
                 .collect(),
             checks: AtomicU64::new(0),
             clock,
@@ -174,7 +177,7 @@ impl<C: Clock> RateLimits<C> {
                         .map_err(|n| refusal("per_tool", "tool", Some(tool), self.wait(&n)))?;
                 }
             }
-            if let Some(Some(limiter)) = self.per_upstream.get(routed.upstream) {
+            if let Some(limiter) = self.per_upstream.get(routed.upstream_name) {
                 limiter.check().map_err(|n| {
                     refusal(
                         "per_upstream",
@@ -210,7 +213,6 @@ impl<C: Clock> RateLimits<C> {
 
 /// Where a routed request goes.
 struct Routed<'a> {
-    upstream: usize,
     upstream_name: &'a str,
     /// For `tools/call`: the exposed name (per-tool buckets) and the upstream's own name
     /// (per-tool timeouts).
@@ -218,20 +220,28 @@ struct Routed<'a> {
     original: Option<String>,
 }
 
-/// The owner of a request that goes to an upstream (see `pipeline::owner`).
-fn routed<'r>(upstreams: &'r Upstreams, era: Era, req: &'r Request) -> Option<Routed<'r>> {
+/// The upstream a request goes to (see `pipeline::owner`), and the upstream's own name of
+/// the tool it calls.
+fn target(
+    upstreams: &Upstreams,
+    era: Era,
+    req: &Request,
+) -> Option<(Arc<Upstream>, Option<String>)> {
     let owner = super::owner::owner(upstreams, era, req)?;
-    let tool = owner
-        .tool
+    Some((upstreams.at(owner.upstream), owner.tool))
+}
+
+/// What the buckets look at, borrowed from the request and its target.
+fn routed<'r>(upstream: &'r Upstream, original: Option<String>, req: &'r Request) -> Routed<'r> {
+    let tool = original
         .is_some()
         .then(|| req.param("name").and_then(Value::as_str))
         .flatten();
-    Some(Routed {
-        upstream: owner.upstream,
-        upstream_name: upstreams[owner.upstream].name(),
+    Routed {
+        upstream_name: upstream.name(),
         tool,
-        original: owner.tool,
-    })
+        original,
+    }
 }
 
 fn rate_limited(refusal: &Refusal) -> ErrorObject {
@@ -269,7 +279,10 @@ where
     async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         let limits = &self.limits;
         limits.prune();
-        let routed = routed(&self.upstreams, ctx.era(), req);
+        let target = target(&self.upstreams, ctx.era(), req);
+        let routed = target
+            .as_ref()
+            .map(|(upstream, original)| routed(upstream, original.clone(), req));
         let principal = ctx.principal();
         let who = (principal.method, principal.subject.as_str());
         if let Err(refusal) = limits.check(who, routed.as_ref()) {
@@ -279,11 +292,14 @@ where
         }
         let slots = routed
             .as_ref()
-            .and_then(|r| Some((r, limits.slots.get(r.upstream)?.clone()?)));
+            .and_then(|r| Some((r, limits.slots.get(r.upstream_name)?.clone())));
         let Some((routed, slots)) = slots else {
             return next.run(ctx, req).await;
         };
-        let upstream = &self.upstreams[routed.upstream].config;
+        let Some((target, _)) = &target else {
+            return next.run(ctx, req).await;
+        };
+        let upstream = &target.config;
         let patience = match &routed.original {
             Some(tool) => super::timeout::for_tool(upstream, tool),
             None => upstream.timeout,

@@ -13,9 +13,8 @@ fn jwt(subject: &str) -> (AuthMethod, &str) {
     (AuthMethod::Jwt, subject)
 }
 
-fn call<'a>(upstream: usize, name: &'a str, tool: Option<&'a str>) -> Routed<'a> {
+fn call<'a>(name: &'a str, tool: Option<&'a str>) -> Routed<'a> {
     Routed {
-        upstream,
         upstream_name: name,
         tool,
         original: None,
@@ -65,9 +64,9 @@ fn tool_and_upstream_buckets_count_only_routed_calls() {
     for _ in 0..10 {
         assert!(limits.check(jwt("a"), None).is_ok());
     }
-    let create = call(1, "github", Some("github__create_issue"));
-    let other_create = call(1, "github", Some("github__create_repo"));
-    let list = call(1, "github", Some("github__list"));
+    let create = call("github", Some("github__create_issue"));
+    let other_create = call("github", Some("github__create_repo"));
+    let list = call("github", Some("github__list"));
     assert!(limits.check(jwt("a"), Some(&create)).is_ok());
     let refusal = limits.check(jwt("a"), Some(&create)).unwrap_err();
     assert_eq!(
@@ -83,7 +82,7 @@ fn tool_and_upstream_buckets_count_only_routed_calls() {
     // Another upstream has no bucket.
     assert!(
         limits
-            .check(jwt("a"), Some(&call(0, "files", Some("files__x"))))
+            .check(jwt("a"), Some(&call("files", Some("files__x"))))
             .is_ok()
     );
     clock.advance(Duration::from_secs(1));

@@ -7,10 +7,19 @@
 //! the gateway whole because they need several parts at once: the pipeline to run requests
 //! through, the session store, the relay for answers to server→client requests, the
 //! authenticator, metrics and the shutdown signal.
+//!
+//! A configuration reload ([`reload`]) swaps what may change while serving: the
+//! configuration the faces read, the pipeline (with its router) and the authenticator, each
+//! as one pointer, so a request sees the old settings or the new, never a mix; and it starts,
+//! drains and stops upstreams in the table.
 
-use std::sync::Arc;
+mod reload;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +35,9 @@ use crate::router::Router;
 use crate::session::SessionStore;
 use crate::tasks::{TaskParts, Tasks};
 use crate::upstream::Upstreams;
-use crate::upstream::supervisor::Supervisor;
+use crate::upstream::supervisor::{Supervisor, UpstreamEvent};
+
+pub use reload::{Applied, Reloaded};
 
 /// Upstream events queued for the relay's event loop.
 const EVENT_QUEUE: usize = 1024;
@@ -34,7 +45,9 @@ const EVENT_QUEUE: usize = 1024;
 const REAP_EVERY: Duration = Duration::from_secs(15);
 
 pub struct Gateway {
-    pub config: Arc<Config>,
+    /// The configuration in force: the one loaded at start, then each reload's (with the
+    /// settings that need a restart kept as they were).
+    config: ArcSwap<Config>,
     /// The upstreams and their merged catalog.
     pub upstreams: Arc<Upstreams>,
     /// Handshake-era client sessions.
@@ -42,16 +55,38 @@ pub struct Gateway {
     /// The way back: what upstreams send to clients, and clients' answers to it.
     pub relay: Arc<Relay>,
     /// The middleware stages every client request walks, ending in the router.
-    pub pipeline: Pipeline,
+    pipeline: ArcSwap<Pipeline>,
     /// Prometheus metrics, served at `metrics.path`.
     pub metrics: Arc<Metrics>,
     /// Credential checks for the HTTP faces; `None` when `auth` configures none.
-    pub auth: Option<Arc<Authenticator>>,
-    /// Cancelled when the gateway starts shutting down: streams end, no new work starts.
+    auth: ArcSwapOption<Authenticator>,
+    /// Cancelled when the gateway starts shutting down: `/readyz` turns 503, new sessions
+    /// are refused, streams end, no new work starts.
     pub shutdown: CancellationToken,
     /// Cancelled after requests drained: the supervisors close their upstreams.
     stop: CancellationToken,
-    supervisors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The running supervisors, by upstream index.
+    supervisors: Mutex<HashMap<usize, Running>>,
+    /// What a rebuild of the pipeline or a new supervisor needs.
+    parts: Rebuild,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// A supervisor and the token that stops it alone.
+struct Running {
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// The parts that outlive a reload, kept to build the pipeline and supervisors again.
+struct Rebuild {
+    hooks: Hooks,
+    tasks: Arc<Tasks>,
+    sealer: Arc<Sealer>,
+    parked: Arc<crate::router::mrtr::Parked>,
+    events: mpsc::Sender<UpstreamEvent>,
+    http: reqwest::Client,
 }
 
 impl Gateway {
@@ -82,83 +117,87 @@ impl Gateway {
             store.clone(),
             shutdown.clone(),
         );
-        let auth = Authenticator::new(&config.auth, &config.path);
-        let router = Arc::new(Router {
-            config: config.clone(),
-            upstreams: upstreams.clone(),
-            relay: relay.clone(),
-            sealer: sealer.clone(),
-            parked: Default::default(),
-            per_principal: auth.is_some() || !config.policy.rules.is_empty(),
-            shutdown: shutdown.clone(),
-        });
         let tasks = Tasks::new(TaskParts {
             config: config.tasks.clone(),
             store,
             upstreams: upstreams.clone(),
             sessions: sessions.clone(),
             relay: relay.clone(),
-            sealer,
+            sealer: sealer.clone(),
             page_size: config.page_size,
         });
+        let (events, rx) = mpsc::channel(EVENT_QUEUE);
+        let parts = Rebuild {
+            hooks: hooks.clone(),
+            tasks,
+            sealer,
+            parked: Default::default(),
+            events,
+            http: http_client(),
+        };
         let metrics = Arc::new(Metrics::default());
-        let pipeline = Pipeline::build(
-            &config,
-            Parts {
-                upstreams: upstreams.clone(),
-                metrics: metrics.clone(),
-                hooks: hooks.clone(),
-                tasks: tasks.stage(),
-                terminal: router,
-            },
-        );
-        tracing::debug!(stages = ?pipeline.names(), "Pipeline");
+        let (pipeline, auth) =
+            build_pipeline(&config, &parts, &upstreams, &relay, &metrics, &shutdown);
         let gateway = Arc::new(Gateway {
-            config,
+            config: ArcSwap::new(config),
             upstreams,
             sessions,
             relay,
-            pipeline,
+            pipeline: ArcSwap::from_pointee(pipeline),
             metrics,
-            auth,
+            auth: ArcSwapOption::new(auth),
             shutdown,
             stop: CancellationToken::new(),
-            supervisors: std::sync::Mutex::new(Vec::new()),
+            supervisors: Mutex::new(HashMap::new()),
+            parts,
+            reloading: tokio::sync::Mutex::new(()),
         });
-        gateway.start_upstreams();
+        for (index, upstream) in gateway.upstreams.indexed() {
+            gateway.supervise(index, upstream);
+        }
+        tokio::spawn(crate::relay::run(gateway.relay.clone(), rx));
         tokio::spawn(reap_task(gateway.clone()));
         gateway
     }
 
-    /// Starts one supervisor per upstream, each feeding the relay.
-    fn start_upstreams(&self) {
-        for (index, upstream) in self.upstreams.iter().enumerate() {
-            let relay = Arc::downgrade(&self.relay);
-            upstream.set_hook(Arc::new(move |n, origin| {
-                relay
-                    .upgrade()
-                    .is_some_and(|relay| crate::relay::consume(&relay, index, n, origin))
-            }));
-        }
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let http = http_client();
-        let handles = self
-            .upstreams
-            .iter()
-            .enumerate()
-            .map(|(index, upstream)| {
-                let supervisor = Supervisor {
-                    upstream: upstream.clone(),
-                    index,
-                    events: tx.clone(),
-                    http: http.clone(),
-                    shutdown: self.stop.clone(),
-                };
-                tokio::spawn(supervisor.run())
-            })
-            .collect();
-        *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()) = handles;
-        tokio::spawn(crate::relay::run(self.relay.clone(), rx));
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// The pipeline in force; a request keeps the one it started with.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.load_full()
+    }
+
+    /// The authenticator in force, if `auth` configures one.
+    pub fn auth(&self) -> Option<Arc<Authenticator>> {
+        self.auth.load_full()
+    }
+
+    /// Whether the gateway is shutting down (draining): not ready, no new sessions.
+    pub fn draining(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Starts the supervisor of the upstream at `index`, feeding the relay.
+    fn supervise(&self, index: usize, upstream: Arc<crate::upstream::Upstream>) {
+        let relay = Arc::downgrade(&self.relay);
+        upstream.set_hook(Arc::new(move |n, origin| {
+            relay
+                .upgrade()
+                .is_some_and(|relay| crate::relay::consume(&relay, index, n, origin))
+        }));
+        let stop = self.stop.child_token();
+        let supervisor = Supervisor {
+            upstream,
+            index,
+            events: self.parts.events.clone(),
+            http: self.parts.http.clone(),
+            shutdown: stop.clone(),
+        };
+        let handle = tokio::spawn(supervisor.run());
+        lock(&self.supervisors).insert(index, Running { stop, handle });
     }
 
     /// Closes every upstream (stdio children: stdin closed, a grace period, then kill) and
@@ -169,8 +208,10 @@ impl Gateway {
             upstream.links.close_all().await;
         }
         self.stop.cancel();
-        let handles =
-            std::mem::take(&mut *self.supervisors.lock().unwrap_or_else(|p| p.into_inner()));
+        let handles: Vec<_> = std::mem::take(&mut *lock(&self.supervisors))
+            .into_values()
+            .map(|r| r.handle)
+            .collect();
         let limit = crate::upstream::stdio::STOP_GRACE + Duration::from_secs(2);
         if tokio::time::timeout(limit, futures::future::join_all(handles))
             .await
@@ -181,12 +222,55 @@ impl Gateway {
     }
 
     /// Whether every upstream is ready and no name collides: what `/readyz` reports, with
-    /// the number of open sessions.
+    /// the number of open sessions. Never ready while draining.
     pub fn readiness(&self) -> (bool, Value) {
         let (ready, mut details) = self.upstreams.readiness();
         details["sessions"] = Value::from(self.sessions.len());
+        if self.draining() {
+            details["ready"] = Value::Bool(false);
+            details["draining"] = Value::Bool(true);
+            return (false, details);
+        }
         (ready, details)
     }
+}
+
+/// The pipeline for `config`, ending in a router built for it, and the authenticator the
+/// HTTP faces check credentials with.
+fn build_pipeline(
+    config: &Arc<Config>,
+    parts: &Rebuild,
+    upstreams: &Arc<Upstreams>,
+    relay: &Arc<Relay>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> (Pipeline, Option<Arc<Authenticator>>) {
+    let auth = Authenticator::new(&config.auth, &config.path);
+    let router = Arc::new(Router {
+        config: config.clone(),
+        upstreams: upstreams.clone(),
+        relay: relay.clone(),
+        sealer: parts.sealer.clone(),
+        parked: parts.parked.clone(),
+        per_principal: auth.is_some() || !config.policy.rules.is_empty(),
+        shutdown: shutdown.clone(),
+    });
+    let pipeline = Pipeline::build(
+        config,
+        Parts {
+            upstreams: upstreams.clone(),
+            metrics: metrics.clone(),
+            hooks: parts.hooks.clone(),
+            tasks: parts.tasks.stage(),
+            terminal: router,
+        },
+    );
+    tracing::debug!(stages = ?pipeline.names(), "Pipeline");
+    (pipeline, auth)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One HTTP client for every upstream: connections and TLS sessions are reused.
@@ -202,7 +286,7 @@ fn http_client() -> reqwest::Client {
 async fn reap_task(gateway: Arc<Gateway>) {
     // Often enough that a short idle timeout is honoured closely, never busier than 10 Hz.
     let every =
-        (gateway.config.session_idle_timeout / 2).clamp(Duration::from_millis(100), REAP_EVERY);
+        (gateway.config().session_idle_timeout / 2).clamp(Duration::from_millis(100), REAP_EVERY);
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
