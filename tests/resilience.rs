@@ -195,35 +195,66 @@ async fn upstream_stderr_reaches_the_log_tagged_with_the_upstream_name() {
     assert_eq!(line["fields"]["upstream"], "gamma", "{line}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_requests_in_flight_finish_and_exits_zero() {
-    let yaml = format!(
-        "shutdown_grace: 20s\nupstreams:\n{}",
-        stdio_fixture("alpha", &[])
+/// server-everything from `.interop/` (installed by `scripts/interop --install-only`).
+fn everything_upstream() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script =
+        root.join(".interop/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        script.is_file(),
+        "{} is missing: run `scripts/interop --install-only` (scripts/test does)",
+        script.display()
     );
+    format!(
+        "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: handshake\n",
+        script.display().to_string()
+    )
+}
+
+/// SIGTERM drains: `/readyz` turns 503 at once while the listener still answers, a new
+/// session is refused with 503, the GET stream ends, the call in flight (`tool`, with a
+/// progress token so its answer is a stream) is answered, and the exit status is 0.
+async fn sigterm_drains(upstreams: &str, tool: &str, arguments: Value, done: &str) {
+    let yaml = format!("shutdown_grace: 20s\nupstreams:\n{upstreams}");
     let mut gw = Gateway::start(&yaml);
     gw.wait_ready().await;
     let c = Mcp::connect(&gw.url).await;
-    wait_for(WAIT, "alpha listed", || async {
-        c.list_keys("tools/list", "tools", "name")
-            .await
-            .contains(&"alpha__slow".to_owned())
-            .then_some(())
-    })
-    .await;
     let mut get_stream = c.open_stream().await.expect("GET stream");
 
-    let (id, mut slow) = slow_call_in_flight(&c, 1500, "drain").await;
+    let params = json!({"name": tool, "arguments": arguments, "_meta": {"progressToken": "drain"}});
+    let (id, resp) = c.stream_request("tools/call", params).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut slow = SseStream::new(resp);
+    let first = slow.next(WAIT).await.expect("a first progress message");
+    assert_eq!(first["method"], "notifications/progress", "{first}");
     support::signal(gw.pid().expect("pid"), "TERM");
+
+    let (status, body) = wait_for(WAIT, "/readyz to turn 503", || async {
+        let (status, body) = gw.readyz().await;
+        (status == 503).then_some((status, body))
+    })
+    .await;
+    assert_eq!((status, &body["draining"]), (503, &json!(true)), "{body}");
+    let refused = support::http_client()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .json(&support::initialize_body(1, "2025-11-25"))
+        .send()
+        .await
+        .expect("POST initialize while draining");
+    assert_eq!(refused.status().as_u16(), 503);
+    let text = refused.text().await.unwrap_or_default();
+    assert!(text.contains("shutting down"), "{text}");
 
     let answer = slow
         .next_matching(WAIT, is_response(id))
         .await
         .expect("the call in flight is answered");
-    assert_eq!(
-        answer["result"]["content"][0]["text"], "done after 1500 ms",
-        "{answer}"
-    );
+    let answered = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(answered.contains(done), "{answer}");
     // The GET stream ends rather than holding the gateway open.
     within(WAIT, "GET stream end", async {
         while get_stream.next(WAIT).await.is_some() {}
@@ -236,6 +267,28 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_zero() {
         "exit status {status:?}; log:\n{}",
         gw.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero_in_front_of_the_fixture() {
+    sigterm_drains(
+        &stdio_fixture("alpha", &[]),
+        "alpha__slow",
+        json!({"ms": 1500}),
+        "done after 1500 ms",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero_in_front_of_server_everything() {
+    sigterm_drains(
+        &everything_upstream(),
+        "everything__trigger-long-running-operation",
+        json!({"duration": 2, "steps": 4}),
+        "Long running operation completed",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,6 +234,18 @@ impl Mcp {
         mcp
     }
 
+    /// A second handle on the same session (for a request running beside others).
+    pub fn same_session(&self) -> Mcp {
+        Mcp {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            session: self.session.clone(),
+            version: self.version.clone(),
+            init: self.init.clone(),
+            next_id: AtomicU64::new(self.next_id.fetch_add(1000, Ordering::Relaxed) + 1000),
+        }
+    }
+
     /// A POST to the endpoint carrying this session's headers.
     pub fn post(&self) -> reqwest::RequestBuilder {
         self.http

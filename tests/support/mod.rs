@@ -95,12 +95,23 @@ impl Gateway {
 
     /// Starts the gateway on an existing config file, with extra environment.
     pub fn start_with(dir: tempfile::TempDir, config: &Path, env: &[(&str, &str)]) -> Gateway {
+        Self::start_args(dir, config, env, &[])
+    }
+
+    /// [`Gateway::start_with`] with extra `serve` arguments.
+    pub fn start_args(
+        dir: tempfile::TempDir,
+        config: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Gateway {
         let log = dir.path().join("gateway.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = hermetic(manifold_bin())
             .args(["serve", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("MANIFOLD_LOG", "info,manifold=debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
