@@ -610,3 +610,14 @@ def test_full_config_passes_manifold_check(chart, image, tmp_path):
                     "--volume", f"{config_dir}:/etc/manifold:ro", *env, f"{repository}:{tag}",
                     "check", "--config", "/etc/manifold/gateway.yaml", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_install_example_in_the_docs_renders(chart):
+    """docs/deployment.md's install example is values the chart accepts, as documented."""
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    example = doc.split("cat > values.yaml <<'YAML'\n", 1)[1].split("\nYAML\n", 1)[0]
+    objs = objects(render(chart, yaml.safe_load(example)))
+    config = gateway_config(objs)
+    assert config["seal_key"] == "${MANIFOLD_SEAL_KEY}"
+    assert config["tasks"]["redis"] == "${MANIFOLD_REDIS_URL}"
+    assert one(objs, "Deployment")["spec"]["replicas"] == 2
