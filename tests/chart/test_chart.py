@@ -13,7 +13,8 @@ Helm itself runs in-process (helm-python-sdk: Helm 4's Go SDK as a shared librar
 - run the rendered Deployment's container for real in Docker, as a kubelet would run it
   (image, args, env, the ConfigMap mounted read-only, user, read-only root, tmpfs for the
   emptyDir, capabilities dropped, no new privileges), wait for its probes to answer 200, stop
-  it and check it exits 0. The image is $MANIFOLD_IMAGE (default manifold:ci); set
+  it and check it exits 0; with reloadStrategy: hot, swap the ConfigMap volume as the kubelet
+  does and check the running gateway serves the new config. The image is $MANIFOLD_IMAGE (default manifold:ci); set
   CHART_SKIP_DOCKER=1 to skip that part (scripts/chart --no-docker).
 """
 
@@ -621,3 +622,99 @@ def test_install_example_in_the_docs_renders(chart):
     assert config["seal_key"] == "${MANIFOLD_SEAL_KEY}"
     assert config["tasks"]["redis"] == "${MANIFOLD_REDIS_URL}"
     assert one(objs, "Deployment")["spec"]["replicas"] == 2
+
+
+def swap_config_volume(directory: Path, data: dict[str, str]) -> None:
+    """Updates a ConfigMap volume as the kubelet does: a new timestamped directory, then
+    ..data renamed over in one step (the files themselves are never rewritten)."""
+    stamped = directory / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+    stamped.mkdir(mode=0o755)
+    for name, text in data.items():
+        (stamped / name).write_text(text)
+        (stamped / name).chmod(0o644)
+    (directory / "..data_tmp").symlink_to(stamped.name)
+    os.replace(directory / "..data_tmp", directory / "..data")
+
+
+@pytest.mark.docker
+def test_hot_reload_sees_the_kubelet_swap(chart, image, tmp_path):
+    """reloadStrategy: hot. A config change leaves the pod template as it was (so Kubernetes
+    does not restart the pod), and the running gateway picks up the new ConfigMap when the
+    kubelet swaps it in."""
+    repository, tag = image
+    port = free_port()
+    base = {"reloadStrategy": "hot", "image": {"repository": repository, "tag": tag}, "containerPort": port}
+    # A second demo server: its tools are prefixed, its resources (same URIs) left out.
+    second = {"command": "manifold", "args": ["demo"], "resources": {"deny": ["*"]}}
+    changed_config = {"upstreams": {"demo": {"command": "manifold", "args": ["demo"]}, "second": second}}
+    before = objects(render(chart, base))
+    after = objects(render(chart, {**base, "config": changed_config}))
+    template = lambda objs: one(objs, "Deployment")["spec"]["template"]
+    assert template(before) == template(after), "a config change must not touch the pod template"
+    assert gateway_config(before) != gateway_config(after)
+
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    name = f"manifold-chart-test-{os.getpid()}-reload"
+    docker(*docker_run_args(before, config_dir, name))
+    try:
+        def readyz() -> dict[str, Any]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as e:
+                return json.loads(e.read())
+            except OSError:
+                return {}
+
+        def wait_for(predicate, what: str) -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if predicate(readyz()):
+                    return
+                if not running(name):
+                    break
+                time.sleep(0.5)
+            pytest.fail(f"{what} within 60 s; /readyz: {readyz()}\n{docker('logs', name, check=False).stderr[-4000:]}")
+
+        wait_for(lambda r: r.get("ready") is True and set(r["upstreams"]) == {"demo"}, "ready with the demo upstream")
+        started_at = docker("inspect", "-f", "{{.State.StartedAt}}", name).stdout
+        swap_config_volume(config_dir, one(after, "ConfigMap")["data"])
+        wait_for(lambda r: r.get("ready") is True and set(r.get("upstreams", {})) == {"demo", "second"},
+                 "the swapped config's second upstream ready")
+        assert docker("inspect", "-f", "{{.State.StartedAt}}", name).stdout == started_at, "the container restarted"
+        docker("stop", "--time", "30", name, timeout=60)
+        assert json.loads(docker("inspect", "-f", "{{json .State}}", name).stdout)["ExitCode"] == 0
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
+def test_every_value_is_in_the_docs_table():
+    """docs/deployment.md's values table names every value the schema accepts (a value, or
+    a parent that the row describes as a whole)."""
+    import re
+
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    table = doc.split("### Values", 1)[1].split("\n\n", 2)[1]
+    documented = set()
+    for row in table.splitlines()[2:]:
+        names = re.findall(r"`([^`]+)`", row.split("|")[1])
+        prefix = names[0].rsplit(".", 1)[0] + "." if "." in names[0] else ""
+        for n in names:
+            documented.add((n if "." in n else prefix + n).removesuffix(".*"))
+
+    def leaves(schema, path=""):
+        props = schema.get("properties")
+        if not props:
+            yield path
+            return
+        for key, sub in props.items():
+            yield from leaves(sub, f"{path}.{key}" if path else key)
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    missing = []
+    for leaf in leaves(schema):
+        parts = leaf.split(".")
+        if leaf != "global" and not any(".".join(parts[:i]) in documented for i in range(1, len(parts) + 1)):
+            missing.append(leaf)
+    assert missing == [], f"values missing from the docs table: {missing}"
