@@ -128,7 +128,9 @@ def seconds(duration: str) -> float:
 VALUE_SETS = {
     "default": {},
     "full": FULL_VALUES,
-    "hot-guarded": {"reloadStrategy": "hot", "hostGuard": {"enabled": True, "extraHosts": ["mcp.example.com"]}},
+    "hot-guarded": {"reloadStrategy": "hot", "hostGuard": {"enabled": True, "extraHosts": ["mcp.example.com"]},
+                    "config": {"security": {"allowed_hosts": ["gw.example.com:8443"]}, "upstreams": {"demo": {"command": "manifold", "args": ["demo"]}}},
+                    "podDisruptionBudget": {"enabled": True}},
 }
 
 
@@ -245,7 +247,7 @@ def test_config_map_is_the_gateway_config(chart, name):
         hosts = config["security"]["allowed_hosts"]
         service = one(objs, "Service")["metadata"]["name"]
         for host in (service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc",
-                     f"{service}.{NAMESPACE}.svc.cluster.local", "mcp.example.com"):
+                     f"{service}.{NAMESPACE}.svc.cluster.local", "mcp.example.com", "gw.example.com:8443"):
             assert host in hosts
     else:
         assert guard == "off"
@@ -333,6 +335,10 @@ def test_full_values_turn_everything_on(chart):
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert one(objs, "PodDisruptionBudget")["spec"] == {
         "minAvailable": 1, "selector": deployment["spec"]["selector"]}
+    default_pdb = one(objects(render(chart, {"podDisruptionBudget": {"enabled": True}})), "PodDisruptionBudget")
+    assert default_pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in default_pdb["spec"]
+    zero_pdb = one(objects(render(chart, {"podDisruptionBudget": {"enabled": True, "maxUnavailable": 0}})), "PodDisruptionBudget")
+    assert zero_pdb["spec"]["maxUnavailable"] == 0
     netpol = one(objs, "NetworkPolicy")["spec"]
     assert netpol["podSelector"] == deployment["spec"]["selector"]
     assert netpol["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]

@@ -124,12 +124,10 @@ settings that would put a secret in the ConfigMap or contradict the chart.
 {{- if not (hasKey $security "dns_rebinding_protection") }}
 {{- if .Values.hostGuard.enabled }}
 {{- $_ := set $security "dns_rebinding_protection" "on" }}
-{{- if not (hasKey $security "allowed_hosts") }}
 {{- $svc := include "manifold.fullname" . }}
 {{- $ns := .Release.Namespace }}
 {{- $hosts := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.hostGuard.clusterDomain) }}
-{{- $_ := set $security "allowed_hosts" (concat $hosts .Values.hostGuard.extraHosts) }}
-{{- end }}
+{{- $_ := set $security "allowed_hosts" (concat $hosts .Values.hostGuard.extraHosts (get $security "allowed_hosts" | default list) | uniq) }}
 {{- else }}
 {{- $_ := set $security "dns_rebinding_protection" "off" }}
 {{- end }}
