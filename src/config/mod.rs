@@ -19,6 +19,7 @@ mod error;
 mod expand;
 mod filter;
 pub mod jwks;
+pub mod limits;
 mod load;
 mod mcp_servers;
 pub mod metrics;

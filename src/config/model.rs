@@ -81,6 +81,10 @@ pub struct Config {
     pub audit: super::audit::AuditConfig,
     /// Tasks: store, lifetimes, limits and the threshold (`tasks`).
     pub tasks: super::tasks::TasksConfig,
+    /// Connection count, per-source count and timeouts of the HTTP face (`connections`).
+    pub connections: super::limits::ConnectionsConfig,
+    /// Session count, per-principal and per-source counts, unused expiry (`sessions`).
+    pub sessions: super::limits::SessionsConfig,
 }
 
 /// How the gateway answers a request on Streamable HTTP.
@@ -265,6 +269,8 @@ impl Default for Config {
             metrics: Default::default(),
             audit: Default::default(),
             tasks: Default::default(),
+            connections: Default::default(),
+            sessions: Default::default(),
         }
     }
 }
@@ -294,6 +300,8 @@ impl fmt::Debug for Config {
             .field("metrics", &self.metrics)
             .field("audit", &self.audit)
             .field("tasks", &self.tasks)
+            .field("connections", &self.connections)
+            .field("sessions", &self.sessions)
             .finish()
     }
 }

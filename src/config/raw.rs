@@ -34,6 +34,8 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics",
     "audit",
     "tasks",
+    "connections",
+    "sessions",
 ];
 
 /// gateway.yaml. `U` is the shape of one upstream: the loader first reads each upstream as an
@@ -74,6 +76,9 @@ pub struct RawConfig<U = RawUpstream> {
     pub metrics: serde_json::Value,
     pub audit: serde_json::Value,
     pub tasks: serde_json::Value,
+    // Bounds on what clients may hold (`config::limits`).
+    pub connections: serde_json::Value,
+    pub sessions: serde_json::Value,
 }
 
 /// The `security` section.
@@ -170,6 +175,8 @@ impl<U> Default for RawConfig<U> {
             metrics: empty_section(),
             audit: empty_section(),
             tasks: empty_section(),
+            connections: empty_section(),
+            sessions: empty_section(),
         }
     }
 }
@@ -199,6 +206,8 @@ impl<U> RawConfig<U> {
             metrics: self.metrics,
             audit: self.audit,
             tasks: self.tasks,
+            connections: self.connections,
+            sessions: self.sessions,
         }
     }
 }

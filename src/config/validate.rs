@@ -53,6 +53,8 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         metrics: super::metrics::MetricsConfig::from_raw(&raw.metrics, e),
         audit: super::audit::AuditConfig::from_raw(&raw.audit, e),
         tasks: super::tasks::TasksConfig::from_raw(&raw.tasks, e),
+        connections: super::limits::ConnectionsConfig::from_raw(&raw.connections, e),
+        sessions: super::limits::SessionsConfig::from_raw(&raw.sessions, e),
     };
     reserved_paths(&config, e);
     // Stage sections that name upstreams are checked against the upstreams list.

@@ -9,8 +9,9 @@
 //! `list_changed`, as for any upstream's change.
 //!
 //! Settings that the running process cannot change (the listen address, the endpoint path,
-//! names, sessions, the seal key, the Host guard, telemetry, metrics, tasks) keep their
-//! running values; each one that differs is named in the log.
+//! names, sessions and their limits, the connection limits, the seal key, the Host guard,
+//! telemetry, metrics, tasks) keep their running values; each one that differs is named in
+//! the log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,7 +222,9 @@ fn keep_running(old: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
         security,
         telemetry,
         metrics,
-        tasks
+        tasks,
+        connections,
+        sessions
     );
     (new, kept)
 }
