@@ -5,7 +5,10 @@
 //! for loopback listeners), only loopback names and configured extras are accepted. A bad
 //! `Origin` gets 403 (MCP 2025-11-25 transports); a bad `Host` gets 421 Misdirected Request.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 
 use crate::config::Security;
 
@@ -81,6 +84,34 @@ impl Guard {
                 .host_str()
                 .is_some_and(|h| is_loopback_name(h.trim_start_matches('[').trim_end_matches(']'))),
             _ => false,
+        }
+    }
+}
+
+/// The request's authority as its `Host` header, so every check and every URL built from
+/// `Host` sees it whatever the HTTP version: an HTTP/2 request carries it in `:authority`
+/// (the URI), usually without `Host`, as does an HTTP/1.1 request in absolute form. A `Host`
+/// that names another authority than the URI is refused with 400 (RFC 9113 §8.3.1, RFC 9112
+/// §3.2.2: the URI's authority is the one that counts, so the two must not disagree).
+pub async fn authority_as_host(mut req: Request, next: Next) -> Response {
+    let Some(authority) = req.uri().authority().map(|a| a.as_str().to_owned()) else {
+        return next.run(req).await;
+    };
+    match req.headers().get(header::HOST) {
+        Some(host) if !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) => {
+            let msg = format!(
+                "Host {:?} differs from the request's authority {authority:?}",
+                host.to_str().unwrap_or("(not text)")
+            );
+            let error = crate::protocol::ErrorObject::invalid_request(msg);
+            super::web::rpc_error(StatusCode::BAD_REQUEST, error)
+        }
+        Some(_) => next.run(req).await,
+        None => {
+            if let Ok(v) = HeaderValue::from_str(&authority) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+            next.run(req).await
         }
     }
 }

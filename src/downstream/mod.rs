@@ -62,6 +62,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
             guard,
             opening: Default::default(),
         })
+        .layer(axum::middleware::from_fn(guard::authority_as_host))
 }
 
 async fn resource_metadata(
