@@ -230,6 +230,7 @@ pub async fn initialize(
         return Err(shutting_down());
     }
     let principal = caller.principal.clone();
+    let source = caller.source;
     let mut ctx = RequestContext::new(None, None, caller);
     let result = gateway.pipeline().handle(&mut ctx, req).await?;
     let negotiated = result
@@ -243,12 +244,43 @@ pub async fn initialize(
         .unwrap_or_else(|| serde_json::json!({}));
     let mut session = make(negotiated, info, caps);
     session.principal = principal;
-    let session = gateway
-        .sessions
-        .insert(Arc::new(session))
-        .ok_or_else(|| ErrorObject::new(codes::GATEWAY_BUSY, "too many sessions"))?;
+    session.source = source;
+    let session = admit(gateway, Arc::new(session)).await?;
     tracing::info!(session = %&session.id[..8], version = %session.protocol_version, client = %session.client_info, "Client session opened");
     Ok((result, session))
+}
+
+/// Registers a new session under the session limits: idle sessions evicted to make room are
+/// closed everywhere; a refusal is -32012 (HTTP 503) naming the limit.
+async fn admit(gateway: &Gateway, session: Arc<Session>) -> Result<Arc<Session>, ErrorObject> {
+    let limits = &gateway.config().sessions;
+    match gateway.sessions.insert(session) {
+        Ok(admitted) => {
+            for (gone, limit) in admitted.evicted {
+                gateway.metrics.session_evicted(limit);
+                tracing::info!(session = %&gone.id[..8.min(gone.id.len())], limit, used = gone.is_used(), "Closed the least recently used idle session to make room for a new one");
+                relay::session_closed(&gateway.relay, &gone.id).await;
+            }
+            Ok(admitted.session)
+        }
+        Err(limit) => {
+            gateway.metrics.session_refused(limit);
+            let (what, cap) = match limit {
+                "principal" => ("sessions for this principal", limits.per_principal),
+                "source" => ("sessions from this address", limits.per_source),
+                _ => ("sessions", limits.max),
+            };
+            tracing::warn!(
+                limit,
+                cap,
+                "Refused a new session: every session under the limit is busy"
+            );
+            Err(ErrorObject::new(
+                codes::GATEWAY_BUSY,
+                format!("too many {what} (at most {cap}, all busy); close one or retry later"),
+            ))
+        }
+    }
 }
 
 /// The refusal of a new session while the gateway drains (HTTP 503: try another replica).

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -20,8 +20,8 @@ use serde_json::Value;
 use super::answer::{answer, sse_event, sse_response};
 use super::exchange;
 use super::web::{
-    AppState, SESSION_HEADER, VERSION_HEADER, accepts, caller, is_json, plain, refused_or,
-    rpc_error, rpc_json,
+    AppState, Peer, SESSION_HEADER, VERSION_HEADER, accepts, caller, is_json, plain, read_body,
+    refused_or, rpc_error, rpc_json,
 };
 use crate::pipeline::Caller;
 use crate::protocol::jsonrpc::ParseError;
@@ -42,6 +42,7 @@ pub(crate) async fn method_not_allowed() -> Response {
 
 pub(crate) async fn post_message(
     State(state): State<AppState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -62,17 +63,13 @@ pub(crate) async fn post_message(
     }
     // Credentials before the body: an unauthenticated client gets 401 without the gateway
     // reading (or parsing) what it sent.
-    let caller = match caller(&state, &headers, "http").await {
+    let caller = match caller(&state, &headers, peer.as_deref(), "http").await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    let limit = state.gateway.config().max_body_bytes;
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        let msg = format!("request body larger than {limit} bytes");
-        return rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorObject::invalid_request(msg),
-        );
+    let bytes = match read_body(&state, body).await {
+        Ok(bytes) => bytes,
+        Err(resp) => return *resp,
     };
     let parsed = Message::parse(&bytes);
     if super::stateless::is_stateless_post(&headers, &parsed) {
@@ -191,7 +188,11 @@ fn session_with_version(
 
 /// GET: the session's standalone stream, or, with `Last-Event-ID`, the rest of any of the
 /// session's streams after that event (resumption after a dropped connection).
-pub(crate) async fn get_stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn get_stream(
+    State(state): State<AppState>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
@@ -204,7 +205,7 @@ pub(crate) async fn get_stream(State(state): State<AppState>, headers: HeaderMap
             "Accept must list text/event-stream",
         );
     }
-    let caller = match caller(&state, &headers, "http").await {
+    let caller = match caller(&state, &headers, peer.as_deref(), "http").await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
@@ -252,14 +253,18 @@ pub(crate) async fn get_stream(State(state): State<AppState>, headers: HeaderMap
     }
 }
 
-pub(crate) async fn delete_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn delete_session(
+    State(state): State<AppState>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
     if is_stateless_version(&headers) {
         return stateless_only_post();
     }
-    let caller = match caller(&state, &headers, "http").await {
+    let caller = match caller(&state, &headers, peer.as_deref(), "http").await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
@@ -16,13 +16,13 @@ use futures::StreamExt;
 
 use super::answer::{sse_event, sse_response};
 use super::exchange;
-use super::web::{AppState, Opening, accepts, caller, is_json, rpc_error};
+use super::web::{AppState, Opening, Peer, accepts, caller, is_json, read_body, rpc_error};
 use crate::gateway::Gateway;
 use crate::pipeline::Caller;
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{ErrorObject, Message, Response as RpcResponse, methods};
 use crate::session::Session;
-use crate::session::client::{GET_STREAM, MAX_SESSIONS};
+use crate::session::client::GET_STREAM;
 use crate::session::events::EventLog;
 
 pub const SSE_PATH: &str = "/sse";
@@ -47,7 +47,11 @@ impl Drop for CloseOnDrop {
     }
 }
 
-pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn open(
+    State(state): State<AppState>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
@@ -57,7 +61,7 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
             ErrorObject::invalid_request("Accept must list text/event-stream"),
         );
     }
-    let opener = match caller(&state, &headers, "sse").await {
+    let opener = match caller(&state, &headers, peer.as_deref(), "sse").await {
         Ok(caller) => caller.principal,
         Err(resp) => return *resp,
     };
@@ -67,7 +71,9 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
             super::exchange::shutting_down(),
         );
     }
-    if state.opening.len() + state.gateway.sessions.len() >= MAX_SESSIONS {
+    // Streams waiting for their `initialize` are bounded like sessions; the session itself
+    // is admitted (evicting an idle one if need be) when `initialize` comes.
+    if state.opening.len() >= state.gateway.sessions.max() {
         return rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorObject::invalid_request("too many sessions"),
@@ -99,13 +105,14 @@ pub(crate) async fn open(State(state): State<AppState>, headers: HeaderMap) -> R
 pub(crate) async fn message(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
-    let caller = match caller(&state, &headers, "sse").await {
+    let caller = match caller(&state, &headers, peer.as_deref(), "sse").await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
@@ -121,12 +128,9 @@ pub(crate) async fn message(
             ErrorObject::invalid_request("missing session_id"),
         );
     };
-    let limit = state.gateway.config().max_body_bytes;
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorObject::invalid_request(format!("request body larger than {limit} bytes")),
-        );
+    let bytes = match read_body(&state, body).await {
+        Ok(bytes) => bytes,
+        Err(resp) => return *resp,
     };
     let msg = match Message::parse(&bytes) {
         Ok(m) => m,

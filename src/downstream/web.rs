@@ -1,10 +1,13 @@
 //! HTTP plumbing shared by the HTTP faces: the state every handler gets, who is calling (the
 //! credentials checked at the edge), media types, and JSON-RPC bodies with their statuses.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use dashmap::DashMap;
 use serde_json::Value;
 
@@ -33,17 +36,42 @@ pub(crate) struct AppState {
 /// the principal that opened each: only that principal may initialize on it.
 pub(crate) type Opening = Arc<DashMap<String, (Arc<EventLog>, Arc<Principal>)>>;
 
+/// The connection a request came on, put in the request's extensions by the server: the
+/// peer's address, and what to do once a request on it has proved credentials (the server
+/// stops counting the connection against its source's limit of unauthenticated ones).
+#[derive(Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    vouched: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, on_vouched: impl Fn() + Send + Sync + 'static) -> Self {
+        Peer {
+            addr,
+            vouched: Arc::new(on_vouched),
+        }
+    }
+}
+
 /// Who is calling: the principal the request's credentials prove (anonymous when `auth`
-/// configures none) and the W3C trace context it carries. A refusal is the finished 401/403.
+/// configures none), where from, and the W3C trace context it carries. A refusal is the
+/// finished 401/403.
 pub(crate) async fn caller(
     state: &AppState,
     headers: &HeaderMap,
+    peer: Option<&Peer>,
     transport: &'static str,
 ) -> Result<Caller, Box<Response>> {
     let principal = match &state.gateway.auth() {
         None => Principal::anonymous(),
         Some(auth) => match auth.authenticate(headers).await {
-            Ok(p) => p,
+            Ok(p) => {
+                if let Some(peer) = peer {
+                    (peer.vouched)();
+                }
+                p
+            }
             Err(rejection) => return Err(Box::new(refusal(rejection))),
         },
     };
@@ -61,6 +89,7 @@ pub(crate) async fn caller(
         principal: Arc::new(principal),
         trace_headers,
         transport,
+        source: peer.map(|p| p.addr.ip()),
     })
 }
 
@@ -75,6 +104,37 @@ pub(crate) fn refusal(rejection: Rejection) -> Response {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp
+}
+
+/// Reads a request body whole: at most `max_body_bytes`, within `connections.body_timeout`
+/// of the call. Past either, the finished 413 or 408 (with `Connection: close`: the rest of a
+/// stalled body is not waited for).
+pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Box<Response>> {
+    let config = state.gateway.config();
+    let limit = config.max_body_bytes;
+    let timeout = config.connections.body_timeout;
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(Box::new(rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorObject::invalid_request(format!("request body larger than {limit} bytes")),
+        ))),
+        Err(_) => {
+            state.gateway.metrics.connection_closed("body_timeout");
+            tracing::debug!(timeout = ?timeout, "Request body not received in time");
+            let msg = format!(
+                "request body not received within {} s (connections.body_timeout)",
+                timeout.as_secs_f64()
+            );
+            let mut resp = rpc_error(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorObject::invalid_request(msg),
+            );
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(Box::new(resp))
+        }
+    }
 }
 
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {

@@ -109,7 +109,10 @@ impl Gateway {
             collisions: config.collisions,
         };
         let upstreams = Arc::new(Upstreams::new(&config.upstreams, naming));
-        let sessions = Arc::new(SessionStore::new(config.session_idle_timeout));
+        let sessions = Arc::new(SessionStore::with_limits(
+            config.session_idle_timeout,
+            config.sessions.clone(),
+        ));
         let store = crate::tasks::store_for(&config.tasks);
         let relay = Relay::new(
             upstreams.clone(),
@@ -285,8 +288,11 @@ fn http_client() -> reqwest::Client {
 
 async fn reap_task(gateway: Arc<Gateway>) {
     // Often enough that a short idle timeout is honoured closely, never busier than 10 Hz.
-    let every =
-        (gateway.config().session_idle_timeout / 2).clamp(Duration::from_millis(100), REAP_EVERY);
+    let shortest = gateway
+        .config()
+        .session_idle_timeout
+        .min(gateway.config().sessions.unused_timeout);
+    let every = (shortest / 2).clamp(Duration::from_millis(100), REAP_EVERY);
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {

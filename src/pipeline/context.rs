@@ -21,6 +21,8 @@ pub struct Caller {
     pub trace_headers: Option<TraceHeaders>,
     /// Which face the message came in on: `http`, `sse` or `stdio`.
     pub transport: &'static str,
+    /// The IP address the request came from (HTTP faces), for per-source session limits.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// The W3C trace-context headers of an incoming HTTP request, as sent.
@@ -37,6 +39,7 @@ impl Caller {
             principal: Arc::new(Principal::anonymous()),
             trace_headers: None,
             transport,
+            source: None,
         }
     }
 
@@ -46,6 +49,7 @@ impl Caller {
             principal: Arc::new(Principal::local()),
             trace_headers: None,
             transport: "stdio",
+            source: None,
         }
     }
 }

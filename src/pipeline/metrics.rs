@@ -67,6 +67,15 @@ pub struct Metrics {
     upstream_restarts: Family<UpstreamLabels, Counter>,
     sessions: Gauge,
     reloads: Family<ReloadLabels, Counter>,
+    sessions_evicted: Family<LimitLabels, Counter>,
+    sessions_refused: Family<LimitLabels, Counter>,
+    connections_refused: Family<LimitLabels, Counter>,
+    connections_closed: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -119,8 +128,36 @@ impl Default for Metrics {
             "Configuration reloads, by result: applied, or refused (the old one kept serving)",
             reloads.clone(),
         );
+        let sessions_evicted = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "sessions_evicted",
+            "Idle sessions closed to make room for a new one, by the limit that was reached",
+            sessions_evicted.clone(),
+        );
+        let sessions_refused = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "sessions_refused",
+            "New sessions refused because every session under a limit was busy, by limit",
+            sessions_refused.clone(),
+        );
+        let connections_refused = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "TCP connections answered 503 and closed at once, by limit (max, source)",
+            connections_refused.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the gateway closed itself, by reason (idle, header_timeout, body_timeout)",
+            connections_closed.clone(),
+        );
         Metrics {
             registry,
+            sessions_evicted,
+            sessions_refused,
+            connections_refused,
+            connections_closed,
             requests,
             durations,
             tool_calls,
@@ -139,6 +176,34 @@ impl Metrics {
     pub fn rate_limited(&self, limit: &'static str) {
         self.rate_limited
             .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// An idle session closed to make room under `limit` (`sessions`, `principal`, `source`).
+    pub fn session_evicted(&self, limit: &'static str) {
+        self.sessions_evicted
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A new session refused under `limit`: every session it counts was busy.
+    pub fn session_refused(&self, limit: &'static str) {
+        self.sessions_refused
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A connection refused at accept time under `limit` (`max`, `source`).
+    pub fn connection_refused(&self, limit: &'static str) {
+        self.connections_refused
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A connection the gateway closed itself (`idle`, `header_timeout`, `body_timeout`).
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 

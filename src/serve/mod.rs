@@ -10,6 +10,7 @@
 //! With a [`Reload`] source, the configuration file is loaded again on SIGHUP and whenever
 //! its content changes (see [`reload`]).
 
+pub mod connections;
 mod in_flight;
 pub mod reload;
 
@@ -69,27 +70,30 @@ async fn run(
         in_flight.clone(),
         in_flight::track,
     ));
-    // Without TCP_NODELAY, an SSE answer (headers, event, end of stream written separately)
-    // waits on Nagle's algorithm and the client's delayed ACK: ~40 ms per answer.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "Could not set TCP_NODELAY");
-        }
-    });
     let close = CancellationToken::new();
-    let server = axum::serve(listener, app).with_graceful_shutdown(close.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(connections::serve(
+        listener,
+        app,
+        gateway.config().connections.clone(),
+        gateway.metrics.clone(),
+        close.clone(),
+    ));
     if let Some(reload) = reload {
         tokio::spawn(reload::watch(gateway.clone(), reload));
     }
     shutdown.await;
     drain(&gateway, &in_flight).await;
     close.cancel();
-    let grace = std::time::Duration::from_secs(1);
+    // Connections finish their answers in progress (HTTP/2: GOAWAY), each at most 1 s.
+    let grace = std::time::Duration::from_secs(2);
+    let abort = server.abort_handle();
     match tokio::time::timeout(grace, server).await {
-        Ok(Ok(result)) => result?,
+        Ok(Ok(())) => {}
         Ok(Err(join)) => tracing::error!(error = %join, "HTTP server task failed"),
-        Err(_) => tracing::warn!("Connections still open after the drain; closing anyway"),
+        Err(_) => {
+            tracing::warn!("Connections still open after the drain; closing anyway");
+            abort.abort();
+        }
     }
     gateway.stop_upstreams().await;
     tracing::info!("Stopped");

@@ -18,9 +18,6 @@ use super::events::EventLog;
 use super::principal::Principal;
 use crate::protocol::{Id, Message};
 
-/// Most concurrent sessions; past it new clients get 503 instead of exhausting memory.
-pub const MAX_SESSIONS: usize = 10_000;
-
 /// Request streams kept per session for resumption; older ones are forgotten.
 pub const KEPT_STREAMS: usize = 32;
 
@@ -34,7 +31,12 @@ pub struct Session {
     pub client_capabilities: Value,
     /// Who opened the session; every later message must come from the same subject.
     pub principal: Arc<Principal>,
+    /// The IP address the session was opened from (HTTP faces), for per-source limits.
+    pub source: Option<std::net::IpAddr>,
     initialized: AtomicBool,
+    /// Whether the client sent a request after `initialize`: sessions that never did expire
+    /// sooner, and are evicted first when the table is full.
+    used: AtomicBool,
     last_seen: Mutex<Instant>,
     /// Messages not tied to a request (list_changed, updates, unrelated logs): the GET stream.
     /// Buffered even while no GET is connected, so a client that reconnects loses nothing.
@@ -109,7 +111,9 @@ impl Session {
             client_info,
             client_capabilities,
             principal: Arc::new(Principal::anonymous()),
+            source: None,
             initialized: AtomicBool::new(false),
+            used: AtomicBool::new(false),
             last_seen: Mutex::new(Instant::now()),
             get_log: EventLog::new(GET_STREAM),
             get_reader: Arc::new(AtomicBool::new(false)),
@@ -137,6 +141,7 @@ impl Session {
 
     /// Registers a client request as in flight until the returned guard drops.
     pub fn track(&self, id: Id) -> InFlight<'_> {
+        self.used.store(true, Ordering::Relaxed);
         let token = CancellationToken::new();
         self.inflight.insert(id.clone(), token.clone());
         InFlight {
@@ -166,6 +171,21 @@ impl Session {
     /// Idle for longer than `ttl`, with nobody reading its stream.
     pub(super) fn expired(&self, ttl: Duration) -> bool {
         !self.get_reader.load(Ordering::Acquire) && lock(&self.last_seen).elapsed() > ttl
+    }
+
+    /// Whether the client made a request in this session since `initialize`.
+    pub fn is_used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Nobody reads its stream and no request of it is running: closing it interrupts
+    /// nothing in progress.
+    pub(super) fn is_idle(&self) -> bool {
+        !self.get_reader.load(Ordering::Acquire) && self.inflight.is_empty()
+    }
+
+    pub(super) fn last_seen(&self) -> Instant {
+        *lock(&self.last_seen)
     }
 
     /// Claims the GET stream; `None` if a reader already has it (one per session, so every

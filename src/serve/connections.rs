@@ -1,0 +1,408 @@
+//! The HTTP server's accept loop, with the bounds of the `connections` section: at most
+//! `max` connections open at once and `per_source` from one IP address that has not proved
+//! credentials (one more is answered 503 and closed at once, so the kernel's backlog never
+//! fills with clients nobody will serve), request headers within `header_timeout`, and
+//! connections with no request in flight closed after `idle_timeout`.
+//!
+//! Each connection is served by hyper (HTTP/1.1 or HTTP/2, told apart by the preface) with
+//! the axum application as its service. Every request carries the connection's [`Peer`], so
+//! the faces know where it came from; once a request proves credentials the connection stops
+//! counting against its source. The limit is per connection because that is what is known at
+//! accept time: who is calling is only known per request, after the headers are read.
+//!
+//! Timeouts, by when they apply:
+//!
+//! - before the first request's headers are complete: `header_timeout` (hyper's for
+//!   HTTP/1.1 from the first byte; the loop's own for a connection that sends too little to
+//!   tell its protocol, or an HTTP/2 connection that opens no stream);
+//! - between requests: an HTTP/1.1 connection waiting for its next request's headers is
+//!   closed after `header_timeout` (hyper times the wait for a request head from the end of
+//!   the previous answer); an HTTP/2 connection with no stream open after `idle_timeout`;
+//! - a request body: `body_timeout`, from the handler (see `downstream::web::read_body`).
+//!
+//! Shutdown: when `close` is cancelled the loop stops accepting and asks every connection to
+//! finish (HTTP/1.1: after its answer in progress; HTTP/2: GOAWAY); the caller bounds the wait.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use dashmap::DashMap;
+use http_body::Frame;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::limits::ConnectionsConfig;
+use crate::downstream::web::Peer;
+use crate::pipeline::metrics::Metrics;
+
+/// How long a connection asked to close (idle, or at shutdown) may take to finish what it
+/// is writing before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// HTTP/2: a ping this often on a connection, and the connection closed when its answer
+/// takes longer than [`H2_PING_TIMEOUT`] (a peer that vanished without closing).
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// HTTP/2: most streams (requests) open at once on one connection.
+pub const H2_MAX_STREAMS: u32 = 100;
+
+/// Serves `app` on `listener` until `close` is cancelled, then lets the connections finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionsConfig,
+    metrics: Arc<Metrics>,
+    close: CancellationToken,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_EVERY)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    let shared = Arc::new(Shared {
+        builder,
+        app,
+        limits,
+        metrics,
+        close: close.clone(),
+    });
+    let slots = Arc::new(Semaphore::new(shared.limits.max));
+    let sources = Arc::new(Sources::default());
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = close.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors, say: wait a little rather than spin.
+                tracing::warn!(error = %e, "Could not accept a connection");
+                tokio::select! {
+                    _ = close.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
+            }
+        };
+        // Without TCP_NODELAY, an SSE answer (headers, event, end of stream written
+        // separately) waits on Nagle's algorithm and the client's delayed ACK: ~40 ms each.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "Could not set TCP_NODELAY");
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refuse(&shared, tcp, addr, "max");
+            continue;
+        };
+        let Some(source) = sources.enter(addr.ip(), shared.limits.per_source) else {
+            refuse(&shared, tcp, addr, "source");
+            continue;
+        };
+        let shared = shared.clone();
+        let source = Arc::new(source);
+        connections.spawn(async move {
+            connection(&shared, tcp, addr, source.clone()).await;
+            // Requests' copies of the peer may outlive the connection by a moment.
+            source.release();
+            drop(slot);
+        });
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+struct Shared {
+    builder: Builder<TokioExecutor>,
+    app: Router,
+    limits: ConnectionsConfig,
+    metrics: Arc<Metrics>,
+    close: CancellationToken,
+}
+
+/// A connection over a limit: a 503 written if the socket takes it at once (a fresh socket's
+/// buffer does), then closed. Nothing here waits on the client.
+fn refuse(shared: &Shared, tcp: TcpStream, addr: SocketAddr, limit: &'static str) {
+    shared.metrics.connection_refused(limit);
+    let (what, cap) = match limit {
+        "source" => ("connections from this address", shared.limits.per_source),
+        _ => ("connections", shared.limits.max),
+    };
+    tracing::debug!(peer = %addr, limit, cap, "Refused a connection over the limit");
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32012,"message":"too many {what} (at most {cap}); retry later"}}}}"#
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tcp.try_write(answer.as_bytes());
+}
+
+/// Serves one connection until it ends, goes idle, or the server closes.
+async fn connection(shared: &Shared, tcp: TcpStream, addr: SocketAddr, source: Arc<SourceSlot>) {
+    let activity = Arc::new(Activity::new());
+    let vouched = source;
+    let service = ConnectionService {
+        app: shared.app.clone(),
+        peer: Peer::new(addr, move || vouched.release()),
+        activity: activity.clone(),
+    };
+    let conn = shared.builder.serve_connection(TokioIo::new(tcp), service);
+    tokio::pin!(conn);
+    let mut stop_by: Option<Instant> = None;
+    loop {
+        let stopping = stop_by.is_some();
+        let hard_stop = stop_by.unwrap_or_else(Instant::now);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    let timed_out = e
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_timeout);
+                    if timed_out {
+                        shared.metrics.connection_closed("header_timeout");
+                        tracing::debug!(peer = %addr, "Closed a connection: request headers not received in time");
+                    } else {
+                        tracing::debug!(peer = %addr, error = %e, "Connection ended with an error");
+                    }
+                }
+                return;
+            }
+            _ = shared.close.cancelled(), if !stopping => {
+                conn.as_mut().graceful_shutdown();
+                stop_by = Some(Instant::now() + CLOSE_GRACE);
+            }
+            reason = activity.idle(&shared.limits), if !stopping => {
+                shared.metrics.connection_closed(reason);
+                tracing::debug!(peer = %addr, reason, "Closed a connection with no request in flight");
+                conn.as_mut().graceful_shutdown();
+                stop_by = Some(Instant::now() + CLOSE_GRACE);
+            }
+            _ = tokio::time::sleep_until(hard_stop), if stopping => return,
+        }
+    }
+}
+
+/// The axum application as one connection's hyper service: each request gets the
+/// connection's [`Peer`] and counts as activity until its answer's body is done.
+#[derive(Clone)]
+struct ConnectionService {
+    app: Router,
+    peer: Peer,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.peer.clone());
+        let busy = self.activity.enter();
+        let answer = tower::ServiceExt::oneshot(self.app.clone(), req);
+        Box::pin(async move {
+            let resp = answer.await?;
+            Ok(resp.map(|body| Body::new(Held { body, _busy: busy })))
+        })
+    }
+}
+
+/// Requests in flight on one connection, and when that last changed.
+struct Activity {
+    busy: AtomicUsize,
+    /// Whether any request ever started here (until then `header_timeout` applies).
+    served: AtomicBool,
+    since: Mutex<Instant>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            busy: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            since: Mutex::new(Instant::now()),
+            changed: Notify::new(),
+        }
+    }
+
+    fn enter(self: &Arc<Self>) -> Busy {
+        self.served.store(true, Ordering::Relaxed);
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        Busy(self.clone())
+    }
+
+    fn touch(&self) {
+        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.changed.notify_one();
+    }
+
+    /// Resolves once the connection has had no request in flight for its allowed time:
+    /// `header_timeout` before its first request, `idle_timeout` after. Returns the reason.
+    async fn idle(&self, limits: &ConnectionsConfig) -> &'static str {
+        loop {
+            let changed = self.changed.notified();
+            if self.busy.load(Ordering::Acquire) > 0 {
+                changed.await;
+                continue;
+            }
+            let (allowed, reason) = if self.served.load(Ordering::Relaxed) {
+                (limits.idle_timeout, "idle")
+            } else {
+                (limits.header_timeout, "header_timeout")
+            };
+            let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+            tokio::select! {
+                _ = changed => continue,
+                _ = tokio::time::sleep_until(since + allowed) => {
+                    if self.busy.load(Ordering::Acquire) == 0 {
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One request in flight on a connection, until its answer's body is done or dropped.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// An answer's body that keeps its request counted as activity while it lives.
+struct Held {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Connections open per source address that have not proved credentials.
+#[derive(Default)]
+struct Sources(Arc<DashMap<IpAddr, usize>>);
+
+impl Sources {
+    /// Counts a connection from `ip`; `None` when `ip` already has `cap` (0: no cap).
+    fn enter(&self, ip: IpAddr, cap: usize) -> Option<SourceSlot> {
+        if cap == 0 {
+            return Some(SourceSlot {
+                sources: None,
+                ip,
+                released: AtomicBool::new(true),
+            });
+        }
+        let mut count = self.0.entry(ip).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            sources: Some(self.0.clone()),
+            ip,
+            released: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A connection counted against its source, until released (credentials proved) or closed.
+struct SourceSlot {
+    sources: Option<Arc<DashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+    released: AtomicBool,
+}
+
+impl SourceSlot {
+    fn release(&self) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(sources) = &self.sources {
+            sources.remove_if_mut(&self.ip, |_, count| {
+                *count = count.saturating_sub(1);
+                *count == 0
+            });
+        }
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_is_capped_until_its_connections_close_or_prove_credentials() {
+        let sources = Sources::default();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let a = sources.enter(ip, 2).expect("first");
+        let b = sources.enter(ip, 2).expect("second");
+        assert!(sources.enter(ip, 2).is_none());
+        assert!(sources.enter([10, 0, 0, 2].into(), 2).is_some());
+        a.release();
+        a.release();
+        let c = sources
+            .enter(ip, 2)
+            .expect("room after a proved credentials");
+        assert!(sources.enter(ip, 2).is_none());
+        drop((a, b, c));
+        assert!(sources.0.is_empty(), "nothing left for a source gone");
+        for _ in 0..5 {
+            std::mem::forget(sources.enter(ip, 0).expect("no cap"));
+        }
+        assert!(sources.0.is_empty());
+    }
+}
