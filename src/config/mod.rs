@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod buffers;
 mod error;
 mod expand;
 mod filter;

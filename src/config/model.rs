@@ -81,6 +81,8 @@ pub struct Config {
     pub audit: super::audit::AuditConfig,
     /// Tasks: store, lifetimes, limits and the threshold (`tasks`).
     pub tasks: super::tasks::TasksConfig,
+    /// Bytes kept for clients' streams, per session and in all (`buffers`).
+    pub buffers: super::buffers::BuffersConfig,
 }
 
 /// How the gateway answers a request on Streamable HTTP.
@@ -265,6 +267,7 @@ impl Default for Config {
             metrics: Default::default(),
             audit: Default::default(),
             tasks: Default::default(),
+            buffers: Default::default(),
         }
     }
 }
@@ -294,6 +297,7 @@ impl fmt::Debug for Config {
             .field("metrics", &self.metrics)
             .field("audit", &self.audit)
             .field("tasks", &self.tasks)
+            .field("buffers", &self.buffers)
             .finish()
     }
 }

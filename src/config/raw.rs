@@ -34,6 +34,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics",
     "audit",
     "tasks",
+    "buffers",
 ];
 
 /// gateway.yaml. `U` is the shape of one upstream: the loader first reads each upstream as an
@@ -74,6 +75,7 @@ pub struct RawConfig<U = RawUpstream> {
     pub metrics: serde_json::Value,
     pub audit: serde_json::Value,
     pub tasks: serde_json::Value,
+    pub buffers: serde_json::Value,
 }
 
 /// The `security` section.
@@ -170,6 +172,7 @@ impl<U> Default for RawConfig<U> {
             metrics: empty_section(),
             audit: empty_section(),
             tasks: empty_section(),
+            buffers: empty_section(),
         }
     }
 }
@@ -199,6 +202,7 @@ impl<U> RawConfig<U> {
             metrics: self.metrics,
             audit: self.audit,
             tasks: self.tasks,
+            buffers: self.buffers,
         }
     }
 }

@@ -53,6 +53,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         metrics: super::metrics::MetricsConfig::from_raw(&raw.metrics, e),
         audit: super::audit::AuditConfig::from_raw(&raw.audit, e),
         tasks: super::tasks::TasksConfig::from_raw(&raw.tasks, e),
+        buffers: super::buffers::BuffersConfig::from_raw(&raw.buffers, e),
     };
     reserved_paths(&config, e);
     // Stage sections that name upstreams are checked against the upstreams list.

@@ -109,7 +109,11 @@ impl Gateway {
             collisions: config.collisions,
         };
         let upstreams = Arc::new(Upstreams::new(&config.upstreams, naming));
-        let sessions = Arc::new(SessionStore::new(config.session_idle_timeout));
+        let buffers = crate::session::budget::Buffers::new(
+            config.buffers.session_bytes,
+            config.buffers.total_bytes,
+        );
+        let sessions = Arc::new(SessionStore::new(config.session_idle_timeout, buffers));
         let store = crate::tasks::store_for(&config.tasks);
         let relay = Relay::new(
             upstreams.clone(),

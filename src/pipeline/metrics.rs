@@ -66,6 +66,7 @@ pub struct Metrics {
     upstream_up: Family<UpstreamLabels, Gauge>,
     upstream_restarts: Family<UpstreamLabels, Counter>,
     sessions: Gauge,
+    buffered: Gauge,
     reloads: Family<ReloadLabels, Counter>,
 }
 
@@ -113,6 +114,12 @@ impl Default for Metrics {
         );
         let sessions = Gauge::default();
         registry.register("sessions_active", "Open client sessions", sessions.clone());
+        let buffered = Gauge::default();
+        registry.register(
+            "buffered_bytes",
+            "Bytes of messages held for clients' streams (unread or kept for resumption)",
+            buffered.clone(),
+        );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -128,6 +135,7 @@ impl Default for Metrics {
             upstream_up,
             upstream_restarts,
             sessions,
+            buffered,
             reloads,
         }
     }
@@ -148,8 +156,8 @@ impl Metrics {
     }
 
     /// The exposition text, with gauges read at scrape time: each upstream's health and
-    /// restarts, and the number of open sessions.
-    pub fn render(&self, upstreams: &Upstreams, sessions: usize) -> String {
+    /// restarts, the number of open sessions and the bytes held for them.
+    pub fn render(&self, upstreams: &Upstreams, sessions: usize, buffered: usize) -> String {
         // An upstream a reload removed has no health left to report.
         self.upstream_up.clear();
         for (_, upstream) in upstreams.serving() {
@@ -165,6 +173,8 @@ impl Metrics {
         }
         self.sessions
             .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+        self.buffered
+            .set(i64::try_from(buffered).unwrap_or(i64::MAX));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

@@ -5,20 +5,28 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+use super::budget::Buffers;
 use super::client::{MAX_SESSIONS, Session};
 use crate::protocol::Message;
 
 pub struct SessionStore {
     sessions: DashMap<String, Arc<Session>>,
     idle_ttl: Duration,
+    buffers: Arc<Buffers>,
 }
 
 impl SessionStore {
-    pub fn new(idle_ttl: Duration) -> Self {
+    pub fn new(idle_ttl: Duration, buffers: Arc<Buffers>) -> Self {
         Self {
             sessions: DashMap::new(),
             idle_ttl,
+            buffers,
         }
+    }
+
+    /// Bytes held for clients, over every session.
+    pub fn buffers(&self) -> &Arc<Buffers> {
+        &self.buffers
     }
 
     /// Registers a session; `None` when the store is full.
@@ -26,6 +34,7 @@ impl SessionStore {
         if self.sessions.len() >= MAX_SESSIONS {
             return None;
         }
+        session.attach(self.buffers.session());
         self.sessions.insert(session.id.clone(), session.clone());
         Some(session)
     }
@@ -96,7 +105,7 @@ mod tests {
 
     #[test]
     fn idle_sessions_are_reaped_but_streaming_ones_kept() {
-        let store = SessionStore::new(Duration::ZERO);
+        let store = SessionStore::new(Duration::ZERO, Buffers::new(1 << 20, 1 << 20));
         let idle = store
             .insert(Arc::new(Session::new("2025-11-25", json!({}), json!({}))))
             .expect("room");
