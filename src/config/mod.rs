@@ -41,6 +41,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use filter::{Pattern, PatternError};
 pub use load::{Environment, Overrides, from_yaml_str, load, load_with_env};
 pub use model::{
-    CollisionPolicy, Config, NameFilter, ProtocolMode, ResponseMode, Security, SessionMode,
-    TaskMode, TransportConfig, UpstreamConfig,
+    Circuit, CollisionPolicy, Config, NameFilter, ProtocolMode, ResponseMode, Security,
+    SessionMode, TaskMode, TransportConfig, UpstreamConfig,
 };

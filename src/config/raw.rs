@@ -123,6 +123,20 @@ pub struct RawUpstream {
     pub tasks: Option<String>,
     pub tool_tasks: Option<BTreeMap<String, String>>,
     pub identity_headers: Option<BTreeMap<String, String>>,
+    pub circuit: Option<RawCircuit>,
+    pub retry_lists: Option<bool>,
+}
+
+/// `circuit` of an upstream.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping with failures and cooldown"
+)]
+pub struct RawCircuit {
+    pub failures: Option<u64>,
+    pub cooldown: Option<RawDuration>,
 }
 
 /// `tools`, `prompts` or `resources` of an upstream.
