@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod buffers;
 mod error;
 mod expand;
 mod filter;
@@ -41,6 +42,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use filter::{Pattern, PatternError};
 pub use load::{Environment, Overrides, from_yaml_str, load, load_with_env};
 pub use model::{
-    CollisionPolicy, Config, NameFilter, ProtocolMode, ResponseMode, Security, SessionMode,
-    TaskMode, TransportConfig, UpstreamConfig,
+    Circuit, CollisionPolicy, Config, NameFilter, ProtocolMode, ResponseMode, Security,
+    SessionMode, TaskMode, TransportConfig, UpstreamConfig,
 };

@@ -85,6 +85,8 @@ pub struct Config {
     pub connections: super::limits::ConnectionsConfig,
     /// Session count, per-principal and per-source counts, unused expiry (`sessions`).
     pub sessions: super::limits::SessionsConfig,
+    /// Bytes kept for clients' streams, per session and in all (`buffers`).
+    pub buffers: super::buffers::BuffersConfig,
 }
 
 /// How the gateway answers a request on Streamable HTTP.
@@ -159,6 +161,35 @@ pub struct UpstreamConfig {
     /// Extra HTTP headers sent upstream, each filled from a claim of the caller's principal
     /// (header name → claim name). Never the client's token. Default: none.
     pub identity_headers: BTreeMap<String, String>,
+    /// When to stop sending requests to an upstream that keeps failing. Default: open after
+    /// 5 failures in a row, probe again after 30 seconds.
+    pub circuit: Circuit,
+    /// Whether listings (`tools/list` …) that failed on a connection error are sent again,
+    /// once. Default true: they change nothing upstream.
+    pub retry_lists: bool,
+}
+
+/// An upstream's circuit breaker (`circuit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Circuit {
+    /// Connection failures and timeouts in a row that open the circuit; 0 never opens it.
+    pub failures: u32,
+    /// How long an open circuit refuses requests before one goes through as a probe.
+    pub cooldown: Duration,
+}
+
+/// Default `circuit.failures`.
+pub const DEFAULT_CIRCUIT_FAILURES: u32 = 5;
+/// Default `circuit.cooldown`.
+pub const DEFAULT_CIRCUIT_COOLDOWN: Duration = Duration::from_secs(30);
+
+impl Default for Circuit {
+    fn default() -> Self {
+        Circuit {
+            failures: DEFAULT_CIRCUIT_FAILURES,
+            cooldown: DEFAULT_CIRCUIT_COOLDOWN,
+        }
+    }
 }
 
 /// Whether a call may run as a task (`tasks` and `tool_tasks` of an upstream).
@@ -271,6 +302,7 @@ impl Default for Config {
             tasks: Default::default(),
             connections: Default::default(),
             sessions: Default::default(),
+            buffers: Default::default(),
         }
     }
 }
@@ -302,6 +334,7 @@ impl fmt::Debug for Config {
             .field("tasks", &self.tasks)
             .field("connections", &self.connections)
             .field("sessions", &self.sessions)
+            .field("buffers", &self.buffers)
             .finish()
     }
 }

@@ -36,6 +36,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "tasks",
     "connections",
     "sessions",
+    "buffers",
 ];
 
 /// gateway.yaml. `U` is the shape of one upstream: the loader first reads each upstream as an
@@ -79,6 +80,7 @@ pub struct RawConfig<U = RawUpstream> {
     // Bounds on what clients may hold (`config::limits`).
     pub connections: serde_json::Value,
     pub sessions: serde_json::Value,
+    pub buffers: serde_json::Value,
 }
 
 /// The `security` section.
@@ -126,6 +128,20 @@ pub struct RawUpstream {
     pub tasks: Option<String>,
     pub tool_tasks: Option<BTreeMap<String, String>>,
     pub identity_headers: Option<BTreeMap<String, String>>,
+    pub circuit: Option<RawCircuit>,
+    pub retry_lists: Option<bool>,
+}
+
+/// `circuit` of an upstream.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping with failures and cooldown"
+)]
+pub struct RawCircuit {
+    pub failures: Option<u64>,
+    pub cooldown: Option<RawDuration>,
 }
 
 /// `tools`, `prompts` or `resources` of an upstream.
@@ -177,6 +193,7 @@ impl<U> Default for RawConfig<U> {
             tasks: empty_section(),
             connections: empty_section(),
             sessions: empty_section(),
+            buffers: empty_section(),
         }
     }
 }
@@ -208,6 +225,7 @@ impl<U> RawConfig<U> {
             tasks: self.tasks,
             connections: self.connections,
             sessions: self.sessions,
+            buffers: self.buffers,
         }
     }
 }

@@ -121,8 +121,11 @@ fn upstream_config(
         |at, mode: &String, errors| choice(at, mode, &TASK_MODES, errors),
     );
     let identity_headers = raw.identity_headers.unwrap_or_default();
+    let circuit = circuit(raw.circuit.as_ref(), path, errors);
     check_headers_named(&identity_headers, &path.key("identity_headers"), errors);
     Some(UpstreamConfig {
+        circuit,
+        retry_lists: raw.retry_lists.unwrap_or(true),
         max_concurrency,
         tool_timeouts,
         tasks: tasks?,
@@ -394,4 +397,25 @@ fn check_headers_named(
             errors.push(path.key(name).error("not a valid HTTP header name"));
         }
     }
+}
+
+/// `circuit`: failures in a row (0 = never open) and the cooldown before a probe.
+fn circuit(
+    raw: Option<&super::raw::RawCircuit>,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> super::model::Circuit {
+    let mut circuit = super::model::Circuit::default();
+    let Some(raw) = raw else {
+        return circuit;
+    };
+    let at = path.key("circuit");
+    if let Some(n) = raw.failures {
+        let n = super::validate::bounded(at.key("failures").as_str(), n, 0, 1_000_000, errors);
+        circuit.failures = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(cooldown) = &raw.cooldown {
+        circuit.cooldown = duration(at.key("cooldown").as_str(), cooldown, false, errors);
+    }
+    circuit
 }

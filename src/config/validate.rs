@@ -55,6 +55,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         tasks: super::tasks::TasksConfig::from_raw(&raw.tasks, e),
         connections: super::limits::ConnectionsConfig::from_raw(&raw.connections, e),
         sessions: super::limits::SessionsConfig::from_raw(&raw.sessions, e),
+        buffers: super::buffers::BuffersConfig::from_raw(&raw.buffers, e),
     };
     reserved_paths(&config, e);
     // Stage sections that name upstreams are checked against the upstreams list.

@@ -42,6 +42,7 @@ pub(crate) async fn answer(
     let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
     let (admit_tx, admit_rx) = tokio::sync::oneshot::channel();
     let runner = session.clone();
+    let id = req.id.clone();
     let mut work: BoxFuture<'static, RpcResponse> = Box::pin(async move {
         exchange::request_admitted(
             &gateway.pipeline(),
@@ -70,7 +71,7 @@ pub(crate) async fn answer(
         if refused || mode == ResponseMode::Auto {
             return super::web::refused_or(response);
         }
-        let log = session.new_request_stream();
+        let log = session.new_request_stream(&id);
         while let Ok(msg) = rx.try_recv() {
             log.push(msg);
         }
@@ -78,7 +79,7 @@ pub(crate) async fn answer(
         log.close();
         return sse_response(
             log.follow(0)
-                .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id))),
+                .map(|(id, json)| sse_json(&json).map(|e| e.id(id))),
         );
     }
     let first = match mode {
@@ -89,13 +90,13 @@ pub(crate) async fn answer(
             Some(first) = rx.recv() => Some(first),
         },
     };
-    let log = session.new_request_stream();
+    let log = session.new_request_stream(&id);
     if let Some(first) = first {
         log.push(first);
     }
     let events = log
         .follow(0)
-        .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id)));
+        .map(|(id, json)| sse_json(&json).map(|e| e.id(id)));
     tokio::spawn(run_into(work, rx, log, window));
     sse_response(events)
 }
@@ -144,6 +145,11 @@ async fn run_into(
 
 pub(crate) fn sse_event(msg: &Message) -> Result<Event, Infallible> {
     Ok(Event::default().event("message").data(msg.to_json()))
+}
+
+/// An event carrying a message already serialised (by the event log).
+pub(crate) fn sse_json(json: &str) -> Result<Event, Infallible> {
+    Ok(Event::default().event("message").data(json))
 }
 
 pub(crate) fn sse_response(

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::answer::{answer, sse_event, sse_response};
+use super::answer::{answer, sse_json, sse_response};
 use super::exchange;
 use super::web::{
     AppState, Peer, SESSION_HEADER, VERSION_HEADER, accepts, caller, is_json, plain, read_body,
@@ -228,7 +228,7 @@ pub(crate) async fn get_stream(
             };
             let events = log
                 .follow(seq)
-                .map(|(id, msg)| sse_event(&msg).map(|e| e.id(id)));
+                .map(|(id, json)| sse_json(&json).map(|e| e.id(id)));
             sse_response(events.take_until(shutdown))
         }
         _ => {
@@ -240,13 +240,13 @@ pub(crate) async fn get_stream(
             };
             let (log, delivered_up_to, delivered) = session.get_stream();
             let start = resume.map_or(delivered_up_to, |(_, seq)| seq);
-            let events = log.follow(start).map(move |(id, msg)| {
+            let events = log.follow(start).map(move |(id, json)| {
                 // The reader guard lives as long as the stream: dropping it frees the slot.
                 let _hold = &reader;
                 if let Some((_, seq)) = parse_event_id(&id) {
                     delivered.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
                 }
-                sse_event(&msg).map(|e| e.id(id))
+                sse_json(&json).map(|e| e.id(id))
             });
             sse_response(events.take_until(shutdown))
         }

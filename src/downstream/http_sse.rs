@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures::StreamExt;
 
-use super::answer::{sse_event, sse_response};
+use super::answer::{sse_json, sse_response};
 use super::exchange;
 use super::web::{AppState, Opening, Peer, accepts, caller, is_json, read_body, rpc_error};
 use crate::gateway::Gateway;
@@ -81,7 +81,7 @@ pub(crate) async fn open(
     }
     let bytes: [u8; 32] = rand::random();
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let log = EventLog::new(GET_STREAM);
+    let log = EventLog::unreplayable(GET_STREAM);
     state.opening.insert(id.clone(), (log.clone(), opener));
     let endpoint = Event::default()
         .event("endpoint")
@@ -91,9 +91,9 @@ pub(crate) async fn open(
         opening: state.opening.clone(),
         id,
     };
-    let messages = log.follow(0).map(move |(_, msg)| {
+    let messages = log.follow(0).map(move |(_, json)| {
         let _hold = &guard;
-        sse_event(&msg)
+        sse_json(&json)
     });
     let shutdown = state.gateway.shutdown.clone().cancelled_owned();
     let events = futures::stream::once(async move { Ok(endpoint) })
@@ -148,7 +148,16 @@ pub(crate) async fn message(
         .get(id)
         .filter(|s| s.belongs_to(&caller.principal))
     {
-        deliver(gateway, session, msg, caller).await;
+        // A request is charged to the session until its answer is on the stream: a client
+        // that does not read its stream is refused here instead of piling answers up.
+        let held = match (&msg, session.budget()) {
+            (Message::Request(_), Some(budget)) => match budget.try_charge(bytes.len()) {
+                Some(charge) => Some(charge),
+                None => return over_budget(),
+            },
+            _ => None,
+        };
+        deliver(gateway, session, msg, caller, held).await;
         return StatusCode::ACCEPTED.into_response();
     }
     // A stream opened by someone else is "unknown" to this caller, as sessions are.
@@ -182,11 +191,31 @@ pub(crate) async fn message(
     }
 }
 
-/// Handles a message of an initialized session; answers travel on the SSE stream.
-async fn deliver(gateway: Arc<Gateway>, session: Arc<Session>, msg: Message, caller: Caller) {
+/// 503 for a session whose stream holds more than its budget (or the gateway more than its).
+fn over_budget() -> Response {
+    rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorObject::new(
+            crate::protocol::codes::GATEWAY_BUSY,
+            "too many unread bytes on this session's SSE stream (buffers.session_bytes, or \
+             buffers.total_bytes for the gateway): read the stream, then send again",
+        ),
+    )
+}
+
+/// Handles a message of an initialized session; answers travel on the SSE stream. `held`
+/// keeps a request charged to the session's budget until its answer is queued.
+async fn deliver(
+    gateway: Arc<Gateway>,
+    session: Arc<Session>,
+    msg: Message,
+    caller: Caller,
+    held: Option<crate::session::budget::Charge>,
+) {
     match msg {
         Message::Request(req) => {
             tokio::spawn(async move {
+                let _held = held;
                 exchange::request_streamed(&gateway.pipeline(), &session, req, caller, |msg| {
                     session.send(msg);
                 })

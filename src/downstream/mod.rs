@@ -98,10 +98,12 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
-    let body = state
-        .gateway
-        .metrics
-        .render(&state.gateway.upstreams, state.gateway.sessions.len());
+    let sessions = &state.gateway.sessions;
+    let body = state.gateway.metrics.render(
+        &state.gateway.upstreams,
+        sessions.len(),
+        sessions.buffers().used(),
+    );
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -231,11 +231,11 @@ impl Connection {
                 Ok((result, session)) => {
                     self._reader = session.open_stream();
                     let (log, start, _) = session.get_stream();
-                    let out = self.out.clone();
+                    let out = self.raw.clone();
                     tokio::spawn(async move {
                         let mut events = Box::pin(log.follow(start));
-                        while let Some((_, msg)) = events.next().await {
-                            if out.send(msg).await.is_err() {
+                        while let Some((_, json)) = events.next().await {
+                            if out.send(json.to_string()).await.is_err() {
                                 break;
                             }
                         }

@@ -109,9 +109,14 @@ impl Gateway {
             collisions: config.collisions,
         };
         let upstreams = Arc::new(Upstreams::new(&config.upstreams, naming));
+        let buffers = crate::session::budget::Buffers::new(
+            config.buffers.session_bytes,
+            config.buffers.total_bytes,
+        );
         let sessions = Arc::new(SessionStore::with_limits(
             config.session_idle_timeout,
             config.sessions.clone(),
+            buffers,
         ));
         let store = crate::tasks::store_for(&config.tasks);
         let relay = Relay::new(

@@ -65,7 +65,10 @@ pub struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     upstream_up: Family<UpstreamLabels, Gauge>,
     upstream_restarts: Family<UpstreamLabels, Counter>,
+    circuit_open: Family<UpstreamLabels, Gauge>,
+    circuit_trips: Family<UpstreamLabels, Counter>,
     sessions: Gauge,
+    buffered: Gauge,
     reloads: Family<ReloadLabels, Counter>,
     sessions_evicted: Family<LimitLabels, Counter>,
     sessions_refused: Family<LimitLabels, Counter>,
@@ -120,8 +123,26 @@ impl Default for Metrics {
             "Times the upstream's connection was lost or failed to open (each is retried)",
             upstream_restarts.clone(),
         );
+        let circuit_open = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "upstream_circuit_open",
+            "1 while the upstream's circuit is open (requests fail fast), else 0",
+            circuit_open.clone(),
+        );
+        let circuit_trips = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_circuit_trips",
+            "Times the upstream's circuit opened after failures in a row",
+            circuit_trips.clone(),
+        );
         let sessions = Gauge::default();
         registry.register("sessions_active", "Open client sessions", sessions.clone());
+        let buffered = Gauge::default();
+        registry.register(
+            "buffered_bytes",
+            "Bytes of messages held for clients' streams (unread or kept for resumption)",
+            buffered.clone(),
+        );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "config_reloads",
@@ -164,7 +185,10 @@ impl Default for Metrics {
             rate_limited,
             upstream_up,
             upstream_restarts,
+            circuit_open,
+            circuit_trips,
             sessions,
+            buffered,
             reloads,
         }
     }
@@ -213,10 +237,11 @@ impl Metrics {
     }
 
     /// The exposition text, with gauges read at scrape time: each upstream's health and
-    /// restarts, and the number of open sessions.
-    pub fn render(&self, upstreams: &Upstreams, sessions: usize) -> String {
+    /// restarts, the number of open sessions and the bytes held for them.
+    pub fn render(&self, upstreams: &Upstreams, sessions: usize, buffered: usize) -> String {
         // An upstream a reload removed has no health left to report.
         self.upstream_up.clear();
+        self.circuit_open.clear();
         for (_, upstream) in upstreams.serving() {
             let labels = UpstreamLabels {
                 upstream: upstream.name().to_owned(),
@@ -224,12 +249,20 @@ impl Metrics {
             let up = matches!(upstream.status(), crate::upstream::Status::Ready { .. });
             self.upstream_up.get_or_create(&labels).set(i64::from(up));
             // The upstream keeps the authoritative count; the counter catches up to it.
+            let open = upstream.circuit.state() != crate::upstream::circuit::State::Closed;
+            self.circuit_open
+                .get_or_create(&labels)
+                .set(i64::from(open));
+            let trips = self.circuit_trips.get_or_create(&labels);
+            trips.inc_by(upstream.circuit.trips().saturating_sub(trips.get()));
             let restarts = self.upstream_restarts.get_or_create(&labels);
             let seen = restarts.get();
             restarts.inc_by(upstream.failures().saturating_sub(seen));
         }
         self.sessions
             .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+        self.buffered
+            .set(i64::try_from(buffered).unwrap_or(i64::MAX));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

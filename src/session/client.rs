@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -14,6 +14,7 @@ use dashmap::DashMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::Budget;
 use super::events::EventLog;
 use super::principal::Principal;
 use crate::protocol::{Id, Message};
@@ -53,6 +54,8 @@ pub struct Session {
     /// The client's requests in flight, by the client's id, so `notifications/cancelled`
     /// can stop them.
     inflight: DashMap<Id, CancellationToken>,
+    /// Bytes the session's streams hold, once the store registered it.
+    budget: OnceLock<Arc<Budget>>,
 }
 
 /// Keeps a client request cancellable while it runs.
@@ -122,6 +125,7 @@ impl Session {
             next_stream: AtomicU64::new(GET_STREAM + 1),
             log_level: Mutex::new(None),
             inflight: DashMap::new(),
+            budget: OnceLock::new(),
         }
     }
 
@@ -213,9 +217,24 @@ impl Session {
         self.get_log.push(msg) != 0
     }
 
-    /// A new stream for one request's SSE answer, kept for resumption.
-    pub fn new_request_stream(&self) -> Arc<EventLog> {
-        let log = EventLog::new(self.next_stream.fetch_add(1, Ordering::Relaxed));
+    /// Charges what the session's streams hold to `budget` from now on.
+    pub fn attach(&self, budget: Arc<Budget>) {
+        self.get_log.attach(&budget);
+        let _ = self.budget.set(budget);
+    }
+
+    /// The session's byte budget (`None` until the store registered the session).
+    pub fn budget(&self) -> Option<&Arc<Budget>> {
+        self.budget.get()
+    }
+
+    /// A new stream for the SSE answer to request `id`, kept for resumption.
+    pub fn new_request_stream(&self, id: &Id) -> Arc<EventLog> {
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let log = EventLog::for_request(stream, id.clone());
+        if let Some(budget) = self.budget.get() {
+            log.attach(budget);
+        }
         let mut streams = lock(&self.streams);
         streams.push_back(log.clone());
         if streams.len() > KEPT_STREAMS {

@@ -9,29 +9,47 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::Stream;
 use tokio::sync::watch;
 
-use crate::protocol::Message;
+use super::budget::{Budget, Charge};
+use crate::protocol::{ErrorObject, Id, Message, Notification, Response, codes, methods};
 
 /// Events kept per stream for replay.
 pub const REPLAY_EVENTS: usize = 1024;
 
 pub struct EventLog {
     pub stream: u64,
+    /// The request this stream answers (`None`: the standalone stream), so a reader whose
+    /// events were dropped gets an error answer to it instead of a silent gap.
+    request: Option<Id>,
+    /// Whether read events are kept for `Last-Event-ID` (HTTP+SSE has no resumption).
+    replay: bool,
     inner: Mutex<Inner>,
+    /// The session's byte budget, once the log belongs to a session.
+    budget: OnceLock<Arc<Budget>>,
     /// Bumped on every push and on close, so followers wake without polling.
     changed: watch::Sender<u64>,
     /// Followers currently reading: zero means the client's connection is gone.
     readers: Arc<AtomicUsize>,
 }
 
+/// One message, serialised once: every reader and every replay sends these bytes.
+struct Event {
+    seq: u64,
+    json: Arc<str>,
+    _charge: Option<Charge>,
+}
+
 struct Inner {
-    events: VecDeque<(u64, Message)>,
+    /// Consecutive sequence numbers, oldest first.
+    events: VecDeque<Event>,
     next: u64,
     closed: bool,
+    /// The newest sequence number dropped before every reader had it (0: none).
+    dropped_through: u64,
 }
 
 /// Counts a follower for as long as its stream exists.
@@ -54,24 +72,55 @@ struct Follow {
     log: Arc<EventLog>,
     rx: watch::Receiver<u64>,
     cursor: u64,
-    ready: VecDeque<(u64, Message)>,
+    /// A request stream ends after telling its reader that events were dropped.
+    ended: bool,
     _reader: Reader,
 }
 
+/// Why a reader missed events: the bounds they were dropped for.
+pub const DROPPED: &str = "were dropped to bound the gateway's memory (more than \
+    buffers.session_bytes held for this session, buffers.total_bytes for the gateway, or 1024 \
+    events for the stream) before they were read";
+
 impl EventLog {
     pub fn new(stream: u64) -> Arc<Self> {
+        Self::build(stream, None, true)
+    }
+
+    /// A stream that cannot be resumed: an event is let go once a reader took it.
+    pub fn unreplayable(stream: u64) -> Arc<Self> {
+        Self::build(stream, None, false)
+    }
+
+    /// The stream of one request's answer.
+    pub fn for_request(stream: u64, request: Id) -> Arc<Self> {
+        Self::build(stream, Some(request), true)
+    }
+
+    fn build(stream: u64, request: Option<Id>, replay: bool) -> Arc<Self> {
         let (changed, _) = watch::channel(0);
         let inner = Mutex::new(Inner {
             events: VecDeque::new(),
             next: 1,
             closed: false,
+            dropped_through: 0,
         });
         Arc::new(Self {
             stream,
+            request,
+            replay,
             inner,
+            budget: OnceLock::new(),
             changed,
             readers: Arc::default(),
         })
+    }
+
+    /// Charges this log's later events to `budget`, which may shed them.
+    pub fn attach(self: &Arc<Self>, budget: &Arc<Budget>) {
+        if self.budget.set(budget.clone()).is_ok() {
+            budget.register(self);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -80,6 +129,8 @@ impl EventLog {
 
     /// Appends a message; returns its sequence number (0 if the stream is closed).
     pub fn push(&self, msg: Message) -> u64 {
+        let json: Arc<str> = msg.to_json().into();
+        let budget = self.budget.get();
         let seq = {
             let mut inner = self.lock();
             if inner.closed {
@@ -87,14 +138,46 @@ impl EventLog {
             }
             let seq = inner.next;
             inner.next += 1;
-            inner.events.push_back((seq, msg));
-            if inner.events.len() > REPLAY_EVENTS {
-                inner.events.pop_front();
+            let charge = budget.map(|b| b.charge(json.len()));
+            inner.events.push_back(Event {
+                seq,
+                json,
+                _charge: charge,
+            });
+            if inner.events.len() > REPLAY_EVENTS
+                && let Some(old) = inner.events.pop_front()
+            {
+                inner.dropped_through = old.seq;
             }
             seq
         };
+        if let Some(budget) = budget
+            && (budget.over() || budget.global_over())
+        {
+            budget.shed((self.stream, seq));
+            // Only this message is left and the gateway is still full: it goes too.
+            if budget.global_over() {
+                self.shed_while((u64::MAX, 0), || budget.global_over());
+            }
+        }
         self.changed.send_replace(seq);
         seq
+    }
+
+    /// Drops this log's oldest events while `more` holds, never the event `keep` names.
+    pub(super) fn shed_while(&self, keep: (u64, u64), more: impl Fn() -> bool) {
+        let mut inner = self.lock();
+        while more() {
+            let Some(front) = inner.events.front() else {
+                return;
+            };
+            if (self.stream, front.seq) == keep {
+                return;
+            }
+            let seq = front.seq;
+            inner.events.pop_front();
+            inner.dropped_through = seq;
+        }
     }
 
     /// No more events: followers end after the last one.
@@ -113,40 +196,77 @@ impl EventLog {
     }
 
     /// The events after `after` (0 = from the first kept), then live ones until the log
-    /// closes. Items are `(event id, message)`.
+    /// closes. Items are `(event id, message as JSON)`. A reader that missed events because
+    /// they were dropped is told so: on a request stream with an error answer to the request
+    /// (and the stream ends), on the standalone stream with an error log notification.
     pub fn follow(
         self: &Arc<Self>,
         after: u64,
-    ) -> impl Stream<Item = (String, Message)> + Send + 'static {
+    ) -> impl Stream<Item = (String, Arc<str>)> + Send + 'static {
         let state = Follow {
             log: self.clone(),
             rx: self.changed.subscribe(),
             cursor: after,
-            ready: VecDeque::new(),
+            ended: false,
             _reader: Reader::new(&self.readers),
         };
         futures::stream::unfold(state, |mut f| async move {
             loop {
-                if let Some((seq, msg)) = f.ready.pop_front() {
-                    let item = (event_id(f.log.stream, seq), msg);
-                    return Some((item, f));
+                if f.ended {
+                    return None;
                 }
-                let closed = {
-                    let inner = f.log.lock();
-                    let cursor = f.cursor;
-                    f.ready
-                        .extend(inner.events.iter().filter(|(s, _)| *s > cursor).cloned());
-                    inner.closed
+                let (next, closed) = {
+                    let mut inner = f.log.lock();
+                    if !f.log.replay {
+                        while inner.events.front().is_some_and(|e| e.seq <= f.cursor) {
+                            inner.events.pop_front();
+                        }
+                    }
+                    if inner.dropped_through > f.cursor {
+                        let missed = inner.dropped_through - f.cursor;
+                        f.cursor = inner.dropped_through;
+                        drop(inner);
+                        let notice = f.log.gap_notice(missed);
+                        f.ended = f.log.request.is_some();
+                        let item = (event_id(f.log.stream, f.cursor), notice);
+                        return Some((item, f));
+                    }
+                    // One event at a time: a reader that stalls holds nothing the log let go.
+                    let next = inner.events.front().and_then(|front| {
+                        let skip = (f.cursor + 1).saturating_sub(front.seq);
+                        let event = inner.events.get(usize::try_from(skip).ok()?)?;
+                        Some((event.seq, event.json.clone()))
+                    });
+                    (next, inner.closed)
                 };
-                if let Some((seq, _)) = f.ready.back() {
-                    f.cursor = *seq;
-                    continue;
+                if let Some((seq, json)) = next {
+                    f.cursor = seq;
+                    return Some(((event_id(f.log.stream, seq), json), f));
                 }
                 if closed || f.rx.changed().await.is_err() {
                     return None;
                 }
             }
         })
+    }
+
+    fn gap_notice(&self, missed: u64) -> Arc<str> {
+        let text = format!("{missed} message(s) of this stream {DROPPED}");
+        let msg = match &self.request {
+            Some(id) => Message::Response(Response::err(
+                Some(id.clone()),
+                ErrorObject::new(codes::GATEWAY_BUSY, format!("answer lost: {text}")),
+            )),
+            None => Message::Notification(Notification::new(
+                methods::LOG_MESSAGE,
+                Some(serde_json::json!({
+                    "level": "error",
+                    "logger": "manifold",
+                    "data": text,
+                })),
+            )),
+        };
+        msg.to_json().into()
     }
 }
 
@@ -195,7 +315,7 @@ mod tests {
             rest.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
             ["7-3", "7-4"]
         );
-        assert_eq!(rest[1].1, note(4));
+        assert_eq!(*rest[1].1, *note(4).to_json());
         assert_eq!(log.push(note(5)), 0, "a closed log takes nothing");
     }
 
@@ -219,7 +339,7 @@ mod tests {
             log.push(note(n));
         }
         assert_eq!(log.lock().events.len(), REPLAY_EVENTS);
-        assert_eq!(log.lock().events.front().map(|(s, _)| *s), Some(11));
+        assert_eq!(log.lock().events.front().map(|e| e.seq), Some(11));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! Nothing here does I/O towards upstreams or clients; the layers above read and write it.
 
+pub mod budget;
 pub mod client;
 pub mod events;
 pub mod identity;

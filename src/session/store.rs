@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+use super::budget::Buffers;
 use super::client::Session;
 use crate::config::limits::SessionsConfig;
 use crate::protocol::Message;
@@ -21,6 +22,7 @@ pub struct SessionStore {
     sessions: DashMap<String, Arc<Session>>,
     idle_ttl: Duration,
     limits: SessionsConfig,
+    buffers: Arc<Buffers>,
     /// Serialises admissions, so concurrent `initialize`s cannot overshoot a cap.
     admitting: Mutex<()>,
 }
@@ -60,18 +62,30 @@ fn same_scope(a: &Scope<'_>, b: &Session) -> bool {
 }
 
 impl SessionStore {
-    /// A store with the default limits (tests, and faces that keep their own sessions).
+    /// A store with the default limits and byte budgets (tests, and faces that keep their
+    /// own sessions).
     pub fn new(idle_ttl: Duration) -> Self {
-        Self::with_limits(idle_ttl, SessionsConfig::default())
+        let buffers = crate::config::buffers::BuffersConfig::default();
+        Self::with_limits(
+            idle_ttl,
+            SessionsConfig::default(),
+            Buffers::new(buffers.session_bytes, buffers.total_bytes),
+        )
     }
 
-    pub fn with_limits(idle_ttl: Duration, limits: SessionsConfig) -> Self {
+    pub fn with_limits(idle_ttl: Duration, limits: SessionsConfig, buffers: Arc<Buffers>) -> Self {
         Self {
             sessions: DashMap::new(),
             idle_ttl,
             limits,
+            buffers,
             admitting: Mutex::new(()),
         }
+    }
+
+    /// Bytes held for clients, over every session.
+    pub fn buffers(&self) -> &Arc<Buffers> {
+        &self.buffers
     }
 
     /// Registers a session, closing idle ones to make room where a limit is reached (see the
@@ -90,6 +104,7 @@ impl SessionStore {
             let (_, victim) = self.census(|_| true);
             evicted.push((self.evict(victim).ok_or("sessions")?, "sessions"));
         }
+        session.attach(self.buffers.session());
         self.sessions.insert(session.id.clone(), session.clone());
         Ok(Admitted { session, evicted })
     }

@@ -73,7 +73,17 @@ pub async fn fetch(
     let mut seen = std::collections::HashSet::new();
     for _ in 0..MAX_LIST_PAGES {
         let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
-        let page = peer.request(kind.method(), params, config.timeout).await?;
+        let page = match peer
+            .request(kind.method(), params.clone(), config.timeout)
+            .await
+        {
+            // A listing is idempotent: one that failed to reach the server is sent again.
+            Err(e) if config.retry_lists && super::is_connection_error(&e) => {
+                tracing::debug!(upstream = %config.name, list = kind.method(), error = %e.message, "Listing failed to reach the upstream; sending it again");
+                peer.request(kind.method(), params, config.timeout).await?
+            }
+            other => other?,
+        };
         let page_hint = if peer.era() == Era::Stateless {
             CacheHint::of(&page)
         } else {

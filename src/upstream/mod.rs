@@ -6,6 +6,7 @@
 //! [`Upstream::request`], which fails fast with a clear error while the upstream is down.
 
 pub mod catalog;
+pub mod circuit;
 pub mod connect;
 pub mod http;
 pub mod links;
@@ -163,6 +164,8 @@ pub struct Upstream {
     retired: std::sync::atomic::AtomicBool,
     /// Requests sent and not yet answered, for draining before a stop.
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Stops requests to an upstream that keeps failing (`circuit`).
+    pub circuit: circuit::Circuit,
 }
 
 /// Counts one request in flight for as long as it lives.
@@ -184,7 +187,6 @@ impl Drop for InFlight<'_> {
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Self {
         Self {
-            config,
             links: links::Links::default(),
             hook: std::sync::OnceLock::new(),
             live: RwLock::new(None),
@@ -197,6 +199,8 @@ impl Upstream {
             log_level: std::sync::Mutex::new(None),
             retired: std::sync::atomic::AtomicBool::new(false),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            circuit: circuit::Circuit::new(config.circuit),
+            config,
         }
     }
 
@@ -390,14 +394,28 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
         use tracing::Instrument;
+        // An open circuit answers at once: nothing is sent.
+        let pass = self.circuit.admit(self.name())?;
         let _counted = InFlight::new(&self.in_flight);
         let span = crate::telemetry::spans::client_span(&self.config, method, params.as_ref());
         crate::telemetry::spans::inject_meta(&span, &mut params);
-        let outcome = self
-            .send_within(origin, method, params, timeout)
+        // A listing changes nothing upstream: one that failed to reach it is sent again.
+        let again = (self.config.retry_lists && is_listing(method)).then(|| params.clone());
+        let mut outcome = self
+            .send_within(origin.clone(), method, params, timeout)
             .instrument(span.clone())
             .await;
+        if let (Some(params), Err(e)) = (again, &outcome)
+            && is_connection_error(e)
+        {
+            tracing::debug!(upstream = %self.name(), method, error = %e.message, "Listing failed to reach the upstream; sending it again");
+            outcome = self
+                .send_within(origin, method, params, timeout)
+                .instrument(span.clone())
+                .await;
+        }
         crate::telemetry::spans::record_outcome(&span, &outcome);
+        pass.finish(self.name(), &outcome);
         outcome
     }
 
@@ -570,16 +588,21 @@ impl Upstream {
         if self.retired() {
             return "removed from the configuration".into();
         }
-        match self.status() {
+        let reason = match self.status() {
             Status::Starting => "still starting".into(),
             Status::Down { error, .. } => format!("down ({error}); reconnecting"),
             Status::Stopped => "stopped".into(),
             Status::Ready { .. } => "reconnecting".into(),
+        };
+        match self.circuit.reason() {
+            Some(circuit) => format!("{circuit}; {reason}"),
+            None => reason,
         }
     }
 
     fn set_status(&self, status: Status) {
-        if matches!(status, Status::Down { .. }) {
+        if let Status::Down { error, .. } = &status {
+            self.circuit.note_failure(self.name(), error);
             self.failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -616,6 +639,23 @@ pub fn mark_retryable(mut error: ErrorObject) -> ErrorObject {
         data.insert("retryable".into(), Value::Bool(true));
     }
     error
+}
+
+/// The listings: idempotent, so safe to send twice.
+pub fn is_listing(method: &str) -> bool {
+    matches!(
+        method,
+        methods::TOOLS_LIST
+            | methods::PROMPTS_LIST
+            | methods::RESOURCES_LIST
+            | methods::RESOURCES_TEMPLATES_LIST
+    )
+}
+
+/// The gateway could not reach the upstream (not a timeout: a listing that timed out may
+/// still be running there, and waiting twice as long helps nobody).
+pub fn is_connection_error(error: &ErrorObject) -> bool {
+    error.code == crate::protocol::codes::UPSTREAM_UNAVAILABLE && circuit::counts(error)
 }
 
 fn is_retryable(error: &ErrorObject) -> bool {

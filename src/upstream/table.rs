@@ -252,8 +252,11 @@ impl Upstreams {
         for (_, u) in self.serving() {
             let status = u.status();
             all_ready &= matches!(status, Status::Ready { .. });
-            let mut entry =
-                json!({ "status": status.label(), "transport": u.config.transport.kind() });
+            let mut entry = json!({
+                "status": status.label(),
+                "transport": u.config.transport.kind(),
+                "circuit": u.circuit.state().label(),
+            });
             if let Status::Down {
                 error, failures, ..
             } = &status

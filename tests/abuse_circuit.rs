@@ -1,0 +1,110 @@
+//! An upstream that keeps failing is cut off (its circuit opens: calls fail fast with the
+//! reason, nothing is sent) and probed again after a cooldown; `/readyz` and `/metrics`
+//! show the circuit.
+
+mod support;
+
+use serde_json::json;
+use support::{Gateway, HttpFixture, Mcp, WAIT, http_client, wait_for};
+
+fn config(url: &str) -> String {
+    format!(
+        "upstreams:\n  flaky:\n    url: {url:?}\n    timeout: 5s\n    circuit:\n      failures: 3\n      cooldown: 2s\n"
+    )
+}
+
+async fn metrics(gw: &Gateway) -> String {
+    http_client()
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
+#[tokio::test]
+async fn an_upstream_that_keeps_failing_is_cut_off_then_probed_back() {
+    let fixture = HttpFixture::start("flaky", &[]);
+    let port = fixture.port();
+    let gw = Gateway::start(&config(&fixture.url));
+    gw.wait_upstreams_ready().await;
+    let body = gw.wait_ready().await;
+    assert_eq!(body["upstreams"]["flaky"]["circuit"], "closed", "{body}");
+    let c = Mcp::connect(&gw.url).await;
+    assert_eq!(
+        c.call_text("flaky__echo", json!({"text": "hi"})).await,
+        "hi"
+    );
+
+    drop(fixture);
+    // Connection failures in a row; the circuit opens after three of them.
+    let error = wait_for(WAIT, "the circuit to open", || async {
+        match c.call("flaky__echo", json!({"text": "hi"})).await {
+            Err(e) if e["message"].as_str()?.contains("circuit open") => Some(e),
+            Err(e) => {
+                assert_eq!(e["code"], -32010, "a connection failure: {e}");
+                None
+            }
+            Ok(r) => panic!("answered while down: {r}"),
+        }
+    })
+    .await;
+    assert_eq!(error["code"], -32010, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("flaky") && message.contains("3 failures in a row"),
+        "the refusal names the upstream and why: {message}"
+    );
+    let (_, ready) = gw.readyz().await;
+    assert!(
+        ["open", "half_open"].contains(
+            &ready["upstreams"]["flaky"]["circuit"]
+                .as_str()
+                .unwrap_or("")
+        ),
+        "{ready}"
+    );
+    let text = metrics(&gw).await;
+    assert!(
+        text.contains("manifold_upstream_circuit_trips_total{upstream=\"flaky\"} 1"),
+        "{text}"
+    );
+
+    // Back on the same port: after the cooldown a probe goes through and closes it.
+    let _fixture = HttpFixture::start_on("flaky", port, &[]);
+    wait_for(WAIT, "a probe to close the circuit", || async {
+        c.call("flaky__echo", json!({"text": "back"}))
+            .await
+            .ok()
+            .filter(|r| support::first_text(r) == "back")
+    })
+    .await;
+    let (_, ready) = gw.readyz().await;
+    assert_eq!(ready["upstreams"]["flaky"]["circuit"], "closed", "{ready}");
+    let text = metrics(&gw).await;
+    assert!(
+        text.contains("manifold_upstream_circuit_open{upstream=\"flaky\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn tool_errors_do_not_open_the_circuit() {
+    let fixture = HttpFixture::start("flaky", &[]);
+    let gw = Gateway::start(&config(&fixture.url));
+    gw.wait_upstreams_ready().await;
+    let c = Mcp::connect(&gw.url).await;
+    for _ in 0..6 {
+        // A tool error (`isError`) is an answer, not a failure to reach the upstream.
+        let r = c.call("flaky__echo", json!({})).await.expect("an answer");
+        assert_eq!(r["isError"], true, "{r}");
+    }
+    let (_, ready) = gw.readyz().await;
+    assert_eq!(ready["upstreams"]["flaky"]["circuit"], "closed", "{ready}");
+    assert_eq!(
+        c.call_text("flaky__echo", json!({"text": "ok"})).await,
+        "ok"
+    );
+}
