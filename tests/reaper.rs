@@ -55,6 +55,52 @@ fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
+/// `unshare` and the manifold it runs as PID 1; killed when dropped, so a failing test leaves
+/// nothing behind (killing a namespace's init ends every process in it).
+struct Namespace {
+    unshare: std::process::Child,
+}
+
+impl Namespace {
+    fn start(config: &std::path::Path, log: &std::path::Path) -> Namespace {
+        let unshare = support::hermetic("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(manifold_bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("MANIFOLD_LOG", "info,manifold=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("spawn unshare");
+        Namespace { unshare }
+    }
+
+    /// The host pid of the namespace's PID 1 (the only child of `unshare --fork`).
+    fn init(&self) -> Option<u32> {
+        children_with_state(self.unshare.id())
+            .into_iter()
+            .map(|(pid, _, _)| pid)
+            .next()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Ok(None) = self.unshare.try_wait() {
+            if let Some(init) = self.init() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &init.to_string()])
+                    .status();
+            }
+            let _ = self.unshare.kill();
+            let _ = self.unshare.wait();
+        }
+    }
+}
+
 fn can_run() -> bool {
     if !cfg!(target_os = "linux") {
         eprintln!("skipped: orphan reaping is Linux-only");
@@ -102,33 +148,15 @@ fn an_orphaned_grandchild_is_reaped_when_manifold_is_pid_1() {
     )
     .expect("write config");
     let log = dir.path().join("gateway.log");
-    let mut unshare = support::hermetic("unshare")
-        .args(["--pid", "--fork", "--mount-proc"])
-        .arg(manifold_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("MANIFOLD_LOG", "info,manifold=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn unshare");
+    let mut ns = Namespace::start(&config, &log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let stdout = unshare.stdout.take().expect("stdout");
+    let stdout = ns.unshare.stdout.take().expect("stdout");
     if support::read_line_with_timeout(stdout, "manifold listening on ").is_none() {
-        let _ = unshare.kill();
         panic!("manifold did not start under unshare; log:\n{}", read_log());
     }
 
     // manifold is the only child of `unshare --fork`, and PID 1 in the new namespace.
-    let init = wait_for(|| {
-        children_with_state(unshare.id())
-            .into_iter()
-            .map(|(pid, _, _)| pid)
-            .next()
-    })
-    .expect("manifold runs under unshare");
+    let init = wait_for(|| ns.init()).expect("manifold runs under unshare");
     assert!(
         support::cmdline(init).contains("serve"),
         "unexpected child of unshare: {}",
@@ -185,9 +213,8 @@ fn an_orphaned_grandchild_is_reaped_when_manifold_is_pid_1() {
 
     // SIGTERM to PID 1 still drains and exits 0 (PID 1 gets only the signals it handles).
     support::signal(init, "TERM");
-    let exit = wait_for(|| unshare.try_wait().ok().flatten());
+    let exit = wait_for(|| ns.unshare.try_wait().ok().flatten());
     let Some(exit) = exit else {
-        let _ = unshare.kill();
         panic!("manifold did not stop on SIGTERM; log:\n{}", read_log());
     };
     assert!(
@@ -212,31 +239,14 @@ fn a_stdio_upstream_keeps_its_exit_status_when_manifold_is_pid_1() {
     )
     .expect("write config");
     let log = dir.path().join("gateway.log");
-    let mut unshare = support::hermetic("unshare")
-        .args(["--pid", "--fork", "--mount-proc"])
-        .arg(manifold_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("MANIFOLD_LOG", "info,manifold=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn unshare");
+    let mut ns = Namespace::start(&config, &log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let stdout = unshare.stdout.take().expect("stdout");
+    let stdout = ns.unshare.stdout.take().expect("stdout");
     let started = support::read_line_with_timeout(stdout, "manifold listening on ").is_some();
     let exited = started
         && wait_for(|| read_log().contains("Upstream process exited").then_some(())).is_some();
     let text = read_log();
-    let init = children_with_state(unshare.id()).first().map(|c| c.0);
-    if let Some(init) = init {
-        support::signal(init, "TERM");
-    }
-    if wait_for(|| unshare.try_wait().ok().flatten()).is_none() {
-        let _ = unshare.kill();
-    }
+    drop(ns);
     assert!(
         started,
         "manifold did not start under unshare; log:\n{text}"
