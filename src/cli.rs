@@ -122,6 +122,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// [`serve`] with the configuration already loaded (`main` reads it before setting up
 /// logging and trace export, which it configures).
 pub async fn serve_loaded(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
+    crate::upstream::reaper::start(); // as a container's PID 1, reap orphaned grandchildren
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

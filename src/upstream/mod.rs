@@ -12,6 +12,7 @@ pub mod http;
 pub mod links;
 pub mod listen;
 pub mod peer;
+pub mod reaper;
 pub mod sse;
 pub mod sse_read;
 mod stateless;

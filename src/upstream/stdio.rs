@@ -56,7 +56,8 @@ impl StdioCloser {
 }
 
 pub fn spawn(spec: StdioSpec<'_>) -> std::io::Result<Connection> {
-    let mut child = command(&spec).spawn().map_err(|e| {
+    // Recorded so that the orphan reaper leaves this child's exit status to tokio.
+    let (mut child, registration) = super::reaper::spawn(&mut command(&spec)).map_err(|e| {
         std::io::Error::new(e.kind(), format!("cannot start '{}': {e}", spec.command))
     })?;
     let (stdin, stdout, stderr) =
@@ -79,6 +80,7 @@ pub fn spawn(spec: StdioSpec<'_>) -> std::io::Result<Connection> {
     tokio::spawn(log_stderr(name.clone(), stderr));
     tokio::spawn(async move {
         let status = supervise_child(&name, child, stop_rx, close_stdin).await;
+        drop(registration);
         let _ = status_tx.send(status);
         let _ = done_tx.send(());
     });
