@@ -7,6 +7,8 @@
 
 pub mod catalog;
 pub mod connect;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod links;
 pub mod listen;
