@@ -12,11 +12,14 @@ its orphans) in /proc. Every mode answers `initialize`, `tools/list` (one tool, 
 - `inject`: `hit` fails with an error whose text holds a newline, a forged log line, a
   carriage return and terminal escapes; the same text goes to stderr at start.
 - `hang`: `hit` is never answered; each call received appends a line to $SOAK_COUNT_FILE.
+- `linger`: as `ok`, but when stdin closes it stays (an hour) instead of exiting, as
+  servers that never read EOF do.
 - `stderr`: writes $SOAK_STDERR_LINES lines (default 200000) to stderr at start, then as `ok`.
 """
 import json
 import os
 import sys
+import time
 
 FORGED = "2099-01-01T00:00:00.000000Z ERROR manifold: FORGED-LOG-LINE admin=true"
 INJECT = "bad thing\n" + FORGED + "\r\x1b[2J\x1b[31mred\x1b[0m\x07"
@@ -76,3 +79,5 @@ def main():
 
 if __name__ == "__main__":
     main()
+    if sys.argv[1] == "linger":
+        time.sleep(3600)
