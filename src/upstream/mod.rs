@@ -8,6 +8,8 @@
 pub mod catalog;
 pub mod circuit;
 pub mod connect;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod links;
 pub mod listen;

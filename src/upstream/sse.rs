@@ -89,7 +89,7 @@ pub async fn connect(
 
 /// Resolves the endpoint against the SSE URL and insists on the same origin: a server must
 /// not be able to make the gateway POST client messages (and configured credentials) elsewhere.
-fn endpoint_url(base: &Url, endpoint: &str) -> Result<Url, String> {
+pub(super) fn endpoint_url(base: &Url, endpoint: &str) -> Result<Url, String> {
     let url = base
         .join(endpoint)
         .map_err(|e| format!("bad endpoint '{endpoint}': {e}"))?;

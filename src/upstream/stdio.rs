@@ -11,7 +11,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{FramedRead, LinesCodec};
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::peer::Inbound;
 use super::{Connection, INBOUND_QUEUE, MAX_MESSAGE_BYTES, OUTBOUND_QUEUE};
 use crate::protocol::Message;
+use crate::protocol::jsonrpc::ParseError;
 
 /// How long a child gets to exit after its stdin closes before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -146,24 +147,20 @@ async fn read_loop(
     inbound: mpsc::Sender<Inbound>,
     mut status: watch::Receiver<Option<ExitStatus>>,
 ) {
-    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
+    let mut lines = stdout_lines(stdout, MAX_MESSAGE_BYTES);
     let reason = loop {
         match lines.next().await {
-            Some(Ok(line)) => {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match Message::parse(line.as_bytes()) {
-                    Ok(msg) => {
-                        if inbound.send(Inbound::Message(msg, None)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(upstream = %name, error = ?e, "Upstream wrote a line that is not a JSON-RPC message")
+            Some(Ok(line)) => match line_message(&line) {
+                None => continue,
+                Some(Ok(msg)) => {
+                    if inbound.send(Inbound::Message(msg, None)).await.is_err() {
+                        return;
                     }
                 }
-            }
+                Some(Err(e)) => {
+                    tracing::warn!(upstream = %name, error = ?e, "Upstream wrote a line that is not a JSON-RPC message")
+                }
+            },
             Some(Err(e)) => break format!("unreadable output: {e}"),
             None => break String::from("closed its stdout"),
         }
@@ -178,6 +175,20 @@ async fn read_loop(
         None => format!("process {reason}"),
     };
     let _ = inbound.send(Inbound::Closed(reason)).await;
+}
+
+/// A child's stdout as lines of at most `max` bytes (the reader's framing; `upstream::fuzzing`
+/// drives it with a small bound).
+pub(super) fn stdout_lines<R: AsyncRead>(stdout: R, max: usize) -> FramedRead<R, LinesCodec> {
+    FramedRead::new(stdout, LinesCodec::new_with_max_length(max))
+}
+
+/// What one stdout line holds: nothing (a blank line), or a message, or what is wrong with it.
+pub(super) fn line_message(line: &str) -> Option<Result<Message, ParseError>> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    Some(Message::parse(line.as_bytes()))
 }
 
 async fn log_stderr(name: std::sync::Arc<str>, stderr: tokio::process::ChildStderr) {
