@@ -235,7 +235,11 @@ mod tests {
 
     #[test]
     fn a_full_source_evicts_its_least_recently_used_idle_session_unused_first() {
-        let store = SessionStore::with_limits(Duration::from_secs(3600), limits(100, 3));
+        let store = SessionStore::with_limits(
+            Duration::from_secs(3600),
+            limits(100, 3),
+            Buffers::new(1 << 20, 1 << 20),
+        );
         let used = store.insert(from([10, 0, 0, 1])).expect("room").session;
         drop(used.track(crate::protocol::Id::Num(1)));
         let first = store.insert(from([10, 0, 0, 1])).expect("room").session;
@@ -256,7 +260,11 @@ mod tests {
 
     #[test]
     fn busy_sessions_are_never_evicted_and_a_full_table_refuses() {
-        let store = SessionStore::with_limits(Duration::from_secs(3600), limits(2, 0));
+        let store = SessionStore::with_limits(
+            Duration::from_secs(3600),
+            limits(2, 0),
+            Buffers::new(1 << 20, 1 << 20),
+        );
         let a = store.insert(session()).expect("room").session;
         let b = store.insert(session()).expect("room").session;
         let _reading = a.open_stream();
@@ -271,7 +279,11 @@ mod tests {
             unused_timeout: Duration::ZERO,
             ..SessionsConfig::default()
         };
-        let store = SessionStore::with_limits(Duration::from_secs(3600), limits);
+        let store = SessionStore::with_limits(
+            Duration::from_secs(3600),
+            limits,
+            Buffers::new(1 << 20, 1 << 20),
+        );
         let unused = store.insert(session()).expect("room").session;
         let used = store.insert(session()).expect("room").session;
         drop(used.track(crate::protocol::Id::Num(1)));
