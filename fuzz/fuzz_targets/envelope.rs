@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Message::Response(resp) => {
-            if let Some(result) = resp.result {
+            if let Ok(result) = resp.outcome {
                 let hint = CacheHint::of(&result);
                 let _ = envelope::result_type(&result);
                 let mut stateless = result.clone();
