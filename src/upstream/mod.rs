@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod connect;
+pub mod guard;
 pub mod http;
 pub mod links;
 pub mod listen;

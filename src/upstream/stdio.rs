@@ -2,7 +2,9 @@
 //!
 //! Three tasks per process: a writer (outbound messages → stdin), a reader (stdout lines →
 //! [`Inbound`]), and a waiter that owns the child, reaps it, and on shutdown closes stdin,
-//! waits, then kills, so no child outlives the gateway. stderr lines go to the gateway's log
+//! waits, then kills, so no child outlives the gateway. Each child leads a process group of
+//! its own, and the whole group is killed once the child has exited or outlived its stop
+//! grace, so nothing it started outlives it either (`guard.rs` covers a killed gateway). stderr lines go to the gateway's log
 //! tagged with the upstream name.
 
 use std::collections::BTreeMap;
@@ -65,6 +67,11 @@ pub fn spawn(spec: StdioSpec<'_>) -> std::io::Result<Connection> {
             _ => return Err(std::io::Error::other("child stdio was not piped")),
         };
     let name: std::sync::Arc<str> = spec.upstream.into();
+    // Its own process group (see `command`): the group's id is the child's pid.
+    let group = child.id();
+    if let Some(pgid) = group {
+        super::guard::watch(pgid);
+    }
     tracing::info!(upstream = %name, command = %spec.command, pid = child.id(), "Started upstream process");
 
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
@@ -78,7 +85,13 @@ pub fn spawn(spec: StdioSpec<'_>) -> std::io::Result<Connection> {
     tokio::spawn(read_loop(name.clone(), stdout, in_tx, status_rx));
     tokio::spawn(log_stderr(name.clone(), stderr));
     tokio::spawn(async move {
-        let status = supervise_child(&name, child, stop_rx, close_stdin).await;
+        let status = supervise_child(&name, child, group, stop_rx, close_stdin).await;
+        // The server is gone; whatever it started goes with it (a restart must not leave
+        // the old incarnation's children behind).
+        if let Some(pgid) = group {
+            super::guard::kill_group(pgid);
+            super::guard::forget(pgid);
+        }
         let _ = status_tx.send(status);
         let _ = done_tx.send(());
     });
@@ -104,6 +117,11 @@ fn command(spec: &StdioSpec<'_>) -> Command {
         // Safety net: if the gateway drops the child without the graceful path (a panic, the
         // runtime shutting down), the child is killed rather than orphaned.
         .kill_on_drop(true);
+    // A process group of its own, so that stopping the server reaches what it started too
+    // (`sh -c "python server.py; true"`, npx, uvx), and so that a terminal's Ctrl-C reaches
+    // the gateway alone, which then stops its upstreams in order. See `guard.rs`.
+    #[cfg(unix)]
+    cmd.process_group(0);
     if let Some(dir) = spec.cwd {
         cmd.current_dir(dir);
     }
@@ -197,6 +215,7 @@ async fn log_stderr(name: std::sync::Arc<str>, stderr: tokio::process::ChildStde
 async fn supervise_child(
     name: &str,
     mut child: Child,
+    group: Option<u32>,
     stop: oneshot::Receiver<()>,
     close_stdin: CancellationToken,
 ) -> Option<ExitStatus> {
@@ -212,7 +231,12 @@ async fn supervise_child(
                 Ok(status) => status.ok(),
                 Err(_) => {
                     tracing::warn!(upstream = %name, "Upstream did not exit after stdin closed; killing it");
-                    let _ = child.kill().await;
+                    match group {
+                        Some(pgid) => super::guard::kill_group(pgid),
+                        None => {
+                            let _ = child.start_kill();
+                        }
+                    }
                     child.wait().await.ok()
                 }
             }
