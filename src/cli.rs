@@ -47,6 +47,13 @@ pub enum Command {
     Stdio(ConfigArgs),
     /// Run the built-in demo MCP server on stdin/stdout (the default gateway.yaml uses it).
     Demo,
+    /// Internal: the process that kills stdio upstreams' process groups when the gateway
+    /// dies (see `upstream/guard.rs`). Started by the gateway itself.
+    #[command(name = "guard-upstreams", hide = true)]
+    GuardUpstreams {
+        #[arg(long)]
+        spawn: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -90,6 +97,7 @@ impl Cli {
             Some(Command::Tools(a)) => Command::Tools(a.clone()),
             Some(Command::Stdio(a)) => Command::Stdio(a.clone()),
             Some(Command::Demo) => Command::Demo,
+            Some(Command::GuardUpstreams { spawn }) => Command::GuardUpstreams { spawn: *spawn },
             None => Command::Serve(ServeArgs {
                 config: ConfigArgs {
                     config: "gateway.yaml".into(),
@@ -122,6 +130,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// [`serve`] with the configuration already loaded (`main` reads it before setting up
 /// logging and trace export, which it configures).
 pub async fn serve_loaded(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
+    // The guard first: its launcher is waited for here, and the reaper would take its exit.
+    crate::upstream::guard::start();
     crate::upstream::reaper::start(); // as a container's PID 1, reap orphaned grandchildren
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -159,6 +169,7 @@ pub async fn stdio(args: ConfigArgs) -> anyhow::Result<()> {
 
 /// [`stdio`] with the configuration already loaded.
 pub async fn stdio_loaded(config: Config) -> anyhow::Result<()> {
+    crate::upstream::guard::start();
     let gateway = crate::serve::start_gateway(config);
     gateway.upstreams.settle(STDIO_SETTLE).await;
     let served =
@@ -195,6 +206,7 @@ pub fn check(args: &ConfigArgs) -> anyhow::Result<()> {
 /// an upstream could not be reached or names collide, so scripts can use it as a check.
 pub async fn tools(args: ToolsArgs) -> anyhow::Result<bool> {
     let config = load(&args.config, None)?;
+    crate::upstream::guard::start();
     let gateway = crate::serve::start_gateway(config);
     gateway
         .upstreams

@@ -10,6 +10,10 @@ use manifold::telemetry;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command();
+    // The upstream guard needs no configuration, runtime or logging.
+    if let Command::GuardUpstreams { spawn } = command {
+        return manifold::upstream::guard::run(spawn);
+    }
     // The demo server speaks MCP on stdout; its logs must stay on stderr and quiet.
     let quiet = matches!(command, Command::Demo);
     // `serve` and `stdio` read their configuration first: its `telemetry` section decides
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|_| true)
                 .map_err(Into::into),
+            (Command::GuardUpstreams { .. }, _) => Ok(true),
         }
     });
     // After the command, from the main thread, while the runtime still runs the exporter.

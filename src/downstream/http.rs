@@ -55,6 +55,14 @@ pub(crate) async fn post_message(
             "Content-Type must be application/json",
         );
     }
+    if let Some(charset) = super::web::foreign_charset(&headers) {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorObject::invalid_request(format!(
+                "Content-Type charset must be utf-8, not {charset}"
+            )),
+        );
+    }
     if !accepts(&headers, "application/json") || !accepts(&headers, "text/event-stream") {
         return plain(
             StatusCode::NOT_ACCEPTABLE,

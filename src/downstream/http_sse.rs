@@ -122,6 +122,14 @@ pub(crate) async fn message(
             ErrorObject::invalid_request("Content-Type must be application/json"),
         );
     }
+    if let Some(charset) = super::web::foreign_charset(&headers) {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorObject::invalid_request(format!(
+                "Content-Type charset must be utf-8, not {charset}"
+            )),
+        );
+    }
     let Some(id) = query.get("session_id") else {
         return rpc_error(
             StatusCode::BAD_REQUEST,

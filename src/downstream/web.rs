@@ -145,6 +145,20 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// The `charset` a `Content-Type` names when it is not UTF-8 (JSON is UTF-8, RFC 8259): the
+/// body would be read as something it is not.
+pub(crate) fn foreign_charset(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    value.split(';').skip(1).find_map(|param| {
+        let (name, charset) = param.split_once('=')?;
+        let charset = charset.trim().trim_matches('"');
+        (name.trim().eq_ignore_ascii_case("charset")
+            && !charset.eq_ignore_ascii_case("utf-8")
+            && !charset.eq_ignore_ascii_case("utf8"))
+        .then(|| charset.to_owned())
+    })
+}
+
 /// Whether `Accept` admits `mime`, wildcards included. No `Accept` header means anything.
 pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {

@@ -108,11 +108,16 @@ impl ErrorObject {
         .with_data(json!({ "requiredCapabilities": required }))
     }
 
-    /// The upstream that owns the request cannot take it; `detail` says why.
+    /// The upstream that owns the request cannot take it; `detail` says why. `detail` often
+    /// quotes the upstream (an HTTP error body), so its control characters are escaped.
     pub fn upstream_unavailable(upstream: &str, detail: impl std::fmt::Display) -> Self {
+        let detail = detail.to_string();
         Self::new(
             UPSTREAM_UNAVAILABLE,
-            format!("Upstream '{upstream}' unavailable: {detail}"),
+            format!(
+                "Upstream '{upstream}' unavailable: {}",
+                super::text::printable(&detail)
+            ),
         )
         .with_data(json!({ "upstream": upstream, "source": "gateway" }))
     }

@@ -148,8 +148,20 @@ impl Message {
     /// caller can decide per protocol revision; everything else that is not a single valid
     /// message becomes the JSON-RPC error object to answer with.
     pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let value: Value = if first == Some(&b'{') {
+            let top: TopLevel = serde_json::from_slice(bytes)
+                .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
+            if let Some(key) = top.duplicate {
+                return Err(ParseError::Invalid(ErrorObject::invalid_request(format!(
+                    "duplicate '{key}' member in the message"
+                ))));
+            }
+            Value::Object(top.members)
+        } else {
+            serde_json::from_slice(bytes)
+                .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?
+        };
         match value {
             Value::Array(items) => Err(ParseError::Batch(items)),
             other => Message::from_value(other).map_err(ParseError::Invalid),
@@ -215,6 +227,48 @@ impl Message {
             Message::Notification(n) => Some(&n.method),
             Message::Response(_) => None,
         }
+    }
+}
+
+/// The members of a message object, and the first envelope member it named twice. JSON
+/// parsers disagree on duplicate keys (first or last wins), so a message whose `method` reads
+/// one way here and another way in a proxy or an upstream is refused, not interpreted.
+struct TopLevel {
+    members: Map<String, Value>,
+    duplicate: Option<&'static str>,
+}
+
+const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = TopLevel;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TopLevel, A::Error> {
+                let mut members = Map::new();
+                let mut seen = 0u8;
+                let mut duplicate = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: Value = map.next_value()?;
+                    if let Some(i) = ENVELOPE_KEYS.iter().position(|k| *k == key) {
+                        if seen & (1 << i) != 0 && duplicate.is_none() {
+                            duplicate = Some(ENVELOPE_KEYS[i]);
+                        }
+                        seen |= 1 << i;
+                    }
+                    members.insert(key, value);
+                }
+                Ok(TopLevel { members, duplicate })
+            }
+        }
+        deserializer.deserialize_map(Members)
     }
 }
 
@@ -295,6 +349,25 @@ pub fn is_envelope_error(code: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_duplicate_envelope_member_is_refused_naming_it() {
+        for key in ["jsonrpc", "id", "method", "params", "result", "error"] {
+            let text = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{}},"result":{{}},"error":{{}},"{key}":"again"}}"#
+            );
+            match Message::parse(text.as_bytes()) {
+                Err(ParseError::Invalid(e)) => {
+                    assert_eq!(e.code, crate::protocol::codes::INVALID_REQUEST, "{key}");
+                    assert!(e.message.contains(&format!("'{key}'")), "{}", e.message);
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        // Other members may repeat (last wins, as before); nested objects are the payload's.
+        let ok = r#"{"jsonrpc":"2.0","id":1,"method":"m","x":1,"x":2,"params":{"a":1,"a":2}}"#;
+        assert!(Message::parse(ok.as_bytes()).is_ok());
+    }
     use super::*;
     use serde_json::json;
 

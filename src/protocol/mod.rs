@@ -12,6 +12,7 @@ pub mod headers;
 pub mod jsonrpc;
 pub mod logging;
 pub mod methods;
+pub mod text;
 
 pub use era::Era;
 pub use jsonrpc::{ErrorObject, Id, Message, Notification, Request, Response};

@@ -10,6 +10,7 @@ pub mod circuit;
 pub mod connect;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guard;
 pub mod http;
 pub mod links;
 pub mod listen;

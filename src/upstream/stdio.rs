@@ -2,7 +2,9 @@
 //!
 //! Three tasks per process: a writer (outbound messages → stdin), a reader (stdout lines →
 //! [`Inbound`]), and a waiter that owns the child, reaps it, and on shutdown closes stdin,
-//! waits, then kills, so no child outlives the gateway. stderr lines go to the gateway's log
+//! waits, then kills, so no child outlives the gateway. Each child leads a process group of
+//! its own, and the whole group is killed once the child has exited or outlived its stop
+//! grace, so nothing it started outlives it either (`guard.rs` covers a killed gateway). stderr lines go to the gateway's log
 //! tagged with the upstream name.
 
 use std::collections::BTreeMap;
@@ -67,6 +69,11 @@ pub fn spawn(spec: StdioSpec<'_>) -> std::io::Result<Connection> {
             _ => return Err(std::io::Error::other("child stdio was not piped")),
         };
     let name: std::sync::Arc<str> = spec.upstream.into();
+    // Its own process group (see `command`): the group's id is the child's pid.
+    let group = child.id();
+    if let Some(pgid) = group {
+        super::guard::watch(pgid);
+    }
     tracing::info!(upstream = %name, command = %spec.command, pid = child.id(), "Started upstream process");
 
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
@@ -78,10 +85,19 @@ pub fn spawn(spec: StdioSpec<'_>) -> std::io::Result<Connection> {
 
     tokio::spawn(write_loop(name.clone(), stdin, out_rx, close_stdin.clone()));
     tokio::spawn(read_loop(name.clone(), stdout, in_tx, status_rx));
-    tokio::spawn(log_stderr(name.clone(), stderr));
+    let stderr_logged = tokio::spawn(log_stderr(name.clone(), stderr));
     tokio::spawn(async move {
-        let status = supervise_child(&name, child, stop_rx, close_stdin).await;
+        let status = supervise_child(&name, child, group, stop_rx, close_stdin).await;
         drop(registration);
+        // The server is gone; whatever it started goes with it (a restart must not leave
+        // the old incarnation's children behind).
+        if let Some(pgid) = group {
+            super::guard::kill_group(pgid);
+            super::guard::forget(pgid);
+        }
+        // The last stderr lines (and the count of those dropped) are logged before the
+        // upstream is reported stopped, so a gateway that exits next does not lose them.
+        let _ = tokio::time::timeout(EXIT_STATUS_WAIT, stderr_logged).await;
         let _ = status_tx.send(status);
         let _ = done_tx.send(());
     });
@@ -107,6 +123,11 @@ fn command(spec: &StdioSpec<'_>) -> Command {
         // Safety net: if the gateway drops the child without the graceful path (a panic, the
         // runtime shutting down), the child is killed rather than orphaned.
         .kill_on_drop(true);
+    // A process group of its own, so that stopping the server reaches what it started too
+    // (`sh -c "python server.py; true"`, npx, uvx), and so that a terminal's Ctrl-C reaches
+    // the gateway alone, which then stops its upstreams in order. See `guard.rs`.
+    #[cfg(unix)]
+    cmd.process_group(0);
     if let Some(dir) = spec.cwd {
         cmd.current_dir(dir);
     }
@@ -193,7 +214,26 @@ pub(super) fn line_message(line: &str) -> Option<Result<Message, ParseError>> {
 
 async fn log_stderr(name: std::sync::Arc<str>, stderr: tokio::process::ChildStderr) {
     let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
-    while let Some(line) = lines.next().await {
+    let mut bucket = StderrBucket::new(tokio::time::Instant::now());
+    loop {
+        // While lines are being dropped, say so at least every STDERR_REPORT_EVERY, even if
+        // the server then falls silent.
+        let report_at = bucket.report_due();
+        let next = tokio::select! {
+            line = lines.next() => line,
+            _ = tokio::time::sleep_until(report_at.unwrap_or_else(tokio::time::Instant::now)), if report_at.is_some() => {
+                report_dropped(&name, &mut bucket, tokio::time::Instant::now());
+                continue;
+            }
+        };
+        let Some(line) = next else { break };
+        let now = tokio::time::Instant::now();
+        if !bucket.take(now) {
+            continue;
+        }
+        if bucket.report_due().is_some_and(|due| now >= due) {
+            report_dropped(&name, &mut bucket, now);
+        }
         match line {
             Ok(line) => {
                 tracing::info!(target: "manifold::upstream::stderr", upstream = %name, "{line}")
@@ -204,12 +244,76 @@ async fn log_stderr(name: std::sync::Arc<str>, stderr: tokio::process::ChildStde
             }
         }
     }
+    report_dropped(&name, &mut bucket, tokio::time::Instant::now());
+}
+
+fn report_dropped(name: &str, bucket: &mut StderrBucket, now: tokio::time::Instant) {
+    let dropped = bucket.take_dropped(now);
+    if dropped > 0 {
+        tracing::warn!(target: "manifold::upstream::stderr", upstream = %name, dropped, "Dropped {dropped} stderr lines (more than {STDERR_LINES_PER_SEC} a second)");
+    }
+}
+
+/// Stderr lines logged per upstream: a burst of [`STDERR_BURST`], then
+/// [`STDERR_LINES_PER_SEC`] a second. A server that writes faster has the rest counted and
+/// dropped, so it cannot flood the gateway's log (or the disk, or the collector behind it).
+pub const STDERR_BURST: u32 = 200;
+pub const STDERR_LINES_PER_SEC: u32 = 50;
+/// While lines are dropped, how often their count is logged.
+const STDERR_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// A token bucket of stderr lines, and the count of lines it refused.
+struct StderrBucket {
+    tokens: f64,
+    refilled: tokio::time::Instant,
+    dropped: u64,
+    reported: tokio::time::Instant,
+}
+
+impl StderrBucket {
+    fn new(now: tokio::time::Instant) -> Self {
+        Self {
+            tokens: f64::from(STDERR_BURST),
+            refilled: now,
+            dropped: 0,
+            reported: now,
+        }
+    }
+
+    /// Whether a line may be logged now; counts it as dropped if not.
+    fn take(&mut self, now: tokio::time::Instant) -> bool {
+        let earned =
+            now.duration_since(self.refilled).as_secs_f64() * f64::from(STDERR_LINES_PER_SEC);
+        self.tokens = (self.tokens + earned).min(f64::from(STDERR_BURST));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+
+    /// When the dropped lines are next due to be reported, if any were dropped.
+    fn report_due(&self) -> Option<tokio::time::Instant> {
+        (self.dropped > 0).then(|| self.reported + STDERR_REPORT_EVERY)
+    }
+
+    /// The lines dropped since the last report, resetting the count.
+    fn take_dropped(&mut self, now: tokio::time::Instant) -> u64 {
+        if self.dropped > 0 {
+            self.reported = now;
+        }
+        std::mem::take(&mut self.dropped)
+    }
 }
 
 /// Owns the child until it exits, or until asked to stop: then close stdin, wait, kill.
 async fn supervise_child(
     name: &str,
     mut child: Child,
+    group: Option<u32>,
     stop: oneshot::Receiver<()>,
     close_stdin: CancellationToken,
 ) -> Option<ExitStatus> {
@@ -225,7 +329,12 @@ async fn supervise_child(
                 Ok(status) => status.ok(),
                 Err(_) => {
                     tracing::warn!(upstream = %name, "Upstream did not exit after stdin closed; killing it");
-                    let _ = child.kill().await;
+                    match group {
+                        Some(pgid) => super::guard::kill_group(pgid),
+                        None => {
+                            let _ = child.start_kill();
+                        }
+                    }
                     child.wait().await.ok()
                 }
             }

@@ -85,6 +85,8 @@ impl Supervisor {
                 backoff = BACKOFF_START;
             }
             failures += 1;
+            // Shown in /readyz and in -32010 errors; it may quote the upstream.
+            let error = crate::protocol::text::printable(&error).into_owned();
             tracing::warn!(upstream = %name, error = %error, retry_in = ?backoff, "Upstream unavailable");
             self.upstream.set_status(Status::Down {
                 error,
