@@ -108,3 +108,72 @@ async fn tool_errors_do_not_open_the_circuit() {
         "ok"
     );
 }
+
+/// A proxy in front of `upstream` that closes, without answering, the first connection on
+/// which a `tools/list` request is sent: the request reached nobody. Returns its port.
+async fn drop_first_listing(upstream: u16) -> u16 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let port = listener.local_addr().expect("proxy address").port();
+    let dropped = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let dropped = dropped.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let answers = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match from_client.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let listing = buf[..n].windows(10).any(|w| w == b"tools/list");
+                    if listing && !dropped.swap(true, Ordering::SeqCst) {
+                        // Gone before the server saw a byte of it.
+                        answers.abort();
+                        return;
+                    }
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                answers.abort();
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_loses_its_connection_is_sent_again_not_the_whole_upstream() {
+    let fixture = HttpFixture::start("lister", &[]);
+    let proxy = drop_first_listing(fixture.port()).await;
+    let url = fixture
+        .url
+        .replace(&format!(":{}/", fixture.port()), &format!(":{proxy}/"));
+    let gw = Gateway::start(&format!("upstreams:\n  lister:\n    url: {url:?}\n"));
+    gw.wait_upstreams_ready().await;
+    let c = Mcp::connect(&gw.url).await;
+    let tools = c.list_keys("tools/list", "tools", "name").await;
+    assert!(tools.contains(&"lister__whoami".to_owned()), "{tools:?}");
+    let log = gw.log();
+    // The listing was sent again on a new connection; the upstream was never given up on.
+    assert!(
+        log.contains("Listing failed to reach the upstream; sending it again"),
+        "{log}"
+    );
+    assert!(!log.contains("Upstream unavailable"), "{log}");
+}

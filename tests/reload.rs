@@ -12,23 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Gateway, WAIT, children_of, cmdline, is_running, stdio_fixture};
+use support::{
+    Gateway, WAIT, children_of, cmdline, everything_upstream, is_running, stdio_fixture,
+};
 use support::{Mcp, http_client, wait_for};
-
-fn everything_upstream() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script =
-        root.join(".interop/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        script.is_file(),
-        "{} is missing: run `scripts/interop --install-only` (scripts/test does)",
-        script.display()
-    );
-    format!(
-        "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: handshake\n",
-        script.display().to_string()
-    )
-}
 
 /// Replaces the file's content in one step (write beside, rename over), as editors and
 /// deployment tools do.

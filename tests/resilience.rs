@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{
-    Gateway, Mcp, SseStream, WAIT, children_of, cmdline, demo_upstream, is_running, stdio_fixture,
-    stdio_fixture_as, wait_for, within,
+    Gateway, Mcp, SseStream, WAIT, children_of, cmdline, demo_upstream, everything_upstream,
+    is_running, stdio_fixture, stdio_fixture_as, wait_for, within,
 };
 
 /// Starts `alpha__slow` with a progress token and returns its answer stream once the first
@@ -193,22 +193,6 @@ async fn upstream_stderr_reaches_the_log_tagged_with_the_upstream_name() {
     })
     .await;
     assert_eq!(line["fields"]["upstream"], "gamma", "{line}");
-}
-
-/// server-everything from `.interop/` (installed by `scripts/interop --install-only`).
-fn everything_upstream() -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script =
-        root.join(".interop/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        script.is_file(),
-        "{} is missing: run `scripts/interop --install-only` (scripts/test does)",
-        script.display()
-    );
-    format!(
-        "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: handshake\n",
-        script.display().to_string()
-    )
 }
 
 /// SIGTERM drains: `/readyz` turns 503 at once while the listener still answers, a new

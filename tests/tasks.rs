@@ -9,7 +9,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Gateway, Mcp, Stateless, WAIT, first_text, stdio_fixture, wait_for};
+use support::{
+    Gateway, Mcp, Stateless, WAIT, everything_upstream, first_text, stdio_fixture, wait_for,
+};
 
 const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 const RELATED: &str = "io.modelcontextprotocol/related-task";
@@ -467,23 +469,6 @@ async fn tasks_per_principal_are_limited() {
         )
         .await;
     assert_eq!(r["content"][0]["text"], "done after 1 ms");
-}
-
-/// server-everything from `.interop/` (installed by `scripts/interop --install-only`, which
-/// `scripts/test` runs before the tests).
-fn everything_upstream() -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script =
-        root.join(".interop/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        script.is_file(),
-        "{} is missing: run `scripts/interop --install-only` (scripts/test does)",
-        script.display()
-    );
-    format!(
-        "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: handshake\n",
-        script.display().to_string()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

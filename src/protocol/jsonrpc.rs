@@ -350,6 +350,22 @@ pub fn is_envelope_error(code: i32) -> bool {
 #[cfg(test)]
 mod tests {
 
+    /// Found by the `jsonrpc` fuzz target: a long integer literal read as a float came back
+    /// as another float (serde_json's default float parsing is not correctly rounded), so a
+    /// client's argument could reach the upstream changed.
+    #[test]
+    fn a_number_passes_through_unchanged() {
+        let text = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"id":66666666666666666666666666666666666666666,"x":0.1,"y":1e-7,"z":123456789.12345678}}"#;
+        let Ok(Message::Request(first)) = Message::parse(text) else {
+            panic!("parses");
+        };
+        let again = Message::Request(first.clone()).to_json();
+        let Ok(Message::Request(second)) = Message::parse(again.as_bytes()) else {
+            panic!("re-parses: {again}");
+        };
+        assert_eq!(first.params, second.params, "{again}");
+    }
+
     #[test]
     fn a_duplicate_envelope_member_is_refused_naming_it() {
         for key in ["jsonrpc", "id", "method", "params", "result", "error"] {

@@ -392,6 +392,23 @@ pub fn demo_upstream(name: &str) -> String {
     )
 }
 
+/// YAML for server-everything (the TypeScript reference server) over stdio, from `.interop/`
+/// (installed by `scripts/interop --install-only`, which `scripts/test` runs first).
+pub fn everything_upstream() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script =
+        root.join(".interop/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        script.is_file(),
+        "{} is missing: run `scripts/interop --install-only` (scripts/test does)",
+        script.display()
+    );
+    format!(
+        "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: handshake\n",
+        script.display().to_string()
+    )
+}
+
 /// YAML for a Streamable HTTP upstream.
 pub fn http_upstream(name: &str, url: &str) -> String {
     format!("  {name}:\n    url: {url:?}\n")
