@@ -392,9 +392,9 @@ pub fn demo_upstream(name: &str) -> String {
     )
 }
 
-/// YAML for server-everything (the TypeScript reference server) over stdio, from `.interop/`
-/// (installed by `scripts/interop --install-only`, which `scripts/test` runs first).
-pub fn everything_upstream() -> String {
+/// server-everything (the TypeScript reference server) from `.interop/` (installed by
+/// `scripts/interop --install-only`, which `scripts/test` runs first).
+pub fn everything_script() -> PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let script =
         root.join(".interop/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
@@ -403,6 +403,12 @@ pub fn everything_upstream() -> String {
         "{} is missing: run `scripts/interop --install-only` (scripts/test does)",
         script.display()
     );
+    script
+}
+
+/// YAML for server-everything over stdio.
+pub fn everything_upstream() -> String {
+    let script = everything_script();
     format!(
         "  everything:\n    command: node\n    args: [{:?}, stdio]\n    protocol: handshake\n",
         script.display().to_string()
