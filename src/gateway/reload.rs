@@ -9,7 +9,8 @@
 //! `list_changed`, as for any upstream's change.
 //!
 //! Settings that the running process cannot change (the listen address, the endpoint path,
-//! names, sessions and their limits, the connection limits, the seal key, the Host guard,
+//! names, sessions and their limits, the connection limits, the byte budgets, the seal key,
+//! the Host guard,
 //! telemetry, metrics, tasks) keep their running values; each one that differs is named in
 //! the log.
 
@@ -224,7 +225,8 @@ fn keep_running(old: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
         metrics,
         tasks,
         connections,
-        sessions
+        sessions,
+        buffers
     );
     (new, kept)
 }
