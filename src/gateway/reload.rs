@@ -10,9 +10,8 @@
 //!
 //! Settings that the running process cannot change (the listen address, the endpoint path,
 //! names, sessions and their limits, the connection limits, the byte budgets, the seal key,
-//! the Host guard,
-//! telemetry, metrics, tasks) keep their running values; each one that differs is named in
-//! the log.
+//! the Host guard, telemetry, metrics, tasks) keep their running values; each one that
+//! differs is named in the log.
 
 use std::sync::Arc;
 use std::time::Duration;
