@@ -220,7 +220,7 @@ async fn a_body_that_never_comes_is_answered_408_within_the_body_timeout() {
     tcp.write_all(
         format!(
             "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-             accept: {ACCEPT_BOTH}\r\ncontent-length: 100000000\r\n\r\n{{\"jsonrpc\""
+             accept: {ACCEPT_BOTH}\r\ncontent-length: 100000\r\n\r\n{{\"jsonrpc\""
         )
         .as_bytes(),
     )
@@ -242,6 +242,32 @@ async fn a_body_that_never_comes_is_answered_408_within_the_body_timeout() {
         .await
             >= 1.0
     );
+}
+
+/// A declared length over `max_body_bytes` is refused at once: nothing of it is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_100_mb_body_is_refused_at_once_with_413() {
+    // The body timeout is far longer than the test's bound: only an early refusal passes.
+    let gw = Gateway::start(
+        "upstreams: {}\nconnections: {body_timeout: 120s, header_timeout: 120s, idle_timeout: 120s}\n",
+    );
+    let mut tcp = connect_from(&gw, [127, 0, 0, 1]).await;
+    tcp.write_all(
+        format!(
+            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             accept: {ACCEPT_BOTH}\r\ncontent-length: 104857600\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("headers");
+    let answer = read_until_closed(&mut tcp, WAIT)
+        .await
+        .expect("answered and closed without waiting for the body");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("larger than"), "{answer}");
+    let c = Mcp::connect(&gw.url).await;
+    assert_eq!(c.ok("ping", json!({})).await, json!({}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,12 +113,23 @@ pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Box
     let config = state.gateway.config();
     let limit = config.max_body_bytes;
     let timeout = config.connections.body_timeout;
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(Box::new(rpc_error(
+    let too_large = || {
+        let mut resp = rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorObject::invalid_request(format!("request body larger than {limit} bytes")),
-        ))),
+        );
+        // The rest of the body is not read: the connection cannot carry another request.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Box::new(resp)
+    };
+    // A declared `Content-Length` over the limit is refused before any of it is waited for.
+    if usize::try_from(http_body::Body::size_hint(&body).lower()).unwrap_or(usize::MAX) > limit {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(too_large()),
         Err(_) => {
             state.gateway.metrics.connection_closed("body_timeout");
             tracing::debug!(timeout = ?timeout, "Request body not received in time");

@@ -17,6 +17,11 @@ import sys
 import time
 
 HOST = "127.0.0.1"
+# The address the "fresh client" of the connection checks connects from: another loopback
+# address than the abuser's, as a real client elsewhere would (the gateway's per-source
+# limits rightly refuse more from the abuser's own address).
+FRESH_SOURCE = "127.0.0.2"
+SOURCE = None  # set while a fresh client runs
 VERSION = "2025-11-25"
 results = []
 
@@ -89,7 +94,9 @@ def dechunk(body):
 
 async def http(port, method, path, body=b"", headers=None, timeout=30.0, raw_headers=None):
     """One request on its own connection (Connection: close); reads to EOF."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+    local = (SOURCE, 0) if SOURCE else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(HOST, port, local_addr=local), timeout)
     try:
         head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Connection: close"]
         hdrs = {"Accept": "application/json, text/event-stream",
@@ -163,7 +170,17 @@ class Session:
 
 
 async def fresh_client_served(port, tool, timeout=10.0):
-    """A new client initializes and calls `tool` within `timeout` seconds: (ok, seconds)."""
+    """A new client, from another address than the abuser's, initializes and calls `tool`
+    within `timeout` seconds: (ok, seconds)."""
+    global SOURCE
+    SOURCE = FRESH_SOURCE
+    try:
+        return await _fresh_client_served(port, tool, timeout)
+    finally:
+        SOURCE = None
+
+
+async def _fresh_client_served(port, tool, timeout):
     start = time.monotonic()
     try:
         s = await asyncio.wait_for(Session(port).open(timeout=timeout), timeout)
@@ -312,15 +329,18 @@ def idle_worker(port, count, hold, conn):
                 break
         conn.send(len(socks))
         await asyncio.sleep(hold)
-        closed = 0
-        for r, w in socks:
+
+        async def closed_by_gateway(r):
+            # Closed: the stream ends (after a refusal's 503, if one was written).
             try:
-                if await asyncio.wait_for(r.read(1), 0.01) == b"":
-                    closed += 1
+                await asyncio.wait_for(r.read(-1), 1.0)
+                return True
             except asyncio.TimeoutError:
-                pass
+                return False
             except OSError:
-                closed += 1
+                return True
+
+        closed = sum(await asyncio.gather(*(closed_by_gateway(r) for r, _ in socks)))
         conn.send(closed)
 
     asyncio.run(run())
