@@ -21,17 +21,9 @@ fn config(session_bytes: usize, total_bytes: usize) -> String {
 
 /// The value of an unlabelled metric in `/metrics`.
 async fn metric(gw: &Gateway, name: &str) -> f64 {
-    let text = http_client()
-        .get(format!("{}/metrics", gw.base))
-        .send()
+    gw.metric(&format!("{name} "))
         .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
 /// Resident memory of a process, in bytes.

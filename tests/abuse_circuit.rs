@@ -5,23 +5,12 @@
 mod support;
 
 use serde_json::json;
-use support::{Gateway, HttpFixture, Mcp, WAIT, http_client, wait_for};
+use support::{Gateway, HttpFixture, Mcp, WAIT, wait_for};
 
 fn config(url: &str) -> String {
     format!(
         "upstreams:\n  flaky:\n    url: {url:?}\n    timeout: 5s\n    circuit:\n      failures: 3\n      cooldown: 2s\n"
     )
-}
-
-async fn metrics(gw: &Gateway) -> String {
-    http_client()
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body")
 }
 
 /// server-everything (the TypeScript reference server) over Streamable HTTP on `port`,
@@ -98,7 +87,7 @@ async fn opens_and_probes_back<U, R>(
         ),
         "{ready}"
     );
-    let text = metrics(&gw).await;
+    let text = gw.metrics().await;
     assert!(
         text.contains("manifold_upstream_circuit_trips_total{upstream=\"flaky\"} 1"),
         "{text}"
@@ -115,7 +104,7 @@ async fn opens_and_probes_back<U, R>(
     .await;
     let (_, ready) = gw.readyz().await;
     assert_eq!(ready["upstreams"]["flaky"]["circuit"], "closed", "{ready}");
-    let text = metrics(&gw).await;
+    let text = gw.metrics().await;
     assert!(
         text.contains("manifold_upstream_circuit_open{upstream=\"flaky\"} 0"),
         "{text}"

@@ -51,20 +51,8 @@ async fn read_until_closed(tcp: &mut TcpStream, limit: Duration) -> Option<Strin
     Some(String::from_utf8_lossy(&seen).into_owned())
 }
 
-async fn metric(gw: &Gateway, line_start: &str) -> f64 {
-    let text = http_client()
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+async fn metric(gw: &Gateway, series: &str) -> f64 {
+    gw.metric(series).await.unwrap_or(0.0)
 }
 
 async fn initialize(url: &str) -> Reply {

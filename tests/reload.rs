@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use support::{
     Gateway, WAIT, children_of, cmdline, everything_upstream, is_running, stdio_fixture,
 };
-use support::{Mcp, http_client, wait_for};
+use support::{Mcp, wait_for};
 
 /// Replaces the file's content in one step (write beside, rename over), as editors and
 /// deployment tools do.
@@ -37,20 +37,6 @@ fn processes(gateway: u32, needle: &str) -> Vec<u32> {
 
 async fn tool_names(mcp: &Mcp) -> Vec<String> {
     mcp.list_keys("tools/list", "tools", "name").await
-}
-
-async fn metric(gw: &Gateway, line_start: &str) -> Option<f64> {
-    let text = http_client()
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 fn start(yaml: &str, args: &[&str]) -> (Gateway, PathBuf) {
@@ -167,7 +153,8 @@ async fn a_changed_file_adds_replaces_and_removes_upstreams_while_the_client_kee
     names.sort();
     assert_eq!(names, ["alpha", "everything", "gamma"]);
     assert_eq!(
-        metric(&gw, "manifold_config_reloads_total{result=\"applied\"}").await,
+        gw.metric("manifold_config_reloads_total{result=\"applied\"}")
+            .await,
         Some(1.0)
     );
     let log = gw.log();
@@ -187,7 +174,9 @@ async fn a_bad_file_is_refused_with_every_problem_and_the_old_configuration_keep
     );
     rewrite(&config, &bad);
     wait_for(WAIT, "the refusal", || async {
-        let refused = metric(&gw, "manifold_config_reloads_total{result=\"refused\"}").await;
+        let refused = gw
+            .metric("manifold_config_reloads_total{result=\"refused\"}")
+            .await;
         (refused == Some(1.0)).then_some(())
     })
     .await;

@@ -37,8 +37,8 @@ pub(crate) async fn answer(
     req: Request,
     caller: Caller,
 ) -> Response {
-    let mode = gateway.config().response_mode;
-    let window = gateway.config().resume_window;
+    let config = gateway.config();
+    let (mode, window) = (config.response_mode, config.resume_window);
     let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
     let (admit_tx, admit_rx) = tokio::sync::oneshot::channel();
     let runner = session.clone();

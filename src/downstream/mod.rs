@@ -33,15 +33,16 @@ use web::{AppState, rpc_error};
 
 /// The HTTP application: the MCP endpoint and the health endpoints.
 pub fn app(gateway: Arc<Gateway>) -> Router {
-    let guard = Arc::new(Guard::new(&gateway.config().security));
-    let path = gateway.config().path.clone();
+    let config = gateway.config();
+    let guard = Arc::new(Guard::new(&config.security));
+    let path = config.path.clone();
     let mcp = get(http::get_stream)
         .post(http::post_message)
         .delete(http::delete_session)
         .fallback(http::method_not_allowed);
     let mut router = Router::new();
-    if gateway.config().metrics.enabled {
-        router = router.route(&gateway.config().metrics.path, get(metrics));
+    if config.metrics.enabled {
+        router = router.route(&config.metrics.path, get(metrics));
     }
     // RFC 9728 metadata, only when there is something to protect: looked up per request, as
     // a reload may turn authentication on or off.

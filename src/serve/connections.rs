@@ -29,14 +29,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use bytes::Bytes;
 use dashmap::DashMap;
-use http_body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -227,7 +224,7 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
         let answer = tower::ServiceExt::oneshot(self.app.clone(), req);
         Box::pin(async move {
             let resp = answer.await?;
-            Ok(resp.map(|body| Body::new(Held { body, _busy: busy })))
+            Ok(resp.map(|body| super::in_flight::Guarded::body(body, busy)))
         })
     }
 }
@@ -297,32 +294,6 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Ordering::AcqRel);
         self.0.touch();
-    }
-}
-
-/// An answer's body that keeps its request counted as activity while it lives.
-struct Held {
-    body: Body,
-    _busy: Busy,
-}
-
-impl http_body::Body for Held {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -51,21 +51,29 @@ impl Drop for Entered {
 /// The middleware: counts the request until its answer's body has been sent or dropped.
 pub async fn track(State(in_flight): State<InFlight>, req: Request, next: Next) -> Response {
     let entered = in_flight.enter();
-    next.run(req).await.map(|body| {
-        Body::new(Counted {
-            body,
-            _entered: entered,
-        })
-    })
+    next.run(req).await.map(|body| Guarded::body(body, entered))
 }
 
-/// A body that keeps its request counted while it lives.
-struct Counted {
+/// An answer's body that holds `guard` until the body is sent in full or dropped: how a
+/// request stays counted (in flight, or as its connection's activity) while it streams.
+pub(super) struct Guarded<G> {
     body: Body,
-    _entered: Entered,
+    _guard: G,
 }
 
-impl http_body::Body for Counted {
+impl<G> Guarded<G> {
+    pub(super) fn body(body: Body, guard: G) -> Body
+    where
+        G: Send + Unpin + 'static,
+    {
+        Body::new(Guarded {
+            body,
+            _guard: guard,
+        })
+    }
+}
+
+impl<G: Unpin> http_body::Body for Guarded<G> {
     type Data = Bytes;
     type Error = axum::Error;
 

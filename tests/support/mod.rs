@@ -184,6 +184,28 @@ impl Gateway {
         (status, body)
     }
 
+    /// The `/metrics` exposition text.
+    pub async fn metrics(&self) -> String {
+        http_client()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The value of the first series whose line starts with `series` (its name and labels as
+    /// written, e.g. `manifold_x_total{limit="max"}`), if there is one.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     /// Waits (bounded) until `/readyz` answers 200; returns its body.
     pub async fn wait_ready(&self) -> serde_json::Value {
         let mut last = serde_json::Value::Null;
