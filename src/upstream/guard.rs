@@ -101,6 +101,9 @@ fn send(line: &str) {
     }
 }
 
+/// How many times the guard signals each group once the gateway is gone.
+const KILL_ROUNDS: usize = 3;
+
 /// Sends SIGKILL to process group `pgid`; a group already gone is not an error.
 pub fn kill_group(pgid: u32) {
     // 0 would be our own group, 1 init's: never a stdio upstream's.
@@ -161,9 +164,13 @@ pub fn run(spawn: bool) -> ExitCode {
             _ => {}
         }
     }
-    // The gateway is gone.
-    for pgid in groups {
-        kill_group(pgid);
+    // The gateway is gone. A process its group forked while the first signal went round (a
+    // shell starting its next command as its server ends) is caught by a later one.
+    for _ in 0..KILL_ROUNDS {
+        for pgid in &groups {
+            kill_group(*pgid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     ExitCode::SUCCESS
 }
