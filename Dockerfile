@@ -29,7 +29,8 @@ RUN if [ -n "$(ls -A .cargo-vendor/crates 2>/dev/null)" ]; then \
         && echo "Building from vendored crates"; \
     fi \
     && cargo build --release --locked --bin manifold \
-    && install -D -m 0755 target/release/manifold /out/manifold
+    && install -D -m 0755 target/release/manifold /out/manifold \
+    && rm -rf target
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/manifold /usr/local/bin/manifold
