@@ -216,9 +216,13 @@ impl Message {
         Value::Object(obj)
     }
 
-    /// Serialises to compact JSON text (no newlines, so it is valid stdio framing).
+    /// Serialises to compact JSON text (no newlines, so it is valid stdio framing). Written
+    /// straight from the message, with the members in the order [`Message::to_value`] gives
+    /// them: no tree is cloned on the way.
     pub fn to_json(&self) -> String {
-        self.to_value().to_string()
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        // serde_json writes UTF-8 only.
+        String::from_utf8(bytes).unwrap_or_default()
     }
 
     pub fn method(&self) -> Option<&str> {
@@ -329,6 +333,37 @@ fn response(mut obj: Map<String, Value>) -> Result<Message, ErrorObject> {
         ));
     }
     Ok(Message::Response(Response { id, outcome }))
+}
+
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("jsonrpc", "2.0")?;
+        match self {
+            Message::Request(r) => {
+                map.serialize_entry("id", &r.id)?;
+                map.serialize_entry("method", &r.method)?;
+                if let Some(p) = &r.params {
+                    map.serialize_entry("params", p)?;
+                }
+            }
+            Message::Notification(n) => {
+                map.serialize_entry("method", &n.method)?;
+                if let Some(p) = &n.params {
+                    map.serialize_entry("params", p)?;
+                }
+            }
+            Message::Response(r) => {
+                map.serialize_entry("id", &r.id)?;
+                match &r.outcome {
+                    Ok(result) => map.serialize_entry("result", result)?,
+                    Err(e) => map.serialize_entry("error", e)?,
+                }
+            }
+        }
+        map.end()
+    }
 }
 
 fn error_value(e: &ErrorObject) -> Value {

@@ -81,7 +81,12 @@ pub fn offers_task_extension(router: &Router) -> bool {
 
 /// Whether the gateway offers a top-level capability (see [`capabilities`]).
 pub fn offers(router: &Router, capability: &str) -> bool {
-    capabilities(router).get(capability).is_some()
+    // Checked on every stateless request: the answer of `capabilities` without building it.
+    !router.upstreams.is_empty()
+        && matches!(
+            capability,
+            "tools" | "prompts" | "resources" | "logging" | "completions"
+        )
 }
 
 /// Upstream instructions, each under its upstream's name so the model knows whose they are.

@@ -72,6 +72,7 @@ struct Token {
 }
 
 /// What a token must match to continue a request.
+#[derive(Clone)]
 struct Binding {
     upstream: String,
     method: String,
@@ -280,7 +281,9 @@ async fn stateless_client(
     upstream: usize,
     mut params: Value,
 ) -> Result<Value, ErrorObject> {
-    let binding = Binding::of(router, ctx, req, upstream);
+    // The binding (a digest of the arguments among them) is made only when a token is
+    // sealed or opened: most calls never need one.
+    let binding = || Binding::of(router, ctx, req, upstream);
     let state = params
         .as_object_mut()
         .and_then(|p| p.remove("requestState"));
@@ -290,7 +293,7 @@ async fn stateless_client(
         // 2026-07-28 upstream never sends server→client requests, so its calls need no
         // held exchange: straight through, its state wrapped if it asks for input.
         if router.upstreams.at(upstream).era() == Era::Stateless {
-            return direct(router, ctx, req, upstream, params, &binding).await;
+            return direct(router, ctx, req, upstream, params, binding).await;
         }
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let origin = ctx.origin().map(|o| {
@@ -306,14 +309,15 @@ async fn stateless_client(
             .unwrap_or_default();
         let call = Call::new(router, ctx, upstream, &req.method, params, origin);
         let exchange = Exchange::start(call, rx, capabilities);
-        return drive(router, &binding, exchange).await;
+        return drive(router, &binding(), exchange).await;
     };
     let Value::String(text) = state else {
         return Err(ErrorObject::invalid_params(
             "'requestState' must be a string",
         ));
     };
-    let token = binding.open(router, &text)?;
+    let bound = binding();
+    let token = bound.open(router, &text)?;
     let answers = params
         .as_object_mut()
         .and_then(|p| p.remove("inputResponses"))
@@ -326,7 +330,7 @@ async fn stateless_client(
             )
         })?;
         exchange.answer(&answers);
-        return drive(router, &binding, exchange).await;
+        return drive(router, &bound, exchange).await;
     }
     // A 2026-07-28 upstream's own state: hand it back exactly, with the answers.
     if let Some(p) = params.as_object_mut() {
@@ -335,7 +339,7 @@ async fn stateless_client(
             p.insert("requestState".into(), Value::from(state));
         }
     }
-    direct(router, ctx, req, upstream, params, &binding).await
+    direct(router, ctx, req, upstream, params, || bound).await
 }
 
 /// A call to a 2026-07-28 upstream for a 2026-07-28 client: its input requests pass
@@ -346,7 +350,7 @@ async fn direct(
     req: &Request,
     upstream: usize,
     params: Value,
-    binding: &Binding,
+    binding: impl FnOnce() -> Binding,
 ) -> Result<Value, ErrorObject> {
     let call = Call::new(router, ctx, upstream, &req.method, params, ctx.origin());
     Ok(wrap(router, binding, call.run().await?))
@@ -354,7 +358,7 @@ async fn direct(
 
 /// An upstream's `input_required` result for a 2026-07-28 client: its requests pass
 /// through, its state is wrapped in the gateway's token.
-fn wrap(router: &Router, binding: &Binding, mut result: Value) -> Value {
+fn wrap(router: &Router, binding: impl FnOnce() -> Binding, mut result: Value) -> Value {
     if result_type(&result) != INPUT_REQUIRED {
         return result;
     }
@@ -362,7 +366,7 @@ fn wrap(router: &Router, binding: &Binding, mut result: Value) -> Value {
         .get("requestState")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    result["requestState"] = Value::from(binding.seal(router, upstream_state, None));
+    result["requestState"] = Value::from(binding().seal(router, upstream_state, None));
     result
 }
 
@@ -484,7 +488,7 @@ async fn drive(
             }
             outcome = &mut exchange.call => {
                 let result = outcome.map_err(|e| ErrorObject::internal(format!("the call failed: {e}")))??;
-                return Ok(wrap(router, binding, result));
+                return Ok(wrap(router, || binding.clone(), result));
             }
         }
     }
