@@ -11,7 +11,7 @@
 //! abandons is cancelled by closing its POST's stream.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -47,6 +47,9 @@ pub struct HttpLink {
     stateless: AtomicBool,
     /// Stateless requests not finished yet, by gateway request id.
     staged: Mutex<HashMap<i64, Staged>>,
+    /// Notifications and responses queued or being posted. They go out in order, and a
+    /// request may skip the queue (see [`HttpLink::exchange`]) only while none waits.
+    ordered: AtomicUsize,
 }
 
 /// One stateless request's headers (until its POST takes them) and the token that aborts it.
@@ -74,6 +77,7 @@ pub fn connect(
         stop: CancellationToken::new(),
         stateless: AtomicBool::new(false),
         staged: Mutex::default(),
+        ordered: AtomicUsize::new(0),
     });
     tokio::spawn(post_loop(link.clone(), out_rx));
     Ok(Connection {
@@ -126,6 +130,15 @@ impl HttpLink {
     /// upstream's configuration sets keep their configured value, and a value HTTP cannot
     /// carry is left out (and logged).
     pub fn stage(&self, id: i64, headers: Vec<(String, String)>) {
+        let staged = Staged {
+            headers: Some(self.request_headers(headers)),
+            abort: CancellationToken::new(),
+        };
+        self.lock_staged().insert(id, staged);
+    }
+
+    /// One request's own headers as HTTP can carry them, configured ones winning.
+    fn request_headers(&self, headers: Vec<(String, String)>) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             let (Ok(header), Ok(value)) = (
@@ -139,11 +152,47 @@ impl HttpLink {
                 map.insert(header, value);
             }
         }
-        let staged = Staged {
-            headers: Some(map),
-            abort: CancellationToken::new(),
+        map
+    }
+
+    /// Whether a request may be posted from its caller's task now: the link is open and no
+    /// notification or response is waiting to go out before it.
+    pub fn exchange_ready(&self) -> bool {
+        self.ordered.load(Ordering::Acquire) == 0 && !self.stop.is_cancelled()
+    }
+
+    /// Counts a notification or response into the ordered queue; [`post_loop`] counts it out
+    /// once posted. Call before queueing it.
+    pub fn enter_ordered(&self) {
+        self.ordered.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts out a message [`HttpLink::enter_ordered`] counted in that was never queued.
+    pub fn leave_ordered(&self) {
+        self.ordered.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Posts request `msg` on the caller's task, with its own `headers` (stateless) and
+    /// returns the upstream's response to it when that response was the first message of
+    /// the answer: nothing then hops through the transport's tasks. Anything else the answer
+    /// carries (and the response, once something came before it, so that progress and logs
+    /// keep their place ahead of it) goes through the inbound queue as from a queued POST;
+    /// the caller then waits for its response there. Dropping the future drops the POST,
+    /// which closes a stateless request's stream.
+    pub async fn exchange(
+        self: &Arc<Self>,
+        msg: Message,
+        headers: Vec<(String, String)>,
+    ) -> Option<Response> {
+        let headers = if headers.is_empty() {
+            HeaderMap::new()
+        } else {
+            self.request_headers(headers)
         };
-        self.lock_staged().insert(id, staged);
+        tokio::select! {
+            answer = send_post(self, msg, headers, true) => answer,
+            _ = self.stop.cancelled() => None,
+        }
     }
 
     /// The gateway stopped waiting for stateless request `id`: close its POST's stream (or never
@@ -240,6 +289,17 @@ impl HttpLink {
         }
     }
 
+    /// [`HttpLink::fail`] for a POST whose caller may be waiting on its own task.
+    async fn fail_to(&self, answer: &mut Answer, error: ErrorObject) -> Option<Response> {
+        if answer.inline
+            && let Some(id) = &answer.id
+        {
+            return Some(Response::err(Some(id.clone()), error));
+        }
+        self.fail(answer.id.clone(), error).await;
+        None
+    }
+
     async fn close_connection(&self, reason: String) {
         if !self.stop.is_cancelled() {
             self.stop.cancel();
@@ -264,7 +324,10 @@ async fn post_loop(link: Arc<HttpLink>, mut outbound: mpsc::Receiver<Message>) {
             // Notifications and responses are sent in order, each before anything queued
             // after it: `notifications/initialized` must reach the server before the first
             // request (servers such as server-everything set up tools only once it has).
-            _ => post(link.clone(), msg).await,
+            _ => {
+                post(link.clone(), msg).await;
+                link.leave_ordered();
+            }
         }
     }
 }
@@ -286,10 +349,11 @@ async fn post(link: Arc<HttpLink>, msg: Message) {
         _ => None,
     };
     let Some((id, headers, abort)) = staged else {
-        return send_post(link, msg, HeaderMap::new()).await;
+        send_post(&link, msg, HeaderMap::new(), false).await;
+        return;
     };
     tokio::select! {
-        _ = send_post(link.clone(), msg, headers) => {}
+        _ = send_post(&link, msg, headers, false) => {}
         _ = abort.cancelled() => {
             tracing::debug!(upstream = %link.upstream, id, "Closed the stream of an abandoned request");
         }
@@ -297,10 +361,44 @@ async fn post(link: Arc<HttpLink>, msg: Message) {
     link.lock_staged().remove(&id);
 }
 
-async fn send_post(link: Arc<HttpLink>, msg: Message, extra: HeaderMap) {
+/// Where the messages of one POST's answer go: all into the inbound queue, or (`inline`)
+/// the response to the request itself back to the caller, while nothing came before it.
+struct Answer {
+    id: Option<Id>,
+    inline: bool,
+    queued: bool,
+}
+
+impl Answer {
+    /// Hands `msg` on; the response to be returned to the caller, if it is that.
+    async fn take(&mut self, link: &HttpLink, msg: Message) -> Option<Response> {
+        match msg {
+            Message::Response(r) if self.inline && !self.queued && r.id == self.id => Some(r),
+            msg => {
+                self.queued = true;
+                link.push(msg, self.id.clone()).await;
+                None
+            }
+        }
+    }
+}
+
+/// Posts one message and reads its answer; with `inline`, returns the response to a request
+/// when it can go straight back to the caller (see [`HttpLink::exchange`]).
+async fn send_post(
+    link: &Arc<HttpLink>,
+    msg: Message,
+    extra: HeaderMap,
+    inline: bool,
+) -> Option<Response> {
     let id = match &msg {
         Message::Request(r) => Some(r.id.clone()),
         _ => None,
+    };
+    let mut answer = Answer {
+        id,
+        inline,
+        queued: false,
     };
     let had_session = link.session().is_some();
     let mut req = link
@@ -327,12 +425,12 @@ async fn send_post(link: Arc<HttpLink>, msg: Message, extra: HeaderMap) {
         Ok(r) => r,
         Err(e) => {
             let why = format!("HTTP request failed: {}", error_chain(&e));
-            link.fail(id, ErrorObject::upstream_unavailable(&link.upstream, &why))
-                .await;
+            let error = ErrorObject::upstream_unavailable(&link.upstream, &why);
+            let answered = link.fail_to(&mut answer, error).await;
             if e.is_connect() {
                 link.close_connection(why).await;
             }
-            return;
+            return answered;
         }
     };
     link.remember_session(resp.headers());
@@ -340,18 +438,24 @@ async fn send_post(link: Arc<HttpLink>, msg: Message, extra: HeaderMap) {
     if status == StatusCode::NOT_FOUND && had_session {
         let why = String::from("upstream session expired (HTTP 404); re-initializing");
         let error = ErrorObject::upstream_unavailable(&link.upstream, &why);
-        link.fail(id, super::mark_retryable(error)).await;
+        let answered = link
+            .fail_to(&mut answer, super::mark_retryable(error))
+            .await;
         link.close_connection(why).await;
-        return;
+        return answered;
     }
     if status == StatusCode::ACCEPTED {
-        return;
+        return None;
     }
-    read_answer(&link, resp, id).await;
+    read_answer(link, resp, answer).await
 }
 
 /// Reads a POST answer: one JSON message (or a batch), or an SSE stream of messages.
-async fn read_answer(link: &HttpLink, resp: reqwest::Response, id: Option<Id>) {
+async fn read_answer(
+    link: &HttpLink,
+    resp: reqwest::Response,
+    mut answer: Answer,
+) -> Option<Response> {
     let status = resp.status();
     let is_sse = content_type(&resp).starts_with("text/event-stream");
     if is_sse && status.is_success() {
@@ -360,8 +464,10 @@ async fn read_answer(link: &HttpLink, resp: reqwest::Response, id: Option<Id>) {
         while let Some(item) = events.next().await {
             match item {
                 Ok((msg, _event_id)) => {
-                    answered |= matches!(&msg, Message::Response(r) if r.id == id);
-                    link.push(msg, id.clone()).await;
+                    answered |= matches!(&msg, Message::Response(r) if r.id == answer.id);
+                    if let Some(own) = answer.take(link, msg).await {
+                        return Some(own);
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(upstream = %link.upstream, error = %e, "Upstream SSE answer broke off");
@@ -372,32 +478,35 @@ async fn read_answer(link: &HttpLink, resp: reqwest::Response, id: Option<Id>) {
                 break;
             }
         }
-        if !answered {
-            let why = "the response stream ended before the response";
-            link.fail(id, ErrorObject::upstream_unavailable(&link.upstream, why))
-                .await;
+        if answered {
+            return None;
         }
-        return;
+        let why = "the response stream ended before the response";
+        let error = ErrorObject::upstream_unavailable(&link.upstream, why);
+        return link.fail_to(&mut answer, error).await;
     }
     let body = match sse_read::read_limited(resp).await {
         Ok(b) => b,
         Err(e) => {
-            return link
-                .fail(id, ErrorObject::upstream_unavailable(&link.upstream, e))
-                .await;
+            let error = ErrorObject::upstream_unavailable(&link.upstream, e);
+            return link.fail_to(&mut answer, error).await;
         }
     };
     let mut delivered = false;
+    let mut own = None;
     for msg in sse_read::messages_in_body(&body) {
-        delivered |= matches!(&msg, Message::Response(r) if r.id == id);
-        link.push(msg, id.clone()).await;
+        delivered |= matches!(&msg, Message::Response(r) if r.id == answer.id);
+        if let Some(response) = answer.take(link, msg).await {
+            own = Some(response);
+        }
     }
     if !delivered {
         let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         let why = format!("HTTP {status}: {snippet}");
-        link.fail(id, ErrorObject::upstream_unavailable(&link.upstream, why))
-            .await;
+        let error = ErrorObject::upstream_unavailable(&link.upstream, why);
+        return link.fail_to(&mut answer, error).await;
     }
+    own
 }
 
 fn content_type(resp: &reqwest::Response) -> String {

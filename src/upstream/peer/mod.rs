@@ -242,9 +242,18 @@ impl Peer {
         let stateless = self.era() == Era::Stateless;
         self.envelope(&mut params, origin.as_deref(), &extra, stateless);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
+        // Over Streamable HTTP the request is posted from this task when nothing must go out
+        // before it (see `HttpLink::exchange`); otherwise it is queued, its headers staged.
+        let inline = self.http.as_ref().filter(|link| link.exchange_ready());
+        let mut own_headers = Vec::new();
         if stateless && let Some(link) = &self.http {
-            link.stage(id, request_headers(method, params.as_ref(), extra));
+            let headers = request_headers(method, params.as_ref(), extra);
+            if inline.is_some() {
+                own_headers = headers;
+            } else {
+                link.stage(id, headers);
+            }
         }
         let listen = ack.is_some();
         let waiting = Waiting {
@@ -263,6 +272,44 @@ impl Peer {
             stateless,
         };
         let msg = Message::Request(Request::new(Id::Num(id), method, params));
+        if let Some(link) = inline {
+            // Boxed: the POST's future is large and would otherwise be nested in every
+            // caller's.
+            let post = Box::pin(link.exchange(msg, own_headers));
+            let exchange = async {
+                tokio::select! {
+                    answer = post => match answer {
+                        Some(response) => {
+                            self.lock_pending().remove(&id);
+                            Ok(response.outcome)
+                        }
+                        // Delivered through the dispatcher, or the link closed.
+                        None => (&mut rx).await,
+                    },
+                    delivered = &mut rx => delivered,
+                }
+            };
+            return match tokio::time::timeout(timeout, exchange).await {
+                Ok(Ok(result)) => {
+                    guard.armed = false;
+                    result
+                }
+                Ok(Err(_)) => {
+                    guard.armed = false;
+                    Err(self.unavailable())
+                }
+                Err(_) => {
+                    if !guard.armed {
+                        self.lock_pending().remove(&id);
+                    }
+                    Err(ErrorObject::upstream_timeout(
+                        &self.upstream,
+                        method,
+                        timeout,
+                    ))
+                }
+            };
+        }
         if self.outbound.send(msg).await.is_err() {
             guard.armed = false;
             self.lock_pending().remove(&id);
@@ -325,10 +372,22 @@ impl Peer {
     /// Sends a notification; fails only if the connection is gone.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), ErrorObject> {
         let msg = Message::Notification(Notification::new(method, params));
-        self.outbound
-            .send(msg)
-            .await
-            .map_err(|_| self.unavailable())
+        self.send_ordered(msg).await.map_err(|_| self.unavailable())
+    }
+
+    /// Queues a notification or response; over HTTP it is counted, so that no request
+    /// overtakes it (see `HttpLink::exchange`).
+    async fn send_ordered(&self, msg: Message) -> Result<(), ()> {
+        if let Some(link) = &self.http {
+            link.enter_ordered();
+        }
+        let sent = self.outbound.send(msg).await.map_err(|_| ());
+        if sent.is_err()
+            && let Some(link) = &self.http
+        {
+            link.leave_ordered();
+        }
+        sent
     }
 
     /// Answers a request the upstream sent us.
@@ -338,7 +397,7 @@ impl Peer {
             outcome,
         });
         // A closed connection has nobody left to answer; nothing to do.
-        let _ = self.outbound.send(msg).await;
+        let _ = self.send_ordered(msg).await;
     }
 
     /// The client request that a message from the upstream belongs to. On HTTP the
@@ -414,7 +473,14 @@ impl Drop for CancelOnDrop<'_> {
             let msg = Message::Notification(Notification::new(methods::CANCELLED, Some(params)));
             // Best effort: a full queue means the upstream is swamped; it will answer late
             // and the response is then ignored as unknown.
-            let _ = self.peer.outbound.try_send(msg);
+            if let Some(link) = &self.peer.http {
+                link.enter_ordered();
+            }
+            if self.peer.outbound.try_send(msg).is_err()
+                && let Some(link) = &self.peer.http
+            {
+                link.leave_ordered();
+            }
         }
     }
 }
