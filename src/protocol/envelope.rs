@@ -155,11 +155,16 @@ fn declares_any_hop_key(params: Option<&Value>) -> bool {
 
 /// The gateway as an MCP implementation (`clientInfo` upstream, `serverInfo` downstream).
 pub fn gateway_info() -> Value {
-    json!({
-        "name": "manifold",
-        "title": "Manifold MCP gateway",
-        "version": env!("CARGO_PKG_VERSION"),
-    })
+    // Built once: every stateless answer and upstream request carries a copy, and a copy
+    // costs less than building (and hashing) the object again.
+    static INFO: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        json!({
+            "name": "manifold",
+            "title": "Manifold MCP gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    });
+    INFO.clone()
 }
 
 /// A result's type; a missing one (a handshake-era server) means complete.

@@ -96,6 +96,19 @@ pub fn param_headers(schema: &Value) -> Vec<ParamHeader> {
     found
 }
 
+/// Whether a schema has any `x-mcp-header` annotation [`param_headers`] would find, without
+/// collecting them: most tools have none, and their schema need not be copied per call.
+pub fn has_param_headers(schema: &Value) -> bool {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|props| {
+            props.values().any(|prop| {
+                prop.get(SCHEMA_KEY).is_some_and(Value::is_string) || has_param_headers(prop)
+            })
+        })
+}
+
 fn collect(schema: &Value, path: &mut Vec<String>, found: &mut Vec<ParamHeader>) {
     let Some(props) = schema.get("properties").and_then(Value::as_object) else {
         return;

@@ -46,7 +46,10 @@ pub enum Opening {
 /// declare, the upstream gets an error naming it; a `roots/list` outside any client request
 /// gets an empty list.
 pub fn gateway_capabilities() -> Value {
-    json!({ "sampling": {}, "elicitation": { "form": {}, "url": {} }, "roots": { "listChanged": true } })
+    static CAPABILITIES: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+        || json!({ "sampling": {}, "elicitation": { "form": {}, "url": {} }, "roots": { "listChanged": true } }),
+    );
+    CAPABILITIES.clone()
 }
 
 /// The subset of a client's capabilities that the gateway can relay, declared on a link that

@@ -226,7 +226,7 @@ impl Upstreams {
     }
 
     /// The input schema of a tool as the gateway lists it to clients of `era` (the upstream's
-    /// own, untouched).
+    /// own, untouched), when it has `x-mcp-header` annotations: `None` when it has none.
     pub fn tool_schema(&self, era: Era, exposed: &str) -> Option<Value> {
         let route = self.catalog(era).tool(exposed)?.clone();
         let catalog = self.get(route.upstream)?.catalog_for(era);
@@ -235,6 +235,7 @@ impl Upstreams {
             .iter()
             .find(|t| t.get("name").and_then(Value::as_str) == Some(route.name.as_str()))
             .and_then(|t| t.get("inputSchema"))
+            .filter(|schema| crate::protocol::headers::has_param_headers(schema))
             .cloned()
     }
 
