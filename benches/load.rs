@@ -1398,13 +1398,13 @@ fn cpu_table(
 /// The gateway-only figures against their targets.
 fn extras_table(out: &mut String, extras: &Extras, baseline: bool) {
     let _ = writeln!(out, "\n══ gateway alone ══");
-    let _ = write!(out, "  {:<78} {:>9}", "figure", "current");
+    let _ = write!(out, "  {:<84} {:>9}", "figure", "current");
     if baseline {
         let _ = write!(out, " {:>9} {:>7}", "baseline", "×base");
     }
     let _ = writeln!(out, " │ issue 14 target");
     let row = |out: &mut String, label: &str, values: &[f64], goal: String| {
-        let _ = write!(out, "  {label:<78} {:>9.1}", values[0]);
+        let _ = write!(out, "  {label:<84} {:>9.1}", values[0]);
         if let Some(b) = values.get(1) {
             let _ = write!(out, " {b:>9.1} {:>7.3}", values[0] / b);
         }
@@ -1431,6 +1431,11 @@ fn extras_table(out: &mut String, extras: &Extras, baseline: bool) {
         };
         row(out, &format!("{what}, p50 µs"), &p50, goal);
         row(out, &format!("{what}, p99 µs"), &p99, String::new());
+        let cpu: Vec<f64> = sums
+            .iter()
+            .map(|s| s.proxy_us.unwrap_or(f64::NAN))
+            .collect();
+        row(out, &format!("{what}, gateway CPU µs"), &cpu, String::new());
     }
     let idle: Vec<f64> = extras
         .memory
