@@ -1830,15 +1830,8 @@ fn fingerprint(binary: &Path) -> String {
 
 /// A child's stderr: a new file in append mode, so it can be emptied while the child writes.
 fn log_file(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(path)
-        .and_then(|f| {
-            drop(f);
-            std::fs::OpenOptions::new().append(true).open(path)
-        })
+    std::fs::File::create(path)
+        .and_then(|_| std::fs::OpenOptions::new().append(true).open(path))
         .unwrap_or_else(|e| panic!("log file {}: {e}", path.display()))
 }
 
