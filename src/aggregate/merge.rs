@@ -4,15 +4,21 @@
 //! A [`Catalog`] is an immutable snapshot, rebuilt whenever an upstream's catalog changes and
 //! swapped in whole, so readers never lock and a listing walk sees one consistent state.
 //!
-//! Exposure is done once per upstream catalog. Renaming an upstream's items, hashing them
-//! for cursor generations and parsing its templates depends only on that upstream's
-//! catalog (and prefix, naming, index and `stamp`), so [`Catalog::build`] takes the
-//! previous snapshot and reuses the exposure of every upstream whose catalog is the same
-//! `Arc` as before. A rebuild after one upstream changed re-exposes that one upstream; the
-//! others cost a routing-table insert per item.
+//! Two things keep that cheap with many upstreams and large lists:
+//!
+//! - **Exposure is done once per upstream catalog.** Renaming an upstream's items, hashing
+//!   them for cursor generations and parsing its templates depends only on that upstream's
+//!   catalog (and prefix, naming, index and `stamp`), so [`Catalog::build`] takes the
+//!   previous snapshot and reuses the exposure of every upstream whose catalog is the same
+//!   `Arc` as before. A rebuild after one upstream changed re-exposes that one upstream; the
+//!   others cost a routing-table insert per item.
+//! - **Pages are serialised once per snapshot.** [`Catalog::shared_page`] keeps each page it
+//!   cut (per list, start, size and caller filter) as JSON text, so a repeated listing is a
+//!   lookup and a copy; the cache dies with the snapshot, so a changed list is never served
+//!   from it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -22,6 +28,12 @@ use super::cursor::{ListCursor, ListKind};
 use super::names;
 use super::uri_template::UriTemplate;
 use crate::config::CollisionPolicy;
+
+/// Bytes of serialised pages one catalog snapshot keeps; past it pages are cut and
+/// serialised per request (and not kept).
+pub const PAGE_CACHE_BYTES: usize = 16 << 20;
+/// Pages one catalog snapshot keeps, whatever their size.
+pub const PAGE_CACHE_ENTRIES: usize = 4096;
 
 /// Where an exposed tool or prompt lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +75,17 @@ pub struct Naming {
     pub separator: String,
     pub max_len: usize,
     pub collisions: CollisionPolicy,
+}
+
+/// Which listed items a caller may see (the policy's decision for one principal). Listings
+/// are cut first and filtered after, so a filtered page may be shorter than the page size.
+pub trait ItemFilter: Send + Sync {
+    /// Identifies what the filter lets through: filters with equal keys must show the same
+    /// items, since cached pages are shared between them.
+    fn key(&self) -> &[u64];
+    /// Whether an item is shown: its kind, its upstream's name, and the upstream's own name
+    /// for it (tools, prompts) or its URI or URI template (resources, templates).
+    fn shows(&self, kind: Kind, upstream: &str, name: &str) -> bool;
 }
 
 /// One kind of items of one upstream, as clients see them.
@@ -118,6 +141,7 @@ pub struct Catalog {
     /// Templates with their owner, most specific first.
     templates: Vec<(UriTemplate, usize)>,
     pub collisions: Vec<Collision>,
+    pages: Mutex<PageCache>,
 }
 
 /// A page of a merged listing.
@@ -125,6 +149,33 @@ pub struct Catalog {
 pub struct Page {
     pub items: Vec<Value>,
     pub next: Option<ListCursor>,
+}
+
+/// A page of a merged listing with its items serialised, shared by every request for the
+/// same page of the same snapshot (and the same filter).
+#[derive(Debug)]
+pub struct SharedPage {
+    /// The items as a JSON array.
+    pub items: Box<str>,
+    /// How many items the array holds.
+    pub count: usize,
+    pub next: Option<ListCursor>,
+}
+
+/// Which page: list, start (view, offset), size, and the caller's filter key.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PageKey {
+    slot: usize,
+    view: usize,
+    offset: usize,
+    size: usize,
+    filter: Option<Box<[u64]>>,
+}
+
+#[derive(Debug, Default)]
+struct PageCache {
+    pages: HashMap<PageKey, Arc<SharedPage>>,
+    bytes: usize,
 }
 
 /// The pieces of the views a page is cut from, and where the next page starts.
@@ -381,23 +432,96 @@ impl Catalog {
         Ok(Cut { runs, next })
     }
 
-    /// One page of a merged listing, starting where `from` says (or at the beginning).
+    /// The items of a cut page that `filter` shows, in order.
+    fn visible<'c>(
+        &'c self,
+        kind: Kind,
+        cut: &'c Cut,
+        filter: Option<&'c dyn ItemFilter>,
+    ) -> impl Iterator<Item = &'c Value> + 'c {
+        let k = slot(kind);
+        cut.runs.iter().flat_map(move |&(view, start, end)| {
+            let v = &self.views[view];
+            let items = &v.kinds[k];
+            (start..end)
+                .filter(move |&i| filter.is_none_or(|f| f.shows(kind, &v.name, items.original(i))))
+                .map(move |i| &items.items[i])
+        })
+    }
+
+    /// One page of a merged listing, starting where `from` says (or at the beginning): up to
+    /// `size` items, of which those `filter` shows.
     pub fn page(
         &self,
         kind: Kind,
         from: Option<&ListCursor>,
         size: usize,
+        filter: Option<&dyn ItemFilter>,
     ) -> Result<Page, PageError> {
-        let k = slot(kind);
         let cut = self.cut(kind, from, size)?;
-        let mut items = Vec::with_capacity(size.min(1024));
-        for (view, start, end) in cut.runs {
-            items.extend_from_slice(&self.views[view].kinds[k].items[start..end]);
-        }
+        let items = self.visible(kind, &cut, filter).cloned().collect();
         Ok(Page {
             items,
             next: cut.next,
         })
+    }
+
+    /// [`Catalog::page`] with the items serialised, from the snapshot's page cache: the
+    /// first request for a page (list, start, size, filter key) cuts and serialises it, the
+    /// next ones share it.
+    pub fn shared_page(
+        &self,
+        kind: Kind,
+        from: Option<&ListCursor>,
+        size: usize,
+        filter: Option<&dyn ItemFilter>,
+    ) -> Result<Arc<SharedPage>, PageError> {
+        let cut = self.cut(kind, from, size)?;
+        let (view, offset) = cut
+            .runs
+            .first()
+            .map_or((self.views.len(), 0), |&(v, start, _)| (v, start));
+        let key = PageKey {
+            slot: slot(kind),
+            view,
+            offset,
+            size,
+            filter: filter.map(|f| f.key().into()),
+        };
+        if let Some(page) = self.cache().pages.get(&key) {
+            return Ok(page.clone());
+        }
+        let mut json = Vec::with_capacity(64);
+        json.push(b'[');
+        let mut count = 0;
+        for item in self.visible(kind, &cut, filter) {
+            if count > 0 {
+                json.push(b',');
+            }
+            // Writing a `Value` into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut json, item);
+            count += 1;
+        }
+        json.push(b']');
+        let items = String::from_utf8(json)
+            .expect("serde_json writes UTF-8")
+            .into_boxed_str();
+        let page = Arc::new(SharedPage {
+            items,
+            count,
+            next: cut.next,
+        });
+        let mut cache = self.cache();
+        let bytes = page.items.len();
+        if cache.pages.len() < PAGE_CACHE_ENTRIES && cache.bytes + bytes <= PAGE_CACHE_BYTES {
+            cache.bytes += bytes;
+            cache.pages.insert(key, page.clone());
+        }
+        Ok(page)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, PageCache> {
+        self.pages.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -36,10 +36,11 @@ pub struct EventLog {
     readers: Arc<AtomicUsize>,
 }
 
-/// One message, serialised once: every reader and every replay sends these bytes.
+/// One message, serialised once: every reader and every replay sends these bytes (kept as
+/// the `String` it was written into, so a large answer is not copied to be kept).
 struct Event {
     seq: u64,
-    json: Arc<str>,
+    json: Arc<String>,
     _charge: Option<Charge>,
 }
 
@@ -129,7 +130,12 @@ impl EventLog {
 
     /// Appends a message; returns its sequence number (0 if the stream is closed).
     pub fn push(&self, msg: Message) -> u64 {
-        let json: Arc<str> = msg.to_json().into();
+        self.push_json(msg.to_json())
+    }
+
+    /// Appends a message already serialised (one JSON-RPC message, no newlines).
+    pub fn push_json(&self, json: String) -> u64 {
+        let json = Arc::new(json);
         let budget = self.budget.get();
         let seq = {
             let mut inner = self.lock();
@@ -202,7 +208,7 @@ impl EventLog {
     pub fn follow(
         self: &Arc<Self>,
         after: u64,
-    ) -> impl Stream<Item = (String, Arc<str>)> + Send + 'static {
+    ) -> impl Stream<Item = (String, Arc<String>)> + Send + 'static {
         let state = Follow {
             log: self.clone(),
             rx: self.changed.subscribe(),
@@ -250,7 +256,7 @@ impl EventLog {
         })
     }
 
-    fn gap_notice(&self, missed: u64) -> Arc<str> {
+    fn gap_notice(&self, missed: u64) -> Arc<String> {
         let text = format!("{missed} message(s) of this stream {DROPPED}");
         let msg = match &self.request {
             Some(id) => Message::Response(Response::err(
@@ -266,7 +272,7 @@ impl EventLog {
                 })),
             )),
         };
-        msg.to_json().into()
+        Arc::new(msg.to_json())
     }
 }
 

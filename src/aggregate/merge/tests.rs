@@ -59,6 +59,18 @@ fn names(items: &[Value]) -> Vec<&str> {
     items.iter().map(|i| i["name"].as_str().unwrap()).collect()
 }
 
+/// Shows every tool but those whose own name is `hidden`.
+struct Hide(&'static str, [u64; 1]);
+
+impl ItemFilter for Hide {
+    fn key(&self) -> &[u64] {
+        &self.1
+    }
+    fn shows(&self, _kind: Kind, _upstream: &str, name: &str) -> bool {
+        name != self.0
+    }
+}
+
 #[test]
 fn a_rebuild_reuses_the_exposure_of_unchanged_upstreams() {
     let naming = naming(CollisionPolicy::Error);
@@ -79,7 +91,7 @@ fn a_rebuild_reuses_the_exposure_of_unchanged_upstreams() {
         &second.views[1].exposed
     ));
     assert_eq!(
-        names(&second.page(Kind::Tools, None, 10).unwrap().items),
+        names(&second.page(Kind::Tools, None, 10, None).unwrap().items),
         ["a__x", "a__y", "b__z", "b__w"]
     );
     assert_eq!(second.tool("b__w").map(|r| r.name.as_str()), Some("w"));
@@ -132,7 +144,7 @@ fn collisions_withhold_or_pick_the_first_and_keep_the_others_shared() {
         .collect();
     let error = Catalog::build(&inputs, &naming(CollisionPolicy::Error), None);
     assert_eq!(
-        names(&error.page(Kind::Tools, None, 10).unwrap().items),
+        names(&error.page(Kind::Tools, None, 10, None).unwrap().items),
         ["p__y"]
     );
     assert_eq!(error.collisions.len(), 1);
@@ -144,7 +156,7 @@ fn collisions_withhold_or_pick_the_first_and_keep_the_others_shared() {
     ));
     let first = Catalog::build(&inputs, &naming(CollisionPolicy::FirstWins), None);
     assert_eq!(
-        names(&first.page(Kind::Tools, None, 10).unwrap().items),
+        names(&first.page(Kind::Tools, None, 10, None).unwrap().items),
         ["p__x", "p__y"]
     );
     assert_eq!(first.tool("p__x").map(|r| r.upstream), Some(0));
@@ -152,20 +164,69 @@ fn collisions_withhold_or_pick_the_first_and_keep_the_others_shared() {
 }
 
 #[test]
+fn shared_pages_match_the_pages_they_cache_and_are_shared() {
+    let naming = naming(CollisionPolicy::Error);
+    let catalog = Catalog::build(
+        &inputs(&[("a", upstream(&["x", "y", "z"])), ("b", upstream(&["w"]))]),
+        &naming,
+        None,
+    );
+    let mut from = None;
+    loop {
+        let page = catalog.page(Kind::Tools, from.as_ref(), 2, None).unwrap();
+        let shared = catalog
+            .shared_page(Kind::Tools, from.as_ref(), 2, None)
+            .unwrap();
+        assert_eq!(&*shared.items, Value::Array(page.items.clone()).to_string());
+        assert_eq!(shared.count, page.items.len());
+        assert_eq!(shared.next, page.next);
+        let again = catalog
+            .shared_page(Kind::Tools, from.as_ref(), 2, None)
+            .unwrap();
+        assert!(Arc::ptr_eq(&shared, &again));
+        match page.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    // A filter gets pages of its own, cut at the same places (so shorter), cursors kept.
+    let hide = Hide("y", [7]);
+    let filtered = catalog
+        .shared_page(Kind::Tools, None, 2, Some(&hide))
+        .unwrap();
+    assert_eq!(filtered.count, 1);
+    let plain = catalog.shared_page(Kind::Tools, None, 2, None).unwrap();
+    assert_eq!(filtered.next, plain.next);
+    assert_eq!(plain.count, 2);
+    let page = catalog.page(Kind::Tools, None, 2, Some(&hide)).unwrap();
+    assert_eq!(names(&page.items), ["a__x"]);
+}
+
+#[test]
 fn a_cursor_from_a_changed_list_is_stale() {
     let naming = naming(CollisionPolicy::Error);
     let before = Catalog::build(&inputs(&[("a", upstream(&["x", "y"]))]), &naming, None);
-    let next = before.page(Kind::Tools, None, 1).unwrap().next.unwrap();
+    let next = before
+        .page(Kind::Tools, None, 1, None)
+        .unwrap()
+        .next
+        .unwrap();
     let after = Catalog::build(
         &inputs(&[("a", upstream(&["x", "v"]))]),
         &naming,
         Some(&before),
     );
     assert_eq!(
-        after.page(Kind::Tools, Some(&next), 1).unwrap_err(),
+        after
+            .shared_page(Kind::Tools, Some(&next), 1, None)
+            .unwrap_err(),
         PageError::Stale("a".into())
     );
-    assert!(before.page(Kind::Tools, Some(&next), 1).is_ok());
+    assert!(
+        before
+            .shared_page(Kind::Tools, Some(&next), 1, None)
+            .is_ok()
+    );
 }
 
 #[test]
