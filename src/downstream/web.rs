@@ -64,13 +64,13 @@ pub(crate) async fn caller(
     transport: &'static str,
 ) -> Result<Caller, Box<Response>> {
     let principal = match &state.gateway.auth() {
-        None => Principal::anonymous(),
+        None => Principal::anonymous_shared(),
         Some(auth) => match auth.authenticate(headers).await {
             Ok(p) => {
                 if let Some(peer) = peer {
                     (peer.vouched)();
                 }
-                p
+                Arc::new(p)
             }
             Err(rejection) => return Err(Box::new(refusal(rejection))),
         },
@@ -86,7 +86,7 @@ pub(crate) async fn caller(
                 .map(str::to_owned),
         });
     Ok(Caller {
-        principal: Arc::new(principal),
+        principal,
         trace_headers,
         transport,
         source: peer.map(|p| p.addr.ip()),

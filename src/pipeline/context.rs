@@ -37,7 +37,7 @@ impl Caller {
     /// A caller with no credentials and no trace context (tests, internal use).
     pub fn anonymous(transport: &'static str) -> Self {
         Caller {
-            principal: Arc::new(Principal::anonymous()),
+            principal: Principal::anonymous_shared(),
             trace_headers: None,
             transport,
             source: None,
