@@ -342,3 +342,65 @@ async fn a_stateless_client_gets_the_same_filtered_view_and_cannot_listen_to_a_d
         .expect_err("denied tool");
     assert_eq!(denied["code"], -32602, "{denied}");
 }
+
+/// Principals the same gateway serves under different rules never share a filtered page:
+/// each walk shows what its own rules allow, whoever walked the catalog first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principals_under_different_rules_walk_their_own_pages_of_one_catalog() {
+    let yaml = format!(
+        "page_size: 3\nauth:\n  api_keys:\n    - {{name: alice, env: POLICY_TEST_ALICE}}\n    - {{name: bob, env: POLICY_TEST_BOB}}\n    - {{name: carol, env: POLICY_TEST_CAROL}}\nupstreams:\n{}policy:\n  rules:\n    - who: {{subjects: [alice]}}\n      effect: deny\n      tools: [\"tool_*\"]\n    - who: {{subjects: [bob]}}\n      effect: deny\n      tools: [echo, slow]\n",
+        stdio_fixture("alpha", &[])
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let keys = [
+        ("POLICY_TEST_ALICE", "alice-key-0123456789abcdef"),
+        ("POLICY_TEST_BOB", "bob-key-0123456789abcdefgh"),
+        ("POLICY_TEST_CAROL", "carol-key-0123456789abcdef"),
+    ];
+    let gw = Gateway::start_with(dir, &config, &keys);
+    gw.wait_ready().await;
+    let session = |key: &'static str| {
+        let url = gw.url.clone();
+        async move {
+            support::init_tls();
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("x-api-key", key.parse().expect("header"));
+            let http = reqwest::Client::builder()
+                .no_proxy()
+                .default_headers(headers)
+                .build()
+                .expect("client");
+            Mcp::connect_using(http, &url, "2025-11-25", json!({})).await
+        }
+    };
+    let (alice, bob, carol) = (
+        session(keys[0].1).await,
+        session(keys[1].1).await,
+        session(keys[2].1).await,
+    );
+    let all: Vec<String> = prefixed(
+        &support::fixture_tools(3)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let without = |hidden: &dyn Fn(&str) -> bool| -> Vec<String> {
+        all.iter()
+            .filter(|t| !hidden(&t["alpha__".len()..]))
+            .cloned()
+            .collect()
+    };
+    for _ in 0..2 {
+        assert_eq!(carol.list_keys("tools/list", "tools", "name").await, all);
+        assert_eq!(
+            alice.list_keys("tools/list", "tools", "name").await,
+            without(&|t| t.starts_with("tool_"))
+        );
+        assert_eq!(
+            bob.list_keys("tools/list", "tools", "name").await,
+            without(&|t| t == "echo" || t == "slow")
+        );
+    }
+}

@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
-use super::exchange;
+use super::exchange::{self, Answered};
 use crate::config::ResponseMode;
 use crate::gateway::Gateway;
 use crate::pipeline::Caller;
-use crate::protocol::{Message, Request, Response as RpcResponse};
+use crate::protocol::{Message, Request};
 use crate::session::Session;
 use crate::session::events::EventLog;
 
@@ -43,7 +43,7 @@ pub(crate) async fn answer(
     let (admit_tx, admit_rx) = tokio::sync::oneshot::channel();
     let runner = session.clone();
     let id = req.id.clone();
-    let mut work: BoxFuture<'static, RpcResponse> = Box::pin(async move {
+    let mut work: BoxFuture<'static, Answered> = Box::pin(async move {
         exchange::request_admitted(
             &gateway.pipeline(),
             &runner,
@@ -61,21 +61,22 @@ pub(crate) async fn answer(
         response = &mut work => Some(response),
         _ = admit_rx => None,
     };
-    if let Some(response) = early {
-        let refused = response
+    if let Some(answered) = early {
+        let refused = answered
+            .response
             .outcome
             .as_ref()
             .err()
             .and_then(super::web::refusal_status)
             .is_some();
         if refused || mode == ResponseMode::Auto {
-            return super::web::refused_or(response);
+            return super::web::answered_or_refused(answered);
         }
         let log = session.new_request_stream(&id);
         while let Ok(msg) = rx.try_recv() {
             log.push(msg);
         }
-        log.push(Message::Response(response));
+        log.push_json(answered.into_json());
         log.close();
         return sse_response(
             log.follow(0)
@@ -86,7 +87,7 @@ pub(crate) async fn answer(
         ResponseMode::Stream => None,
         ResponseMode::Auto => tokio::select! {
             biased;
-            response = &mut work => return super::web::refused_or(response),
+            answered = &mut work => return super::web::answered_or_refused(answered),
             Some(first) = rx.recv() => Some(first),
         },
     };
@@ -105,7 +106,7 @@ pub(crate) async fn answer(
 /// Gives up (dropping the request, which cancels it upstream) once the log has had no
 /// reader for `window`.
 async fn run_into(
-    mut work: BoxFuture<'static, RpcResponse>,
+    mut work: BoxFuture<'static, Answered>,
     mut rx: tokio::sync::mpsc::Receiver<Message>,
     log: Arc<EventLog>,
     window: std::time::Duration,
@@ -122,11 +123,11 @@ async fn run_into(
             Some(msg) = rx.recv() => {
                 log.push(msg);
             }
-            response = &mut work => {
+            answered = &mut work => {
                 while let Ok(msg) = rx.try_recv() {
                     log.push(msg);
                 }
-                log.push(Message::Response(response));
+                log.push_json(answered.into_json());
                 log.close();
                 return;
             }

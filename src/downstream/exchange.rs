@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::Gateway;
 use crate::pipeline::Pipeline;
-use crate::pipeline::{Caller, RequestContext};
+use crate::pipeline::{Caller, Listed, RequestContext};
 use crate::protocol::{
     Era, ErrorObject, Id, Message, Notification, Request, Response, codes, methods,
 };
@@ -31,11 +31,14 @@ pub async fn request(
     sink: Option<mpsc::Sender<Message>>,
     caller: Caller,
 ) -> Response {
-    request_admitted(pipeline, session, req, sink, caller, None).await
+    run_in_session(pipeline, session, req, sink, caller, None, false)
+        .await
+        .response
 }
 
 /// [`request`], firing `admitted` once the request has passed the pipeline's admission
-/// stages (see [`RequestContext::admitted`]).
+/// stages (see [`RequestContext::admitted`]). A listing comes back with its page apart
+/// (see [`Answered`]).
 pub async fn request_admitted(
     pipeline: &Pipeline,
     session: &Arc<Session>,
@@ -43,11 +46,24 @@ pub async fn request_admitted(
     sink: Option<mpsc::Sender<Message>>,
     caller: Caller,
     admitted: Option<oneshot::Sender<()>>,
-) -> Response {
+) -> Answered {
+    run_in_session(pipeline, session, req, sink, caller, admitted, true).await
+}
+
+async fn run_in_session(
+    pipeline: &Pipeline,
+    session: &Arc<Session>,
+    req: Request,
+    sink: Option<mpsc::Sender<Message>>,
+    caller: Caller,
+    admitted: Option<oneshot::Sender<()>>,
+    shared_listings: bool,
+) -> Answered {
     let inflight = session.track(req.id.clone());
     let mut ctx = RequestContext::new(Some(session.clone()), sink, caller);
     ctx.admitted = admitted;
     ctx.cancel = Some(inflight.token.clone());
+    ctx.shared_listings = shared_listings;
     // The router answers a cancellation itself, inside the chain, so the stages trace, count
     // and audit it; this arm only covers a request still waiting in an admission stage.
     let outcome = tokio::select! {
@@ -63,10 +79,97 @@ pub async fn request_admitted(
         crate::protocol::envelope::for_handshake(&mut result);
         result
     });
-    Response {
-        id: Some(req.id),
-        outcome,
+    Answered::new(
+        Response {
+            id: Some(req.id),
+            outcome,
+        },
+        ctx,
+    )
+}
+
+/// A response to a client request, and the listing page whose items belong first in its
+/// result when the router answered from a shared page (a face that writes it asked for it
+/// with [`RequestContext::shared_listings`]). A repeated listing then costs a copy of the
+/// page's bytes, not a clone and a serialisation of every item.
+#[derive(Debug)]
+pub struct Answered {
+    pub response: Response,
+    pub listed: Option<Listed>,
+}
+
+impl From<Response> for Answered {
+    fn from(response: Response) -> Self {
+        Answered {
+            response,
+            listed: None,
+        }
     }
+}
+
+impl Answered {
+    /// The response, and the page the router left in `ctx` if the result is still the
+    /// router's listing.
+    fn new(response: Response, ctx: RequestContext) -> Self {
+        let listed = ctx
+            .listed
+            .into_inner()
+            .filter(|_| matches!(response.outcome, Ok(Value::Object(_))));
+        Answered { response, listed }
+    }
+
+    /// The response as JSON text (what [`Message::to_json`] writes for it, items included).
+    pub fn into_json(self) -> String {
+        match (&self.response.outcome, &self.listed) {
+            (Ok(Value::Object(rest)), Some(listed)) => {
+                spliced(self.response.id.as_ref(), listed, rest)
+            }
+            _ => Message::Response(self.response).to_json(),
+        }
+    }
+
+    /// The response with the page's items in its result, for a face that passes messages on.
+    pub fn into_response(self) -> Response {
+        let Answered {
+            mut response,
+            listed,
+        } = self;
+        if let (Ok(Value::Object(rest)), Some(listed)) = (&mut response.outcome, listed) {
+            let items = serde_json::from_str(&listed.page.items)
+                .expect("a shared page holds the JSON the gateway wrote");
+            let mut result = Map::with_capacity(rest.len() + 1);
+            result.insert(listed.field.into(), items);
+            result.append(rest);
+            *rest = result;
+        }
+        response
+    }
+}
+
+/// `{"jsonrpc":"2.0","id":…,"result":{"<field>":<items>,<rest>}}`, the items copied from the
+/// shared page as they are.
+fn spliced(id: Option<&Id>, listed: &Listed, rest: &Map<String, Value>) -> String {
+    let items = &listed.page.items;
+    let mut out = String::with_capacity(items.len() + 128);
+    out.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    out.push_str(&text(&id));
+    out.push_str(r#","result":{"#);
+    out.push_str(&text(&listed.field));
+    out.push(':');
+    out.push_str(items);
+    for (key, value) in rest {
+        out.push(',');
+        out.push_str(&text(key));
+        out.push(':');
+        out.push_str(&text(value));
+    }
+    out.push_str("}}");
+    out
+}
+
+/// Compact JSON text of an id, key or value (serialising them cannot fail).
+fn text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// One request of a 2026-07-28 client: no session; what it declared travels with it.
@@ -86,10 +189,20 @@ impl Stateless {
     /// Runs the request through the pipeline and shapes the answer for a stateless client:
     /// `resultType` and the gateway's `serverInfo` on results, error codes of this era.
     pub async fn request(self, pipeline: &Pipeline, req: Request) -> Response {
+        self.run(pipeline, req, false).await.response
+    }
+
+    /// [`Stateless::request`], a listing with its page apart (see [`Answered`]).
+    pub async fn answer(self, pipeline: &Pipeline, req: Request) -> Answered {
+        self.run(pipeline, req, true).await
+    }
+
+    async fn run(self, pipeline: &Pipeline, req: Request, shared_listings: bool) -> Answered {
         let mut ctx = RequestContext::new(None, self.sink, self.caller);
         ctx.envelope = Some(Arc::new(self.envelope));
         ctx.admitted = self.admitted;
         ctx.cancel = Some(self.cancel.clone());
+        ctx.shared_listings = shared_listings;
         let outcome = tokio::select! {
             biased;
             outcome = pipeline.handle(&mut ctx, &req) => outcome,
@@ -102,10 +215,13 @@ impl Stateless {
             }
             Err(e) => Err(stateless_error(e)),
         };
-        Response {
-            id: Some(req.id),
-            outcome,
-        }
+        Answered::new(
+            Response {
+                id: Some(req.id),
+                outcome,
+            },
+            ctx,
+        )
     }
 }
 
@@ -289,4 +405,55 @@ pub fn shutting_down() -> ErrorObject {
         codes::GATEWAY_BUSY,
         "the gateway is shutting down and opens no new sessions; connect again",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::merge::SharedPage;
+    use serde_json::json;
+
+    fn answered(id: Id, result: Value, items: &str) -> Answered {
+        Answered {
+            response: Response::ok(id, result),
+            listed: Some(Listed {
+                field: "tools",
+                page: Arc::new(SharedPage {
+                    items: items.into(),
+                    count: 2,
+                    next: None,
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_spliced_listing_is_the_message_it_stands_for() {
+        let items = r#"[{"name":"a__x","n":1.5,"s":"é\n\"q\""},{"name":"b"}]"#;
+        for (id, rest) in [
+            (Id::Num(7), json!({})),
+            (
+                Id::Str("r-1".into()),
+                json!({ "nextCursor": "abc", "ttlMs": 0, "resultType": "complete",
+                        "_meta": { "io.modelcontextprotocol/serverInfo": { "name": "m" } } }),
+            ),
+        ] {
+            let json = answered(id.clone(), rest.clone(), items).into_json();
+            let message = Message::Response(answered(id, rest, items).into_response());
+            assert_eq!(json, message.to_json());
+            let back: Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(back["result"]["tools"][0]["name"], "a__x");
+        }
+    }
+
+    #[test]
+    fn errors_and_plain_results_are_written_as_they_are() {
+        let error = Response::err(Some(Id::Num(1)), ErrorObject::invalid_params("stale"));
+        let expected = Message::Response(error.clone()).to_json();
+        assert_eq!(Answered::from(error).into_json(), expected);
+        let mut with_page = answered(Id::Num(2), json!({}), "[]");
+        with_page.response.outcome = Err(ErrorObject::cancelled());
+        let expected = Message::Response(with_page.response.clone()).to_json();
+        assert_eq!(with_page.into_json(), expected);
+    }
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::answer::{sse_event, sse_response};
 use super::exchange;
-use super::web::{AppState, SESSION_HEADER, VERSION_HEADER, refusal_status, rpc_json};
+use super::web::{AppState, SESSION_HEADER, VERSION_HEADER, json_text, refusal_status};
 use crate::gateway::Gateway;
 use crate::pipeline::Caller;
 use crate::protocol::envelope::{self, Envelope};
@@ -229,19 +229,19 @@ async fn answer(
         cancel: cancel.clone(),
     };
     let worker = gateway.clone();
-    let mut work = Box::pin(async move { run.request(&worker.pipeline(), req).await });
+    let mut work = Box::pin(async move { run.answer(&worker.pipeline(), req).await });
     // A refusal by an admission stage keeps its own status (429, 403).
     let early = tokio::select! {
         biased;
         response = &mut work => Some(response),
         _ = admit_rx => None,
     };
-    if let Some(response) = early {
-        return json_answer(response);
+    if let Some(answered) = early {
+        return json_answer(answered);
     }
     let first = tokio::select! {
         biased;
-        response = &mut work => return json_answer(response),
+        answered = &mut work => return json_answer(answered),
         Some(first) = rx.recv() => Some(first),
         _ = tokio::time::sleep(COMMIT_AFTER) => None,
     };
@@ -263,7 +263,7 @@ async fn answer(
                         return;
                     }
                 }
-                response = &mut work => break response,
+                answered = &mut work => break answered.into_response(),
             }
         };
         while let Ok(msg) = rx.try_recv() {
@@ -295,17 +295,17 @@ fn tokio_stream_of(rx: mpsc::Receiver<Message>) -> impl futures::Stream<Item = M
 }
 
 /// A JSON answer with the status the error code calls for in this era.
-fn json_answer(response: RpcResponse) -> Response {
-    let retry_after = response
-        .outcome
+fn json_answer(answered: exchange::Answered) -> Response {
+    let outcome = &answered.response.outcome;
+    let retry_after = outcome
         .as_ref()
         .err()
         .and_then(|e| e.data.as_ref()?.get("retryAfterSeconds")?.as_u64());
-    let status = match &response.outcome {
+    let status = match outcome {
         Ok(_) => StatusCode::OK,
         Err(e) => status_for(e),
     };
-    let mut resp = rpc_json(status, &Message::Response(response));
+    let mut resp = json_text(status, answered.into_json());
     if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
@@ -314,7 +314,7 @@ fn json_answer(response: RpcResponse) -> Response {
 }
 
 fn error_response(id: Option<crate::protocol::Id>, e: ErrorObject) -> Response {
-    json_answer(RpcResponse::err(id, e))
+    json_answer(RpcResponse::err(id, e).into())
 }
 
 /// The HTTP status of a stateless error: 400 for malformed requests, envelopes and headers,

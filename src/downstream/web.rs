@@ -64,13 +64,13 @@ pub(crate) async fn caller(
     transport: &'static str,
 ) -> Result<Caller, Box<Response>> {
     let principal = match &state.gateway.auth() {
-        None => Principal::anonymous(),
+        None => Principal::anonymous_shared(),
         Some(auth) => match auth.authenticate(headers).await {
             Ok(p) => {
                 if let Some(peer) = peer {
                     (peer.vouched)();
                 }
-                p
+                Arc::new(p)
             }
             Err(rejection) => return Err(Box::new(refusal(rejection))),
         },
@@ -86,7 +86,7 @@ pub(crate) async fn caller(
                 .map(str::to_owned),
         });
     Ok(Caller {
-        principal: Arc::new(principal),
+        principal,
         trace_headers,
         transport,
         source: peer.map(|p| p.addr.ip()),
@@ -197,21 +197,31 @@ pub(crate) fn refused_or(response: RpcResponse) -> Response {
         Err(e) => refusal_status(e),
         Ok(_) => None,
     };
-    let mut resp = rpc_json(
-        status.unwrap_or(StatusCode::OK),
-        &Message::Response(response.clone()),
-    );
-    if let Err(e) = &response.outcome
-        && let Some(secs) = e
+    let retry_after = match &response.outcome {
+        Err(e) => e
             .data
             .as_ref()
             .and_then(|d| d.get("retryAfterSeconds"))
-            .and_then(Value::as_u64)
-    {
+            .and_then(Value::as_u64),
+        Ok(_) => None,
+    };
+    let mut resp = rpc_json(
+        status.unwrap_or(StatusCode::OK),
+        &Message::Response(response),
+    );
+    if let Some(secs) = retry_after {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
+}
+
+/// [`refused_or`] for an answer whose listing page may be apart (see [`Answered`]).
+pub(crate) fn answered_or_refused(answered: super::exchange::Answered) -> Response {
+    if answered.response.outcome.is_err() {
+        return refused_or(answered.response);
+    }
+    json_text(StatusCode::OK, answered.into_json())
 }
 
 /// The HTTP status for a pipeline refusal, `None` for any other error (sent with 200).
@@ -224,7 +234,12 @@ pub(crate) fn refusal_status(e: &ErrorObject) -> Option<StatusCode> {
 }
 
 pub(crate) fn rpc_json(status: StatusCode, msg: &Message) -> Response {
-    let mut resp = (status, msg.to_json()).into_response();
+    json_text(status, msg.to_json())
+}
+
+/// A JSON body already written.
+pub(crate) fn json_text(status: StatusCode, json: String) -> Response {
+    let mut resp = (status, json).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -1,11 +1,12 @@
 //! What travels with one client request through the pipeline, besides the message itself.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::aggregate::merge::{ItemFilter, SharedPage};
 use crate::protocol::{Era, Message};
 use crate::session::Principal;
 use crate::session::Session;
@@ -36,7 +37,7 @@ impl Caller {
     /// A caller with no credentials and no trace context (tests, internal use).
     pub fn anonymous(transport: &'static str) -> Self {
         Caller {
-            principal: Arc::new(Principal::anonymous()),
+            principal: Principal::anonymous_shared(),
             trace_headers: None,
             transport,
             source: None,
@@ -80,6 +81,26 @@ pub struct RequestContext {
     /// waiting on an upstream's own task): the router forwards it there as it is, instead of
     /// resolving an owner.
     pub route_to: Option<usize>,
+    /// Which listed items the caller may see, when not all (the policy stage's decision):
+    /// the router cuts listings with it.
+    pub list_filter: Option<Arc<dyn ItemFilter>>,
+    /// Set by a face that writes listing pages itself from the catalog's shared, serialised
+    /// pages: the router then leaves a listing's items out of its result and hands the page
+    /// over in [`RequestContext::listed`]. Nothing between the router and such a face may
+    /// read or change a listing result's items.
+    pub shared_listings: bool,
+    /// The page whose items belong first in this request's listing result (see
+    /// [`RequestContext::shared_listings`]).
+    pub listed: OnceLock<Listed>,
+}
+
+/// A listing page the router answered with, for the face to write: the items go first in
+/// the result, under `field`, the rest of the result after them.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The result member that holds the items (`tools`, `prompts`, …).
+    pub field: &'static str,
+    pub page: Arc<SharedPage>,
 }
 
 impl RequestContext {
@@ -97,6 +118,9 @@ impl RequestContext {
             cancel: None,
             envelope: None,
             route_to: None,
+            list_filter: None,
+            shared_listings: false,
+            listed: OnceLock::new(),
         }
     }
 

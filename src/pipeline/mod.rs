@@ -56,7 +56,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-pub use context::{Caller, RequestContext, TraceHeaders};
+pub use context::{Caller, Listed, RequestContext, TraceHeaders};
 
 use crate::config::Config;
 use crate::protocol::{ErrorObject, Request};

@@ -122,14 +122,44 @@ pub async fn session_closed(relay: &Relay, session: &str) {
 }
 
 /// Processes upstream events until every supervisor is gone.
+///
+/// Catalog changes that are already queued one after another (upstreams starting together,
+/// a burst of `list_changed`) are merged into one rebuild: every rebuild merges every
+/// upstream's catalog, and the clients are owed one notification per changed list either
+/// way. Events of other kinds are never overtaken.
 pub async fn run(relay: Arc<Relay>, mut events: mpsc::Receiver<UpstreamEvent>) {
-    while let Some(event) = events.recv().await {
+    let mut pending = None;
+    loop {
+        let event = match pending.take() {
+            Some(event) => event,
+            None => match events.recv().await {
+                Some(event) => event,
+                None => return,
+            },
+        };
         match event {
             UpstreamEvent::CatalogChanged {
                 kinds, announced, ..
             } => {
-                let announced = if announced { kinds } else { Vec::new() };
-                catalog_changed(&relay, &announced)
+                let mut owed = if announced { kinds } else { Vec::new() };
+                while let Ok(next) = events.try_recv() {
+                    match next {
+                        UpstreamEvent::CatalogChanged {
+                            kinds, announced, ..
+                        } => {
+                            for kind in kinds.into_iter().filter(|_| announced) {
+                                if !owed.contains(&kind) {
+                                    owed.push(kind);
+                                }
+                            }
+                        }
+                        other => {
+                            pending = Some(other);
+                            break;
+                        }
+                    }
+                }
+                catalog_changed(&relay, &owed)
             }
             UpstreamEvent::Connected { upstream } => {
                 // Replaying sends requests upstream; keep the event loop free meanwhile.
@@ -190,11 +220,7 @@ fn changed_lists(
 ) -> Vec<&'static str> {
     let mut methods: Vec<&'static str> = Vec::new();
     for kind in Kind::ALL {
-        let same = before
-            .all(kind)
-            .map(|(_, v)| v)
-            .eq(after.all(kind).map(|(_, v)| v));
-        if !same && !methods.contains(&kind.list_changed()) {
+        if !before.lists_alike(after, kind) && !methods.contains(&kind.list_changed()) {
             methods.push(kind.list_changed());
         }
     }

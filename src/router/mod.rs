@@ -68,12 +68,10 @@ pub async fn route(
         methods::SUBSCRIPTIONS_LISTEN => stateless::listen(router, ctx, req).await,
         methods::INITIALIZE => initialize::initialize(router, req),
         methods::PING => Ok(json!({})),
-        methods::TOOLS_LIST => lists::list(router, ctx.era(), req, Kind::Tools),
-        methods::PROMPTS_LIST => lists::list(router, ctx.era(), req, Kind::Prompts),
-        methods::RESOURCES_LIST => lists::list(router, ctx.era(), req, Kind::Resources),
-        methods::RESOURCES_TEMPLATES_LIST => {
-            lists::list(router, ctx.era(), req, Kind::ResourceTemplates)
-        }
+        methods::TOOLS_LIST => lists::list(router, ctx, req, Kind::Tools),
+        methods::PROMPTS_LIST => lists::list(router, ctx, req, Kind::Prompts),
+        methods::RESOURCES_LIST => lists::list(router, ctx, req, Kind::Resources),
+        methods::RESOURCES_TEMPLATES_LIST => lists::list(router, ctx, req, Kind::ResourceTemplates),
         methods::TOOLS_CALL => calls::call_tool(router, ctx, req).await,
         methods::PROMPTS_GET => calls::get_prompt(router, ctx, req).await,
         methods::RESOURCES_READ => calls::read_resource(router, ctx, req).await,

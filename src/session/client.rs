@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use dashmap::DashMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -52,8 +51,9 @@ pub struct Session {
     /// Minimum log level the client asked for (`logging/setLevel`), as a rank.
     log_level: Mutex<Option<usize>>,
     /// The client's requests in flight, by the client's id, so `notifications/cancelled`
-    /// can stop them.
-    inflight: DashMap<Id, CancellationToken>,
+    /// can stop them. A few at a time, so a list; empty (no allocation) while idle, where a
+    /// map would keep ~2 KB per session (shards, and a table that never shrinks).
+    inflight: Mutex<Vec<(Id, CancellationToken)>>,
     /// Bytes the session's streams hold, once the store registered it.
     budget: OnceLock<Arc<Budget>>,
 }
@@ -67,7 +67,13 @@ pub struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.session.inflight.remove(&self.id);
+        let mut inflight = lock(&self.session.inflight);
+        if let Some(at) = inflight.iter().position(|(id, _)| *id == self.id) {
+            inflight.swap_remove(at);
+        }
+        if inflight.is_empty() {
+            *inflight = Vec::new();
+        }
     }
 }
 
@@ -113,7 +119,7 @@ impl Session {
             protocol_version: protocol_version.to_owned(),
             client_info,
             client_capabilities,
-            principal: Arc::new(Principal::anonymous()),
+            principal: Principal::anonymous_shared(),
             source: None,
             initialized: AtomicBool::new(false),
             used: AtomicBool::new(false),
@@ -124,7 +130,7 @@ impl Session {
             streams: Mutex::new(VecDeque::new()),
             next_stream: AtomicU64::new(GET_STREAM + 1),
             log_level: Mutex::new(None),
-            inflight: DashMap::new(),
+            inflight: Mutex::new(Vec::new()),
             budget: OnceLock::new(),
         }
     }
@@ -147,7 +153,11 @@ impl Session {
     pub fn track(&self, id: Id) -> InFlight<'_> {
         self.used.store(true, Ordering::Relaxed);
         let token = CancellationToken::new();
-        self.inflight.insert(id.clone(), token.clone());
+        let mut inflight = lock(&self.inflight);
+        // A client reusing the id of a request still running replaces it, as a map would.
+        inflight.retain(|(running, _)| *running != id);
+        inflight.push((id.clone(), token.clone()));
+        drop(inflight);
         InFlight {
             session: self,
             id,
@@ -157,7 +167,9 @@ impl Session {
 
     /// `notifications/cancelled` from the client: stop the request if it is still running.
     pub fn cancel(&self, id: &Id) -> bool {
-        self.inflight.get(id).map(|t| t.cancel()).is_some()
+        let inflight = lock(&self.inflight);
+        let token = inflight.iter().find(|(running, _)| running == id);
+        token.map(|(_, t)| t.cancel()).is_some()
     }
 
     pub fn mark_initialized(&self) {
@@ -185,7 +197,7 @@ impl Session {
     /// Nobody reads its stream and no request of it is running: closing it interrupts
     /// nothing in progress.
     pub(super) fn is_idle(&self) -> bool {
-        !self.get_reader.load(Ordering::Acquire) && self.inflight.is_empty()
+        !self.get_reader.load(Ordering::Acquire) && lock(&self.inflight).is_empty()
     }
 
     pub(super) fn last_seen(&self) -> Instant {
@@ -236,10 +248,10 @@ impl Session {
             log.attach(budget);
         }
         let mut streams = lock(&self.streams);
-        streams.push_back(log.clone());
-        if streams.len() > KEPT_STREAMS {
+        if streams.len() >= KEPT_STREAMS {
             streams.pop_front();
         }
+        streams.push_back(log.clone());
         log
     }
 
@@ -257,7 +269,7 @@ impl Session {
     /// Ends the session's streams and stops its requests in flight.
     pub fn close_stream(&self) {
         self.get_log.close();
-        for token in self.inflight.iter() {
+        for (_, token) in lock(&self.inflight).iter() {
             token.cancel();
         }
     }
@@ -280,6 +292,24 @@ mod tests {
         assert_ne!(a.id, b.id);
         assert_eq!(a.id.len(), 43);
         assert!(a.id.bytes().all(|c| (0x21..=0x7e).contains(&c)));
+    }
+
+    #[test]
+    fn requests_in_flight_are_cancellable_until_they_end() {
+        let s = Session::new("2025-11-25", json!({}), json!({}));
+        assert!(s.is_idle());
+        let a = s.track(Id::Num(1));
+        let b = s.track(Id::Str("x".into()));
+        assert!(!s.is_idle());
+        assert!(s.cancel(&Id::Num(1)));
+        assert!(a.token.is_cancelled() && !b.token.is_cancelled());
+        drop(a);
+        assert!(!s.cancel(&Id::Num(1)), "ended: nothing to cancel");
+        s.close_stream();
+        assert!(b.token.is_cancelled(), "closing the session stops the rest");
+        drop(b);
+        assert!(s.is_idle());
+        assert_eq!(lock(&s.inflight).capacity(), 0, "nothing kept while idle");
     }
 
     #[test]

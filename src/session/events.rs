@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::Stream;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::budget::{Budget, Charge};
 use crate::protocol::{ErrorObject, Id, Message, Notification, Response, codes, methods};
@@ -30,16 +30,19 @@ pub struct EventLog {
     inner: Mutex<Inner>,
     /// The session's byte budget, once the log belongs to a session.
     budget: OnceLock<Arc<Budget>>,
-    /// Bumped on every push and on close, so followers wake without polling.
-    changed: watch::Sender<u64>,
+    /// Woken on every push and on close, so followers wake without polling. (A `Notify`
+    /// lives inline; a watch channel would be an allocation of ~400 bytes per stream, and a
+    /// session keeps up to 33 streams.)
+    changed: Notify,
     /// Followers currently reading: zero means the client's connection is gone.
-    readers: Arc<AtomicUsize>,
+    readers: AtomicUsize,
 }
 
-/// One message, serialised once: every reader and every replay sends these bytes.
+/// One message, serialised once: every reader and every replay sends these bytes (kept as
+/// the `String` it was written into, so a large answer is not copied to be kept).
 struct Event {
     seq: u64,
-    json: Arc<str>,
+    json: Arc<String>,
     _charge: Option<Charge>,
 }
 
@@ -52,29 +55,29 @@ struct Inner {
     dropped_through: u64,
 }
 
-/// Counts a follower for as long as its stream exists.
-struct Reader(Arc<AtomicUsize>);
-
-impl Reader {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count.clone())
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
+/// A follower of a log, counted in its `readers` for as long as its stream exists.
 struct Follow {
     log: Arc<EventLog>,
-    rx: watch::Receiver<u64>,
     cursor: u64,
     /// A request stream ends after telling its reader that events were dropped.
     ended: bool,
-    _reader: Reader,
+}
+
+impl Follow {
+    fn new(log: &Arc<EventLog>, cursor: u64) -> Self {
+        log.readers.fetch_add(1, Ordering::AcqRel);
+        Follow {
+            log: log.clone(),
+            cursor,
+            ended: false,
+        }
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        self.log.readers.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Why a reader missed events: the bounds they were dropped for.
@@ -98,7 +101,6 @@ impl EventLog {
     }
 
     fn build(stream: u64, request: Option<Id>, replay: bool) -> Arc<Self> {
-        let (changed, _) = watch::channel(0);
         let inner = Mutex::new(Inner {
             events: VecDeque::new(),
             next: 1,
@@ -111,8 +113,8 @@ impl EventLog {
             replay,
             inner,
             budget: OnceLock::new(),
-            changed,
-            readers: Arc::default(),
+            changed: Notify::new(),
+            readers: AtomicUsize::new(0),
         })
     }
 
@@ -129,7 +131,14 @@ impl EventLog {
 
     /// Appends a message; returns its sequence number (0 if the stream is closed).
     pub fn push(&self, msg: Message) -> u64 {
-        let json: Arc<str> = msg.to_json().into();
+        self.push_json(msg.to_json())
+    }
+
+    /// Appends a message already serialised (one JSON-RPC message, no newlines).
+    pub fn push_json(&self, mut json: String) -> u64 {
+        // Kept until the stream is forgotten: without the slack serialising left.
+        json.shrink_to_fit();
+        let json = Arc::new(json);
         let budget = self.budget.get();
         let seq = {
             let mut inner = self.lock();
@@ -160,7 +169,7 @@ impl EventLog {
                 self.shed_while((u64::MAX, 0), || budget.global_over());
             }
         }
-        self.changed.send_replace(seq);
+        self.changed.notify_waiters();
         seq
     }
 
@@ -180,10 +189,15 @@ impl EventLog {
         }
     }
 
-    /// No more events: followers end after the last one.
+    /// No more events: followers end after the last one. What the log keeps for
+    /// resumption is trimmed to its size (a finished request's stream is kept a while).
     pub fn close(&self) {
-        self.lock().closed = true;
-        self.changed.send_modify(|v| *v += 1);
+        {
+            let mut inner = self.lock();
+            inner.closed = true;
+            inner.events.shrink_to_fit();
+        }
+        self.changed.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -202,19 +216,17 @@ impl EventLog {
     pub fn follow(
         self: &Arc<Self>,
         after: u64,
-    ) -> impl Stream<Item = (String, Arc<str>)> + Send + 'static {
-        let state = Follow {
-            log: self.clone(),
-            rx: self.changed.subscribe(),
-            cursor: after,
-            ended: false,
-            _reader: Reader::new(&self.readers),
-        };
-        futures::stream::unfold(state, |mut f| async move {
+    ) -> impl Stream<Item = (String, Arc<String>)> + Send + 'static {
+        futures::stream::unfold(Follow::new(self, after), |mut f| async move {
             loop {
                 if f.ended {
                     return None;
                 }
+                // Registered before looking, so a push in between still wakes this reader.
+                let log = f.log.clone();
+                let changed = log.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
                 let (next, closed) = {
                     let mut inner = f.log.lock();
                     if !f.log.replay {
@@ -243,14 +255,15 @@ impl EventLog {
                     f.cursor = seq;
                     return Some(((event_id(f.log.stream, seq), json), f));
                 }
-                if closed || f.rx.changed().await.is_err() {
+                if closed {
                     return None;
                 }
+                changed.await;
             }
         })
     }
 
-    fn gap_notice(&self, missed: u64) -> Arc<str> {
+    fn gap_notice(&self, missed: u64) -> Arc<String> {
         let text = format!("{missed} message(s) of this stream {DROPPED}");
         let msg = match &self.request {
             Some(id) => Message::Response(Response::err(
@@ -266,7 +279,7 @@ impl EventLog {
                 })),
             )),
         };
-        msg.to_json().into()
+        Arc::new(msg.to_json())
     }
 }
 
@@ -317,6 +330,26 @@ mod tests {
         );
         assert_eq!(*rest[1].1, *note(4).to_json());
         assert_eq!(log.push(note(5)), 0, "a closed log takes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_follower_wakes_on_push_and_on_close() {
+        let log = EventLog::new(3);
+        let mut follower = Box::pin(log.follow(0));
+        let reader = tokio::spawn(async move {
+            let first = follower.next().await.map(|(id, _)| id);
+            (first, follower.next().await.is_none())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        log.push(note(1));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        log.close();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+            .await
+            .expect("the follower woke")
+            .expect("reader task");
+        assert_eq!(read, (Some("3-1".to_owned()), true));
+        assert_eq!(log.readers(), 0);
     }
 
     #[tokio::test]

@@ -28,6 +28,16 @@ impl Principal {
         Self::bare("anonymous", AuthMethod::Anonymous)
     }
 
+    /// [`Principal::anonymous`], one shared value: every anonymous request and session
+    /// holds the same one instead of a copy each.
+    pub fn anonymous_shared() -> std::sync::Arc<Principal> {
+        static ANONYMOUS: std::sync::OnceLock<std::sync::Arc<Principal>> =
+            std::sync::OnceLock::new();
+        ANONYMOUS
+            .get_or_init(|| std::sync::Arc::new(Principal::anonymous()))
+            .clone()
+    }
+
     /// The local user on the stdio face.
     pub fn local() -> Self {
         Self::bare("local", AuthMethod::Local)

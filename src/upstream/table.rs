@@ -202,27 +202,40 @@ impl Upstreams {
 
     /// The catalog of `era` merged from the upstreams' catalogs of that era. Each tool is
     /// listed with what the gateway will do for it as a task.
+    /// The previous catalog of the era lends the exposure of every upstream whose catalog
+    /// did not change (see [`Catalog::build`]).
     fn merge(&self, era: Era) -> Arc<Catalog> {
         type Support<'u> = Box<dyn Fn(&Value) -> &'static str + 'u>;
         let live = self.serving();
+        // The era each upstream serves this era's clients in, read once: the task support
+        // listed for its tools depends on it, and it keys the reuse of its exposure.
+        let served: Vec<Era> = live.iter().map(|(_, u)| u.served_in(era)).collect();
         let supports: Vec<Support<'_>> = live
             .iter()
-            .map(|(_, u)| {
-                Box::new(move |tool: &Value| u.listed_task_support(era, tool)) as Support<'_>
+            .zip(&served)
+            .map(|((_, u), served)| {
+                Box::new(move |tool: &Value| u.listed_task_support_served(*served, tool))
+                    as Support<'_>
             })
             .collect();
         let inputs: Vec<Input<'_>> = live
             .iter()
             .zip(&supports)
-            .map(|((index, u), support)| Input {
+            .zip(&served)
+            .map(|(((index, u), support), served)| Input {
                 index: *index,
                 name: u.name(),
                 prefix: &u.config.prefix,
                 catalog: u.catalog_for(era),
                 task_support: Some(&**support),
+                stamp: match served {
+                    Era::Handshake => 0,
+                    Era::Stateless => 1,
+                },
             })
             .collect();
-        Arc::new(Catalog::build(&inputs, &self.naming))
+        let previous = self.catalog(era);
+        Arc::new(Catalog::build(&inputs, &self.naming, Some(&previous)))
     }
 
     /// The input schema of a tool as the gateway lists it to clients of `era` (the upstream's

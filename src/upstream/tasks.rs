@@ -74,12 +74,18 @@ impl Upstream {
     /// The `execution.taskSupport` the gateway lists to clients of `era` for one of this
     /// upstream's tools.
     pub fn listed_task_support(&self, era: Era, tool: &Value) -> &'static str {
+        self.listed_task_support_served(self.served_in(era), tool)
+    }
+
+    /// [`Upstream::listed_task_support`] for clients this upstream serves in `served` (what
+    /// [`Upstream::served_in`] says): the answer depends on nothing else but the tool.
+    pub fn listed_task_support_served(&self, served: Era, tool: &Value) -> &'static str {
         let name = tool.get("name").and_then(Value::as_str);
         match self.config.task_mode(methods::TOOLS_CALL, name) {
             TaskMode::Never => "forbidden",
             TaskMode::Always => "required",
             TaskMode::OnRequest => {
-                if self.served_in(era) == Era::Handshake && tool_support(tool) == "required" {
+                if served == Era::Handshake && tool_support(tool) == "required" {
                     "required"
                 } else {
                     "optional"

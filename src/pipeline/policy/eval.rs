@@ -34,18 +34,72 @@ impl PolicyConfig {
                 .collect(),
         }
     }
+
+    /// The positions of the rules that apply to `principal`, in order: with the
+    /// configuration, all a decision about the principal depends on.
+    pub fn matching(&self, principal: &Principal) -> Vec<usize> {
+        (0..self.rules.len())
+            .filter(|&i| who_matches(&self.rules[i].who, principal))
+            .collect()
+    }
+
+    /// [`Decider::allows`] for the rules at `matching` (see [`PolicyConfig::matching`]).
+    pub fn allows_with(
+        &self,
+        matching: &[usize],
+        kind: ItemKind,
+        upstream: &str,
+        name: &str,
+    ) -> bool {
+        let rules = matching.iter().filter_map(|&i| self.rules.get(i));
+        allows(self.default, rules, kind, upstream, name)
+    }
+
+    /// [`Decider::allows_uri`] for the rules at `matching`.
+    pub fn allows_uri_with(&self, matching: &[usize], upstream: &str, uri: &str) -> bool {
+        let rules = matching.iter().filter_map(|&i| self.rules.get(i));
+        allows_uri(self.default, rules, upstream, uri)
+    }
+}
+
+/// The first rule naming the item decides; none: the default.
+fn allows<'r>(
+    default: Effect,
+    mut rules: impl Iterator<Item = &'r Rule>,
+    kind: ItemKind,
+    upstream: &str,
+    name: &str,
+) -> bool {
+    let effect = rules
+        .find(|rule| rule_covers(rule, kind, upstream, name))
+        .map_or(default, |rule| rule.effect);
+    effect == Effect::Allow
+}
+
+/// The URI as sent and its normal form must both be allowed.
+fn allows_uri<'r>(
+    default: Effect,
+    rules: impl Iterator<Item = &'r Rule> + Clone,
+    upstream: &str,
+    uri: &str,
+) -> bool {
+    allows(default, rules.clone(), ItemKind::Resource, upstream, uri) && {
+        let normal = super::uri::normalize(uri);
+        normal == uri || allows(default, rules, ItemKind::Resource, upstream, &normal)
+    }
 }
 
 impl Decider<'_> {
     /// Whether the item `name` (the upstream's own tool or prompt name, or a resource URI or
     /// template) of `upstream` is allowed. The first rule naming the item decides.
     pub fn allows(&self, kind: ItemKind, upstream: &str, name: &str) -> bool {
-        let effect = self
-            .rules
-            .iter()
-            .find(|rule| rule_covers(rule, kind, upstream, name))
-            .map_or(self.default, |rule| rule.effect);
-        effect == Effect::Allow
+        allows(
+            self.default,
+            self.rules.iter().copied(),
+            kind,
+            upstream,
+            name,
+        )
     }
 
     /// Whether the resource `uri` of `upstream` may be read (subscribed to, completed): the
@@ -53,10 +107,7 @@ impl Decider<'_> {
     /// `file:///%73ecret/key` or `file:///public/../secret/key` cannot slip past a rule
     /// about `file:///secret/*` (nor out of an allow-list under `default: deny`).
     pub fn allows_uri(&self, upstream: &str, uri: &str) -> bool {
-        self.allows(ItemKind::Resource, upstream, uri) && {
-            let normal = super::uri::normalize(uri);
-            normal == uri || self.allows(ItemKind::Resource, upstream, &normal)
-        }
+        allows_uri(self.default, self.rules.iter().copied(), upstream, uri)
     }
 
     /// Whether every item of a kind is allowed without looking (no rule about this principal

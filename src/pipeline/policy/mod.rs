@@ -7,13 +7,18 @@
 //!   upstream and the upstream's own name, and refused when the policy denies it: with the
 //!   router's own "unknown" error (`denied_as: unknown`, the default), or -32014 / HTTP 403
 //!   (`denied_as: forbidden`).
-//! - On the way out, listings are filtered so a client never sees what it may not call. A
-//!   page may come back shorter than the page size (even empty); `nextCursor` is kept.
+//! - Listings are filtered so a client never sees what it may not call: the stage hands the
+//!   router a filter for the principal ([`RequestContext::list_filter`]), and the router
+//!   cuts each page first and filters it after, so a page may come back shorter than the page
+//!   size (even empty); `nextCursor` is kept. The filter is keyed by the rules that apply to
+//!   the principal (and this stage), so principals the same rules apply to share the
+//!   catalog's cached pages.
 
 mod eval;
 mod uri;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
@@ -22,23 +27,60 @@ pub use eval::{Decider, ItemKind};
 
 use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::aggregate::catalog::Kind;
-use crate::aggregate::merge::Catalog;
+use crate::aggregate::merge::{Catalog, ItemFilter};
 use crate::protocol::{Era, ErrorObject, Request, codes, methods};
 use crate::upstream::Upstreams;
 
 /// The stage exists when there is something to enforce: a rule, or a `deny` default.
 pub fn stage(config: &PolicyConfig, upstreams: &Arc<Upstreams>) -> Option<Arc<dyn DynStage>> {
+    /// Numbers the stages built, so listing filters of different configurations (a reload)
+    /// never share a key.
+    static STAGES: AtomicU64 = AtomicU64::new(1);
     (config.default == Effect::Deny || !config.rules.is_empty()).then(|| {
         Arc::new(Policy {
-            config: config.clone(),
+            config: Arc::new(config.clone()),
             upstreams: upstreams.clone(),
+            id: STAGES.fetch_add(1, Ordering::Relaxed),
         }) as Arc<dyn DynStage>
     })
 }
 
 struct Policy {
-    config: PolicyConfig,
+    config: Arc<PolicyConfig>,
     upstreams: Arc<Upstreams>,
+    id: u64,
+}
+
+/// What one principal may see of listings: the rules that apply to it.
+struct ListFilter {
+    config: Arc<PolicyConfig>,
+    matching: Vec<usize>,
+    /// The stage, then the positions in `matching`.
+    key: Vec<u64>,
+}
+
+impl ItemFilter for ListFilter {
+    fn key(&self) -> &[u64] {
+        &self.key
+    }
+
+    fn shows(&self, kind: Kind, upstream: &str, name: &str) -> bool {
+        match kind {
+            // Listed as it would be read: the same check as `resources/read`.
+            Kind::Resources => self.config.allows_uri_with(&self.matching, upstream, name),
+            _ => self
+                .config
+                .allows_with(&self.matching, item_kind(kind), upstream, name),
+        }
+    }
+}
+
+fn item_kind(kind: Kind) -> ItemKind {
+    match kind {
+        Kind::Tools => ItemKind::Tool,
+        Kind::Prompts => ItemKind::Prompt,
+        Kind::Resources | Kind::ResourceTemplates => ItemKind::Resource,
+    }
 }
 
 impl Stage for Policy {
@@ -58,14 +100,20 @@ impl Stage for Policy {
             tracing::debug!(method = %req.method, subject = %ctx.principal().subject, "Policy refused the request");
             return Err(refusal);
         }
-        let outcome = next.run(ctx, req).await;
-        match (outcome, listed_kind(&req.method)) {
-            (Ok(mut result), Some(kind)) => {
-                filter_listing(&self.upstreams, ctx.era(), &decider, kind, &mut result);
-                Ok(result)
-            }
-            (outcome, _) => outcome,
+        if let Some(kind) = listed_kind(&req.method)
+            && !decider.allows_all(item_kind(kind))
+        {
+            let matching = self.config.matching(ctx.principal());
+            let key = std::iter::once(self.id)
+                .chain(matching.iter().map(|&i| i as u64))
+                .collect();
+            ctx.list_filter = Some(Arc::new(ListFilter {
+                config: self.config.clone(),
+                matching,
+                key,
+            }));
         }
+        next.run(ctx, req).await
     }
 }
 
@@ -221,51 +269,5 @@ fn denial(target: Target<'_>, denied_as: DeniedAs) -> ErrorObject {
             )
             .with_data(json!({ "kind": what, "name": name }))
         }
-    }
-}
-
-/// Removes from a listing result every item the principal may not use.
-fn filter_listing(
-    upstreams: &Upstreams,
-    era: Era,
-    decider: &Decider<'_>,
-    kind: Kind,
-    result: &mut Value,
-) {
-    let item_kind = match kind {
-        Kind::Tools => ItemKind::Tool,
-        Kind::Prompts => ItemKind::Prompt,
-        Kind::Resources | Kind::ResourceTemplates => ItemKind::Resource,
-    };
-    if decider.allows_all(item_kind) {
-        return;
-    }
-    let Some(items) = result.get_mut(kind.field()).and_then(Value::as_array_mut) else {
-        return;
-    };
-    let catalog = upstreams.catalog(era);
-    items.retain(|item| {
-        let Some(key) = item.get(kind.key()).and_then(Value::as_str) else {
-            return false;
-        };
-        // An item the current catalog no longer has (it changed since the page was cut) is
-        // left out rather than guessed about; the client is told the list changed anyway.
-        owner(&catalog, kind, key).is_some_and(|(upstream, name)| {
-            upstreams.get(upstream).is_some_and(|u| match kind {
-                // Listed as it would be read: the same check as `resources/read`.
-                Kind::Resources => decider.allows_uri(u.name(), name),
-                _ => decider.allows(item_kind, u.name(), name),
-            })
-        })
-    });
-}
-
-/// The owning upstream and the upstream's own name of a listed item.
-fn owner<'c>(catalog: &'c Catalog, kind: Kind, key: &'c str) -> Option<(usize, &'c str)> {
-    match kind {
-        Kind::Tools => catalog.tool(key).map(|r| (r.upstream, r.name.as_str())),
-        Kind::Prompts => catalog.prompt(key).map(|r| (r.upstream, r.name.as_str())),
-        Kind::Resources => catalog.resource_owner(key).map(|u| (u, key)),
-        Kind::ResourceTemplates => catalog.template_owner(key).map(|u| (u, key)),
     }
 }
