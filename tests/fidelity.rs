@@ -836,3 +836,43 @@ async fn resource_updates_reach_exactly_the_subscribed_sessions() {
         before[1]
     );
 }
+
+/// A listing answer kept for resumption (its page is shared with the gateway's catalog, not
+/// copied) replays with `Last-Event-ID` byte for byte as it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_answer_replays_with_last_event_id_as_it_was_sent() {
+    let gw = Gateway::start(&format!(
+        "page_size: 4\nupstreams:\n{}",
+        stdio_fixture("alpha", &[])
+    ));
+    gw.wait_ready().await;
+    let c = Mcp::connect(&gw.url).await;
+    let id = json!(c.next_id());
+    let list = json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"});
+    let mut answer = RawSse::new(post_streaming(&c, &list).await);
+    let sent = answer.next(WAIT).await.expect("the listing");
+    let result = &sent.json()["result"];
+    assert_eq!(
+        result["tools"].as_array().map(Vec::len),
+        Some(4),
+        "{result}"
+    );
+    assert!(result["nextCursor"].is_string(), "{result}");
+    let event = sent.id.clone().expect("events carry ids");
+    let (stream, _) = event.split_once('-').expect("<stream>-<seq>");
+    let resp = streaming_client()
+        .get(&c.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &c.session)
+        .header("mcp-protocol-version", &c.version)
+        .header("last-event-id", format!("{stream}-0"))
+        .send()
+        .await
+        .expect("GET with Last-Event-ID");
+    assert_eq!(resp.status().as_u16(), 200);
+    let again = RawSse::new(resp)
+        .next(WAIT)
+        .await
+        .expect("the listing again");
+    assert_eq!((again.id, again.data), (sent.id, sent.data));
+}

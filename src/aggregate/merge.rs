@@ -162,6 +162,12 @@ pub struct SharedPage {
     pub next: Option<ListCursor>,
 }
 
+impl AsRef<str> for SharedPage {
+    fn as_ref(&self) -> &str {
+        &self.items
+    }
+}
+
 /// Which page: list, start (view, offset), size, and the caller's filter key.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PageKey {

@@ -76,11 +76,11 @@ pub(crate) async fn answer(
         while let Ok(msg) = rx.try_recv() {
             log.push(msg);
         }
-        log.push_json(answered.into_json());
+        log.push_text(answered.into_text());
         log.close();
         return sse_response(
             log.follow(0)
-                .map(|(id, json)| sse_json(&json).map(|e| e.id(id))),
+                .map(|(id, json)| sse_json(&json.text()).map(|e| e.id(id))),
         );
     }
     let first = match mode {
@@ -97,7 +97,7 @@ pub(crate) async fn answer(
     }
     let events = log
         .follow(0)
-        .map(|(id, json)| sse_json(&json).map(|e| e.id(id)));
+        .map(|(id, json)| sse_json(&json.text()).map(|e| e.id(id)));
     tokio::spawn(run_into(work, rx, log, window));
     sse_response(events)
 }
@@ -127,7 +127,7 @@ async fn run_into(
                 while let Ok(msg) = rx.try_recv() {
                     log.push(msg);
                 }
-                log.push_json(answered.into_json());
+                log.push_text(answered.into_text());
                 log.close();
                 return;
             }

@@ -16,6 +16,7 @@ use crate::protocol::{
 };
 use crate::relay::{self, Relay};
 use crate::session::Session;
+use crate::session::events::Text;
 use crate::upstream::Upstreams;
 
 /// Related messages queued between a request and its stream.
@@ -122,9 +123,31 @@ impl Answered {
     pub fn into_json(self) -> String {
         match (&self.response.outcome, &self.listed) {
             (Ok(Value::Object(rest)), Some(listed)) => {
-                spliced(self.response.id.as_ref(), listed, rest)
+                let (head, tail) = around(self.response.id.as_ref(), listed, rest);
+                let items = &listed.page.items;
+                let mut out = String::with_capacity(head.len() + items.len() + tail.len());
+                out.push_str(&head);
+                out.push_str(items);
+                out.push_str(&tail);
+                out
             }
             _ => Message::Response(self.response).to_json(),
+        }
+    }
+
+    /// [`Answered::into_json`] for an event log: a listing's page is shared with the
+    /// catalog, not copied, so an answer kept for resumption holds only what is its own.
+    pub fn into_text(self) -> Text {
+        match (&self.response.outcome, &self.listed) {
+            (Ok(Value::Object(rest)), Some(listed)) => {
+                let (head, tail) = around(self.response.id.as_ref(), listed, rest);
+                Text::around(head, listed.page.clone(), tail)
+            }
+            _ => {
+                let mut json = Message::Response(self.response).to_json();
+                json.shrink_to_fit();
+                Text::Whole(Arc::new(json))
+            }
         }
     }
 
@@ -146,25 +169,23 @@ impl Answered {
     }
 }
 
-/// `{"jsonrpc":"2.0","id":…,"result":{"<field>":<items>,<rest>}}`, the items copied from the
-/// shared page as they are.
-fn spliced(id: Option<&Id>, listed: &Listed, rest: &Map<String, Value>) -> String {
-    let items = &listed.page.items;
-    let mut out = String::with_capacity(items.len() + 128);
-    out.push_str(r#"{"jsonrpc":"2.0","id":"#);
-    out.push_str(&text(&id));
-    out.push_str(r#","result":{"#);
-    out.push_str(&text(&listed.field));
-    out.push(':');
-    out.push_str(items);
+/// What goes before and after the items of a listing answer:
+/// `{"jsonrpc":"2.0","id":…,"result":{"<field>":` and `,<rest>}}`.
+fn around(id: Option<&Id>, listed: &Listed, rest: &Map<String, Value>) -> (String, String) {
+    let mut head = String::from(r#"{"jsonrpc":"2.0","id":"#);
+    head.push_str(&text(&id));
+    head.push_str(r#","result":{"#);
+    head.push_str(&text(&listed.field));
+    head.push(':');
+    let mut tail = String::new();
     for (key, value) in rest {
-        out.push(',');
-        out.push_str(&text(key));
-        out.push(':');
-        out.push_str(&text(value));
+        tail.push(',');
+        tail.push_str(&text(key));
+        tail.push(':');
+        tail.push_str(&text(value));
     }
-    out.push_str("}}");
-    out
+    tail.push_str("}}");
+    (head, tail)
 }
 
 /// Compact JSON text of an id, key or value (serialising them cannot fail).
@@ -439,8 +460,17 @@ mod tests {
             ),
         ] {
             let json = answered(id.clone(), rest.clone(), items).into_json();
+            let text = answered(id.clone(), rest.clone(), items).into_text();
             let message = Message::Response(answered(id, rest, items).into_response());
             assert_eq!(json, message.to_json());
+            assert!(
+                matches!(text, Text::Around(_)),
+                "the page is shared, not copied"
+            );
+            assert_eq!(
+                (text.text(), text.len()),
+                (json.as_str().into(), json.len())
+            );
             let back: Value = serde_json::from_str(&json).unwrap();
             assert_eq!(back["result"]["tools"][0]["name"], "a__x");
         }

@@ -236,7 +236,7 @@ pub(crate) async fn get_stream(
             };
             let events = log
                 .follow(seq)
-                .map(|(id, json)| sse_json(&json).map(|e| e.id(id)));
+                .map(|(id, json)| sse_json(&json.text()).map(|e| e.id(id)));
             sse_response(events.take_until(shutdown))
         }
         _ => {
@@ -254,7 +254,7 @@ pub(crate) async fn get_stream(
                 if let Some((_, seq)) = parse_event_id(&id) {
                     delivered.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
                 }
-                sse_json(&json).map(|e| e.id(id))
+                sse_json(&json.text()).map(|e| e.id(id))
             });
             sse_response(events.take_until(shutdown))
         }

@@ -93,7 +93,7 @@ pub(crate) async fn open(
     };
     let messages = log.follow(0).map(move |(_, json)| {
         let _hold = &guard;
-        sse_json(&json)
+        sse_json(&json.text())
     });
     let shutdown = state.gateway.shutdown.clone().cancelled_owned();
     let events = futures::stream::once(async move { Ok(endpoint) })

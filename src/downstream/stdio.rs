@@ -235,7 +235,7 @@ impl Connection {
                     tokio::spawn(async move {
                         let mut events = Box::pin(log.follow(start));
                         while let Some((_, json)) = events.next().await {
-                            if out.send(json.to_string()).await.is_err() {
+                            if out.send(json.text().into_owned()).await.is_err() {
                                 break;
                             }
                         }

@@ -38,11 +38,10 @@ pub struct EventLog {
     readers: AtomicUsize,
 }
 
-/// One message, serialised once: every reader and every replay sends these bytes (kept as
-/// the `String` it was written into, so a large answer is not copied to be kept).
+/// One message, serialised once: every reader and every replay sends these bytes.
 struct Event {
     seq: u64,
-    json: Arc<String>,
+    json: Text,
     _charge: Option<Charge>,
 }
 
@@ -138,7 +137,12 @@ impl EventLog {
     pub fn push_json(&self, mut json: String) -> u64 {
         // Kept until the stream is forgotten: without the slack serialising left.
         json.shrink_to_fit();
-        let json = Arc::new(json);
+        self.push_text(Text::Whole(Arc::new(json)))
+    }
+
+    /// Appends a message already serialised, whole or around a shared piece. It is charged
+    /// to the budget at its full length either way.
+    pub fn push_text(&self, json: Text) -> u64 {
         let budget = self.budget.get();
         let seq = {
             let mut inner = self.lock();
@@ -216,7 +220,7 @@ impl EventLog {
     pub fn follow(
         self: &Arc<Self>,
         after: u64,
-    ) -> impl Stream<Item = (String, Arc<String>)> + Send + 'static {
+    ) -> impl Stream<Item = (String, Text)> + Send + 'static {
         futures::stream::unfold(Follow::new(self, after), |mut f| async move {
             loop {
                 if f.ended {
@@ -263,7 +267,7 @@ impl EventLog {
         })
     }
 
-    fn gap_notice(&self, missed: u64) -> Arc<String> {
+    fn gap_notice(&self, missed: u64) -> Text {
         let text = format!("{missed} message(s) of this stream {DROPPED}");
         let msg = match &self.request {
             Some(id) => Message::Response(Response::err(
@@ -279,7 +283,57 @@ impl EventLog {
                 })),
             )),
         };
-        Arc::new(msg.to_json())
+        Text::Whole(Arc::new(msg.to_json()))
+    }
+}
+
+/// One message as JSON text: written out whole, or around a piece it shares with other
+/// messages (a listing page, which the catalog holds once however many answers kept for
+/// resumption contain it). Cloning it shares the text.
+#[derive(Clone)]
+pub enum Text {
+    Whole(Arc<String>),
+    Around(Arc<Around>),
+}
+
+/// `head`, then the shared piece, then `tail`.
+pub struct Around {
+    pub head: String,
+    pub shared: Arc<dyn AsRef<str> + Send + Sync>,
+    pub tail: String,
+}
+
+impl Text {
+    /// The text around a shared piece.
+    pub fn around(head: String, shared: Arc<dyn AsRef<str> + Send + Sync>, tail: String) -> Self {
+        Text::Around(Arc::new(Around { head, shared, tail }))
+    }
+
+    /// Length in bytes of the whole text.
+    pub fn len(&self) -> usize {
+        match self {
+            Text::Whole(json) => json.len(),
+            Text::Around(a) => a.head.len() + (*a.shared).as_ref().len() + a.tail.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole text (put together, for text around a shared piece).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Text::Whole(json) => std::borrow::Cow::Borrowed(json.as_str()),
+            Text::Around(a) => {
+                let shared = (*a.shared).as_ref();
+                let mut all = String::with_capacity(a.head.len() + shared.len() + a.tail.len());
+                all.push_str(&a.head);
+                all.push_str(shared);
+                all.push_str(&a.tail);
+                std::borrow::Cow::Owned(all)
+            }
+        }
     }
 }
 
@@ -328,7 +382,7 @@ mod tests {
             rest.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
             ["7-3", "7-4"]
         );
-        assert_eq!(*rest[1].1, *note(4).to_json());
+        assert_eq!(rest[1].1.text(), note(4).to_json());
         assert_eq!(log.push(note(5)), 0, "a closed log takes nothing");
     }
 
