@@ -51,6 +51,8 @@
 #[path = "common/scale.rs"]
 #[allow(dead_code)] // `scaled` counts calls; this bench scales durations
 mod scale;
+#[path = "common/stdout.rs"]
+mod stdout;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -1888,22 +1890,9 @@ impl Proc {
             child,
             log: log.to_owned(),
         };
-        // Read on a thread that keeps draining stdout, so the child never blocks on the pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let wanted = prefix.to_owned();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !sent && let Some(rest) = line.strip_prefix(&wanted) {
-                    sent = true;
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        });
-        match rx.recv_timeout(WAIT) {
-            Ok(rest) => (proc, rest),
-            Err(_) => panic!(
+        match stdout::line_after(stdout, prefix, WAIT) {
+            Some(rest) => (proc, rest),
+            None => panic!(
                 "{name} printed no `{prefix}` line within {WAIT:?}; its log:\n{}",
                 std::fs::read_to_string(&proc.log).unwrap_or_default()
             ),

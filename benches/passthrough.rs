@@ -40,10 +40,11 @@
 
 #[path = "common/scale.rs"]
 mod scale;
+#[path = "common/stdout.rs"]
+mod stdout;
 
 use scale::{scale_factor, scaled};
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -948,22 +949,9 @@ impl Proc {
             child,
             log: log.to_owned(),
         };
-        // Read on a thread that keeps draining stdout, so the child never blocks on the pipe.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let wanted = prefix.to_owned();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !sent && let Some(rest) = line.strip_prefix(&wanted) {
-                    sent = true;
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        });
-        match rx.recv_timeout(WAIT) {
-            Ok(rest) => (proc, rest),
-            Err(_) => panic!(
+        match stdout::line_after(stdout, prefix, WAIT) {
+            Some(rest) => (proc, rest),
+            None => panic!(
                 "{name} printed no `{prefix}` line within {WAIT:?}; its log:\n{}",
                 std::fs::read_to_string(&proc.log).unwrap_or_default()
             ),

@@ -272,7 +272,7 @@ impl Peer {
             stateless,
         };
         let msg = Message::Request(Request::new(Id::Num(id), method, params));
-        if let Some(link) = inline {
+        let outcome = if let Some(link) = inline {
             // Boxed: the POST's future is large and would otherwise be nested in every
             // caller's.
             let post = Box::pin(link.exchange(msg, own_headers));
@@ -289,36 +289,18 @@ impl Peer {
                     delivered = &mut rx => delivered,
                 }
             };
-            return match tokio::time::timeout(timeout, exchange).await {
-                Ok(Ok(result)) => {
-                    guard.armed = false;
-                    result
+            tokio::time::timeout(timeout, exchange).await
+        } else {
+            if self.outbound.send(msg).await.is_err() {
+                guard.armed = false;
+                self.lock_pending().remove(&id);
+                if let Some(link) = self.http.as_ref().filter(|_| stateless) {
+                    link.abandon(id);
                 }
-                Ok(Err(_)) => {
-                    guard.armed = false;
-                    Err(self.unavailable())
-                }
-                Err(_) => {
-                    if !guard.armed {
-                        self.lock_pending().remove(&id);
-                    }
-                    Err(ErrorObject::upstream_timeout(
-                        &self.upstream,
-                        method,
-                        timeout,
-                    ))
-                }
-            };
-        }
-        if self.outbound.send(msg).await.is_err() {
-            guard.armed = false;
-            self.lock_pending().remove(&id);
-            if let Some(link) = self.http.as_ref().filter(|_| stateless) {
-                link.abandon(id);
+                return Err(self.unavailable());
             }
-            return Err(self.unavailable());
-        }
-        let outcome = tokio::time::timeout(timeout, rx).await;
+            tokio::time::timeout(timeout, &mut rx).await
+        };
         match outcome {
             Ok(Ok(result)) => {
                 guard.armed = false;
