@@ -28,6 +28,7 @@ mod model;
 pub mod policy;
 pub mod rate_limits;
 mod raw;
+pub mod redis;
 mod scalar;
 pub mod section;
 pub mod tasks;

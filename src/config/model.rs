@@ -63,6 +63,9 @@ pub struct Config {
     /// Key sealing resumable state. Default `None`: the caller then uses a random per-process
     /// key, which is fine for one replica but not for several behind a load balancer.
     pub seal_key: Option<[u8; 32]>,
+    /// The Redis that replicas share (`redis`). Default `None`: everything is kept in this
+    /// process, exactly as a single replica needs.
+    pub redis: Option<super::redis::RedisConfig>,
     /// Host and Origin checks.
     pub security: Security,
     /// Upstream servers, sorted by name so that merged listings have a stable order.
@@ -287,6 +290,7 @@ impl Default for Config {
             response_mode: ResponseMode::Stream,
             resume_window: DEFAULT_RESUME_WINDOW,
             seal_key: None,
+            redis: None,
             security: Security {
                 dns_rebinding_protection: true,
                 allowed_hosts: Vec::new(),
@@ -323,6 +327,7 @@ impl fmt::Debug for Config {
             .field("response_mode", &self.response_mode)
             .field("resume_window", &self.resume_window)
             .field("seal_key", &self.seal_key.map(|_| REDACTED))
+            .field("redis", &self.redis)
             .field("security", &self.security)
             .field("upstreams", &self.upstreams)
             .field("auth", &self.auth)

@@ -25,6 +25,31 @@ pub struct RateLimitConfig {
     /// matching several globs must pass each of them.
     #[serde(deserialize_with = "tool_limits")]
     pub per_tool: Vec<(Pattern, Limit)>,
+    /// Where the buckets are counted when a shared `redis` is configured: `shared` (the
+    /// default: one count across every replica) or `replica` (each replica its own, so N
+    /// replicas admit N times the rate). Without `redis` every bucket is this replica's.
+    pub scope: Scope,
+    /// What a shared bucket does when Redis cannot answer within `redis.timeout`: `open`
+    /// (the default: admit, and log a warning) or `closed` (refuse with -32015, rate limited).
+    pub on_redis_error: FailMode,
+}
+
+/// `rate_limits.scope`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Shared,
+    Replica,
+}
+
+/// `rate_limits.on_redis_error`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    #[default]
+    Open,
+    Closed,
 }
 
 /// One token bucket.
@@ -157,6 +182,23 @@ mod tests {
         assert_eq!(
             limits.per_tool[0].1.quota().replenish_interval(),
             Duration::from_secs(28_800)
+        );
+    }
+
+    #[test]
+    fn buckets_are_shared_through_redis_unless_scoped_to_the_replica() {
+        let config = load("rate_limits: {global: {rate: 1/s}}").unwrap();
+        assert_eq!(config.rate_limits.scope, Scope::Shared);
+        assert_eq!(config.rate_limits.on_redis_error, FailMode::Open);
+        let config =
+            load("rate_limits: {scope: replica, on_redis_error: closed, global: {rate: 1/s}}")
+                .unwrap();
+        assert_eq!(config.rate_limits.scope, Scope::Replica);
+        assert_eq!(config.rate_limits.on_redis_error, FailMode::Closed);
+        let error = load("rate_limits: {scope: cluster}").unwrap_err();
+        assert!(
+            error.contains("rate_limits.scope: unknown variant"),
+            "{error}"
         );
     }
 

@@ -25,6 +25,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "response_mode",
     "resume_window",
     "seal_key",
+    "redis",
     "security",
     "upstreams",
     "auth",
@@ -65,6 +66,8 @@ pub struct RawConfig<U = RawUpstream> {
     pub response_mode: String,
     pub resume_window: RawDuration,
     pub seal_key: Option<String>,
+    /// The shared Redis (`config::redis`): a URL or a mapping.
+    pub redis: serde_json::Value,
     pub security: RawSecurity,
     #[serde(deserialize_with = "nullable")]
     pub upstreams: BTreeMap<String, U>,
@@ -182,6 +185,7 @@ impl<U> Default for RawConfig<U> {
             response_mode: "stream".to_owned(),
             resume_window: RawDuration::Seconds(model::DEFAULT_RESUME_WINDOW.as_secs()),
             seal_key: None,
+            redis: serde_json::Value::Null,
             security: RawSecurity::default(),
             upstreams: BTreeMap::new(),
             auth: empty_section(),
@@ -214,6 +218,7 @@ impl<U> RawConfig<U> {
             response_mode: self.response_mode,
             resume_window: self.resume_window,
             seal_key: self.seal_key,
+            redis: self.redis,
             security: self.security,
             upstreams,
             auth: self.auth,

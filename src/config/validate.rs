@@ -43,6 +43,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         response_mode: response_mode(&raw.response_mode, e),
         resume_window: duration("resume_window", &raw.resume_window, true, e),
         seal_key: seal_key(raw.seal_key.as_deref(), e),
+        redis: super::redis::RedisConfig::from_raw(&raw.redis, e),
         security: security(raw.security, listen, e),
         upstreams: validate_upstreams(raw.upstreams, separator.as_deref(), e),
         separator: separator.unwrap_or_default(),
@@ -57,11 +58,25 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         sessions: super::limits::SessionsConfig::from_raw(&raw.sessions, e),
         buffers: super::buffers::BuffersConfig::from_raw(&raw.buffers, e),
     };
+    let config = shared_redis_for_tasks(config);
     reserved_paths(&config, e);
     // Stage sections that name upstreams are checked against the upstreams list.
     super::policy::check(&config, e);
     super::rate_limits::check(&config, e);
     ConfigErrors::check(errors, config)
+}
+
+/// The top-level `redis` is the tasks' store too, unless `tasks.redis` names another.
+fn shared_redis_for_tasks(mut config: Config) -> Config {
+    if let Some(redis) = &config.redis
+        && config.tasks.redis.is_none()
+    {
+        config.tasks.redis = Some(redis.url.clone());
+        if config.tasks.redis_prefix == super::tasks::TasksConfig::default().redis_prefix {
+            config.tasks.redis_prefix = redis.prefix.clone();
+        }
+    }
+    config
 }
 
 /// The metrics endpoint must not shadow the MCP endpoint or the fixed routes.

@@ -1,6 +1,6 @@
-//! Outbound HTTP clients: the one place that decides how the gateway reaches remote
+//! Outbound clients: the one place that decides how the gateway reaches remote
 //! servers (HTTP upstreams, JWKS endpoints, the OTLP collector) and what happens when the
-//! machine has no CA certificates.
+//! machine has no CA certificates; and the shared Redis ([`redis`]).
 //!
 //! A minimal container image often has none. HTTPS is then impossible, but plain HTTP is
 //! not, and a gateway whose upstreams are all stdio or `http://` needs no certificate at all.
@@ -9,6 +9,8 @@
 //! [`NO_CA_CERTIFICATES`], which says how to fix it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+pub mod redis;
 
 /// Why an HTTPS address cannot be reached on a machine without a certificate store.
 pub const NO_CA_CERTIFICATES: &str = "no CA certificates were found on this machine, so HTTPS \
