@@ -15,6 +15,7 @@
 
 mod reload;
 
+use crate::net::redis::Redis;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,6 +88,8 @@ struct Rebuild {
     parked: Arc<crate::router::mrtr::Parked>,
     events: mpsc::Sender<UpstreamEvent>,
     http: reqwest::Client,
+    /// The shared Redis (`redis`), opened at start; a reload does not change it.
+    redis: Option<Arc<Redis>>,
 }
 
 impl Gateway {
@@ -142,6 +145,7 @@ impl Gateway {
             parked: Default::default(),
             events,
             http: http_client(),
+            redis: config.redis.as_ref().map(Redis::new),
         };
         let metrics = Arc::new(Metrics::default());
         let (pipeline, auth) =
@@ -269,6 +273,7 @@ fn build_pipeline(
             upstreams: upstreams.clone(),
             metrics: metrics.clone(),
             hooks: parts.hooks.clone(),
+            redis: parts.redis.clone(),
             tasks: parts.tasks.stage(),
             terminal: router,
         },

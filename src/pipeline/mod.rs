@@ -206,6 +206,8 @@ pub struct Parts {
     pub upstreams: Arc<Upstreams>,
     pub metrics: Arc<metrics::Metrics>,
     pub hooks: Hooks,
+    /// The Redis replicas share (`redis`), for stages that count across replicas.
+    pub redis: Option<Arc<crate::net::redis::Redis>>,
     /// The tasks stage, put in its place in the order.
     pub tasks: Arc<dyn DynStage>,
     /// The router.
@@ -225,9 +227,12 @@ impl Pipeline {
             upstreams,
             metrics,
             hooks,
+            redis,
             tasks,
             terminal,
         } = parts;
+        // Handed to the rate-limit stage when its buckets are shared (`rate_limits.scope`).
+        let _ = &redis;
         let stages: Vec<Option<Arc<dyn DynStage>>> = vec![
             trace::stage(&config.telemetry),
             metrics::stage(&config.metrics, &metrics, &upstreams),
