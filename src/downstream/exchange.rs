@@ -283,7 +283,14 @@ pub async fn request_streamed(
 /// A client notification.
 pub async fn notification(upstreams: &Upstreams, session: &Session, n: Notification) {
     match n.method.as_str() {
-        methods::INITIALIZED => session.mark_initialized(),
+        methods::INITIALIZED => {
+            session.mark_initialized();
+            if let Some(shared) = session.shared()
+                && let Err(e) = shared.save(&session.id, &session.record()).await
+            {
+                tracing::warn!(error = %e, "Could not share that a session is initialized");
+            }
+        }
         methods::CANCELLED => {
             let id = n
                 .params
@@ -293,7 +300,21 @@ pub async fn notification(upstreams: &Upstreams, session: &Session, n: Notificat
             if let Some(id) = id
                 && !session.cancel(&id)
             {
-                tracing::debug!(id = %id, "Cancellation for a request not in flight (finished already?)");
+                match session.shared() {
+                    // The request may run on another replica.
+                    Some(shared) => {
+                        let cancel = crate::session::shared::Broadcast::Cancel {
+                            s: session.id.clone(),
+                            id: serde_json::to_value(&id).unwrap_or_default(),
+                        };
+                        if let Err(e) = shared.announce(&cancel).await {
+                            tracing::warn!(error = %e, "Could not pass a cancellation on to the other replicas");
+                        }
+                    }
+                    None => {
+                        tracing::debug!(id = %id, "Cancellation for a request not in flight (finished already?)")
+                    }
+                }
             }
         }
         methods::ROOTS_LIST_CHANGED => {
@@ -383,8 +404,69 @@ pub async fn initialize(
     session.principal = principal;
     session.source = source;
     let session = admit(gateway, Arc::new(session)).await?;
+    if let Some(shared) = session.shared()
+        && let Err(e) = shared.save(&session.id, &session.record()).await
+    {
+        tracing::warn!(error = %e, "Could not share a new session; refused it");
+        gateway.sessions.remove(&session.id);
+        return Err(relay::bus::unavailable(&e));
+    }
     tracing::info!(session = %&session.id[..8], version = %session.protocol_version, client = %session.client_info, "Client session opened");
     Ok((result, session))
+}
+
+/// The session `id`: this replica's copy, or, when replicas share sessions, a copy made
+/// here from the shared record (its subscriptions and log level replayed upstream).
+/// `Ok(None)` when no live session has that id; an error when the shared store cannot be
+/// reached and this replica holds no copy.
+pub async fn find_session(
+    gateway: &Gateway,
+    id: &str,
+) -> Result<Option<Arc<Session>>, ErrorObject> {
+    let local = gateway.sessions.get(id);
+    let Some(shared) = gateway.sessions.shared().cloned() else {
+        return Ok(local);
+    };
+    if let Some(session) = local {
+        return match shared.renew(id).await {
+            Ok(true) => Ok(Some(session)),
+            // Ended on another replica (or expired there): gone here too.
+            Ok(false) => {
+                gateway.sessions.remove(id);
+                shared.forget(id);
+                relay::session_closed(&gateway.relay, id).await;
+                Ok(None)
+            }
+            // Redis unreachable: this replica's copy keeps serving.
+            Err(e) => {
+                tracing::debug!(error = %e, "Could not renew a shared session");
+                Ok(Some(session))
+            }
+        };
+    }
+    let record = match shared.load(id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read a shared session");
+            return Err(relay::bus::unavailable(&e));
+        }
+    };
+    if gateway.draining() {
+        return Err(shutting_down());
+    }
+    // The copy starts with no log level and no subscriptions: `apply` replays them here.
+    let copy = Session::restore(id.to_owned(), &record, &shared);
+    let holder = shared.stream_holder(id).await.unwrap_or(0);
+    copy.set_stream_elsewhere(holder != 0 && holder != shared.replica);
+    let session = match gateway.sessions.peek(id) {
+        // Another request made the copy meanwhile.
+        Some(session) => session,
+        None => admit(gateway, Arc::new(copy)).await?,
+    };
+    tracing::debug!(session = %&id[..8.min(id.len())], "Serving a session opened on another replica");
+    relay::bus::apply(&gateway.relay, &session, &record).await;
+    Ok(Some(session))
 }
 
 /// Registers a new session under the session limits: idle sessions evicted to make room are

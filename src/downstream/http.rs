@@ -27,8 +27,8 @@ use crate::pipeline::Caller;
 use crate::protocol::jsonrpc::ParseError;
 use crate::protocol::{Era, ErrorObject, Message, Request, Response as RpcResponse, methods};
 use crate::session::Session;
-use crate::session::client::GET_STREAM;
 use crate::session::events::parse_event_id;
+use crate::session::shared::Shared;
 
 pub(crate) async fn method_not_allowed() -> Response {
     let mut resp = plain(
@@ -107,7 +107,13 @@ async fn initialize(
         );
         return rpc_error(StatusCode::BAD_REQUEST, e);
     }
-    match exchange::initialize(&state.gateway, &req, caller, Session::new).await {
+    let base = state
+        .gateway
+        .sessions
+        .shared()
+        .map_or(0, |shared| shared.stream_base());
+    let make = |version: &str, info, caps| Session::new(version, info, caps).in_streams_from(base);
+    match exchange::initialize(&state.gateway, &req, caller, make).await {
         Ok((result, session)) => {
             let mut resp = rpc_json(
                 StatusCode::OK,
@@ -131,7 +137,7 @@ async fn in_session(
     message: Message,
     caller: Caller,
 ) -> Response {
-    let session = match session_with_version(state, headers, &caller) {
+    let session = match session_with_version(state, headers, &caller).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -155,7 +161,7 @@ async fn batch(
     items: Vec<Value>,
     caller: Caller,
 ) -> Response {
-    let session = match session_with_version(state, headers, &caller) {
+    let session = match session_with_version(state, headers, &caller).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -184,12 +190,12 @@ async fn batch(
     }
 }
 
-fn session_with_version(
+async fn session_with_version(
     state: &AppState,
     headers: &HeaderMap,
     caller: &Caller,
 ) -> Result<Arc<Session>, Box<Response>> {
-    let session = session_of(state, headers, caller)?;
+    let session = session_of(state, headers, caller).await?;
     check_version_header(headers, &session)?;
     Ok(session)
 }
@@ -217,7 +223,7 @@ pub(crate) async fn get_stream(
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    let session = match session_with_version(&state, &headers, &caller) {
+    let session = match session_with_version(&state, &headers, &caller).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -226,8 +232,17 @@ pub(crate) async fn get_stream(
         .and_then(|v| v.to_str().ok())
         .and_then(parse_event_id);
     let shutdown = state.gateway.shutdown.clone().cancelled_owned();
+    if let Some((stream, seq)) = resume
+        && let Some(shared) = session.shared()
+        && let owner = Shared::replica_of(stream)
+        && owner != 0
+        && owner != shared.replica
+        && stream & 0xffff_ffff != 0
+    {
+        return super::resume::elsewhere(shared, &session.id, stream, seq, owner, shutdown).await;
+    }
     match resume {
-        Some((stream, seq)) if stream != GET_STREAM => {
+        Some((stream, seq)) if stream != session.get_stream_number() => {
             let Some(log) = session.stream(stream) else {
                 return plain(
                     StatusCode::BAD_REQUEST,
@@ -246,6 +261,7 @@ pub(crate) async fn get_stream(
                     "this session already has an open GET stream",
                 );
             };
+            let reader = (reader, super::resume::hold(&session).await);
             let (log, delivered_up_to, delivered) = session.get_stream();
             let start = resume.map_or(delivered_up_to, |(_, seq)| seq);
             let events = log.follow(start).map(move |(id, json)| {
@@ -276,10 +292,16 @@ pub(crate) async fn delete_session(
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    let session = match session_of(&state, &headers, &caller) {
+    let session = match session_of(&state, &headers, &caller).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
+    if let Some(shared) = session.shared()
+        && let Err(e) = shared.delete(&session.id).await
+    {
+        let e = crate::relay::bus::unavailable(&e);
+        return rpc_error(StatusCode::SERVICE_UNAVAILABLE, e);
+    }
     state.gateway.sessions.remove(&session.id);
     exchange::close(&state.gateway.relay, &session).await;
     tracing::info!(session = %&session.id[..8], "Client session closed");
@@ -308,7 +330,7 @@ fn stateless_only_post() -> Response {
 /// The session named by `Mcp-Session-Id`: 400 when absent, 404 when unknown or expired (the
 /// client must then initialize again), and 404 as well when it belongs to another principal:
 /// a session id alone is not a credential, and its existence is not revealed.
-fn session_of(
+async fn session_of(
     state: &AppState,
     headers: &HeaderMap,
     caller: &Caller,
@@ -319,10 +341,11 @@ fn session_of(
         return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e)));
     };
     let id = id.to_str().unwrap_or("");
-    state
-        .gateway
-        .sessions
-        .get(id)
+    let found = match exchange::find_session(&state.gateway, id).await {
+        Ok(found) => found,
+        Err(e) => return Err(Box::new(rpc_error(StatusCode::SERVICE_UNAVAILABLE, e))),
+    };
+    found
         .filter(|s| s.belongs_to(&caller.principal))
         .ok_or_else(|| {
             let e =

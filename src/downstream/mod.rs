@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod guard;
 pub mod http;
 pub mod http_sse;
+mod resume;
 pub mod stateless;
 pub mod stdio;
 pub mod web;

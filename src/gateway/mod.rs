@@ -169,7 +169,41 @@ impl Gateway {
         }
         tokio::spawn(crate::relay::run(gateway.relay.clone(), rx));
         tokio::spawn(reap_task(gateway.clone()));
+        if let Some(redis) = &gateway.parts.redis {
+            gateway.share_sessions(redis.clone());
+        }
         gateway
+    }
+
+    /// Replicas naming the same Redis serve each other's sessions: the session store keeps
+    /// records there, and this replica listens for what the others send it.
+    fn share_sessions(self: &Arc<Self>, redis: Arc<Redis>) {
+        let ttl = self.config().session_idle_timeout;
+        let (shared, outbox) = crate::session::shared::Shared::new(redis, ttl);
+        tracing::info!(replica = shared.replica, "Sessions shared through Redis");
+        self.sessions.share(shared.clone());
+        self.relay.client_requests.set_replica(shared.replica);
+        tokio::spawn(crate::session::shared::forward_loop(shared.clone(), outbox));
+        tokio::spawn(crate::relay::bus::run(
+            self.relay.clone(),
+            shared.clone(),
+            self.stop.clone(),
+        ));
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval((ttl / 3).max(Duration::from_secs(1)));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let held = gateway.sessions.with_readers();
+                        if let Err(e) = shared.renew_streams(&held).await {
+                            tracing::warn!(error = %e, "Could not renew the streams held here");
+                        }
+                    }
+                    _ = gateway.stop.cancelled() => return,
+                }
+            }
+        });
     }
 
     /// The configuration in force.

@@ -7,7 +7,7 @@
 //! capabilities are forwarded; the others are answered with an error naming what is missing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use serde_json::{Value, json};
@@ -57,9 +57,23 @@ impl Answer {
 pub struct ClientRequests {
     pending: DashMap<String, Pending>,
     next: AtomicU64,
+    /// This replica's number when replicas share sessions (0: they do not); it goes into
+    /// the ids, so an answer arriving at another replica finds its way here.
+    replica: AtomicU32,
+}
+
+/// The replica a gateway id was minted by (`manifold-s2c-R-N`), if it names one.
+pub fn replica_of(id: &str) -> Option<u32> {
+    let (replica, _) = id.strip_prefix("manifold-s2c-")?.split_once('-')?;
+    replica.parse().ok()
 }
 
 impl ClientRequests {
+    /// Mint ids naming replica `replica` (replicas sharing sessions).
+    pub fn set_replica(&self, replica: u32) {
+        self.replica.store(replica, Ordering::Relaxed);
+    }
+
     /// A fresh gateway id for a request to a client, or "busy" when too many await answers.
     fn mint(&self) -> Result<String, ErrorObject> {
         if self.pending.len() >= MAX_PENDING {
@@ -68,10 +82,11 @@ impl ClientRequests {
                 "gateway busy: too many requests awaiting clients",
             ));
         }
-        Ok(format!(
-            "manifold-s2c-{}",
-            self.next.fetch_add(1, Ordering::Relaxed)
-        ))
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Ok(match self.replica.load(Ordering::Relaxed) {
+            0 => format!("manifold-s2c-{n}"),
+            replica => format!("manifold-s2c-{replica}-{n}"),
+        })
     }
 }
 
@@ -163,7 +178,10 @@ pub fn answered(relay: &Relay, session: &Session, response: Response) -> bool {
     };
     let table = &relay.client_requests;
     let Some((_, pending)) = table.pending.remove_if(id, |_, p| p.session == session.id) else {
-        return false;
+        // Asked by another replica: the answer goes there.
+        return session
+            .shared()
+            .is_some_and(|shared| super::bus::forward_answer(shared, &session.id, &response));
     };
     tokio::spawn(pending.answer.deliver(response.outcome));
     true

@@ -1,6 +1,7 @@
 //! The way back: what upstreams send that is not a response — catalog changes,
 //! notifications, server→client requests — routed to the clients it concerns.
 
+pub mod bus;
 pub mod client_requests;
 pub mod listeners;
 pub mod logging;

@@ -80,7 +80,9 @@ impl Subscriptions {
 }
 
 pub async fn subscribe(relay: &Relay, session: &Session, uri: &str) -> Result<Value, ErrorObject> {
-    subscribe_as(relay, &session.id, Some(session), uri).await
+    let done = subscribe_as(relay, &session.id, Some(session), uri).await?;
+    session.note_subscription(uri, true);
+    Ok(done)
 }
 
 /// Subscribes a 2026-07-28 listen stream (key from `listeners::subscriber_key`) to the URIs
@@ -155,6 +157,7 @@ pub async fn unsubscribe(
     session: &Session,
     uri: &str,
 ) -> Result<Value, ErrorObject> {
+    session.note_subscription(uri, false);
     if let Some((owner, carrier)) = remove(relay, &session.id, uri) {
         let _ = relay
             .upstreams
@@ -280,7 +283,9 @@ pub fn deliver(relay: &Relay, upstream: usize, params: Value, origin: Option<&Or
     let msg = Message::Notification(Notification::new(methods::RESOURCES_UPDATED, Some(params)));
     for id in targets.iter().filter(|k| !is_listener(k)) {
         if let Some(session) = relay.sessions.peek(id) {
-            delivered |= session.send(msg.clone());
+            // Every replica holding a copy of the session is subscribed: each delivers only
+            // to a stream it holds.
+            delivered |= session.send_here(msg.clone());
         }
     }
     delivered

@@ -81,19 +81,23 @@ pub async fn route(
             let level = req
                 .param("level")
                 .ok_or_else(|| ErrorObject::invalid_params("missing required field 'level'"))?;
-            relay::logging::set_level(&router.relay, session, level).await
+            let set = relay::logging::set_level(&router.relay, session, level).await?;
+            relay::bus::changed(session).await?;
+            Ok(set)
         }
         methods::RESOURCES_SUBSCRIBE => {
-            relay::subscriptions::subscribe(&router.relay, session_of(ctx)?, req.str_param("uri")?)
-                .await
+            let session = session_of(ctx)?;
+            let uri = req.str_param("uri")?;
+            let done = relay::subscriptions::subscribe(&router.relay, session, uri).await?;
+            relay::bus::changed(session).await?;
+            Ok(done)
         }
         methods::RESOURCES_UNSUBSCRIBE => {
-            relay::subscriptions::unsubscribe(
-                &router.relay,
-                session_of(ctx)?,
-                req.str_param("uri")?,
-            )
-            .await
+            let session = session_of(ctx)?;
+            let uri = req.str_param("uri")?;
+            let done = relay::subscriptions::unsubscribe(&router.relay, session, uri).await?;
+            relay::bus::changed(session).await?;
+            Ok(done)
         }
         other => Err(ErrorObject::method_not_found(other)),
     };

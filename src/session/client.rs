@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::budget::Budget;
 use super::events::EventLog;
 use super::principal::Principal;
+use super::shared::{Record, Shared};
 use crate::protocol::{Id, Message};
 
 /// Request streams kept per session for resumption; older ones are forgotten.
@@ -56,6 +57,14 @@ pub struct Session {
     inflight: Mutex<Vec<(Id, CancellationToken)>>,
     /// Bytes the session's streams hold, once the store registered it.
     budget: OnceLock<Arc<Budget>>,
+    /// Set when replicas share sessions (`redis`): messages for a GET stream held by another
+    /// replica go there.
+    shared: OnceLock<Arc<Shared>>,
+    /// Another replica holds the GET stream (what it announced last).
+    stream_elsewhere: AtomicBool,
+    /// The resources the client subscribed to, for the shared record (kept only when
+    /// replicas share sessions).
+    subscriptions: Mutex<Vec<String>>,
 }
 
 /// Keeps a client request cancellable while it runs.
@@ -132,6 +141,92 @@ impl Session {
             log_level: Mutex::new(None),
             inflight: Mutex::new(Vec::new()),
             budget: OnceLock::new(),
+            shared: OnceLock::new(),
+            stream_elsewhere: AtomicBool::new(false),
+            subscriptions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The same session numbering its streams from `base` (a replica's range, so an event id
+    /// names the replica that wrote it).
+    pub fn in_streams_from(mut self, base: u64) -> Self {
+        if base != 0 {
+            self.get_log = EventLog::new(base);
+            self.next_stream = AtomicU64::new(base + 1);
+        }
+        self
+    }
+
+    /// A copy of a session another replica opened, from its shared record; its log level and
+    /// subscriptions are left for the caller to replay (they need upstream requests).
+    pub fn restore(id: String, record: &Record, shared: &Arc<Shared>) -> Self {
+        let mut session = Self::with_id(
+            id,
+            &record.protocol_version,
+            record.client_info.clone(),
+            record.client_capabilities.clone(),
+        )
+        .in_streams_from(shared.stream_base());
+        session.principal = Arc::new(record.principal());
+        session.source = record.source;
+        if record.initialized {
+            session.mark_initialized();
+        }
+        session
+    }
+
+    /// What the shared record holds of this session.
+    pub fn record(&self) -> Record {
+        Record {
+            protocol_version: self.protocol_version.clone(),
+            client_info: self.client_info.clone(),
+            client_capabilities: self.client_capabilities.clone(),
+            subject: self.principal.subject.clone(),
+            method: self.principal.method.as_str().to_owned(),
+            scopes: self.principal.scopes.iter().cloned().collect(),
+            claims: self.principal.claims.clone(),
+            source: self.source,
+            log_level: self.log_level(),
+            subscriptions: self.subscriptions(),
+            initialized: self.is_initialized(),
+        }
+    }
+
+    /// Makes the session forward GET-stream messages through `shared` when another replica
+    /// holds its stream.
+    pub fn share(&self, shared: &Arc<Shared>) {
+        let _ = self.shared.set(shared.clone());
+    }
+
+    /// The shared store, when replicas share sessions.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.get()
+    }
+
+    /// Another replica announced that it holds (or no longer holds) the GET stream.
+    pub fn set_stream_elsewhere(&self, elsewhere: bool) {
+        self.stream_elsewhere.store(elsewhere, Ordering::Release);
+    }
+
+    /// Whether a client reads the GET stream on this replica.
+    pub fn has_reader(&self) -> bool {
+        self.get_reader.load(Ordering::Acquire)
+    }
+
+    /// The resources the client subscribed to (kept when replicas share sessions).
+    pub fn subscriptions(&self) -> Vec<String> {
+        lock(&self.subscriptions).clone()
+    }
+
+    /// Records a subscription (`true`) or its end, for the shared record.
+    pub fn note_subscription(&self, uri: &str, subscribed: bool) {
+        if self.shared.get().is_none() {
+            return;
+        }
+        let mut subs = lock(&self.subscriptions);
+        subs.retain(|u| u != uri);
+        if subscribed {
+            subs.push(uri.to_owned());
         }
     }
 
@@ -224,9 +319,41 @@ impl Session {
         )
     }
 
-    /// Queues a message on the GET stream; false if the session is closed.
+    /// Queues a message for this client alone on the GET stream; false if the session is
+    /// closed. When replicas share sessions and this one does not hold the stream, the
+    /// message goes to the replica that does (or stays here when none does).
     pub fn send(&self, msg: Message) -> bool {
+        if let Some(shared) = self.shared.get()
+            && !self.has_reader()
+        {
+            return !self.get_log.is_closed()
+                && shared.forward(&self.id, self.get_log.clone(), msg);
+        }
         self.get_log.push(msg) != 0
+    }
+
+    /// Queues a message that every replica produces alike (a list change, a resource
+    /// update, a log line not tied to a request): on the stream if it is read here, else
+    /// buffered here unless another replica holds the stream (that one sends its own copy).
+    pub fn send_here(&self, msg: Message) -> bool {
+        if self.shared.get().is_some()
+            && !self.has_reader()
+            && self.stream_elsewhere.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        self.get_log.push(msg) != 0
+    }
+
+    /// Queues on the GET stream of this replica, never forwarded (a message another replica
+    /// sent here for the stream this one holds).
+    pub fn push_local(&self, msg: Message) -> bool {
+        self.get_log.push(msg) != 0
+    }
+
+    /// The GET stream's number (0 unless replicas share sessions).
+    pub fn get_stream_number(&self) -> u64 {
+        self.get_log.stream
     }
 
     /// Charges what the session's streams hold to `budget` from now on.
@@ -257,7 +384,7 @@ impl Session {
 
     /// A stream by its number, for `Last-Event-ID` resumption.
     pub fn stream(&self, stream: u64) -> Option<Arc<EventLog>> {
-        if stream == GET_STREAM {
+        if stream == self.get_log.stream {
             return Some(self.get_log.clone());
         }
         lock(&self.streams)

@@ -9,6 +9,7 @@ pub mod client;
 pub mod events;
 pub mod identity;
 pub mod principal;
+pub mod shared;
 pub mod store;
 pub mod tasks;
 

@@ -15,6 +15,7 @@ use dashmap::DashMap;
 
 use super::budget::Buffers;
 use super::client::Session;
+use super::shared::Shared;
 use crate::config::limits::SessionsConfig;
 use crate::protocol::Message;
 
@@ -25,6 +26,8 @@ pub struct SessionStore {
     buffers: Arc<Buffers>,
     /// Serialises admissions, so concurrent `initialize`s cannot overshoot a cap.
     admitting: Mutex<()>,
+    /// Set when replicas share sessions through Redis (`redis`).
+    shared: std::sync::OnceLock<Arc<Shared>>,
 }
 
 /// Which limit a session was evicted or refused under: `sessions`, `principal` or `source`.
@@ -80,7 +83,27 @@ impl SessionStore {
             limits,
             buffers,
             admitting: Mutex::new(()),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Shares this store's sessions with the other replicas of `shared` (set once, at start).
+    pub fn share(&self, shared: Arc<Shared>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The shared side, when replicas share sessions.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.get()
+    }
+
+    /// Ids of the sessions whose GET stream is read on this replica.
+    pub fn with_readers(&self) -> Vec<String> {
+        self.sessions
+            .iter()
+            .filter(|s| s.has_reader())
+            .map(|s| s.id.clone())
+            .collect()
     }
 
     /// Bytes held for clients, over every session.
@@ -105,6 +128,9 @@ impl SessionStore {
             evicted.push((self.evict(victim).ok_or("sessions")?, "sessions"));
         }
         session.attach(self.buffers.session());
+        if let Some(shared) = self.shared.get() {
+            session.share(shared);
+        }
         self.sessions.insert(session.id.clone(), session.clone());
         Ok(Admitted { session, evicted })
     }
@@ -158,11 +184,12 @@ impl SessionStore {
         self.sessions.iter().filter_map(|s| s.log_level()).min()
     }
 
-    /// Sends a message to the stream of every initialized session that `wants` it.
+    /// Sends a message to the stream of every initialized session that `wants` it (a message
+    /// every replica produces alike: see [`Session::send_here`]).
     pub fn broadcast_where(&self, msg: &Message, wants: impl Fn(&Session) -> bool) -> usize {
         self.sessions
             .iter()
-            .filter(|s| s.is_initialized() && wants(s) && s.send(msg.clone()))
+            .filter(|s| s.is_initialized() && wants(s) && s.send_here(msg.clone()))
             .count()
     }
 

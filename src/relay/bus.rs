@@ -1,0 +1,294 @@
+//! What other replicas send this one when replicas share sessions (`redis`): messages for
+//! the GET streams held here, clients' answers to requests asked here, cancellations,
+//! session ends and changes, and resumption of the request streams written here. The
+//! protocol of these messages is in `session::shared`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Relay;
+use crate::protocol::{Id, Message};
+use crate::session::Session;
+use crate::session::shared::{Broadcast, Directed, Record, Resumed, Shared, decode};
+
+/// A resumed stream's owner says it is alive this often while nothing else comes.
+pub const ALIVE_EVERY: Duration = Duration::from_secs(5);
+
+/// Receives on this replica's channel and the bus until `stop`.
+pub async fn run(relay: Arc<Relay>, shared: Arc<Shared>, stop: CancellationToken) {
+    let mine = shared.replica_channel(shared.replica);
+    let bus = shared.bus_channel();
+    let mut rx = shared
+        .redis
+        .subscribe(vec![mine.clone(), bus.clone()], stop.clone());
+    while let Some((channel, payload)) = rx.recv().await {
+        if channel == mine {
+            if let Some(message) = decode::<Directed>(&payload) {
+                directed(&relay, &shared, message, &stop);
+            }
+        } else if channel == bus
+            && let Some(message) = decode::<Broadcast>(&payload)
+        {
+            broadcast(&relay, &shared, message).await;
+        }
+    }
+}
+
+fn directed(relay: &Arc<Relay>, shared: &Arc<Shared>, message: Directed, stop: &CancellationToken) {
+    match message {
+        Directed::Stream { s, m } => {
+            let msg = Message::from_value(m);
+            match (relay.sessions.peek(&s), msg) {
+                (Some(session), Ok(msg)) => {
+                    session.push_local(msg);
+                }
+                _ => {
+                    tracing::debug!(session = %short(&s), "A message for a stream this replica no longer holds")
+                }
+            }
+        }
+        Directed::Answer { s, m } => {
+            let Ok(Message::Response(response)) = Message::from_value(m) else {
+                return;
+            };
+            let Some(session) = relay.sessions.peek(&s) else {
+                return;
+            };
+            if !super::client_requests::answered(relay, &session, response) {
+                tracing::debug!(session = %short(&s), "An answer forwarded here matches no pending request");
+            }
+        }
+        Directed::Resume {
+            s,
+            stream,
+            after,
+            from,
+            token,
+        } => {
+            let relay = relay.clone();
+            let shared = shared.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                serve_resume(&relay, &shared, &s, stream, after, from, token, stop).await;
+            });
+        }
+        Directed::Event {
+            token,
+            id,
+            json,
+            end,
+            error,
+        } => {
+            let Some(tx) = shared.resumes.get(&token).map(|t| t.clone()) else {
+                return;
+            };
+            let event = match (end, id, json) {
+                (true, _, _) => Resumed::End(error),
+                (false, Some(id), Some(json)) => Resumed::Event { id, json },
+                _ => Resumed::Alive,
+            };
+            // A reader that stopped reading loses the rest; it drops its entry itself.
+            let _ = tx.try_send(event);
+        }
+    }
+}
+
+/// Sends the events of a request stream written here to the replica resuming it.
+#[allow(clippy::too_many_arguments)]
+async fn serve_resume(
+    relay: &Relay,
+    shared: &Shared,
+    session: &str,
+    stream: u64,
+    after: u64,
+    to: u32,
+    token: String,
+    stop: CancellationToken,
+) {
+    let event = |id: Option<String>, json: Option<String>, end: bool, error: Option<String>| {
+        Directed::Event {
+            token: token.clone(),
+            id,
+            json,
+            end,
+            error,
+        }
+    };
+    let Some(log) = relay.sessions.peek(session).and_then(|s| s.stream(stream)) else {
+        let why = "the replica that ran this request no longer keeps its stream".to_owned();
+        let _ = shared.direct(to, &event(None, None, true, Some(why))).await;
+        return;
+    };
+    let _ = shared.direct(to, &event(None, None, false, None)).await;
+    let mut events = Box::pin(log.follow(after));
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => break,
+            next = tokio::time::timeout(ALIVE_EVERY, events.next()) => next,
+        };
+        let message = match next {
+            Err(_) => event(None, None, false, None),
+            Ok(None) => break,
+            Ok(Some((id, json))) => event(Some(id), Some(json.text().to_string()), false, None),
+        };
+        match shared.direct(to, &message).await {
+            Ok(true) => {}
+            // The resuming replica is gone, or Redis is: stop following.
+            _ => return,
+        }
+    }
+    let _ = shared.direct(to, &event(None, None, true, None)).await;
+}
+
+async fn broadcast(relay: &Relay, shared: &Shared, message: Broadcast) {
+    match message {
+        Broadcast::Closed { s } => {
+            shared.forget(&s);
+            if let Some(session) = relay.sessions.remove(&s) {
+                tracing::info!(session = %short(&s), "Client session closed on another replica");
+                session.close_stream();
+                super::session_closed(relay, &s).await;
+            }
+        }
+        Broadcast::Cancel { s, id } => {
+            if let (Some(session), Some(id)) = (relay.sessions.peek(&s), Id::from_value(&id)) {
+                session.cancel(&id);
+            }
+        }
+        Broadcast::Stream { s, r } => {
+            if let Some(session) = relay.sessions.peek(&s) {
+                session.set_stream_elsewhere(r != 0 && r != shared.replica);
+            }
+        }
+        Broadcast::Changed { s, from } => {
+            if from == shared.replica {
+                return;
+            }
+            let Some(session) = relay.sessions.peek(&s) else {
+                return;
+            };
+            match shared.load(&s).await {
+                Ok(Some(record)) => apply(relay, &session, &record).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(session = %short(&s), error = %e, "Could not read a changed session")
+                }
+            }
+        }
+    }
+}
+
+/// Brings this replica's copy of a session (and the upstream state it carries here) in line
+/// with the shared record: its log level, and its subscriptions.
+pub async fn apply(relay: &Relay, session: &Arc<Session>, record: &Record) {
+    if let Some(level) = record.log_level
+        && session.log_level() != Some(level)
+    {
+        let name = Value::from(crate::protocol::logging::name(level));
+        let _ = super::logging::set_level(relay, session, &name).await;
+    }
+    let held = session.subscriptions();
+    for uri in record.subscriptions.iter().filter(|u| !held.contains(u)) {
+        if let Err(e) = super::subscriptions::subscribe(relay, session, uri).await {
+            tracing::debug!(uri = %uri, error = %e.message, "Could not replay a subscription");
+        }
+    }
+    for uri in held.iter().filter(|u| !record.subscriptions.contains(u)) {
+        let _ = super::subscriptions::unsubscribe(relay, session, uri).await;
+    }
+}
+
+/// A session's log level or subscriptions changed here: save its record and tell the
+/// replicas holding copies (nothing when replicas do not share sessions). The client's
+/// request fails when the change cannot be shared, so it never believes in a change the
+/// other replicas do not know.
+pub async fn changed(session: &Session) -> Result<(), crate::protocol::ErrorObject> {
+    let Some(shared) = session.shared() else {
+        return Ok(());
+    };
+    shared
+        .changed(&session.id, &session.record())
+        .await
+        .map_err(|e| unavailable(&e))
+}
+
+/// The error a client gets when the shared session store cannot be reached.
+pub fn unavailable(e: &crate::net::redis::RedisFault) -> crate::protocol::ErrorObject {
+    crate::protocol::ErrorObject::new(
+        crate::protocol::codes::GATEWAY_BUSY,
+        format!("the shared session store is unavailable ({e}); retry shortly"),
+    )
+}
+
+/// A client answered a request another replica sent it (the id names that replica):
+/// forward the answer there. False when the id names no other replica.
+pub fn forward_answer(
+    shared: &Arc<Shared>,
+    session: &str,
+    response: &crate::protocol::Response,
+) -> bool {
+    let Some(Id::Str(id)) = &response.id else {
+        return false;
+    };
+    let Some(replica) = super::client_requests::replica_of(id).filter(|r| *r != shared.replica)
+    else {
+        return false;
+    };
+    let message = Directed::Answer {
+        s: session.to_owned(),
+        m: serde_json::to_value(Message::Response(response.clone())).unwrap_or_default(),
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        match shared.direct(replica, &message).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!("A client answered a request of a replica that is gone"),
+            Err(e) => tracing::warn!(error = %e, "Could not forward a client's answer"),
+        }
+    });
+    true
+}
+
+/// Starts following request stream `stream` of `session`, written by replica `owner`:
+/// the receiver gets its events, `Alive` while the owner follows it, and `End` when it
+/// ends, when the owner cannot resume it, or when the owner stops answering.
+pub async fn resume(
+    shared: &Arc<Shared>,
+    session: &str,
+    stream: u64,
+    after: u64,
+    owner: u32,
+) -> Result<(String, mpsc::Receiver<Resumed>), String> {
+    let token: String = format!("{:016x}", rand::random::<u64>());
+    let (tx, rx) = mpsc::channel(256);
+    shared.resumes.insert(token.clone(), tx);
+    let ask = Directed::Resume {
+        s: session.to_owned(),
+        stream,
+        after,
+        from: shared.replica,
+        token: token.clone(),
+    };
+    match shared.direct(owner, &ask).await {
+        Ok(true) => Ok((token, rx)),
+        Ok(false) => {
+            shared.resumes.remove(&token);
+            Err("the replica that ran this request is gone; its stream cannot be resumed".into())
+        }
+        Err(e) => {
+            shared.resumes.remove(&token);
+            Err(format!(
+                "cannot reach the replica that ran this request: {e}"
+            ))
+        }
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..8.min(id.len())]
+}
