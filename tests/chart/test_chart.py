@@ -273,7 +273,8 @@ def test_secrets_only_by_reference(chart):
     objs = objects(render(chart, FULL_VALUES))
     config = gateway_config(objs)
     assert config["seal_key"] == "${MANIFOLD_SEAL_KEY}"
-    assert config["tasks"]["redis"] == "${MANIFOLD_REDIS_URL}"
+    assert config["redis"] == "${MANIFOLD_REDIS_URL}"
+    assert "redis" not in config["tasks"], "the top-level redis stores tasks too"
     assert config["tasks"]["redis_prefix"] == "manifold-prod"
     assert config["auth"]["api_keys"] == [
         {"name": "ci", "env": "MANIFOLD_API_KEY_CI", "scopes": ["mcp"]},
@@ -393,7 +394,10 @@ BAD_VALUES = {
     "shutdown_grace not a duration": ({"config": {"shutdown_grace": "ten"}}, "is not a duration"),
     "listen in config": ({"config": {"listen": "0.0.0.0:1234"}}, "config.listen is set by the chart"),
     "seal key literal in config": ({"config": {"seal_key": SEAL_KEY}}, "config.seal_key must not hold the key"),
-    "redis password in config": ({"config": {"tasks": {"redis": "redis://:pw@r:6379/0"}}}, "config.tasks.redis holds a password"),
+    "redis password in config": ({"config": {"tasks": {"redis": "redis://:pw@r:6379/0"}}}, "redis url in config holds a password"),
+    "shared redis password in config": ({"config": {"redis": "redis://:pw@r:6379/0"}}, "redis url in config holds a password"),
+    "shared redis twice": ({"redis": {"url": "redis://a:6379"}, "config": {"redis": "redis://b:6379"}}, "config.redis and redis.* are both set"),
+    "3 replicas with a tasks-only redis": ({"replicaCount": 3, "config": {"tasks": {"redis": "${R}"}}}, "3 replicas need a shared redis"),
     "redis twice": ({"redis": {"url": "redis://a:6379", "existingSecret": "r"}}, "choose one"),
     "pdb both bounds": ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1}}, "not both"),
     "guard refuses prometheus": ({"serviceMonitor": {"enabled": True}, "hostGuard": {"enabled": True}}, "host guard refuses"),
@@ -626,7 +630,7 @@ def test_install_example_in_the_docs_renders(chart):
     objs = objects(render(chart, yaml.safe_load(example)))
     config = gateway_config(objs)
     assert config["seal_key"] == "${MANIFOLD_SEAL_KEY}"
-    assert config["tasks"]["redis"] == "${MANIFOLD_REDIS_URL}"
+    assert config["redis"] == "${MANIFOLD_REDIS_URL}"
     assert one(objs, "Deployment")["spec"]["replicas"] == 2
 
 

@@ -142,9 +142,8 @@ Refusals that depend on several values at once (the schema checks each value alo
 {{- define "manifold.validate" -}}
 {{- $cfg := .Values.config | default dict }}
 {{- if gt (int (include "manifold.maxReplicas" .)) 1 }}
-{{- $tasks := get $cfg "tasks" | default dict }}
-{{- if not (or (eq (include "manifold.redis.enabled" .) "true") (hasKey $tasks "redis")) }}
-{{- fail (printf "%d replicas need a shared Redis for tasks: set redis.url or redis.existingSecret (docs/deployment.md, \"Several replicas\")" (int (include "manifold.maxReplicas" .))) }}
+{{- if not (or (eq (include "manifold.redis.enabled" .) "true") (get $cfg "redis")) }}
+{{- fail (printf "%d replicas need a shared Redis (sessions, rate limits, tasks): set redis.url or redis.existingSecret (docs/scaling.md)" (int (include "manifold.maxReplicas" .))) }}
 {{- end }}
 {{- if not (or .Values.sealKey.existingSecret (contains "${" (toString (get $cfg "seal_key")))) }}
 {{- fail (printf "%d replicas need the same seal key: create a Secret and set sealKey.existingSecret (docs/deployment.md, \"Several replicas\")" (int (include "manifold.maxReplicas" .))) }}

@@ -1,6 +1,6 @@
 {{/*
-External Redis, in one place. Today it feeds tasks.redis (docs/tasks.md); a later gateway
-version adds a top-level `redis:` key, and only these helpers change then.
+External Redis, in one place. It feeds the config's top-level `redis:` key, which turns on
+everything replicas share (sessions, message routing, rate limits, tasks: docs/scaling.md).
 
 The URL reaches the gateway as the environment variable MANIFOLD_REDIS_URL (from a Secret, or
 from redis.url for a password-less URL), and the config refers to it as ${MANIFOLD_REDIS_URL}:
@@ -17,16 +17,32 @@ the URL never lands in the ConfigMap.
 {{- if and .Values.redis.url .Values.redis.existingSecret }}
 {{- fail "redis.url and redis.existingSecret are both set: choose one" }}
 {{- end }}
-{{- $tasks := get .cfg "tasks" | default dict }}
-{{- if hasKey $tasks "redis" }}
+{{- if hasKey (get .cfg "tasks" | default dict) "redis" }}
 {{- fail "config.tasks.redis and redis.* are both set: keep redis.*" }}
 {{- end }}
-{{- $_ := set $tasks "redis" "${MANIFOLD_REDIS_URL}" }}
-{{- $_ := set .cfg "tasks" $tasks }}
-{{- else if hasKey (get .cfg "tasks" | default dict) "redis" }}
-{{- $url := toString (get (get .cfg "tasks") "redis") }}
-{{- if and (not (contains "${" $url)) (regexMatch "^rediss?://[^/@]*:[^/@]*@" $url) }}
-{{- fail "config.tasks.redis holds a password (it would land in a ConfigMap): set redis.existingSecret instead" }}
+{{- $shared := get .cfg "redis" }}
+{{- if kindIs "map" $shared }}
+{{- if hasKey $shared "url" }}
+{{- fail "config.redis.url and redis.* are both set: keep redis.*" }}
+{{- end }}
+{{- $_ := set $shared "url" "${MANIFOLD_REDIS_URL}" }}
+{{- else if $shared }}
+{{- fail "config.redis and redis.* are both set: keep redis.*" }}
+{{- else }}
+{{- $_ := set .cfg "redis" "${MANIFOLD_REDIS_URL}" }}
+{{- end }}
+{{- else }}
+{{- $urls := list (toString (get (get .cfg "tasks" | default dict) "redis" | default "")) }}
+{{- $shared := get .cfg "redis" }}
+{{- if kindIs "map" $shared }}
+{{- $urls = append $urls (toString (get $shared "url" | default "")) }}
+{{- else }}
+{{- $urls = append $urls (toString ($shared | default "")) }}
+{{- end }}
+{{- range $urls }}
+{{- if and (not (contains "${" .)) (regexMatch "^rediss?://[^/@]*:[^/@]*@" .) }}
+{{- fail "the Redis URL in config holds a password (it would land in a ConfigMap): set redis.existingSecret instead" }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
