@@ -38,7 +38,7 @@ use std::path::Path;
 const LAYERS: &[&str] = &[
     "protocol",   // wire: JSON-RPC, codes, methods, the Era type, envelope, headers
     "config",     // data only: raw shapes, validated model, every stage's config shape
-    "net",        // outbound HTTP clients; no CA certificates is not fatal
+    "net",        // outbound HTTP clients and the shared Redis; no CA certificates is not fatal
     "telemetry",  // tracing subscriber, OTLP export, span helpers
     "aggregate",  // pure: names, seals, cursors, URI templates, catalog data and merge (no I/O)
     "session",    // client-side state: sessions and their store, event logs, principals, identity headers, task records and their store
