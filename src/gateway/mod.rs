@@ -183,6 +183,32 @@ impl Gateway {
         tracing::info!(replica = shared.replica, "Sessions shared through Redis");
         self.sessions.share(shared.clone());
         self.relay.client_requests.set_replica(shared.replica);
+        self.parts.parked.set_replica(shared.replica);
+        // A retry of a call held here may reach another replica, which asks this one to
+        // continue it.
+        let gateway = Arc::downgrade(self);
+        let continue_held: crate::session::shared::ContinueHeld = Arc::new(
+            move |id, answers, binding| {
+                let gateway = gateway.clone();
+                Box::pin(async move {
+                    let Some(gw) = gateway.upgrade() else {
+                        return serde_json::json!({ "err": crate::protocol::ErrorObject::internal("the replica is stopping") });
+                    };
+                    let config = gw.config();
+                    let authenticated = gw.auth().is_some();
+                    let router = router(
+                        &config,
+                        &gw.parts,
+                        &gw.upstreams,
+                        &gw.relay,
+                        &gw.shutdown,
+                        authenticated,
+                    );
+                    crate::router::mrtr::continue_held(&router, &id, answers, binding).await
+                })
+            },
+        );
+        let _ = shared.continue_held.set(continue_held);
         tokio::spawn(crate::session::shared::forward_loop(shared.clone(), outbox));
         tokio::spawn(crate::relay::bus::run(
             self.relay.clone(),
@@ -292,15 +318,14 @@ fn build_pipeline(
     shutdown: &CancellationToken,
 ) -> (Pipeline, Option<Arc<Authenticator>>) {
     let auth = Authenticator::new(&config.auth, &config.path);
-    let router = Arc::new(Router {
-        config: config.clone(),
-        upstreams: upstreams.clone(),
-        relay: relay.clone(),
-        sealer: parts.sealer.clone(),
-        parked: parts.parked.clone(),
-        per_principal: auth.is_some() || !config.policy.rules.is_empty(),
-        shutdown: shutdown.clone(),
-    });
+    let router = Arc::new(router(
+        config,
+        parts,
+        upstreams,
+        relay,
+        shutdown,
+        auth.is_some(),
+    ));
     let pipeline = Pipeline::build(
         config,
         Parts {
@@ -314,6 +339,26 @@ fn build_pipeline(
     );
     tracing::debug!(stages = ?pipeline.names(), "Pipeline");
     (pipeline, auth)
+}
+
+/// The pipeline's terminal.
+fn router(
+    config: &Arc<Config>,
+    parts: &Rebuild,
+    upstreams: &Arc<Upstreams>,
+    relay: &Arc<Relay>,
+    shutdown: &CancellationToken,
+    authenticated: bool,
+) -> Router {
+    Router {
+        config: config.clone(),
+        upstreams: upstreams.clone(),
+        relay: relay.clone(),
+        sealer: parts.sealer.clone(),
+        parked: parts.parked.clone(),
+        per_principal: authenticated || !config.policy.rules.is_empty(),
+        shutdown: shutdown.clone(),
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -77,6 +77,32 @@ fn directed(relay: &Arc<Relay>, shared: &Arc<Shared>, message: Directed, stop: &
                 serve_resume(&relay, &shared, &s, stream, after, from, token, stop).await;
             });
         }
+        Directed::Continue {
+            id,
+            answers,
+            binding,
+            from,
+            token,
+        } => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let outcome = match shared.continue_held.get() {
+                    Some(continue_held) => continue_held(id, answers, binding).await,
+                    None => serde_json::json!({ "err": crate::protocol::ErrorObject::internal(
+                        "this replica cannot continue held calls"
+                    ) }),
+                };
+                let reply = Directed::Continued { token, outcome };
+                if let Err(e) = shared.direct(from, &reply).await {
+                    tracing::warn!(error = %e, "Could not return a continued call's outcome");
+                }
+            });
+        }
+        Directed::Continued { token, outcome } => {
+            if let Some((_, tx)) = shared.continues.remove(&token) {
+                let _ = tx.send(outcome);
+            }
+        }
         Directed::Event {
             token,
             id,
@@ -286,6 +312,56 @@ pub async fn resume(
                 "cannot reach the replica that ran this request: {e}"
             ))
         }
+    }
+}
+
+/// Continues call `id`, held on replica `owner`, with a retry's answers; waits at most
+/// `wait` for the outcome (`{"ok": result}` or `{"err": error}`).
+pub async fn continue_elsewhere(
+    shared: &Arc<Shared>,
+    owner: u32,
+    id: &str,
+    answers: Value,
+    binding: Value,
+    wait: Duration,
+) -> Result<Value, crate::protocol::ErrorObject> {
+    use crate::protocol::ErrorObject;
+    let token: String = format!("{:016x}", rand::random::<u64>());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    shared.continues.insert(token.clone(), tx);
+    let ask = Directed::Continue {
+        id: id.to_owned(),
+        answers,
+        binding,
+        from: shared.replica,
+        token: token.clone(),
+    };
+    let gone = || {
+        ErrorObject::invalid_params(
+            "requestState names a call held by a replica that is gone; send the request again \
+             without requestState",
+        )
+    };
+    let sent = shared.direct(owner, &ask).await;
+    let outcome = match sent {
+        Ok(true) => tokio::time::timeout(wait, rx).await,
+        Ok(false) => {
+            shared.continues.remove(&token);
+            return Err(gone());
+        }
+        Err(e) => {
+            shared.continues.remove(&token);
+            return Err(unavailable(&e));
+        }
+    };
+    shared.continues.remove(&token);
+    match outcome {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(_)) | Err(_) => Err(ErrorObject::new(
+            crate::protocol::codes::UPSTREAM_TIMEOUT,
+            "the replica holding this call did not answer in time; send the request again \
+             without requestState",
+        )),
     }
 }
 

@@ -10,8 +10,9 @@
 //! the upstream, the method, the name or URI, a digest of the arguments and the principal,
 //! and expires. It carries the upstream's own state (2026-07-28 upstream: any replica
 //! sharing the seal key continues the exchange) or names an exchange held on this replica
-//! (handshake-era upstream: the upstream call is parked here, so the retry must reach this
-//! replica; elsewhere it is refused with a message that says so).
+//! (handshake-era upstream: the upstream call is parked here; a retry that reaches another
+//! replica sharing sessions through Redis is continued here and its outcome sent back, and
+//! without Redis it is refused with a message that says so).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,7 +73,7 @@ struct Token {
 }
 
 /// What a token must match to continue a request.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Binding {
     upstream: String,
     method: String,
@@ -323,12 +324,9 @@ async fn stateless_client(
         .and_then(|p| p.remove("inputResponses"))
         .unwrap_or_else(|| json!({}));
     if let Some(id) = token.x {
-        let mut exchange = router.parked.take(&id).ok_or_else(|| {
-            ErrorObject::invalid_params(
-                "requestState names a call this gateway replica no longer holds (it expired, \
-                 or another replica holds it); send the request again without requestState",
-            )
-        })?;
+        let Some(mut exchange) = router.parked.take(&id) else {
+            return continue_elsewhere(router, upstream, &id, answers, &bound).await;
+        };
         exchange.answer(&answers);
         return drive(router, &bound, exchange).await;
     }
@@ -340,6 +338,67 @@ async fn stateless_client(
         }
     }
     direct(router, ctx, req, upstream, params, || bound).await
+}
+
+/// A retry for a call this replica does not hold: when replicas share sessions and the id
+/// names another replica, that replica continues it and its outcome is the answer here.
+async fn continue_elsewhere(
+    router: &Router,
+    upstream: usize,
+    id: &str,
+    answers: Value,
+    bound: &Binding,
+) -> Result<Value, ErrorObject> {
+    let not_held = || {
+        ErrorObject::invalid_params(
+            "requestState names a call this gateway replica no longer holds (it expired); \
+             send the request again without requestState",
+        )
+    };
+    let shared = router.relay.sessions.shared().ok_or_else(not_held)?;
+    let owner = Parked::replica_of(id)
+        .filter(|owner| *owner != shared.replica)
+        .ok_or_else(not_held)?;
+    // As long as the held call may still take upstream, and a little more.
+    let wait = router.upstreams.at(upstream).config.timeout + Duration::from_secs(5);
+    let binding = serde_json::to_value(bound).unwrap_or_default();
+    let outcome =
+        crate::relay::bus::continue_elsewhere(shared, owner, id, answers, binding, wait).await?;
+    outcome_of(outcome)
+}
+
+/// Continues call `id` held here for a retry that reached another replica (see
+/// [`crate::relay::bus::continue_elsewhere`]): the outcome as `{"ok": result}` or
+/// `{"err": error}`.
+pub async fn continue_held(router: &Router, id: &str, answers: Value, binding: Value) -> Value {
+    let outcome = async {
+        let bound: Binding = serde_json::from_value(binding)
+            .map_err(|_| ErrorObject::internal("an unreadable held-call binding"))?;
+        let mut exchange = router.parked.take(id).ok_or_else(|| {
+            ErrorObject::invalid_params(
+                "requestState names a call this gateway replica no longer holds (it expired); \
+                 send the request again without requestState",
+            )
+        })?;
+        exchange.answer(&answers);
+        drive(router, &bound, exchange).await
+    };
+    match outcome.await {
+        Ok(result) => json!({ "ok": result }),
+        Err(e) => json!({ "err": e }),
+    }
+}
+
+fn outcome_of(outcome: Value) -> Result<Value, ErrorObject> {
+    match outcome {
+        Value::Object(mut o) => match (o.remove("ok"), o.remove("err")) {
+            (Some(result), _) => Ok(result),
+            (None, Some(e)) => Err(serde_json::from_value(e)
+                .unwrap_or_else(|_| ErrorObject::internal("an unreadable error from a replica"))),
+            _ => Err(ErrorObject::internal("an unreadable answer from a replica")),
+        },
+        _ => Err(ErrorObject::internal("an unreadable answer from a replica")),
+    }
 }
 
 /// A call to a 2026-07-28 upstream for a 2026-07-28 client: its input requests pass
@@ -518,9 +577,23 @@ fn required_capability(method: &str, params: Option<&Value>) -> Value {
 #[derive(Default)]
 pub struct Parked {
     held: DashMap<String, (Instant, Exchange)>,
+    /// This replica's number when replicas share sessions (0: they do not); held ids start
+    /// with it, so a retry reaching another replica is continued here.
+    replica: std::sync::atomic::AtomicU32,
 }
 
 impl Parked {
+    /// Name replica `replica` in held ids.
+    pub fn set_replica(&self, replica: u32) {
+        self.replica
+            .store(replica, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The replica a held id names (`r<N>-<hex>`).
+    fn replica_of(id: &str) -> Option<u32> {
+        id.strip_prefix('r')?.split_once('-')?.0.parse().ok()
+    }
+
     /// A fresh id for a held call, or "busy" when too many are held.
     fn hold_id(&self) -> Result<String, ErrorObject> {
         self.sweep();
@@ -531,7 +604,13 @@ impl Parked {
             ));
         }
         let bytes: [u8; 16] = rand::random();
-        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(
+            match self.replica.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => hex,
+                replica => format!("r{replica}-{hex}"),
+            },
+        )
     }
 
     fn put(&self, id: String, exchange: Exchange) {

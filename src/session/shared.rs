@@ -108,6 +108,18 @@ pub enum Directed {
         from: u32,
         token: String,
     },
+    /// A 2026-07-28 client's retry of call `id`, held on this replica, arrived at replica
+    /// `from`: continue it with `answers` (the retry's `inputResponses`; `binding` is what
+    /// the retry's token was checked against) and answer under `token`.
+    Continue {
+        id: String,
+        answers: Value,
+        binding: Value,
+        from: u32,
+        token: String,
+    },
+    /// The outcome of a [`Directed::Continue`]: `{"ok": result}` or `{"err": error}`.
+    Continued { token: String, outcome: Value },
     /// One event of a resumed stream (`id`, JSON text), or its end (`end`, with why when
     /// it could not be resumed).
     Event {
@@ -144,7 +156,17 @@ pub struct Shared {
     outbox: mpsc::Sender<Outgoing>,
     /// Streams resumed here from another replica: token → where its events go.
     pub resumes: DashMap<String, mpsc::Sender<Resumed>>,
+    /// Held calls continued on another replica for a retry that came here: token → where
+    /// the outcome goes.
+    pub continues: DashMap<String, tokio::sync::oneshot::Sender<Value>>,
+    /// Continues a call held on this replica (set by the composition root: the router
+    /// holds the calls, and sits above this layer).
+    pub continue_held: std::sync::OnceLock<ContinueHeld>,
 }
+
+/// Continues a held call: (id, answers, binding) → the outcome as `{"ok"}` or `{"err"}`.
+pub type ContinueHeld =
+    Arc<dyn Fn(String, Value, Value) -> futures::future::BoxFuture<'static, Value> + Send + Sync>;
 
 /// One event of a stream resumed from another replica.
 #[derive(Debug)]
@@ -175,6 +197,8 @@ impl Shared {
             renewed: DashMap::new(),
             outbox,
             resumes: DashMap::new(),
+            continues: DashMap::new(),
+            continue_held: std::sync::OnceLock::new(),
         });
         (shared, rx)
     }
