@@ -428,6 +428,9 @@ pub async fn find_session(
         return Ok(local);
     };
     if let Some(session) = local {
+        if session.shared().is_none() {
+            return Ok(Some(session));
+        }
         return match shared.renew(id).await {
             Ok(true) => Ok(Some(session)),
             // Ended on another replica (or expired there): gone here too.

@@ -112,7 +112,7 @@ async fn initialize(
         .sessions
         .shared()
         .map_or(0, |shared| shared.stream_base());
-    let make = |version: &str, info, caps| Session::new(version, info, caps).in_streams_from(base);
+    let make = |version: &str, info, caps| Session::new(version, info, caps).shareable(base);
     match exchange::initialize(&state.gateway, &req, caller, make).await {
         Ok((result, session)) => {
             let mut resp = rpc_json(

@@ -65,6 +65,8 @@ pub struct Session {
     /// The resources the client subscribed to, for the shared record (kept only when
     /// replicas share sessions).
     subscriptions: Mutex<Vec<String>>,
+    /// Whether the session may be shared with other replicas.
+    shareable: bool,
 }
 
 /// Keeps a client request cancellable while it runs.
@@ -144,17 +146,26 @@ impl Session {
             shared: OnceLock::new(),
             stream_elsewhere: AtomicBool::new(false),
             subscriptions: Mutex::new(Vec::new()),
+            shareable: false,
         }
     }
 
-    /// The same session numbering its streams from `base` (a replica's range, so an event id
-    /// names the replica that wrote it).
-    pub fn in_streams_from(mut self, base: u64) -> Self {
+    /// The same session, to be shared with the other replicas when they share sessions
+    /// (Streamable HTTP; not HTTP+SSE or stdio, whose stream is their connection), numbering
+    /// its streams from `base` (the replica's range, so an event id names the replica that
+    /// wrote it; 0 when sessions are not shared).
+    pub fn shareable(mut self, base: u64) -> Self {
+        self.shareable = true;
         if base != 0 {
             self.get_log = EventLog::new(base);
             self.next_stream = AtomicU64::new(base + 1);
         }
         self
+    }
+
+    /// Whether the session may be shared with other replicas (see [`Session::shareable`]).
+    pub fn is_shareable(&self) -> bool {
+        self.shareable
     }
 
     /// A copy of a session another replica opened, from its shared record; its log level and
@@ -166,7 +177,7 @@ impl Session {
             record.client_info.clone(),
             record.client_capabilities.clone(),
         )
-        .in_streams_from(shared.stream_base());
+        .shareable(shared.stream_base());
         session.principal = Arc::new(record.principal());
         session.source = record.source;
         if record.initialized {

@@ -128,7 +128,9 @@ impl SessionStore {
             evicted.push((self.evict(victim).ok_or("sessions")?, "sessions"));
         }
         session.attach(self.buffers.session());
-        if let Some(shared) = self.shared.get() {
+        if let Some(shared) = self.shared.get()
+            && session.is_shareable()
+        {
             session.share(shared);
         }
         self.sessions.insert(session.id.clone(), session.clone());
