@@ -321,6 +321,16 @@ pub async fn notification(upstreams: &Upstreams, session: &Session, n: Notificat
             for upstream in upstreams.iter() {
                 upstream.notify(methods::ROOTS_LIST_CHANGED, None).await;
             }
+            // The replicas holding a copy of the session have upstream sessions of their own.
+            if let Some(shared) = session.shared() {
+                let changed = crate::session::shared::Broadcast::RootsChanged {
+                    s: session.id.clone(),
+                    from: shared.replica,
+                };
+                if let Err(e) = shared.announce(&changed).await {
+                    tracing::warn!(error = %e, "Could not pass roots/list_changed on to the other replicas");
+                }
+            }
         }
         other => tracing::debug!(method = %other, "Ignored client notification"),
     }

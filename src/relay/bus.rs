@@ -191,6 +191,15 @@ async fn broadcast(relay: &Relay, shared: &Shared, message: Broadcast) {
                 session.set_stream_elsewhere(r != 0 && r != shared.replica);
             }
         }
+        Broadcast::RootsChanged { s, from } => {
+            if from != shared.replica && relay.sessions.peek(&s).is_some() {
+                for upstream in relay.upstreams.iter() {
+                    upstream
+                        .notify(crate::protocol::methods::ROOTS_LIST_CHANGED, None)
+                        .await;
+                }
+            }
+        }
         Broadcast::Changed { s, from } => {
             if from == shared.replica {
                 return;

@@ -143,6 +143,9 @@ pub enum Broadcast {
     Stream { s: String, r: u32 },
     /// The session's record changed (log level, subscriptions): copies read it again.
     Changed { s: String, from: u32 },
+    /// The client sent `notifications/roots/list_changed` to replica `from`: the others tell
+    /// their upstreams too.
+    RootsChanged { s: String, from: u32 },
 }
 
 /// The shared side of the session store.
