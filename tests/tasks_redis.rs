@@ -5,14 +5,12 @@
 //! answers task requests with an error at once.
 
 mod support;
-#[path = "../src/session/tasks/store/test_redis.rs"]
-mod test_redis;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::test_redis::{RedisServer, free_port};
 use support::{Gateway, HttpFixture, Stateless, WAIT, http_upstream, wait_for};
-use test_redis::{RedisServer, free_port};
 
 const SEAL_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const ALICE: &str = "alice-key-0123456789abcdef";

@@ -3,11 +3,14 @@
 //! to the gateway with a real MCP client (rmcp) or raw HTTP.
 #![allow(dead_code)]
 
+mod cluster;
 mod mcp;
 mod stateless;
 mod stdio;
 mod wire;
 
+#[allow(unused_imports)]
+pub use cluster::*;
 pub use mcp::*;
 #[allow(unused_imports)]
 pub use stateless::*;
@@ -16,6 +19,10 @@ pub use stdio::*;
 // Not every test crate uses these.
 #[allow(unused_imports)]
 pub use wire::*;
+
+/// The throwaway `redis-server` of the unit tests, for the cluster harness.
+#[path = "../../src/session/tasks/store/test_redis.rs"]
+pub mod test_redis;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -170,6 +177,13 @@ impl Gateway {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process with SIGKILL (no drain) and reaps it; `None` if it was not running.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = child.kill();
+        child.wait().ok()
     }
 
     /// `GET /readyz`: the status code and the JSON body.
