@@ -19,13 +19,16 @@
 //! `rate_limits.on_redis_error` decides: `open` admits, `closed` refuses with -32015 saying
 //! the store is unavailable. Either way the fault is counted
 //! (`manifold_rate_limit_store_errors_total`) and logged once per outage, with an info line
-//! when Redis answers again.
+//! when Redis answers again. After a fault Redis is left alone for [`HOLD_OFF`]: requests
+//! meanwhile get the failure mode at once, and the first one after it asks Redis again (the
+//! others keep getting the failure mode while it does). A Redis that hangs would otherwise
+//! make every request wait the whole `redis.timeout`, and `open` would admit, but slowly.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -63,6 +66,9 @@ for i = 1, #KEYS do
 end
 return {0, 0}
 ";
+
+/// How long Redis is left alone after a fault.
+pub(super) const HOLD_OFF: Duration = Duration::from_millis(500);
 
 /// One bucket's shape: an interval and how many fit at once.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +119,10 @@ pub(super) struct Shared {
     on_error: FailMode,
     /// Set while Redis is failing, so the outage is logged once.
     outage: AtomicBool,
+    /// While Redis is failing: when (ms after `epoch`, never 0) it is asked again. 0 when it
+    /// is not failing.
+    retry_at: AtomicU64,
+    epoch: Instant,
 }
 
 /// The first 16 bytes of a SHA-256, in hex.
@@ -150,6 +160,8 @@ impl Shared {
                 .collect(),
             on_error: limits.on_redis_error,
             outage: AtomicBool::new(false),
+            retry_at: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -233,8 +245,14 @@ impl Shared {
         if buckets.is_empty() {
             return Ok(());
         }
+        if self.holding_off() {
+            return self.fail(metrics);
+        }
         match self.charge(&buckets).await {
             Ok(verdict) => {
+                if self.retry_at.load(Ordering::Relaxed) != 0 {
+                    self.retry_at.store(0, Ordering::Relaxed);
+                }
                 if self.outage.load(Ordering::Relaxed) && self.outage.swap(false, Ordering::AcqRel)
                 {
                     tracing::info!("Shared rate-limit store answering again: shared limits apply");
@@ -260,9 +278,45 @@ impl Shared {
         }
     }
 
+    /// Milliseconds since `epoch`, from 1.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Whether Redis is to be left alone now. When a hold-off has just passed, one caller
+    /// wins the right to ask Redis (and moves the next try on for the others).
+    fn holding_off(&self) -> bool {
+        let retry_at = self.retry_at.load(Ordering::Acquire);
+        if retry_at == 0 {
+            return false;
+        }
+        let now = self.now_ms();
+        if now < retry_at {
+            return true;
+        }
+        let next = now + HOLD_OFF.as_millis() as u64;
+        self.retry_at
+            .compare_exchange(retry_at, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    }
+
+    /// A request Redis did not check: the failure mode, counted.
+    fn fail(&self, metrics: &Metrics) -> Result<(), Denial> {
+        if self.on_error == FailMode::Closed {
+            metrics.rate_limit_store_error("refused");
+            Err(Denial::StoreUnavailable)
+        } else {
+            metrics.rate_limit_store_error("admitted");
+            Ok(())
+        }
+    }
+
     fn fault(&self, fault: RedisFault, metrics: &Metrics) -> Result<(), Denial> {
+        self.retry_at.store(
+            self.now_ms() + HOLD_OFF.as_millis() as u64,
+            Ordering::Release,
+        );
         let refuse = self.on_error == FailMode::Closed;
-        metrics.rate_limit_store_error(if refuse { "refused" } else { "admitted" });
         if !self.outage.swap(true, Ordering::AcqRel) {
             if refuse {
                 tracing::warn!(error = %fault, "Shared rate-limit store unavailable: refusing requests that a shared limit applies to until Redis answers (rate_limits.on_redis_error: closed)");
@@ -270,11 +324,7 @@ impl Shared {
                 tracing::warn!(error = %fault, "Shared rate-limit store unavailable: admitting requests without their shared limits until Redis answers (rate_limits.on_redis_error: open)");
             }
         }
-        if refuse {
-            Err(Denial::StoreUnavailable)
-        } else {
-            Ok(())
-        }
+        self.fail(metrics)
     }
 }
 
