@@ -52,6 +52,11 @@ struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: &'static str,
 }
@@ -63,6 +68,7 @@ pub struct Metrics {
     durations: Family<DurationLabels, Histogram>,
     tool_calls: Family<ToolLabels, Counter>,
     rate_limited: Family<LimitLabels, Counter>,
+    rate_limit_store_errors: Family<OutcomeLabels, Counter>,
     upstream_up: Family<UpstreamLabels, Gauge>,
     upstream_restarts: Family<UpstreamLabels, Counter>,
     circuit_open: Family<UpstreamLabels, Gauge>,
@@ -110,6 +116,13 @@ impl Default for Metrics {
             "rate_limited",
             "Requests refused by a rate limit, by the limit that refused them",
             rate_limited.clone(),
+        );
+        let rate_limit_store_errors = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "rate_limit_store_errors",
+            "Requests whose shared rate limits Redis could not check, by what became of them \
+             (admitted: on_redis_error open; refused: closed)",
+            rate_limit_store_errors.clone(),
         );
         let upstream_up = Family::<UpstreamLabels, Gauge>::default();
         registry.register(
@@ -183,6 +196,7 @@ impl Default for Metrics {
             durations,
             tool_calls,
             rate_limited,
+            rate_limit_store_errors,
             upstream_up,
             upstream_restarts,
             circuit_open,
@@ -200,6 +214,13 @@ impl Metrics {
     pub fn rate_limited(&self, limit: &'static str) {
         self.rate_limited
             .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A request whose shared buckets Redis could not check: `admitted` or `refused`.
+    pub fn rate_limit_store_error(&self, outcome: &'static str) {
+        self.rate_limit_store_errors
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

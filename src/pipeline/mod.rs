@@ -231,15 +231,13 @@ impl Pipeline {
             tasks,
             terminal,
         } = parts;
-        // Handed to the rate-limit stage when its buckets are shared (`rate_limits.scope`).
-        let _ = &redis;
         let stages: Vec<Option<Arc<dyn DynStage>>> = vec![
             trace::stage(&config.telemetry),
             metrics::stage(&config.metrics, &metrics, &upstreams),
             audit::stage(&config.audit, &upstreams),
             auth::stage(&config.auth),
             policy::stage(&config.policy, &upstreams),
-            rate_limit::stage(config, &metrics, &upstreams, &hooks),
+            rate_limit::stage(config, &metrics, &upstreams, &hooks, redis.as_ref()),
             Some(tasks),
             timeout::stage(&upstreams),
         ];

@@ -15,6 +15,11 @@
 //! (`retryAfterSeconds`, `retryAfterMs`); the HTTP face answers it with 429 and
 //! `Retry-After`. Refusals happen before admission only: nothing already admitted is dropped.
 //!
+//! With a shared `redis` and `rate_limits.scope: shared` (the default once `redis` is set),
+//! the same buckets are counted in Redis instead, across every replica (`shared.rs`): same
+//! keys, same refusal, and a request refused by one bucket spends nothing of the others.
+//! Without `redis`, or with `scope: replica`, the buckets are this process's (governor).
+//!
 //! The concurrency cap (`upstreams.X.max_concurrency`) holds a slot from admission until the
 //! routed call returns; a request waits for a slot at most the upstream's timeout (the tool's
 //! own, if it has one), then fails with -32012.
@@ -39,9 +44,13 @@ pub use governor::clock::FakeRelativeClock;
 use super::metrics::Metrics;
 use super::{DynStage, Hooks, Next, Outcome, RequestContext, Stage};
 use crate::config::auth::AuthMethod;
+use crate::config::rate_limits::Scope;
 use crate::config::{Config, Pattern};
+use crate::net::redis::Redis;
 use crate::protocol::{Era, ErrorObject, Request, codes};
 use crate::upstream::{Upstream, Upstreams};
+
+mod shared;
 
 /// Keyed buckets are pruned of idle keys (full buckets, indistinguishable from new ones)
 /// once every this many checks, so subjects that come and go do not grow memory for ever.
@@ -53,25 +62,35 @@ type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as 
 /// and a JWT user whose subject is `ci` never share (or drain) one bucket.
 type PrincipalKey = (AuthMethod, String);
 
-/// The stage exists when a bucket is configured or an upstream has a concurrency cap.
+/// The stage exists when a bucket is configured or an upstream has a concurrency cap. Its
+/// buckets are counted in `redis` when one is given and `rate_limits.scope` is `shared`.
 pub fn stage(
     config: &Config,
     metrics: &Arc<Metrics>,
     upstreams: &Arc<Upstreams>,
     hooks: &Hooks,
+    redis: Option<&Arc<Redis>>,
 ) -> Option<Arc<dyn DynStage>> {
     let capped = config.upstreams.iter().any(|u| u.max_concurrency.is_some());
     if config.rate_limits.is_empty() && !capped {
         return None;
     }
+    let shared = match (redis, config.rate_limits.scope) {
+        (Some(redis), Scope::Shared) if !config.rate_limits.is_empty() => {
+            Some(shared::Shared::new(config, redis.clone()))
+        }
+        _ => None,
+    };
     Some(match &hooks.rate_limit_clock {
         Some(clock) => Arc::new(Limiting {
             limits: RateLimits::new(config, clock.clone()),
+            shared,
             upstreams: upstreams.clone(),
             metrics: metrics.clone(),
         }),
         None => Arc::new(Limiting {
             limits: RateLimits::new(config, DefaultClock::default()),
+            shared,
             upstreams: upstreams.clone(),
             metrics: metrics.clone(),
         }),
@@ -80,7 +99,10 @@ pub fn stage(
 
 /// The stage: the limits, and where it finds a request's owner and counts refusals.
 struct Limiting<C: Clock> {
+    /// The local buckets (unused while `shared` is set) and the concurrency slots.
     limits: RateLimits<C>,
+    /// The buckets counted in Redis, when they are shared.
+    shared: Option<shared::Shared>,
     upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
 }
@@ -99,6 +121,7 @@ pub struct RateLimits<C: Clock> {
 }
 
 /// Why a bucket refused, for the error and the metric.
+#[derive(Debug)]
 struct Refusal {
     /// The config key: `global`, `per_principal`, `per_upstream` or `per_tool`.
     limit: &'static str,
@@ -278,14 +301,24 @@ where
 
     async fn handle(&self, ctx: &mut RequestContext, req: &Request, next: Next<'_>) -> Outcome {
         let limits = &self.limits;
-        limits.prune();
         let target = target(&self.upstreams, ctx.era(), req);
         let routed = target
             .as_ref()
             .map(|(upstream, original)| routed(upstream, original.clone(), req));
         let principal = ctx.principal();
         let who = (principal.method, principal.subject.as_str());
-        if let Err(refusal) = limits.check(who, routed.as_ref()) {
+        let checked = match &self.shared {
+            Some(shared) => match shared.check(who, routed.as_ref(), &self.metrics).await {
+                Ok(()) => Ok(()),
+                Err(shared::Denial::Limit(refusal)) => Err(refusal),
+                Err(shared::Denial::StoreUnavailable) => return Err(shared::store_unavailable()),
+            },
+            None => {
+                limits.prune();
+                limits.check(who, routed.as_ref())
+            }
+        };
+        if let Err(refusal) = checked {
             self.metrics.rate_limited(refusal.label);
             tracing::debug!(limit = refusal.limit, subject = %ctx.principal().subject, wait = ?refusal.wait, "Rate limited");
             return Err(rate_limited(&refusal));
