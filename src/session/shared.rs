@@ -3,7 +3,7 @@
 //! **Where a session lives.** The session id stays 256 random bits; what the session is (the
 //! negotiated revision, the client's info and capabilities, the principal it is bound to, its
 //! log level and its resource subscriptions) is a record in Redis under
-//! `P:session:ID`, written when `initialize` succeeds and whenever one of those changes, and
+//! `P:session:{ID}`, written when `initialize` succeeds and whenever one of those changes, and
 //! kept alive by the requests of the session (its TTL is `session_idle_timeout`, renewed at
 //! most once a second per replica). A replica that gets a request for a session it does not
 //! hold reads the record and builds its own copy; its upstream links are opened as the
@@ -13,7 +13,7 @@
 //! the session on the others.
 //!
 //! **Where its stream is.** The replica that holds the client's GET stream writes its number
-//! under `P:session:ID:get`. A message for one client produced on another replica (an answer
+//! under `P:session:{ID}:get`. A message for one client produced on another replica (an answer
 //! a server→client request needs, a cancellation, a task status) is published on that
 //! replica's channel `P:replica:N`; when nobody holds the stream, it is buffered here as
 //! before. Messages every replica produces alike (list changes, resource updates, logs not tied
@@ -217,11 +217,12 @@ impl Shared {
     }
 
     fn record_key(&self, id: &str) -> String {
-        self.redis.key(&format!("session:{id}"))
+        // The braces are a Redis Cluster hash tag: a session's keys share one slot.
+        self.redis.key(&format!("session:{{{id}}}"))
     }
 
     fn holder_key(&self, id: &str) -> String {
-        self.redis.key(&format!("session:{id}:get"))
+        self.redis.key(&format!("session:{{{id}}}:get"))
     }
 
     /// The channel of replica `n`.
@@ -328,16 +329,16 @@ impl Shared {
     /// since).
     pub async fn release_stream(&self, id: &str) -> Result<(), RedisFault> {
         const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-             redis.call('DEL', KEYS[1]); redis.call('PUBLISH', KEYS[2], ARGV[2]) end return 0";
+             redis.call('DEL', KEYS[1]); redis.call('PUBLISH', ARGV[3], ARGV[2]) end return 0";
         let script = redis::Script::new(RELEASE);
         let mut call = script.prepare_invoke();
         call.key(self.holder_key(id))
-            .key(self.bus_channel())
             .arg(self.replica.to_string())
             .arg(encode(&Broadcast::Stream {
                 s: id.to_owned(),
                 r: 0,
-            }));
+            }))
+            .arg(self.bus_channel());
         self.redis.run_script::<i64>(&call).await.map(drop)
     }
 
