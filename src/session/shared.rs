@@ -422,44 +422,4 @@ pub fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Option<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_record_keeps_what_a_replica_needs_to_serve_the_session() {
-        let record = Record {
-            protocol_version: "2025-11-25".into(),
-            client_info: json!({"name": "c", "version": "1"}),
-            client_capabilities: json!({"elicitation": {}}),
-            subject: "alice".into(),
-            method: "jwt".into(),
-            scopes: vec!["tools".into()],
-            claims: json!({"sub": "alice", "team": "a"})
-                .as_object()
-                .cloned()
-                .unwrap(),
-            source: Some("10.0.0.1".parse().unwrap()),
-            log_level: Some(3),
-            subscriptions: vec!["file:///a".into()],
-            initialized: true,
-        };
-        let text = serde_json::to_string(&record).unwrap();
-        let back: Record = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, record);
-        let principal = back.principal();
-        assert_eq!(
-            (principal.subject.as_str(), principal.method),
-            ("alice", AuthMethod::Jwt)
-        );
-        assert!(principal.has_scope("tools"));
-        assert_eq!(principal.claim_text("team").as_deref(), Some("a"));
-    }
-
-    #[test]
-    fn stream_numbers_name_the_replica_that_wrote_them() {
-        let base = u64::from(0xdead_beef_u32) << 32;
-        assert_eq!(Shared::replica_of(base + 7), 0xdead_beef);
-        assert_eq!(Shared::replica_of(7), 0);
-    }
-}
+mod tests;
