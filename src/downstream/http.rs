@@ -227,7 +227,7 @@ pub(crate) async fn get_stream(
         Ok(s) => s,
         Err(resp) => return *resp,
     };
-    let resume = headers
+    let mut resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_event_id);
@@ -237,9 +237,14 @@ pub(crate) async fn get_stream(
         && let owner = Shared::replica_of(stream)
         && owner != 0
         && owner != shared.replica
-        && stream & 0xffff_ffff != 0
     {
-        return super::resume::elsewhere(shared, &session.id, stream, seq, owner, shutdown).await;
+        if stream & 0xffff_ffff != 0 {
+            return super::resume::elsewhere(shared, &session.id, stream, seq, owner, shutdown)
+                .await;
+        }
+        // The GET stream another replica held: it moves here, starting with what this
+        // replica has for the client (the other replica's buffer stays there).
+        resume = None;
     }
     match resume {
         Some((stream, seq)) if stream != session.get_stream_number() => {

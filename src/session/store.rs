@@ -205,6 +205,9 @@ impl SessionStore {
     pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
         let (_, session) = self.sessions.remove(id)?;
         session.close_stream();
+        if let Some(shared) = self.shared.get() {
+            shared.forget(id);
+        }
         Some(session)
     }
 
@@ -230,6 +233,9 @@ impl SessionStore {
             let keep = !s.expired(self.idle_ttl) && (s.is_used() || !s.expired(unused_ttl));
             if !keep {
                 s.close_stream();
+                if let Some(shared) = self.shared.get() {
+                    shared.forget(id);
+                }
                 gone.push(id.clone());
             }
             keep
