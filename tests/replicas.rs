@@ -13,7 +13,7 @@
 //! 4. an elicitation asked by one replica is answered through another, and the call ends
 //!    with the answer;
 //! 5. a request stream written by one replica is resumed (`Last-Event-ID`) through another,
-//!    and once that replica is killed the resumption is a clear 404, at once; the GET
+//!    and once that replica is killed the resumption is a clear 410, at once; the GET
 //!    stream, reconnected with `Last-Event-ID` on another replica (its holder alive or
 //!    killed), is served there;
 //! 6. a replica killed with SIGKILL in the middle of a run: the calls in flight on it end
@@ -744,7 +744,8 @@ async fn a_stream_resumes_through_another_replica_until_its_writer_dies(server: 
         assert_eq!(pair[0].1 + 1, pair[1].1, "consecutive: {ids:?}");
     }
 
-    // The writer killed: resuming through another replica is a clear 404, at once.
+    // The writer killed: resuming through another replica is a clear 410 Gone, at once (not
+    // 404, which would tell the client to drop a session that is still valid).
     let (_, writer, mut answer) = c
         .stream_to(
             &cluster.url,
@@ -772,7 +773,7 @@ async fn a_stream_resumes_through_another_replica_until_its_writer_dies(server: 
         .await
         .unwrap_or_default();
     assert_eq!(
-        status, 404,
+        status, 410,
         "resumed on r{reader} with r{writer} dead: {body}"
     );
     let error: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("JSON: {body}"));

@@ -470,8 +470,6 @@ pub async fn find_session(
     }
     // The copy starts with no log level and no subscriptions: `apply` replays them here.
     let copy = Session::restore(id.to_owned(), &record, &shared);
-    let holder = shared.stream_holder(id).await.unwrap_or(0);
-    copy.set_stream_elsewhere(holder != 0 && holder != shared.replica);
     let session = match gateway.sessions.peek(id) {
         // Another request made the copy meanwhile.
         Some(session) => session,

@@ -102,10 +102,11 @@ pub async fn elsewhere(
     sse_response(events.take_until(shutdown))
 }
 
-/// 404 with why the stream cannot be resumed: the client should start the request again.
+/// 410 with why the stream cannot be resumed: the client should send the request again. Not
+/// 404, which tells a client to drop its session, and the session is still valid.
 fn gone(why: String) -> Response {
     rpc_error(
-        StatusCode::NOT_FOUND,
+        StatusCode::GONE,
         crate::protocol::ErrorObject::invalid_request(why),
     )
 }

@@ -186,11 +186,6 @@ async fn broadcast(relay: &Relay, shared: &Shared, message: Broadcast) {
                 session.cancel(&id);
             }
         }
-        Broadcast::Stream { s, r } => {
-            if let Some(session) = relay.sessions.peek(&s) {
-                session.set_stream_elsewhere(r != 0 && r != shared.replica);
-            }
-        }
         Broadcast::RootsChanged { s, from } => {
             if from != shared.replica && relay.sessions.peek(&s).is_some() {
                 for upstream in relay.upstreams.iter() {

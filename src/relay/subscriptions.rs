@@ -283,9 +283,9 @@ pub fn deliver(relay: &Relay, upstream: usize, params: Value, origin: Option<&Or
     let msg = Message::Notification(Notification::new(methods::RESOURCES_UPDATED, Some(params)));
     for id in targets.iter().filter(|k| !is_listener(k)) {
         if let Some(session) = relay.sessions.peek(id) {
-            // Every replica holding a copy of the session is subscribed: each delivers only
-            // to a stream it holds.
-            delivered |= session.send_here(msg.clone());
+            // Sent to the replica holding the client's stream, which merges the copies of
+            // one change that several replicas' upstreams report.
+            delivered |= session.send(msg.clone());
         }
     }
     delivered

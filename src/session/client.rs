@@ -60,8 +60,10 @@ pub struct Session {
     /// Set when replicas share sessions (`redis`): messages for a GET stream held by another
     /// replica go there.
     shared: OnceLock<Arc<Shared>>,
-    /// Another replica holds the GET stream (what it announced last).
-    stream_elsewhere: AtomicBool,
+    /// Notifications that several replicas may each send for the same change (list changes,
+    /// resource updates), by key, with when the last one went on the stream: repeats within
+    /// [`COALESCE_FOR`] are dropped. Kept only when replicas share sessions.
+    recent: Mutex<Vec<(String, Instant)>>,
     /// The resources the client subscribed to, for the shared record (kept only when
     /// replicas share sessions).
     subscriptions: Mutex<Vec<String>>,
@@ -144,7 +146,7 @@ impl Session {
             inflight: Mutex::new(Vec::new()),
             budget: OnceLock::new(),
             shared: OnceLock::new(),
-            stream_elsewhere: AtomicBool::new(false),
+            recent: Mutex::new(Vec::new()),
             subscriptions: Mutex::new(Vec::new()),
             shareable: false,
         }
@@ -212,11 +214,6 @@ impl Session {
     /// The shared store, when replicas share sessions.
     pub fn shared(&self) -> Option<&Arc<Shared>> {
         self.shared.get()
-    }
-
-    /// Another replica announced that it holds (or no longer holds) the GET stream.
-    pub fn set_stream_elsewhere(&self, elsewhere: bool) {
-        self.stream_elsewhere.store(elsewhere, Ordering::Release);
     }
 
     /// Whether a client reads the GET stream on this replica.
@@ -330,9 +327,9 @@ impl Session {
         )
     }
 
-    /// Queues a message for this client alone on the GET stream; false if the session is
-    /// closed. When replicas share sessions and this one does not hold the stream, the
-    /// message goes to the replica that does (or stays here when none does).
+    /// Queues a message on the GET stream; false if the session is closed. When replicas
+    /// share sessions and this one does not hold the stream, the message goes to the replica
+    /// that does (or stays here when none does).
     pub fn send(&self, msg: Message) -> bool {
         if let Some(shared) = self.shared.get()
             && !self.has_reader()
@@ -340,25 +337,24 @@ impl Session {
             return !self.get_log.is_closed()
                 && shared.forward(&self.id, self.get_log.clone(), msg);
         }
-        self.get_log.push(msg) != 0
+        self.push_local(msg)
     }
 
-    /// Queues a message that every replica produces alike (a list change, a resource
-    /// update, a log line not tied to a request): on the stream if it is read here, else
-    /// buffered here unless another replica holds the stream (that one sends its own copy).
-    pub fn send_here(&self, msg: Message) -> bool {
-        if self.shared.get().is_some()
-            && !self.has_reader()
-            && self.stream_elsewhere.load(Ordering::Acquire)
-        {
-            return false;
-        }
-        self.get_log.push(msg) != 0
-    }
-
-    /// Queues on the GET stream of this replica, never forwarded (a message another replica
-    /// sent here for the stream this one holds).
+    /// Queues on the GET stream of this replica, never forwarded (also what another replica
+    /// sent here for the stream this one holds). When replicas share sessions, a list change
+    /// or resource update the stream carried less than [`COALESCE_FOR`] ago is not repeated:
+    /// every replica whose upstream saw the change sends one.
     pub fn push_local(&self, msg: Message) -> bool {
+        if self.shared.get().is_some()
+            && let Some(key) = coalescing_key(&msg)
+        {
+            let mut recent = lock(&self.recent);
+            recent.retain(|(_, at)| at.elapsed() < COALESCE_FOR);
+            if recent.iter().any(|(k, _)| *k == key) {
+                return !self.get_log.is_closed();
+            }
+            recent.push((key, Instant::now()));
+        }
         self.get_log.push(msg) != 0
     }
 
@@ -411,6 +407,25 @@ impl Session {
             token.cancel();
         }
     }
+}
+
+/// How long a repeated list change or resource update is merged into the first (replicas
+/// sharing sessions).
+pub const COALESCE_FOR: Duration = Duration::from_secs(1);
+
+/// What makes two notifications the same change: the method, and the URI of an update.
+fn coalescing_key(msg: &Message) -> Option<String> {
+    let Message::Notification(n) = msg else {
+        return None;
+    };
+    if n.method.ends_with("/list_changed") {
+        return Some(n.method.clone());
+    }
+    if n.method == crate::protocol::methods::RESOURCES_UPDATED {
+        let uri = n.params.as_ref()?.get("uri")?.as_str()?;
+        return Some(format!("{} {uri}", n.method));
+    }
+    None
 }
 
 /// A mutex whose data stays valid even if a holder panicked (every update is a whole write).

@@ -13,12 +13,13 @@
 //! the session on the others.
 //!
 //! **Where its stream is.** The replica that holds the client's GET stream writes its number
-//! under `P:session:{ID}:get`. A message for one client produced on another replica (an answer
-//! a server→client request needs, a cancellation, a task status) is published on that
-//! replica's channel `P:replica:N`; when nobody holds the stream, it is buffered here as
-//! before. Messages every replica produces alike (list changes, resource updates, logs not tied
-//! to a request) are never forwarded: each replica delivers its own only to the streams it
-//! holds, so the client gets one copy.
+//! under `P:session:{ID}:get`. A message for the GET stream produced on another replica (a
+//! list change, a resource update, a log line or server→client request not tied to a
+//! request, a task status) is published on the holder's channel `P:replica:N`; when nobody
+//! holds the stream, it is buffered where it was made, as with one replica. Replicas whose
+//! upstreams report the same change (each replica has its own upstream sessions, each
+//! subscribed for the copies it holds) each send it: the holder merges repeats of a list
+//! change or of an update to one URI within a second.
 //!
 //! **Ending.** `DELETE` removes the record and announces it on `P:bus`; every replica drops
 //! its copy. A copy that expires locally is only dropped here; the record expires in Redis by
@@ -139,8 +140,6 @@ pub enum Broadcast {
     Closed { s: String },
     /// The client cancelled its request `id` (JSON), wherever it runs.
     Cancel { s: String, id: Value },
-    /// Replica `r` now holds the session's GET stream (`r` = 0: nobody).
-    Stream { s: String, r: u32 },
     /// The session's record changed (log level, subscriptions): copies read it again.
     Changed { s: String, from: u32 },
     /// The client sent `notifications/roots/list_changed` to replica `from`: the others tell
@@ -306,39 +305,24 @@ impl Shared {
         Ok(())
     }
 
-    /// Records that this replica holds the session's GET stream, and tells the others.
+    /// Records that this replica holds the session's GET stream.
     pub async fn hold_stream(&self, id: &str) -> Result<(), RedisFault> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.holder_key(id))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.holder_key(id))
             .arg(self.replica)
             .arg("PX")
-            .arg(self.ttl_ms())
-            .ignore();
-        pipe.cmd("PUBLISH")
-            .arg(self.bus_channel())
-            .arg(encode(&Broadcast::Stream {
-                s: id.to_owned(),
-                r: self.replica,
-            }))
-            .ignore();
-        self.redis.run_pipe(&pipe).await
+            .arg(self.ttl_ms());
+        self.redis.run(&cmd).await
     }
 
     /// The GET stream held here closed: nobody holds it (unless another replica took it
     /// since).
     pub async fn release_stream(&self, id: &str) -> Result<(), RedisFault> {
         const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-             redis.call('DEL', KEYS[1]); redis.call('PUBLISH', ARGV[3], ARGV[2]) end return 0";
+             return redis.call('DEL', KEYS[1]) end return 0";
         let script = redis::Script::new(RELEASE);
         let mut call = script.prepare_invoke();
-        call.key(self.holder_key(id))
-            .arg(self.replica.to_string())
-            .arg(encode(&Broadcast::Stream {
-                s: id.to_owned(),
-                r: 0,
-            }))
-            .arg(self.bus_channel());
+        call.key(self.holder_key(id)).arg(self.replica.to_string());
         self.redis.run_script::<i64>(&call).await.map(drop)
     }
 

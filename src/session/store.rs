@@ -186,12 +186,11 @@ impl SessionStore {
         self.sessions.iter().filter_map(|s| s.log_level()).min()
     }
 
-    /// Sends a message to the stream of every initialized session that `wants` it (a message
-    /// every replica produces alike: see [`Session::send_here`]).
+    /// Sends a message to the stream of every initialized session that `wants` it.
     pub fn broadcast_where(&self, msg: &Message, wants: impl Fn(&Session) -> bool) -> usize {
         self.sessions
             .iter()
-            .filter(|s| s.is_initialized() && wants(s) && s.send_here(msg.clone()))
+            .filter(|s| s.is_initialized() && wants(s) && s.send(msg.clone()))
             .count()
     }
 
