@@ -407,10 +407,31 @@ impl std::fmt::Debug for StateKey {
     }
 }
 
+/// The environment variable that gives the demo a state key shared by its processes.
+pub const STATE_KEY_VAR: &str = "MANIFOLD_DEMO_STATE_KEY";
+
 impl StateKey {
     /// A fresh random key.
     pub(super) fn random() -> Self {
         Self(rand::random())
+    }
+
+    /// The key derived from `MANIFOLD_DEMO_STATE_KEY` when it is set and not empty, so the
+    /// demo processes of several gateway replicas accept each other's states; else a random
+    /// one (states are then valid only in this process).
+    pub(super) fn from_env_or_random() -> Self {
+        match std::env::var(STATE_KEY_VAR) {
+            Ok(secret) if !secret.is_empty() => Self::derived(&secret),
+            _ => Self::random(),
+        }
+    }
+
+    /// A key derived from a shared secret (any text).
+    pub(super) fn derived(secret: &str) -> Self {
+        let mut digest = Sha256::new();
+        digest.update(b"manifold-demo-request-state/v1\0");
+        digest.update(secret.as_bytes());
+        Self(digest.finalize().into())
     }
 
     fn mac(&self, method: &str, tool: &str, args: &Map<String, Value>, expires: u64) -> HmacSha256 {

@@ -103,7 +103,7 @@ impl Default for DemoState {
             pending: Vec::new(),
             next_request_id: 0,
             listens: Vec::new(),
-            state_key: confirm::StateKey::random(),
+            state_key: confirm::StateKey::from_env_or_random(),
         }
     }
 }

@@ -1320,6 +1320,24 @@ fn request_states_bind_arguments_as_json_and_expire() {
     assert!(expired.is_err_and(|why| why.contains("expired")));
 }
 
+#[test]
+fn processes_given_the_same_secret_accept_each_others_states() {
+    let args = json!({ "action": "deploy" }).as_object().cloned().unwrap();
+    let one = super::confirm::StateKey::derived("shared secret");
+    let sealed = one.seal("tools/call", "confirm", &args, 100);
+    let two = super::confirm::StateKey::derived("shared secret");
+    assert_eq!(
+        two.open("tools/call", "confirm", &args, &sealed, 100),
+        Ok(())
+    );
+    let other = super::confirm::StateKey::derived("another secret");
+    assert!(
+        other
+            .open("tools/call", "confirm", &args, &sealed, 100)
+            .is_err()
+    );
+}
+
 // --- confirm, handshake era: a real elicitation/create request ---------------
 
 fn initialized_with(version: &str, capabilities: Value) -> DemoState {
