@@ -34,7 +34,10 @@ pub async fn run(relay: Arc<Relay>, shared: Arc<Shared>, stop: CancellationToken
         } else if channel == bus
             && let Some(message) = decode::<Broadcast>(&payload)
         {
-            broadcast(&relay, &shared, message).await;
+            // Handling one may wait on upstreams (unsubscribing, replaying a level): never
+            // in this loop, which must keep delivering answers and stream messages.
+            let (relay, shared) = (relay.clone(), shared.clone());
+            tokio::spawn(async move { broadcast(&relay, &shared, message).await });
         }
     }
 }
