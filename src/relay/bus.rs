@@ -101,6 +101,10 @@ fn directed(relay: &Arc<Relay>, shared: &Arc<Shared>, message: Directed, stop: &
                 }
             });
         }
+        Directed::ListenUpdate { key, params } => {
+            let targets = std::iter::once(key).collect();
+            relay.listeners.resource_updated(&params, &targets);
+        }
         Directed::Continued { token, outcome } => {
             if let Some((_, tx)) = shared.continues.remove(&token) {
                 let _ = tx.send(outcome);
@@ -196,6 +200,16 @@ async fn broadcast(relay: &Relay, shared: &Shared, message: Broadcast) {
                         .notify(crate::protocol::methods::ROOTS_LIST_CHANGED, None)
                         .await;
                 }
+            }
+        }
+        Broadcast::Listen { key, uris, from } => {
+            if from != shared.replica {
+                super::subscriptions::listen_for(relay, &remote_listener(from, &key), &uris).await;
+            }
+        }
+        Broadcast::Unlisten { key, from } => {
+            if from != shared.replica {
+                super::subscriptions::session_closed(relay, &remote_listener(from, &key)).await;
             }
         }
         Broadcast::Changed { s, from } => {
@@ -370,6 +384,43 @@ pub async fn continue_elsewhere(
              without requestState",
         )),
     }
+}
+
+/// This replica's subscriber key for listen stream `key` of replica `replica`.
+pub fn remote_listener(replica: u32, key: &str) -> String {
+    let n = key.strip_prefix("listen:").unwrap_or(key);
+    format!("listen:r{replica}:{n}")
+}
+
+/// The replica and its own key of a remote listen stream's subscriber key.
+pub fn remote_listener_of(subscriber: &str) -> Option<(u32, String)> {
+    let rest = subscriber.strip_prefix("listen:r")?;
+    let (replica, n) = rest.split_once(':')?;
+    Some((replica.parse().ok()?, format!("listen:{n}")))
+}
+
+/// Sends an update to the replicas whose listen streams (`remote`, subscriber keys from
+/// [`remote_listener`]) watch it; a replica that is gone has its watches dropped here.
+pub fn forward_listen_update(relay: &Relay, remote: Vec<String>, params: &Value) {
+    let Some(shared) = relay.sessions.shared().cloned() else {
+        return;
+    };
+    let relay = relay.arc();
+    let params = params.clone();
+    tokio::spawn(async move {
+        for subscriber in remote {
+            let Some((replica, key)) = remote_listener_of(&subscriber) else {
+                continue;
+            };
+            let update = Directed::ListenUpdate {
+                key,
+                params: params.clone(),
+            };
+            if let Ok(false) = shared.direct(replica, &update).await {
+                super::subscriptions::session_closed(&relay, &subscriber).await;
+            }
+        }
+    });
 }
 
 fn short(id: &str) -> &str {

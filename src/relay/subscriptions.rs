@@ -86,8 +86,28 @@ pub async fn subscribe(relay: &Relay, session: &Session, uri: &str) -> Result<Va
 }
 
 /// Subscribes a 2026-07-28 listen stream (key from `listeners::subscriber_key`) to the URIs
-/// it names; returns the ones honoured (those an upstream owns and can watch).
+/// it names; returns the ones honoured (those an upstream owns and can watch). When replicas
+/// share sessions the others watch them too: an upstream session of another replica may be
+/// the one the server reports the change on.
 pub async fn listen(relay: &Relay, subscriber: &str, uris: &[String]) -> Vec<String> {
+    let honoured = listen_for(relay, subscriber, uris).await;
+    if let Some(shared) = relay.sessions.shared()
+        && !honoured.is_empty()
+    {
+        let listen = crate::session::shared::Broadcast::Listen {
+            key: subscriber.to_owned(),
+            uris: honoured.clone(),
+            from: shared.replica,
+        };
+        if let Err(e) = shared.announce(&listen).await {
+            tracing::warn!(error = %e, "Could not tell the other replicas what a listen stream watches");
+        }
+    }
+    honoured
+}
+
+/// [`listen`] on this replica only (also for another replica's listen stream).
+pub async fn listen_for(relay: &Relay, subscriber: &str, uris: &[String]) -> Vec<String> {
     let mut honoured = Vec::with_capacity(uris.len());
     for uri in uris {
         match subscribe_as(relay, subscriber, None, uri).await {
@@ -187,8 +207,21 @@ fn remove(relay: &Relay, subscriber: &str, uri: &str) -> Option<(usize, Carrier)
 }
 
 /// A subscriber went away (a session ended, a listen stream closed): the carriers it leaves
-/// empty are unsubscribed, except a client's link, which closes with its session.
+/// empty are unsubscribed, except a client's link, which closes with its session. The other
+/// replicas stop watching for a listen stream of this one.
 pub async fn session_closed(relay: &Relay, subscriber: &str) {
+    if let Some(shared) = relay.sessions.shared()
+        && is_listener(subscriber)
+        && super::bus::remote_listener_of(subscriber).is_none()
+    {
+        let unlisten = crate::session::shared::Broadcast::Unlisten {
+            key: subscriber.to_owned(),
+            from: shared.replica,
+        };
+        if let Err(e) = shared.announce(&unlisten).await {
+            tracing::warn!(error = %e, "Could not tell the other replicas a listen stream closed");
+        }
+    }
     let uris: Vec<String> = relay
         .subscriptions
         .lock()
@@ -280,6 +313,15 @@ pub fn deliver(relay: &Relay, upstream: usize, params: Value, origin: Option<&Or
         .flat_map(|(_, s)| s.subscribers.keys().filter(|k| wanted(k)).cloned())
         .collect();
     let mut delivered = relay.listeners.resource_updated(&params, &targets);
+    let remote: Vec<String> = targets
+        .iter()
+        .filter(|k| super::bus::remote_listener_of(k).is_some())
+        .cloned()
+        .collect();
+    if !remote.is_empty() {
+        super::bus::forward_listen_update(relay, remote, &params);
+        delivered = true;
+    }
     let msg = Message::Notification(Notification::new(methods::RESOURCES_UPDATED, Some(params)));
     for id in targets.iter().filter(|k| !is_listener(k)) {
         if let Some(session) = relay.sessions.peek(id) {

@@ -119,6 +119,8 @@ pub enum Directed {
         from: u32,
         token: String,
     },
+    /// A resource watched by listen stream `key` (on the receiving replica) was updated.
+    ListenUpdate { key: String, params: Value },
     /// The outcome of a [`Directed::Continue`]: `{"ok": result}` or `{"err": error}`.
     Continued { token: String, outcome: Value },
     /// One event of a resumed stream (`id`, JSON text), or its end (`end`, with why when
@@ -145,6 +147,15 @@ pub enum Broadcast {
     /// The client sent `notifications/roots/list_changed` to replica `from`: the others tell
     /// their upstreams too.
     RootsChanged { s: String, from: u32 },
+    /// A 2026-07-28 listen stream on replica `from` (its key there: `key`) watches `uris`:
+    /// the others watch them too, on their own upstream sessions, and send it what comes.
+    Listen {
+        key: String,
+        uris: Vec<String>,
+        from: u32,
+    },
+    /// That listen stream closed.
+    Unlisten { key: String, from: u32 },
 }
 
 /// The shared side of the session store.
