@@ -414,6 +414,16 @@ pub async fn initialize(
     session.principal = principal;
     session.source = source;
     let session = admit(gateway, Arc::new(session)).await?;
+    if session.shared().is_some()
+        && let Some(len) = session.record().too_large()
+    {
+        gateway.sessions.remove(&session.id);
+        return Err(ErrorObject::invalid_params(format!(
+            "clientInfo and capabilities take {len} bytes; a session shared by replicas holds \
+             at most {}",
+            crate::session::shared::MAX_RECORD
+        )));
+    }
     if let Some(shared) = session.shared()
         && let Err(e) = shared.save(&session.id, &session.record()).await
     {

@@ -40,6 +40,9 @@ use crate::protocol::Message;
 /// Renew a session's record at most this often per replica.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 
+/// Largest session record kept in Redis, in bytes of JSON.
+pub const MAX_RECORD: usize = 64 * 1024;
+
 /// Messages queued for other replicas; past it the oldest producers wait.
 const OUTBOX: usize = 4096;
 
@@ -75,6 +78,12 @@ pub struct Record {
 }
 
 impl Record {
+    /// Its size when over [`MAX_RECORD`] bytes of JSON.
+    pub fn too_large(&self) -> Option<usize> {
+        let len = serde_json::to_string(self).map_or(usize::MAX, |j| j.len());
+        (len > MAX_RECORD).then_some(len)
+    }
+
     pub fn principal(&self) -> Principal {
         let method = match self.method.as_str() {
             "local" => AuthMethod::Local,
@@ -245,9 +254,16 @@ impl Shared {
         self.redis.key("bus")
     }
 
-    /// Writes the session's record, renewing its lifetime.
+    /// Writes the session's record, renewing its lifetime. A record over [`MAX_RECORD`] bytes
+    /// is refused (its client info and capabilities are the client's to choose).
     pub async fn save(&self, id: &str, record: &Record) -> Result<(), RedisFault> {
         let json = serde_json::to_string(record).unwrap_or_default();
+        if json.len() > MAX_RECORD {
+            return Err(RedisFault(format!(
+                "the session's client info and capabilities take {} bytes, more than the {MAX_RECORD} a shared session may hold",
+                json.len()
+            )));
+        }
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.record_key(id))
             .arg(json)
@@ -337,17 +353,17 @@ impl Shared {
         self.redis.run_script::<i64>(&call).await.map(drop)
     }
 
-    /// Keeps the holder keys of the streams held here alive (called periodically).
+    /// Keeps the sessions whose GET stream is held here alive, with their holder keys (called
+    /// periodically): a client that only listens makes no request that would renew them.
     pub async fn renew_streams(&self, ids: &[String]) -> Result<(), RedisFault> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("PEXPIRE")
-                .arg(self.holder_key(id))
-                .arg(self.ttl_ms())
-                .ignore();
+            for key in [self.holder_key(id), self.record_key(id)] {
+                pipe.cmd("PEXPIRE").arg(key).arg(self.ttl_ms()).ignore();
+            }
         }
         self.redis.run_pipe(&pipe).await
     }
