@@ -1151,6 +1151,62 @@ async fn redis_down_keeps_held_sessions_and_names_the_store_for_the_rest(server:
     }
 }
 
+/// A client that only listens on its GET stream for longer than `session_idle_timeout`
+/// still has its session on every replica: the replica holding the stream keeps it alive.
+/// And a session too large to share is refused at `initialize`, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listening_session_outlives_the_idle_timeout_and_oversized_ones_are_refused() {
+    let fixture = HttpFixture::start("fx", &[]);
+    let yaml = format!(
+        "session_idle_timeout: 3s\nupstreams:\n{}",
+        http_upstream("fx", &fixture.url)
+    );
+    let cluster = Cluster::start(3, &yaml).await;
+    for gw in &cluster.replicas {
+        gw.wait_upstreams_ready().await;
+    }
+    let urls = cluster.replica_urls();
+    let (c, _) = Client::open(&urls[0], json!({})).await;
+    let reader = c.get(&urls[1], None).await;
+    assert_eq!(reader.status(), 200, "GET stream on r1");
+    // Nothing but the open stream for twice the idle timeout (the holder renews every
+    // second here: a third of the timeout).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (_, answer) = c
+        .request_to(
+            &urls[2],
+            "tools/call",
+            call("fx__echo", &json!({ "text": "still here" })),
+        )
+        .await;
+    assert_eq!(first_text(&answer["result"]), "still here", "{answer}");
+    drop(reader);
+
+    let huge = "x".repeat(70 * 1024);
+    let init = json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": VERSION,
+            "capabilities": { "experimental": { "big": huge } },
+            "clientInfo": { "name": "replicas-test", "version": "0" },
+        },
+    });
+    let resp = http_client()
+        .post(&cluster.url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .json(&init)
+        .send()
+        .await
+        .expect("POST initialize");
+    assert!(resp.headers().get("mcp-session-id").is_none(), "no session");
+    let reply = Reply::read(resp).await;
+    let error = &reply.json()["error"];
+    assert_eq!(error["code"], -32602, "{}", reply.body);
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("at most 65536"), "{}", reply.body);
+}
+
 /// Every replica's log, for a failure's message.
 fn logs(cluster: &Cluster) -> String {
     cluster
