@@ -15,30 +15,29 @@
 //! does not shorten or stretch tasks. One Redis server (or a primary), not a cluster: the
 //! scripts touch keys they derive themselves.
 //!
-//! Nothing connects before the first request; the connection is then reused and re-opened
-//! after a failure. Failures are `StoreError::Backend` without the URL (it may hold a
-//! password).
+//! The connection is a `net::redis` handle: nothing connects before the first request; the
+//! connection is then reused and re-opened after a failure, every operation bounded by 5 s.
+//! Failures are `StoreError::Backend` without the URL's password.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
 use super::{Change, StoreError, TaskStore, Watch};
+use crate::config::redis::RedisConfig;
+use crate::net::redis::{Redis, RedisFault};
 use crate::session::tasks::record::{Owner, TaskRecord, now_ms};
 
 /// How often waiters re-read the store (Redis does not tell this store about changes).
 const POLL: Duration = Duration::from_millis(200);
 /// Compare-and-set attempts of one `update` before it gives up.
 const UPDATE_ATTEMPTS: usize = 50;
-/// Bounds on reaching Redis, so a request fails with an error instead of hanging.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for one Redis operation, so a request fails with an error instead of
+/// hanging.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Extra connection attempts (with a short backoff) before a request fails.
-const CONNECT_RETRIES: usize = 2;
 
 /// KEYS: record, owner index, [remote index]. ARGV: json, id, now, expires, limit, px,
 /// record key prefix. Returns 1 when stored, 0 when the owner is at its limit.
@@ -80,13 +79,10 @@ return 1
 ";
 
 pub struct RedisStore {
-    /// The parsed URL, or why it does not parse (reported by every operation).
-    client: Result<redis::Client, String>,
-    /// Opened on first use; the manager itself reconnects after failures.
-    connection: OnceCell<ConnectionManager>,
+    /// The connection (opened on first use, reopened after faults; errors name nothing of
+    /// the URL's password).
+    redis: Arc<Redis>,
     prefix: String,
-    /// The URL's password, scrubbed from any error text that might echo it.
-    secret: Option<String>,
     create: redis::Script,
     compare_and_set: redis::Script,
 }
@@ -94,47 +90,21 @@ pub struct RedisStore {
 impl RedisStore {
     /// A store for the Redis at `url`; nothing is contacted until the first operation.
     pub fn new(url: &str, prefix: &str) -> RedisStore {
-        let secret = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.password().map(str::to_owned))
-            .filter(|p| !p.is_empty());
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("tasks.redis is not a usable Redis URL ({:?})", e.kind()));
-        RedisStore {
-            client,
-            connection: OnceCell::new(),
+        let config = RedisConfig {
+            url: url.to_owned(),
             prefix: prefix.to_owned(),
-            secret,
+            timeout: RESPONSE_TIMEOUT,
+        };
+        RedisStore {
+            redis: Redis::new(&config),
+            prefix: prefix.to_owned(),
             create: redis::Script::new(CREATE),
             compare_and_set: redis::Script::new(COMPARE_AND_SET),
         }
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let client = self.client.as_ref().map_err(|e| backend_text(e.clone()))?;
-        let manager = self
-            .connection
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                    .set_number_of_retries(CONNECT_RETRIES)
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_lazy_with_config(client.clone(), config)
-            })
-            .await
-            .map_err(|e| self.backend(e))?;
-        Ok(manager.clone())
-    }
-
-    /// A Redis error as a store error, with nothing of the URL in it.
-    fn backend(&self, e: redis::RedisError) -> StoreError {
-        let mut text = format!("redis: {e}");
-        if let Some(secret) = &self.secret {
-            text = text.replace(secret.as_str(), "<redacted>");
-        }
-        backend_text(text)
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.redis.run(cmd).await.map_err(backend)
     }
 
     fn task_key(&self, id: &str) -> String {
@@ -154,12 +124,7 @@ impl RedisStore {
 
     /// The stored text of a record, if any.
     async fn read(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.connection().await?;
-        redis::cmd("GET")
-            .arg(self.task_key(id))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.backend(e))
+        self.run(redis::cmd("GET").arg(self.task_key(id))).await
     }
 
     async fn do_create(&self, record: &TaskRecord, limit: usize) -> Result<(), StoreError> {
@@ -167,7 +132,6 @@ impl RedisStore {
         let expires = record.expires_ms();
         let px = expires.saturating_sub(now).max(1);
         let json = encode(record)?;
-        let mut conn = self.connection().await?;
         let mut call = self.create.prepare_invoke();
         call.key(self.task_key(&record.id))
             .key(self.owner_key(&record.owner));
@@ -181,10 +145,7 @@ impl RedisStore {
             .arg(limit)
             .arg(px)
             .arg(format!("{}:task:", self.prefix));
-        let stored: i64 = call
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.backend(e))?;
+        let stored: i64 = self.redis.run_script(&call).await.map_err(backend)?;
         if stored == 1 {
             Ok(())
         } else {
@@ -220,16 +181,9 @@ impl RedisStore {
             }
             let px = record.expires_ms().saturating_sub(now).max(1);
             let written = encode(&record)?;
-            let mut conn = self.connection().await?;
-            let swapped: i64 = self
-                .compare_and_set
-                .key(&key)
-                .arg(&read)
-                .arg(written)
-                .arg(px)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.backend(e))?;
+            let mut call = self.compare_and_set.prepare_invoke();
+            call.key(&key).arg(&read).arg(written).arg(px);
+            let swapped: i64 = self.redis.run_script(&call).await.map_err(backend)?;
             if swapped == 1 {
                 return Ok(Some(record));
             }
@@ -246,23 +200,19 @@ impl RedisStore {
     async fn do_list(&self, owner: &Owner) -> Result<Vec<TaskRecord>, StoreError> {
         let now = now_ms();
         let index = self.owner_key(owner);
-        let mut conn = self.connection().await?;
-        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(&index)
-            .arg(format!("({now}"))
-            .arg("+inf")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.backend(e))?;
+        let ids: Vec<String> = self
+            .run(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&index)
+                    .arg(format!("({now}"))
+                    .arg("+inf"),
+            )
+            .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.task_key(id)).collect();
-        let texts: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.backend(e))?;
+        let texts: Vec<Option<String>> = self.run(redis::cmd("MGET").arg(&keys)).await?;
         let mut records = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for (id, text) in ids.iter().zip(texts) {
@@ -278,13 +228,9 @@ impl RedisStore {
         }
         if !gone.is_empty() {
             // Their records expired early or were removed: the index forgets them too.
-            let dropped: Result<i64, _> = redis::cmd("ZREM")
-                .arg(&index)
-                .arg(&gone)
-                .query_async(&mut conn)
-                .await;
+            let dropped: Result<i64, _> = self.run(redis::cmd("ZREM").arg(&index).arg(&gone)).await;
             if let Err(e) = dropped {
-                tracing::debug!(error = %self.backend(e), "Stale task index entries kept");
+                tracing::debug!(error = %e, "Stale task index entries kept");
             }
         }
         records.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
@@ -296,12 +242,9 @@ impl RedisStore {
         upstream: &str,
         remote: &str,
     ) -> Result<Option<String>, StoreError> {
-        let mut conn = self.connection().await?;
-        let id: Option<String> = redis::cmd("GET")
-            .arg(self.remote_key(upstream, remote))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.backend(e))?;
+        let id: Option<String> = self
+            .run(redis::cmd("GET").arg(self.remote_key(upstream, remote)))
+            .await?;
         let Some(id) = id else { return Ok(None) };
         // Only a live task counts, as in the other stores.
         Ok(self.do_get(&id).await?.map(|r| r.id))
@@ -310,6 +253,11 @@ impl RedisStore {
 
 fn backend_text(text: String) -> StoreError {
     StoreError::Backend(text)
+}
+
+/// A Redis fault (its text already scrubbed of the password) as a store error.
+fn backend(fault: RedisFault) -> StoreError {
+    StoreError::Backend(fault.0)
 }
 
 fn encode(record: &TaskRecord) -> Result<String, StoreError> {
