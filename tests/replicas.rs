@@ -1207,6 +1207,74 @@ async fn a_listening_session_outlives_the_idle_timeout_and_oversized_ones_are_re
     assert!(message.contains("at most 65536"), "{}", reply.body);
 }
 
+/// A session stays bound to the principal that opened it on every replica: another API key
+/// gets the same 404 on a replica that never saw the session as on the one that opened it,
+/// and the owner is served everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_bound_to_its_principal_on_every_replica() {
+    use sha2::Digest;
+    let hex = |key: &str| {
+        sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let (alice, bob) = ("alice-key-0123456789", "bob-key-0123456789ab");
+    let fixture = HttpFixture::start("fx", &[]);
+    let yaml = format!(
+        "auth:\n  api_keys:\n    - {{name: alice, sha256: \"{}\"}}\n    - {{name: bob, sha256: \"{}\"}}\nupstreams:\n{}",
+        hex(alice),
+        hex(bob),
+        http_upstream("fx", &fixture.url)
+    );
+    let cluster = Cluster::start(3, &yaml).await;
+    let urls = cluster.replica_urls();
+    let post = |url: &str, key: &str, session: Option<&str>, body: Value| {
+        let mut req = http_client()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT_BOTH)
+            .header("x-api-key", key)
+            .header("mcp-protocol-version", VERSION);
+        if let Some(session) = session {
+            req = req.header("mcp-session-id", session);
+        }
+        req.json(&body).send()
+    };
+    let init = json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": VERSION, "capabilities": {},
+            "clientInfo": { "name": "replicas-test", "version": "0" },
+        },
+    });
+    let resp = post(&urls[0], alice, None, init).await.expect("initialize");
+    assert_eq!(resp.status(), 200);
+    let session = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let list = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" });
+    for (i, url) in urls.iter().enumerate().skip(1) {
+        let resp = post(url, bob, Some(&session), list.clone())
+            .await
+            .expect("tools/list");
+        assert_eq!(resp.status(), 404, "bob on r{i}");
+    }
+    let resp = post(&urls[0], bob, Some(&session), list.clone())
+        .await
+        .expect("tools/list");
+    assert_eq!(resp.status(), 404, "bob on r0, where it was opened");
+    for (i, url) in urls.iter().enumerate() {
+        let resp = post(url, alice, Some(&session), list.clone())
+            .await
+            .expect("tools/list");
+        assert_eq!(resp.status(), 200, "alice on r{i}");
+    }
+}
+
 /// Every replica's log, for a failure's message.
 fn logs(cluster: &Cluster) -> String {
     cluster

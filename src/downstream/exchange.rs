@@ -435,6 +435,9 @@ pub async fn initialize(
     Ok((result, session))
 }
 
+/// Longest `Mcp-Session-Id` looked up (the gateway's own are 43 characters).
+const MAX_SESSION_ID: usize = 128;
+
 /// The session `id`: this replica's copy, or, when replicas share sessions, a copy made
 /// here from the shared record (its subscriptions and log level replayed upstream).
 /// `Ok(None)` when no live session has that id; an error when the shared store cannot be
@@ -442,7 +445,13 @@ pub async fn initialize(
 pub async fn find_session(
     gateway: &Gateway,
     id: &str,
+    caller: &crate::session::Principal,
 ) -> Result<Option<Arc<Session>>, ErrorObject> {
+    // Gateway ids are 43 characters: anything much longer names no session, and is not
+    // worth a Redis lookup.
+    if id.len() > MAX_SESSION_ID {
+        return Ok(None);
+    }
     let local = gateway.sessions.get(id);
     let Some(shared) = gateway.sessions.shared().cloned() else {
         return Ok(local);
@@ -475,6 +484,11 @@ pub async fn find_session(
             return Err(relay::bus::unavailable(&e));
         }
     };
+    // Another principal's session is not copied here (nor its subscriptions replayed): the
+    // caller gets the 404 it would get on the replica that opened it.
+    if record.subject != caller.subject || record.method != caller.method.as_str() {
+        return Ok(None);
+    }
     if gateway.draining() {
         return Err(shutting_down());
     }

@@ -346,7 +346,7 @@ async fn session_of(
         return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e)));
     };
     let id = id.to_str().unwrap_or("");
-    let found = match exchange::find_session(&state.gateway, id).await {
+    let found = match exchange::find_session(&state.gateway, id, &caller.principal).await {
         Ok(found) => found,
         Err(e) => return Err(Box::new(rpc_error(StatusCode::SERVICE_UNAVAILABLE, e))),
     };
