@@ -48,6 +48,8 @@
 //! every wait is bounded. Everything listens on and talks to 127.0.0.1 only. Under
 //! `cargo test` (no `--bench` argument) the bench does nothing.
 
+#[path = "common/proc.rs"]
+mod proc;
 #[path = "common/scale.rs"]
 #[allow(dead_code)] // `scaled` counts calls; this bench scales durations
 mod scale;
@@ -1665,7 +1667,7 @@ impl Audits {
 
     fn scan(&mut self, gw: &Gateway) {
         let counts = self.0.entry(gw.name.clone()).or_default();
-        let Ok(file) = std::fs::File::open(&gw.proc.log) else {
+        let Ok(file) = std::fs::File::open(&gw.proc.0.log) else {
             return;
         };
         for line in BufReader::new(file).split(b'\n').map_while(Result::ok) {
@@ -1682,7 +1684,7 @@ impl Audits {
             *counts.entry(outcome).or_default() += 1;
         }
         // The gateway writes in append mode: after this it goes on at the new end.
-        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&gw.proc.log) {
+        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&gw.proc.0.log) {
             let _ = file.set_len(0);
         }
     }
@@ -1830,13 +1832,6 @@ fn fingerprint(binary: &Path) -> String {
     format!("{} (sha256 {digest}…)", binary.display())
 }
 
-/// A child's stderr: a new file in append mode, so it can be emptied while the child writes.
-fn log_file(path: &Path) -> std::fs::File {
-    std::fs::File::create(path)
-        .and_then(|_| std::fs::OpenOptions::new().append(true).open(path))
-        .unwrap_or_else(|e| panic!("log file {}: {e}", path.display()))
-}
-
 /// A short-lived child (oha), killed if still running when dropped.
 struct Guard(Option<Child>);
 
@@ -1849,79 +1844,32 @@ impl Drop for Guard {
     }
 }
 
-/// A long-lived child process, stopped when dropped: SIGTERM, up to 5 s to exit, then
-/// SIGKILL; then any `bench_upstream` child it left behind is killed too.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
+/// A long-lived child process (`proc::Proc`), and when dropped any `bench_upstream` child it
+/// left behind is killed too.
+struct Proc(proc::Proc);
 
 impl Proc {
     /// Starts `cmd` with stdout discarded and stderr to `log`.
     fn start(name: &str, cmd: &mut Command, log: &Path) -> Proc {
-        let stderr = log_file(log);
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-        Proc {
-            name: name.to_owned(),
-            child,
-            log: log.to_owned(),
-        }
+        Proc(proc::Proc::start(name, cmd, log))
     }
 
     /// Starts `cmd` (stderr to `log`) and waits for the stdout line starting with `prefix`;
     /// returns the guard and the rest of that line.
     fn spawn(name: &str, cmd: &mut Command, log: &Path, prefix: &str) -> (Proc, String) {
-        let stderr = log_file(log);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let proc = Proc {
-            name: name.to_owned(),
-            child,
-            log: log.to_owned(),
-        };
-        match stdout::line_after(stdout, prefix, WAIT) {
-            Some(rest) => (proc, rest),
-            None => panic!(
-                "{name} printed no `{prefix}` line within {WAIT:?}; its log:\n{}",
-                std::fs::read_to_string(&proc.log).unwrap_or_default()
-            ),
-        }
+        let (proc, rest) = proc::Proc::spawn(name, cmd, log, prefix);
+        (Proc(proc), rest)
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let left = upstream_children_started(self.pid());
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.pid().to_string()])
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if !matches!(self.child.try_wait(), Ok(Some(_))) {
-                eprintln!("{} ignored SIGTERM for 5 s; killing it", self.name);
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
+        self.0.stop();
         // The gateway stops its stdio upstreams itself; whatever is still there (the same
         // pid, started at the same time) was left behind.
         let deadline = Instant::now() + Duration::from_secs(5);

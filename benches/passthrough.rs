@@ -38,15 +38,19 @@
 //! `target/bench-passthrough.txt`. Every process started here is stopped by a guard, also when
 //! the bench panics. Under `cargo test` (no `--bench` argument) the bench does nothing.
 
+#[path = "common/proc.rs"]
+mod proc;
 #[path = "common/scale.rs"]
 mod scale;
 #[path = "common/stdout.rs"]
 mod stdout;
 
+use proc::Proc;
+
 use scale::{scale_factor, scaled};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
@@ -923,62 +927,6 @@ fn summary(comparisons: &[(&'static str, Comparisons)]) -> String {
     }
     out.push('\n');
     out
-}
-
-/// A child process, stopped when dropped: SIGTERM, up to 5 s to exit, then SIGKILL.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// Spawns `cmd` (stderr to `log`) and waits for the stdout line starting with `prefix`;
-    /// returns the guard and the rest of that line.
-    fn spawn(name: &str, cmd: &mut Command, log: &Path, prefix: &str) -> (Proc, String) {
-        let stderr = std::fs::File::create(log).expect("log file");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let proc = Proc {
-            name: name.to_owned(),
-            child,
-            log: log.to_owned(),
-        };
-        match stdout::line_after(stdout, prefix, WAIT) {
-            Some(rest) => (proc, rest),
-            None => panic!(
-                "{name} printed no `{prefix}` line within {WAIT:?}; its log:\n{}",
-                std::fs::read_to_string(&proc.log).unwrap_or_default()
-            ),
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} ignored SIGTERM for 5 s; killing it", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `manifold serve` on a free loopback port with `yaml` as its config; returns the guard

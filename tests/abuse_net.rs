@@ -374,13 +374,7 @@ async fn sessions_never_used_expire_fast_and_used_ones_stay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principal_full_of_busy_sessions_is_refused_others_are_served() {
-    use sha2::Digest;
-    let hex = |key: &str| {
-        sha2::Sha256::digest(key.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let hex = support::sha256_hex;
     let (alice, bob) = ("alice-key-0123456789", "bob-key-0123456789ab");
     let gw = Gateway::start(&format!(
         "upstreams: {{}}\nauth:\n  api_keys:\n    - {{name: alice, sha256: \"{}\"}}\n    - {{name: bob, sha256: \"{}\"}}\nsessions: {{per_principal: 2}}\n",

@@ -17,7 +17,8 @@ use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::{
-    ACCEPT_BOTH, Gateway, Mcp, Reply, VERSION, WAIT, http_client, initialize_body, wait_for,
+    ACCEPT_BOTH, Gateway, Mcp, Reply, VERSION, WAIT, http_client, initialize_body, sha256_hex,
+    wait_for,
 };
 
 const ISSUER: &str = "https://issuer.test";
@@ -295,14 +296,6 @@ upstreams:
         ec,
         stranger,
     }
-}
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A client whose every request carries `Authorization: Bearer <token>`.

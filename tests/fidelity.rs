@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{
     ACCEPT_BOTH, Gateway, Mcp, RawSse, SseStream, VERSION, WAIT, Wiretap, conformance_upstream,
-    first_text, fixture_bin, stdio_fixture, streaming_client, wait_for,
+    content_type, first_text, fixture_bin, stdio_fixture, streaming_client, wait_for,
 };
 
 /// Starts a gateway whose one upstream, `alpha`, is the rmcp fixture behind a wiretap.
@@ -46,14 +46,6 @@ async fn post_streaming(c: &Mcp, body: &Value) -> reqwest::Response {
         .send()
         .await
         .expect("POST")
-}
-
-fn content_type(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
 }
 
 fn slow_call(id: Value, ms: u64, token: Option<&str>) -> Value {

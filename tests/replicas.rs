@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{
-    ACCEPT_BOTH, Cluster, HttpFixture, RawSse, Reply, VERSION, WAIT, demo_upstream,
-    everything_upstream, first_text, http_client, http_upstream, messages_of, replica_of,
-    streaming_client, wait_for, within,
+    ACCEPT_BOTH, Cluster, HttpFixture, RawSse, Reply, VERSION, WAIT, content_type, demo_upstream,
+    everything_upstream, first_text, http_client, http_upstream, initialize_body, messages_of,
+    replica_of, streaming_client, wait_for, within,
 };
 
 /// How long a message that must arrive may take.
@@ -196,14 +196,8 @@ impl Client {
     /// [`Client::open`], or why not.
     async fn try_open(url: &str, capabilities: Value) -> Result<(Client, Option<usize>), String> {
         let http = http_client();
-        let init = json!({
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {
-                "protocolVersion": VERSION,
-                "capabilities": capabilities,
-                "clientInfo": { "name": "replicas-test", "version": "0" },
-            },
-        });
+        let mut init = initialize_body(0, VERSION);
+        init["params"]["capabilities"] = capabilities;
         let resp = http
             .post(url)
             .header("content-type", "application/json")
@@ -363,14 +357,6 @@ impl Client {
             .await
             .unwrap_or(Attempt::Hung)
     }
-}
-
-fn content_type(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
 }
 
 fn call(tool: &str, args: &Value) -> Value {
@@ -1097,9 +1083,7 @@ async fn redis_down_keeps_held_sessions_and_names_the_store_for_the_rest(server:
         );
     }
     // A new session cannot be shared: refused, naming why.
-    let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": { "protocolVersion": VERSION, "capabilities": {},
-                    "clientInfo": { "name": "replicas-test", "version": "0" } } });
+    let init = initialize_body(0, VERSION);
     let resp = within(
         HUNG,
         "initialize without Redis",
@@ -1183,14 +1167,8 @@ async fn a_listening_session_outlives_the_idle_timeout_and_oversized_ones_are_re
     drop(reader);
 
     let huge = "x".repeat(70 * 1024);
-    let init = json!({
-        "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {
-            "protocolVersion": VERSION,
-            "capabilities": { "experimental": { "big": huge } },
-            "clientInfo": { "name": "replicas-test", "version": "0" },
-        },
-    });
+    let mut init = initialize_body(0, VERSION);
+    init["params"]["capabilities"] = json!({ "experimental": { "big": huge } });
     let resp = http_client()
         .post(&cluster.url)
         .header("content-type", "application/json")
@@ -1212,13 +1190,7 @@ async fn a_listening_session_outlives_the_idle_timeout_and_oversized_ones_are_re
 /// and the owner is served everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_bound_to_its_principal_on_every_replica() {
-    use sha2::Digest;
-    let hex = |key: &str| {
-        sha2::Sha256::digest(key.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let hex = support::sha256_hex;
     let (alice, bob) = ("alice-key-0123456789", "bob-key-0123456789ab");
     let fixture = HttpFixture::start("fx", &[]);
     let yaml = format!(
@@ -1241,13 +1213,7 @@ async fn a_session_is_bound_to_its_principal_on_every_replica() {
         }
         req.json(&body).send()
     };
-    let init = json!({
-        "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {
-            "protocolVersion": VERSION, "capabilities": {},
-            "clientInfo": { "name": "replicas-test", "version": "0" },
-        },
-    });
+    let init = initialize_body(0, VERSION);
     let resp = post(&urls[0], alice, None, init).await.expect("initialize");
     assert_eq!(resp.status(), 200);
     let session = resp

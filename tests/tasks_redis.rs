@@ -10,19 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::test_redis::{RedisServer, free_port};
-use support::{Gateway, HttpFixture, Stateless, WAIT, http_upstream, wait_for};
+use support::{Gateway, HttpFixture, Stateless, WAIT, http_upstream, sha256_hex, wait_for};
 
 const SEAL_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const ALICE: &str = "alice-key-0123456789abcdef";
 const BOB: &str = "bob-key-0123456789abcdef01";
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// A gateway config: two API-key principals, the fixture as `fx` with `slow` always a task,
 /// tasks in the Redis at `redis`.

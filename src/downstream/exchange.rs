@@ -286,7 +286,8 @@ pub async fn notification(upstreams: &Upstreams, session: &Session, n: Notificat
         methods::INITIALIZED => {
             session.mark_initialized();
             if let Some(shared) = session.shared()
-                && let Err(e) = shared.save(&session.id, &session.record()).await
+                && let Ok(json) = session.record().encode()
+                && let Err(e) = shared.save(&session.id, &json).await
             {
                 tracing::warn!(error = %e, "Could not share that a session is initialized");
             }
@@ -414,22 +415,18 @@ pub async fn initialize(
     session.principal = principal;
     session.source = source;
     let session = admit(gateway, Arc::new(session)).await?;
-    if session.shared().is_some()
-        && let Some(len) = session.record().too_large()
-    {
-        gateway.sessions.remove(&session.id);
-        return Err(ErrorObject::invalid_params(format!(
-            "clientInfo and capabilities take {len} bytes; a session shared by replicas holds \
-             at most {}",
-            crate::session::shared::MAX_RECORD
-        )));
-    }
-    if let Some(shared) = session.shared()
-        && let Err(e) = shared.save(&session.id, &session.record()).await
-    {
-        tracing::warn!(error = %e, "Could not share a new session; refused it");
-        gateway.sessions.remove(&session.id);
-        return Err(relay::bus::unavailable(&e));
+    if let Some(shared) = session.shared() {
+        let saved = match session.record().encode() {
+            Ok(json) => shared.save(&session.id, &json).await.map_err(|e| {
+                tracing::warn!(error = %e, "Could not share a new session; refused it");
+                relay::bus::unavailable(&e)
+            }),
+            Err(len) => Err(relay::bus::too_large(len)),
+        };
+        if let Err(e) = saved {
+            gateway.sessions.remove(&session.id);
+            return Err(e);
+        }
     }
     tracing::info!(session = %&session.id[..8], version = %session.protocol_version, client = %session.client_info, "Client session opened");
     Ok((result, session))

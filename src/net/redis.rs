@@ -116,10 +116,7 @@ impl Redis {
     /// Runs one command within `redis.timeout`.
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisFault> {
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
-            Ok(result) => result.map_err(|e| self.fault(e)),
-            Err(_) => Err(self.timed_out()),
-        }
+        self.timed(cmd.query_async(&mut conn)).await
     }
 
     /// Runs a pipeline (atomic when built with `.atomic()`) within `redis.timeout`.
@@ -128,10 +125,7 @@ impl Redis {
         pipe: &redis::Pipeline,
     ) -> Result<T, RedisFault> {
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeout, pipe.query_async(&mut conn)).await {
-            Ok(result) => result.map_err(|e| self.fault(e)),
-            Err(_) => Err(self.timed_out()),
-        }
+        self.timed(pipe.query_async(&mut conn)).await
     }
 
     /// Runs a Lua script (by its digest, loading it when Redis does not know it yet) within
@@ -141,7 +135,15 @@ impl Redis {
         call: &redis::ScriptInvocation<'_>,
     ) -> Result<T, RedisFault> {
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await {
+        self.timed(call.invoke_async(&mut conn)).await
+    }
+
+    /// Awaits one operation for at most `redis.timeout`.
+    async fn timed<T>(
+        &self,
+        operation: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RedisFault> {
+        match tokio::time::timeout(self.timeout, operation).await {
             Ok(result) => result.map_err(|e| self.fault(e)),
             Err(_) => Err(self.timed_out()),
         }

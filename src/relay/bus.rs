@@ -258,10 +258,20 @@ pub async fn changed(session: &Session) -> Result<(), crate::protocol::ErrorObje
     let Some(shared) = session.shared() else {
         return Ok(());
     };
+    let json = session.record().encode().map_err(too_large)?;
     shared
-        .changed(&session.id, &session.record())
+        .changed(&session.id, &json)
         .await
         .map_err(|e| unavailable(&e))
+}
+
+/// The error for a session whose record would not fit in Redis.
+pub fn too_large(len: usize) -> crate::protocol::ErrorObject {
+    crate::protocol::ErrorObject::invalid_params(format!(
+        "the session would take {len} bytes to share (client info, capabilities and \
+         subscriptions); a session shared by replicas holds at most {}",
+        crate::session::shared::MAX_RECORD
+    ))
 }
 
 /// The error a client gets when the shared session store cannot be reached.
@@ -311,7 +321,7 @@ pub async fn resume(
     after: u64,
     owner: u32,
 ) -> Result<(String, mpsc::Receiver<Resumed>), String> {
-    let token: String = format!("{:016x}", rand::random::<u64>());
+    let token = reply_token();
     let (tx, rx) = mpsc::channel(256);
     shared.resumes.insert(token.clone(), tx);
     let ask = Directed::Resume {
@@ -347,7 +357,7 @@ pub async fn continue_elsewhere(
     wait: Duration,
 ) -> Result<Value, crate::protocol::ErrorObject> {
     use crate::protocol::ErrorObject;
-    let token: String = format!("{:016x}", rand::random::<u64>());
+    let token = reply_token();
     let (tx, rx) = tokio::sync::oneshot::channel();
     shared.continues.insert(token.clone(), tx);
     let ask = Directed::Continue {
@@ -384,6 +394,11 @@ pub async fn continue_elsewhere(
              without requestState",
         )),
     }
+}
+
+/// A fresh token under which an answer from another replica comes back here.
+fn reply_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// This replica's subscriber key for listen stream `key` of replica `replica`.

@@ -78,10 +78,14 @@ pub struct Record {
 }
 
 impl Record {
-    /// Its size when over [`MAX_RECORD`] bytes of JSON.
-    pub fn too_large(&self) -> Option<usize> {
-        let len = serde_json::to_string(self).map_or(usize::MAX, |j| j.len());
-        (len > MAX_RECORD).then_some(len)
+    /// The record as Redis keeps it; `Err` with its size when over [`MAX_RECORD`] bytes
+    /// (client info and capabilities are the client's to choose, subscriptions grow).
+    pub fn encode(&self) -> Result<String, usize> {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        if json.len() > MAX_RECORD {
+            return Err(json.len());
+        }
+        Ok(json)
     }
 
     pub fn principal(&self) -> Principal {
@@ -254,16 +258,8 @@ impl Shared {
         self.redis.key("bus")
     }
 
-    /// Writes the session's record, renewing its lifetime. A record over [`MAX_RECORD`] bytes
-    /// is refused (its client info and capabilities are the client's to choose).
-    pub async fn save(&self, id: &str, record: &Record) -> Result<(), RedisFault> {
-        let json = serde_json::to_string(record).unwrap_or_default();
-        if json.len() > MAX_RECORD {
-            return Err(RedisFault(format!(
-                "the session's client info and capabilities take {} bytes, more than the {MAX_RECORD} a shared session may hold",
-                json.len()
-            )));
-        }
+    /// Writes the session's record (from [`Record::encode`]), renewing its lifetime.
+    pub async fn save(&self, id: &str, json: &str) -> Result<(), RedisFault> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.record_key(id))
             .arg(json)
@@ -302,8 +298,8 @@ impl Shared {
     }
 
     /// Saves the session's record after a change and tells the replicas holding copies.
-    pub async fn changed(&self, id: &str, record: &Record) -> Result<(), RedisFault> {
-        self.save(id, record).await?;
+    pub async fn changed(&self, id: &str, json: &str) -> Result<(), RedisFault> {
+        self.save(id, json).await?;
         self.announce(&Broadcast::Changed {
             s: id.to_owned(),
             from: self.replica,

@@ -409,6 +409,24 @@ impl Mcp {
 }
 
 /// The body of an `initialize` request.
+/// The `Content-Type` of an answer ("" when absent).
+pub fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// SHA-256 of `text` in lower-case hex: what `auth.api_keys[].sha256` holds for a key.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn initialize_body(id: u64, version: &str) -> Value {
     json!({
         "jsonrpc": "2.0",

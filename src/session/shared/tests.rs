@@ -62,7 +62,7 @@ async fn a_record_lives_until_deleted_and_renewal_says_when_it_is_gone() {
     let a = shared_on(&server);
     let b = shared_on(&server);
     assert_eq!(b.load("s1").await.unwrap(), None);
-    a.save("s1", &record()).await.unwrap();
+    a.save("s1", &record().encode().unwrap()).await.unwrap();
     assert_eq!(b.load("s1").await.unwrap(), Some(record()));
     assert!(b.renew("s1").await.unwrap());
     a.delete("s1").await.unwrap();
@@ -151,4 +151,12 @@ fn stream_numbers_name_the_replica_that_wrote_them() {
     let base = u64::from(0xdead_beef_u32) << 32;
     assert_eq!(Shared::replica_of(base + 7), 0xdead_beef);
     assert_eq!(Shared::replica_of(7), 0);
+}
+
+#[test]
+fn a_record_over_the_bound_is_not_encoded() {
+    let mut big = record();
+    big.client_info = json!({ "name": "x".repeat(MAX_RECORD) });
+    assert!(big.encode().is_err_and(|len| len > MAX_RECORD));
+    assert!(record().encode().is_ok());
 }
