@@ -149,19 +149,18 @@ impl Message {
     /// message becomes the JSON-RPC error object to answer with.
     pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        let value: Value = if first == Some(&b'{') {
-            let top: TopLevel = serde_json::from_slice(bytes)
+        if first == Some(&b'{') {
+            let top: Envelope = serde_json::from_slice(bytes)
                 .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
             if let Some(key) = top.duplicate {
                 return Err(ParseError::Invalid(ErrorObject::invalid_request(format!(
                     "duplicate '{key}' member in the message"
                 ))));
             }
-            Value::Object(top.members)
-        } else {
-            serde_json::from_slice(bytes)
-                .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?
-        };
+            return top.into_message().map_err(ParseError::Invalid);
+        }
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
         match value {
             Value::Array(items) => Err(ParseError::Batch(items)),
             other => Message::from_value(other).map_err(ParseError::Invalid),
@@ -175,17 +174,11 @@ impl Message {
                 "message must be a JSON object",
             ));
         };
-        if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-            return Err(ErrorObject::invalid_request("'jsonrpc' must be \"2.0\""));
+        let mut envelope = Envelope::default();
+        for (i, key) in ENVELOPE_KEYS.iter().enumerate() {
+            *envelope.member(i) = obj.remove(*key);
         }
-        let params = take_params(&mut obj)?;
-        match obj.remove("method") {
-            Some(Value::String(method)) => {
-                request_or_notification(method, obj.remove("id"), params)
-            }
-            Some(_) => Err(ErrorObject::invalid_request("'method' must be a string")),
-            None => response(obj),
-        }
+        envelope.into_message()
     }
 
     pub fn to_value(&self) -> Value {
@@ -234,42 +227,100 @@ impl Message {
     }
 }
 
-/// The members of a message object, and the first envelope member it named twice. JSON
-/// parsers disagree on duplicate keys (first or last wins), so a message whose `method` reads
-/// one way here and another way in a proxy or an upstream is refused, not interpreted.
-struct TopLevel {
-    members: Map<String, Value>,
+/// The members of a message object that make the JSON-RPC envelope (others are ignored),
+/// and the first of them it named twice. JSON parsers disagree on duplicate keys (first or
+/// last wins), so a message whose `method` reads one way here and another way in a proxy or
+/// an upstream is refused, not interpreted. Read straight from the text: no map of the
+/// members is built (and hashed) only to be taken apart again.
+#[derive(Default)]
+struct Envelope {
+    jsonrpc: Option<Value>,
+    id: Option<Value>,
+    method: Option<Value>,
+    params: Option<Value>,
+    result: Option<Value>,
+    error: Option<Value>,
     duplicate: Option<&'static str>,
 }
 
 const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 
-impl<'de> Deserialize<'de> for TopLevel {
+impl Envelope {
+    /// The member [`ENVELOPE_KEYS`]`[i]` names.
+    fn member(&mut self, i: usize) -> &mut Option<Value> {
+        match i {
+            0 => &mut self.jsonrpc,
+            1 => &mut self.id,
+            2 => &mut self.method,
+            3 => &mut self.params,
+            4 => &mut self.result,
+            _ => &mut self.error,
+        }
+    }
+
+    fn into_message(self) -> Result<Message, ErrorObject> {
+        if self.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
+            return Err(ErrorObject::invalid_request("'jsonrpc' must be \"2.0\""));
+        }
+        let params = match self.params {
+            None | Some(Value::Null) => None,
+            Some(p @ Value::Object(_)) => Some(p),
+            Some(_) => return Err(ErrorObject::invalid_request("'params' must be an object")),
+        };
+        match self.method {
+            Some(Value::String(method)) => request_or_notification(method, self.id, params),
+            Some(_) => Err(ErrorObject::invalid_request("'method' must be a string")),
+            None => response(self.id, self.result, self.error),
+        }
+    }
+}
+
+/// A member name of a message object: which envelope member, if any. Read without a copy.
+struct Key(Option<usize>);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
+                Ok(Key(ENVELOPE_KEYS.iter().position(|k| *k == name)))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Members;
         impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = TopLevel;
+            type Value = Envelope;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<TopLevel, A::Error> {
-                let mut members = Map::new();
-                let mut seen = 0u8;
-                let mut duplicate = None;
-                while let Some(key) = map.next_key::<String>()? {
+            ) -> Result<Envelope, A::Error> {
+                let mut envelope = Envelope::default();
+                while let Some(Key(key)) = map.next_key()? {
+                    let Some(i) = key else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        continue;
+                    };
                     let value: Value = map.next_value()?;
-                    if let Some(i) = ENVELOPE_KEYS.iter().position(|k| *k == key) {
-                        if seen & (1 << i) != 0 && duplicate.is_none() {
-                            duplicate = Some(ENVELOPE_KEYS[i]);
-                        }
-                        seen |= 1 << i;
+                    let slot = envelope.member(i);
+                    let again = slot.is_some();
+                    *slot = Some(value);
+                    if again && envelope.duplicate.is_none() {
+                        envelope.duplicate = Some(ENVELOPE_KEYS[i]);
                     }
-                    members.insert(key, value);
                 }
-                Ok(TopLevel { members, duplicate })
+                Ok(envelope)
             }
         }
         deserializer.deserialize_map(Members)
@@ -283,14 +334,6 @@ pub enum ParseError {
     Batch(Vec<Value>),
     /// Not valid JSON, or not a valid message: answer with this error.
     Invalid(ErrorObject),
-}
-
-fn take_params(obj: &mut Map<String, Value>) -> Result<Option<Value>, ErrorObject> {
-    match obj.remove("params") {
-        None | Some(Value::Null) => Ok(None),
-        Some(p @ Value::Object(_)) => Ok(Some(p)),
-        Some(_) => Err(ErrorObject::invalid_request("'params' must be an object")),
-    }
 }
 
 fn request_or_notification(
@@ -309,15 +352,19 @@ fn request_or_notification(
     }
 }
 
-fn response(mut obj: Map<String, Value>) -> Result<Message, ErrorObject> {
+fn response(
+    id: Option<Value>,
+    result: Option<Value>,
+    error: Option<Value>,
+) -> Result<Message, ErrorObject> {
     let id =
-        match obj.remove("id") {
+        match id {
             None | Some(Value::Null) => None,
             Some(raw) => Some(Id::from_value(&raw).ok_or_else(|| {
                 ErrorObject::invalid_request("'id' must be a string or an integer")
             })?),
         };
-    let outcome = match (obj.remove("result"), obj.remove("error")) {
+    let outcome = match (result, error) {
         (Some(result), None) => Ok(result),
         (None, Some(error)) => Err(serde_json::from_value::<ErrorObject>(error)
             .map_err(|e| ErrorObject::invalid_request(format!("malformed error object: {e}")))?),

@@ -2,6 +2,7 @@
 //! in a log line, an error message or `/readyz`.
 
 use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 /// `text` with control characters escaped: `\n`, `\r`, `\t`, `\0` by name, others as
 /// `\u{..}`. A newline from an upstream can then not start a line of its own in a text log
@@ -13,17 +14,31 @@ pub fn printable(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\0' => out.push_str("\\0"),
-            c if c.is_control() => out.extend(c.escape_unicode()),
-            c => out.push(c),
-        }
-    }
+    let _ = Printable(&mut out).write_str(text);
     Cow::Owned(out)
+}
+
+/// A writer that passes text on as [`printable`] would return it, piece by piece: for
+/// formatting a value straight into a log line without a copy of it first.
+pub struct Printable<'a, W: fmt::Write + ?Sized>(pub &'a mut W);
+
+impl<W: fmt::Write + ?Sized> fmt::Write for Printable<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                '\0' => self.0.write_str("\\0")?,
+                c => write!(self.0, "{}", c.escape_unicode())?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 pub mod export;
 pub mod spans;
+mod text;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::{EnvFilter, Targets};
@@ -21,7 +22,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::config::telemetry::TelemetryConfig;
-use crate::protocol::text::printable;
 
 /// How log lines are written: human-readable text, or one JSON object per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -90,25 +90,8 @@ pub fn log_layer(format: LogFormat, quiet: bool) -> BoxedLayer {
         .with_ansi(ansi);
     match format {
         LogFormat::Json => fmt.json().with_filter(filter).boxed(),
-        LogFormat::Text => fmt.fmt_fields(text_fields()).with_filter(filter).boxed(),
+        LogFormat::Text => fmt.fmt_fields(text::TextFields).with_filter(filter).boxed(),
     }
-}
-
-/// The text format's fields, `name=value` (the message bare), with control characters in
-/// every value escaped ([`printable`]): values quote upstreams and clients (an error body,
-/// a stderr line), and a raw newline in one would start a forged log line. JSON logs need no
-/// such care: serde escapes every string.
-fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
-    use tracing_subscriber::field::MakeExt;
-    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
-        let value = format!("{value:?}");
-        let value = printable(&value);
-        match field.name() {
-            "message" => w.write_str(&value),
-            name => write!(w, "{}={value}", name.strip_prefix("r#").unwrap_or(name)),
-        }
-    })
-    .delimited(" ")
 }
 
 /// A subscriber that only logs: for the moments before the configuration is known (loading
