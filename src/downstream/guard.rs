@@ -5,9 +5,7 @@
 //! for loopback listeners), only loopback names and configured extras are accepted. A bad
 //! `Origin` gets 403 (MCP 2025-11-25 transports); a bad `Host` gets 421 Misdirected Request.
 
-use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::config::Security;
@@ -93,25 +91,31 @@ impl Guard {
 /// (the URI), usually without `Host`, as does an HTTP/1.1 request in absolute form. A `Host`
 /// that names another authority than the URI is refused with 400 (RFC 9113 §8.3.1, RFC 9112
 /// §3.2.2: the URI's authority is the one that counts, so the two must not disagree).
-pub async fn authority_as_host(mut req: Request, next: Next) -> Response {
-    let Some(authority) = req.uri().authority().map(|a| a.as_str().to_owned()) else {
-        return next.run(req).await;
-    };
+///
+/// Run by the edge (`serve::connections`) on every request before it is routed; returns
+/// the answer to send instead when it refuses.
+pub fn authority_as_host<B>(req: &mut http::Request<B>) -> Option<Response> {
+    let authority = req.uri().authority()?;
     match req.headers().get(header::HOST) {
-        Some(host) if !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) => {
+        Some(host)
+            if !host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
+        {
             let msg = format!(
-                "Host {:?} differs from the request's authority {authority:?}",
-                host.to_str().unwrap_or("(not text)")
+                "Host {:?} differs from the request's authority {:?}",
+                host.to_str().unwrap_or("(not text)"),
+                authority.as_str()
             );
             let error = crate::protocol::ErrorObject::invalid_request(msg);
-            super::web::rpc_error(StatusCode::BAD_REQUEST, error)
+            Some(super::web::rpc_error(StatusCode::BAD_REQUEST, error))
         }
-        Some(_) => next.run(req).await,
+        Some(_) => None,
         None => {
-            if let Ok(v) = HeaderValue::from_str(&authority) {
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
                 req.headers_mut().insert(header::HOST, v);
             }
-            next.run(req).await
+            None
         }
     }
 }

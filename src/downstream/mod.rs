@@ -32,7 +32,8 @@ use crate::protocol::ErrorObject;
 use guard::Guard;
 use web::{AppState, rpc_error};
 
-/// The HTTP application: the MCP endpoint and the health endpoints.
+/// The HTTP application: the MCP endpoint and the health endpoints. The edge runs [`admit`]
+/// on each request before it reaches this router.
 pub fn app(gateway: Arc<Gateway>) -> Router {
     let config = gateway.config();
     let guard = Arc::new(Guard::new(&config.security));
@@ -64,7 +65,12 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
             guard,
             opening: Default::default(),
         })
-        .layer(axum::middleware::from_fn(guard::authority_as_host))
+}
+
+/// What the edge checks on every request before it is routed (see
+/// [`guard::authority_as_host`]); the answer to send instead when it refuses.
+pub fn admit<B>(req: &mut axum::http::Request<B>) -> Option<Response> {
+    guard::authority_as_host(req)
 }
 
 async fn resource_metadata(

@@ -24,6 +24,11 @@ pub struct Printable<'a, W: fmt::Write + ?Sized>(pub &'a mut W);
 
 impl<W: fmt::Write + ?Sized> fmt::Write for Printable<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Control characters are U+0000–U+001F, U+007F, and U+0080–U+009F, which UTF-8
+        // writes as 0xC2 0x80–0x9F: text without those bytes passes on unexamined.
+        if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+            return self.0.write_str(text);
+        }
         let mut rest = text;
         while let Some(at) = rest.find(char::is_control) {
             self.0.write_str(&rest[..at])?;

@@ -47,6 +47,8 @@ use crate::config::limits::ConnectionsConfig;
 use crate::downstream::web::Peer;
 use crate::pipeline::metrics::Metrics;
 
+use super::in_flight::InFlight;
+
 /// How long a connection asked to close (idle, or at shutdown) may take to finish what it
 /// is writing before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -64,6 +66,7 @@ pub async fn serve(
     app: Router,
     limits: ConnectionsConfig,
     metrics: Arc<Metrics>,
+    in_flight: InFlight,
     close: CancellationToken,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -83,6 +86,7 @@ pub async fn serve(
         app,
         limits,
         metrics,
+        in_flight,
         close: close.clone(),
     });
     let slots = Arc::new(Semaphore::new(shared.limits.max));
@@ -137,6 +141,7 @@ struct Shared {
     app: Router,
     limits: ConnectionsConfig,
     metrics: Arc<Metrics>,
+    in_flight: InFlight,
     close: CancellationToken,
 }
 
@@ -165,6 +170,7 @@ async fn connection(shared: &Shared, tcp: TcpStream, addr: SocketAddr, source: A
     let vouched = source;
     let service = ConnectionService {
         app: shared.app.clone(),
+        in_flight: shared.in_flight.clone(),
         peer: Peer::new(addr, move || vouched.release()),
         activity: activity.clone(),
     };
@@ -209,6 +215,7 @@ async fn connection(shared: &Shared, tcp: TcpStream, addr: SocketAddr, source: A
 #[derive(Clone)]
 struct ConnectionService {
     app: Router,
+    in_flight: InFlight,
     peer: Peer,
     activity: Arc<Activity>,
 }
@@ -219,12 +226,17 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        // Counted from arrival until the answer's body is done, for the drain and for this
+        // connection's idle timeout.
+        let counted = (self.in_flight.enter(), self.activity.enter());
+        if let Some(refused) = crate::downstream::admit(&mut req) {
+            return Box::pin(std::future::ready(Ok(refused)));
+        }
         req.extensions_mut().insert(self.peer.clone());
-        let busy = self.activity.enter();
         let answer = tower::ServiceExt::oneshot(self.app.clone(), req);
         Box::pin(async move {
             let resp = answer.await?;
-            Ok(resp.map(|body| super::in_flight::Guarded::body(body, busy)))
+            Ok(resp.map(|body| super::in_flight::Guarded::body(body, counted)))
         })
     }
 }

@@ -8,9 +8,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use bytes::Bytes;
 use http_body::Frame;
 
@@ -33,25 +30,19 @@ impl InFlight {
         true
     }
 
-    fn enter(&self) -> Entered {
+    pub(super) fn enter(&self) -> Entered {
         self.0.fetch_add(1, Ordering::AcqRel);
         Entered(self.0.clone())
     }
 }
 
 /// One request in flight, until dropped.
-struct Entered(Arc<AtomicUsize>);
+pub(super) struct Entered(Arc<AtomicUsize>);
 
 impl Drop for Entered {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// The middleware: counts the request until its answer's body has been sent or dropped.
-pub async fn track(State(in_flight): State<InFlight>, req: Request, next: Next) -> Response {
-    let entered = in_flight.enter();
-    next.run(req).await.map(|body| Guarded::body(body, entered))
 }
 
 /// An answer's body that holds `guard` until the body is sent in full or dropped: how a

@@ -66,16 +66,14 @@ async fn run(
 ) -> std::io::Result<()> {
     let gateway = Gateway::start_with(config, &hooks);
     let in_flight = InFlight::default();
-    let app = crate::downstream::app(gateway.clone()).layer(axum::middleware::from_fn_with_state(
-        in_flight.clone(),
-        in_flight::track,
-    ));
+    let app = crate::downstream::app(gateway.clone());
     let close = CancellationToken::new();
     let server = tokio::spawn(connections::serve(
         listener,
         app,
         gateway.config().connections.clone(),
         gateway.metrics.clone(),
+        in_flight.clone(),
         close.clone(),
     ));
     if let Some(reload) = reload {
