@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::protocol::envelope::CacheHint;
-use crate::protocol::methods;
+use crate::protocol::{headers, methods};
 
 /// Source of catalog generations. Global and monotonic, so a generation never repeats, even
 /// across restarts of an upstream, and a cursor minted before a change is always detectable.
@@ -91,6 +91,10 @@ pub struct UpstreamCatalog {
     pub templates: Vec<Value>,
     /// Cache hint of each kind's listing, as the upstream gave it (absent: none).
     hints: std::collections::HashMap<Kind, CacheHint>,
+    /// The tools whose input schema has `x-mcp-header` annotations, by name: a 2026-07-28
+    /// call needs that schema, and looks here instead of through every tool. Most upstreams
+    /// have none.
+    header_schemas: Vec<(String, Value)>,
 }
 
 impl UpstreamCatalog {
@@ -136,6 +140,25 @@ impl UpstreamCatalog {
     pub fn set(&mut self, kind: Kind, listing: Listing) {
         *self.items_mut(kind) = listing.items;
         self.hints.insert(kind, listing.hint);
+        if kind == Kind::Tools {
+            self.header_schemas = self
+                .tools
+                .iter()
+                .filter_map(|tool| {
+                    let name = tool.get("name")?.as_str()?;
+                    let schema = tool.get("inputSchema")?;
+                    headers::has_param_headers(schema).then(|| (name.to_owned(), schema.clone()))
+                })
+                .collect();
+        }
+    }
+
+    /// The input schema of tool `name` (upstream name) when it has `x-mcp-header`
+    /// annotations; `None` for every other tool.
+    pub fn header_schema(&self, name: &str) -> Option<&Value> {
+        self.header_schemas
+            .iter()
+            .find_map(|(tool, schema)| (tool == name).then_some(schema))
     }
 }
 
@@ -144,4 +167,42 @@ impl UpstreamCatalog {
 pub struct Listing {
     pub items: Vec<Value>,
     pub hint: CacheHint,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Kind, Listing, UpstreamCatalog};
+    use crate::protocol::envelope::CacheHint;
+
+    #[test]
+    fn only_tools_with_header_annotations_have_a_header_schema_and_a_new_listing_replaces_them() {
+        let annotated = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"}
+        }});
+        let mut catalog = UpstreamCatalog::empty();
+        catalog.set(
+            Kind::Tools,
+            Listing {
+                items: vec![
+                    json!({"name": "plain", "inputSchema": {"type": "object", "properties": {"a": {"type": "string"}}}}),
+                    json!({"name": "routed", "inputSchema": annotated}),
+                ],
+                hint: CacheHint::NONE,
+            },
+        );
+        assert_eq!(catalog.header_schema("routed"), Some(&annotated));
+        assert_eq!(catalog.header_schema("plain"), None);
+        assert_eq!(catalog.header_schema("absent"), None);
+        let next = catalog.with(
+            Kind::Tools,
+            Listing {
+                items: vec![json!({"name": "plain", "inputSchema": {"type": "object"}})],
+                hint: CacheHint::NONE,
+            },
+        );
+        assert_eq!(next.header_schema("routed"), None);
+        assert_eq!(catalog.header_schema("routed"), Some(&annotated));
+    }
 }

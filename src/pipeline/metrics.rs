@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::metrics::MetricsConfig;
-use crate::protocol::{Era, ErrorObject, Request, codes, methods};
+use crate::protocol::{Era, ErrorObject, Request, codes, field, methods};
 use crate::upstream::Upstreams;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -467,7 +467,9 @@ fn method_label(method: &str) -> &'static str {
 /// kind of error.
 pub fn outcome_label(outcome: &Outcome) -> &'static str {
     match outcome {
-        Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => "tool_error",
+        Ok(result) if field::of(result, "isError").and_then(Value::as_bool) == Some(true) => {
+            "tool_error"
+        }
         Ok(_) => "ok",
         Err(e) => error_label(e),
     }

@@ -44,12 +44,12 @@ pub struct Envelope {
 /// Whether a request is in the stateless era: its `_meta` names a protocol version. The
 /// version key alone is the signal (a `_meta` with only `progressToken` is not).
 pub fn declares_version(params: Option<&Value>) -> bool {
-    meta(params).is_some_and(|m| m.contains_key(PROTOCOL_VERSION))
+    meta(params).is_some_and(|m| super::field::get(m, PROTOCOL_VERSION).is_some())
 }
 
 /// The request's `_meta`, when it is an object.
 pub fn meta(params: Option<&Value>) -> Option<&Map<String, Value>> {
-    params?.get("_meta")?.as_object()
+    super::field::of(params?, "_meta")?.as_object()
 }
 
 impl Envelope {
@@ -62,7 +62,7 @@ impl Envelope {
                 "missing params._meta with {PROTOCOL_VERSION} and {CLIENT_CAPABILITIES}"
             )));
         };
-        let version = match meta.get(PROTOCOL_VERSION) {
+        let version = match super::field::get(meta, PROTOCOL_VERSION) {
             Some(Value::String(v)) => v.clone(),
             Some(_) => {
                 return Err(ErrorObject::invalid_params(format!(
@@ -75,7 +75,7 @@ impl Envelope {
                 )));
             }
         };
-        let client_capabilities = match meta.get(CLIENT_CAPABILITIES) {
+        let client_capabilities = match super::field::get(meta, CLIENT_CAPABILITIES) {
             Some(caps @ Value::Object(_)) => caps.clone(),
             Some(_) => {
                 return Err(ErrorObject::invalid_params(format!(
@@ -95,7 +95,7 @@ impl Envelope {
         Ok(Envelope {
             version,
             client_capabilities,
-            client_info: meta.get(CLIENT_INFO).cloned(),
+            client_info: super::field::get(meta, CLIENT_INFO).cloned(),
             log_level,
         })
     }
@@ -131,9 +131,8 @@ pub fn rewrite_for_upstream(params: &mut Option<Value>, stateless: Option<(&Valu
     let Some(meta) = meta.as_object_mut() else {
         return;
     };
-    for key in HOP_KEYS {
-        meta.remove(key);
-    }
+    // One pass, no key hashed, the other members left in their order.
+    meta.retain(|key, _| !HOP_KEYS.contains(&key.as_str()));
     if let Some((capabilities, log_level)) = stateless {
         meta.insert(
             PROTOCOL_VERSION.into(),
@@ -150,7 +149,7 @@ pub fn rewrite_for_upstream(params: &mut Option<Value>, stateless: Option<(&Valu
 }
 
 fn declares_any_hop_key(params: Option<&Value>) -> bool {
-    meta(params).is_some_and(|m| HOP_KEYS.iter().any(|k| m.contains_key(*k)))
+    meta(params).is_some_and(|m| m.keys().any(|k| HOP_KEYS.contains(&k.as_str())))
 }
 
 /// The gateway as an MCP implementation (`clientInfo` upstream, `serverInfo` downstream).

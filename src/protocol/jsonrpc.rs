@@ -101,7 +101,7 @@ impl Request {
 
     /// A field of `params`, if params is an object that has it.
     pub fn param(&self, key: &str) -> Option<&Value> {
-        self.params.as_ref()?.get(key)
+        super::field::of(self.params.as_ref()?, key)
     }
 
     /// A string field of `params`, or an invalid-params error naming the field.

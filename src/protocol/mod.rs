@@ -8,6 +8,7 @@ pub mod codes;
 pub mod envelope;
 pub mod era;
 pub mod extensions;
+pub mod field;
 pub mod headers;
 pub mod jsonrpc;
 pub mod logging;

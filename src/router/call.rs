@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::Router;
 use crate::pipeline::RequestContext;
-use crate::protocol::ErrorObject;
+use crate::protocol::{ErrorObject, field};
 use crate::relay::progress::Registration;
 use crate::upstream::Upstream;
 use crate::upstream::peer::Origin;
@@ -34,8 +34,8 @@ impl Call {
         mut params: Value,
         origin: Option<Arc<Origin>>,
     ) -> Call {
-        let client_token = params
-            .pointer("/_meta/progressToken")
+        let client_token = crate::protocol::envelope::meta(Some(&params))
+            .and_then(|meta| field::get(meta, "progressToken"))
             .filter(|t| t.is_string() || t.is_number())
             .cloned();
         let registration = match (client_token, &ctx.notify) {

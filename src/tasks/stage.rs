@@ -207,7 +207,7 @@ async fn stateless(
 /// The request without a 2025-11-25 `task` param (what goes upstream when the gateway, not
 /// the upstream, handles the task).
 fn without_task(req: &Request) -> Cow<'_, Request> {
-    match req.params.as_ref().and_then(|p| p.get("task")) {
+    match req.param("task") {
         None => Cow::Borrowed(req),
         Some(_) => {
             let mut owned = req.clone();

@@ -19,7 +19,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::{TransportConfig, UpstreamConfig};
-use crate::protocol::{ErrorObject, Request, methods};
+use crate::protocol::{ErrorObject, Request, field, methods};
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -244,9 +244,12 @@ pub fn inject_meta(span: &Span, params: &mut Option<Value>) {
 /// The W3C trace context a message carries in `params._meta`, for transports that also
 /// send it as HTTP headers.
 pub fn meta_trace_context(params: Option<&Value>) -> Option<(&str, Option<&str>)> {
-    let meta = params?.get("_meta")?;
-    let traceparent = meta.get(TRACEPARENT)?.as_str()?;
-    Some((traceparent, meta.get(TRACESTATE).and_then(Value::as_str)))
+    let meta = crate::protocol::envelope::meta(params)?;
+    let traceparent = field::get(meta, TRACEPARENT)?.as_str()?;
+    Some((
+        traceparent,
+        field::get(meta, TRACESTATE).and_then(Value::as_str),
+    ))
 }
 
 /// The remote span context in a `traceparent` (and `tracestate`), if it is a valid one.

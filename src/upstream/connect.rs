@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::peer::{NotificationHook, Peer, PeerEvent};
 use super::{Closer, Connection, ServerInfo};
 use crate::config::{TransportConfig, UpstreamConfig};
-use crate::protocol::{Era, ErrorObject, codes, envelope, methods};
+use crate::protocol::{Era, ErrorObject, codes, envelope, field, methods};
 
 /// Longest wait for the answer to the era probe before taking the server for a handshake-era one
 /// (some never answer a request that precedes `initialize`). Short, since it delays every
@@ -59,11 +59,12 @@ pub fn gateway_capabilities() -> Value {
 pub fn relayable(client: &Value) -> Value {
     let mut caps = serde_json::Map::new();
     for key in ["sampling", "elicitation", "roots"] {
-        if let Some(v) = client.get(key) {
+        if let Some(v) = field::of(client, key) {
             caps.insert(key.into(), v.clone());
         }
     }
-    if let Some(tasks) = client.pointer("/extensions/io.modelcontextprotocol~1tasks") {
+    let extensions = field::of(client, "extensions");
+    if let Some(tasks) = extensions.and_then(|e| field::of(e, crate::protocol::extensions::TASKS)) {
         caps.insert(
             "extensions".into(),
             serde_json::json!({ crate::protocol::extensions::TASKS: tasks }),

@@ -78,13 +78,7 @@ impl Upstream {
     /// The `inputSchema` the upstream listed for the tool a `tools/call` names, when it has
     /// `x-mcp-header` annotations (the only use of it here).
     fn tool_schema(&self, params: Option<&Value>) -> Option<Value> {
-        let name = params?.get("name")?.as_str()?;
-        self.catalog()
-            .tools
-            .iter()
-            .find(|t| t.get("name").and_then(Value::as_str) == Some(name))?
-            .get("inputSchema")
-            .filter(|schema| crate::protocol::headers::has_param_headers(schema))
-            .cloned()
+        let name = crate::protocol::field::of(params?, "name")?.as_str()?;
+        self.catalog().header_schema(name).cloned()
     }
 }

@@ -243,13 +243,7 @@ impl Upstreams {
     pub fn tool_schema(&self, era: Era, exposed: &str) -> Option<Value> {
         let route = self.catalog(era).tool(exposed)?.clone();
         let catalog = self.get(route.upstream)?.catalog_for(era);
-        catalog
-            .tools
-            .iter()
-            .find(|t| t.get("name").and_then(Value::as_str) == Some(route.name.as_str()))
-            .and_then(|t| t.get("inputSchema"))
-            .filter(|schema| crate::protocol::headers::has_param_headers(schema))
-            .cloned()
+        catalog.header_schema(&route.name).cloned()
     }
 
     /// What the gateway can serve as tasks, for its capabilities (see
