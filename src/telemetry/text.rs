@@ -37,7 +37,7 @@ struct Fields<'writer> {
 }
 
 impl Fields<'_> {
-    fn write(&mut self, field: &Field, value: &dyn fmt::Debug) -> fmt::Result {
+    fn name(&mut self, field: &Field) -> fmt::Result {
         if !std::mem::take(&mut self.first) {
             self.writer.write_char(' ')?;
         }
@@ -47,7 +47,27 @@ impl Fields<'_> {
                 .write_str(name.strip_prefix("r#").unwrap_or(name))?;
             self.writer.write_char('=')?;
         }
+        Ok(())
+    }
+
+    fn write(&mut self, field: &Field, value: &dyn fmt::Debug) -> fmt::Result {
+        self.name(field)?;
         write!(Printable(&mut self.writer), "{value:?}")
+    }
+
+    /// A string as `Debug` writes it (quoted, escaped): plain printable ASCII without
+    /// quotes or backslashes reads the same, so it is written as it is.
+    fn write_str(&mut self, field: &Field, value: &str) -> fmt::Result {
+        let plain = value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+        if !plain {
+            return self.write(field, &value);
+        }
+        self.name(field)?;
+        self.writer.write_char('"')?;
+        self.writer.write_str(value)?;
+        self.writer.write_char('"')
     }
 }
 
@@ -55,6 +75,12 @@ impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.result.is_ok() {
             self.result = self.write(field, value);
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_ok() {
+            self.result = self.write_str(field, value);
         }
     }
 }
@@ -97,6 +123,8 @@ mod tests {
                 target: "t",
                 who = %"alice\r",
                 kind = "tool",
+                quoted = "say \"hi\"\\",
+                accented = "é",
                 r#type = 3,
                 ok = true,
                 ms = 1.5,
@@ -107,7 +135,8 @@ mod tests {
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             text,
-            " INFO t: said hi\\tthere who=alice\\r kind=\"tool\" type=3 ok=true ms=1.5 \
+            " INFO t: said hi\\tthere who=alice\\r kind=\"tool\" quoted=\"say \\\"hi\\\"\\\\\" \
+             accented=\"é\" type=3 ok=true ms=1.5 \
              body=line one\\nINFO forged\\u{1b}[31m\n"
         );
     }
