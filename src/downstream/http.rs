@@ -42,10 +42,13 @@ pub(crate) async fn method_not_allowed() -> Response {
 
 pub(crate) async fn post_message(
     State(state): State<AppState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::http::Request<Body>,
 ) -> Response {
+    // Taken apart rather than extracted piece by piece: the `HeaderMap` extractor copies the
+    // headers.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let peer = parts.extensions.get::<Peer>();
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
@@ -71,7 +74,7 @@ pub(crate) async fn post_message(
     }
     // Credentials before the body: an unauthenticated client gets 401 without the gateway
     // reading (or parsing) what it sent.
-    let caller = match caller(&state, &headers, peer.as_deref(), "http").await {
+    let caller = match caller(&state, &headers, peer, "http").await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };

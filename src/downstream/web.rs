@@ -176,18 +176,14 @@ pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
         return true;
     };
     let (kind, _) = mime.split_once('/').unwrap_or((mime, ""));
-    accept
-        .split(',')
-        .map(|part| {
-            part.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .any(|range| {
-            range == mime || range == "*/*" || range.strip_suffix("/*").is_some_and(|k| k == kind)
-        })
+    accept.split(',').any(|part| {
+        let range = part.split(';').next().unwrap_or("").trim();
+        range.eq_ignore_ascii_case(mime)
+            || range == "*/*"
+            || range
+                .strip_suffix("/*")
+                .is_some_and(|k| k.eq_ignore_ascii_case(kind))
+    })
 }
 
 /// A JSON answer to a request; a refusal by the pipeline (rate limit, authorization) gets its
