@@ -485,7 +485,7 @@ async fn read_answer(
         let error = ErrorObject::upstream_unavailable(&link.upstream, why);
         return link.fail_to(&mut answer, error).await;
     }
-    let body = match sse_read::read_limited(resp).await {
+    let body = match sse_read::read_limited(resp.bytes_stream()).await {
         Ok(b) => b,
         Err(e) => {
             let error = ErrorObject::upstream_unavailable(&link.upstream, e);
