@@ -7,7 +7,8 @@
 //! the URL is parsed once, when the link connects: the address to dial, the path and query
 //! each request names, and the `Host` value it carries.
 //!
-//! What stays as reqwest does it: a 10 s connect timeout, `TCP_NODELAY`, idle connections
+//! What stays as reqwest does it: a 10 s connect timeout, `TCP_NODELAY` and TCP keep-alive
+//! (see [`tune`]), idle connections
 //! kept for 90 s (checked when one is taken), `Host` unless the caller set one, a request
 //! not yet written to a reused connection that turns out closed is sent again on a new one.
 //! A connection goes back to the pool only once its answer was read to the end; dropping a
@@ -37,6 +38,8 @@ use super::http::error_chain;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle connection may be reused, as reqwest's `pool_idle_timeout`.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle time before TCP keep-alive probes, and between them, as reqwest's defaults.
+const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Most idle connections kept per link; more are closed when their answer ends.
 const MAX_IDLE: usize = 64;
 
@@ -102,7 +105,8 @@ impl Client {
 
     /// [`Client::for_url`] without looking at the environment.
     pub fn direct(url: &url::Url) -> Option<Client> {
-        if url.scheme() != "http" {
+        // reqwest turns credentials in the URL into a Basic `Authorization` header.
+        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
             return None;
         }
         let host = url.host_str()?;
@@ -224,7 +228,7 @@ impl Inner {
             Ok(Err(why)) => return Err(self.failed(true, "Connect", &why)),
             Err(_) => return Err(self.failed(true, "Connect", &"operation timed out")),
         };
-        let _ = stream.set_nodelay(true);
+        tune(&stream);
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -264,6 +268,20 @@ impl Inner {
             None => String::from("dns error: no addresses to connect to"),
         })
     }
+}
+
+/// The socket options reqwest's connector sets: `TCP_NODELAY`, keep-alive probes after 15 s
+/// idle (every 15 s, 3 of them) and, on Linux, a 30 s `TCP_USER_TIMEOUT`, so a long SSE
+/// answer from an upstream that vanished is noticed.
+fn tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let keepalive = keepalive.with_interval(KEEPALIVE).with_retries(3);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket.set_tcp_user_timeout(Some(Duration::from_secs(30)));
 }
 
 /// An answer's body, chunk by chunk. Read to the end (or already complete when dropped), its
@@ -428,6 +446,8 @@ mod tests {
         assert!(lean("http://127.0.0.1:9000/mcp"));
         assert!(lean("http://example.com/mcp"));
         assert!(!lean("https://example.com/mcp"));
+        assert!(!lean("http://user:secret@example.com/mcp"));
+        assert!(!lean("http://user@example.com/mcp"));
         let c = Client::direct(&"http://example.com/a/b?q=1&r".parse().unwrap()).unwrap();
         assert_eq!(c.inner.authority, "example.com:80");
         assert_eq!(c.inner.host, "example.com");
