@@ -371,7 +371,7 @@ fn http_client() -> reqwest::Client {
         builder
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::net::USER_AGENT)
     })
 }
 

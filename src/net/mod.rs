@@ -16,6 +16,9 @@ pub mod redis;
 pub const NO_CA_CERTIFICATES: &str = "no CA certificates were found on this machine, so HTTPS \
      cannot be verified: install the ca-certificates package, or point SSL_CERT_FILE at a PEM bundle";
 
+/// The `User-Agent` the gateway sends to upstream servers.
+pub const USER_AGENT: &str = concat!("manifold/", env!("CARGO_PKG_VERSION"));
+
 static ROOTS_MISSING: AtomicBool = AtomicBool::new(false);
 
 /// Builds a client from `configure` (applied to a fresh builder). When the system's

@@ -15,12 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use reqwest::{Client, StatusCode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::h1;
 use super::peer::Inbound;
 use super::sse_read::{self, SseMessages};
 use super::{Connection, INBOUND_QUEUE, OUTBOUND_QUEUE};
@@ -38,6 +40,8 @@ pub struct HttpLink {
     upstream: Arc<str>,
     url: reqwest::Url,
     client: Client,
+    /// POSTs to a plain `http://` URL, unless a proxy is configured (see [`h1`]).
+    lean: Option<h1::Client>,
     headers: HeaderMap,
     session_id: RwLock<Option<String>>,
     protocol_version: RwLock<Option<String>>,
@@ -70,6 +74,7 @@ pub fn connect(
         upstream: upstream.into(),
         url: url.clone(),
         client,
+        lean: h1::Client::for_url(url),
         headers: header_map(headers)?,
         session_id: RwLock::new(None),
         protocol_version: RwLock::new(None),
@@ -263,6 +268,67 @@ impl HttpLink {
         self.with_version(req)
     }
 
+    /// The headers of a POST on the lean path: what [`HttpLink::request`] and [`send_post`]
+    /// set on a reqwest request, in the same order and with the same replace-or-append
+    /// semantics, and the client's `User-Agent` unless a configured header set its own.
+    fn post_headers(&self, extra: &HeaderMap, trace: &Trace) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(8 + self.headers.len() + extra.len());
+        for (name, value) in &self.headers {
+            map.append(name, value.clone());
+        }
+        map.append(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
+        if self.era() == Era::Handshake {
+            let session = self.session_id.read().ok();
+            if let Some(s) = session.as_ref().and_then(|s| s.as_deref())
+                && let Ok(value) = HeaderValue::from_str(s)
+            {
+                map.append(SESSION_HEADER, value);
+            }
+            drop(session);
+            let version = self.protocol_version.read().ok();
+            if let Some(v) = version.as_ref().and_then(|v| v.as_deref())
+                && let Ok(value) = HeaderValue::from_str(v)
+            {
+                map.append(VERSION_HEADER, value);
+            }
+        }
+        map.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut last = None;
+        for (name, value) in extra {
+            // As reqwest's `headers()`: each name given replaces what was there.
+            if last != Some(name) {
+                map.insert(name, value.clone());
+                last = Some(name);
+            } else {
+                map.append(name, value.clone());
+            }
+        }
+        if let Some((parent, state)) = trace {
+            map.append("traceparent", parent.clone());
+            if let Some(state) = state {
+                map.append("tracestate", state.clone());
+            }
+        }
+        map.entry(USER_AGENT)
+            .or_insert(HeaderValue::from_static(crate::net::USER_AGENT));
+        map
+    }
+
+    /// A POST through reqwest, as every POST went before the lean path.
+    fn reqwest_post(&self, extra: HeaderMap, trace: Trace, body: Bytes) -> reqwest::RequestBuilder {
+        let mut req = self
+            .request(reqwest::Method::POST, ACCEPT_BOTH)
+            .header(CONTENT_TYPE, "application/json")
+            .headers(extra);
+        if let Some((parent, state)) = trace {
+            req = req.header("traceparent", parent);
+            if let Some(state) = state {
+                req = req.header("tracestate", state);
+            }
+        }
+        req.body(body)
+    }
+
     fn remember_session(&self, headers: &HeaderMap) {
         if self.era() == Era::Stateless {
             // 2026-07-28 has no sessions; an id a server sends anyway is not echoed.
@@ -401,40 +467,108 @@ async fn send_post(
         queued: false,
     };
     let had_session = link.session().is_some();
-    let mut req = link
-        .request(reqwest::Method::POST, ACCEPT_BOTH)
-        .header(CONTENT_TYPE, "application/json")
-        .headers(extra);
-    // The trace context the gateway put in `_meta` also goes as W3C headers, for servers
-    // (and HTTP middleware) that only read those.
-    if let Message::Request(r) = &msg
-        && let Some((parent, state)) =
-            crate::telemetry::spans::meta_trace_context(r.params.as_ref())
-    {
-        // A value HTTP cannot carry (the client's own, forwarded) is left out, not an error.
-        let value = |v: &str| HeaderValue::from_str(v).ok();
-        if let Some(parent) = value(parent) {
-            req = req.header("traceparent", parent);
-            if let Some(state) = state.and_then(value) {
-                req = req.header("tracestate", state);
-            }
+    let trace = trace_headers(&msg);
+    let body = Bytes::from(msg.to_json());
+    drop(msg);
+    let sent = match &link.lean {
+        Some(lean) => match lean
+            .post(link.post_headers(&extra, &trace), body.clone())
+            .await
+        {
+            Ok(resp) if !resp.status().is_redirection() => Ok(Sent::Lean(resp)),
+            // reqwest follows redirects (and knows which keep the method and body): the
+            // request goes again through it, so the answer is the one it always got.
+            Ok(_) => link
+                .reqwest_post(extra, trace, body)
+                .send()
+                .await
+                .map(Sent::Reqwest)
+                .map_err(Failed::Reqwest),
+            Err(e) => Err(Failed::Lean(e)),
+        },
+        None => link
+            .reqwest_post(extra, trace, body)
+            .send()
+            .await
+            .map(Sent::Reqwest)
+            .map_err(Failed::Reqwest),
+    };
+    match sent {
+        Ok(Sent::Lean(resp)) => {
+            let (head, body) = resp.into_parts();
+            on_answer(link, had_session, head.status, &head.headers, body, answer).await
         }
-    }
-    let req = req.body(msg.to_json());
-    let resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            let why = format!("HTTP request failed: {}", error_chain(&e));
+        Ok(Sent::Reqwest(mut resp)) => {
+            let headers = std::mem::take(resp.headers_mut());
+            let status = resp.status();
+            on_answer(
+                link,
+                had_session,
+                status,
+                &headers,
+                resp.bytes_stream(),
+                answer,
+            )
+            .await
+        }
+        Err(failed) => {
+            let (chain, connect) = match &failed {
+                Failed::Lean(e) => (e.to_string(), e.is_connect()),
+                Failed::Reqwest(e) => (error_chain(e), e.is_connect()),
+            };
+            let why = format!("HTTP request failed: {chain}");
             let error = ErrorObject::upstream_unavailable(&link.upstream, &why);
             let answered = link.fail_to(&mut answer, error).await;
-            if e.is_connect() {
+            if connect {
                 link.close_connection(why).await;
             }
-            return answered;
+            answered
         }
+    }
+}
+
+/// `traceparent` and `tracestate` values for a POST.
+type Trace = Option<(HeaderValue, Option<HeaderValue>)>;
+
+/// The trace context the gateway put in a request's `_meta`, as W3C headers, for servers
+/// (and HTTP middleware) that only read those. A value HTTP cannot carry (the client's own,
+/// forwarded) is left out, not an error.
+fn trace_headers(msg: &Message) -> Trace {
+    let Message::Request(r) = msg else {
+        return None;
     };
-    link.remember_session(resp.headers());
-    let status = resp.status();
+    let (parent, state) = crate::telemetry::spans::meta_trace_context(r.params.as_ref())?;
+    let value = |v: &str| HeaderValue::from_str(v).ok();
+    Some((value(parent)?, state.and_then(value)))
+}
+
+/// A POST's answer, from whichever client sent it.
+enum Sent {
+    Lean(http::Response<h1::Body>),
+    Reqwest(reqwest::Response),
+}
+
+/// Why a POST got no answer.
+enum Failed {
+    Lean(h1::Error),
+    Reqwest(reqwest::Error),
+}
+
+/// Handles a POST's answer: remembers the session it names, re-initializes after a 404 on a
+/// session, and otherwise reads the messages in its body.
+async fn on_answer<S, E>(
+    link: &HttpLink,
+    had_session: bool,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: S,
+    mut answer: Answer,
+) -> Option<Response>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::fmt::Display + 'static,
+{
+    link.remember_session(headers);
     if status == StatusCode::NOT_FOUND && had_session {
         let why = String::from("upstream session expired (HTTP 404); re-initializing");
         let error = ErrorObject::upstream_unavailable(&link.upstream, &why);
@@ -447,19 +581,24 @@ async fn send_post(
     if status == StatusCode::ACCEPTED {
         return None;
     }
-    read_answer(link, resp, answer).await
+    let is_sse = is_event_stream(headers);
+    read_answer(link, status, is_sse, body, answer).await
 }
 
 /// Reads a POST answer: one JSON message (or a batch), or an SSE stream of messages.
-async fn read_answer(
+async fn read_answer<S, E>(
     link: &HttpLink,
-    resp: reqwest::Response,
+    status: StatusCode,
+    is_sse: bool,
+    body: S,
     mut answer: Answer,
-) -> Option<Response> {
-    let status = resp.status();
-    let is_sse = content_type(&resp).starts_with("text/event-stream");
+) -> Option<Response>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::fmt::Display + 'static,
+{
     if is_sse && status.is_success() {
-        let mut events = SseMessages::new(resp.bytes_stream());
+        let mut events = SseMessages::new(body);
         let mut answered = false;
         while let Some(item) = events.next().await {
             match item {
@@ -485,7 +624,7 @@ async fn read_answer(
         let error = ErrorObject::upstream_unavailable(&link.upstream, why);
         return link.fail_to(&mut answer, error).await;
     }
-    let body = match sse_read::read_limited(resp).await {
+    let body = match sse_read::read_limited(body).await {
         Ok(b) => b,
         Err(e) => {
             let error = ErrorObject::upstream_unavailable(&link.upstream, e);
@@ -509,12 +648,13 @@ async fn read_answer(
     own
 }
 
-fn content_type(resp: &reqwest::Response) -> String {
-    resp.headers()
+/// Whether the answer's `Content-Type` is `text/event-stream` (in any case).
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    const SSE: &[u8] = b"text/event-stream";
+    headers
         .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase()
+        .and_then(|v| v.as_bytes().get(..SSE.len()))
+        .is_some_and(|t| t.eq_ignore_ascii_case(SSE))
 }
 
 /// Keeps the standalone GET stream open while the session lives, reopening it with capped

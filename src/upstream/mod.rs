@@ -11,6 +11,7 @@ pub mod connect;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;
+pub mod h1;
 pub mod http;
 pub mod links;
 pub mod listen;

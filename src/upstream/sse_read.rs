@@ -1,6 +1,7 @@
 //! Reading what upstream HTTP servers send: SSE streams of JSON-RPC messages and bounded
 //! JSON bodies.
 
+use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -14,10 +15,11 @@ use crate::protocol::jsonrpc::ParseError;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
 
-/// Raw SSE events from a response body.
-pub fn events<S>(body: S) -> EventStream
+/// Raw SSE events from a response body (reqwest's or the lean client's, see [`super::h1`]).
+pub fn events<S, E>(body: S) -> EventStream
 where
-    S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: fmt::Display + 'static,
 {
     Box::pin(body.eventsource().map(|r| r.map_err(|e| e.to_string())))
 }
@@ -30,9 +32,10 @@ pub struct SseMessages {
 }
 
 impl SseMessages {
-    pub fn new<S>(body: S) -> Self
+    pub fn new<S, E>(body: S) -> Self
     where
-        S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: fmt::Display + 'static,
     {
         Self {
             inner: events(body),
@@ -77,9 +80,13 @@ impl Stream for SseMessages {
 }
 
 /// Reads a whole response body, refusing more than [`MAX_MESSAGE_BYTES`].
-pub async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, String> {
+pub async fn read_limited<S, E>(chunks: S) -> Result<Vec<u8>, String>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: fmt::Display,
+{
     let mut body = Vec::new();
-    let mut chunks = resp.bytes_stream();
+    let mut chunks = std::pin::pin!(chunks);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| format!("reading the response failed: {e}"))?;
         if body.len() + chunk.len() > MAX_MESSAGE_BYTES {
