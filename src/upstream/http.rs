@@ -26,6 +26,7 @@ use super::h1;
 use super::peer::Inbound;
 use super::sse_read::{self, SseMessages};
 use super::{Connection, INBOUND_QUEUE, OUTBOUND_QUEUE};
+use crate::protocol::headers as mcp;
 use crate::protocol::{Era, ErrorObject, Id, Message, Request, Response};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -144,11 +145,18 @@ impl HttpLink {
 
     /// One request's own headers as HTTP can carry them, configured ones winning.
     fn request_headers(&self, headers: Vec<(String, String)>) -> HeaderMap {
-        let mut map = HeaderMap::new();
+        let mut map = HeaderMap::with_capacity(headers.len());
         for (name, value) in headers {
+            // The names every request carries need no parsing; a value keeps its buffer.
+            let header = match name.as_str() {
+                "Mcp-Method" => Ok(HeaderName::from_static(mcp::METHOD)),
+                "Mcp-Name" => Ok(HeaderName::from_static(mcp::NAME)),
+                VERSION_HEADER => Ok(HeaderName::from_static(VERSION_HEADER)),
+                _ => HeaderName::from_bytes(name.as_bytes()),
+            };
             let (Ok(header), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
+                header,
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(value)),
             ) else {
                 tracing::debug!(upstream = %self.upstream, header = %name, "Left out a header HTTP cannot carry");
                 continue;
