@@ -1,5 +1,5 @@
 //! Lean HTTP/1 client for `http://` upstreams: the POSTs of a Streamable HTTP link go
-//! straight to `hyper::client::conn::http1`, over the link's own small pool of connections.
+//! straight to `hyper::client::conn::http1`, over a small pool of connections per upstream URL.
 //!
 //! reqwest does the same job with layers the gateway does not need on this path (a redirect
 //! policy that re-parses the URL, a retry layer, a pool keyed by hashed scheme and host,
@@ -40,7 +40,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle time before TCP keep-alive probes, and between them, as reqwest's defaults.
 const KEEPALIVE: Duration = Duration::from_secs(15);
-/// Most idle connections kept per link; more are closed when their answer ends.
+/// Most idle connections kept per upstream URL; more are closed when their answer ends.
 const MAX_IDLE: usize = 64;
 
 /// Environment variables through which reqwest would send `http://` requests to a proxy.
@@ -96,11 +96,28 @@ impl Client {
     /// A client for `url` when this path may carry its POSTs: a plain `http://` URL with a
     /// host, and no proxy reqwest would go through (set in the environment). `None` means
     /// the caller keeps reqwest.
+    ///
+    /// Every link to one URL shares one pool, as they shared reqwest's: an upstream with a
+    /// session per client (or a probe beside its session) needs no idle connection per link.
     pub fn for_url(url: &url::Url) -> Option<Client> {
         if PROXY_VARS.iter().any(|v| std::env::var_os(v).is_some()) {
             return None;
         }
-        Self::direct(url)
+        Self::shared(url)
+    }
+
+    /// The client of `url`'s shared pool, made on first use.
+    fn shared(url: &url::Url) -> Option<Client> {
+        // One entry per configured upstream URL: as many as the configuration (and its
+        // reloads) ever named.
+        static SHARED: Mutex<Vec<Client>> = Mutex::new(Vec::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = shared.iter().find(|c| c.inner.url == url.as_str()) {
+            return Some(client.clone());
+        }
+        let client = Self::direct(url)?;
+        shared.push(client.clone());
+        Some(client)
     }
 
     /// [`Client::for_url`] without looking at the environment.
@@ -456,6 +473,31 @@ mod tests {
         assert_eq!(c.inner.authority, "[::1]:8080");
         assert_eq!(c.inner.host, "[::1]:8080");
         assert_eq!(c.inner.target, "/");
+    }
+
+    #[tokio::test]
+    async fn links_to_one_url_share_one_pool_and_other_urls_have_their_own() {
+        let server = server(|_| json(r#"{"ok":true}"#)).await;
+        let first = Client::shared(&server.url).unwrap();
+        let second = Client::shared(&server.url).unwrap();
+        let resp = first
+            .post(HeaderMap::new(), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
+        assert_eq!(
+            second.idle(),
+            1,
+            "the connection first used is second's too"
+        );
+        let resp = second
+            .post(HeaderMap::new(), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        let other = server.url.join("/other").unwrap();
+        assert_eq!(Client::shared(&other).unwrap().idle(), 0);
     }
 
     #[tokio::test]
