@@ -196,17 +196,9 @@ impl Client {
     /// [`Client::open`], or why not.
     async fn try_open(url: &str, capabilities: Value) -> Result<(Client, Option<usize>), String> {
         let http = http_client();
-        let mut init = initialize_body(0, VERSION);
-        init["params"]["capabilities"] = capabilities;
-        let resp = http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("accept", ACCEPT_BOTH)
-            .json(&init)
-            .send()
+        let reply = support::post_initialize(&http, url, 0, VERSION, capabilities)
             .await
             .map_err(|e| format!("POST initialize: {e}"))?;
-        let reply = Reply::read(resp).await;
         if reply.status != 200 {
             return Err(format!("initialize: HTTP {} {}", reply.status, reply.body));
         }
@@ -1167,18 +1159,11 @@ async fn a_listening_session_outlives_the_idle_timeout_and_oversized_ones_are_re
     drop(reader);
 
     let huge = "x".repeat(70 * 1024);
-    let mut init = initialize_body(0, VERSION);
-    init["params"]["capabilities"] = json!({ "experimental": { "big": huge } });
-    let resp = http_client()
-        .post(&cluster.url)
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH)
-        .json(&init)
-        .send()
+    let capabilities = json!({ "experimental": { "big": huge } });
+    let reply = support::post_initialize(&http_client(), &cluster.url, 0, VERSION, capabilities)
         .await
         .expect("POST initialize");
-    assert!(resp.headers().get("mcp-session-id").is_none(), "no session");
-    let reply = Reply::read(resp).await;
+    assert!(reply.header("mcp-session-id").is_none(), "no session");
     let error = &reply.json()["error"];
     assert_eq!(error["code"], -32602, "{}", reply.body);
     let message = error["message"].as_str().unwrap_or_default();

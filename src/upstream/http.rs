@@ -563,7 +563,7 @@ enum Failed {
 }
 
 /// Handles a POST's answer: remembers the session it names, re-initializes after a 404 on a
-/// session, and otherwise reads the messages in its body.
+/// session, and otherwise reads the messages in its body (JSON or SSE).
 async fn on_answer<S, E>(
     link: &HttpLink,
     had_session: bool,
@@ -589,22 +589,8 @@ where
     if status == StatusCode::ACCEPTED {
         return None;
     }
+    // The body: one JSON message (or a batch), or an SSE stream of messages.
     let is_sse = is_event_stream(headers);
-    read_answer(link, status, is_sse, body, answer).await
-}
-
-/// Reads a POST answer: one JSON message (or a batch), or an SSE stream of messages.
-async fn read_answer<S, E>(
-    link: &HttpLink,
-    status: StatusCode,
-    is_sse: bool,
-    body: S,
-    mut answer: Answer,
-) -> Option<Response>
-where
-    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
-    E: std::fmt::Display + 'static,
-{
     if is_sse && status.is_success() {
         let mut events = SseMessages::new(body);
         let mut answered = false;

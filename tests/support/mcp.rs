@@ -185,17 +185,9 @@ impl Mcp {
         version: &str,
         capabilities: Value,
     ) -> Mcp {
-        let mut init = initialize_body(1, version);
-        init["params"]["capabilities"] = capabilities;
-        let resp = http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("accept", ACCEPT_BOTH)
-            .json(&init)
-            .send()
+        let reply = post_initialize(&http, url, 1, version, capabilities)
             .await
             .expect("POST initialize");
-        let reply = Reply::read(resp).await;
         assert_eq!(reply.status, 200, "initialize failed: {}", reply.body);
         let session = reply
             .header("mcp-session-id")
@@ -425,6 +417,27 @@ pub fn sha256_hex(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// POSTs `initialize` (request `id`, `version`, `capabilities`) through `http` and reads the
+/// answer, whatever its status.
+pub async fn post_initialize(
+    http: &reqwest::Client,
+    url: &str,
+    id: u64,
+    version: &str,
+    capabilities: Value,
+) -> Result<Reply, reqwest::Error> {
+    let mut init = initialize_body(id, version);
+    init["params"]["capabilities"] = capabilities;
+    let resp = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .json(&init)
+        .send()
+        .await?;
+    Ok(Reply::read(resp).await)
 }
 
 pub fn initialize_body(id: u64, version: &str) -> Value {
