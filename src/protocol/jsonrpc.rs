@@ -38,6 +38,14 @@ impl Id {
         }
     }
 
+    /// Appends the id as JSON.
+    fn write_json(&self, out: &mut String) {
+        match self {
+            Id::Num(n) => super::compact::integer(out, *n),
+            Id::Str(s) => super::compact::string(out, s),
+        }
+    }
+
     pub fn to_value(&self) -> Value {
         match self {
             Id::Num(n) => Value::from(*n),
@@ -213,9 +221,56 @@ impl Message {
     /// straight from the message, with the members in the order [`Message::to_value`] gives
     /// them: no tree is cloned on the way.
     pub fn to_json(&self) -> String {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        // serde_json writes UTF-8 only.
-        String::from_utf8(bytes).unwrap_or_default()
+        use super::compact;
+        // Room for a typical call or answer, so the text is not grown (copied) on the way.
+        let mut out = String::with_capacity(512);
+        out.push_str(r#"{"jsonrpc":"2.0","#);
+        match self {
+            Message::Request(r) => {
+                out.push_str(r#""id":"#);
+                r.id.write_json(&mut out);
+                out.push_str(r#","method":"#);
+                compact::string(&mut out, &r.method);
+                if let Some(p) = &r.params {
+                    out.push_str(r#","params":"#);
+                    compact::value(&mut out, p);
+                }
+            }
+            Message::Notification(n) => {
+                out.push_str(r#""method":"#);
+                compact::string(&mut out, &n.method);
+                if let Some(p) = &n.params {
+                    out.push_str(r#","params":"#);
+                    compact::value(&mut out, p);
+                }
+            }
+            Message::Response(r) => {
+                out.push_str(r#""id":"#);
+                match &r.id {
+                    Some(id) => id.write_json(&mut out),
+                    None => out.push_str("null"),
+                }
+                match &r.outcome {
+                    Ok(result) => {
+                        out.push_str(r#","result":"#);
+                        compact::value(&mut out, result);
+                    }
+                    Err(e) => {
+                        out.push_str(r#","error":{"code":"#);
+                        compact::integer(&mut out, i64::from(e.code));
+                        out.push_str(r#","message":"#);
+                        compact::string(&mut out, &e.message);
+                        if let Some(data) = &e.data {
+                            out.push_str(r#","data":"#);
+                            compact::value(&mut out, data);
+                        }
+                        out.push('}');
+                    }
+                }
+            }
+        }
+        out.push('}');
+        out
     }
 
     pub fn method(&self) -> Option<&str> {
@@ -446,6 +501,36 @@ mod tests {
             panic!("re-parses: {again}");
         };
         assert_eq!(first.params, second.params, "{again}");
+    }
+
+    /// `to_json` writes by hand what the `Serialize` impl writes through serde_json.
+    #[test]
+    fn to_json_writes_what_serialize_writes() {
+        let params = json!({"name": "a\"b\n", "_meta": {"k": [1, 2.5, null, true]}});
+        let data = json!({"why": "\u{1}"});
+        let messages = [
+            Message::Request(Request::new(
+                Id::Num(-7),
+                "tools/call",
+                Some(params.clone()),
+            )),
+            Message::Request(Request::new(Id::Str("x\ty".into()), "ping", None)),
+            Message::Notification(Notification::new("notifications/progress", Some(params))),
+            Message::Notification(Notification::new("notifications/initialized", None)),
+            Message::Response(Response::ok(Id::Num(1), json!({"content": []}))),
+            Message::Response(Response::err(None, ErrorObject::parse_error("bad"))),
+            Message::Response(Response::err(
+                Some(Id::Str("7".into())),
+                ErrorObject {
+                    code: -32602,
+                    message: "m".into(),
+                    data: Some(data),
+                },
+            )),
+        ];
+        for m in messages {
+            assert_eq!(m.to_json(), serde_json::to_string(&m).unwrap());
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `result` as JSON it does not re-model (see `docs/architecture.md`, "pass-through").
 
 pub mod codes;
+pub mod compact;
 pub mod envelope;
 pub mod era;
 pub mod extensions;

@@ -19,8 +19,7 @@ pub async fn call_tool(
         .tool(name)
         .cloned()
         .ok_or_else(|| unknown(router, "tool", name))?;
-    let params = with_field(req, "name", &route.name);
-    super::mrtr::forward(router, ctx, req, route.upstream, params).await
+    super::mrtr::forward(router, ctx, req, route.upstream, Some(&route.name)).await
 }
 
 pub async fn get_prompt(
@@ -35,8 +34,7 @@ pub async fn get_prompt(
         .prompt(name)
         .cloned()
         .ok_or_else(|| unknown(router, "prompt", name))?;
-    let params = with_field(req, "name", &route.name);
-    super::mrtr::forward(router, ctx, req, route.upstream, params).await
+    super::mrtr::forward(router, ctx, req, route.upstream, Some(&route.name)).await
 }
 
 pub async fn read_resource(
@@ -50,8 +48,7 @@ pub async fn read_resource(
         .catalog(ctx.era())
         .resource_owner(uri)
         .ok_or_else(|| ErrorObject::resource_not_found(uri))?;
-    let params = req.params.clone().unwrap_or_else(|| json!({}));
-    let outcome = super::mrtr::forward(router, ctx, req, owner, params).await;
+    let outcome = super::mrtr::forward(router, ctx, req, owner, None).await;
     match outcome {
         Err(e) if ctx.era() == Era::Handshake && is_stateless_not_found(router, owner, &e) => {
             Err(ErrorObject::resource_not_found(uri))
@@ -124,13 +121,6 @@ pub async fn complete(
     upstream
         .request(ctx.origin(), methods::COMPLETION_COMPLETE, Some(params))
         .await
-}
-
-/// The request's params with one top-level field replaced; everything else is untouched.
-fn with_field(req: &Request, key: &str, value: &str) -> Value {
-    let mut params = req.params.clone().unwrap_or_else(|| json!({}));
-    params[key] = Value::from(value);
-    params
 }
 
 /// The error for a name no upstream serves. When the name's prefix belongs to an upstream

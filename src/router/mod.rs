@@ -57,8 +57,7 @@ pub async fn route(
     // A request the gateway makes of one upstream itself (the tasks runner waiting on an
     // upstream's own task): forwarded as it is.
     if let Some(upstream) = ctx.route_to {
-        let params = req.params.clone().unwrap_or_else(|| json!({}));
-        return mrtr::forward(router, ctx, req, upstream, params).await;
+        return mrtr::forward(router, ctx, req, upstream, None).await;
     }
     if ctx.era() == Era::Stateless {
         stateless::check_capability(router, &req.method)?;

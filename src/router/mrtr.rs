@@ -197,18 +197,30 @@ fn digest(arguments: Option<&Value>) -> String {
 
 /// Forwards a call, read or prompt to its owner, carrying it through as many rounds of
 /// client input as it needs, whatever the eras on both sides.
+///
+/// `name` is the upstream's own name for the tool or prompt, put in place of the client's
+/// namespaced one; everything else of the client's params goes as it is.
 pub async fn forward(
     router: &Router,
     ctx: &RequestContext,
     req: &Request,
     upstream: usize,
-    params: Value,
+    name: Option<&str>,
 ) -> Result<Value, ErrorObject> {
     if ctx.era() == Era::Stateless {
-        stateless_client(router, ctx, req, upstream, params).await
+        stateless_client(router, ctx, req, upstream, outgoing(req, name)).await
     } else {
-        handshake_client(router, ctx, req, upstream, params).await
+        handshake_client(router, ctx, req, upstream, name).await
     }
+}
+
+/// The params to send upstream: a copy of the client's, with `name` in place of its own.
+fn outgoing(req: &Request, name: Option<&str>) -> Value {
+    let mut params = req.params.clone().unwrap_or_else(|| json!({}));
+    if let Some(name) = name {
+        params["name"] = Value::from(name);
+    }
+    params
 }
 
 /// A handshake-era client. Server→client requests of a handshake-era upstream are relayed
@@ -219,11 +231,12 @@ async fn handshake_client(
     ctx: &RequestContext,
     req: &Request,
     upstream: usize,
-    params: Value,
+    name: Option<&str>,
 ) -> Result<Value, ErrorObject> {
     let call =
         |params: Value| Call::new(router, ctx, upstream, &req.method, params, ctx.origin()).run();
-    let mut result = call(params.clone()).await?;
+    // The params are copied again for a retry, which few calls need.
+    let mut result = call(outgoing(req, name)).await?;
     for _ in 0..MAX_ROUNDS {
         if result_type(&result) != INPUT_REQUIRED {
             return Ok(result);
@@ -258,7 +271,7 @@ async fn handshake_client(
         if answers.is_empty() {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
-        let mut retry = params.clone();
+        let mut retry = outgoing(req, name);
         if !answers.is_empty() {
             retry["inputResponses"] = Value::Object(answers);
         }
