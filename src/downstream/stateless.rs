@@ -15,7 +15,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::header::AsHeaderName;
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
@@ -40,6 +41,9 @@ use crate::upstream::Upstreams;
 pub const COMMIT_AFTER: Duration = Duration::from_secs(10);
 /// Messages queued on one request's stream before further ones are dropped.
 const STREAM_QUEUE: usize = 64;
+
+const METHOD_HEADER: HeaderName = HeaderName::from_static(mcp_headers::METHOD);
+const NAME_HEADER: HeaderName = HeaderName::from_static(mcp_headers::NAME);
 
 /// Whether a POST belongs to the stateless era (see the module docs).
 pub fn is_stateless_post(headers: &HeaderMap, parsed: &Result<Message, ParseError>) -> bool {
@@ -108,7 +112,7 @@ fn check_headers(
     req: &Request,
     envelope: &Envelope,
 ) -> Result<(), ErrorObject> {
-    let version = single(headers, VERSION_HEADER)?
+    let version = single(headers, &VERSION_HEADER)?
         .ok_or_else(|| ErrorObject::header_mismatch("missing MCP-Protocol-Version header"))?;
     if version != envelope.version {
         return Err(ErrorObject::header_mismatch(format!(
@@ -116,7 +120,7 @@ fn check_headers(
             envelope.version
         )));
     }
-    let method = single(headers, mcp_headers::METHOD)?
+    let method = single(headers, &METHOD_HEADER)?
         .ok_or_else(|| ErrorObject::header_mismatch("missing Mcp-Method header"))?;
     if method != req.method {
         return Err(ErrorObject::header_mismatch(format!(
@@ -124,7 +128,7 @@ fn check_headers(
             req.method
         )));
     }
-    let name = single(headers, mcp_headers::NAME)?;
+    let name = single(headers, &NAME_HEADER)?;
     if mcp_headers::needs_name(&req.method) {
         let Some(body) = mcp_headers::name_of(&req.method, req.params.as_ref()) else {
             // The body itself is incomplete: the handler reports the missing field.
@@ -161,7 +165,7 @@ fn check_param_headers(
     let arguments = req.param("arguments");
     for annotation in mcp_headers::param_headers(&schema) {
         let header_name = format!("{}{}", mcp_headers::PARAM_PREFIX, annotation.name);
-        let header = single(headers, &header_name)?;
+        let header = single(headers, header_name.as_str())?;
         let expected = mcp_headers::param_value(arguments, &annotation.path);
         match (header, expected) {
             (None, None) => {}
@@ -194,7 +198,10 @@ fn check_param_headers(
 }
 
 /// A header that may appear at most once; a value that is not text is a mismatch.
-fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ErrorObject> {
+fn single<K>(headers: &HeaderMap, name: K) -> Result<Option<&str>, ErrorObject>
+where
+    K: AsHeaderName + std::fmt::Display + Copy,
+{
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);

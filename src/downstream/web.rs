@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -20,8 +20,11 @@ use crate::protocol::{ErrorObject, Message, Response as RpcResponse, codes};
 use crate::session::Principal;
 use crate::session::events::EventLog;
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
+// Header names as `HeaderName`s: a lookup by one skips parsing (and checking) the name.
+pub const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// What every HTTP handler is given.
 #[derive(Clone)]
@@ -76,12 +79,12 @@ pub(crate) async fn caller(
         },
     };
     let trace_headers = headers
-        .get("traceparent")
+        .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .map(|traceparent| TraceHeaders {
             traceparent: traceparent.to_owned(),
             tracestate: headers
-                .get("tracestate")
+                .get(TRACESTATE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         });
@@ -175,13 +178,20 @@ pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let (kind, _) = mime.split_once('/').unwrap_or((mime, ""));
-    accept.split(',').any(|part| {
-        let range = part.split(';').next().unwrap_or("").trim();
+    // Split as bytes: the separators are ASCII, and a `char` search per piece cost more
+    // than the comparison.
+    let mime = mime.as_bytes();
+    let kind = mime.split(|&b| b == b'/').next().unwrap_or(mime);
+    accept.as_bytes().split(|&b| b == b',').any(|part| {
+        let range = part
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
         range.eq_ignore_ascii_case(mime)
-            || range == "*/*"
+            || range == b"*/*"
             || range
-                .strip_suffix("/*")
+                .strip_suffix(b"/*")
                 .is_some_and(|k| k.eq_ignore_ascii_case(kind))
     })
 }
@@ -252,4 +262,40 @@ pub(crate) fn rpc_error(status: StatusCode, error: ErrorObject) -> Response {
 pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response {
     let body = Message::Response(RpcResponse::err(None, ErrorObject::invalid_request(text)));
     rpc_json(status, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::accepts;
+
+    fn with_accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn accept_ranges_match_by_type_wildcard_and_case_with_parameters_ignored() {
+        let json = "application/json";
+        let sse = "text/event-stream";
+        assert!(accepts(&HeaderMap::new(), json), "no Accept: anything");
+        assert!(accepts(
+            &with_accept("application/json, text/event-stream"),
+            sse
+        ));
+        assert!(accepts(&with_accept(" Application/JSON ;q=0.9"), json));
+        assert!(accepts(&with_accept("text/html,*/*;q=0.1"), json));
+        assert!(accepts(&with_accept("text/*"), sse));
+        assert!(accepts(&with_accept("TEXT/*"), sse));
+        assert!(!accepts(&with_accept("text/*"), json));
+        assert!(!accepts(&with_accept("application/json"), sse));
+        assert!(!accepts(
+            &with_accept("application/jsonx, text/event"),
+            json
+        ));
+        assert!(!accepts(&with_accept("application/*x"), json));
+        assert!(!accepts(&with_accept(""), json));
+    }
 }
