@@ -168,8 +168,7 @@ pub fn gateway_info() -> Value {
 
 /// A result's type; a missing one (a handshake-era server) means complete.
 pub fn result_type(result: &Value) -> &str {
-    result
-        .get(RESULT_TYPE)
+    super::field::of(result, RESULT_TYPE)
         .and_then(Value::as_str)
         .unwrap_or(COMPLETE)
 }

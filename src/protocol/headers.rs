@@ -30,7 +30,7 @@ pub fn name_of<'a>(method: &str, params: Option<&'a Value>) -> Option<&'a str> {
         methods::TASKS_GET | methods::TASKS_UPDATE | methods::TASKS_CANCEL => "taskId",
         _ => return None,
     };
-    params?.get(key)?.as_str()
+    super::field::of(params?, key)?.as_str()
 }
 
 /// Whether a method requires `Mcp-Name`.

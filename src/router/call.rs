@@ -44,9 +44,11 @@ impl Call {
         };
         if let Some(reg) = &registration {
             params["_meta"]["progressToken"] = Value::from(reg.token());
-        } else if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        } else if client_token_sent(&params) {
             // Nowhere to deliver progress: do not ask the upstream for it.
-            meta.remove("progressToken");
+            if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+                meta.remove("progressToken");
+            }
         }
         let upstream = router.upstreams.at(upstream).clone();
         let timeout = ctx.deadline.unwrap_or(upstream.config.timeout);
@@ -65,4 +67,10 @@ impl Call {
             .request_within(self.origin, &self.method, Some(self.params), self.timeout)
             .await
     }
+}
+
+/// Whether the params' `_meta` has a `progressToken` (of any type).
+fn client_token_sent(params: &Value) -> bool {
+    crate::protocol::envelope::meta(Some(params))
+        .is_some_and(|meta| field::get(meta, "progressToken").is_some())
 }
