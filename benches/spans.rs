@@ -37,7 +37,7 @@ fn main() {
         let client = client_span(&upstream, "tools/call", req.params.as_ref());
         let mut params = req.params.clone();
         inject_meta(&client, &mut params);
-        let outcome = Ok(json!({"content": []}));
+        let outcome = Ok(json!({"content": []}).into());
         record_outcome(&client, &outcome);
         record_session(&server, "session", "2025-11-25");
         record_outcome(&server, &outcome);

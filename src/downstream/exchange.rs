@@ -12,7 +12,7 @@ use crate::gateway::Gateway;
 use crate::pipeline::Pipeline;
 use crate::pipeline::{Caller, Listed, RequestContext};
 use crate::protocol::{
-    Era, ErrorObject, Id, Message, Notification, Request, Response, codes, methods,
+    Era, ErrorObject, Id, Message, Notification, Payload, Request, Response, codes, methods,
 };
 use crate::relay::{self, Relay};
 use crate::session::Session;
@@ -77,7 +77,7 @@ async fn run_in_session(
     };
     // Results from 2026-07-28 upstreams carry fields strict handshake clients reject.
     let outcome = outcome.map(|mut result| {
-        crate::protocol::envelope::for_handshake(&mut result);
+        result.shape_for_handshake();
         result
     });
     Answered::new(
@@ -108,6 +108,12 @@ impl From<Response> for Answered {
     }
 }
 
+/// The members of a response's result, when it is an object (a listing the router left
+/// for the face to write is one).
+fn result_object(response: &Response) -> Option<&Map<String, Value>> {
+    response.outcome.as_ref().ok()?.as_object()
+}
+
 impl Answered {
     /// The response, and the page the router left in `ctx` if the result is still the
     /// router's listing.
@@ -115,40 +121,38 @@ impl Answered {
         let listed = ctx
             .listed
             .into_inner()
-            .filter(|_| matches!(response.outcome, Ok(Value::Object(_))));
+            .filter(|_| response.outcome.as_ref().is_ok_and(Payload::is_object));
         Answered { response, listed }
     }
 
     /// The response as JSON text (what [`Message::to_json`] writes for it, items included).
     pub fn into_json(self) -> String {
-        match (&self.response.outcome, &self.listed) {
-            (Ok(Value::Object(rest)), Some(listed)) => {
-                let (head, tail) = around(self.response.id.as_ref(), listed, rest);
-                let items = &listed.page.items;
-                let mut out = String::with_capacity(head.len() + items.len() + tail.len());
-                out.push_str(&head);
-                out.push_str(items);
-                out.push_str(&tail);
-                out
-            }
-            _ => Message::Response(self.response).to_json(),
+        if let Some(listed) = &self.listed
+            && let Some(rest) = result_object(&self.response)
+        {
+            let (head, tail) = around(self.response.id.as_ref(), listed, rest);
+            let items = &listed.page.items;
+            let mut out = String::with_capacity(head.len() + items.len() + tail.len());
+            out.push_str(&head);
+            out.push_str(items);
+            out.push_str(&tail);
+            return out;
         }
+        Message::Response(self.response).to_json()
     }
 
     /// [`Answered::into_json`] for an event log: a listing's page is shared with the
     /// catalog, not copied, so an answer kept for resumption holds only what is its own.
     pub fn into_text(self) -> Text {
-        match (&self.response.outcome, &self.listed) {
-            (Ok(Value::Object(rest)), Some(listed)) => {
-                let (head, tail) = around(self.response.id.as_ref(), listed, rest);
-                Text::around(head, listed.page.clone(), tail)
-            }
-            _ => {
-                let mut json = Message::Response(self.response).to_json();
-                json.shrink_to_fit();
-                Text::Whole(Arc::new(json))
-            }
+        if let Some(listed) = &self.listed
+            && let Some(rest) = result_object(&self.response)
+        {
+            let (head, tail) = around(self.response.id.as_ref(), listed, rest);
+            return Text::around(head, listed.page.clone(), tail);
         }
+        let mut json = Message::Response(self.response).to_json();
+        json.shrink_to_fit();
+        Text::Whole(Arc::new(json))
     }
 
     /// The response with the page's items in its result, for a face that passes messages on.
@@ -157,7 +161,10 @@ impl Answered {
             mut response,
             listed,
         } = self;
-        if let (Ok(Value::Object(rest)), Some(listed)) = (&mut response.outcome, listed) {
+        if let Some(listed) = listed
+            && let Ok(result) = &mut response.outcome
+            && let Value::Object(rest) = &mut **result
+        {
             let items = serde_json::from_str(&listed.page.items)
                 .expect("a shared page holds the JSON the gateway wrote");
             let mut result = Map::with_capacity(rest.len() + 1);
@@ -231,7 +238,7 @@ impl Stateless {
         };
         let outcome = match outcome {
             Ok(mut result) => {
-                crate::protocol::envelope::for_stateless(&mut result);
+                result.shape_for_stateless();
                 Ok(result)
             }
             Err(e) => Err(stateless_error(e)),
@@ -401,7 +408,7 @@ pub async fn initialize(
     let principal = caller.principal.clone();
     let source = caller.source;
     let mut ctx = RequestContext::new(None, None, caller);
-    let result = gateway.pipeline().handle(&mut ctx, req).await?;
+    let result = gateway.pipeline().handle(&mut ctx, req).await?.into_value();
     let negotiated = result
         .get("protocolVersion")
         .and_then(Value::as_str)

@@ -241,7 +241,7 @@ impl Connection {
                         }
                     });
                     self.session = Some(session);
-                    Ok(result)
+                    Ok(result.into())
                 }
                 Err(e) => Err(e),
             };

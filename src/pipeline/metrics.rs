@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::metrics::MetricsConfig;
-use crate::protocol::{Era, ErrorObject, Request, codes, field, methods};
+use crate::protocol::{Era, ErrorObject, Request, codes, methods};
 use crate::upstream::Upstreams;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -386,7 +386,7 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let target = Target::of(self.upstreams, self.era, self.req, &Ok(Value::Null));
+            let target = Target::of(self.upstreams, self.era, self.req, &Ok(Value::Null.into()));
             self.metrics.record(
                 method_label(&self.req.method),
                 &target,
@@ -467,9 +467,7 @@ fn method_label(method: &str) -> &'static str {
 /// kind of error.
 pub fn outcome_label(outcome: &Outcome) -> &'static str {
     match outcome {
-        Ok(result) if field::of(result, "isError").and_then(Value::as_bool) == Some(true) => {
-            "tool_error"
-        }
+        Ok(result) if result.is_error() => "tool_error",
         Ok(_) => "ok",
         Err(e) => error_label(e),
     }
@@ -497,8 +495,8 @@ mod tests {
     fn labels_stay_bounded() {
         assert_eq!(method_label("tools/call"), "tools/call");
         assert_eq!(method_label("x/made-up-by-a-client"), "other");
-        assert_eq!(outcome_label(&Ok(json!({"isError": true}))), "tool_error");
-        assert_eq!(outcome_label(&Ok(json!({}))), "ok");
+        assert_eq!(outcome_label(&Ok(json!({"isError": true}).into())), "tool_error");
+        assert_eq!(outcome_label(&Ok(json!({}).into())), "ok");
         let limited = ErrorObject::new(codes::RATE_LIMITED, "slow down");
         assert_eq!(outcome_label(&Err(limited)), "rate_limited");
     }

@@ -54,16 +54,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use serde_json::Value;
 
 pub use context::{Caller, Listed, RequestContext, TraceHeaders};
 
 use crate::config::Config;
-use crate::protocol::{ErrorObject, Request};
+use crate::protocol::{ErrorObject, Payload, Request};
 use crate::upstream::Upstreams;
 
-/// What a request comes back with: the result, or the error the client will see.
-pub type Outcome = Result<Value, ErrorObject>;
+/// What a request comes back with: the result (as text until a stage reads it, see
+/// [`Payload`]), or the error the client will see.
+pub type Outcome = Result<Payload, ErrorObject>;
 
 /// One middleware stage. It may answer the request itself (a refusal), or pass it on with
 /// `next.run(ctx, req)` and look at (or rewrite) what comes back. What a stage needs besides

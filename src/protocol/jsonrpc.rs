@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::codes;
+use super::payload::Payload;
 
 /// A request id: MCP allows strings and integers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,7 +89,7 @@ pub struct Notification {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub id: Option<Id>,
-    pub outcome: Result<Value, ErrorObject>,
+    pub outcome: Result<Payload, ErrorObject>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,10 +137,10 @@ impl Notification {
 }
 
 impl Response {
-    pub fn ok(id: Id, result: Value) -> Self {
+    pub fn ok(id: Id, result: impl Into<Payload>) -> Self {
         Self {
             id: Some(id),
-            outcome: Ok(result),
+            outcome: Ok(result.into()),
         }
     }
 
@@ -184,7 +185,12 @@ impl Message {
         };
         let mut envelope = Envelope::default();
         for (i, key) in ENVELOPE_KEYS.iter().enumerate() {
-            *envelope.member(i) = obj.remove(*key);
+            let value = obj.remove(*key);
+            if i == RESULT {
+                envelope.result = value.map(Payload::from);
+            } else {
+                *envelope.member(i) = value;
+            }
         }
         envelope.into_message()
     }
@@ -209,7 +215,7 @@ impl Message {
             Message::Response(r) => {
                 obj.insert("id".into(), r.id.as_ref().map_or(Value::Null, Id::to_value));
                 match &r.outcome {
-                    Ok(result) => obj.insert("result".into(), result.clone()),
+                    Ok(result) => obj.insert("result".into(), (**result).clone()),
                     Err(e) => obj.insert("error".into(), error_value(e)),
                 };
             }
@@ -253,7 +259,7 @@ impl Message {
                 match &r.outcome {
                     Ok(result) => {
                         out.push_str(r#","result":"#);
-                        compact::value(&mut out, result);
+                        result.write_json(&mut out);
                     }
                     Err(e) => {
                         out.push_str(r#","error":{"code":"#);
@@ -293,23 +299,32 @@ struct Envelope {
     id: Option<Value>,
     method: Option<Value>,
     params: Option<Value>,
-    result: Option<Value>,
+    /// Kept as text: most results pass through unread (see [`Payload`]).
+    result: Option<Payload>,
     error: Option<Value>,
     duplicate: Option<&'static str>,
 }
 
 const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+/// The index of `result` in [`ENVELOPE_KEYS`].
+const RESULT: usize = 4;
 
 impl Envelope {
-    /// The member [`ENVELOPE_KEYS`]`[i]` names.
+    /// The member [`ENVELOPE_KEYS`]`[i]` names, other than `result` ([`RESULT`]).
     fn member(&mut self, i: usize) -> &mut Option<Value> {
         match i {
             0 => &mut self.jsonrpc,
             1 => &mut self.id,
             2 => &mut self.method,
             3 => &mut self.params,
-            4 => &mut self.result,
             _ => &mut self.error,
+        }
+    }
+
+    /// Notes member `i` as read, and the first member read twice.
+    fn seen(&mut self, i: usize, again: bool) {
+        if again && self.duplicate.is_none() {
+            self.duplicate = Some(ENVELOPE_KEYS[i]);
         }
     }
 
@@ -367,13 +382,14 @@ impl<'de> Deserialize<'de> for Envelope {
                         map.next_value::<serde::de::IgnoredAny>()?;
                         continue;
                     };
-                    let value: Value = map.next_value()?;
-                    let slot = envelope.member(i);
-                    let again = slot.is_some();
-                    *slot = Some(value);
-                    if again && envelope.duplicate.is_none() {
-                        envelope.duplicate = Some(ENVELOPE_KEYS[i]);
-                    }
+                    let again = if i == RESULT {
+                        let text: &serde_json::value::RawValue = map.next_value()?;
+                        envelope.result.replace(Payload::from_text(text.get())).is_some()
+                    } else {
+                        let value: Value = map.next_value()?;
+                        envelope.member(i).replace(value).is_some()
+                    };
+                    envelope.seen(i, again);
                 }
                 Ok(envelope)
             }
@@ -409,7 +425,7 @@ fn request_or_notification(
 
 fn response(
     id: Option<Value>,
-    result: Option<Value>,
+    result: Option<Payload>,
     error: Option<Value>,
 ) -> Result<Message, ErrorObject> {
     let id =

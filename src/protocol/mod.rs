@@ -14,7 +14,9 @@ pub mod headers;
 pub mod jsonrpc;
 pub mod logging;
 pub mod methods;
+pub mod payload;
 pub mod text;
 
 pub use era::Era;
 pub use jsonrpc::{ErrorObject, Id, Message, Notification, Request, Response};
+pub use payload::Payload;

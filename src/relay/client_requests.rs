@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use super::Relay;
 use super::send;
-use crate::protocol::{ErrorObject, Id, Message, Notification, Request, Response, codes, methods};
+use crate::protocol::{
+    ErrorObject, Id, Message, Notification, Payload, Request, Response, codes, methods,
+};
 use crate::session::Session;
 use crate::upstream::peer::{InputNeeded, Origin, Peer};
 use tokio::sync::oneshot;
@@ -183,7 +185,7 @@ pub fn answered(relay: &Relay, session: &Session, response: Response) -> bool {
             .shared()
             .is_some_and(|shared| super::bus::forward_answer(shared, &session.id, &response));
     };
-    tokio::spawn(pending.answer.deliver(response.outcome));
+    tokio::spawn(pending.answer.deliver(response.outcome.map(Payload::into_value)));
     true
 }
 

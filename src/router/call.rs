@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::Router;
 use crate::pipeline::RequestContext;
-use crate::protocol::{ErrorObject, field};
+use crate::protocol::{ErrorObject, Payload, field};
 use crate::relay::progress::Registration;
 use crate::upstream::Upstream;
 use crate::upstream::peer::Origin;
@@ -62,7 +62,7 @@ impl Call {
         }
     }
 
-    pub async fn run(self) -> Result<Value, ErrorObject> {
+    pub async fn run(self) -> Result<Payload, ErrorObject> {
         self.upstream
             .request_within(self.origin, &self.method, Some(self.params), self.timeout)
             .await

@@ -5,13 +5,13 @@ use serde_json::{Value, json};
 
 use super::Router;
 use crate::pipeline::RequestContext;
-use crate::protocol::{Era, ErrorObject, Request, methods};
+use crate::protocol::{Era, ErrorObject, Payload, Request, methods};
 
 pub async fn call_tool(
     router: &Router,
     ctx: &RequestContext,
     req: &Request,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     let name = req.str_param("name")?;
     let route = router
         .upstreams
@@ -26,7 +26,7 @@ pub async fn get_prompt(
     router: &Router,
     ctx: &RequestContext,
     req: &Request,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     let name = req.str_param("name")?;
     let route = router
         .upstreams
@@ -41,7 +41,7 @@ pub async fn read_resource(
     router: &Router,
     ctx: &RequestContext,
     req: &Request,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     let uri = req.str_param("uri")?;
     let owner = router
         .upstreams

@@ -12,14 +12,14 @@ mod stateless;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::catalog::Kind;
 use crate::aggregate::seal::Sealer;
 use crate::config::Config;
 use crate::pipeline::{Outcome, RequestContext, Terminal};
-use crate::protocol::{Era, ErrorObject, Request, methods};
+use crate::protocol::{Era, ErrorObject, Payload, Request, methods};
 use crate::relay::{self, Relay};
 use crate::session::Session;
 use crate::upstream::Upstreams;
@@ -49,11 +49,7 @@ impl Terminal for Router {
     }
 }
 
-pub async fn route(
-    router: &Router,
-    ctx: &RequestContext,
-    req: &Request,
-) -> Result<Value, ErrorObject> {
+pub async fn route(router: &Router, ctx: &RequestContext, req: &Request) -> Outcome {
     // A request the gateway makes of one upstream itself (the tasks runner waiting on an
     // upstream's own task): forwarded as it is.
     if let Some(upstream) = ctx.route_to {
@@ -62,19 +58,19 @@ pub async fn route(
     if ctx.era() == Era::Stateless {
         stateless::check_capability(router, &req.method)?;
     }
-    let outcome = match req.method.as_str() {
-        methods::SERVER_DISCOVER => stateless::discover(router),
-        methods::SUBSCRIPTIONS_LISTEN => stateless::listen(router, ctx, req).await,
-        methods::INITIALIZE => initialize::initialize(router, req),
-        methods::PING => Ok(json!({})),
-        methods::TOOLS_LIST => lists::list(router, ctx, req, Kind::Tools),
-        methods::PROMPTS_LIST => lists::list(router, ctx, req, Kind::Prompts),
-        methods::RESOURCES_LIST => lists::list(router, ctx, req, Kind::Resources),
-        methods::RESOURCES_TEMPLATES_LIST => lists::list(router, ctx, req, Kind::ResourceTemplates),
+    let outcome: Outcome = match req.method.as_str() {
+        methods::SERVER_DISCOVER => stateless::discover(router).map(Payload::from),
+        methods::SUBSCRIPTIONS_LISTEN => stateless::listen(router, ctx, req).await.map(Payload::from),
+        methods::INITIALIZE => initialize::initialize(router, req).map(Payload::from),
+        methods::PING => Ok(json!({}).into()),
+        methods::TOOLS_LIST => lists::list(router, ctx, req, Kind::Tools).map(Payload::from),
+        methods::PROMPTS_LIST => lists::list(router, ctx, req, Kind::Prompts).map(Payload::from),
+        methods::RESOURCES_LIST => lists::list(router, ctx, req, Kind::Resources).map(Payload::from),
+        methods::RESOURCES_TEMPLATES_LIST => lists::list(router, ctx, req, Kind::ResourceTemplates).map(Payload::from),
         methods::TOOLS_CALL => calls::call_tool(router, ctx, req).await,
         methods::PROMPTS_GET => calls::get_prompt(router, ctx, req).await,
         methods::RESOURCES_READ => calls::read_resource(router, ctx, req).await,
-        methods::COMPLETION_COMPLETE => calls::complete(router, ctx, req).await,
+        methods::COMPLETION_COMPLETE => calls::complete(router, ctx, req).await.map(Payload::from),
         methods::LOGGING_SET_LEVEL => {
             let session = session_of(ctx)?;
             let level = req
@@ -82,21 +78,21 @@ pub async fn route(
                 .ok_or_else(|| ErrorObject::invalid_params("missing required field 'level'"))?;
             let set = relay::logging::set_level(&router.relay, session, level).await?;
             relay::bus::changed(session).await?;
-            Ok(set)
+            Ok(set.into())
         }
         methods::RESOURCES_SUBSCRIBE => {
             let session = session_of(ctx)?;
             let uri = req.str_param("uri")?;
             let done = relay::subscriptions::subscribe(&router.relay, session, uri).await?;
             relay::bus::changed(session).await?;
-            Ok(done)
+            Ok(done.into())
         }
         methods::RESOURCES_UNSUBSCRIBE => {
             let session = session_of(ctx)?;
             let uri = req.str_param("uri")?;
             let done = relay::subscriptions::unsubscribe(&router.relay, session, uri).await?;
             relay::bus::changed(session).await?;
-            Ok(done)
+            Ok(done.into())
         }
         other => Err(ErrorObject::method_not_found(other)),
     };
@@ -114,8 +110,7 @@ pub async fn route(
                 Some(stateless::list_hint(router, Kind::ResourceTemplates))
             }
             methods::RESOURCES_READ
-                if crate::protocol::envelope::result_type(&result)
-                    == crate::protocol::envelope::COMPLETE =>
+                if result.result_type() == crate::protocol::envelope::COMPLETE =>
             {
                 Some(stateless::read_hint(router, &result))
             }

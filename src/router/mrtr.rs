@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::Router;
 use super::call::Call;
 use crate::pipeline::RequestContext;
-use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
-use crate::protocol::{Era, ErrorObject, Id, Request, codes, headers};
+use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE};
+use crate::protocol::{Era, ErrorObject, Id, Payload, Request, codes, headers};
 use crate::upstream::peer::{InputNeeded, Origin};
 
 /// AEAD purpose of request-state tokens.
@@ -206,7 +206,7 @@ pub async fn forward(
     req: &Request,
     upstream: usize,
     name: Option<&str>,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     if ctx.era() == Era::Stateless {
         stateless_client(router, ctx, req, upstream, outgoing(req, name)).await
     } else {
@@ -232,13 +232,13 @@ async fn handshake_client(
     req: &Request,
     upstream: usize,
     name: Option<&str>,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     let call =
         |params: Value| Call::new(router, ctx, upstream, &req.method, params, ctx.origin()).run();
     // The params are copied again for a retry, which few calls need.
     let mut result = call(outgoing(req, name)).await?;
     for _ in 0..MAX_ROUNDS {
-        if result_type(&result) != INPUT_REQUIRED {
+        if result.result_type() != INPUT_REQUIRED {
             return Ok(result);
         }
         let session = ctx.session.as_deref().ok_or_else(|| {
@@ -294,7 +294,7 @@ async fn stateless_client(
     req: &Request,
     upstream: usize,
     mut params: Value,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     // The binding (a digest of the arguments among them) is made only when a token is
     // sealed or opened: most calls never need one.
     let binding = || Binding::of(router, ctx, req, upstream);
@@ -361,7 +361,7 @@ async fn continue_elsewhere(
     id: &str,
     answers: Value,
     bound: &Binding,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     let not_held = || {
         ErrorObject::invalid_params(
             "requestState names a call this gateway replica no longer holds (it expired); \
@@ -402,10 +402,10 @@ pub async fn continue_held(router: &Router, id: &str, answers: Value, binding: V
     }
 }
 
-fn outcome_of(outcome: Value) -> Result<Value, ErrorObject> {
+fn outcome_of(outcome: Value) -> Result<Payload, ErrorObject> {
     match outcome {
         Value::Object(mut o) => match (o.remove("ok"), o.remove("err")) {
-            (Some(result), _) => Ok(result),
+            (Some(result), _) => Ok(result.into()),
             (None, Some(e)) => Err(serde_json::from_value(e)
                 .unwrap_or_else(|_| ErrorObject::internal("an unreadable error from a replica"))),
             _ => Err(ErrorObject::internal("an unreadable answer from a replica")),
@@ -423,15 +423,15 @@ async fn direct(
     upstream: usize,
     params: Value,
     binding: impl FnOnce() -> Binding,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     let call = Call::new(router, ctx, upstream, &req.method, params, ctx.origin());
     Ok(wrap(router, binding, call.run().await?))
 }
 
 /// An upstream's `input_required` result for a 2026-07-28 client: its requests pass
 /// through, its state is wrapped in the gateway's token.
-fn wrap(router: &Router, binding: impl FnOnce() -> Binding, mut result: Value) -> Value {
-    if result_type(&result) != INPUT_REQUIRED {
+fn wrap(router: &Router, binding: impl FnOnce() -> Binding, mut result: Payload) -> Payload {
+    if result.result_type() != INPUT_REQUIRED {
         return result;
     }
     let upstream_state = result
@@ -451,7 +451,7 @@ const INPUT_QUEUE: usize = 16;
 
 /// A call in flight for a 2026-07-28 client, with the input requests it is waiting on.
 pub struct Exchange {
-    call: tokio::task::JoinHandle<Result<Value, ErrorObject>>,
+    call: tokio::task::JoinHandle<Result<Payload, ErrorObject>>,
     /// What the client declared on the request that started the call.
     capabilities: Value,
     inputs: mpsc::Receiver<InputNeeded>,
@@ -540,7 +540,7 @@ async fn drive(
     router: &Router,
     binding: &Binding,
     mut exchange: Exchange,
-) -> Result<Value, ErrorObject> {
+) -> Result<Payload, ErrorObject> {
     if exchange.waiting.is_empty() {
         tokio::select! {
             biased;
@@ -568,7 +568,7 @@ async fn drive(
     let token = binding.seal(router, None, Some(id.clone()));
     let result = exchange.input_required(token);
     router.parked.put(id, exchange);
-    Ok(result)
+    Ok(result.into())
 }
 
 /// The ClientCapabilities an input request needs, for -32021's `requiredCapabilities`.

@@ -40,8 +40,8 @@ pub async fn handle(tasks: &Tasks, ctx: &RequestContext, req: &Request) -> Outco
         return answer.await;
     }
     match req.method.as_str() {
-        methods::TASKS_GET if ctx.era() == Era::Stateless => Ok(record.detailed()),
-        methods::TASKS_GET => Ok(record.handshake_task()),
+        methods::TASKS_GET if ctx.era() == Era::Stateless => Ok(record.detailed().into()),
+        methods::TASKS_GET => Ok(record.handshake_task().into()),
         methods::TASKS_RESULT => result(tasks, record).await,
         methods::TASKS_CANCEL => cancel(tasks, ctx, record).await,
         methods::TASKS_UPDATE => update(tasks, req, record).await,
@@ -93,7 +93,7 @@ async fn result(tasks: &Tasks, record: TaskRecord) -> Outcome {
         )),
         (_, Some(mut result), _) => {
             result["_meta"][RELATED_TASK] = related;
-            Ok(result)
+            Ok(result.into())
         }
         (_, None, Some(error)) => {
             let mut error: ErrorObject = serde_json::from_value(error)
@@ -114,7 +114,7 @@ async fn result(tasks: &Tasks, record: TaskRecord) -> Outcome {
 async fn cancel(tasks: &Tasks, ctx: &RequestContext, record: TaskRecord) -> Outcome {
     if record.status.is_terminal() {
         return if ctx.era() == Era::Stateless {
-            Ok(json!({}))
+            Ok(json!({}).into())
         } else {
             Err(ErrorObject::invalid_params(format!(
                 "task {} already ended ({}); it cannot be cancelled",
@@ -138,9 +138,9 @@ async fn cancel(tasks: &Tasks, ctx: &RequestContext, record: TaskRecord) -> Outc
     tasks.stop_local(&record.id);
     super::runner::notify_status(tasks, &updated);
     if ctx.era() == Era::Stateless {
-        Ok(json!({}))
+        Ok(json!({}).into())
     } else {
-        Ok(updated.handshake_task())
+        Ok(updated.handshake_task().into())
     }
 }
 
@@ -166,7 +166,7 @@ async fn update(tasks: &Tasks, req: &Request, record: TaskRecord) -> Outcome {
         })
         .await
         .map_err(super::runner::store_error)?;
-    Ok(json!({}))
+    Ok(json!({}).into())
 }
 
 /// Where a `tasks/list` page ends.
@@ -217,5 +217,5 @@ async fn list(tasks: &Tasks, ctx: &RequestContext, req: &Request) -> Outcome {
         let payload = serde_json::to_vec(&cursor).unwrap_or_default();
         result["nextCursor"] = Value::from(tasks.sealer.seal(CURSOR, &payload));
     }
-    Ok(result)
+    Ok(result.into())
 }

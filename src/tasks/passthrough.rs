@@ -7,8 +7,7 @@ use serde_json::{Map, Value};
 
 use super::Tasks;
 use crate::pipeline::{Outcome, RequestContext};
-use crate::protocol::envelope::result_type;
-use crate::protocol::{Era, ErrorObject, methods};
+use crate::protocol::{Era, ErrorObject, Payload, methods};
 use crate::session::tasks::record::{RELATED_TASK, Status, TaskRecord, new_id, now_ms};
 use crate::session::tasks::store::keep_reported_status;
 
@@ -20,15 +19,15 @@ pub async fn adopt(
     ctx: &RequestContext,
     upstream: usize,
     method: &str,
-    mut answer: Value,
+    mut answer: Payload,
 ) -> Outcome {
     let era = ctx.era();
     let stateless = era == Era::Stateless;
     let task = if stateless {
-        if result_type(&answer) != "task" {
+        if answer.result_type() != "task" {
             return Ok(answer);
         }
-        answer.clone()
+        (*answer).clone()
     } else {
         match answer.get("task") {
             Some(task) if task.is_object() => task.clone(),

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Tasks;
 use crate::pipeline::{Caller, Chain, Outcome, RequestContext};
-use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE, result_type};
+use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE};
 use crate::protocol::{Era, ErrorObject, Message, Notification, Request, codes, methods};
 use crate::session::Session;
 use crate::session::tasks::record::{Status, TaskRecord, new_id, now_ms};
@@ -254,7 +254,7 @@ pub async fn start(
         }
     });
     tracing::info!(task = %record.id, method = %record.method, upstream = %record.upstream, "Task created");
-    Ok(created_result(&record))
+    Ok(created_result(&record).into())
 }
 
 /// Cancels the call it guards when dropped, unless disarmed (`.0 = None`).
@@ -329,10 +329,11 @@ async fn drive(
             }
         };
         let result = match outcome {
-            Ok(result) if job.era() == Era::Stateless && result_type(&result) == INPUT_REQUIRED => {
+            Ok(result) if job.era() == Era::Stateless && result.result_type() == INPUT_REQUIRED => {
                 result
             }
             Ok(result) => {
+                let result = result.into_value();
                 update(tasks, id, |r| r.finish(Ok(result.clone()))).await;
                 return;
             }

@@ -19,7 +19,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::{TransportConfig, UpstreamConfig};
-use crate::protocol::{ErrorObject, Request, field, methods};
+use crate::protocol::{ErrorObject, Payload, Request, field, methods};
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -141,7 +141,7 @@ pub fn record_session(span: &Span, session_id: &str, protocol_version: &str) {
 }
 
 /// Records how a request ended: a JSON-RPC error, or a tool result flagged `isError`.
-pub fn record_outcome(span: &Span, outcome: &Result<Value, ErrorObject>) {
+pub fn record_outcome(span: &Span, outcome: &Result<Payload, ErrorObject>) {
     if span.is_disabled() {
         return;
     }
@@ -153,7 +153,7 @@ pub fn record_outcome(span: &Span, outcome: &Result<Value, ErrorObject>) {
             span.record("rpc.jsonrpc.error_code", i64::from(e.code));
             span.record("otel.status_code", "error");
         }
-        Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
+        Ok(result) if result.is_error() => {
             span.record("error.type", "tool_error");
             span.record("otel.status_code", "error");
         }

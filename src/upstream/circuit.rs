@@ -67,7 +67,7 @@ impl Drop for Pass<'_> {
 
 impl Pass<'_> {
     /// Records how the request ended.
-    pub fn finish(mut self, upstream: &str, outcome: &Result<Value, ErrorObject>) {
+    pub fn finish<T>(mut self, upstream: &str, outcome: &Result<T, ErrorObject>) {
         self.done = true;
         match outcome {
             Err(e) if counts(e) => self.circuit.failed(upstream, self.probe, &e.message),
@@ -247,7 +247,7 @@ mod tests {
             failures: 1,
             cooldown: Duration::from_secs(60),
         });
-        let answered = Err(ErrorObject::new(codes::UPSTREAM_UNAVAILABLE, "its own"));
+        let answered: Result<(), _> = Err(ErrorObject::new(codes::UPSTREAM_UNAVAILABLE, "its own"));
         c.admit("u").expect("closed").finish("u", &answered);
         assert_eq!(c.state(), State::Closed);
         c.admit("u").expect("closed").finish("u", &down());

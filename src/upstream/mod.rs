@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::{ProtocolMode, UpstreamConfig};
-use crate::protocol::{Era, ErrorObject, Message, methods};
+use crate::protocol::{Era, ErrorObject, Message, Payload, methods};
 pub use catalog::UpstreamCatalog;
 use peer::{Inbound, Origin, Peer};
 pub use table::Upstreams;
@@ -384,6 +384,7 @@ impl Upstream {
     ) -> Result<Value, ErrorObject> {
         self.request_within(origin, method, params, self.config.timeout)
             .await
+            .map(Payload::into_value)
     }
 
     /// [`Upstream::request`] with an explicit timeout (a per-tool timeout from the pipeline).
@@ -397,7 +398,7 @@ impl Upstream {
         method: &str,
         mut params: Option<Value>,
         timeout: Duration,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Payload, ErrorObject> {
         use tracing::Instrument;
         // An open circuit answers at once: nothing is sent.
         let pass = self.circuit.admit(self.name())?;
@@ -430,7 +431,7 @@ impl Upstream {
         method: &str,
         params: Option<Value>,
         timeout: Duration,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Payload, ErrorObject> {
         let live = read(&self.live).clone();
         // A handshake-era client of a server that speaks both eras is served in its own era:
         // on its own link where clients get one, else on the server's handshake-era session.
@@ -464,7 +465,7 @@ impl Upstream {
             {
                 self.listen.remove(uri);
             }
-            return Ok(serde_json::json!({}));
+            return Ok(serde_json::json!({}).into());
         }
         let Some(live) = live else {
             return Err(ErrorObject::upstream_unavailable(
@@ -519,7 +520,7 @@ impl Upstream {
         method: &str,
         params: Option<Value>,
         timeout: Duration,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Payload, ErrorObject> {
         let link = self.links.get(&self.config, &origin).await?;
         match link
             .peer

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::peer::{self, Origin};
 use super::{Live, Upstream, lock};
-use crate::protocol::{ErrorObject, methods};
+use crate::protocol::{ErrorObject, Payload, methods};
 
 impl Upstream {
     /// A request to a 2026-07-28 upstream. The methods that era removed never reach it:
@@ -24,7 +24,7 @@ impl Upstream {
         method: &str,
         params: Option<Value>,
         timeout: Duration,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Payload, ErrorObject> {
         let uri = || {
             params
                 .as_ref()
@@ -36,11 +36,11 @@ impl Upstream {
         match method {
             methods::RESOURCES_SUBSCRIBE => {
                 self.listen.add(uri()?);
-                return Ok(json!({}));
+                return Ok(json!({}).into());
             }
             methods::RESOURCES_UNSUBSCRIBE => {
                 self.listen.remove(&uri()?);
-                return Ok(json!({}));
+                return Ok(json!({}).into());
             }
             methods::LOGGING_SET_LEVEL => {
                 let level = params
@@ -49,9 +49,9 @@ impl Upstream {
                     .and_then(Value::as_str)
                     .map(str::to_owned);
                 *lock(&self.log_level) = level;
-                return Ok(json!({}));
+                return Ok(json!({}).into());
             }
-            methods::PING => return Ok(json!({})),
+            methods::PING => return Ok(json!({}).into()),
             _ => {}
         }
         let mut extra = peer::Extra {

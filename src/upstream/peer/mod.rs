@@ -23,7 +23,8 @@ use stream::take_subscription_id;
 
 use super::http::HttpLink;
 use crate::protocol::{
-    Era, ErrorObject, Id, Message, Notification, Request, Response, envelope, headers, methods,
+    Era, ErrorObject, Id, Message, Notification, Payload, Request, Response, envelope, headers,
+    methods,
 };
 
 /// What a transport yields.
@@ -55,7 +56,7 @@ pub type NotificationHook = Arc<dyn Fn(&Notification, Option<&Arc<Origin>>) -> b
 pub const EVENT_QUEUE: usize = 256;
 
 struct Waiting {
-    tx: oneshot::Sender<Result<Value, ErrorObject>>,
+    tx: oneshot::Sender<Result<Payload, ErrorObject>>,
     origin: Option<Arc<Origin>>,
     /// For a `subscriptions/listen` request: takes the filter the upstream acknowledged.
     ack: Option<oneshot::Sender<Value>>,
@@ -176,7 +177,9 @@ impl Peer {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, ErrorObject> {
-        self.request_from(None, method, params, timeout).await
+        self.request_from(None, method, params, timeout)
+            .await
+            .map(Payload::into_value)
     }
 
     /// [`Peer::request`] on behalf of a client request, so that what the upstream sends
@@ -187,7 +190,7 @@ impl Peer {
         method: &str,
         params: Option<Value>,
         timeout: Duration,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Payload, ErrorObject> {
         self.request_with(origin, method, params, timeout, Extra::default())
             .await
     }
@@ -200,7 +203,7 @@ impl Peer {
         params: Option<Value>,
         timeout: Duration,
         extra: Extra,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Payload, ErrorObject> {
         self.send(origin, method, params, timeout, extra, None)
             .await
     }
@@ -225,6 +228,7 @@ impl Peer {
             Some(ack),
         )
         .await
+        .map(Payload::into_value)
     }
 
     async fn send(
@@ -235,7 +239,7 @@ impl Peer {
         timeout: Duration,
         extra: Extra,
         ack: Option<oneshot::Sender<Value>>,
-    ) -> Result<Value, ErrorObject> {
+    ) -> Result<Payload, ErrorObject> {
         if self.is_closed() {
             return Err(self.unavailable());
         }
@@ -376,7 +380,7 @@ impl Peer {
     pub async fn respond(&self, id: Id, outcome: Result<Value, ErrorObject>) {
         let msg = Message::Response(Response {
             id: Some(id),
-            outcome,
+            outcome: outcome.map(Payload::from),
         });
         // A closed connection has nobody left to answer; nothing to do.
         let _ = self.send_ordered(msg).await;

@@ -1,0 +1,389 @@
+//! A result as an upstream sent it: kept as JSON text until something looks inside it.
+//!
+//! Most answers pass through the gateway unread: the members it needs (`resultType`,
+//! `isError`, whether there is a `_meta`) are noted when the answer is parsed, the rest stays
+//! text, and the client gets that text back with at most a member or two appended. Reading
+//! any other part of the result (through `Deref`) parses it then, once; changing it (through
+//! `DerefMut`) turns it into a [`Value`] for good. A result that names a top-level member
+//! twice is parsed at once, so the gateway and the client never read different values.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::{LazyLock, OnceLock};
+
+use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+use super::envelope::{self, CACHE_SCOPE, COMPLETE, RESULT_TYPE, SERVER_INFO, TTL_MS};
+
+/// A JSON-RPC result.
+#[derive(Clone)]
+pub struct Payload(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Value(Value),
+    /// Boxed: a result is no larger than a `Value` either way.
+    Text(Box<Text>),
+}
+
+#[derive(Clone)]
+struct Text {
+    text: Box<str>,
+    top: Top,
+    /// The text parsed, once something read inside it.
+    parsed: OnceLock<Value>,
+}
+
+/// What the gateway reads of a result without parsing it.
+#[derive(Clone, Debug, Default)]
+struct Top {
+    /// The result is an object (MCP results always are).
+    object: bool,
+    /// How many members the object has.
+    members: usize,
+    result_type: Option<Value>,
+    is_error: Option<Value>,
+    /// `_meta`, `ttlMs` or `cacheScope`: members a face may have to change.
+    meta: bool,
+    cache_hints: bool,
+    /// A top-level member named twice.
+    duplicate: bool,
+}
+
+impl Payload {
+    /// A result from its JSON text (already known to be valid JSON).
+    pub fn from_text(text: &str) -> Payload {
+        let top = serde_json::from_str::<Top>(text).unwrap_or_default();
+        if top.duplicate {
+            // Parsed now: the gateway and the client then see the same (last) value.
+            return Payload(Repr::Value(parse(text)));
+        }
+        Payload(Repr::Text(Box::new(Text {
+            text: text.into(),
+            top,
+            parsed: OnceLock::new(),
+        })))
+    }
+
+    /// The result's type; `complete` when it names none (a handshake-era server).
+    pub fn result_type(&self) -> &str {
+        match &self.0 {
+            Repr::Text(t) => t
+                .top
+                .result_type
+                .as_ref()
+                .and_then(Value::as_str)
+                .unwrap_or(COMPLETE),
+            Repr::Value(v) => envelope::result_type(v),
+        }
+    }
+
+    /// Whether the result says `isError: true` (a tool's own error).
+    pub fn is_error(&self) -> bool {
+        let flag = match &self.0 {
+            Repr::Text(t) => t.top.is_error.as_ref(),
+            Repr::Value(v) => super::field::of(v, "isError"),
+        };
+        flag.and_then(Value::as_bool) == Some(true)
+    }
+
+    pub fn is_object(&self) -> bool {
+        match &self.0 {
+            Repr::Text(t) => t.top.object,
+            Repr::Value(v) => v.is_object(),
+        }
+    }
+
+    pub fn into_value(self) -> Value {
+        match self.0 {
+            Repr::Value(v) => v,
+            Repr::Text(t) => t.parsed.into_inner().unwrap_or_else(|| parse(&t.text)),
+        }
+    }
+
+    /// Appends the result as compact JSON: its own text when it has not been changed.
+    pub fn write_json(&self, out: &mut String) {
+        match &self.0 {
+            Repr::Text(t) => out.push_str(&t.text),
+            Repr::Value(v) => super::compact::value(out, v),
+        }
+    }
+
+    /// [`envelope::for_stateless`]: `resultType` unless set, and the gateway's `serverInfo`
+    /// in `_meta`. A result without `_meta` gets them appended to its text.
+    pub fn shape_for_stateless(&mut self) {
+        if let Repr::Text(t) = &mut self.0
+            && let Text { text, top, parsed } = &mut **t
+            && top.object
+            && !top.meta
+            && let Some(open) = text.strip_suffix('}')
+        {
+            let mut out = String::with_capacity(text.len() + 128);
+            out.push_str(open);
+            if top.members > 0 {
+                out.push(',');
+            }
+            if top.result_type.is_none() {
+                out.push_str(r#""resultType":"complete","#);
+                top.result_type = Some(Value::from(COMPLETE));
+                top.members += 1;
+            }
+            out.push_str(r#""_meta":{"#);
+            super::compact::string(&mut out, SERVER_INFO);
+            out.push(':');
+            out.push_str(&GATEWAY_INFO);
+            out.push_str("}}");
+            top.meta = true;
+            top.members += 1;
+            *text = out.into_boxed_str();
+            *parsed = OnceLock::new();
+            return;
+        }
+        envelope::for_stateless(self);
+    }
+
+    /// [`envelope::for_handshake`]: nothing to do for a result without the members it
+    /// removes.
+    pub fn shape_for_handshake(&mut self) {
+        if let Repr::Text(t) = &self.0
+            && t.top.result_type.is_none()
+            && !t.top.meta
+            && !t.top.cache_hints
+        {
+            return;
+        }
+        envelope::for_handshake(self);
+    }
+}
+
+/// The gateway's `serverInfo` as JSON text, written once.
+static GATEWAY_INFO: LazyLock<String> = LazyLock::new(|| {
+    let mut out = String::new();
+    super::compact::value(&mut out, &envelope::gateway_info());
+    out
+});
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Payload(Repr::Value(value))
+    }
+}
+
+impl Deref for Payload {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        match &self.0 {
+            Repr::Value(v) => v,
+            Repr::Text(t) => t.parsed.get_or_init(|| parse(&t.text)),
+        }
+    }
+}
+
+impl DerefMut for Payload {
+    fn deref_mut(&mut self) -> &mut Value {
+        if let Repr::Text(t) = &mut self.0 {
+            let value = t.parsed.take().unwrap_or_else(|| parse(&t.text));
+            self.0 = Repr::Value(value);
+        }
+        match &mut self.0 {
+            Repr::Value(v) => v,
+            Repr::Text(_) => unreachable!("made a value above"),
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Top {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Top;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+                let mut top = Top {
+                    object: true,
+                    ..Top::default()
+                };
+                let mut names: Vec<Cow<'de, str>> = Vec::with_capacity(4);
+                while let Some(Name(name)) = map.next_key()? {
+                    if names.contains(&name) {
+                        top.duplicate = true;
+                    }
+                    match name.as_ref() {
+                        RESULT_TYPE => top.result_type = Some(map.next_value()?),
+                        "isError" => top.is_error = Some(map.next_value()?),
+                        other => {
+                            top.meta |= other == "_meta";
+                            top.cache_hints |= other == TTL_MS || other == CACHE_SCOPE;
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                    names.push(name);
+                }
+                top.members = names.len();
+                Ok(top)
+            }
+            // Anything else is a result that is not an object.
+            fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
+                Ok(Top::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
+                Ok(Top::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
+                Ok(Top::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
+                Ok(Top::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Top, E> {
+                Ok(Top::default())
+            }
+            fn visit_unit<E>(self) -> Result<Top, E> {
+                Ok(Top::default())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Top::default())
+            }
+        }
+        deserializer.deserialize_any(Members)
+    }
+}
+
+/// A member name, borrowed from the text unless it has escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn text_of(p: &Payload) -> String {
+        let mut out = String::new();
+        p.write_json(&mut out);
+        out
+    }
+
+    #[test]
+    fn an_unread_result_goes_out_as_it_came() {
+        let text = r#"{"content":[{"type":"text","text":"caf\u00e9"}],"n":12345678901234567890123}"#;
+        let p = Payload::from_text(text);
+        assert_eq!(text_of(&p), text);
+        assert!(!p.is_error());
+        assert_eq!(p.result_type(), COMPLETE);
+        // Reading parses it; the text still goes out unchanged.
+        assert_eq!(p["content"][0]["text"], "café");
+        assert_eq!(text_of(&p), text);
+    }
+
+    #[test]
+    fn what_the_gateway_reads_is_what_parsing_reads() {
+        for text in [
+            r#"{"isError":true,"resultType":"input_required"}"#,
+            r#"{"isError":"yes","resultType":7}"#,
+            r#"{}"#,
+            r#"[1,2]"#,
+            r#""text""#,
+            r#"null"#,
+            r#"{"isError":false,"a":{"isError":true,"resultType":"x"}}"#,
+        ] {
+            let raw = Payload::from_text(text);
+            let value = Payload::from(serde_json::from_str::<Value>(text).unwrap());
+            assert_eq!(raw.is_error(), value.is_error(), "{text}");
+            assert_eq!(raw.result_type(), value.result_type(), "{text}");
+            assert_eq!(raw.is_object(), value.is_object(), "{text}");
+            assert_eq!(raw, value, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_member_named_twice_is_read_once_the_way_parsing_reads_it() {
+        let p = Payload::from_text(r#"{"isError":false,"x":1,"isError":true}"#);
+        assert!(p.is_error());
+        assert_eq!(text_of(&p), r#"{"isError":true,"x":1}"#);
+    }
+
+    #[test]
+    fn shaping_the_text_gives_what_shaping_the_value_gives() {
+        for text in [
+            r#"{"content":[],"isError":false}"#,
+            r#"{"content":[],"resultType":"input_required","inputRequests":{}}"#,
+            r#"{ }"#,
+            r#"{"content":[],"_meta":{"k":1}}"#,
+            r#"{"a":1,"ttlMs":5,"cacheScope":"public","resultType":"complete"}"#,
+            r#"[]"#,
+        ] {
+            let mut value: Value = serde_json::from_str(text).unwrap();
+            envelope::for_stateless(&mut value);
+            let mut raw = Payload::from_text(text);
+            raw.shape_for_stateless();
+            let written: Value = serde_json::from_str(&text_of(&raw)).unwrap();
+            assert_eq!(written, value, "{text}");
+            assert_eq!(*raw, value, "{text}");
+            assert_eq!(raw.result_type(), envelope::result_type(&value), "{text}");
+
+            let mut value: Value = serde_json::from_str(text).unwrap();
+            envelope::for_handshake(&mut value);
+            let mut raw = Payload::from_text(text);
+            raw.shape_for_handshake();
+            let written: Value = serde_json::from_str(&text_of(&raw)).unwrap();
+            assert_eq!(written, value, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_changed_result_is_written_from_its_value() {
+        let mut p = Payload::from_text(r#"{"a":1}"#);
+        p["b"] = json!(2);
+        assert_eq!(text_of(&p), r#"{"a":1,"b":2}"#);
+        assert_eq!(p.into_value(), json!({"a": 1, "b": 2}));
+    }
+}
