@@ -26,7 +26,7 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Printable<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         // Control characters are U+0000–U+001F, U+007F, and U+0080–U+009F, which UTF-8
         // writes as 0xC2 0x80–0x9F: text without those bytes passes on unexamined.
-        if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        if !may_hold_controls(text.as_bytes()) {
             return self.0.write_str(text);
         }
         let mut rest = text;
@@ -46,9 +46,103 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Printable<'_, W> {
     }
 }
 
+/// Whether `text` has a byte below 0x20, 0x7f or 0xc2. Every value of every text log line
+/// is scanned: eight bytes at a time, a few operations for the eight.
+fn may_hold_controls(text: &[u8]) -> bool {
+    let controls = |eight: &[u8; 8]| {
+        let word = u64::from_le_bytes(*eight);
+        has_below(word, 0x20) || has(word, 0x7f) || has(word, 0xc2)
+    };
+    let mut rest = text;
+    while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
+        if controls(eight) {
+            return true;
+        }
+        rest = tail;
+    }
+    match text.last_chunk::<8>() {
+        // The last eight bytes: the few left, and some already read.
+        Some(eight) if !rest.is_empty() => controls(eight),
+        _ => rest.iter().any(|b| *b < 0x20 || *b == 0x7f || *b == 0xc2),
+    }
+}
+
+/// `0x0101010101010101`: a byte, times this, in every byte of a `u64`.
+const EVERY: u64 = u64::from_le_bytes([1; 8]);
+const HIGH_BITS: u64 = EVERY * 0x80;
+
+/// Whether a byte of `word` is below `n`, for `n` up to 0x80. The lowest byte below `n`
+/// gets no borrow from the bytes under it, so subtracting `n` sets its high bit, which was
+/// clear in `word` (the byte is below 0x80); without such a byte nothing borrows, and every
+/// high bit the subtraction leaves set was set in `word` already.
+const fn has_below(word: u64, n: u8) -> bool {
+    word.wrapping_sub(EVERY * n as u64) & !word & HIGH_BITS != 0
+}
+
+/// Whether a byte of `word` is `b`: a zero byte of `word ^ b…b`.
+const fn has(word: u64, b: u8) -> bool {
+    has_below(word ^ (EVERY * b as u64), 1)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{has, has_below, may_hold_controls, printable};
+
+    /// The tests on words against the same tests byte by byte: every byte value in every
+    /// place among bytes that pass, and random words, some with many bytes that hit.
+    #[test]
+    fn word_tests_say_what_byte_tests_say() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut words = Vec::new();
+        for place in 0..8 {
+            for b in 0..=255u8 {
+                let mut bytes = [b'a'; 8];
+                bytes[place] = b;
+                words.push(u64::from_le_bytes(bytes));
+                bytes[(place + 3) % 8] = 0xff;
+                words.push(u64::from_le_bytes(bytes));
+            }
+        }
+        words.extend((0..100_000).map(|_| next()));
+        words.extend((0..100_000).map(|_| next() & next() & 0x7f7f_7f7f_7f7f_7f7f));
+        for word in words {
+            let bytes = word.to_le_bytes();
+            for n in [1, 0x20, 0x22, 0x7f, 0x80] {
+                assert_eq!(
+                    has_below(word, n),
+                    bytes.iter().any(|b| *b < n),
+                    "{word:#x} < {n}"
+                );
+            }
+            for b in [0, b'"', b'\\', 0x7f, 0xc2, 0xff] {
+                assert_eq!(has(word, b), bytes.contains(&b), "{word:#x} has {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_of_every_length_is_scanned() {
+        for len in 0..40 {
+            let text = vec![b'.'; len];
+            assert!(!may_hold_controls(&text));
+            for at in 0..len {
+                for b in [0, b'\n', 0x1f, 0x7f, 0xc2] {
+                    let mut text = text.clone();
+                    text[at] = b;
+                    assert!(may_hold_controls(&text), "{len} {at} {b}");
+                }
+                let mut text = text.clone();
+                text[at] = 0xc3;
+                assert!(!may_hold_controls(&text), "{len} {at}");
+            }
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {

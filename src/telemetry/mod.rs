@@ -11,6 +11,7 @@
 //!   and the tracer provider that sends spans there.
 //! * [`spans`]: the MCP semantic-convention spans and W3C trace-context propagation.
 
+mod clock;
 pub mod export;
 pub mod spans;
 mod text;
@@ -87,7 +88,8 @@ pub fn log_layer(format: LogFormat, quiet: bool) -> BoxedLayer {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        .with_timer(clock::Timestamp);
     match format {
         LogFormat::Json => fmt.json().with_filter(filter).boxed(),
         LogFormat::Text => fmt.fmt_fields(text::TextFields).with_filter(filter).boxed(),

@@ -3,8 +3,11 @@
 //! clients (an error body, a stderr line), and a raw newline in one would start a forged log
 //! line. JSON logs need no such care: serde escapes every string.
 //!
-//! Written straight into the line, value by value: the audit line of every tool call goes
-//! through here, so a field costs no copy of its text first.
+//! The audit line of every tool call goes through here. Its pieces (a space, a name, `=`, a
+//! value or part of one) are gathered on the stack and reach the line in one write: the
+//! line's writer is a few dynamic calls away, which cost more than copying a piece. Numbers
+//! and booleans skip `core::fmt` (and the escaping, which they never need) for the same
+//! text `Debug` writes.
 
 use std::fmt::{self, Write as _};
 
@@ -21,19 +24,64 @@ pub struct TextFields;
 impl<'writer> FormatFields<'writer> for TextFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
         let mut visitor = Fields {
-            writer,
+            writer: Gather {
+                line: writer,
+                bytes: [0; GATHER],
+                len: 0,
+            },
             first: true,
             result: Ok(()),
         };
         fields.record(&mut visitor);
-        visitor.result
+        visitor.result?;
+        visitor.writer.flush()
     }
 }
 
 struct Fields<'writer> {
-    writer: Writer<'writer>,
+    writer: Gather<'writer>,
     first: bool,
     result: fmt::Result,
+}
+
+/// The most bytes [`Gather`] holds; an audit line's fields are about 200.
+const GATHER: usize = 256;
+
+/// Text on its way into the line, gathered until [`GATHER`] bytes are there or the fields
+/// end; a piece longer than that goes straight in.
+struct Gather<'writer> {
+    line: Writer<'writer>,
+    bytes: [u8; GATHER],
+    len: usize,
+}
+
+impl Gather<'_> {
+    fn flush(&mut self) -> fmt::Result {
+        // Only whole strs come in, so this is one.
+        let text = std::str::from_utf8(&self.bytes[..self.len]).map_err(|_| fmt::Error)?;
+        self.line.write_str(text)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl fmt::Write for Gather<'_> {
+    #[inline]
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        if text.len() > GATHER - self.len {
+            self.flush()?;
+            if text.len() > GATHER {
+                return self.line.write_str(text);
+            }
+        }
+        self.bytes[self.len..self.len + text.len()].copy_from_slice(text.as_bytes());
+        self.len += text.len();
+        Ok(())
+    }
+
+    fn write_char(&mut self, c: char) -> fmt::Result {
+        self.write_str(c.encode_utf8(&mut [0; 4]))
+    }
 }
 
 impl Fields<'_> {
@@ -53,6 +101,19 @@ impl Fields<'_> {
     fn write(&mut self, field: &Field, value: &dyn fmt::Debug) -> fmt::Result {
         self.name(field)?;
         write!(Printable(&mut self.writer), "{value:?}")
+    }
+
+    /// Text without control characters (a number, a boolean), written as it is.
+    fn write_plain(&mut self, field: &Field, text: &str) -> fmt::Result {
+        self.name(field)?;
+        self.writer.write_str(text)
+    }
+
+    fn write_f64(&mut self, field: &Field, value: f64) -> fmt::Result {
+        match shortest(value, &mut ryu::Buffer::new()) {
+            Some(text) => self.write_plain(field, text),
+            None => self.write(field, &value),
+        }
     }
 
     /// A string as `Debug` writes it (quoted, escaped): plain printable ASCII without
@@ -83,15 +144,76 @@ impl Visit for Fields<'_> {
             self.result = self.write_str(field, value);
         }
     }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.result.is_ok() {
+            self.result = self.write_plain(field, itoa::Buffer::new().format(value));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.result.is_ok() {
+            self.result = self.write_plain(field, itoa::Buffer::new().format(value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.result.is_ok() {
+            self.result = self.write_plain(field, if value { "true" } else { "false" });
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.result.is_ok() {
+            self.result = self.write_f64(field, value);
+        }
+    }
+}
+
+/// `value` as `{:?}` writes it, written by ryu where the two must agree; `None` elsewhere.
+///
+/// Both write the shortest decimal that reads back as `value` and, of those, the one
+/// closest to it: the same digits, unless two are equally close, a tie each breaks its own
+/// way (ryu to the even digit, `{:?}` up, in Rust 1.95; neither promises a rule), so
+/// [`may_tie`] leaves those values to `{:?}`. Both lay the digits out the same
+/// way (`0.0012`, `123.45`, `100.0`) from 1e-4 up to 1e16, outside of which `{:?}` writes
+/// an exponent (`1e-5`, `1e16`) where ryu may not; zero, NaN and the infinities are outside
+/// too.
+fn shortest(value: f64, buffer: &mut ryu::Buffer) -> Option<&str> {
+    let magnitude = value.abs();
+    if !(1e-4..1e16).contains(&magnitude) || may_tie(magnitude) {
+        return None;
+    }
+    Some(buffer.format_finite(value))
+}
+
+/// Whether two shortest decimals could lie equally close to `value` (finite, positive).
+///
+/// Such a tie puts `value` exactly halfway between two decimals of n digits, so `value`
+/// itself has n + 1 significant digits; and a shortest decimal never needs more than 17.
+/// So only a `value` of at most 18 significant digits can tie, and not an integer either
+/// (below 1e16 the shortest decimal of an integer is itself). `value` is odd × 2^-k, that
+/// is odd × 5^k / 10^k, whose significant digits are those of odd × 5^k.
+fn may_tie(value: f64) -> bool {
+    let bits = value.to_bits();
+    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+    // value = mantissa × 2^exponent (a normal number: the range of `shortest` has only those)
+    let exponent = ((bits >> 52) & 0x7ff) as i32 - 1075;
+    let zeros = mantissa.trailing_zeros();
+    let odd = mantissa >> zeros;
+    let k = -(exponent + zeros as i32);
+    // 5^27 alone has 19 digits.
+    (1..27).contains(&k) && u128::from(odd) * 5u128.pow(k as u32) < 10u128.pow(18)
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use tracing_subscriber::layer::SubscriberExt;
 
-    use super::TextFields;
+    use super::{TextFields, may_tie, shortest};
 
     /// A writer the test can read back.
     #[derive(Clone, Default)]
@@ -109,15 +231,7 @@ mod tests {
 
     #[test]
     fn fields_are_written_as_name_value_with_control_characters_escaped() {
-        let lines = Lines::default();
-        let out = lines.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .with_writer(move || out.clone())
-            .with_ansi(false)
-            .without_time()
-            .fmt_fields(TextFields);
-        let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, || {
+        let text = logged(|| {
             let body = "line one\nINFO forged\u{1b}[31m";
             tracing::info!(
                 target: "t",
@@ -132,12 +246,191 @@ mod tests {
                 "said {}", "hi\tthere"
             );
         });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             text,
             " INFO t: said hi\\tthere who=alice\\r kind=\"tool\" quoted=\"say \\\"hi\\\"\\\\\" \
              accented=\"é\" type=3 ok=true ms=1.5 \
              body=line one\\nINFO forged\\u{1b}[31m\n"
         );
+    }
+
+    /// The lines `emit` logs, without time, through [`TextFields`].
+    fn logged(emit: impl FnOnce()) -> String {
+        let lines = Lines::default();
+        let out = lines.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .without_time()
+            .fmt_fields(TextFields);
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), emit);
+        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Values from all over the range of f64, and the durations of the audit log.
+    fn floats() -> Vec<f64> {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut values = vec![
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            f64::EPSILON,
+            1.0,
+            -1.5,
+            100.0,
+            0.1 + 0.2,
+            1e-5,
+            1e-4,
+            1e-4_f64.next_down(),
+            1e-4_f64.next_up(),
+            1e15,
+            1e16,
+            1e16_f64.next_down(),
+            9_007_199_254_740_993.0,
+            123_456_789.125,
+            // Halfway between two shortest decimals: left to `{:?}`.
+            7_266_621.0 / 32_768.0,
+            613.0 / 1_048_576.0,
+        ];
+        for i in 0..20_000u32 {
+            values.push(f64::from_bits(next()));
+            // Normal numbers around the range where ryu writes them.
+            let exponent = 1023 - 16 + next() % 72;
+            values.push(f64::from_bits(exponent << 52 | next() >> 12));
+            // The audit log's duration_ms, as it is computed: a few ns to days.
+            let nanos = next() % 10u64.pow(1 + i % 14);
+            values.push(Duration::from_nanos(nanos).as_secs_f64() * 1000.0);
+            values.push(Duration::from_nanos(u64::from(i)).as_secs_f64() * 1000.0);
+            values.push(f64::from(i) / 1000.0);
+            // Few significant bits, hence few digits: where ties are.
+            let odd = (next() >> (12 + next() % 52)) | 1;
+            values.push(odd as f64 / 2f64.powi((next() % 60) as i32));
+        }
+        values
+    }
+
+    #[test]
+    fn floats_are_written_as_debug_writes_them() {
+        let values = floats();
+        let mut buffer = ryu::Buffer::new();
+        let mut fast = 0;
+        for value in &values {
+            if let Some(text) = shortest(*value, &mut buffer) {
+                assert_eq!(text, format!("{value:?}"), "{:#x}", value.to_bits());
+                fast += 1;
+            }
+        }
+        // Most durations take the fast path; a few through the layer, either path.
+        assert!(fast > values.len() / 2, "{fast} of {}", values.len());
+        let durations = (1..100_000u64)
+            .map(|n| Duration::from_nanos(n * 7_919).as_secs_f64() * 1000.0)
+            .filter(|ms| shortest(*ms, &mut buffer).is_some())
+            .count();
+        assert!(durations > 99_000, "{durations}");
+        for value in values.iter().take(2_000) {
+            let line = logged(|| tracing::info!(target: "t", ms = *value));
+            assert_eq!(line, format!(" INFO t: ms={value:?}\n"));
+        }
+    }
+
+    #[test]
+    fn only_values_of_few_digits_may_tie() {
+        // 221.759674072265625, halfway between ...562 and ...563: ryu rounds to the even
+        // digit, `{:?}` (Rust 1.95) up.
+        let tie = 7_266_621.0 / 32_768.0;
+        assert!(may_tie(tie));
+        assert_eq!(shortest(tie, &mut ryu::Buffer::new()), None);
+        assert!(may_tie(0.5));
+        assert!(!may_tie(1.0), "an integer");
+        assert!(!may_tie(1e15));
+        assert!(!may_tie(0.1), "0.1000000000000000055511151231257827...");
+        assert!(!may_tie(
+            Duration::from_nanos(1_234_567).as_secs_f64() * 1000.0
+        ));
+    }
+
+    #[test]
+    fn integers_and_booleans_are_written_as_debug_writes_them() {
+        let line = logged(|| {
+            tracing::info!(
+                target: "t",
+                a = i64::MIN,
+                b = i64::MAX,
+                c = u64::MAX,
+                d = 0u64,
+                e = -1i32,
+                f = 255u8,
+                g = Some(-32602),
+                h = None::<i32>,
+                i = true,
+                j = false,
+                k = 7u128,
+                "m"
+            )
+        });
+        let expected = format!(
+            " INFO t: m a={:?} b={:?} c={:?} d={:?} e={:?} f={:?} g={:?} i={:?} j={:?} k={:?}\n",
+            i64::MIN,
+            i64::MAX,
+            u64::MAX,
+            0u64,
+            -1i32,
+            255u8,
+            -32602,
+            true,
+            false,
+            7u128
+        );
+        assert_eq!(line, expected);
+        assert_eq!(
+            line,
+            " INFO t: m a=-9223372036854775808 b=9223372036854775807 \
+             c=18446744073709551615 d=0 e=-1 f=255 g=-32602 i=true j=false k=7\n"
+        );
+    }
+
+    /// Past what [`super::Gather`] holds: pieces longer than it, and many short ones, some
+    /// escaped, in the same line.
+    #[test]
+    fn long_lines_are_written_whole_and_in_order() {
+        let long = "x".repeat(300);
+        let escaped = "\n".repeat(150);
+        let line = logged(|| {
+            for round in 0..3 {
+                tracing::info!(
+                    target: "t",
+                    round,
+                    a = %long,
+                    b = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz",
+                    c = %escaped,
+                    d = 12345.678,
+                    e = long.as_str(),
+                    f = %"é".repeat(100),
+                    "{}", "y".repeat(250)
+                );
+            }
+        });
+        let one = |round| {
+            format!(
+                " INFO t: {} round={round} a={long} \
+                 b=\"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\" \
+                 c={} d=12345.678 e=\"{long}\" f={}\n",
+                "y".repeat(250),
+                "\\n".repeat(150),
+                "é".repeat(100),
+            )
+        };
+        assert_eq!(line, format!("{}{}{}", one(0), one(1), one(2)));
     }
 }
