@@ -495,7 +495,10 @@ mod tests {
     fn labels_stay_bounded() {
         assert_eq!(method_label("tools/call"), "tools/call");
         assert_eq!(method_label("x/made-up-by-a-client"), "other");
-        assert_eq!(outcome_label(&Ok(json!({"isError": true}).into())), "tool_error");
+        assert_eq!(
+            outcome_label(&Ok(json!({"isError": true}).into())),
+            "tool_error"
+        );
         assert_eq!(outcome_label(&Ok(json!({}).into())), "ok");
         let limited = ErrorObject::new(codes::RATE_LIMITED, "slow down");
         assert_eq!(outcome_label(&Err(limited)), "rate_limited");

@@ -10,6 +10,8 @@
 
 use serde_json::{Number, Value};
 
+use super::word;
+
 /// Appends `value` as compact JSON.
 pub fn value(out: &mut String, value: &Value) {
     match value {
@@ -97,35 +99,23 @@ fn escape(out: &mut String, byte: u8) {
     out.push(named);
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The index of the first byte at or after `from` that JSON must escape.
-///
-/// Eight bytes at a time: in a word `w`, `(w - ONES·n) & !w & HIGHS` marks bytes below `n`
-/// (for `n` ≤ 0x80), and applied to `w ^ ONES·c` it marks bytes equal to `c`. A borrow can
-/// mark a byte above a marked one by mistake, never below, so the lowest mark of the three
-/// tests together is always a byte to escape.
+/// The index of the first byte at or after `from` that JSON must escape: eight bytes at a
+/// time (see [`word`]), then the last few one by one.
 fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let marks =
-            below(word, 0x20) | below(word ^ (ONES * 0x22), 1) | below(word ^ (ONES * 0x5c), 1);
+    let mut rest = &bytes[from.min(bytes.len())..];
+    let mut at = from;
+    while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
+        let w = word::of(eight);
+        let marks = word::below(w, 0x20) | word::equal(w, b'"') | word::equal(w, b'\\');
         if marks != 0 {
-            return Some(i + (marks.trailing_zeros() / 8) as usize);
+            return Some(at + word::first(marks));
         }
-        i += 8;
+        rest = tail;
+        at += 8;
     }
-    bytes[i.min(bytes.len())..]
-        .iter()
+    rest.iter()
         .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .map(|at| i + at)
-}
-
-/// Marks (the high bit of) each byte of `word` below `n`, up to the first one exactly.
-fn below(word: u64, n: u64) -> u64 {
-    word.wrapping_sub(ONES * n) & !word & HIGHS
+        .map(|i| at + i)
 }
 
 #[cfg(test)]

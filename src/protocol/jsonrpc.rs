@@ -384,7 +384,10 @@ impl<'de> Deserialize<'de> for Envelope {
                     };
                     let again = if i == RESULT {
                         let text: &serde_json::value::RawValue = map.next_value()?;
-                        envelope.result.replace(Payload::from_text(text.get())).is_some()
+                        envelope
+                            .result
+                            .replace(Payload::from_text(text.get()))
+                            .is_some()
                     } else {
                         let value: Value = map.next_value()?;
                         envelope.member(i).replace(value).is_some()

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod methods;
 pub mod payload;
 pub mod text;
+pub mod word;
 
 pub use era::Era;
 pub use jsonrpc::{ErrorObject, Id, Message, Notification, Request, Response};

@@ -314,7 +314,8 @@ mod tests {
 
     #[test]
     fn an_unread_result_goes_out_as_it_came() {
-        let text = r#"{"content":[{"type":"text","text":"caf\u00e9"}],"n":12345678901234567890123}"#;
+        let text =
+            r#"{"content":[{"type":"text","text":"caf\u00e9"}],"n":12345678901234567890123}"#;
         let p = Payload::from_text(text);
         assert_eq!(text_of(&p), text);
         assert!(!p.is_error());

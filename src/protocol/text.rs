@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
+use super::word;
+
 /// `text` with control characters escaped: `\n`, `\r`, `\t`, `\0` by name, others as
 /// `\u{..}`. A newline from an upstream can then not start a line of its own in a text log
 /// (a forged `INFO manifold::audit` line), nor NUL or escape sequences reach a terminal.
@@ -50,8 +52,8 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Printable<'_, W> {
 /// is scanned: eight bytes at a time, a few operations for the eight.
 fn may_hold_controls(text: &[u8]) -> bool {
     let controls = |eight: &[u8; 8]| {
-        let word = u64::from_le_bytes(*eight);
-        has_below(word, 0x20) || has(word, 0x7f) || has(word, 0xc2)
+        let w = word::of(eight);
+        word::below(w, 0x20) | word::equal(w, 0x7f) | word::equal(w, 0xc2) != 0
     };
     let mut rest = text;
     while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
@@ -67,64 +69,9 @@ fn may_hold_controls(text: &[u8]) -> bool {
     }
 }
 
-/// `0x0101010101010101`: a byte, times this, in every byte of a `u64`.
-const EVERY: u64 = u64::from_le_bytes([1; 8]);
-const HIGH_BITS: u64 = EVERY * 0x80;
-
-/// Whether a byte of `word` is below `n`, for `n` up to 0x80. The lowest byte below `n`
-/// gets no borrow from the bytes under it, so subtracting `n` sets its high bit, which was
-/// clear in `word` (the byte is below 0x80); without such a byte nothing borrows, and every
-/// high bit the subtraction leaves set was set in `word` already.
-const fn has_below(word: u64, n: u8) -> bool {
-    word.wrapping_sub(EVERY * n as u64) & !word & HIGH_BITS != 0
-}
-
-/// Whether a byte of `word` is `b`: a zero byte of `word ^ b…b`.
-const fn has(word: u64, b: u8) -> bool {
-    has_below(word ^ (EVERY * b as u64), 1)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{has, has_below, may_hold_controls, printable};
-
-    /// The tests on words against the same tests byte by byte: every byte value in every
-    /// place among bytes that pass, and random words, some with many bytes that hit.
-    #[test]
-    fn word_tests_say_what_byte_tests_say() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let mut words = Vec::new();
-        for place in 0..8 {
-            for b in 0..=255u8 {
-                let mut bytes = [b'a'; 8];
-                bytes[place] = b;
-                words.push(u64::from_le_bytes(bytes));
-                bytes[(place + 3) % 8] = 0xff;
-                words.push(u64::from_le_bytes(bytes));
-            }
-        }
-        words.extend((0..100_000).map(|_| next()));
-        words.extend((0..100_000).map(|_| next() & next() & 0x7f7f_7f7f_7f7f_7f7f));
-        for word in words {
-            let bytes = word.to_le_bytes();
-            for n in [1, 0x20, 0x22, 0x7f, 0x80] {
-                assert_eq!(
-                    has_below(word, n),
-                    bytes.iter().any(|b| *b < n),
-                    "{word:#x} < {n}"
-                );
-            }
-            for b in [0, b'"', b'\\', 0x7f, 0xc2, 0xff] {
-                assert_eq!(has(word, b), bytes.contains(&b), "{word:#x} has {b}");
-            }
-        }
-    }
+    use super::{may_hold_controls, printable};
 
     #[test]
     fn every_byte_of_every_length_is_scanned() {

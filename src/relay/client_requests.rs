@@ -185,7 +185,11 @@ pub fn answered(relay: &Relay, session: &Session, response: Response) -> bool {
             .shared()
             .is_some_and(|shared| super::bus::forward_answer(shared, &session.id, &response));
     };
-    tokio::spawn(pending.answer.deliver(response.outcome.map(Payload::into_value)));
+    tokio::spawn(
+        pending
+            .answer
+            .deliver(response.outcome.map(Payload::into_value)),
+    );
     true
 }
 

@@ -60,13 +60,19 @@ pub async fn route(router: &Router, ctx: &RequestContext, req: &Request) -> Outc
     }
     let outcome: Outcome = match req.method.as_str() {
         methods::SERVER_DISCOVER => stateless::discover(router).map(Payload::from),
-        methods::SUBSCRIPTIONS_LISTEN => stateless::listen(router, ctx, req).await.map(Payload::from),
+        methods::SUBSCRIPTIONS_LISTEN => {
+            stateless::listen(router, ctx, req).await.map(Payload::from)
+        }
         methods::INITIALIZE => initialize::initialize(router, req).map(Payload::from),
         methods::PING => Ok(json!({}).into()),
         methods::TOOLS_LIST => lists::list(router, ctx, req, Kind::Tools).map(Payload::from),
         methods::PROMPTS_LIST => lists::list(router, ctx, req, Kind::Prompts).map(Payload::from),
-        methods::RESOURCES_LIST => lists::list(router, ctx, req, Kind::Resources).map(Payload::from),
-        methods::RESOURCES_TEMPLATES_LIST => lists::list(router, ctx, req, Kind::ResourceTemplates).map(Payload::from),
+        methods::RESOURCES_LIST => {
+            lists::list(router, ctx, req, Kind::Resources).map(Payload::from)
+        }
+        methods::RESOURCES_TEMPLATES_LIST => {
+            lists::list(router, ctx, req, Kind::ResourceTemplates).map(Payload::from)
+        }
         methods::TOOLS_CALL => calls::call_tool(router, ctx, req).await,
         methods::PROMPTS_GET => calls::get_prompt(router, ctx, req).await,
         methods::RESOURCES_READ => calls::read_resource(router, ctx, req).await,
