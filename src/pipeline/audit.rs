@@ -50,8 +50,8 @@ impl Stage for Audit {
             method: req.method.clone(),
             kind,
             target,
-            upstream: super::owner::owner(&self.upstreams, ctx.era(), req)
-                .map(|o| self.upstreams.at(o.upstream).name().to_owned())
+            upstream: super::owner::upstream_of(&self.upstreams, ctx.era(), req)
+                .map(|i| self.upstreams.at(i).name().to_owned())
                 .unwrap_or_default(),
             arguments: match req.param("arguments") {
                 None => String::new(),

@@ -5,8 +5,11 @@
 //! `other`, tools and upstreams only appear when the catalog knows them (`unknown`
 //! otherwise), and nothing per session or per argument is ever a label.
 
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
+
+use hashbrown::{Equivalent, HashMap};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +22,7 @@ use serde_json::Value;
 use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::metrics::MetricsConfig;
 use crate::protocol::{Era, ErrorObject, Request, codes, methods};
-use crate::upstream::Upstreams;
+use crate::upstream::{Upstream, Upstreams};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -80,6 +83,62 @@ pub struct Metrics {
     sessions_refused: Family<LimitLabels, Counter>,
     connections_refused: Family<LimitLabels, Counter>,
     connections_closed: Family<ReasonLabels, Counter>,
+    /// The request metrics of each kind of request, once looked up in their families (which
+    /// hash the whole label set with SipHash and lock on every lookup).
+    handles: RwLock<HashMap<HandleKey, Handles>>,
+}
+
+/// A request's label values, as kept in [`Metrics::handles`].
+#[derive(PartialEq, Eq)]
+struct HandleKey {
+    method: &'static str,
+    outcome: &'static str,
+    upstream: Box<str>,
+    tool: Option<Box<str>>,
+}
+
+/// The same, borrowed from the request: what a lookup is made with.
+struct HandleRef<'a> {
+    method: &'static str,
+    outcome: &'static str,
+    upstream: &'a str,
+    tool: Option<&'a str>,
+}
+
+/// Hashes the label values of a key, owned or borrowed, the same way.
+fn hash_labels<H: Hasher>(state: &mut H, labels: (&str, &str, &str, Option<&str>)) {
+    labels.hash(state);
+}
+
+impl Hash for HandleKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let tool = self.tool.as_deref();
+        hash_labels(state, (self.method, self.outcome, &self.upstream, tool));
+    }
+}
+
+impl Hash for HandleRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_labels(state, (self.method, self.outcome, self.upstream, self.tool));
+    }
+}
+
+impl Equivalent<HandleKey> for HandleRef<'_> {
+    fn equivalent(&self, key: &HandleKey) -> bool {
+        self.method == key.method
+            && self.outcome == key.outcome
+            && self.upstream == &*key.upstream
+            && self.tool == key.tool.as_deref()
+    }
+}
+
+/// The metrics one kind of request counts into (counters and histograms are shared
+/// handles: a clone counts into the same series).
+#[derive(Clone)]
+struct Handles {
+    requests: Counter,
+    duration: Histogram,
+    tool: Option<Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -192,6 +251,7 @@ impl Default for Metrics {
             sessions_refused,
             connections_refused,
             connections_closed,
+            handles: RwLock::default(),
             requests,
             durations,
             tool_calls,
@@ -297,26 +357,67 @@ impl Metrics {
         outcome: &'static str,
         started: Instant,
     ) {
-        let upstream = target.upstream.clone();
-        self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                upstream: upstream.clone(),
-                outcome,
-            })
-            .inc();
-        self.durations
-            .get_or_create(&DurationLabels { method, upstream })
-            .observe(started.elapsed().as_secs_f64());
-        if let Some(tool) = &target.tool {
-            self.tool_calls
-                .get_or_create(&ToolLabels {
-                    tool: tool.clone(),
-                    upstream: target.upstream.clone(),
-                    outcome,
-                })
-                .inc();
+        let labels = HandleRef {
+            method,
+            outcome,
+            upstream: target.upstream(),
+            tool: target.tool,
+        };
+        let known = self
+            .handles
+            .read()
+            .ok()
+            .and_then(|h| h.get(&labels).cloned());
+        let handles = known.unwrap_or_else(|| self.handles_for(&labels));
+        handles.requests.inc();
+        handles.duration.observe(started.elapsed().as_secs_f64());
+        if let Some(tool) = &handles.tool {
+            tool.inc();
         }
+    }
+
+    /// The metrics of a kind of request not seen before, from their families; kept for
+    /// the next one.
+    fn handles_for(&self, labels: &HandleRef<'_>) -> Handles {
+        let upstream = labels.upstream.to_owned();
+        let handles = Handles {
+            requests: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    method: labels.method,
+                    upstream: upstream.clone(),
+                    outcome: labels.outcome,
+                })
+                .clone(),
+            duration: self
+                .durations
+                .get_or_create(&DurationLabels {
+                    method: labels.method,
+                    upstream: upstream.clone(),
+                })
+                .clone(),
+            tool: labels.tool.map(|tool| {
+                self.tool_calls
+                    .get_or_create(&ToolLabels {
+                        tool: tool.to_owned(),
+                        upstream: upstream.clone(),
+                        outcome: labels.outcome,
+                    })
+                    .clone()
+            }),
+        };
+        if let Ok(mut known) = self.handles.write() {
+            known.insert(
+                HandleKey {
+                    method: labels.method,
+                    outcome: labels.outcome,
+                    upstream: upstream.into(),
+                    tool: labels.tool.map(Into::into),
+                },
+                handles.clone(),
+            );
+        }
+        handles
     }
 }
 
@@ -397,16 +498,25 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// What a request was about, as bounded label values.
-struct Target {
-    /// The owning upstream's name; empty for requests the gateway answers itself.
-    upstream: String,
+/// What a request was about, as bounded label values (borrowed: most requests find their
+/// metrics in [`Metrics::handles`] without a copy of them).
+struct Target<'a> {
+    /// The owning upstream (its name), or a fixed label: `unknown`, or empty for requests
+    /// the gateway answers itself.
+    upstream: Result<Arc<Upstream>, &'static str>,
     /// The exposed tool name of a `tools/call` the catalog knows; `unknown` for others.
-    tool: Option<String>,
+    tool: Option<&'a str>,
 }
 
-impl Target {
-    fn of(upstreams: &Upstreams, era: Era, req: &Request, outcome: &Outcome) -> Target {
+impl<'a> Target<'a> {
+    fn upstream(&self) -> &str {
+        match &self.upstream {
+            Ok(upstream) => upstream.name(),
+            Err(label) => label,
+        }
+    }
+
+    fn of(upstreams: &Upstreams, era: Era, req: &'a Request, outcome: &Outcome) -> Target<'a> {
         // A request answered "unknown" or "forbidden" may name an item the policy hides from
         // its caller; `/metrics` must not tell anyone else that it exists.
         let hidden = matches!(outcome, Err(e) if matches!(
@@ -414,19 +524,17 @@ impl Target {
             codes::INVALID_PARAMS | codes::RESOURCE_NOT_FOUND | codes::UNAUTHORIZED
         ));
         let owner = (!hidden)
-            .then(|| super::owner::owner(upstreams, era, req))
+            .then(|| super::owner::upstream_of(upstreams, era, req))
             .flatten();
-        let upstream = match &owner {
-            Some(o) => upstreams.at(o.upstream).name().to_owned(),
-            None if super::owner::is_routed(&req.method) => "unknown".to_owned(),
-            None => String::new(),
+        let upstream = match owner {
+            Some(i) => Ok(upstreams.at(i)),
+            None if super::owner::is_routed(&req.method) => Err("unknown"),
+            None => Err(""),
         };
         let tool = (req.method == methods::TOOLS_CALL).then(|| {
             owner
-                .as_ref()
                 .and_then(|_| req.param("name").and_then(Value::as_str))
                 .unwrap_or("unknown")
-                .to_owned()
         });
         Target { upstream, tool }
     }
@@ -510,7 +618,7 @@ mod tests {
         metrics.rate_limited("principal");
         metrics.rate_limited("principal");
         let target = Target {
-            upstream: "alpha".to_owned(),
+            upstream: Err("alpha"),
             tool: None,
         };
         metrics.record("tools/list", &target, "ok", Instant::now());
@@ -521,5 +629,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE manifold_request_duration_seconds histogram"));
+    }
+
+    /// The second request of a kind counts through the handles the first one kept, into
+    /// the same series; another outcome or tool is a series of its own.
+    #[test]
+    fn requests_of_one_kind_count_into_one_series() {
+        let metrics = Metrics::default();
+        let call = |tool, outcome| {
+            let target = Target {
+                upstream: Err("alpha"),
+                tool: Some(tool),
+            };
+            metrics.record("tools/call", &target, outcome, Instant::now());
+        };
+        call("alpha__echo", "ok");
+        call("alpha__echo", "ok");
+        call("alpha__echo", "tool_error");
+        call("alpha__add", "ok");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
+        for series in [
+            r#"manifold_requests_total{method="tools/call",upstream="alpha",outcome="ok"} 3"#,
+            r#"manifold_requests_total{method="tools/call",upstream="alpha",outcome="tool_error"} 1"#,
+            r#"manifold_tool_calls_total{tool="alpha__echo",upstream="alpha",outcome="ok"} 2"#,
+            r#"manifold_tool_calls_total{tool="alpha__echo",upstream="alpha",outcome="tool_error"} 1"#,
+            r#"manifold_tool_calls_total{tool="alpha__add",upstream="alpha",outcome="ok"} 1"#,
+            r#"manifold_request_duration_seconds_count{method="tools/call",upstream="alpha"} 4"#,
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
     }
 }

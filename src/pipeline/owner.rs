@@ -30,12 +30,21 @@ pub fn is_routed(method: &str) -> bool {
 /// The owner of `req`; `None` for methods the gateway answers itself and for names, URIs
 /// or references no upstream serves (the router answers those without an upstream).
 pub fn owner(upstreams: &Upstreams, era: Era, req: &Request) -> Option<Owner> {
+    resolve(upstreams, era, req, true)
+}
+
+/// The index of [`owner`]'s upstream alone (no copy of the tool's name).
+pub fn upstream_of(upstreams: &Upstreams, era: Era, req: &Request) -> Option<usize> {
+    resolve(upstreams, era, req, false).map(|o| o.upstream)
+}
+
+fn resolve(upstreams: &Upstreams, era: Era, req: &Request, with_tool: bool) -> Option<Owner> {
     let catalog = upstreams.catalog(era);
     let str_param = |key: &str| req.param(key).and_then(Value::as_str);
     let (upstream, tool) = match req.method.as_str() {
         methods::TOOLS_CALL => {
             let route = catalog.tool(str_param("name")?)?;
-            (route.upstream, Some(route.name.clone()))
+            (route.upstream, with_tool.then(|| route.name.clone()))
         }
         methods::PROMPTS_GET => (catalog.prompt(str_param("name")?)?.upstream, None),
         methods::RESOURCES_READ => (catalog.resource_owner(str_param("uri")?)?, None),
