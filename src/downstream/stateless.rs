@@ -65,7 +65,7 @@ pub(crate) async fn post(
     parsed: Result<Message, ParseError>,
     caller: Caller,
 ) -> Response {
-    let req = match parsed {
+    let mut req = match parsed {
         Ok(Message::Request(req)) => req,
         Ok(Message::Notification(_)) => {
             // None is defined for clients over HTTP in this revision (cancellation is
@@ -84,7 +84,7 @@ pub(crate) async fn post(
             return error_response(None, e);
         }
     };
-    let envelope = match check(&state.gateway.upstreams, headers, &req) {
+    let envelope = match check(&state.gateway.upstreams, headers, &mut req) {
         Ok(envelope) => envelope,
         Err(e) => return error_response(Some(req.id), e),
     };
@@ -95,9 +95,10 @@ pub(crate) async fn post(
 pub fn check(
     upstreams: &Upstreams,
     headers: &HeaderMap,
-    req: &Request,
+    req: &mut Request,
 ) -> Result<Envelope, ErrorObject> {
-    let envelope = Envelope::read(req.params.as_ref())?;
+    // The envelope's keys leave `_meta` here: the gateway sends its own upstream.
+    let envelope = Envelope::take(&mut req.params)?;
     check_headers(upstreams, headers, req, &envelope)?;
     envelope.check_version()?;
     methods::check_stateless_client_request(&req.method)?;

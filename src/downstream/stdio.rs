@@ -147,7 +147,7 @@ impl Connection {
 
     /// A message on a connection locked to 2026-07-28.
     async fn stateless(&self, parsed: Result<Message, ParseError>) {
-        let req = match parsed {
+        let mut req = match parsed {
             Ok(Message::Request(req)) => req,
             Ok(Message::Notification(n)) if n.method == methods::CANCELLED => {
                 let id = n
@@ -176,7 +176,7 @@ impl Connection {
                 .unwrap_or_default();
             Err(ErrorObject::unsupported_version(requested))
         } else {
-            Envelope::read(req.params.as_ref()).and_then(|envelope| {
+            Envelope::take(&mut req.params).and_then(|envelope| {
                 envelope.check_version()?;
                 methods::check_stateless_client_request(&req.method)?;
                 Ok(envelope)

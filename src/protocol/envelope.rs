@@ -57,6 +57,22 @@ impl Envelope {
     /// spec's "invalid params", HTTP 400); the revision itself is checked by
     /// [`Envelope::check_version`], after the HTTP headers (the order the reference SDK uses).
     pub fn read(params: Option<&Value>) -> Result<Envelope, ErrorObject> {
+        let (version, meta) = Envelope::checked(params)?;
+        Ok(Envelope {
+            version,
+            client_capabilities: super::field::get(meta, CLIENT_CAPABILITIES)
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            client_info: super::field::get(meta, CLIENT_INFO).cloned(),
+            log_level: meta
+                .get(LOG_LEVEL)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+
+    /// The checks of [`Envelope::read`]: the revision, and the `_meta` it is in.
+    fn checked(params: Option<&Value>) -> Result<(String, &Map<String, Value>), ErrorObject> {
         let Some(meta) = meta(params) else {
             return Err(ErrorObject::invalid_params(format!(
                 "missing params._meta with {PROTOCOL_VERSION} and {CLIENT_CAPABILITIES}"
@@ -75,8 +91,8 @@ impl Envelope {
                 )));
             }
         };
-        let client_capabilities = match super::field::get(meta, CLIENT_CAPABILITIES) {
-            Some(caps @ Value::Object(_)) => caps.clone(),
+        match super::field::get(meta, CLIENT_CAPABILITIES) {
+            Some(Value::Object(_)) => {}
             Some(_) => {
                 return Err(ErrorObject::invalid_params(format!(
                     "_meta[{CLIENT_CAPABILITIES:?}] must be an object"
@@ -87,16 +103,42 @@ impl Envelope {
                     "missing _meta[{CLIENT_CAPABILITIES:?}]"
                 )));
             }
-        };
-        let log_level = meta
-            .get(LOG_LEVEL)
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        }
+        Ok((version, meta))
+    }
+
+    /// [`Envelope::read`], taking the envelope's keys out of `_meta` (the other members stay,
+    /// in their order): they belong to the client's hop, the gateway writes its own upstream,
+    /// so they are moved here rather than copied and stripped later. Checked by
+    /// [`Envelope::read`] first: an error leaves `params` as it was.
+    pub fn take(params: &mut Option<Value>) -> Result<Envelope, ErrorObject> {
+        let (version, _) = Envelope::checked(params.as_ref())?;
+        let mut taken: [Option<Value>; 4] = Default::default();
+        if let Some(meta) = params
+            .as_mut()
+            .and_then(|p| p.get_mut("_meta"))
+            .and_then(Value::as_object_mut)
+        {
+            meta.retain(|key, value| match HOP_KEYS.iter().position(|k| k == key) {
+                Some(i) => {
+                    taken[i] = Some(std::mem::take(value));
+                    false
+                }
+                None => true,
+            });
+            // Nothing of the client's own left: no `_meta` goes upstream, as before.
+            if meta.is_empty()
+                && let Some(Value::Object(p)) = params.as_mut()
+            {
+                p.remove("_meta");
+            }
+        }
+        let [_, capabilities, client_info, log_level] = taken;
         Ok(Envelope {
             version,
-            client_capabilities,
-            client_info: super::field::get(meta, CLIENT_INFO).cloned(),
-            log_level,
+            client_capabilities: capabilities.unwrap_or_else(|| json!({})),
+            client_info,
+            log_level: log_level.and_then(|l| l.as_str().map(str::to_owned)),
         })
     }
 

@@ -99,3 +99,46 @@ fn hints_merge_to_the_shorter_and_the_more_private() {
     assert_eq!(a.merge(CacheHint::NONE), CacheHint::NONE);
     assert_eq!(CacheHint::of(&json!({ TTL_MS: -3 })).ttl_ms, 0);
 }
+
+/// `take` reads what `read` reads and moves the envelope's keys out of `_meta`, keeping the
+/// client's other members in order; a `_meta` left empty goes; a refusal changes nothing.
+#[test]
+fn take_moves_the_envelope_out_and_leaves_the_rest() {
+    let meta = json!({
+        "progressToken": 7,
+        PROTOCOL_VERSION: "2026-07-28",
+        CLIENT_CAPABILITIES: {"elicitation": {}},
+        "x-trace": "t",
+        CLIENT_INFO: {"name": "c", "version": "1"},
+        LOG_LEVEL: "debug",
+    });
+    let mut params = Some(json!({"name": "a__b", "_meta": meta, "arguments": {}}));
+    let read = Envelope::read(params.as_ref()).expect("valid");
+    let taken = Envelope::take(&mut params).expect("valid");
+    assert_eq!(taken, read);
+    let params = params.expect("params");
+    let keys: Vec<&str> = params["_meta"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["progressToken", "x-trace"]);
+    let top: Vec<&str> = params
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(top, ["name", "_meta", "arguments"]);
+
+    let mut only =
+        Some(json!({"_meta": {PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: {}}}));
+    Envelope::take(&mut only).expect("valid");
+    assert_eq!(only, Some(json!({})));
+
+    let refused = json!({"_meta": {PROTOCOL_VERSION: 1, CLIENT_CAPABILITIES: {}}});
+    let mut params = Some(refused.clone());
+    assert!(Envelope::take(&mut params).is_err());
+    assert_eq!(params, Some(refused));
+}
