@@ -153,41 +153,73 @@ impl Envelope {
     }
 }
 
-/// Replaces the hop keys of a request's `_meta` with the gateway's own envelope for an
-/// upstream hop: `Some(caps)` for a stateless upstream (the revision, those capabilities, the
-/// gateway as client, and the log level when one is asked for), `None` for a handshake-era one
-/// (the keys are only removed). Other `_meta` keys (`progressToken`, trace context, unknown
+/// Takes the 2026-07-28 hop keys out of a request's `_meta` for a handshake-era upstream
+/// (a `_meta` left empty goes). Other `_meta` keys (`progressToken`, trace context, unknown
 /// ones) are kept.
-pub fn rewrite_for_upstream(params: &mut Option<Value>, stateless: Option<(&Value, Option<&str>)>) {
-    if stateless.is_none() && !declares_any_hop_key(params.as_ref()) {
+pub fn strip_hop_keys(params: &mut Option<Value>) {
+    if !declares_any_hop_key(params.as_ref()) {
         return;
     }
-    let params = params.get_or_insert_with(|| json!({}));
-    let Some(obj) = params.as_object_mut() else {
+    let Some(Value::Object(obj)) = params.as_mut() else {
         return;
     };
-    let meta = obj.entry("_meta").or_insert_with(|| json!({}));
-    if !meta.is_object() {
-        *meta = json!({});
-    }
-    let Some(meta) = meta.as_object_mut() else {
+    let Some(Value::Object(meta)) = obj.get_mut("_meta") else {
         return;
     };
     // One pass, no key hashed, the other members left in their order.
     meta.retain(|key, _| !HOP_KEYS.contains(&key.as_str()));
-    if let Some((capabilities, log_level)) = stateless {
-        meta.insert(
-            PROTOCOL_VERSION.into(),
-            Value::from(Era::Stateless.latest()),
-        );
-        meta.insert(CLIENT_CAPABILITIES.into(), capabilities.clone());
-        meta.insert(CLIENT_INFO.into(), gateway_info());
-        if let Some(level) = log_level {
-            meta.insert(LOG_LEVEL.into(), Value::from(level));
-        }
-    } else if meta.is_empty() {
+    if meta.is_empty() {
         obj.remove("_meta");
     }
+}
+
+/// Readies a request's params for a 2026-07-28 upstream hop and returns the gateway's
+/// envelope for it as JSON members (for [`crate::protocol::Request::hop_meta`]): the
+/// revision, `capabilities`, the gateway as client, and the log level when one is asked
+/// for. The client's hop keys leave `_meta` (a `_meta` that is not an object goes); its
+/// other members stay. Written as text, it is never built (and hashed) as values.
+pub fn for_stateless_hop(
+    params: &mut Option<Value>,
+    capabilities: &Value,
+    log_level: Option<&str>,
+) -> Box<str> {
+    if let Some(Value::Object(obj)) = params.as_mut() {
+        match obj.get_mut("_meta") {
+            Some(Value::Object(meta)) if meta.keys().any(|k| HOP_KEYS.contains(&k.as_str())) => {
+                meta.retain(|key, _| !HOP_KEYS.contains(&key.as_str()));
+            }
+            Some(Value::Object(_)) | None => {}
+            Some(_) => {
+                obj.remove("_meta");
+            }
+        }
+    }
+    static FIXED: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+        let mut version = String::new();
+        super::compact::string(&mut version, PROTOCOL_VERSION);
+        version.push(':');
+        super::compact::string(&mut version, Era::Stateless.latest());
+        version.push(',');
+        super::compact::string(&mut version, CLIENT_CAPABILITIES);
+        version.push(':');
+        let mut info = String::from(",");
+        super::compact::string(&mut info, CLIENT_INFO);
+        info.push(':');
+        super::compact::value(&mut info, &gateway_info());
+        (version, info)
+    });
+    let (head, info) = &*FIXED;
+    let mut out = String::with_capacity(head.len() + info.len() + 64);
+    out.push_str(head);
+    super::compact::value(&mut out, capabilities);
+    out.push_str(info);
+    if let Some(level) = log_level {
+        out.push(',');
+        super::compact::string(&mut out, LOG_LEVEL);
+        out.push(':');
+        super::compact::string(&mut out, level);
+    }
+    out.into_boxed_str()
 }
 
 fn declares_any_hop_key(params: Option<&Value>) -> bool {

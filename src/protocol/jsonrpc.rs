@@ -77,6 +77,10 @@ pub struct Request {
     pub id: Id,
     pub method: String,
     pub params: Option<Value>,
+    /// Members the gateway adds to `params._meta` for one upstream hop (its 2026-07-28
+    /// envelope), as JSON text (`"name":value,...`): written into the message's text after
+    /// the client's own `_meta` members, never built as values (see [`Request::full_params`]).
+    pub hop_meta: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,7 +109,79 @@ impl Request {
             id,
             method: method.into(),
             params,
+            hop_meta: None,
         }
+    }
+
+    /// The params as they go on the wire: with [`Request::hop_meta`] in `_meta`.
+    pub fn full_params(&self) -> Option<Value> {
+        let Some(hop) = &self.hop_meta else {
+            return self.params.clone();
+        };
+        let hop: Map<String, Value> =
+            serde_json::from_str(&format!("{{{hop}}}")).unwrap_or_default();
+        let mut params = self
+            .params
+            .clone()
+            .unwrap_or_else(|| Value::Object(Map::new()));
+        if let Some(obj) = params.as_object_mut() {
+            let meta = obj
+                .entry("_meta")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(meta) = meta.as_object_mut() {
+                meta.extend(hop);
+            }
+        }
+        Some(params)
+    }
+
+    /// Appends the params as JSON, [`Request::hop_meta`] included: after the client's own
+    /// `_meta` members, or as a `_meta` of its own after the other params.
+    fn write_params(&self, out: &mut String) {
+        use super::compact;
+        let Some(hop) = self.hop_meta.as_deref() else {
+            if let Some(p) = &self.params {
+                out.push_str(r#","params":"#);
+                compact::value(out, p);
+            }
+            return;
+        };
+        out.push_str(r#","params":{"#);
+        let mut first = true;
+        let mut meta_written = false;
+        if let Some(Value::Object(params)) = &self.params {
+            for (key, value) in params {
+                if !std::mem::take(&mut first) {
+                    out.push(',');
+                }
+                compact::string(out, key);
+                out.push(':');
+                match value {
+                    Value::Object(meta) if key == "_meta" => {
+                        out.push('{');
+                        for (k, v) in meta {
+                            compact::string(out, k);
+                            out.push(':');
+                            compact::value(out, v);
+                            out.push(',');
+                        }
+                        out.push_str(hop);
+                        out.push('}');
+                        meta_written = true;
+                    }
+                    _ => compact::value(out, value),
+                }
+            }
+        }
+        if !meta_written {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(r#""_meta":{"#);
+            out.push_str(hop);
+            out.push('}');
+        }
+        out.push('}');
     }
 
     /// A field of `params`, if params is an object that has it.
@@ -202,8 +278,8 @@ impl Message {
             Message::Request(r) => {
                 obj.insert("id".into(), r.id.to_value());
                 obj.insert("method".into(), Value::from(r.method.clone()));
-                if let Some(p) = &r.params {
-                    obj.insert("params".into(), p.clone());
+                if let Some(p) = r.full_params() {
+                    obj.insert("params".into(), p);
                 }
             }
             Message::Notification(n) => {
@@ -237,10 +313,7 @@ impl Message {
                 r.id.write_json(&mut out);
                 out.push_str(r#","method":"#);
                 compact::string(&mut out, &r.method);
-                if let Some(p) = &r.params {
-                    out.push_str(r#","params":"#);
-                    compact::value(&mut out, p);
-                }
+                r.write_params(&mut out);
             }
             Message::Notification(n) => {
                 out.push_str(r#""method":"#);
@@ -418,7 +491,7 @@ fn request_or_notification(
     match id {
         None => Ok(Message::Notification(Notification { method, params })),
         Some(raw) => match Id::from_value(&raw) {
-            Some(id) => Ok(Message::Request(Request { id, method, params })),
+            Some(id) => Ok(Message::Request(Request::new(id, method, params))),
             None => Err(ErrorObject::invalid_request(
                 "'id' must be a string or an integer",
             )),
@@ -465,7 +538,9 @@ impl Serialize for Message {
             Message::Request(r) => {
                 map.serialize_entry("id", &r.id)?;
                 map.serialize_entry("method", &r.method)?;
-                if let Some(p) = &r.params {
+                if r.hop_meta.is_some() {
+                    map.serialize_entry("params", &r.full_params())?;
+                } else if let Some(p) = &r.params {
                     map.serialize_entry("params", p)?;
                 }
             }
@@ -549,6 +624,40 @@ mod tests {
         ];
         for m in messages {
             assert_eq!(m.to_json(), serde_json::to_string(&m).unwrap());
+        }
+    }
+
+    /// A request with the gateway's hop envelope is written as if the envelope were in
+    /// `params._meta`, after the client's own members, whichever way it is written.
+    #[test]
+    fn the_hop_envelope_is_written_into_meta() {
+        let hop = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28","k":{"a":[1]}"#;
+        for params in [
+            None,
+            Some(json!({"name": "t", "arguments": {"x": 1}})),
+            Some(json!({"name": "t", "_meta": {"progressToken": 3}, "arguments": {}})),
+            Some(json!({"_meta": {}})),
+        ] {
+            let mut r = Request::new(Id::Num(9), "tools/call", params.clone());
+            r.hop_meta = Some(hop.into());
+            let full = r.full_params().expect("params");
+            let meta = full["_meta"].as_object().expect("a _meta");
+            let keys: Vec<&str> = meta.keys().map(String::as_str).collect();
+            let mut expected: Vec<&str> = params
+                .as_ref()
+                .and_then(|p| p.get("_meta"))
+                .and_then(Value::as_object)
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            expected.extend(["io.modelcontextprotocol/protocolVersion", "k"]);
+            assert_eq!(keys, expected, "{params:?}");
+            let m = Message::Request(r);
+            let text = m.to_json();
+            assert_eq!(text, serde_json::to_string(&m).unwrap(), "{params:?}");
+            let Ok(Message::Request(back)) = Message::parse(text.as_bytes()) else {
+                panic!("re-parses: {text}");
+            };
+            assert_eq!(back.params, Some(full), "{text}");
         }
     }
 

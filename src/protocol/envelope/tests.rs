@@ -52,17 +52,22 @@ fn the_upstream_hop_gets_the_gateways_envelope_and_keeps_other_meta() {
         "progressToken": "t1",
     }));
     let caps = json!({ "elicitation": {} });
-    rewrite_for_upstream(&mut p, Some((&caps, Some("debug"))));
-    let meta = &p.as_ref().expect("params")["_meta"];
-    assert_eq!(meta[CLIENT_INFO]["name"], "manifold");
-    assert_eq!(meta[CLIENT_CAPABILITIES], caps);
-    assert_eq!(meta[LOG_LEVEL], "debug");
-    assert_eq!(meta["progressToken"], "t1");
-    rewrite_for_upstream(&mut p, None);
+    let mut stateless = p.clone();
+    let hop = for_stateless_hop(&mut stateless, &caps, Some("debug"));
+    let hop: Value = serde_json::from_str(&format!("{{{hop}}}")).unwrap();
+    assert_eq!(hop[CLIENT_INFO]["name"], "manifold");
+    assert_eq!(hop[CLIENT_CAPABILITIES], caps);
+    assert_eq!(hop[LOG_LEVEL], "debug");
+    assert_eq!(hop[PROTOCOL_VERSION], Era::Stateless.latest());
+    assert_eq!(
+        stateless.as_ref().expect("params")["_meta"],
+        json!({ "progressToken": "t1" })
+    );
+    strip_hop_keys(&mut p);
     let meta = &p.as_ref().expect("params")["_meta"];
     assert_eq!(meta, &json!({ "progressToken": "t1" }));
     let mut bare = Some(json!({ "_meta": { PROTOCOL_VERSION: "2026-07-28" } }));
-    rewrite_for_upstream(&mut bare, None);
+    strip_hop_keys(&mut bare);
     assert_eq!(bare, Some(json!({})));
 }
 
@@ -141,4 +146,53 @@ fn take_moves_the_envelope_out_and_leaves_the_rest() {
     let mut params = Some(refused.clone());
     assert!(Envelope::take(&mut params).is_err());
     assert_eq!(params, Some(refused));
+}
+
+/// The envelope written as text for a stateless hop: the revision, the capabilities, the
+/// gateway, the log level when asked, in that order; the client's hop keys leave its
+/// `_meta` (its other members stay in order), and a `_meta` that is no object goes.
+#[test]
+fn the_stateless_hop_is_the_gateways_envelope_after_the_clients_own_members() {
+    let caps = json!({"elicitation": {}, "sampling": {"tools": {}}});
+    for (params, level, left) in [
+        (None, None, None),
+        (
+            Some(json!({"name": "x"})),
+            Some("debug"),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Some(json!({"_meta": {"progressToken": 1, CLIENT_INFO: {"name": "c"}, "z": 2}})),
+            None,
+            Some(json!({"_meta": {"progressToken": 1, "z": 2}})),
+        ),
+        (
+            Some(json!({"_meta": 5, "name": "x"})),
+            None,
+            Some(json!({"name": "x"})),
+        ),
+    ] {
+        let mut readied = params.clone();
+        let hop = for_stateless_hop(&mut readied, &caps, level);
+        let hop: Map<String, Value> = serde_json::from_str(&format!("{{{hop}}}")).unwrap();
+        let mut expected = vec![
+            (PROTOCOL_VERSION, json!(Era::Stateless.latest())),
+            (CLIENT_CAPABILITIES, caps.clone()),
+            (CLIENT_INFO, gateway_info()),
+        ];
+        if let Some(level) = level {
+            expected.push((LOG_LEVEL, json!(level)));
+        }
+        let hop: Vec<(&str, Value)> = hop.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        assert_eq!(hop, expected, "{params:?}");
+        assert_eq!(readied, left, "{params:?}");
+        let order: Option<Vec<String>> = readied
+            .as_ref()
+            .and_then(|p| p.get("_meta"))
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect());
+        if let Some(order) = order {
+            assert_eq!(order, ["progressToken", "z"]);
+        }
+    }
 }

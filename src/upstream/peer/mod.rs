@@ -244,7 +244,7 @@ impl Peer {
             return Err(self.unavailable());
         }
         let stateless = self.era() == Era::Stateless;
-        self.envelope(&mut params, origin.as_deref(), &extra, stateless);
+        let hop_meta = self.envelope(&mut params, origin.as_deref(), &extra, stateless);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = oneshot::channel();
         // Over Streamable HTTP the request is posted from this task when nothing must go out
@@ -275,7 +275,9 @@ impl Peer {
             armed: method != methods::SERVER_DISCOVER && method != methods::INITIALIZE,
             stateless,
         };
-        let msg = Message::Request(Request::new(Id::Num(id), method, params));
+        let mut request = Request::new(Id::Num(id), method, params);
+        request.hop_meta = hop_meta;
+        let msg = Message::Request(request);
         let outcome = if let Some(link) = inline {
             // Boxed: the POST's future is large and would otherwise be nested in every
             // caller's.
@@ -335,16 +337,18 @@ impl Peer {
     /// can relay for the client the request serves, or its own capabilities for requests of
     /// its own), and for a handshake-era one only the client's envelope keys removed, since they
     /// belong to the client's hop and would make a dual-era server read the request as stateless.
+    /// Readies `params` for this upstream's hop; for a 2026-07-28 upstream, returns the
+    /// gateway's envelope to write into `_meta` (see [`Request::hop_meta`]).
     fn envelope(
         &self,
         params: &mut Option<Value>,
         origin: Option<&Origin>,
         extra: &Extra,
         stateless: bool,
-    ) {
+    ) -> Option<Box<str>> {
         if !stateless {
-            envelope::rewrite_for_upstream(params, None);
-            return;
+            envelope::strip_hop_keys(params);
+            return None;
         }
         let capabilities = origin.map_or_else(super::connect::gateway_capabilities, |o| {
             super::connect::relayable(&o.capabilities)
@@ -352,7 +356,7 @@ impl Peer {
         let level = origin
             .and_then(|o| o.log_level.as_deref())
             .or(extra.log_level.as_deref());
-        envelope::rewrite_for_upstream(params, Some((&capabilities, level)));
+        Some(envelope::for_stateless_hop(params, &capabilities, level))
     }
 
     /// Sends a notification; fails only if the connection is gone.
