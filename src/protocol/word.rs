@@ -39,13 +39,9 @@ mod tests {
     /// among bytes that pass, and random words, some with many bytes that hit.
     #[test]
     fn word_tests_say_what_byte_tests_say() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng =
+            <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0x2545_f491_4f6c_dd1d_u64);
+        let mut next = move || rand::Rng::random::<u64>(&mut rng);
         let mut words = Vec::new();
         for place in 0..8 {
             for b in 0..=255u8 {

@@ -180,13 +180,9 @@ mod tests {
         let reference = format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
         );
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng =
+            <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0x2545_f491_4f6c_dd1d_u64);
+        let mut next = move || rand::Rng::random::<u64>(&mut rng);
         let mut last = fresh();
         for _ in 0..20_000 {
             let secs = next() % 253_402_300_800;

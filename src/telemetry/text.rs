@@ -269,13 +269,9 @@ mod tests {
 
     /// Values from all over the range of f64, and the durations of the audit log.
     fn floats() -> Vec<f64> {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng =
+            <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0x9e37_79b9_7f4a_7c15_u64);
+        let mut next = move || rand::Rng::random::<u64>(&mut rng);
         let mut values = vec![
             0.0,
             -0.0,
