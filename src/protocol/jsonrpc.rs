@@ -457,6 +457,9 @@ impl<'de> Deserialize<'de> for Envelope {
                     };
                     let again = if i == RESULT {
                         let text: &serde_json::value::RawValue = map.next_value()?;
+                        if super::payload::too_deep(text.get()) {
+                            return Err(serde::de::Error::custom("recursion limit exceeded"));
+                        }
                         envelope
                             .result
                             .replace(Payload::from_text(text.get()))

@@ -166,6 +166,44 @@ static GATEWAY_INFO: LazyLock<String> = LazyLock::new(|| {
     out
 });
 
+/// How deep a result may nest arrays and objects: serde_json parses a message up to 127
+/// levels, and the result is one level into the message. Skipping a value as text has no
+/// such limit, so it is checked here: a result is refused exactly when parsing it as part
+/// of its message would be, and a kept one always parses.
+pub const MAX_DEPTH: usize = 126;
+
+/// Whether `text` (valid JSON) nests deeper than [`MAX_DEPTH`].
+pub fn too_deep(text: &str) -> bool {
+    // Each level takes two bytes at least: shorter text cannot be too deep.
+    if text.len() <= 2 * MAX_DEPTH {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
@@ -377,6 +415,30 @@ mod tests {
             raw.shape_for_handshake();
             let written: Value = serde_json::from_str(&text_of(&raw)).unwrap();
             assert_eq!(written, value, "{text}");
+        }
+    }
+
+    /// Kept as text, a result would escape serde_json's nesting limit: it is refused at
+    /// the same depth as when the whole message was parsed as values.
+    #[test]
+    fn a_result_nested_too_deep_is_refused_as_parsing_refuses_it() {
+        for depth in [1, 100, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 200, 1000] {
+            let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            let keyed = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+            for result in [
+                nested,
+                keyed,
+                format!(r#"{{"s":"[[{{\"\\","x":{}}}"#, "[1]"),
+            ] {
+                let message = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{result}}}"#);
+                let as_values = serde_json::from_str::<Value>(&message).is_ok();
+                let parsed = crate::protocol::Message::parse(message.as_bytes());
+                assert_eq!(parsed.is_ok(), as_values, "depth {depth}: {result:.40}");
+                if let Ok(crate::protocol::Message::Response(r)) = parsed {
+                    let payload = r.outcome.expect("a result");
+                    assert_eq!(*payload, serde_json::from_str::<Value>(&result).unwrap());
+                }
+            }
         }
     }
 
