@@ -1,5 +1,6 @@
-//! The 2026-07-28 per-request envelope: reading a client's `_meta`, rewriting it for an
-//! upstream hop, and shaping results for either era, on any message the parser accepts.
+//! The 2026-07-28 per-request envelope: reading a client's `_meta`, taking it out, writing
+//! the gateway's for an upstream hop, and shaping results for either era (as text and as
+//! values), on any message the parser accepts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -32,22 +33,45 @@ fuzz_target!(|data: &[u8]| {
                     let _ = manifold::protocol::Response::err(Some(req.id.clone()), e);
                 }
             }
+            // Taken at the edge: what `read` reads, and no hop key left behind.
+            let mut taken = req.params.clone();
+            if let Ok(env) = Envelope::take(&mut taken) {
+                assert_eq!(Ok(env), Envelope::read(req.params.as_ref()));
+                assert!(hop_keys_in(&taken).is_empty(), "{taken:?}");
+            }
             // A handshake-era hop: no hop key of the client's may remain.
             let mut to_handshake = req.params.clone();
-            envelope::rewrite_for_upstream(&mut to_handshake, None);
+            envelope::strip_hop_keys(&mut to_handshake);
             assert!(hop_keys_in(&to_handshake).is_empty(), "{to_handshake:?}");
-            // A stateless hop: the gateway's envelope replaces the client's.
+            // A stateless hop: the gateway's envelope replaces the client's, on the wire.
             let caps = json!({"sampling": {}});
-            let mut to_stateless = req.params.clone();
-            envelope::rewrite_for_upstream(&mut to_stateless, Some((&caps, Some("info"))));
-            if to_stateless.as_ref().is_some_and(Value::is_object) {
-                let meta = envelope::meta(to_stateless.as_ref()).expect("_meta written");
-                assert_eq!(meta.get(envelope::CLIENT_CAPABILITIES), Some(&caps));
-                assert!(envelope::declares_version(to_stateless.as_ref()));
-            }
+            let mut hop = req.clone();
+            let text = envelope::for_stateless_hop(&mut hop.params, &caps, Some("info"));
+            hop.hop_meta = Some(text);
+            let written = Message::Request(hop.clone()).to_json();
+            let Ok(Message::Request(read)) = Message::parse(written.as_bytes()) else {
+                panic!("the gateway's own request does not parse: {written}");
+            };
+            assert_eq!(read.params, hop.full_params(), "{written}");
+            let meta = envelope::meta(read.params.as_ref()).expect("_meta written");
+            assert_eq!(meta.get(envelope::CLIENT_CAPABILITIES), Some(&caps));
+            assert!(envelope::declares_version(read.params.as_ref()));
         }
         Message::Response(resp) => {
-            if let Ok(result) = resp.outcome {
+            if let Ok(payload) = resp.outcome {
+                // Shaped as text, a result reads as the same result shaped as values.
+                let value: Value = (*payload).clone();
+                let mut shaped = payload.clone();
+                shaped.shape_for_stateless();
+                let mut expected = value.clone();
+                envelope::for_stateless(&mut expected);
+                assert_eq!(*shaped, expected);
+                let mut shaped = payload;
+                shaped.shape_for_handshake();
+                let mut expected = value.clone();
+                envelope::for_handshake(&mut expected);
+                assert_eq!(*shaped, expected);
+                let result = value;
                 let hint = CacheHint::of(&result);
                 let _ = envelope::result_type(&result);
                 let mut stateless = result.clone();

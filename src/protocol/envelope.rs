@@ -194,25 +194,18 @@ pub fn for_stateless_hop(
             }
         }
     }
-    static FIXED: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
-        let mut version = String::new();
-        super::compact::string(&mut version, PROTOCOL_VERSION);
-        version.push(':');
-        super::compact::string(&mut version, Era::Stateless.latest());
-        version.push(',');
-        super::compact::string(&mut version, CLIENT_CAPABILITIES);
-        version.push(':');
-        let mut info = String::from(",");
-        super::compact::string(&mut info, CLIENT_INFO);
-        info.push(':');
-        super::compact::value(&mut info, &gateway_info());
-        (version, info)
-    });
-    let (head, info) = &*FIXED;
-    let mut out = String::with_capacity(head.len() + info.len() + 64);
-    out.push_str(head);
+    let mut out = String::with_capacity(256);
+    super::compact::string(&mut out, PROTOCOL_VERSION);
+    out.push(':');
+    super::compact::string(&mut out, Era::Stateless.latest());
+    out.push(',');
+    super::compact::string(&mut out, CLIENT_CAPABILITIES);
+    out.push(':');
     super::compact::value(&mut out, capabilities);
-    out.push_str(info);
+    out.push(',');
+    super::compact::string(&mut out, CLIENT_INFO);
+    out.push(':');
+    out.push_str(gateway_info_json());
     if let Some(level) = log_level {
         out.push(',');
         super::compact::string(&mut out, LOG_LEVEL);
@@ -238,6 +231,17 @@ pub fn gateway_info() -> Value {
         })
     });
     INFO.clone()
+}
+
+/// [`gateway_info`] as JSON text, written once: what a result's `serverInfo` and an upstream
+/// request's `clientInfo` carry when they are written as text.
+pub fn gateway_info_json() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut out = String::new();
+        super::compact::value(&mut out, &gateway_info());
+        out
+    });
+    &TEXT
 }
 
 /// A result's type; a missing one (a handshake-era server) means complete.

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
@@ -56,7 +56,12 @@ struct Top {
 impl Payload {
     /// A result from its JSON text (already known to be valid JSON).
     pub fn from_text(text: &str) -> Payload {
-        let top = serde_json::from_str::<Top>(text).unwrap_or_default();
+        // Anything but an object (which MCP results always are) has nothing to note.
+        let top = if text.starts_with('{') {
+            serde_json::from_str::<Top>(text).unwrap_or_default()
+        } else {
+            Top::default()
+        };
         if top.duplicate {
             // Parsed now: the gateway and the client then see the same (last) value.
             return Payload(Repr::Value(parse(text)));
@@ -134,7 +139,7 @@ impl Payload {
             out.push_str(r#""_meta":{"#);
             super::compact::string(&mut out, SERVER_INFO);
             out.push(':');
-            out.push_str(&GATEWAY_INFO);
+            out.push_str(envelope::gateway_info_json());
             out.push_str("}}");
             top.meta = true;
             top.members += 1;
@@ -158,13 +163,6 @@ impl Payload {
         envelope::for_handshake(self);
     }
 }
-
-/// The gateway's `serverInfo` as JSON text, written once.
-static GATEWAY_INFO: LazyLock<String> = LazyLock::new(|| {
-    let mut out = String::new();
-    super::compact::value(&mut out, &envelope::gateway_info());
-    out
-});
 
 /// How deep a result may nest arrays and objects: serde_json parses a message up to 127
 /// levels, and the result is one level into the message. Skipping a value as text has no
@@ -262,7 +260,7 @@ impl<'de> Deserialize<'de> for Top {
         impl<'de> Visitor<'de> for Members {
             type Value = Top;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
+                f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
                 let mut top = Top {
@@ -288,31 +286,8 @@ impl<'de> Deserialize<'de> for Top {
                 top.members = names.len();
                 Ok(top)
             }
-            // Anything else is a result that is not an object.
-            fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
-                Ok(Top::default())
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
-                Ok(Top::default())
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
-                Ok(Top::default())
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
-                Ok(Top::default())
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Top, E> {
-                Ok(Top::default())
-            }
-            fn visit_unit<E>(self) -> Result<Top, E> {
-                Ok(Top::default())
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Top::default())
-            }
         }
-        deserializer.deserialize_any(Members)
+        deserializer.deserialize_map(Members)
     }
 }
 
