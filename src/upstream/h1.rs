@@ -7,6 +7,13 @@
 //! the URL is parsed once, when the link connects: the address to dial, the path and query
 //! each request names, and the `Host` value it carries.
 //!
+//! A connection has no task of its own: whoever holds it drives it. The request's future
+//! writes the request and reads the answer's head, the answer's [`Body`] reads the rest, and
+//! taking an idle connection from the pool reads whatever came while it was idle (a close,
+//! typically). So an answer wakes the caller's task straight from the socket, with no
+//! connection task woken in between and no hand-over through hyper's channels to another task
+//! (a spawned connection task cost two more wake-ups and polls of the whole request per call).
+//!
 //! What stays as reqwest does it: a 10 s connect timeout, `TCP_NODELAY` and TCP keep-alive
 //! (see [`tune`]), idle connections
 //! kept for 90 s (checked when one is taken), `Host` unless the caller set one, a request
@@ -64,8 +71,38 @@ struct Inner {
 }
 
 struct Idle {
-    sender: SendRequest<Full<Bytes>>,
+    line: Line,
     since: Instant,
+}
+
+type Connection = http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+
+/// One connection: the handle requests go through, and the connection's own future, polled
+/// by whichever task holds the line.
+struct Line {
+    sender: SendRequest<Full<Bytes>>,
+    /// `None` once the connection ended.
+    conn: Option<Pin<Box<Connection>>>,
+}
+
+impl Line {
+    /// Does the connection's pending reads and writes; false once it has ended (closed by
+    /// the upstream, or failed), when no answer can come through it any more.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(conn) = &mut self.conn else {
+            return false;
+        };
+        match conn.as_mut().poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(ended) => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "Upstream HTTP connection failed");
+                }
+                self.conn = None;
+                false
+            }
+        }
+    }
 }
 
 /// Why a request got no answer, worded as reqwest words it (the reqwest path reports the same
@@ -161,16 +198,23 @@ impl Client {
         *req.uri_mut() = self.inner.target.clone();
         *req.headers_mut() = headers;
         loop {
-            let (mut sender, reused) = match self.inner.take().await {
-                Some(sender) => (sender, true),
+            let (mut line, reused) = match self.inner.take().await {
+                Some(line) => (line, true),
                 None => (self.inner.dial().await?, false),
             };
-            match sender.try_send_request(req).await {
+            let mut answer = std::pin::pin!(line.sender.try_send_request(req));
+            // When the connection ends, the answer's future ends too, with the reason.
+            let answered = std::future::poll_fn(|cx| {
+                line.drive(cx);
+                answer.as_mut().poll(cx)
+            })
+            .await;
+            match answered {
                 Ok(resp) => {
                     let (head, body) = resp.into_parts();
                     let body = Body {
                         inner: body,
-                        back: Some((sender, self.inner.clone())),
+                        back: Some((line, self.inner.clone())),
                     };
                     return Ok(Response::from_parts(head, body));
                 }
@@ -202,9 +246,9 @@ impl Inner {
     }
 
     /// The most recently used idle connection that is still open and ready.
-    async fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
+    async fn take(&self) -> Option<Line> {
         loop {
-            let mut sender = {
+            let mut line = {
                 let mut idle = self.lock();
                 let last = idle.pop()?;
                 if last.since.elapsed() > IDLE_TIMEOUT {
@@ -212,34 +256,42 @@ impl Inner {
                     idle.clear();
                     return None;
                 }
-                last.sender
+                last.line
             };
-            if sender.is_closed() {
+            if line.sender.is_closed() {
                 continue;
             }
-            // Ready once the connection finished reading the answer it came back from.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            // Nobody drove the connection while it was idle: it reads now what came meanwhile
+            // (an upstream that closed it), and is ready once it finished with the answer it
+            // came back from.
+            let ready = std::future::poll_fn(|cx| {
+                if !line.drive(cx) {
+                    return Poll::Ready(false);
+                }
+                line.sender.poll_ready(cx).map(|r| r.is_ok())
+            })
+            .await;
+            if ready {
+                return Some(line);
             }
         }
     }
 
-    fn give_back(&self, sender: SendRequest<Full<Bytes>>) {
-        if sender.is_closed() {
+    fn give_back(&self, line: Line) {
+        if line.conn.is_none() || line.sender.is_closed() {
             return;
         }
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                sender,
+                line,
                 since: Instant::now(),
             });
         }
     }
 
-    /// Opens a connection (reported in reqwest's words, as the reqwest path reports it) and
-    /// spawns the task that drives it.
-    async fn dial(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
+    /// Opens a connection (reported in reqwest's words, as the reqwest path reports it).
+    async fn dial(&self) -> Result<Line, Error> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(why)) => return Err(self.failed(true, "Connect", &why)),
@@ -250,12 +302,10 @@ impl Inner {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.failed(false, "SendRequest", &error_chain(&e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "Upstream HTTP connection failed");
-            }
-        });
-        Ok(sender)
+        Ok(Line {
+            sender,
+            conn: Some(Box::pin(conn)),
+        })
     }
 
     fn failed(&self, connect: bool, kind: &str, why: &dyn fmt::Display) -> Error {
@@ -301,11 +351,12 @@ fn tune(stream: &TcpStream) {
     let _ = socket.set_tcp_user_timeout(Some(Duration::from_secs(30)));
 }
 
-/// An answer's body, chunk by chunk. Read to the end (or already complete when dropped), its
-/// connection goes back to the pool; dropped earlier, the connection closes.
+/// An answer's body, chunk by chunk, read from the connection as it is polled. Read to the
+/// end (or already complete when dropped), its connection goes back to the pool; dropped
+/// earlier, the connection closes.
 pub struct Body {
     inner: Incoming,
-    back: Option<(SendRequest<Full<Bytes>>, Arc<Inner>)>,
+    back: Option<(Line, Arc<Inner>)>,
 }
 
 impl fmt::Debug for Body {
@@ -316,8 +367,8 @@ impl fmt::Debug for Body {
 
 impl Body {
     fn finished(&mut self) {
-        if let Some((sender, pool)) = self.back.take() {
-            pool.give_back(sender);
+        if let Some((line, pool)) = self.back.take() {
+            pool.give_back(line);
         }
     }
 }
@@ -328,6 +379,9 @@ impl Stream for Body {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
+            if let Some((line, _)) = &mut this.back {
+                line.drive(cx);
+            }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers carry nothing the gateway reads.
@@ -591,6 +645,76 @@ mod tests {
             .expect("the connection stayed open")
             .unwrap();
         assert_eq!(client.idle(), 0);
+    }
+
+    /// A blocking server on its own thread (so it adds no task to the test's runtime): each
+    /// connection gets `{"ok":true}` for every request on it, and with `close_after_one` the
+    /// server closes the connection after its first answer. Counts the connections.
+    fn thread_server(close_after_one: bool) -> (url::Url, Arc<AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        // Requests here carry an empty body: a head is a whole request.
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                           content-length: 11\r\n\r\n{\"ok\":true}";
+                            if stream.write_all(answer).is_err() || close_after_one {
+                                return;
+                            }
+                        }
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (url.parse().unwrap(), accepted)
+    }
+
+    #[tokio::test]
+    async fn no_task_drives_a_connection_but_its_caller() {
+        let (url, accepted) = thread_server(false);
+        let client = Client::direct(&url).unwrap();
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = tasks();
+        for _ in 0..3 {
+            let resp = client.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+            assert_eq!(tasks(), before, "a task was spawned for the connection");
+            assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
+            assert_eq!(client.idle(), 1);
+        }
+        assert_eq!(tasks(), before);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_upstream_closed_is_not_used_again() {
+        let (url, accepted) = thread_server(true);
+        let client = Client::direct(&url).unwrap();
+        for round in 1..=3 {
+            let resp = client.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+            assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
+            // The upstream's close reaches the idle connection while nobody drives it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(accepted.load(Ordering::SeqCst), round);
+        }
     }
 
     /// A port nothing listens on.
