@@ -19,6 +19,9 @@
 //!   both eras, so the gateway runs two processes of it, one per era);
 //! * `haproxy`: HAProxy in http mode, one thread, in front of bench_upstream, when `haproxy`
 //!   is installed;
+//! * `bare-proxy`: `examples/bare_proxy`, a plain HTTP/1 reverse proxy on manifold's own stack
+//!   (Tokio, hyper, mimalloc) doing no MCP work: the floor of that stack, so that what
+//!   manifold costs above it is its MCP work and pipeline;
 //! * with `MANIFOLD_BASELINE` (another `manifold` binary; `scripts/bench load --baseline-bin
 //!   PATH` or `--baseline REV` sets it) every gateway target again on that build (`NAME@base`),
 //!   visited right after its twin, and a current / baseline table.
@@ -109,6 +112,7 @@ struct Bench {
     manifold: PathBuf,
     baseline: Option<PathBuf>,
     upstream_bin: PathBuf,
+    bare_proxy_bin: PathBuf,
     oha: PathBuf,
     haproxy: Option<PathBuf>,
     pin: bool,
@@ -128,12 +132,15 @@ impl Bench {
             .expect("target directory")
             .to_path_buf();
         let upstream_bin = release_dir.join("examples").join("bench_upstream");
-        assert!(
-            upstream_bin.is_file(),
-            "{} is missing: `cargo bench` does not build examples; run scripts/bench load, or \
-             `cargo build --release --example bench_upstream` first",
-            upstream_bin.display()
-        );
+        let bare_proxy_bin = release_dir.join("examples").join("bare_proxy");
+        for example in [&upstream_bin, &bare_proxy_bin] {
+            assert!(
+                example.is_file(),
+                "{} is missing: `cargo bench` does not build examples; run scripts/bench load, \
+                 or `cargo build --release --example bench_upstream --example bare_proxy` first",
+                example.display()
+            );
+        }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let oha = std::env::var_os("OHA")
             .filter(|v| !v.is_empty())
@@ -178,6 +185,7 @@ impl Bench {
             manifold,
             baseline,
             upstream_bin,
+            bare_proxy_bin,
             oha,
             haproxy: on_path("haproxy"),
             pin,
@@ -235,6 +243,17 @@ impl Bench {
             .haproxy
             .as_ref()
             .map(|bin| self.start_haproxy(bin, &upstream_url));
+        let (bare_proxy, bare_proxy_url) = Proc::spawn(
+            "bare_proxy",
+            self.command(SERVER_CPU, &self.bare_proxy_bin).args([
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                &upstream_url,
+            ]),
+            &self.path("bare_proxy.log"),
+            "http://",
+        );
 
         let mut targets = vec![Target {
             name: "direct".into(),
@@ -267,6 +286,14 @@ impl Bench {
                 twin_of: None,
             });
         }
+        targets.push(Target {
+            name: "bare-proxy".into(),
+            url: format!("http://{bare_proxy_url}"),
+            prefixed: false,
+            proxy: Some(bare_proxy.pid()),
+            upstream: Ups::Pid(upstream.pid()),
+            twin_of: None,
+        });
         for t in targets.iter().filter(|t| t.proxy.is_some() && t.prefixed) {
             self.wait_ready(&t.url);
         }
@@ -288,6 +315,7 @@ impl Bench {
                 audits.scan(gw);
             }
         }
+        drop(bare_proxy);
         drop(haproxy);
         drop(gw_stdio);
         drop(gw_http);
@@ -850,6 +878,10 @@ impl Bench {
                     "oha → manifold → bench_upstream --stdio (two processes: one per era)"
                 }
                 "haproxy" => "oha → HAProxy (http mode, 1 thread) → bench_upstream",
+                "bare-proxy" => {
+                    "oha → examples/bare_proxy (hyper, no MCP work) → bench_upstream: the \
+                     floor of manifold's stack"
+                }
                 _ => "",
             };
             let _ = writeln!(text, "  {:<15} {about}", t.name);
@@ -1244,7 +1276,7 @@ fn main_table(
     results: &[Vec<Vec<Visit>>],
     has_haproxy: bool,
 ) {
-    let cols: Vec<usize> = ["manifold", "manifold-stdio", "haproxy"]
+    let cols: Vec<usize> = ["manifold", "manifold-stdio", "haproxy", "bare-proxy"]
         .iter()
         .filter_map(|n| index(targets, n))
         .collect();
