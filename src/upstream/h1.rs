@@ -281,12 +281,17 @@ impl Inner {
         if line.conn.is_none() || line.sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.lock();
+        // Oldest first: those idle too long are closed here rather than when the pool runs dry
+        // (nothing drives an idle connection, so one the upstream closed waits until then).
+        let expired = idle
+            .iter()
+            .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
+            .count();
+        idle.drain(..expired);
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                line,
-                since: Instant::now(),
-            });
+            idle.push(Idle { line, since: now });
         }
     }
 
