@@ -30,7 +30,9 @@
 //! (2026-07-28: POST with `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and the `_meta`
 //! envelope, no session; 2025-11-25: one session per target opened first with `initialize` and
 //! `notifications/initialized`, its `Mcp-Session-Id` sent by every connection), and at 1
-//! connection for p50/p99 latency. Request ids vary (oha picks each body from a file of
+//! connection for p50/p99 latency; and a 2026-07-28 `tools/call` whose arguments are about
+//! 1 MiB of small records, at 1 connection (what a large payload costs on its way through; no
+//! target). Request ids vary (oha picks each body from a file of
 //! numbered lines). CPU per call: utime + stime from `/proc/PID/stat` of the gateway (or
 //! HAProxy) and of the upstream process(es) before and after each run, over the responses
 //! oha counted. Every visit's status codes are kept (all should be 200), and the gateways'
@@ -82,6 +84,10 @@ const STATELESS: &str = "2026-07-28";
 const HANDSHAKE: &str = "2025-11-25";
 /// Distinct request ids in each body file oha picks from.
 const BODY_LINES: usize = 16_384;
+/// Records in a `tools/call` with big arguments (about 1 MiB of JSON), and how many such
+/// bodies (ids) the body file holds.
+const BIG_ARGUMENT_ITEMS: usize = 16_000;
+const BIG_BODY_LINES: usize = 8;
 const LIST_UPSTREAMS: usize = 20;
 const LIST_TOOLS: usize = 100;
 const SESSIONS: usize = 10_000;
@@ -305,6 +311,11 @@ impl Bench {
             Scenario::call(Era::Session, 64),
             Scenario::call(Era::Stateless, 1),
             Scenario::call(Era::Session, 1),
+            Scenario {
+                method: Method::BigCall,
+                era: Era::Stateless,
+                conns: 1,
+            },
         ];
         let mut results = Vec::new();
         let mut audits = Audits::new();
@@ -457,7 +468,12 @@ impl Bench {
         ));
         if !path.exists() {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("body"));
-            for id in 1..=BODY_LINES {
+            let lines = if method == Method::BigCall {
+                BIG_BODY_LINES
+            } else {
+                BODY_LINES
+            };
+            for id in 1..=lines {
                 let body = request_body(method, era, prefixed, id);
                 writeln!(out, "{body}").expect("write body");
             }
@@ -475,7 +491,7 @@ impl Bench {
                     ("MCP-Protocol-Version".into(), STATELESS.into()),
                     ("Mcp-Method".into(), scenario.method.name().into()),
                 ];
-                if scenario.method == Method::Call {
+                if scenario.method != Method::List {
                     h.push(("Mcp-Name".into(), tool_name(target.prefixed).into()));
                 }
                 h
@@ -509,7 +525,7 @@ impl Bench {
         let (status, text) =
             reply.unwrap_or_else(|e| panic!("{} ({}): {e}", target.name, scenario.title()));
         let wanted = match scenario.method {
-            Method::Call => "\"text\":\"ok\"",
+            Method::Call | Method::BigCall => "\"text\":\"ok\"",
             Method::List => "\"tools\":[",
         };
         assert!(
@@ -949,13 +965,15 @@ impl Era {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Method {
     Call,
+    /// `tools/call` with about 1 MiB of arguments (BIG_ARGUMENT_ITEMS small objects).
+    BigCall,
     List,
 }
 
 impl Method {
     fn name(self) -> &'static str {
         match self {
-            Method::Call => "tools/call",
+            Method::Call | Method::BigCall => "tools/call",
             Method::List => "tools/list",
         }
     }
@@ -963,6 +981,7 @@ impl Method {
     fn short(self) -> &'static str {
         match self {
             Method::Call => "call",
+            Method::BigCall => "bigcall",
             Method::List => "list",
         }
     }
@@ -986,9 +1005,14 @@ impl Scenario {
 
     fn title(&self) -> String {
         format!(
-            "{} {}, {} conn{}",
+            "{} {}{}, {} conn{}",
             self.era.label(),
             self.method.name(),
+            if self.method == Method::BigCall {
+                " (1 MiB args)"
+            } else {
+                ""
+            },
             self.conns,
             if self.conns == 1 { "" } else { "s" }
         )
@@ -1006,6 +1030,7 @@ fn tool_name(prefixed: bool) -> &'static str {
 fn request_body(method: Method, era: Era, prefixed: bool, id: usize) -> String {
     let mut params = match method {
         Method::Call => json!({ "name": tool_name(prefixed), "arguments": {} }),
+        Method::BigCall => json!({ "name": tool_name(prefixed), "arguments": big_arguments() }),
         Method::List => json!({}),
     };
     if era == Era::Stateless {
@@ -1015,6 +1040,14 @@ fn request_body(method: Method, era: Era, prefixed: bool, id: usize) -> String {
         });
     }
     json!({ "jsonrpc": "2.0", "id": id, "method": method.name(), "params": params }).to_string()
+}
+
+/// About 1 MiB of tool arguments shaped like real data: an array of small records.
+fn big_arguments() -> Value {
+    let items: Vec<Value> = (0..BIG_ARGUMENT_ITEMS)
+        .map(|i| json!({ "id": i, "name": format!("item {i}"), "tags": ["a", "b"], "score": i as f64 / 8.0 }))
+        .collect();
+    json!({ "items": items })
 }
 
 /// Opens a handshake-era session on `url`: `initialize`, then `notifications/initialized`.
@@ -1317,6 +1350,11 @@ fn main_table(
                 .map(|i| sums[i])
                 .unwrap_or_default();
             let goal = match (s.latency(), r, s.era, s.conns) {
+                (true, _, _, _) if s.method == Method::BigCall => {
+                    let what = if r == 0 { "p50" } else { "p99" };
+                    let added = get(&m) - get(&d);
+                    format!("{what} added: +{added:.0} µs (no target)")
+                }
                 (false, _, Era::Stateless, 16) => {
                     let ratio = m.rps / d.rps;
                     format!("≥ 0.30 × direct: {} ({ratio:.2})", verdict(ratio >= 0.30))
@@ -1411,7 +1449,7 @@ fn cpu_table(
                     format!("{v:.p$}")
                 }
             };
-            let goal = if t.name == "manifold" {
+            let goal = if t.name == "manifold" && s.method == Method::Call {
                 format!("≤ 3 × direct up: {} ({ratio:.2})", verdict(ratio <= 3.0))
             } else {
                 String::new()
