@@ -86,13 +86,15 @@ pub(crate) async fn post_message(
     if super::stateless::is_stateless_post(&headers, &parsed) {
         return super::stateless::post(&state, &headers, parsed, caller).await;
     }
+    // Each path's future is boxed on its own: inline, the largest (7 KB) would size every
+    // request's future, which the server copies twice when it boxes it.
     match parsed {
         Ok(Message::Request(req)) if req.method == methods::INITIALIZE => {
-            initialize(&state, &headers, req, caller).await
+            Box::pin(initialize(&state, &headers, req, caller)).await
         }
-        Ok(message) => in_session(&state, &headers, message, caller).await,
+        Ok(message) => Box::pin(in_session(&state, &headers, message, caller)).await,
         Err(ParseError::Invalid(e)) => rpc_error(StatusCode::BAD_REQUEST, e),
-        Err(ParseError::Batch(items)) => batch(&state, &headers, items, caller).await,
+        Err(ParseError::Batch(items)) => Box::pin(batch(&state, &headers, items, caller)).await,
     }
 }
 
