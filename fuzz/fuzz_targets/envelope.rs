@@ -23,8 +23,9 @@ fuzz_target!(|data: &[u8]| {
     };
     match msg {
         Message::Request(req) => {
-            let declared = envelope::declares_version(req.params.as_ref());
-            match Envelope::read(req.params.as_ref()) {
+            let params = req.params_except_arguments();
+            let declared = envelope::declares_version(params);
+            match Envelope::read(params) {
                 Ok(env) => {
                     assert!(declared, "an envelope was read without a version");
                     let _ = env.check_version();
@@ -34,28 +35,35 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             // Taken at the edge: what `read` reads, and no hop key left behind.
-            let mut taken = req.params.clone();
+            let mut taken = params.cloned();
             if let Ok(env) = Envelope::take(&mut taken) {
-                assert_eq!(Ok(env), Envelope::read(req.params.as_ref()));
+                assert_eq!(Ok(env), Envelope::read(params));
                 assert!(hop_keys_in(&taken).is_empty(), "{taken:?}");
             }
             // A handshake-era hop: no hop key of the client's may remain.
-            let mut to_handshake = req.params.clone();
+            let mut to_handshake = params.cloned();
             envelope::strip_hop_keys(&mut to_handshake);
             assert!(hop_keys_in(&to_handshake).is_empty(), "{to_handshake:?}");
             // A stateless hop: the gateway's envelope replaces the client's, on the wire.
             let caps = json!({"sampling": {}});
             let mut hop = req.clone();
-            let text = envelope::for_stateless_hop(&mut hop.params, &caps, Some("info"));
+            let text = envelope::for_stateless_hop(
+                hop.params_except_arguments_mut(),
+                &caps,
+                Some("info"),
+            );
             hop.hop_meta = Some(text);
             let written = Message::Request(hop.clone()).to_json();
             let Ok(Message::Request(read)) = Message::parse(written.as_bytes()) else {
                 panic!("the gateway's own request does not parse: {written}");
             };
-            assert_eq!(read.params, hop.full_params(), "{written}");
-            let meta = envelope::meta(read.params.as_ref()).expect("_meta written");
+            // A tool call's arguments went as the client's text, in their place.
+            assert_eq!(read.full_params(), hop.full_params(), "{written}");
+            assert_eq!(read.arguments().map(|a| a.text()), req.arguments().map(|a| a.text()));
+            assert_eq!(read.param("arguments"), req.param("arguments"), "{written}");
+            let meta = envelope::meta(read.params_except_arguments()).expect("_meta written");
             assert_eq!(meta.get(envelope::CLIENT_CAPABILITIES), Some(&caps));
-            assert!(envelope::declares_version(read.params.as_ref()));
+            assert!(envelope::declares_version(read.params_except_arguments()));
         }
         Message::Response(resp) => {
             if let Ok(payload) = resp.outcome {

@@ -53,7 +53,7 @@ pub fn is_stateless_post(headers: &HeaderMap, parsed: &Result<Message, ParseErro
             !headers.contains_key(SESSION_HEADER)
                 && matches!(parsed, Ok(Message::Request(r))
                     if r.method != methods::INITIALIZE
-                        && envelope::declares_version(r.params.as_ref()))
+                        && envelope::declares_version(r.params_except_arguments()))
         }
     }
 }
@@ -98,7 +98,7 @@ pub fn check(
     req: &mut Request,
 ) -> Result<Envelope, ErrorObject> {
     // The envelope's keys leave `_meta` here: the gateway sends its own upstream.
-    let envelope = Envelope::take(&mut req.params)?;
+    let envelope = Envelope::take(req.params_except_arguments_mut())?;
     check_headers(upstreams, headers, req, &envelope)?;
     envelope.check_version()?;
     methods::check_stateless_client_request(&req.method)?;
@@ -131,7 +131,7 @@ fn check_headers(
     }
     let name = single(headers, &NAME_HEADER)?;
     if mcp_headers::needs_name(&req.method) {
-        let Some(body) = mcp_headers::name_of(&req.method, req.params.as_ref()) else {
+        let Some(body) = mcp_headers::name_of(&req.method, req.params_except_arguments()) else {
             // The body itself is incomplete: the handler reports the missing field.
             return Ok(());
         };

@@ -108,7 +108,7 @@ impl Connection {
             && self.era.is_none()
         {
             let stateless = req.method != methods::INITIALIZE
-                && envelope::declares_version(req.params.as_ref());
+                && envelope::declares_version(req.params_except_arguments());
             self.era = Some(if stateless {
                 Era::Stateless
             } else {
@@ -120,7 +120,7 @@ impl Connection {
         }
         if let Ok(Message::Request(req)) = &parsed
             && req.method != methods::INITIALIZE
-            && envelope::declares_version(req.params.as_ref())
+            && envelope::declares_version(req.params_except_arguments())
         {
             let e = ErrorObject::invalid_request(
                 "this connection speaks the handshake era (it began with initialize); \
@@ -176,7 +176,7 @@ impl Connection {
                 .unwrap_or_default();
             Err(ErrorObject::unsupported_version(requested))
         } else {
-            Envelope::take(&mut req.params).and_then(|envelope| {
+            Envelope::take(req.params_except_arguments_mut()).and_then(|envelope| {
                 envelope.check_version()?;
                 methods::check_stateless_client_request(&req.method)?;
                 Ok(envelope)

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::audit::AuditConfig;
+use crate::protocol::arguments::Shape;
 use crate::protocol::{Request, methods};
 use crate::upstream::Upstreams;
 
@@ -53,10 +54,15 @@ impl Stage for Audit {
             upstream: super::owner::upstream_of(&self.upstreams, ctx.era(), req)
                 .map(|i| self.upstreams.at(i).name().to_owned())
                 .unwrap_or_default(),
-            arguments: match req.param("arguments") {
-                None => String::new(),
-                Some(args) if self.include_arguments => args.to_string(),
-                Some(args) => redacted(args),
+            arguments: match (req.arguments(), self.include_arguments) {
+                // Arguments that pass through as text are not parsed for their names.
+                (Some(raw), false) => redacted(raw.shape()),
+                (Some(raw), true) => raw.value().to_string(),
+                (None, include) => match req.param("arguments") {
+                    None => String::new(),
+                    Some(args) if include => args.to_string(),
+                    Some(args) => redacted(Shape::of(args)),
+                },
             },
             started: Instant::now(),
         };
@@ -148,25 +154,11 @@ fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Argument names only: `{city, units}`. Not an object: its JSON type.
-fn redacted(args: &Value) -> String {
-    match args {
-        Value::Object(map) => {
-            let names: Vec<&str> = map.keys().map(String::as_str).collect();
-            format!("{{{}}}", names.join(", "))
-        }
-        Value::Null => String::new(),
-        other => format!("<{}>", type_name(other)),
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Array(_) => "array",
-        Value::String(_) => "string",
-        Value::Number(_) => "number",
-        Value::Bool(_) => "bool",
-        Value::Null => "null",
-        Value::Object(_) => "object",
+fn redacted(shape: Shape) -> String {
+    match shape {
+        Shape::Object(names) => format!("{{{}}}", names.join(", ")),
+        Shape::Other("null") => String::new(),
+        Shape::Other(kind) => format!("<{kind}>"),
     }
 }
 
@@ -178,10 +170,10 @@ mod tests {
     #[test]
     fn redaction_keeps_names_and_drops_values() {
         let args = json!({"city": "Paris", "token": "s3cret"});
-        let shown = redacted(&args);
+        let shown = redacted(Shape::of(&args));
         assert_eq!(shown, "{city, token}");
         assert!(!shown.contains("s3cret"));
-        assert_eq!(redacted(&json!(["a"])), "<array>");
+        assert_eq!(redacted(Shape::of(&json!(["a"]))), "<array>");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
+use super::arguments::Params;
 use super::methods;
 
 pub const METHOD: &str = "mcp-method";
@@ -162,17 +163,18 @@ pub fn param_matches(header: &str, expected: &str) -> bool {
 /// whose (upstream's own) schema asks for them.
 pub fn for_request(
     method: &str,
-    params: Option<&Value>,
+    params: &Params,
     tool_schema: Option<&Value>,
 ) -> Vec<(String, String)> {
     let mut headers = vec![("Mcp-Method".to_owned(), method.to_owned())];
-    if let Some(name) = name_of(method, params) {
+    if let Some(name) = name_of(method, params.value.as_ref()) {
         headers.push(("Mcp-Name".to_owned(), encode(name)));
     }
     if method == methods::TOOLS_CALL
         && let Some(schema) = tool_schema
     {
-        let arguments = params.and_then(|p| p.get("arguments"));
+        // Parsed only here, for a tool whose schema asks for headers.
+        let arguments = params.get("arguments");
         for header in param_headers(schema) {
             if let Some(value) = param_value(arguments, &header.path) {
                 headers.push((format!("Mcp-Param-{}", header.name), encode(&value)));
@@ -223,7 +225,7 @@ mod tests {
         });
         let params = json!({ "name": "t", "arguments": {
             "region": "eu", "opts": { "dry": true, "n": 42 }, "list": [] } });
-        let headers = for_request(methods::TOOLS_CALL, Some(&params), Some(&schema));
+        let headers = for_request(methods::TOOLS_CALL, &params.clone().into(), Some(&schema));
         assert_eq!(
             headers,
             vec![
@@ -238,7 +240,7 @@ mod tests {
         assert!(!param_matches("43", "42"));
         let absent = json!({ "name": "t", "arguments": { "region": null } });
         assert_eq!(
-            for_request(methods::TOOLS_CALL, Some(&absent), Some(&schema)).len(),
+            for_request(methods::TOOLS_CALL, &absent.clone().into(), Some(&schema)).len(),
             2
         );
     }

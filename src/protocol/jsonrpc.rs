@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::arguments::{self, Arguments, Params};
 use super::codes;
 use super::payload::Payload;
 
@@ -72,15 +73,35 @@ impl fmt::Display for ErrorObject {
 
 impl std::error::Error for ErrorObject {}
 
-#[derive(Debug, Clone, PartialEq)]
+/// A request. Its params are read through [`Request::param`] and, whole, through
+/// [`Request::full_params`] or [`Request::params_mut`]: a parsed `tools/call` keeps its
+/// `arguments` as the client's text ([`Arguments`]), outside the params value, until
+/// something changes them.
+#[derive(Debug, Clone)]
 pub struct Request {
     pub id: Id,
     pub method: String,
-    pub params: Option<Value>,
+    /// Without `arguments` while [`Request::arguments`] holds them.
+    params: Option<Value>,
+    arguments: Option<Arguments>,
     /// Members the gateway adds to `params._meta` for one upstream hop (its 2026-07-28
     /// envelope), as JSON text (`"name":value,...`): written into the message's text after
     /// the client's own `_meta` members, never built as values (see [`Request::full_params`]).
     pub hop_meta: Option<Box<str>>,
+}
+
+impl PartialEq for Request {
+    fn eq(&self, other: &Self) -> bool {
+        let same_params = if self.arguments.is_none() && other.arguments.is_none() {
+            self.params == other.params
+        } else {
+            self.params().into_value() == other.params().into_value()
+        };
+        self.id == other.id
+            && self.method == other.method
+            && self.hop_meta == other.hop_meta
+            && same_params
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,25 +126,93 @@ pub enum Message {
 
 impl Request {
     pub fn new(id: Id, method: impl Into<String>, params: Option<Value>) -> Self {
+        Self::with_params(id, method, Params::from(params))
+    }
+
+    /// A request whose tool-call arguments (if any) pass through as text.
+    pub fn with_params(id: Id, method: impl Into<String>, params: Params) -> Self {
         Self {
             id,
             method: method.into(),
-            params,
+            params: params.value,
+            arguments: params.arguments,
             hop_meta: None,
         }
     }
 
-    /// The params as they go on the wire: with [`Request::hop_meta`] in `_meta`.
+    /// The params without the arguments while those pass through as text: for reading any
+    /// other member.
+    pub fn params_except_arguments(&self) -> Option<&Value> {
+        self.params.as_ref()
+    }
+
+    /// The params without the arguments while those pass through as text, to read or change
+    /// other members in place (adding or removing members before the arguments moves them).
+    pub fn params_except_arguments_mut(&mut self) -> &mut Option<Value> {
+        &mut self.params
+    }
+
+    /// Removes a member of the params (the arguments keep their place among the others).
+    pub fn remove_param(&mut self, key: &str) -> Option<Value> {
+        if key == "arguments" {
+            return self
+                .params_mut()
+                .as_mut()?
+                .as_object_mut()?
+                .shift_remove(key);
+        }
+        let params = self.params.as_mut()?.as_object_mut()?;
+        let index = params.keys().position(|k| k == key)?;
+        let value = params.shift_remove(key)?;
+        if let Some(args) = &mut self.arguments
+            && index < args.at()
+        {
+            args.moved_back();
+        }
+        Some(value)
+    }
+
+    /// The tool call's arguments when they pass through as the client's text.
+    pub fn arguments(&self) -> Option<&Arguments> {
+        self.arguments.as_ref()
+    }
+
+    /// The params for another hop: the arguments, if they pass through, stay text (shared,
+    /// not copied).
+    pub fn params(&self) -> Params {
+        Params {
+            value: self.params.clone(),
+            arguments: self.arguments.clone(),
+        }
+    }
+
+    /// The params as one value to change, the arguments parsed into it first.
+    pub fn params_mut(&mut self) -> &mut Option<Value> {
+        if let Some(args) = self.arguments.take() {
+            arguments::restore(&mut self.params, args);
+        }
+        &mut self.params
+    }
+
+    /// The params as one value, the arguments included.
+    pub fn into_params(mut self) -> Option<Value> {
+        self.params_mut();
+        self.params
+    }
+
+    /// The params with the arguments included, as they go on the wire: with
+    /// [`Request::hop_meta`] in `_meta`.
     pub fn full_params(&self) -> Option<Value> {
+        let mut params = self.params.clone();
+        if let Some(args) = &self.arguments {
+            arguments::restore(&mut params, args.clone());
+        }
         let Some(hop) = &self.hop_meta else {
-            return self.params.clone();
+            return params;
         };
         let hop: Map<String, Value> =
             serde_json::from_str(&format!("{{{hop}}}")).unwrap_or_default();
-        let mut params = self
-            .params
-            .clone()
-            .unwrap_or_else(|| Value::Object(Map::new()));
+        let mut params = params.unwrap_or_else(|| Value::Object(Map::new()));
         if let Some(obj) = params.as_object_mut() {
             let meta = obj
                 .entry("_meta")
@@ -135,45 +224,65 @@ impl Request {
         Some(params)
     }
 
-    /// Appends the params as JSON, [`Request::hop_meta`] included: after the client's own
-    /// `_meta` members, or as a `_meta` of its own after the other params.
+    /// Appends the params as JSON: the arguments' text where they stood, and
+    /// [`Request::hop_meta`] after the client's own `_meta` members, or as a `_meta` of its
+    /// own after the other params.
     fn write_params(&self, out: &mut String) {
         use super::compact;
-        let Some(hop) = self.hop_meta.as_deref() else {
+        let hop = self.hop_meta.as_deref();
+        if hop.is_none() && self.arguments.is_none() {
             if let Some(p) = &self.params {
                 out.push_str(r#","params":"#);
                 compact::value(out, p);
             }
             return;
-        };
+        }
         out.push_str(r#","params":{"#);
         let mut first = true;
         let mut meta_written = false;
-        if let Some(Value::Object(params)) = &self.params {
-            for (key, value) in params {
-                if !std::mem::take(&mut first) {
+        let mut arguments = self.arguments.as_ref();
+        let mut write_arguments = |out: &mut String, first: &mut bool| {
+            if let Some(args) = arguments.take() {
+                if !std::mem::take(first) {
                     out.push(',');
                 }
-                compact::string(out, key);
-                out.push(':');
-                match value {
-                    Value::Object(meta) if key == "_meta" => {
-                        out.push('{');
-                        for (k, v) in meta {
-                            compact::string(out, k);
-                            out.push(':');
-                            compact::value(out, v);
-                            out.push(',');
-                        }
-                        out.push_str(hop);
-                        out.push('}');
-                        meta_written = true;
+                out.push_str(r#""arguments":"#);
+                out.push_str(args.text());
+            }
+        };
+        let empty = Map::new();
+        let params = match &self.params {
+            Some(Value::Object(params)) => params,
+            _ => &empty,
+        };
+        for (i, (key, value)) in params.iter().enumerate() {
+            if self.arguments.as_ref().is_some_and(|a| a.at() == i) {
+                write_arguments(out, &mut first);
+            }
+            if !std::mem::take(&mut first) {
+                out.push(',');
+            }
+            compact::string(out, key);
+            out.push(':');
+            match (value, hop) {
+                (Value::Object(meta), Some(hop)) if key == "_meta" => {
+                    out.push('{');
+                    for (k, v) in meta {
+                        compact::string(out, k);
+                        out.push(':');
+                        compact::value(out, v);
+                        out.push(',');
                     }
-                    _ => compact::value(out, value),
+                    out.push_str(hop);
+                    out.push('}');
+                    meta_written = true;
                 }
+                _ => compact::value(out, value),
             }
         }
-        if !meta_written {
+        // Arguments that stood last (or after members a change removed).
+        write_arguments(out, &mut first);
+        if let Some(hop) = hop.filter(|_| !meta_written) {
             if !first {
                 out.push(',');
             }
@@ -184,8 +293,14 @@ impl Request {
         out.push('}');
     }
 
-    /// A field of `params`, if params is an object that has it.
+    /// A field of `params`, if params is an object that has it (the arguments parsed, once,
+    /// if they are asked for and pass through as text).
     pub fn param(&self, key: &str) -> Option<&Value> {
+        if key == "arguments"
+            && let Some(args) = &self.arguments
+        {
+            return Some(args.value());
+        }
         super::field::of(self.params.as_ref()?, key)
     }
 
@@ -305,7 +420,15 @@ impl Message {
     pub fn to_json(&self) -> String {
         use super::compact;
         // Room for a typical call or answer, so the text is not grown (copied) on the way.
-        let mut out = String::with_capacity(512);
+        let mut out = String::with_capacity(
+            512 + match self {
+                Message::Request(Request {
+                    arguments: Some(args),
+                    ..
+                }) => args.text().len(),
+                _ => 0,
+            },
+        );
         out.push_str(r#"{"jsonrpc":"2.0","#);
         match self {
             Message::Request(r) => {
@@ -372,6 +495,8 @@ struct Envelope {
     id: Option<Value>,
     method: Option<Value>,
     params: Option<Value>,
+    /// `params.arguments`, kept as text (see [`Arguments`]).
+    arguments: Option<Arguments>,
     /// Kept as text: most results pass through unread (see [`Payload`]).
     result: Option<Payload>,
     error: Option<Value>,
@@ -381,6 +506,8 @@ struct Envelope {
 const ENVELOPE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 /// The index of `result` in [`ENVELOPE_KEYS`].
 const RESULT: usize = 4;
+/// The index of `params` in [`ENVELOPE_KEYS`].
+const PARAMS: usize = 3;
 
 impl Envelope {
     /// The member [`ENVELOPE_KEYS`]`[i]` names, other than `result` ([`RESULT`]).
@@ -405,13 +532,27 @@ impl Envelope {
         if self.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
             return Err(ErrorObject::invalid_request("'jsonrpc' must be \"2.0\""));
         }
-        let params = match self.params {
+        let mut params = match self.params {
             None | Some(Value::Null) => None,
             Some(p @ Value::Object(_)) => Some(p),
             Some(_) => return Err(ErrorObject::invalid_request("'params' must be an object")),
         };
         match self.method {
-            Some(Value::String(method)) => request_or_notification(method, self.id, params),
+            Some(Value::String(method)) => {
+                // Only a tool call's arguments pass through as text; elsewhere (a prompt's
+                // arguments) they are small, and read.
+                let mut arguments = self.arguments;
+                if method != super::methods::TOOLS_CALL
+                    && let Some(args) = arguments.take()
+                {
+                    arguments::restore(&mut params, args);
+                }
+                let params = Params {
+                    value: params,
+                    arguments,
+                };
+                request_or_notification(method, self.id, params)
+            }
             Some(_) => Err(ErrorObject::invalid_request("'method' must be a string")),
             None => response(self.id, self.result, self.error),
         }
@@ -464,6 +605,10 @@ impl<'de> Deserialize<'de> for Envelope {
                             .result
                             .replace(Payload::from_text(text.get()))
                             .is_some()
+                    } else if i == PARAMS {
+                        let (value, arguments) = map.next_value_seed(ParamsSeed)?;
+                        envelope.arguments = arguments;
+                        envelope.params.replace(value).is_some()
                     } else {
                         let value: Value = map.next_value()?;
                         envelope.member(i).replace(value).is_some()
@@ -474,6 +619,84 @@ impl<'de> Deserialize<'de> for Envelope {
             }
         }
         deserializer.deserialize_map(Members)
+    }
+}
+
+/// `params` read in the same pass as the rest of the message (so within the same nesting
+/// limit), its `arguments` member kept as text: an object's other members as values, the
+/// arguments' text and place apart. Anything but an object comes out as a non-object value
+/// (refused later) or `Null`.
+struct ParamsSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ParamsSeed {
+    type Value = (Value, Option<Arguments>);
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ParamsSeed {
+    type Value = (Value, Option<Arguments>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("params")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Map::new();
+        let mut arguments: Option<Arguments> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "arguments" {
+                let value: Value = map.next_value()?;
+                members.insert(key, value);
+                continue;
+            }
+            let text: &serde_json::value::RawValue = map.next_value()?;
+            // Named twice, the last text counts at the first place, as in a parsed map.
+            let at = arguments.as_ref().map_or(members.len(), Arguments::at);
+            let Some(checked) = Arguments::checked(text.get(), at) else {
+                return Err(serde::de::Error::custom("recursion limit exceeded"));
+            };
+            arguments = Some(checked);
+        }
+        Ok((Value::Object(members), arguments))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok((Value::Null, None))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok((Value::Null, None))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok((Value::Bool(v), None))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok((Value::from(v), None))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok((Value::from(v), None))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok((Value::from(v), None))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((Value::from(v), None))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok((Value::Array(Vec::new()), None))
     }
 }
 
@@ -489,12 +712,15 @@ pub enum ParseError {
 fn request_or_notification(
     method: String,
     id: Option<Value>,
-    params: Option<Value>,
+    params: Params,
 ) -> Result<Message, ErrorObject> {
     match id {
-        None => Ok(Message::Notification(Notification { method, params })),
+        None => Ok(Message::Notification(Notification {
+            method,
+            params: params.into_value(),
+        })),
         Some(raw) => match Id::from_value(&raw) {
-            Some(id) => Ok(Message::Request(Request::new(id, method, params))),
+            Some(id) => Ok(Message::Request(Request::with_params(id, method, params))),
             None => Err(ErrorObject::invalid_request(
                 "'id' must be a string or an integer",
             )),
@@ -541,7 +767,7 @@ impl Serialize for Message {
             Message::Request(r) => {
                 map.serialize_entry("id", &r.id)?;
                 map.serialize_entry("method", &r.method)?;
-                if r.hop_meta.is_some() {
+                if r.hop_meta.is_some() || r.arguments.is_some() {
                     map.serialize_entry("params", &r.full_params())?;
                 } else if let Some(p) = &r.params {
                     map.serialize_entry("params", p)?;
@@ -660,7 +886,152 @@ mod tests {
             let Ok(Message::Request(back)) = Message::parse(text.as_bytes()) else {
                 panic!("re-parses: {text}");
             };
-            assert_eq!(back.params, Some(full), "{text}");
+            assert_eq!(back.full_params(), Some(full), "{text}");
+        }
+    }
+
+    /// The members of `value`'s objects, in order, all the way down.
+    fn order(value: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    out.push(k.clone());
+                    out.extend(order(v));
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| out.extend(order(v))),
+            _ => {}
+        }
+        out
+    }
+
+    #[test]
+    fn a_tool_calls_arguments_pass_through_as_the_clients_text() {
+        // Long enough that the depth check reads the member names on its way.
+        let long = format!(
+            r#"{{"name":"t","arguments":{{"z":"{}","a\"b":[{{"x":1}}],"z":2,"m":{{}}}}}}"#,
+            "y".repeat(300)
+        );
+        let cases = [
+            long.as_str(),
+            r#"{"name":"t","arguments":{ "b" : [1, 2.50, "x\u0041"], "a":{} },"_meta":{"progressToken":1}}"#,
+            r#"{"arguments":[1,{"z":null}],"name":"t"}"#,
+            r#"{"name":"t","_meta":{},"arguments":"text"}"#,
+            r#"{"name":"t","arguments":{"a":1},"arguments":{"b":2},"x":3}"#,
+            r#"{"name":"t","arguments":null}"#,
+        ];
+        for params in cases {
+            let text =
+                format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{params}}}"#);
+            let Ok(Message::Request(req)) = Message::parse(text.as_bytes()) else {
+                panic!("parses: {text}");
+            };
+            let raw = req.arguments().expect("kept as text");
+            // What a parser that builds values reads, member order included.
+            let as_values: Value = serde_json::from_str(&text).unwrap();
+            let expected = &as_values["params"];
+            assert_eq!(
+                req.param("arguments"),
+                expected.get("arguments"),
+                "{params}"
+            );
+            assert_eq!(req.full_params().as_ref(), Some(expected), "{params}");
+            assert_eq!(
+                order(&req.full_params().unwrap()),
+                order(expected),
+                "{params}"
+            );
+            assert_eq!(req.param("name"), Some(&json!("t")));
+            let names = crate::protocol::arguments::Shape::of(&expected["arguments"]);
+            assert_eq!(raw.shape(), names, "{params}");
+            // Written back: the client's own bytes for the arguments, in their place.
+            let written = Message::Request(req.clone()).to_json();
+            assert!(written.contains(raw.text()), "{written}");
+            let again: Value = serde_json::from_str(&written).unwrap();
+            assert_eq!(&again["params"], expected, "{written}");
+            assert_eq!(order(&again["params"]), order(expected), "{written}");
+            assert_eq!(
+                serde_json::to_value(Message::Request(req.clone())).unwrap(),
+                again
+            );
+            // The same request built from values is equal to it.
+            let built = Request::new(Id::Num(7), "tools/call", Some(expected.clone()));
+            assert_eq!(req, built);
+            assert_eq!(req.clone().into_params(), Some(expected.clone()));
+        }
+    }
+
+    #[test]
+    fn only_a_tool_call_keeps_its_arguments_apart() {
+        let text = r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{"a":"b"},"x":1}}"#;
+        let Ok(Message::Request(req)) = Message::parse(text.as_bytes()) else {
+            panic!("parses");
+        };
+        assert!(req.arguments().is_none());
+        assert_eq!(
+            req.params_except_arguments(),
+            Some(&json!({"name": "p", "arguments": {"a": "b"}, "x": 1}))
+        );
+        let text =
+            r#"{"jsonrpc":"2.0","method":"notifications/x","params":{"arguments":[1],"y":2}}"#;
+        let Ok(Message::Notification(n)) = Message::parse(text.as_bytes()) else {
+            panic!("parses");
+        };
+        assert_eq!(n.params, Some(json!({"arguments": [1], "y": 2})));
+        assert_eq!(order(n.params.as_ref().unwrap()), ["arguments", "y"]);
+    }
+
+    #[test]
+    fn changing_the_params_keeps_the_arguments_and_their_place() {
+        let text = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"task":{},"name":"t","arguments":{"a":1},"z":0}}"#;
+        let Ok(Message::Request(mut req)) = Message::parse(text.as_bytes()) else {
+            panic!("parses");
+        };
+        assert_eq!(req.remove_param("task"), Some(json!({})));
+        assert!(
+            req.arguments().is_some(),
+            "removing another member leaves them as text"
+        );
+        let full = req.full_params().unwrap();
+        assert_eq!(order(&full), ["name", "arguments", "a", "z"]);
+        let written: Value =
+            serde_json::from_str(&Message::Request(req.clone()).to_json()).unwrap();
+        assert_eq!(order(&written["params"]), ["name", "arguments", "a", "z"]);
+        req.params_mut().as_mut().unwrap()["arguments"]["b"] = json!(2);
+        assert!(req.arguments().is_none(), "changed, they are values");
+        assert_eq!(req.param("arguments"), Some(&json!({"a": 1, "b": 2})));
+        let mut other = req.params();
+        other.object()["extra"] = json!(true);
+        assert_eq!(other.get("arguments"), Some(&json!({"a": 1, "b": 2})));
+    }
+
+    #[test]
+    fn arguments_nested_too_deep_are_refused_as_a_parsed_message_would_be() {
+        use crate::protocol::arguments::MAX_DEPTH;
+        for depth in [
+            1,
+            100,
+            MAX_DEPTH - 1,
+            MAX_DEPTH,
+            MAX_DEPTH + 1,
+            MAX_DEPTH + 2,
+            300,
+        ] {
+            for args in [
+                format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
+                format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth)),
+            ] {
+                let text = format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{args}}}}}"#
+                );
+                let as_values = serde_json::from_str::<Value>(&text).is_ok();
+                let parsed = Message::parse(text.as_bytes());
+                assert_eq!(parsed.is_ok(), as_values, "depth {depth}: {parsed:?}");
+                if let Err(ParseError::Invalid(e)) = parsed {
+                    assert_eq!(e.code, crate::protocol::codes::PARSE_ERROR);
+                }
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 //! at the edge; the rest of the gateway works on those typed envelopes and keeps `params` and
 //! `result` as JSON it does not re-model (see `docs/architecture.md`, "pass-through").
 
+pub mod arguments;
 pub mod codes;
 pub mod compact;
 pub mod envelope;
@@ -15,6 +16,7 @@ pub mod jsonrpc;
 pub mod logging;
 pub mod methods;
 pub mod payload;
+pub mod scan;
 pub mod text;
 pub mod word;
 

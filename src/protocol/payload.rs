@@ -172,34 +172,7 @@ pub const MAX_DEPTH: usize = 126;
 
 /// Whether `text` (valid JSON) nests deeper than [`MAX_DEPTH`].
 pub fn too_deep(text: &str) -> bool {
-    // Each level takes two bytes at least: shorter text cannot be too deep.
-    if text.len() <= 2 * MAX_DEPTH {
-        return false;
-    }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in text.as_bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return true;
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
+    super::scan::nests_deeper(text, MAX_DEPTH)
 }
 
 fn parse(text: &str) -> Value {

@@ -102,7 +102,7 @@ pub async fn forward(
 ) {
     // A request an upstream ties to one of its tasks names the gateway's task id, and goes
     // to the task's session even when the upstream sent it outside any request.
-    if let Some(params) = request.params.as_mut()
+    if let Some(params) = request.params_mut().as_mut()
         && let Some(task) = super::tasks::map_related(relay, upstream, params).await
         && origin.is_none()
         && let Some(session) = task
@@ -157,10 +157,11 @@ pub async fn forward(
         session: session.id.clone(),
     };
     table.pending.insert(id.clone(), entry);
+    let method = request.method.clone();
     let msg = Message::Request(Request::new(
         Id::Str(id.clone()),
-        request.method.clone(),
-        request.params,
+        method,
+        request.params_mut().take(),
     ));
     if !send(&session, msg, origin.sink.as_ref()) {
         table.pending.remove(&id);
@@ -204,7 +205,7 @@ pub async fn ask(
     method: &str,
     params: Option<Value>,
 ) -> Result<Value, ErrorObject> {
-    let request = Request::new(Id::Num(0), method, params);
+    let mut request = Request::new(Id::Num(0), method, params);
     permitted(&session.client_capabilities, &request)?;
     let table = &relay.client_requests;
     let id = table.mint()?;
@@ -217,7 +218,11 @@ pub async fn ask(
         },
     );
     let _forget = Forget { table, id: &id };
-    let msg = Message::Request(Request::new(Id::Str(id.clone()), method, request.params));
+    let msg = Message::Request(Request::new(
+        Id::Str(id.clone()),
+        method,
+        request.params_mut().take(),
+    ));
     if !send(session, msg, sink) {
         return Err(ErrorObject::internal(
             "the client has no open stream to receive the request",
@@ -248,7 +253,7 @@ impl Drop for Forget<'_> {
 async fn to_exchange(
     inputs: tokio::sync::mpsc::Sender<InputNeeded>,
     peer: Arc<Peer>,
-    request: Request,
+    mut request: Request,
 ) {
     if request.method == methods::PING {
         return peer.respond(request.id, Ok(json!({}))).await;
@@ -256,7 +261,7 @@ async fn to_exchange(
     let (tx, rx) = oneshot::channel();
     let needed = InputNeeded {
         method: request.method.clone(),
-        params: request.params,
+        params: request.params_mut().take(),
         reply: tx,
     };
     if inputs.send(needed).await.is_err() {

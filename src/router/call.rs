@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::Router;
 use crate::pipeline::RequestContext;
+use crate::protocol::arguments::Params;
 use crate::protocol::{ErrorObject, Payload, field};
 use crate::relay::progress::Registration;
 use crate::upstream::Upstream;
@@ -17,7 +18,7 @@ pub struct Call {
     upstream: Arc<Upstream>,
     origin: Option<Arc<Origin>>,
     method: String,
-    params: Value,
+    params: Params,
     timeout: std::time::Duration,
     _progress: Option<Registration>,
 }
@@ -31,10 +32,10 @@ impl Call {
         ctx: &RequestContext,
         upstream: usize,
         method: &str,
-        mut params: Value,
+        mut params: Params,
         origin: Option<Arc<Origin>>,
     ) -> Call {
-        let client_token = crate::protocol::envelope::meta(Some(&params))
+        let client_token = crate::protocol::envelope::meta(params.value.as_ref())
             .and_then(|meta| field::get(meta, "progressToken"))
             .filter(|t| t.is_string() || t.is_number())
             .cloned();
@@ -43,10 +44,14 @@ impl Call {
             _ => None,
         };
         if let Some(reg) = &registration {
-            params["_meta"]["progressToken"] = Value::from(reg.token());
-        } else if client_token_sent(&params) {
+            params.object()["_meta"]["progressToken"] = Value::from(reg.token());
+        } else if client_token_sent(params.object()) {
             // Nowhere to deliver progress: do not ask the upstream for it.
-            if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            if let Some(meta) = params
+                .object()
+                .get_mut("_meta")
+                .and_then(Value::as_object_mut)
+            {
                 meta.remove("progressToken");
             }
         }
@@ -64,7 +69,7 @@ impl Call {
 
     pub async fn run(self) -> Result<Payload, ErrorObject> {
         self.upstream
-            .request_within(self.origin, &self.method, Some(self.params), self.timeout)
+            .request_within(self.origin, &self.method, self.params, self.timeout)
             .await
     }
 }

@@ -91,7 +91,7 @@ pub async fn complete(
                 .prompt(name)
                 .cloned()
                 .ok_or_else(|| unknown(router, "prompt", name))?;
-            let mut params = req.params.clone().unwrap_or_else(|| json!({}));
+            let mut params = req.params().into_value().unwrap_or_else(|| json!({}));
             params["ref"]["name"] = Value::from(route.name);
             (route.upstream, params)
         }
@@ -106,7 +106,10 @@ pub async fn complete(
                 .ok_or_else(|| {
                     ErrorObject::invalid_params(format!("Unknown resource or template: {uri}"))
                 })?;
-            (owner, req.params.clone().unwrap_or_else(|| json!({})))
+            (
+                owner,
+                req.params().into_value().unwrap_or_else(|| json!({})),
+            )
         }
         other => {
             return Err(ErrorObject::invalid_params(format!(

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Router;
 use super::call::Call;
 use crate::pipeline::RequestContext;
+use crate::protocol::arguments::Params;
 use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE};
 use crate::protocol::{Era, ErrorObject, Id, Payload, Request, codes, headers};
 use crate::upstream::peer::{InputNeeded, Origin};
@@ -88,7 +89,7 @@ impl Binding {
         Binding {
             upstream: router.upstreams.at(upstream).name().to_owned(),
             method: req.method.clone(),
-            name: headers::name_of(&req.method, req.params.as_ref())
+            name: headers::name_of(&req.method, req.params_except_arguments())
                 .unwrap_or_default()
                 .to_owned(),
             digest: digest(req.param("arguments")),
@@ -215,10 +216,11 @@ pub async fn forward(
 }
 
 /// The params to send upstream: a copy of the client's, with `name` in place of its own.
-fn outgoing(req: &Request, name: Option<&str>) -> Value {
-    let mut params = req.params.clone().unwrap_or_else(|| json!({}));
+/// Arguments that pass through as text are shared, not copied.
+fn outgoing(req: &Request, name: Option<&str>) -> Params {
+    let mut params = req.params();
     if let Some(name) = name {
-        params["name"] = Value::from(name);
+        params.object()["name"] = Value::from(name);
     }
     params
 }
@@ -234,7 +236,7 @@ async fn handshake_client(
     name: Option<&str>,
 ) -> Result<Payload, ErrorObject> {
     let call =
-        |params: Value| Call::new(router, ctx, upstream, &req.method, params, ctx.origin()).run();
+        |params: Params| Call::new(router, ctx, upstream, &req.method, params, ctx.origin()).run();
     // The params are copied again for a retry, which few calls need.
     let mut result = call(outgoing(req, name)).await?;
     for _ in 0..MAX_ROUNDS {
@@ -273,10 +275,10 @@ async fn handshake_client(
         }
         let mut retry = outgoing(req, name);
         if !answers.is_empty() {
-            retry["inputResponses"] = Value::Object(answers);
+            retry.object()["inputResponses"] = Value::Object(answers);
         }
         if let Some(state) = result.get("requestState").filter(|s| s.is_string()) {
-            retry["requestState"] = state.clone();
+            retry.object()["requestState"] = state.clone();
         }
         result = call(retry).await?;
     }
@@ -293,14 +295,12 @@ async fn stateless_client(
     ctx: &RequestContext,
     req: &Request,
     upstream: usize,
-    mut params: Value,
+    mut params: Params,
 ) -> Result<Payload, ErrorObject> {
     // The binding (a digest of the arguments among them) is made only when a token is
     // sealed or opened: most calls never need one.
     let binding = || Binding::of(router, ctx, req, upstream);
-    let state = params
-        .as_object_mut()
-        .and_then(|p| p.remove("requestState"));
+    let state = params.remove("requestState");
     let Some(state) = state else {
         // A fresh request. Any `inputResponses` go along: the upstream decides what they
         // mean (a 2026-07-28 server may use them; others ignore unknown fields). A
@@ -332,10 +332,7 @@ async fn stateless_client(
     };
     let bound = binding();
     let token = bound.open(router, &text)?;
-    let answers = params
-        .as_object_mut()
-        .and_then(|p| p.remove("inputResponses"))
-        .unwrap_or_else(|| json!({}));
+    let answers = params.remove("inputResponses").unwrap_or_else(|| json!({}));
     if let Some(id) = token.x {
         let Some(mut exchange) = router.parked.take(&id) else {
             return continue_elsewhere(router, upstream, &id, answers, &bound).await;
@@ -344,7 +341,7 @@ async fn stateless_client(
         return drive(router, &bound, exchange).await;
     }
     // A 2026-07-28 upstream's own state: hand it back exactly, with the answers.
-    if let Some(p) = params.as_object_mut() {
+    if let Some(p) = params.object().as_object_mut() {
         p.insert("inputResponses".into(), answers);
         if let Some(state) = token.s {
             p.insert("requestState".into(), Value::from(state));
@@ -421,7 +418,7 @@ async fn direct(
     ctx: &RequestContext,
     req: &Request,
     upstream: usize,
-    params: Value,
+    params: Params,
     binding: impl FnOnce() -> Binding,
 ) -> Result<Payload, ErrorObject> {
     let call = Call::new(router, ctx, upstream, &req.method, params, ctx.origin());

@@ -93,7 +93,7 @@ pub async fn listen(
             "subscriptions/listen needs a transport that can stream",
         ));
     };
-    let mut filter = Filter::read(req.params.as_ref())?;
+    let mut filter = Filter::read(req.params_except_arguments())?;
     let caps = super::initialize::capabilities(router);
     let can = |pointer: &str| caps.pointer(pointer) == Some(&Value::Bool(true));
     filter.tools &= can("/tools/listChanged");

@@ -36,7 +36,13 @@ pub async fn handle(tasks: &Tasks, ctx: &RequestContext, req: &Request) -> Outco
     }
     let record = lookup(tasks, ctx, req).await?;
     if record.remote.is_some() {
-        let answer = passthrough::forward(tasks, ctx, &record, &req.method, req.params.as_ref());
+        let answer = passthrough::forward(
+            tasks,
+            ctx,
+            &record,
+            &req.method,
+            req.params_except_arguments(),
+        );
         return answer.await;
     }
     match req.method.as_str() {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Tasks;
 use crate::pipeline::{Caller, Chain, Outcome, RequestContext};
+use crate::protocol::arguments::Params;
 use crate::protocol::envelope::{INPUT_REQUIRED, RESULT_TYPE};
 use crate::protocol::{Era, ErrorObject, Message, Notification, Request, codes, methods};
 use crate::session::Session;
@@ -54,22 +55,20 @@ struct Job {
 }
 
 impl Job {
-    fn spawn(
-        self: &Arc<Self>,
-        params: Option<Value>,
-        cancel: CancellationToken,
-    ) -> JoinHandle<Outcome> {
+    fn spawn(self: &Arc<Self>, params: Params, cancel: CancellationToken) -> JoinHandle<Outcome> {
         let job = self.clone();
         tokio::spawn(async move {
             let mut ctx = job.context();
             ctx.cancel = Some(cancel);
             match &job.upstream_task {
                 None => {
-                    let req = Request::new(job.req.id.clone(), job.req.method.clone(), params);
+                    let req =
+                        Request::with_params(job.req.id.clone(), job.req.method.clone(), params);
                     job.chain.run(&mut ctx, &req).await
                 }
                 Some((upstream, remote)) => {
-                    job.upstream_task(&mut ctx, *upstream, remote, params).await
+                    job.upstream_task(&mut ctx, *upstream, remote, params.into_value())
+                        .await
                 }
             }
         })
@@ -210,9 +209,9 @@ pub async fn start(
     let mut unowned = CancelOnDrop(Some(cancel.clone()));
     let mut call = if start.immediately {
         create(tasks, &record).await?;
-        job.spawn(job.req.params.clone(), cancel.clone())
+        job.spawn(job.req.params(), cancel.clone())
     } else {
-        let mut call = job.spawn(job.req.params.clone(), cancel.clone());
+        let mut call = job.spawn(job.req.params(), cancel.clone());
         let threshold = tasks.config.threshold;
         let client_gone = ctx.cancel.clone().unwrap_or_default();
         tokio::select! {
@@ -375,13 +374,13 @@ async fn drive(
             update(tasks, id, |r| r.set_status(Status::Cancelled, None)).await;
             return;
         };
-        let mut params = job.req.params.clone().unwrap_or_else(|| json!({}));
+        let mut params = job.req.params().into_value().unwrap_or_else(|| json!({}));
         params["inputResponses"] = Value::Object(answers);
         if let Some(state) = state.filter(Value::is_string) {
             params["requestState"] = state;
         }
         update(tasks, id, |r| r.set_status(Status::Working, None)).await;
-        *call = job.spawn(Some(params), cancel.clone());
+        *call = job.spawn(Params::from(params), cancel.clone());
     }
 }
 

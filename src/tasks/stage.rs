@@ -211,9 +211,7 @@ fn without_task(req: &Request) -> Cow<'_, Request> {
         None => Cow::Borrowed(req),
         Some(_) => {
             let mut owned = req.clone();
-            if let Some(params) = owned.params.as_mut().and_then(Value::as_object_mut) {
-                params.remove("task");
-            }
+            owned.remove_param("task");
             Cow::Owned(owned)
         }
     }

@@ -98,7 +98,7 @@ pub fn server_span(req: &Request, transport: &str, header: Option<(&str, Option<
     if span.is_disabled() {
         return span;
     }
-    Subject::of(&req.method, req.params.as_ref()).record(&span);
+    Subject::of(&req.method, req.params_except_arguments()).record(&span);
     span.record("jsonrpc.request.id", id_text(&req.id));
     let (network, protocol) = match transport {
         "stdio" => ("pipe", None),
@@ -109,15 +109,13 @@ pub fn server_span(req: &Request, transport: &str, header: Option<(&str, Option<
         span.record("network.protocol.name", protocol);
     }
     let from_meta = req
-        .params
-        .as_ref()
+        .params_except_arguments()
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get(TRACEPARENT))
         .and_then(Value::as_str)
         .map(|tp| {
             let ts = req
-                .params
-                .as_ref()
+                .params_except_arguments()
                 .and_then(|p| p.pointer("/_meta/tracestate"))
                 .and_then(Value::as_str);
             (tp, ts)

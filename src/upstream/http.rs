@@ -545,7 +545,7 @@ fn trace_headers(msg: &Message) -> Trace {
     let Message::Request(r) = msg else {
         return None;
     };
-    let (parent, state) = crate::telemetry::spans::meta_trace_context(r.params.as_ref())?;
+    let (parent, state) = crate::telemetry::spans::meta_trace_context(r.params_except_arguments())?;
     let value = |v: &str| HeaderValue::from_str(v).ok();
     Some((value(parent)?, state.and_then(value)))
 }

@@ -32,6 +32,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::{ProtocolMode, UpstreamConfig};
+use crate::protocol::arguments::Params;
 use crate::protocol::{Era, ErrorObject, Message, Payload, methods};
 pub use catalog::UpstreamCatalog;
 use peer::{Inbound, Origin, Peer};
@@ -396,15 +397,17 @@ impl Upstream {
         &self,
         origin: Option<Arc<Origin>>,
         method: &str,
-        mut params: Option<Value>,
+        params: impl Into<Params>,
         timeout: Duration,
     ) -> Result<Payload, ErrorObject> {
         use tracing::Instrument;
+        let mut params = params.into();
         // An open circuit answers at once: nothing is sent.
         let pass = self.circuit.admit(self.name())?;
         let _counted = InFlight::new(&self.in_flight);
-        let span = crate::telemetry::spans::client_span(&self.config, method, params.as_ref());
-        crate::telemetry::spans::inject_meta(&span, &mut params);
+        let span =
+            crate::telemetry::spans::client_span(&self.config, method, params.value.as_ref());
+        crate::telemetry::spans::inject_meta(&span, &mut params.value);
         // A listing changes nothing upstream: one that failed to reach it is sent again.
         let again = (self.config.retry_lists && is_listing(method)).then(|| params.clone());
         let mut outcome = self
@@ -429,7 +432,7 @@ impl Upstream {
         &self,
         origin: Option<Arc<Origin>>,
         method: &str,
-        params: Option<Value>,
+        params: Params,
         timeout: Duration,
     ) -> Result<Payload, ErrorObject> {
         let live = read(&self.live).clone();
@@ -458,11 +461,7 @@ impl Upstream {
         // What a stateless upstream needs from `resources/unsubscribe` is a change of the listen
         // filter, which holds across reconnects: it needs no live connection.
         if method == methods::RESOURCES_UNSUBSCRIBE && self.era() == Era::Stateless {
-            if let Some(uri) = params
-                .as_ref()
-                .and_then(|p| p.get("uri"))
-                .and_then(Value::as_str)
-            {
+            if let Some(uri) = params.get("uri").and_then(Value::as_str) {
                 self.listen.remove(uri);
             }
             return Ok(serde_json::json!({}).into());
@@ -518,7 +517,7 @@ impl Upstream {
         &self,
         origin: Arc<Origin>,
         method: &str,
-        params: Option<Value>,
+        params: Params,
         timeout: Duration,
     ) -> Result<Payload, ErrorObject> {
         let link = self.links.get(&self.config, &origin).await?;

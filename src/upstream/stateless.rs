@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::peer::{self, Origin};
 use super::{Live, Upstream, lock};
+use crate::protocol::arguments::Params;
 use crate::protocol::{ErrorObject, Payload, methods};
 
 impl Upstream {
@@ -22,13 +23,12 @@ impl Upstream {
         live: &Live,
         origin: Option<Arc<Origin>>,
         method: &str,
-        params: Option<Value>,
+        params: Params,
         timeout: Duration,
     ) -> Result<Payload, ErrorObject> {
         let uri = || {
             params
-                .as_ref()
-                .and_then(|p| p.get("uri"))
+                .get("uri")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
                 .ok_or_else(|| ErrorObject::invalid_params("missing required field 'uri'"))
@@ -44,8 +44,7 @@ impl Upstream {
             }
             methods::LOGGING_SET_LEVEL => {
                 let level = params
-                    .as_ref()
-                    .and_then(|p| p.get("level"))
+                    .get("level")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
                 *lock(&self.log_level) = level;
@@ -60,7 +59,7 @@ impl Upstream {
         };
         if self.is_http() {
             if method == methods::TOOLS_CALL {
-                extra.tool_schema = self.tool_schema(params.as_ref());
+                extra.tool_schema = self.tool_schema(params.value.as_ref());
             }
             if let Some(origin) = &origin {
                 let identity = crate::session::identity::headers(

@@ -235,8 +235,7 @@ fn refuse_listen(
     req: &Request,
 ) -> Option<ErrorObject> {
     let uris = req
-        .params
-        .as_ref()?
+        .params_except_arguments()?
         .pointer("/notifications/resourceSubscriptions")?
         .as_array()?;
     uris.iter().filter_map(Value::as_str).find_map(|uri| {

@@ -22,6 +22,7 @@ pub use origin::{InputNeeded, Origin};
 use stream::take_subscription_id;
 
 use super::http::HttpLink;
+use crate::protocol::arguments::Params;
 use crate::protocol::{
     Era, ErrorObject, Id, Message, Notification, Payload, Request, Response, envelope, headers,
     methods,
@@ -188,7 +189,7 @@ impl Peer {
         &self,
         origin: Option<Arc<Origin>>,
         method: &str,
-        params: Option<Value>,
+        params: impl Into<Params>,
         timeout: Duration,
     ) -> Result<Payload, ErrorObject> {
         self.request_with(origin, method, params, timeout, Extra::default())
@@ -200,11 +201,11 @@ impl Peer {
         &self,
         origin: Option<Arc<Origin>>,
         method: &str,
-        params: Option<Value>,
+        params: impl Into<Params>,
         timeout: Duration,
         extra: Extra,
     ) -> Result<Payload, ErrorObject> {
-        self.send(origin, method, params, timeout, extra, None)
+        self.send(origin, method, params.into(), timeout, extra, None)
             .await
     }
 
@@ -222,7 +223,7 @@ impl Peer {
         self.send(
             None,
             method,
-            Some(params),
+            Params::from(params),
             timeout,
             Extra::default(),
             Some(ack),
@@ -235,7 +236,7 @@ impl Peer {
         &self,
         origin: Option<Arc<Origin>>,
         method: &str,
-        mut params: Option<Value>,
+        mut params: Params,
         timeout: Duration,
         extra: Extra,
         ack: Option<oneshot::Sender<Value>>,
@@ -244,7 +245,7 @@ impl Peer {
             return Err(self.unavailable());
         }
         let stateless = self.era() == Era::Stateless;
-        let hop_meta = self.envelope(&mut params, origin.as_deref(), &extra, stateless);
+        let hop_meta = self.envelope(&mut params.value, origin.as_deref(), &extra, stateless);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = oneshot::channel();
         // Over Streamable HTTP the request is posted from this task when nothing must go out
@@ -252,7 +253,7 @@ impl Peer {
         let inline = self.http.as_ref().filter(|link| link.exchange_ready());
         let mut own_headers = Vec::new();
         if stateless && let Some(link) = &self.http {
-            let headers = request_headers(method, params.as_ref(), extra);
+            let headers = request_headers(method, &params, extra);
             if inline.is_some() {
                 own_headers = headers;
             } else {
@@ -275,7 +276,7 @@ impl Peer {
             armed: method != methods::SERVER_DISCOVER && method != methods::INITIALIZE,
             stateless,
         };
-        let mut request = Request::new(Id::Num(id), method, params);
+        let mut request = Request::with_params(Id::Num(id), method, params);
         request.hop_meta = hop_meta;
         let msg = Message::Request(request);
         let outcome = if let Some(link) = inline {
@@ -423,7 +424,7 @@ impl Peer {
 /// The HTTP headers of one request to a 2026-07-28 Streamable HTTP upstream (SEP-2243):
 /// the revision, `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` as the upstream's own names and
 /// schema give them, then the extra ones.
-fn request_headers(method: &str, params: Option<&Value>, extra: Extra) -> Vec<(String, String)> {
+fn request_headers(method: &str, params: &Params, extra: Extra) -> Vec<(String, String)> {
     let mut all = vec![(
         super::http::VERSION_HEADER.to_owned(),
         Era::Stateless.latest().to_owned(),
