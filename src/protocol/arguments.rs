@@ -169,6 +169,30 @@ pub fn restore(params: &mut Option<Value>, arguments: Arguments) {
     }
 }
 
+/// Removes the member `key` from params held as `value` plus `arguments` as text: the
+/// arguments themselves (as a value), or another member, after which the arguments stand
+/// one place earlier if it stood before them.
+pub(crate) fn remove(
+    value: &mut Option<Value>,
+    arguments: &mut Option<Arguments>,
+    key: &str,
+) -> Option<Value> {
+    if key == "arguments"
+        && let Some(args) = arguments.take()
+    {
+        return Some(args.into_value());
+    }
+    let params = value.as_mut()?.as_object_mut()?;
+    let index = params.keys().position(|k| k == key)?;
+    let removed = params.shift_remove(key)?;
+    if let Some(args) = arguments
+        && index < args.at()
+    {
+        args.moved_back();
+    }
+    Some(removed)
+}
+
 /// The params of a request the gateway sends: a value, and a tool call's arguments as the
 /// client's text when they pass through (then `value` has no `arguments` member).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -194,17 +218,9 @@ impl Params {
         self.value.get_or_insert_with(|| Value::Object(Map::new()))
     }
 
-    /// Removes a member other than the arguments (they keep their place among the others).
+    /// Removes a member (the arguments, if another, keep their place among the others).
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let params = self.value.as_mut()?.as_object_mut()?;
-        let index = params.keys().position(|k| k == key)?;
-        let value = params.shift_remove(key)?;
-        if let Some(args) = &mut self.arguments
-            && index < args.at()
-        {
-            args.moved_back();
-        }
-        Some(value)
+        remove(&mut self.value, &mut self.arguments, key)
     }
 
     /// The params as one value, arguments included.
@@ -319,5 +335,33 @@ mod tests {
             Some(json!({"name": "t", "arguments": {"q": "x"}}))
         );
         assert_eq!(Params::from(json!({"a": 1})).get("a"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn removing_a_member_keeps_the_arguments_in_place() {
+        let params = || Params {
+            value: Some(json!({"a": 1, "b": 2, "c": 3})),
+            arguments: Some(Arguments::from_text(r#"{"q":1}"#, 2)),
+        };
+        let order = |p: Params| -> Vec<String> {
+            p.into_value()
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let mut p = params();
+        assert_eq!(p.remove("a"), Some(json!(1)));
+        assert_eq!(order(p), ["b", "arguments", "c"]);
+        let mut p = params();
+        assert_eq!(p.remove("c"), Some(json!(3)));
+        assert_eq!(order(p), ["a", "b", "arguments"]);
+        let mut p = params();
+        assert_eq!(p.remove("arguments"), Some(json!({"q": 1})));
+        assert!(p.arguments.is_none());
+        assert_eq!(order(p), ["a", "b", "c"]);
+        assert_eq!(params().remove("missing"), None);
     }
 }

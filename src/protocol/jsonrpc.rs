@@ -154,22 +154,7 @@ impl Request {
 
     /// Removes a member of the params (the arguments keep their place among the others).
     pub fn remove_param(&mut self, key: &str) -> Option<Value> {
-        if key == "arguments" {
-            return self
-                .params_mut()
-                .as_mut()?
-                .as_object_mut()?
-                .shift_remove(key);
-        }
-        let params = self.params.as_mut()?.as_object_mut()?;
-        let index = params.keys().position(|k| k == key)?;
-        let value = params.shift_remove(key)?;
-        if let Some(args) = &mut self.arguments
-            && index < args.at()
-        {
-            args.moved_back();
-        }
-        Some(value)
+        arguments::remove(&mut self.params, &mut self.arguments, key)
     }
 
     /// The tool call's arguments when they pass through as the client's text.
