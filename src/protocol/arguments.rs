@@ -47,7 +47,8 @@ impl Arguments {
     pub(crate) fn outlined(text: &str, at: usize, names: Option<Vec<String>>) -> Arguments {
         Arguments {
             shared: Arc::new(Shared {
-                text: Box::from(text),
+                // Written back as it came, so on one line for stdio upstreams.
+                text: super::scan::one_line(text).into(),
                 value: OnceLock::new(),
                 names,
             }),

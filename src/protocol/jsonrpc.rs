@@ -947,6 +947,24 @@ mod tests {
         }
     }
 
+    /// Text that passes through (arguments, results) is written on one line, whatever
+    /// line breaks the peer put between its tokens: stdio peers frame messages by lines.
+    #[test]
+    fn pretty_printed_pass_through_text_is_written_on_one_line() {
+        for text in [
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"t\",\"arguments\":{\r\n  \"a\": [1,\n 2]\n}}}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\n  \"content\": [],\r\n  \"x\": \"a\\nb\"\n}}",
+        ] {
+            let parsed = Message::parse(text.as_bytes()).expect("parses");
+            let written = parsed.to_json();
+            assert!(!written.contains(['\n', '\r']), "{written}");
+            assert_eq!(
+                serde_json::from_str::<Value>(&written).unwrap(),
+                serde_json::from_str::<Value>(text).unwrap()
+            );
+        }
+    }
+
     #[test]
     fn only_a_tool_call_keeps_its_arguments_apart() {
         let text = r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{"a":"b"},"x":1}}"#;

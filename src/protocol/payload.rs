@@ -67,7 +67,8 @@ impl Payload {
             return Payload(Repr::Value(parse(text)));
         }
         Payload(Repr::Text(Box::new(Text {
-            text: text.into(),
+            // Written back as it came, so on one line for stdio clients.
+            text: super::scan::one_line(text).into(),
             top,
             parsed: OnceLock::new(),
         })))

@@ -7,9 +7,21 @@
 //! ([`super::word`]). The text must be valid JSON (as serde_json handed it over): these
 //! functions check nothing else.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use super::word;
+
+/// `text` on one line: line breaks turned to spaces. In valid JSON a raw CR or LF can only be
+/// whitespace between tokens (strings escape them), so the value is the same; text that
+/// passes through must not break the line framing of stdio peers.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    if !bytes.contains(&b'\n') && !bytes.contains(&b'\r') {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.replace(['\n', '\r'], " "))
+}
 
 /// Whether `text` nests deeper than `max` levels of arrays and objects.
 pub fn nests_deeper(text: &str, max: usize) -> bool {
@@ -225,6 +237,18 @@ mod tests {
         assert!(top_level_names(r#"["a", {"b": 1}]"#).is_empty());
         assert!(top_level_names(r#""a""#).is_empty());
         assert!(top_level_names("{}").is_empty());
+    }
+
+    #[test]
+    fn line_breaks_between_tokens_become_spaces_and_the_value_stays() {
+        let pretty = "{\r\n  \"a\": [1,\n 2],\n  \"b\": \"x\\ny\"\n}";
+        let flat = one_line(pretty);
+        assert!(!flat.contains(['\n', '\r']), "{flat}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&flat).unwrap(),
+            serde_json::from_str::<Value>(pretty).unwrap()
+        );
+        assert!(matches!(one_line(r#"{"a":1}"#), Cow::Borrowed(_)));
     }
 
     #[test]
