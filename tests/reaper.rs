@@ -183,16 +183,28 @@ fn an_orphaned_grandchild_is_reaped_when_manifold_is_pid_1() {
             read_log()
         )
     });
-    // Let it exit.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .and_then(|mut f| f.write_all(b"go\n"))
-        .expect("write to the fifo");
-
+    // Let them exit. A dual-era upstream runs twice, so there are two helpers, and the second
+    // may open the fifo only after a first line went: a line goes whenever some helper has it
+    // open (a non-blocking open finds no reader otherwise), until none is left.
+    use std::os::unix::fs::OpenOptionsExt;
+    let helpers_left = || {
+        children_with_state(init)
+            .iter()
+            .any(|(_, state, comm)| comm == "sh" && *state != 'Z')
+    };
+    let mut released = false;
     let reaped = wait_for(|| {
+        if helpers_left()
+            && let Ok(mut f) = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+        {
+            released |= f.write_all(b"go\n").is_ok();
+        }
         let children = children_with_state(init);
-        (!children.iter().any(|(pid, _, _)| *pid == orphan.0)
+        (released
+            && !children.iter().any(|(pid, _, _)| *pid == orphan.0)
             && !children.iter().any(|(_, state, _)| *state == 'Z'))
         .then_some(())
     });
