@@ -54,15 +54,12 @@ impl Stage for Audit {
             upstream: super::owner::upstream_of(&self.upstreams, ctx.era(), req)
                 .map(|i| self.upstreams.at(i).name().to_owned())
                 .unwrap_or_default(),
-            arguments: match (req.arguments(), self.include_arguments) {
-                // Arguments that pass through as text are not parsed for their names.
-                (Some(raw), false) => redacted(raw.shape()),
-                (Some(raw), true) => raw.value().to_string(),
-                (None, include) => match req.param("arguments") {
-                    None => String::new(),
-                    Some(args) if include => args.to_string(),
-                    Some(args) => redacted(Shape::of(args)),
-                },
+            arguments: if self.include_arguments {
+                req.param("arguments")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            } else {
+                req.arguments_shape().map(redacted).unwrap_or_default()
             },
             started: Instant::now(),
         };
@@ -174,6 +171,32 @@ mod tests {
         assert_eq!(shown, "{city, token}");
         assert!(!shown.contains("s3cret"));
         assert_eq!(redacted(Shape::of(&json!(["a"]))), "<array>");
+    }
+
+    /// Arguments that passed through as text and arguments built as values are redacted
+    /// alike.
+    #[test]
+    fn a_parsed_calls_arguments_are_redacted_as_values_would_be() {
+        let text = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"city":"Paris","token":"s3cret"}}}"#;
+        let Ok(crate::protocol::Message::Request(parsed)) =
+            crate::protocol::Message::parse(text.as_bytes())
+        else {
+            panic!("parses");
+        };
+        assert!(parsed.arguments().is_some(), "kept as text");
+        let built = Request::new(
+            crate::protocol::Id::Num(1),
+            methods::TOOLS_CALL,
+            Some(json!({"name": "t", "arguments": {"city": "Paris", "token": "s3cret"}})),
+        );
+        for req in [&parsed, &built] {
+            assert_eq!(
+                req.arguments_shape().map(redacted).as_deref(),
+                Some("{city, token}")
+            );
+        }
+        let none = Request::new(crate::protocol::Id::Num(2), methods::TOOLS_CALL, None);
+        assert_eq!(none.arguments_shape(), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::arguments::{self, Arguments, Params};
+use super::arguments::{self, Arguments, Params, Shape};
 use super::codes;
 use super::payload::Payload;
 
@@ -160,6 +160,15 @@ impl Request {
     /// The tool call's arguments when they pass through as the client's text.
     pub fn arguments(&self) -> Option<&Arguments> {
         self.arguments.as_ref()
+    }
+
+    /// What the arguments are (member names, or a JSON type), read without parsing them when
+    /// they pass through as text.
+    pub fn arguments_shape(&self) -> Option<Shape> {
+        match &self.arguments {
+            Some(args) => Some(args.shape()),
+            None => self.param("arguments").map(Shape::of),
+        }
     }
 
     /// The params for another hop: the arguments, if they pass through, stay text (shared,

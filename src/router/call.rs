@@ -45,7 +45,7 @@ impl Call {
         };
         if let Some(reg) = &registration {
             params.object()["_meta"]["progressToken"] = Value::from(reg.token());
-        } else if client_token_sent(params.object()) {
+        } else if params.value.as_ref().is_some_and(client_token_sent) {
             // Nowhere to deliver progress: do not ask the upstream for it.
             if let Some(meta) = params
                 .object()
