@@ -41,6 +41,8 @@ fn main() -> ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Log lines leave in one write per wake of a worker (see telemetry::stderr).
+        .on_thread_park(telemetry::stderr::on_park)
         .build()
     {
         Ok(rt) => rt,

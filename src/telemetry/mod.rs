@@ -10,10 +10,12 @@
 //! * [`export`]: which exporter the `telemetry` section and the `OTEL_*` variables ask for,
 //!   and the tracer provider that sends spans there.
 //! * [`spans`]: the MCP semantic-convention spans and W3C trace-context propagation.
+//! * [`stderr`]: log lines written per worker wake rather than per line.
 
 mod clock;
 pub mod export;
 pub mod spans;
+pub mod stderr;
 mod text;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -75,7 +77,7 @@ impl Telemetry {
     }
 }
 
-/// The log layer alone: stderr, text or JSON, filtered by `MANIFOLD_LOG` (or `RUST_LOG`),
+/// The log layer alone: stderr (through [`stderr::Stderr`]), text or JSON, filtered by `MANIFOLD_LOG` (or `RUST_LOG`),
 /// default `info` (`warn` when `quiet`).
 pub fn log_layer(format: LogFormat, quiet: bool) -> BoxedLayer {
     let default = if quiet { "warn" } else { "info" };
@@ -87,7 +89,7 @@ pub fn log_layer(format: LogFormat, quiet: bool) -> BoxedLayer {
     // Colours only for a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| stderr::Stderr)
         .with_ansi(ansi)
         .with_timer(clock::Timestamp);
     match format {
