@@ -17,7 +17,8 @@
 //!   lookup and a copy; the cache dies with the snapshot, so a changed list is never served
 //!   from it.
 
-use std::collections::HashMap;
+// Keyed by names and URIs the upstreams gave, looked up on every call: foldhash, not SipHash.
+use hashbrown::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;

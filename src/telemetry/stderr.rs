@@ -109,7 +109,10 @@ mod tests {
     fn a_thread_that_never_parked_writes_each_line_at_once() {
         on_new_thread(|| {
             let mut out = Vec::new();
-            assert!(!buffer(b"one\n", &mut out), "no buffer before the first park");
+            assert!(
+                !buffer(b"one\n", &mut out),
+                "no buffer before the first park"
+            );
             assert!(out.is_empty());
         });
     }

@@ -57,9 +57,13 @@ pub struct HttpLink {
     ordered: AtomicUsize,
 }
 
+/// One stateless request's own headers, in order, each name once: a list, not a map, since
+/// the POST's headers are built from them once (see [`HttpLink::post_headers`]).
+type Own = Vec<(HeaderName, HeaderValue)>;
+
 /// One stateless request's headers (until its POST takes them) and the token that aborts it.
 struct Staged {
-    headers: Option<HeaderMap>,
+    headers: Option<Own>,
     abort: CancellationToken,
 }
 
@@ -144,8 +148,8 @@ impl HttpLink {
     }
 
     /// One request's own headers as HTTP can carry them, configured ones winning.
-    fn request_headers(&self, headers: Vec<(String, String)>) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(headers.len());
+    fn request_headers(&self, headers: Vec<(String, String)>) -> Own {
+        let mut own = Own::with_capacity(headers.len());
         for (name, value) in headers {
             // The names every request carries need no parsing; a value keeps its buffer.
             let header = match name.as_str() {
@@ -161,11 +165,16 @@ impl HttpLink {
                 tracing::debug!(upstream = %self.upstream, header = %name, "Left out a header HTTP cannot carry");
                 continue;
             };
-            if !self.headers.contains_key(&header) {
-                map.insert(header, value);
+            if self.headers.contains_key(&header) {
+                continue;
+            }
+            // Named twice, the last value counts.
+            match own.iter_mut().find(|(name, _)| *name == header) {
+                Some((_, earlier)) => *earlier = value,
+                None => own.push((header, value)),
             }
         }
-        map
+        own
     }
 
     /// Whether a request may be posted from its caller's task now: the link is open and no
@@ -198,7 +207,7 @@ impl HttpLink {
         headers: Vec<(String, String)>,
     ) -> Option<Response> {
         let headers = if headers.is_empty() {
-            HeaderMap::new()
+            Own::new()
         } else {
             self.request_headers(headers)
         };
@@ -279,7 +288,7 @@ impl HttpLink {
     /// The headers of a POST on the lean path: what [`HttpLink::request`] and [`send_post`]
     /// set on a reqwest request, in the same order and with the same replace-or-append
     /// semantics, and the client's `User-Agent` unless a configured header set its own.
-    fn post_headers(&self, extra: &HeaderMap, trace: &Trace) -> HeaderMap {
+    fn post_headers(&self, extra: &[(HeaderName, HeaderValue)], trace: &Trace) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(8 + self.headers.len() + extra.len());
         for (name, value) in &self.headers {
             map.append(name, value.clone());
@@ -323,11 +332,11 @@ impl HttpLink {
     }
 
     /// A POST through reqwest, as every POST went before the lean path.
-    fn reqwest_post(&self, extra: HeaderMap, trace: Trace, body: Bytes) -> reqwest::RequestBuilder {
+    fn reqwest_post(&self, extra: Own, trace: Trace, body: Bytes) -> reqwest::RequestBuilder {
         let mut req = self
             .request(reqwest::Method::POST, ACCEPT_BOTH)
             .header(CONTENT_TYPE, "application/json")
-            .headers(extra);
+            .headers(extra.into_iter().collect());
         if let Some((parent, state)) = trace {
             req = req.header("traceparent", parent);
             if let Some(state) = state {
@@ -423,7 +432,7 @@ async fn post(link: Arc<HttpLink>, msg: Message) {
         _ => None,
     };
     let Some((id, headers, abort)) = staged else {
-        send_post(&link, msg, HeaderMap::new(), false).await;
+        send_post(&link, msg, Own::new(), false).await;
         return;
     };
     tokio::select! {
@@ -462,7 +471,7 @@ impl Answer {
 async fn send_post(
     link: &Arc<HttpLink>,
     msg: Message,
-    extra: HeaderMap,
+    extra: Own,
     inline: bool,
 ) -> Option<Response> {
     let id = match &msg {

@@ -241,7 +241,8 @@ impl Upstreams {
     /// The input schema of a tool as the gateway lists it to clients of `era` (the upstream's
     /// own, untouched), when it has `x-mcp-header` annotations: `None` when it has none.
     pub fn tool_schema(&self, era: Era, exposed: &str) -> Option<Value> {
-        let route = self.catalog(era).tool(exposed)?.clone();
+        let merged = self.catalog(era);
+        let route = merged.tool(exposed)?;
         let catalog = self.get(route.upstream)?.catalog_for(era);
         catalog.header_schema(&route.name).cloned()
     }

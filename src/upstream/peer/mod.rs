@@ -6,7 +6,8 @@
 //! still pending fails at once with an error that names the upstream and the reason, so no
 //! caller waits for a timeout on a dead process.
 
-use std::collections::HashMap;
+// Keyed by the gateway's own request ids: foldhash, not SipHash.
+use hashbrown::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -425,10 +426,12 @@ impl Peer {
 /// the revision, `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` as the upstream's own names and
 /// schema give them, then the extra ones.
 fn request_headers(method: &str, params: &Params, extra: Extra) -> Vec<(String, String)> {
-    let mut all = vec![(
+    // The version, Mcp-Method and Mcp-Name are the usual three.
+    let mut all = Vec::with_capacity(3 + extra.headers.len());
+    all.push((
         super::http::VERSION_HEADER.to_owned(),
         Era::Stateless.latest().to_owned(),
-    )];
+    ));
     all.extend(headers::for_request(
         method,
         params,
