@@ -1,6 +1,6 @@
-//! The 2026-07-28 per-request envelope: reading a client's `_meta`, taking it out, writing
-//! the gateway's for an upstream hop, and shaping results for either era (as text and as
-//! values), on any message the parser accepts.
+//! The 2026-07-28 per-request envelope: reading a client's `_meta`, taking it out (after the
+//! parse, and in it), writing the gateway's for an upstream hop, and shaping results for
+//! either era (as text and as values), on any message the parser accepts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -36,9 +36,21 @@ fuzz_target!(|data: &[u8]| {
             }
             // Taken at the edge: what `read` reads, and no hop key left behind.
             let mut taken = params.cloned();
-            if let Ok(env) = Envelope::take(&mut taken) {
-                assert_eq!(Ok(env), Envelope::read(params));
+            let took = Envelope::take(&mut taken);
+            if let Ok(env) = &took {
+                assert_eq!(Ok(env.clone()), Envelope::read(params));
                 assert!(hop_keys_in(&taken).is_empty(), "{taken:?}");
+            }
+            // Taken in the parse: the same envelope or error, the same params left.
+            let (parsed, keys) = Message::parse_stateless(data);
+            let Ok(Message::Request(stateless)) = parsed else {
+                panic!("parses one way only");
+            };
+            assert_eq!(Envelope::from_taken(keys), took);
+            if took.is_ok() {
+                let mut left = req.clone();
+                *left.params_except_arguments_mut() = taken.clone();
+                assert_eq!(stateless.full_params(), left.full_params());
             }
             // A handshake-era hop: no hop key of the client's may remain.
             let mut to_handshake = params.cloned();

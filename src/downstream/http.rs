@@ -82,9 +82,16 @@ pub(crate) async fn post_message(
         Ok(bytes) => bytes,
         Err(resp) => return *resp,
     };
-    let parsed = Message::parse(&bytes);
+    // A POST its header puts in the stateless era has the client's envelope read out of
+    // `_meta` in the parse, instead of built into the params and taken out again.
+    let (parsed, taken) = if super::stateless::header_says_stateless(&headers) {
+        let (parsed, taken) = Message::parse_stateless(&bytes);
+        (parsed, Some(taken))
+    } else {
+        (Message::parse(&bytes), None)
+    };
     if super::stateless::is_stateless_post(&headers, &parsed) {
-        return super::stateless::post(&state, &headers, parsed, caller).await;
+        return super::stateless::post(&state, &headers, parsed, taken, caller).await;
     }
     // Each path's future is boxed on its own: inline, the largest (7 KB) would size every
     // request's future, which the server copies twice when it boxes it.

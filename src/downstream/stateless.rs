@@ -45,6 +45,15 @@ const STREAM_QUEUE: usize = 64;
 const METHOD_HEADER: HeaderName = HeaderName::from_static(mcp_headers::METHOD);
 const NAME_HEADER: HeaderName = HeaderName::from_static(mcp_headers::NAME);
 
+/// Whether a POST's `MCP-Protocol-Version` header puts it in the stateless era, before its
+/// body is read: it is then parsed with [`Message::parse_stateless`].
+pub fn header_says_stateless(headers: &HeaderMap) -> bool {
+    headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !Era::Handshake.speaks(v))
+}
+
 /// Whether a POST belongs to the stateless era (see the module docs).
 pub fn is_stateless_post(headers: &HeaderMap, parsed: &Result<Message, ParseError>) -> bool {
     match headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok()) {
@@ -58,11 +67,13 @@ pub fn is_stateless_post(headers: &HeaderMap, parsed: &Result<Message, ParseErro
     }
 }
 
-/// Answers one stateless POST.
+/// Answers one stateless POST; `taken`: the client's envelope keys, when the parse took them
+/// ([`Message::parse_stateless`]).
 pub(crate) async fn post(
     state: &AppState,
     headers: &HeaderMap,
     parsed: Result<Message, ParseError>,
+    taken: Option<envelope::Taken>,
     caller: Caller,
 ) -> Response {
     let mut req = match parsed {
@@ -84,7 +95,7 @@ pub(crate) async fn post(
             return error_response(None, e);
         }
     };
-    let envelope = match check(&state.gateway.upstreams, headers, &mut req) {
+    let envelope = match check(&state.gateway.upstreams, headers, &mut req, taken) {
         Ok(envelope) => envelope,
         Err(e) => return error_response(Some(req.id), e),
     };
@@ -92,13 +103,19 @@ pub(crate) async fn post(
 }
 
 /// Validates a stateless request: envelope, headers against the body, revision, method.
+/// `taken`: the envelope's keys, when the parse already took them out of `_meta`.
 pub fn check(
     upstreams: &Upstreams,
     headers: &HeaderMap,
     req: &mut Request,
+    taken: Option<envelope::Taken>,
 ) -> Result<Envelope, ErrorObject> {
-    // The envelope's keys leave `_meta` here: the gateway sends its own upstream.
-    let envelope = Envelope::take(req.params_except_arguments_mut())?;
+    // The envelope's keys leave `_meta` here (or left it in the parse): the gateway sends its
+    // own upstream.
+    let envelope = match taken {
+        Some(taken) => Envelope::from_taken(taken)?,
+        None => Envelope::take(req.params_except_arguments_mut())?,
+    };
     check_headers(upstreams, headers, req, &envelope)?;
     envelope.check_version()?;
     methods::check_stateless_client_request(&req.method)?;

@@ -30,6 +30,17 @@ pub const RESULT_TYPE: &str = "resultType";
 pub const COMPLETE: &str = "complete";
 pub const INPUT_REQUIRED: &str = "input_required";
 
+/// The client's envelope keys as a stateless parse read them out of `params._meta`
+/// ([`crate::protocol::Message::parse_stateless`]), for [`Envelope::from_taken`]: what
+/// [`Envelope::take`] takes, without building them into the params first.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Taken {
+    /// Whether the request had a `_meta` object (one left empty is not kept in the params).
+    pub meta: bool,
+    /// The values of [`HOP_KEYS`], in that order.
+    pub keys: [Option<Value>; 4],
+}
+
 /// What a stateless client declared on one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
@@ -73,12 +84,28 @@ impl Envelope {
 
     /// The checks of [`Envelope::read`]: the revision, and the `_meta` it is in.
     fn checked(params: Option<&Value>) -> Result<(String, &Map<String, Value>), ErrorObject> {
-        let Some(meta) = meta(params) else {
+        let meta = meta(params);
+        let version = Envelope::check_keys(
+            meta.is_some(),
+            meta.and_then(|m| super::field::get(m, PROTOCOL_VERSION)),
+            meta.and_then(|m| super::field::get(m, CLIENT_CAPABILITIES)),
+        )?;
+        Ok((version, meta.expect("checked")))
+    }
+
+    /// The checks of [`Envelope::read`] on the pieces: whether `_meta` is an object, its
+    /// revision and its capabilities. Returns the revision.
+    fn check_keys(
+        meta: bool,
+        version: Option<&Value>,
+        capabilities: Option<&Value>,
+    ) -> Result<String, ErrorObject> {
+        if !meta {
             return Err(ErrorObject::invalid_params(format!(
                 "missing params._meta with {PROTOCOL_VERSION} and {CLIENT_CAPABILITIES}"
             )));
-        };
-        let version = match super::field::get(meta, PROTOCOL_VERSION) {
+        }
+        let version = match version {
             Some(Value::String(v)) => v.clone(),
             Some(_) => {
                 return Err(ErrorObject::invalid_params(format!(
@@ -91,7 +118,7 @@ impl Envelope {
                 )));
             }
         };
-        match super::field::get(meta, CLIENT_CAPABILITIES) {
+        match capabilities {
             Some(Value::Object(_)) => {}
             Some(_) => {
                 return Err(ErrorObject::invalid_params(format!(
@@ -104,7 +131,20 @@ impl Envelope {
                 )));
             }
         }
-        Ok((version, meta))
+        Ok(version)
+    }
+
+    /// [`Envelope::take`] for keys the parse already took out of `_meta` (see
+    /// [`crate::protocol::Message::parse_stateless`]): the same checks, the same errors.
+    pub fn from_taken(taken: Taken) -> Result<Envelope, ErrorObject> {
+        let [version, capabilities, client_info, log_level] = taken.keys;
+        let version = Envelope::check_keys(taken.meta, version.as_ref(), capabilities.as_ref())?;
+        Ok(Envelope {
+            version,
+            client_capabilities: capabilities.unwrap_or_else(|| json!({})),
+            client_info,
+            log_level: log_level.and_then(|l| l.as_str().map(str::to_owned)),
+        })
     }
 
     /// [`Envelope::read`], taking the envelope's keys out of `_meta` (the other members stay,

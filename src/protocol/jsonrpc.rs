@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::arguments::{self, Arguments, Params, Shape};
 use super::codes;
+use super::envelope;
 use super::payload::Payload;
 
 /// A request id: MCP allows strings and integers.
@@ -342,17 +343,47 @@ impl Message {
     /// caller can decide per protocol revision; everything else that is not a single valid
     /// message becomes the JSON-RPC error object to answer with.
     pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
+        Message::parse_taking(bytes, false).0
+    }
+
+    /// [`Message::parse`] for a message known to be in the stateless era (its HTTP header
+    /// says so): the client's envelope keys ([`envelope::HOP_KEYS`]) are read out of
+    /// `params._meta` in the same pass, as [`Envelope::take`](envelope::Envelope::take) would
+    /// take them afterwards, without being built into the params first. The params come out
+    /// as they would after that take; the keys go to
+    /// [`Envelope::from_taken`](envelope::Envelope::from_taken).
+    pub fn parse_stateless(bytes: &[u8]) -> (Result<Message, ParseError>, envelope::Taken) {
+        Message::parse_taking(bytes, true)
+    }
+
+    fn parse_taking(bytes: &[u8], take: bool) -> (Result<Message, ParseError>, envelope::Taken) {
+        let mut taken = envelope::Taken::default();
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first == Some(&b'{') {
-            let top: Envelope = serde_json::from_slice(bytes)
-                .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
-            if let Some(key) = top.duplicate {
-                return Err(ParseError::Invalid(ErrorObject::invalid_request(format!(
-                    "duplicate '{key}' member in the message"
-                ))));
-            }
-            return top.into_message().map_err(ParseError::Invalid);
+        if first != Some(&b'{') {
+            return (Message::parse_other(bytes), taken);
         }
+        let members = Members {
+            taken: take.then_some(&mut taken),
+        };
+        let parsed = Message::parse_object(bytes, members);
+        (parsed, taken)
+    }
+
+    fn parse_object(bytes: &[u8], members: Members<'_>) -> Result<Message, ParseError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let top = serde::de::DeserializeSeed::deserialize(members, &mut de)
+            .and_then(|top| de.end().map(|()| top))
+            .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
+        if let Some(key) = top.duplicate {
+            return Err(ParseError::Invalid(ErrorObject::invalid_request(format!(
+                "duplicate '{key}' member in the message"
+            ))));
+        }
+        top.into_message().map_err(ParseError::Invalid)
+    }
+
+    /// A message that is not an object: a batch, or an error.
+    fn parse_other(bytes: &[u8]) -> Result<Message, ParseError> {
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
         match value {
@@ -572,58 +603,74 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-impl<'de> Deserialize<'de> for Envelope {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = Envelope;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Envelope, A::Error> {
-                let mut envelope = Envelope::default();
-                while let Some(Key(key)) = map.next_key()? {
-                    let Some(i) = key else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                        continue;
-                    };
-                    let again = if i == RESULT {
-                        let text: &serde_json::value::RawValue = map.next_value()?;
-                        if super::payload::too_deep(text.get()) {
-                            return Err(serde::de::Error::custom("recursion limit exceeded"));
-                        }
-                        envelope
-                            .result
-                            .replace(Payload::from_text(text.get()))
-                            .is_some()
-                    } else if i == PARAMS {
-                        let (value, arguments) = map.next_value_seed(ParamsSeed)?;
-                        envelope.arguments = arguments;
-                        envelope.params.replace(value).is_some()
-                    } else {
-                        let value: Value = map.next_value()?;
-                        envelope.member(i).replace(value).is_some()
-                    };
-                    envelope.seen(i, again);
+/// Reads a message object into an [`Envelope`]; with `taken`, the client's envelope keys
+/// out of `params._meta` into it (see [`Message::parse_stateless`]).
+struct Members<'t> {
+    taken: Option<&'t mut envelope::Taken>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Members<'_> {
+    type Value = Envelope;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Envelope, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Members<'_> {
+    type Value = Envelope;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Envelope, A::Error> {
+        let mut envelope = Envelope::default();
+        while let Some(Key(key)) = map.next_key()? {
+            let Some(i) = key else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            };
+            let again = if i == RESULT {
+                let text: &serde_json::value::RawValue = map.next_value()?;
+                if super::payload::too_deep(text.get()) {
+                    return Err(serde::de::Error::custom("recursion limit exceeded"));
                 }
-                Ok(envelope)
-            }
+                envelope
+                    .result
+                    .replace(Payload::from_text(text.get()))
+                    .is_some()
+            } else if i == PARAMS {
+                let seed = ParamsSeed {
+                    taken: self.taken.as_deref_mut(),
+                };
+                let (value, arguments) = map.next_value_seed(seed)?;
+                envelope.arguments = arguments;
+                envelope.params.replace(value).is_some()
+            } else {
+                let value: Value = map.next_value()?;
+                envelope.member(i).replace(value).is_some()
+            };
+            envelope.seen(i, again);
         }
-        deserializer.deserialize_map(Members)
+        Ok(envelope)
     }
 }
 
 /// `params` read in the same pass as the rest of the message (so within the same nesting
 /// limit), its `arguments` member kept as text: an object's other members as values, the
 /// arguments' text and place apart. Anything but an object comes out as a non-object value
-/// (refused later) or `Null`.
-struct ParamsSeed;
+/// (refused later) or `Null`. With `take`, the client's envelope keys are taken out of
+/// `_meta` as it is read ([`MetaSeed`]).
+struct ParamsSeed<'t> {
+    taken: Option<&'t mut envelope::Taken>,
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for ParamsSeed {
-    type Value = (Value, Option<Arguments>);
+type ParamsRead = (Value, Option<Arguments>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ParamsSeed<'_> {
+    type Value = ParamsRead;
 
     fn deserialize<D: serde::Deserializer<'de>>(
         self,
@@ -633,20 +680,53 @@ impl<'de> serde::de::DeserializeSeed<'de> for ParamsSeed {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for ParamsSeed {
-    type Value = (Value, Option<Arguments>);
+impl<'de> serde::de::Visitor<'de> for ParamsSeed<'_> {
+    type Value = ParamsRead;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("params")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        mut self,
+        mut map: A,
+    ) -> Result<Self::Value, A::Error> {
         let mut members = Map::new();
         let mut arguments: Option<Arguments> = None;
-        while let Some(key) = map.next_key::<String>()? {
+        let mut metas = 0;
+        while let Some(key) = map.next_key::<ParamKey>()? {
+            let key = match key {
+                ParamKey::Other(name) => {
+                    let value: Value = map.next_value()?;
+                    members.insert(name, value);
+                    continue;
+                }
+                ParamKey::Meta => "_meta",
+                ParamKey::Arguments => "arguments",
+            };
+            if key == "_meta"
+                && let Some(taken) = self.taken.as_deref_mut()
+            {
+                // Named twice, the last one counts, keys and all.
+                *taken = envelope::Taken::default();
+                metas += 1;
+                let meta = match map.next_value_seed(MetaSeed(&mut taken.keys))? {
+                    Some(others) => {
+                        taken.meta = true;
+                        Value::Object(others)
+                    }
+                    None => Value::Null,
+                };
+                // A `_meta` of the envelope keys alone is left out, as `Envelope::take`
+                // leaves it (named twice, the last is kept whatever it holds).
+                if !meta.as_object().is_some_and(Map::is_empty) || metas > 1 {
+                    members.insert(key.to_owned(), meta);
+                }
+                continue;
+            }
             if key != "arguments" {
                 let value: Value = map.next_value()?;
-                members.insert(key, value);
+                members.insert(key.to_owned(), value);
                 continue;
             }
             let text: &serde_json::value::RawValue = map.next_value()?;
@@ -691,6 +771,128 @@ impl<'de> serde::de::Visitor<'de> for ParamsSeed {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
         Ok((Value::Array(Vec::new()), None))
+    }
+}
+
+/// A request's `_meta` read with the client's envelope keys ([`envelope::HOP_KEYS`]) apart:
+/// the other members come out, the keys' values go into the slots in `HOP_KEYS` order (the
+/// last one counts when a key is named twice, as in a parsed map). Anything but an object is
+/// `None`: the envelope check refuses it as a missing `_meta`, whatever it was.
+struct MetaSeed<'t>(&'t mut [Option<Value>; 4]);
+
+type MetaRead = Option<Map<String, Value>>;
+
+impl<'de> serde::de::DeserializeSeed<'de> for MetaSeed<'_> {
+    type Value = MetaRead;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<MetaRead, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for MetaSeed<'_> {
+    type Value = MetaRead;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("_meta")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<MetaRead, A::Error> {
+        let mut others = Map::new();
+        while let Some(key) = map.next_key::<MetaKey>()? {
+            match key {
+                MetaKey::Hop(i) => self.0[i] = Some(map.next_value()?),
+                MetaKey::Other(name) => {
+                    others.insert(name, map.next_value()?);
+                }
+            }
+        }
+        Ok(Some(others))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<MetaRead, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<MetaRead, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<MetaRead, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<MetaRead, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<MetaRead, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<MetaRead, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<MetaRead, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// A member name of `params`: the two read apart are not copied.
+enum ParamKey {
+    Arguments,
+    Meta,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for ParamKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = ParamKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ParamKey, E> {
+                Ok(match name {
+                    "arguments" => ParamKey::Arguments,
+                    "_meta" => ParamKey::Meta,
+                    other => ParamKey::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
+/// A member name of `_meta`: one of the envelope's keys (by its place in
+/// [`envelope::HOP_KEYS`], not copied), or another name.
+enum MetaKey {
+    Hop(usize),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for MetaKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = MetaKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<MetaKey, E> {
+                Ok(match envelope::HOP_KEYS.iter().position(|k| *k == name) {
+                    Some(i) => MetaKey::Hop(i),
+                    None => MetaKey::Other(name.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_str(Name)
     }
 }
 
@@ -1127,5 +1329,83 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"m","params":{"z":1,"a":2,"m":{"y":1,"b":2}}}"#;
         let msg = Message::parse(text.as_bytes()).expect("parses");
         assert_eq!(msg.to_json(), text);
+    }
+
+    /// The stateless parse takes the client's envelope out of `_meta` as the parse plus
+    /// `Envelope::take` does: the same envelope or the same error, the same params left.
+    #[test]
+    fn the_stateless_parse_takes_the_envelope_as_envelope_take_does() {
+        use super::envelope::{Envelope, Taken};
+        let v = r#""io.modelcontextprotocol/protocolVersion":"2026-07-28""#;
+        let c = r#""io.modelcontextprotocol/clientCapabilities":{"tasks":{}}"#;
+        let i = r#""io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}"#;
+        let l = r#""io.modelcontextprotocol/logLevel":"debug""#;
+        let params = [
+            format!(r#"{{"name":"t","arguments":{{"a":1}},"_meta":{{{v},{c},{i}}}}}"#),
+            format!(r#"{{"_meta":{{{v},{c}}},"name":"t","arguments":{{}}}}"#),
+            format!(r#"{{"name":"t","_meta":{{"progressToken":7,{v},{c},{l},"x":[1]}}}}"#),
+            format!(r#"{{"name":"t","_meta":{{{v},{c},{v}}}}}"#),
+            // An escaped key is the same key.
+            r#"{"name":"t","_meta":{"io.modelcontextprotocol\/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}"#.to_owned(),
+            // Refused, each with its own message.
+            r#"{"name":"t"}"#.to_owned(),
+            r#"{"name":"t","_meta":5}"#.to_owned(),
+            r#"{"name":"t","_meta":[1,{"a":2}]}"#.to_owned(),
+            format!(r#"{{"name":"t","_meta":{{{c}}}}}"#),
+            format!(r#"{{"name":"t","_meta":{{"io.modelcontextprotocol/protocolVersion":1,{c}}}}}"#),
+            format!(r#"{{"name":"t","_meta":{{{v}}}}}"#),
+            format!(r#"{{"name":"t","_meta":{{{v},"io.modelcontextprotocol/clientCapabilities":[]}}}}"#),
+        ];
+        for method in ["tools/call", "prompts/get"] {
+            for p in &params {
+                let text =
+                    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{p}}}"#);
+                let Ok(Message::Request(mut read)) = Message::parse(text.as_bytes()) else {
+                    panic!("{text}");
+                };
+                let (parsed, taken) = Message::parse_stateless(text.as_bytes());
+                let Ok(Message::Request(stateless)) = parsed else {
+                    panic!("{text}");
+                };
+                let expected = Envelope::take(read.params_except_arguments_mut());
+                assert_eq!(Envelope::from_taken(taken), expected, "{text}");
+                if expected.is_ok() {
+                    assert_eq!(stateless.full_params(), read.full_params(), "{text}");
+                }
+            }
+        }
+        // Nothing to take from a message that is not a request's object.
+        for text in ["[1]", "{bad", r#"{"jsonrpc":"2.0","id":1,"result":{}}"#] {
+            assert_eq!(
+                Message::parse_stateless(text.as_bytes()).1,
+                Taken::default()
+            );
+        }
+    }
+
+    /// What the stateless parse leaves of `_meta` keeps the client's order, and the
+    /// arguments their place and text.
+    #[test]
+    fn the_stateless_parse_keeps_the_order_of_what_it_leaves() {
+        let text = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"b":1,"io.modelcontextprotocol/protocolVersion":"2026-07-28","a":2},"name":"t","arguments":{ "z" : 1 },"z":0}}"#;
+        let (parsed, taken) = Message::parse_stateless(text.as_bytes());
+        let Ok(Message::Request(req)) = parsed else {
+            panic!("{text}");
+        };
+        assert!(taken.meta);
+        assert_eq!(taken.keys[0], Some(json!("2026-07-28")));
+        assert_eq!(
+            Message::Request(req).to_json(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"b":1,"a":2},"name":"t","arguments":{ "z" : 1 },"z":0}}"#
+        );
+        // A `_meta` of envelope keys alone is gone; the arguments stay where they were.
+        let text = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"x"},"arguments":{},"name":"t"}}"#;
+        let Ok(Message::Request(req)) = Message::parse_stateless(text.as_bytes()).0 else {
+            panic!("{text}");
+        };
+        assert_eq!(
+            Message::Request(req).to_json(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{},"name":"t"}}"#
+        );
     }
 }
