@@ -694,40 +694,36 @@ impl<'de> serde::de::Visitor<'de> for ParamsSeed<'_> {
         let mut members = Map::new();
         let mut arguments: Option<Arguments> = None;
         let mut metas = 0;
-        while let Some(key) = map.next_key::<ParamKey>()? {
-            let key = match key {
-                ParamKey::Other(name) => {
-                    let value: Value = map.next_value()?;
-                    members.insert(name, value);
+        while let Some(key) = map.next_key_seed(Names(&PARAMS_READ_APART))? {
+            match key {
+                Named::Other(name) => {
+                    members.insert(name, map.next_value()?);
                     continue;
                 }
-                ParamKey::Meta => "_meta",
-                ParamKey::Arguments => "arguments",
-            };
-            if key == "_meta"
-                && let Some(taken) = self.taken.as_deref_mut()
-            {
-                // Named twice, the last one counts, keys and all.
-                *taken = envelope::Taken::default();
-                metas += 1;
-                let meta = match map.next_value_seed(MetaSeed(&mut taken.keys))? {
-                    Some(others) => {
-                        taken.meta = true;
-                        Value::Object(others)
+                Named::Known(META) => {
+                    let Some(taken) = self.taken.as_deref_mut() else {
+                        members.insert("_meta".to_owned(), map.next_value()?);
+                        continue;
+                    };
+                    // Named twice, the last one counts, keys and all.
+                    *taken = envelope::Taken::default();
+                    metas += 1;
+                    let meta = match map.next_value_seed(MetaSeed(&mut taken.keys))? {
+                        Some(others) => {
+                            taken.meta = true;
+                            Value::Object(others)
+                        }
+                        None => Value::Null,
+                    };
+                    // A `_meta` of the envelope keys alone is left out, as `Envelope::take`
+                    // leaves it (named twice, the last is kept whatever it holds).
+                    if !meta.as_object().is_some_and(Map::is_empty) || metas > 1 {
+                        members.insert("_meta".to_owned(), meta);
                     }
-                    None => Value::Null,
-                };
-                // A `_meta` of the envelope keys alone is left out, as `Envelope::take`
-                // leaves it (named twice, the last is kept whatever it holds).
-                if !meta.as_object().is_some_and(Map::is_empty) || metas > 1 {
-                    members.insert(key.to_owned(), meta);
+                    continue;
                 }
-                continue;
-            }
-            if key != "arguments" {
-                let value: Value = map.next_value()?;
-                members.insert(key.to_owned(), value);
-                continue;
+                // `arguments`, below.
+                Named::Known(_) => {}
             }
             let text: &serde_json::value::RawValue = map.next_value()?;
             // Named twice, the last text counts at the first place, as in a parsed map.
@@ -802,10 +798,10 @@ impl<'de> serde::de::Visitor<'de> for MetaSeed<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<MetaRead, A::Error> {
         let mut others = Map::new();
-        while let Some(key) = map.next_key::<MetaKey>()? {
+        while let Some(key) = map.next_key_seed(Names(&envelope::HOP_KEYS))? {
             match key {
-                MetaKey::Hop(i) => self.0[i] = Some(map.next_value()?),
-                MetaKey::Other(name) => {
+                Named::Known(i) => self.0[i] = Some(map.next_value()?),
+                Named::Other(name) => {
                     others.insert(name, map.next_value()?);
                 }
             }
@@ -843,56 +839,42 @@ impl<'de> serde::de::Visitor<'de> for MetaSeed<'_> {
     }
 }
 
-/// A member name of `params`: the two read apart are not copied.
-enum ParamKey {
-    Arguments,
-    Meta,
+/// The members of `params` read apart from the others: the arguments (kept as text) and
+/// `_meta` (its envelope keys taken, for a stateless parse).
+const PARAMS_READ_APART: [&str; 2] = ["arguments", "_meta"];
+/// The index of `_meta` in [`PARAMS_READ_APART`].
+const META: usize = 1;
+
+/// A member name: one of a list of names the reader handles apart (by its place in the list,
+/// not copied), or another name.
+enum Named {
+    Known(usize),
     Other(String),
 }
 
-impl<'de> Deserialize<'de> for ParamKey {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl serde::de::Visitor<'_> for Name {
-            type Value = ParamKey;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ParamKey, E> {
-                Ok(match name {
-                    "arguments" => ParamKey::Arguments,
-                    "_meta" => ParamKey::Meta,
-                    other => ParamKey::Other(other.to_owned()),
-                })
-            }
-        }
-        deserializer.deserialize_str(Name)
+/// Reads a member name as [`Named`] against its list.
+struct Names(&'static [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Names {
+    type Value = Named;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Named, D::Error> {
+        deserializer.deserialize_str(self)
     }
 }
 
-/// A member name of `_meta`: one of the envelope's keys (by its place in
-/// [`envelope::HOP_KEYS`], not copied), or another name.
-enum MetaKey {
-    Hop(usize),
-    Other(String),
-}
+impl serde::de::Visitor<'_> for Names {
+    type Value = Named;
 
-impl<'de> Deserialize<'de> for MetaKey {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl serde::de::Visitor<'_> for Name {
-            type Value = MetaKey;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<MetaKey, E> {
-                Ok(match envelope::HOP_KEYS.iter().position(|k| *k == name) {
-                    Some(i) => MetaKey::Hop(i),
-                    None => MetaKey::Other(name.to_owned()),
-                })
-            }
-        }
-        deserializer.deserialize_str(Name)
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Named, E> {
+        Ok(match self.0.iter().position(|k| *k == name) {
+            Some(i) => Named::Known(i),
+            None => Named::Other(name.to_owned()),
+        })
     }
 }
 
