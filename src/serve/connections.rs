@@ -27,8 +27,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -241,13 +241,22 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
     }
 }
 
-/// Requests in flight on one connection, and when that last changed.
+/// Requests in flight on one connection, and when the last one ended.
+///
+/// Starting and ending a request wakes nobody: the idle timer sleeps to its deadline and
+/// then looks at what changed meanwhile. Only when it finds requests in flight does it ask
+/// to be woken, by the end of the last of them. (Waking it on every start and end cost two
+/// extra polls of the connection, and of the request in flight in it, per request.)
 struct Activity {
     busy: AtomicUsize,
     /// Whether any request ever started here (until then `header_timeout` applies).
     served: AtomicBool,
-    since: Mutex<Instant>,
-    changed: Notify,
+    opened: Instant,
+    /// When the last request ended (or the connection opened), as time since `opened`.
+    since: AtomicU64,
+    /// Set while the idle timer waits for the requests in flight to end.
+    waiting: AtomicBool,
+    ended: Notify,
 }
 
 impl Activity {
@@ -255,30 +264,42 @@ impl Activity {
         Activity {
             busy: AtomicUsize::new(0),
             served: AtomicBool::new(false),
-            since: Mutex::new(Instant::now()),
-            changed: Notify::new(),
+            opened: Instant::now(),
+            since: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            ended: Notify::new(),
         }
     }
 
     fn enter(self: &Arc<Self>) -> Busy {
         self.served.store(true, Ordering::Relaxed);
-        self.busy.fetch_add(1, Ordering::AcqRel);
-        self.touch();
+        self.busy.fetch_add(1, Ordering::SeqCst);
         Busy(self.clone())
     }
 
-    fn touch(&self) {
-        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        self.changed.notify_one();
+    fn leave(&self) {
+        let since = u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.since.store(since, Ordering::Relaxed);
+        // SeqCst on both sides: either the timer sees no request in flight, or this sees
+        // the timer waiting (see `idle`).
+        if self.busy.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiting.load(Ordering::SeqCst) {
+            self.ended.notify_one();
+        }
     }
 
     /// Resolves once the connection has had no request in flight for its allowed time:
     /// `header_timeout` before its first request, `idle_timeout` after. Returns the reason.
     async fn idle(&self, limits: &ConnectionsConfig) -> &'static str {
         loop {
-            let changed = self.changed.notified();
-            if self.busy.load(Ordering::Acquire) > 0 {
-                changed.await;
+            if self.busy.load(Ordering::SeqCst) > 0 {
+                let ended = self.ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                self.waiting.store(true, Ordering::SeqCst);
+                if self.busy.load(Ordering::SeqCst) > 0 {
+                    ended.await;
+                }
+                self.waiting.store(false, Ordering::SeqCst);
                 continue;
             }
             let (allowed, reason) = if self.served.load(Ordering::Relaxed) {
@@ -286,15 +307,14 @@ impl Activity {
             } else {
                 (limits.header_timeout, "header_timeout")
             };
-            let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
-            tokio::select! {
-                _ = changed => continue,
-                _ = tokio::time::sleep_until(since + allowed) => {
-                    if self.busy.load(Ordering::Acquire) == 0 {
-                        return reason;
-                    }
-                }
+            let since = Duration::from_nanos(self.since.load(Ordering::Relaxed));
+            let deadline = self.opened + since + allowed;
+            if Instant::now() < deadline {
+                // A request may start and end while this sleeps: the next round sees it.
+                tokio::time::sleep_until(deadline).await;
+                continue;
             }
+            return reason;
         }
     }
 }
@@ -304,8 +324,7 @@ struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::AcqRel);
-        self.0.touch();
+        self.0.leave();
     }
 }
 
@@ -366,6 +385,59 @@ impl Drop for SourceSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits() -> ConnectionsConfig {
+        ConnectionsConfig {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            ..ConnectionsConfig::default()
+        }
+    }
+
+    /// Nothing wakes the idle timer when a request starts or ends while it sleeps; it must
+    /// still find out, and count from the end of the last request.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timer_counts_from_the_end_of_the_last_request() {
+        let limits = limits();
+        let activity = Arc::new(Activity::new());
+        let opened = Instant::now();
+        assert_eq!(activity.idle(&limits).await, "header_timeout");
+        assert_eq!(opened.elapsed(), limits.header_timeout);
+
+        // A request that starts and ends while the timer sleeps moves the deadline.
+        drop(activity.enter());
+        let idle = activity.idle(&limits);
+        tokio::pin!(idle);
+        let wait = tokio::time::timeout(Duration::from_secs(100), idle.as_mut()).await;
+        assert!(
+            wait.is_err(),
+            "idle 100 s after a request, of 120 s allowed"
+        );
+        let last = Instant::now();
+        drop(activity.enter());
+        assert_eq!(idle.as_mut().await, "idle");
+        assert_eq!(last.elapsed(), limits.idle_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timer_waits_for_the_last_request_in_flight_to_end() {
+        let limits = limits();
+        let activity = Arc::new(Activity::new());
+        let first = activity.enter();
+        let second = activity.enter();
+        let idle = activity.idle(&limits);
+        tokio::pin!(idle);
+        let wait = tokio::time::timeout(Duration::from_secs(600), idle.as_mut()).await;
+        assert!(wait.is_err(), "not idle with requests in flight");
+        drop(first);
+        let wait = tokio::time::timeout(Duration::from_secs(600), idle.as_mut()).await;
+        assert!(wait.is_err(), "not idle with one request still in flight");
+        let ended = Instant::now();
+        drop(second);
+        let reason = tokio::time::timeout(Duration::from_secs(3600), idle.as_mut()).await;
+        assert_eq!(reason, Ok("idle"), "woken by the end of the last request");
+        assert_eq!(ended.elapsed(), limits.idle_timeout);
+    }
 
     #[test]
     fn a_source_is_capped_until_its_connections_close_or_prove_credentials() {
