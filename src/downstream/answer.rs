@@ -87,7 +87,7 @@ pub(crate) async fn answer(
         ResponseMode::Stream => None,
         ResponseMode::Auto => tokio::select! {
             biased;
-            answered = &mut work => return super::web::answered_or_refused(answered),
+            answered = JustPolled::new(&mut work) => return super::web::answered_or_refused(answered),
             Some(first) = rx.recv() => Some(first),
         },
     };
@@ -144,6 +144,39 @@ async fn run_into(
     }
 }
 
+/// A future this task polled a moment ago, as a `select!` branch that skips its first turn.
+///
+/// An answer waits for admission first (`select!` of the work and the admission signal),
+/// then for the result or a message (another `select!`). Admission comes while the work
+/// is polled, so the second `select!` would poll the whole request again at once, for
+/// nothing: it is waiting on what it registered in that poll, with this task's waker.
+/// Skipping that one turn is safe only there: the work was polled, in this task, with no
+/// `.await` in between (a wake that came meanwhile polls the task again).
+pub(crate) struct JustPolled<'a, F> {
+    work: &'a mut F,
+    skip: bool,
+}
+
+impl<'a, F> JustPolled<'a, F> {
+    pub(crate) fn new(work: &'a mut F) -> Self {
+        JustPolled { work, skip: true }
+    }
+}
+
+impl<F: Future + Unpin> Future for JustPolled<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if std::mem::take(&mut self.skip) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut *self.work).poll(cx)
+    }
+}
+
 pub(crate) fn sse_event(msg: &Message) -> Result<Event, Infallible> {
     Ok(Event::default().event("message").data(msg.to_json()))
 }
@@ -163,4 +196,40 @@ pub(crate) fn sse_response(
     resp.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::JustPolled;
+
+    /// Counts its polls; ready at the second.
+    struct Counted(usize);
+
+    impl Future for Counted {
+        type Output = usize;
+
+        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<usize> {
+            self.0 += 1;
+            if self.0 == 2 {
+                Poll::Ready(self.0)
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    #[test]
+    fn a_just_polled_future_is_skipped_once_then_polled() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut work = Counted(0);
+        assert!(Pin::new(&mut work).poll(&mut cx).is_pending());
+        let mut again = JustPolled::new(&mut work);
+        assert!(Pin::new(&mut again).poll(&mut cx).is_pending());
+        assert_eq!(again.work.0, 1, "the first turn does not poll the work");
+        assert_eq!(Pin::new(&mut again).poll(&mut cx), Poll::Ready(2));
+    }
 }

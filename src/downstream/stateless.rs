@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::answer::{sse_event, sse_response};
+use super::answer::{JustPolled, sse_event, sse_response};
 use super::exchange;
 use super::web::{AppState, SESSION_HEADER, VERSION_HEADER, json_text, refusal_status};
 use crate::gateway::Gateway;
@@ -266,7 +266,7 @@ async fn answer(
     }
     let first = tokio::select! {
         biased;
-        answered = &mut work => return json_answer(answered),
+        answered = JustPolled::new(&mut work) => return json_answer(answered),
         Some(first) = rx.recv() => Some(first),
         _ = tokio::time::sleep(COMMIT_AFTER) => None,
     };
