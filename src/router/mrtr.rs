@@ -335,7 +335,7 @@ async fn stateless_client(
     let answers = params.remove("inputResponses").unwrap_or_else(|| json!({}));
     if let Some(id) = token.x {
         let Some(mut exchange) = router.parked.take(&id) else {
-            return continue_elsewhere(router, upstream, &id, answers, &bound).await;
+            return Box::pin(continue_elsewhere(router, upstream, &id, answers, &bound)).await;
         };
         exchange.answer(&answers);
         return drive(router, &bound, exchange).await;
@@ -347,7 +347,9 @@ async fn stateless_client(
             p.insert("requestState".into(), Value::from(state));
         }
     }
-    direct(router, ctx, req, upstream, params, || bound).await
+    // Boxed, as is the continuation elsewhere: retries are rare, and inline their state
+    // would size (and cost a copy of) the future of every fresh call.
+    Box::pin(direct(router, ctx, req, upstream, params, || bound)).await
 }
 
 /// A retry for a call this replica does not hold: when replicas share sessions and the id

@@ -39,10 +39,12 @@ impl Stage for TaskStage {
             if ctx.era() == Era::Stateless {
                 offered(tasks, &req.method)?;
             }
-            // Served here, never routed: the request has passed every admission stage.
-            return crate::pipeline::answer(ctx, req, |ctx| {
+            // Served here, never routed: the request has passed every admission stage. Boxed,
+            // as are the task paths below: inline, each would size (and cost a copy of) the
+            // future of every call that passes through (6 KB against 0.5 KB).
+            return Box::pin(crate::pipeline::answer(ctx, req, |ctx| {
                 super::methods::handle(tasks, ctx, req)
-            })
+            }))
             .await;
         }
         if !methods::TASK_CAPABLE.contains(&req.method.as_str()) {
@@ -122,7 +124,14 @@ async fn handshake(
     }
     if upstream.own_tasks(Era::Handshake, &req.method, name) != OwnTasks::No {
         let created = next.run(ctx, req).await?;
-        return passthrough::adopt(tasks, ctx, owner.upstream, &req.method, created).await;
+        return Box::pin(passthrough::adopt(
+            tasks,
+            ctx,
+            owner.upstream,
+            &req.method,
+            created,
+        ))
+        .await;
     }
     let start = Start {
         upstream: owner.upstream,
@@ -130,13 +139,13 @@ async fn handshake(
         immediately: true,
         upstream_task: false,
     };
-    runner::start(
+    Box::pin(runner::start(
         tasks,
         ctx,
         without_task(req).into_owned(),
         next.chain(),
         start,
-    )
+    ))
     .await
 }
 
@@ -189,7 +198,14 @@ async fn stateless(
     }
     if upstream.offers_task_extension() {
         let created = next.run(ctx, &req).await?;
-        return passthrough::adopt(tasks, ctx, owner.upstream, &req.method, created).await;
+        return Box::pin(passthrough::adopt(
+            tasks,
+            ctx,
+            owner.upstream,
+            &req.method,
+            created,
+        ))
+        .await;
     }
     // The upstream does not run tasks for this client: the gateway does, and the upstream
     // is not told about an extension it would not understand.
@@ -201,7 +217,14 @@ async fn stateless(
         immediately: mode == TaskMode::Always || upstream_task,
         upstream_task,
     };
-    runner::start(tasks, ctx, req.into_owned(), next.chain(), start).await
+    Box::pin(runner::start(
+        tasks,
+        ctx,
+        req.into_owned(),
+        next.chain(),
+        start,
+    ))
+    .await
 }
 
 /// The request without a 2025-11-25 `task` param (what goes upstream when the gateway, not

@@ -459,7 +459,9 @@ impl Answer {
             Message::Response(r) if self.inline && !self.queued && r.id == self.id => Some(r),
             msg => {
                 self.queued = true;
-                link.push(msg, self.id.clone()).await;
+                // Boxed: the queue's send future would otherwise size the future of every
+                // POST, most of which hand their one answer straight back.
+                Box::pin(link.push(msg, self.id.clone())).await;
                 None
             }
         }
@@ -535,9 +537,9 @@ async fn send_post(
             };
             let why = format!("HTTP request failed: {chain}");
             let error = ErrorObject::upstream_unavailable(&link.upstream, &why);
-            let answered = link.fail_to(&mut answer, error).await;
+            let answered = Box::pin(link.fail_to(&mut answer, error)).await;
             if connect {
-                link.close_connection(why).await;
+                Box::pin(link.close_connection(why)).await;
             }
             answered
         }
@@ -589,10 +591,8 @@ where
     if status == StatusCode::NOT_FOUND && had_session {
         let why = String::from("upstream session expired (HTTP 404); re-initializing");
         let error = ErrorObject::upstream_unavailable(&link.upstream, &why);
-        let answered = link
-            .fail_to(&mut answer, super::mark_retryable(error))
-            .await;
-        link.close_connection(why).await;
+        let answered = Box::pin(link.fail_to(&mut answer, super::mark_retryable(error))).await;
+        Box::pin(link.close_connection(why)).await;
         return answered;
     }
     if status == StatusCode::ACCEPTED {
@@ -625,13 +625,13 @@ where
         }
         let why = "the response stream ended before the response";
         let error = ErrorObject::upstream_unavailable(&link.upstream, why);
-        return link.fail_to(&mut answer, error).await;
+        return Box::pin(link.fail_to(&mut answer, error)).await;
     }
     let body = match sse_read::read_limited(body).await {
         Ok(b) => b,
         Err(e) => {
             let error = ErrorObject::upstream_unavailable(&link.upstream, e);
-            return link.fail_to(&mut answer, error).await;
+            return Box::pin(link.fail_to(&mut answer, error)).await;
         }
     };
     let mut delivered = false;
@@ -646,7 +646,7 @@ where
         let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         let why = format!("HTTP {status}: {snippet}");
         let error = ErrorObject::upstream_unavailable(&link.upstream, why);
-        return link.fail_to(&mut answer, error).await;
+        return Box::pin(link.fail_to(&mut answer, error)).await;
     }
     own
 }

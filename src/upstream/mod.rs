@@ -418,10 +418,13 @@ impl Upstream {
             && is_connection_error(e)
         {
             tracing::debug!(upstream = %self.name(), method, error = %e.message, "Listing failed to reach the upstream; sending it again");
-            outcome = self
-                .send_within(origin, method, params, timeout)
-                .instrument(span.clone())
-                .await;
+            // Boxed, as the other second tries below: inline, each would add its whole
+            // future to that of every request.
+            outcome = Box::pin(
+                self.send_within(origin, method, params, timeout)
+                    .instrument(span.clone()),
+            )
+            .await;
         }
         crate::telemetry::spans::record_outcome(&span, &outcome);
         pass.finish(self.name(), &outcome);
@@ -451,10 +454,11 @@ impl Upstream {
         // The level the shared sessions log at holds for both of a dual-era server's sessions
         // (the stateless one keeps it as the default `logLevel` of its requests).
         if let Some(side) = side.filter(|_| method == methods::LOGGING_SET_LEVEL)
-            && let Err(e) = side
-                .peer
-                .request_from(None, method, params.clone(), timeout)
-                .await
+            && let Err(e) = Box::pin(
+                side.peer
+                    .request_from(None, method, params.clone(), timeout),
+            )
+            .await
         {
             tracing::debug!(upstream = %self.name(), error = %e, "logging/setLevel failed on the handshake-era session");
         }
@@ -498,12 +502,9 @@ impl Upstream {
             .request_from(origin.clone(), method, params.clone(), timeout)
             .await
         {
-            Err(e) if is_retryable(&e) => match self.next_live(&live, timeout).await {
+            Err(e) if is_retryable(&e) => match Box::pin(self.next_live(&live, timeout)).await {
                 Some(fresh) => {
-                    fresh
-                        .peer
-                        .request_from(origin, method, params, timeout)
-                        .await
+                    Box::pin(fresh.peer.request_from(origin, method, params, timeout)).await
                 }
                 None => Err(e),
             },
@@ -530,10 +531,12 @@ impl Upstream {
                 self.links
                     .forget(origin.session.as_deref().unwrap_or_default(), &link);
                 let fresh = self.links.get(&self.config, &origin).await?;
-                fresh
-                    .peer
-                    .request_from(Some(origin), method, params, timeout)
-                    .await
+                Box::pin(
+                    fresh
+                        .peer
+                        .request_from(Some(origin), method, params, timeout),
+                )
+                .await
             }
             other => other,
         }
