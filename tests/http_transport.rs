@@ -170,6 +170,33 @@ async fn sessions_must_be_named_known_and_alive() {
     assert_eq!(delete.status().as_u16(), 404, "a second DELETE");
 }
 
+/// The edge sends `POST` on the MCP path straight to its handler, past the router: only
+/// that exact path (any query) goes there; a path beside it is still not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_mcp_path_takes_posts() {
+    let gw = Gateway::start(NO_UPSTREAMS);
+    let with_query = format!("{}?from=test", gw.url);
+    let reply = post_json(
+        &with_query,
+        &JSON_HEADERS,
+        &initialize_body(1, "2025-11-25"),
+    )
+    .await;
+    assert_eq!(
+        reply.status, 200,
+        "the MCP path with a query: {}",
+        reply.body
+    );
+    for beside in ["/", "x", "/x"] {
+        let url = format!("{}{beside}", gw.url);
+        let reply = post_json(&url, &JSON_HEADERS, &initialize_body(1, "2025-11-25")).await;
+        assert_eq!(reply.status, 404, "POST {url}: {}", reply.body);
+    }
+    let upper = gw.url.replace("/mcp", "/MCP");
+    let reply = post_json(&upper, &JSON_HEADERS, &initialize_body(1, "2025-11-25")).await;
+    assert_eq!(reply.status, 404, "POST {upper}: {}", reply.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_the_right_status_codes() {
     let gw = Gateway::start(&format!("max_body_bytes: 2048\n{NO_UPSTREAMS}"));

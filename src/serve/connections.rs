@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use dashmap::DashMap;
 use hyper::body::Incoming;
@@ -44,6 +43,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::limits::ConnectionsConfig;
+use crate::downstream::App;
 use crate::downstream::web::Peer;
 use crate::pipeline::metrics::Metrics;
 
@@ -63,7 +63,7 @@ pub const H2_MAX_STREAMS: u32 = 100;
 /// Serves `app` on `listener` until `close` is cancelled, then lets the connections finish.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: ConnectionsConfig,
     metrics: Arc<Metrics>,
     in_flight: InFlight,
@@ -138,7 +138,7 @@ pub async fn serve(
 
 struct Shared {
     builder: Builder<TokioExecutor>,
-    app: Router,
+    app: App,
     limits: ConnectionsConfig,
     metrics: Arc<Metrics>,
     in_flight: InFlight,
@@ -214,7 +214,7 @@ async fn connection(shared: &Shared, tcp: TcpStream, addr: SocketAddr, source: A
 /// connection's [`Peer`] and counts as activity until its answer's body is done.
 #[derive(Clone)]
 struct ConnectionService {
-    app: Router,
+    app: App,
     in_flight: InFlight,
     peer: Peer,
     activity: Arc<Activity>,
@@ -233,9 +233,9 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
             return Box::pin(std::future::ready(Ok(refused)));
         }
         req.extensions_mut().insert(self.peer.clone());
-        let answer = tower::ServiceExt::oneshot(self.app.clone(), req);
+        let app = self.app.clone();
         Box::pin(async move {
-            let resp = answer.await?;
+            let resp = app.serve(req).await;
             Ok(resp.map(|body| super::in_flight::Guarded::body(body, counted)))
         })
     }
