@@ -123,15 +123,7 @@ async fn handshake(
         return next.run(ctx, &without_task(req)).await;
     }
     if upstream.own_tasks(Era::Handshake, &req.method, name) != OwnTasks::No {
-        let created = next.run(ctx, req).await?;
-        return Box::pin(passthrough::adopt(
-            tasks,
-            ctx,
-            owner.upstream,
-            &req.method,
-            created,
-        ))
-        .await;
+        return upstream_runs_it(tasks, ctx, req, next, owner.upstream).await;
     }
     let start = Start {
         upstream: owner.upstream,
@@ -197,15 +189,7 @@ async fn stateless(
         return next.run(ctx, &req).await;
     }
     if upstream.offers_task_extension() {
-        let created = next.run(ctx, &req).await?;
-        return Box::pin(passthrough::adopt(
-            tasks,
-            ctx,
-            owner.upstream,
-            &req.method,
-            created,
-        ))
-        .await;
+        return upstream_runs_it(tasks, ctx, &req, next, owner.upstream).await;
     }
     // The upstream does not run tasks for this client: the gateway does, and the upstream
     // is not told about an extension it would not understand.
@@ -223,6 +207,26 @@ async fn stateless(
         req.into_owned(),
         next.chain(),
         start,
+    ))
+    .await
+}
+
+/// The upstream runs the task: the call goes on to it, and the task it creates is adopted
+/// (boxed, as the other task paths: see [`TaskStage`]'s `handle`).
+async fn upstream_runs_it(
+    tasks: &Tasks,
+    ctx: &mut RequestContext,
+    req: &Request,
+    next: Next<'_>,
+    upstream: usize,
+) -> Outcome {
+    let created = next.run(ctx, req).await?;
+    Box::pin(passthrough::adopt(
+        tasks,
+        ctx,
+        upstream,
+        &req.method,
+        created,
     ))
     .await
 }
