@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::runner::{self, Start};
@@ -131,14 +132,7 @@ async fn handshake(
         immediately: true,
         upstream_task: false,
     };
-    Box::pin(runner::start(
-        tasks,
-        ctx,
-        without_task(req).into_owned(),
-        next.chain(),
-        start,
-    ))
-    .await
+    gateway_runs_it(tasks, ctx, without_task(req).into_owned(), &next, start).await
 }
 
 /// A 2026-07-28 client: server-directed tasks for `tools/call`, only when the request
@@ -201,14 +195,20 @@ async fn stateless(
         immediately: mode == TaskMode::Always || upstream_task,
         upstream_task,
     };
-    Box::pin(runner::start(
-        tasks,
-        ctx,
-        req.into_owned(),
-        next.chain(),
-        start,
-    ))
-    .await
+    gateway_runs_it(tasks, ctx, req.into_owned(), &next, start).await
+}
+
+/// The gateway runs the task, on the rest of the chain. A plain function returning the
+/// boxed future, so the caller's future holds a pointer, not the runner's (see
+/// [`TaskStage`]'s `handle`).
+fn gateway_runs_it<'a>(
+    tasks: &'a Tasks,
+    ctx: &'a mut RequestContext,
+    req: Request,
+    next: &Next<'_>,
+    start: Start,
+) -> BoxFuture<'a, Outcome> {
+    Box::pin(runner::start(tasks, ctx, req, next.chain(), start))
 }
 
 /// The upstream runs the task: the call goes on to it, and the task it creates is adopted
