@@ -40,20 +40,16 @@ impl Stage for Audit {
         let Some((kind, target)) = audited(req) else {
             return next.run(ctx, req).await;
         };
+        // The request outlives the entry: its text is borrowed, not copied.
         let entry = Entry {
             principal: ctx.caller.principal.clone(),
-            session: ctx
-                .session
-                .as_ref()
-                .map(|s| super::short(&s.id).to_owned())
-                .unwrap_or_default(),
+            session: ctx.session.clone(),
             transport: ctx.caller.transport,
-            method: req.method.clone(),
+            method: &req.method,
             kind,
             target,
             upstream: super::owner::upstream_of(&self.upstreams, ctx.era(), req)
-                .map(|i| self.upstreams.at(i).name().to_owned())
-                .unwrap_or_default(),
+                .map(|i| self.upstreams.at(i)),
             arguments: if self.include_arguments {
                 req.param("arguments")
                     .map(Value::to_string)
@@ -79,30 +75,30 @@ impl Stage for Audit {
 }
 
 /// What one audit line says besides the outcome, gathered before the request runs.
-struct Entry {
-    principal: std::sync::Arc<crate::session::Principal>,
-    session: String,
+struct Entry<'r> {
+    principal: Arc<crate::session::Principal>,
+    session: Option<Arc<crate::session::Session>>,
     transport: &'static str,
-    method: String,
+    method: &'r str,
     kind: &'static str,
-    target: String,
-    upstream: String,
+    target: &'r str,
+    upstream: Option<Arc<crate::upstream::Upstream>>,
     arguments: String,
     started: Instant,
 }
 
-impl Entry {
+impl Entry<'_> {
     fn write(&self, outcome: &'static str, code: Option<i32>) {
         tracing::info!(
             target: "manifold::audit",
             principal = %printable(&self.principal.subject),
             auth = self.principal.method.as_str(),
-            session = %self.session,
+            session = %self.session.as_ref().map_or("", |s| super::short(&s.id)),
             transport = self.transport,
             method = %self.method,
             kind = self.kind,
-            target = %printable(&self.target),
-            upstream = %self.upstream,
+            target = %printable(self.target),
+            upstream = %self.upstream.as_ref().map_or("", |u| u.name()),
             outcome,
             error_code = code,
             duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
@@ -114,9 +110,9 @@ impl Entry {
 
 /// Holds the entry of a request in flight; writes it as `abandoned` if the request is
 /// dropped before it has an outcome.
-struct Pending(Option<Entry>);
+struct Pending<'r>(Option<Entry<'r>>);
 
-impl Drop for Pending {
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if let Some(entry) = self.0.take() {
             entry.write("abandoned", None);
@@ -125,13 +121,8 @@ impl Drop for Pending {
 }
 
 /// The kind and name of an audited request; `None` for everything else.
-fn audited(req: &Request) -> Option<(&'static str, String)> {
-    let text = |key| {
-        req.param(key)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
+fn audited(req: &Request) -> Option<(&'static str, &str)> {
+    let text = |key| req.param(key).and_then(Value::as_str).unwrap_or("");
     match req.method.as_str() {
         methods::TOOLS_CALL => Some(("tool", text("name"))),
         methods::PROMPTS_GET => Some(("prompt", text("name"))),
@@ -153,7 +144,19 @@ fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// Argument names only: `{city, units}`. Not an object: its JSON type.
 fn redacted(shape: Shape) -> String {
     match shape {
-        Shape::Object(names) => format!("{{{}}}", names.join(", ")),
+        Shape::Object(names) => {
+            let len = names.iter().map(|n| n.len() + 2).sum::<usize>();
+            let mut out = String::with_capacity(len + 2);
+            out.push('{');
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(name);
+            }
+            out.push('}');
+            out
+        }
         Shape::Other("null") => String::new(),
         Shape::Other(kind) => format!("<{kind}>"),
     }
@@ -215,7 +218,7 @@ mod tests {
             methods::TOOLS_CALL,
             Some(json!({"name": "demo__echo"})),
         );
-        assert_eq!(audited(&call), Some(("tool", "demo__echo".to_owned())));
+        assert_eq!(audited(&call), Some(("tool", "demo__echo")));
         let list = Request::new(crate::protocol::Id::Num(2), methods::TOOLS_LIST, None);
         assert_eq!(audited(&list), None);
     }

@@ -79,7 +79,14 @@ impl fmt::Write for Gather<'_> {
         Ok(())
     }
 
+    #[inline]
     fn write_char(&mut self, c: char) -> fmt::Result {
+        // The separators and quotes the fields are written with are ASCII: one byte in.
+        if c.is_ascii() && self.len < GATHER {
+            self.bytes[self.len] = c as u8;
+            self.len += 1;
+            return Ok(());
+        }
         self.write_str(c.encode_utf8(&mut [0; 4]))
     }
 }
