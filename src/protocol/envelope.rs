@@ -234,18 +234,28 @@ pub fn for_stateless_hop(
             }
         }
     }
-    let mut out = String::with_capacity(256);
-    super::compact::string(&mut out, PROTOCOL_VERSION);
-    out.push(':');
-    super::compact::string(&mut out, Era::Stateless.latest());
-    out.push(',');
-    super::compact::string(&mut out, CLIENT_CAPABILITIES);
-    out.push(':');
+    // The revision and the keys are the same on every hop: written once.
+    static HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut out = String::new();
+        super::compact::string(&mut out, PROTOCOL_VERSION);
+        out.push(':');
+        super::compact::string(&mut out, Era::Stateless.latest());
+        out.push(',');
+        super::compact::string(&mut out, CLIENT_CAPABILITIES);
+        out.push(':');
+        out
+    });
+    static INFO: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut out = String::from(",");
+        super::compact::string(&mut out, CLIENT_INFO);
+        out.push(':');
+        out.push_str(gateway_info_json());
+        out
+    });
+    let mut out = String::with_capacity(HEAD.len() + INFO.len() + 64);
+    out.push_str(&HEAD);
     super::compact::value(&mut out, capabilities);
-    out.push(',');
-    super::compact::string(&mut out, CLIENT_INFO);
-    out.push(':');
-    out.push_str(gateway_info_json());
+    out.push_str(&INFO);
     if let Some(level) = log_level {
         out.push(',');
         super::compact::string(&mut out, LOG_LEVEL);

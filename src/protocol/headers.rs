@@ -7,6 +7,8 @@
 //! literal. The gateway checks these against the body on the way in (a mismatch is -32020,
 //! HTTP 400) and writes them afresh, for the upstream's own names, on the way out.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
@@ -158,17 +160,17 @@ pub fn param_matches(header: &str, expected: &str) -> bool {
     }
 }
 
+/// An HTTP header of one request, name and value; the fixed ones are not copied.
+pub type Header = (Cow<'static, str>, Cow<'static, str>);
+
 /// The headers an HTTP request for `method` must carry beside `MCP-Protocol-Version`:
 /// `Mcp-Method`, `Mcp-Name` where the method has one, and `Mcp-Param-*` for a tool call
 /// whose (upstream's own) schema asks for them.
-pub fn for_request(
-    method: &str,
-    params: &Params,
-    tool_schema: Option<&Value>,
-) -> Vec<(String, String)> {
-    let mut headers = vec![("Mcp-Method".to_owned(), method.to_owned())];
+pub fn for_request(method: &str, params: &Params, tool_schema: Option<&Value>) -> Vec<Header> {
+    let mut headers = Vec::with_capacity(2);
+    headers.push((Cow::Borrowed("Mcp-Method"), Cow::Owned(method.to_owned())));
     if let Some(name) = name_of(method, params.value.as_ref()) {
-        headers.push(("Mcp-Name".to_owned(), encode(name)));
+        headers.push((Cow::Borrowed("Mcp-Name"), Cow::Owned(encode(name))));
     }
     if method == methods::TOOLS_CALL
         && let Some(schema) = tool_schema
@@ -177,7 +179,8 @@ pub fn for_request(
         let arguments = params.get("arguments");
         for header in param_headers(schema) {
             if let Some(value) = param_value(arguments, &header.path) {
-                headers.push((format!("Mcp-Param-{}", header.name), encode(&value)));
+                let name = format!("Mcp-Param-{}", header.name);
+                headers.push((Cow::Owned(name), Cow::Owned(encode(&value))));
             }
         }
     }
@@ -226,6 +229,10 @@ mod tests {
         let params = json!({ "name": "t", "arguments": {
             "region": "eu", "opts": { "dry": true, "n": 42 }, "list": [] } });
         let headers = for_request(methods::TOOLS_CALL, &params.clone().into(), Some(&schema));
+        let headers: Vec<(String, String)> = headers
+            .into_iter()
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect();
         assert_eq!(
             headers,
             vec![

@@ -10,6 +10,7 @@
 //! identity headers), staged by the peer under the request's id, and a request the gateway
 //! abandons is cancelled by closing its POST's stream.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,7 +27,7 @@ use super::h1;
 use super::peer::Inbound;
 use super::sse_read::{self, SseMessages};
 use super::{Connection, INBOUND_QUEUE, OUTBOUND_QUEUE};
-use crate::protocol::headers as mcp;
+use crate::protocol::headers::{self as mcp, Header};
 use crate::protocol::{Era, ErrorObject, Id, Message, Request, Response};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -139,7 +140,7 @@ impl HttpLink {
     /// Stages the headers of stateless request `id`, before the request is queued. Headers the
     /// upstream's configuration sets keep their configured value, and a value HTTP cannot
     /// carry is left out (and logged).
-    pub fn stage(&self, id: i64, headers: Vec<(String, String)>) {
+    pub fn stage(&self, id: i64, headers: Vec<Header>) {
         let staged = Staged {
             headers: Some(self.request_headers(headers)),
             abort: CancellationToken::new(),
@@ -148,20 +149,23 @@ impl HttpLink {
     }
 
     /// One request's own headers as HTTP can carry them, configured ones winning.
-    fn request_headers(&self, headers: Vec<(String, String)>) -> Own {
+    fn request_headers(&self, headers: Vec<Header>) -> Own {
         let mut own = Own::with_capacity(headers.len());
         for (name, value) in headers {
-            // The names every request carries need no parsing; a value keeps its buffer.
-            let header = match name.as_str() {
+            // The names every request carries need no parsing; a value keeps its buffer (a
+            // fixed one has none).
+            let header = match name.as_ref() {
                 "Mcp-Method" => Ok(HeaderName::from_static(mcp::METHOD)),
                 "Mcp-Name" => Ok(HeaderName::from_static(mcp::NAME)),
                 VERSION_HEADER => Ok(HeaderName::from_static(VERSION_HEADER)),
                 _ => HeaderName::from_bytes(name.as_bytes()),
             };
-            let (Ok(header), Ok(value)) = (
-                header,
-                HeaderValue::from_maybe_shared(bytes::Bytes::from(value)),
-            ) else {
+            let value = match value {
+                // Only the gateway's own constants are borrowed (the revision).
+                Cow::Borrowed(fixed) => Ok(HeaderValue::from_static(fixed)),
+                Cow::Owned(own) => HeaderValue::from_maybe_shared(bytes::Bytes::from(own)),
+            };
+            let (Ok(header), Ok(value)) = (header, value) else {
                 tracing::debug!(upstream = %self.upstream, header = %name, "Left out a header HTTP cannot carry");
                 continue;
             };
@@ -204,7 +208,7 @@ impl HttpLink {
     pub async fn exchange(
         self: &Arc<Self>,
         msg: Message,
-        headers: Vec<(String, String)>,
+        headers: Vec<Header>,
     ) -> Option<Response> {
         let headers = if headers.is_empty() {
             Own::new()

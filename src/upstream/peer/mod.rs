@@ -8,6 +8,7 @@
 
 // Keyed by the gateway's own request ids: foldhash, not SipHash.
 use hashbrown::HashMap;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -425,19 +426,24 @@ impl Peer {
 /// The HTTP headers of one request to a 2026-07-28 Streamable HTTP upstream (SEP-2243):
 /// the revision, `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` as the upstream's own names and
 /// schema give them, then the extra ones.
-fn request_headers(method: &str, params: &Params, extra: Extra) -> Vec<(String, String)> {
+fn request_headers(method: &str, params: &Params, extra: Extra) -> Vec<headers::Header> {
     // The version, Mcp-Method and Mcp-Name are the usual three.
     let mut all = Vec::with_capacity(3 + extra.headers.len());
     all.push((
-        super::http::VERSION_HEADER.to_owned(),
-        Era::Stateless.latest().to_owned(),
+        Cow::Borrowed(super::http::VERSION_HEADER),
+        Cow::Borrowed(Era::Stateless.latest()),
     ));
     all.extend(headers::for_request(
         method,
         params,
         extra.tool_schema.as_ref(),
     ));
-    all.extend(extra.headers);
+    all.extend(
+        extra
+            .headers
+            .into_iter()
+            .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value))),
+    );
     all
 }
 
