@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::envelope::{self, CACHE_SCOPE, COMPLETE, RESULT_TYPE, SERVER_INFO, TTL_MS};
 
@@ -37,6 +38,22 @@ struct Text {
     parsed: OnceLock<Value>,
 }
 
+/// A result's `resultType` as noted: nearly always `complete`, which needs no value built.
+#[derive(Clone, Debug)]
+enum ResultType {
+    Complete,
+    Other(Value),
+}
+
+impl ResultType {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            ResultType::Complete => Some(COMPLETE),
+            ResultType::Other(v) => v.as_str(),
+        }
+    }
+}
+
 /// What the gateway reads of a result without parsing it.
 #[derive(Clone, Debug, Default)]
 struct Top {
@@ -44,7 +61,7 @@ struct Top {
     object: bool,
     /// How many members the object has.
     members: usize,
-    result_type: Option<Value>,
+    result_type: Option<ResultType>,
     is_error: Option<Value>,
     /// `_meta`, `ttlMs` or `cacheScope`: members a face may have to change.
     meta: bool,
@@ -52,6 +69,17 @@ struct Top {
     /// A top-level member named twice.
     duplicate: bool,
 }
+
+/// What [`Payload::shape_for_stateless`] closes a result without `_meta` with: the
+/// gateway's `serverInfo` in a `_meta` of its own.
+static META_TAIL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut out = String::from(r#""_meta":{"#);
+    super::compact::string(&mut out, SERVER_INFO);
+    out.push(':');
+    out.push_str(envelope::gateway_info_json());
+    out.push_str("}}");
+    out
+});
 
 impl Payload {
     /// A result from its JSON text (already known to be valid JSON).
@@ -81,7 +109,7 @@ impl Payload {
                 .top
                 .result_type
                 .as_ref()
-                .and_then(Value::as_str)
+                .and_then(ResultType::as_str)
                 .unwrap_or(COMPLETE),
             Repr::Value(v) => envelope::result_type(v),
         }
@@ -134,14 +162,10 @@ impl Payload {
             }
             if top.result_type.is_none() {
                 out.push_str(r#""resultType":"complete","#);
-                top.result_type = Some(Value::from(COMPLETE));
+                top.result_type = Some(ResultType::Complete);
                 top.members += 1;
             }
-            out.push_str(r#""_meta":{"#);
-            super::compact::string(&mut out, SERVER_INFO);
-            out.push(':');
-            out.push_str(envelope::gateway_info_json());
-            out.push_str("}}");
+            out.push_str(&META_TAIL);
             top.meta = true;
             top.members += 1;
             *text = out.into_boxed_str();
@@ -241,13 +265,22 @@ impl<'de> Deserialize<'de> for Top {
                     object: true,
                     ..Top::default()
                 };
-                let mut names: Vec<Cow<'de, str>> = Vec::with_capacity(4);
+                // On the stack for the usual few members.
+                let mut names: SmallVec<[Cow<'de, str>; 8]> = SmallVec::new();
                 while let Some(Name(name)) = map.next_key()? {
                     if names.contains(&name) {
                         top.duplicate = true;
                     }
                     match name.as_ref() {
-                        RESULT_TYPE => top.result_type = Some(map.next_value()?),
+                        RESULT_TYPE => {
+                            // Read as text first: `"complete"` needs no value built.
+                            let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                            top.result_type = Some(if raw.get() == r#""complete""# {
+                                ResultType::Complete
+                            } else {
+                                ResultType::Other(parse(raw.get()))
+                            });
+                        }
                         "isError" => top.is_error = Some(map.next_value()?),
                         other => {
                             top.meta |= other == "_meta";
@@ -316,6 +349,9 @@ mod tests {
     fn what_the_gateway_reads_is_what_parsing_reads() {
         for text in [
             r#"{"isError":true,"resultType":"input_required"}"#,
+            r#"{"resultType":"complete","isError":true}"#,
+            r#"{"resultType":"compl\u0065te"}"#,
+            r#"{"resultType":"complete ","a":1}"#,
             r#"{"isError":"yes","resultType":7}"#,
             r#"{}"#,
             r#"[1,2]"#,
