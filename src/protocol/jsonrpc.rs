@@ -370,16 +370,29 @@ impl Message {
     }
 
     fn parse_object(bytes: &[u8], members: Members<'_>) -> Result<Message, ParseError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let top = serde::de::DeserializeSeed::deserialize(members, &mut de)
-            .and_then(|top| de.end().map(|()| top))
-            .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
+        // The whole message checked as UTF-8 at once costs less than each string in it on
+        // its own, as a parse from bytes does. Text that is not UTF-8 is parsed from the
+        // bytes, for the parser's own error (and the place it names).
+        let top = match std::str::from_utf8(bytes) {
+            Ok(text) => Message::read_members(serde_json::Deserializer::from_str(text), members),
+            Err(_) => Message::read_members(serde_json::Deserializer::from_slice(bytes), members),
+        }
+        .map_err(|e| ParseError::Invalid(ErrorObject::parse_error(e)))?;
         if let Some(key) = top.duplicate {
             return Err(ParseError::Invalid(ErrorObject::invalid_request(format!(
                 "duplicate '{key}' member in the message"
             ))));
         }
         top.into_message().map_err(ParseError::Invalid)
+    }
+
+    fn read_members<'de, R: serde_json::de::Read<'de>>(
+        mut de: serde_json::Deserializer<R>,
+        members: Members<'_>,
+    ) -> serde_json::Result<Envelope> {
+        let top = serde::de::DeserializeSeed::deserialize(members, &mut de)?;
+        de.end()?;
+        Ok(top)
     }
 
     /// A message that is not an object: a batch, or an error.
@@ -987,6 +1000,30 @@ pub fn is_envelope_error(code: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// A message is parsed from text once it is known to be UTF-8: what it reads as must
+    /// not change, and bytes that are not UTF-8 are still a parse error naming the place.
+    #[test]
+    fn utf8_text_and_other_bytes_parse_as_from_bytes() {
+        let text = r#"{"jsonrpc":"2.0","id":"\u00e9","method":"tools/call","params":{"name":"caf\u00e9 😀","arguments":{"a":"\n"},"_meta":{"k":[1,2]}}}"#;
+        let Ok(Message::Request(req)) = Message::parse(text.as_bytes()) else {
+            panic!("parses");
+        };
+        let value: Value = serde_json::from_slice(text.as_bytes()).unwrap();
+        assert_eq!(req.id, Id::Str("é".into()));
+        assert_eq!(req.param("name"), value["params"].get("name"));
+        assert_eq!(req.arguments().map(Arguments::text), Some(r#"{"a":"\n"}"#));
+        assert_eq!(req.into_params().as_ref(), value.get("params"));
+
+        let mut bytes = br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":""#.to_vec();
+        bytes.extend_from_slice(b"\xff\"}}");
+        match Message::parse(&bytes) {
+            Err(ParseError::Invalid(e)) => {
+                assert_eq!(e.code, codes::PARSE_ERROR, "{e}");
+                assert!(e.message.contains("column"), "{e}");
+            }
+            other => panic!("not a parse error: {other:?}"),
+        }
+    }
 
     /// Found by the `jsonrpc` fuzz target: a long integer literal read as a float came back
     /// as another float (serde_json's default float parsing is not correctly rounded), so a
