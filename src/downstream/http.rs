@@ -20,8 +20,8 @@ use serde_json::Value;
 use super::answer::{answer, sse_json, sse_response};
 use super::exchange;
 use super::web::{
-    AppState, Peer, SESSION_HEADER, VERSION_HEADER, accepts, caller, is_json, plain, read_body,
-    refused_or, rpc_error, rpc_json,
+    AppState, Peer, SESSION_HEADER, VERSION_HEADER, accepts, accepts_each, caller, is_json, plain,
+    read_body, refused_or, rpc_error, rpc_json,
 };
 use crate::pipeline::Caller;
 use crate::protocol::jsonrpc::ParseError;
@@ -66,7 +66,7 @@ pub(crate) async fn post_message(
             )),
         );
     }
-    if !accepts(&headers, "application/json") || !accepts(&headers, "text/event-stream") {
+    if !accepts_each(&headers, ["application/json", "text/event-stream"]) {
         return plain(
             StatusCode::NOT_ACCEPTABLE,
             "Accept must list application/json and text/event-stream",

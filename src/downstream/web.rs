@@ -175,25 +175,42 @@ pub(crate) fn foreign_charset(headers: &HeaderMap) -> Option<String> {
 
 /// Whether `Accept` admits `mime`, wildcards included. No `Accept` header means anything.
 pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    accepts_each(headers, [mime])
+}
+
+/// Whether `Accept` admits every one of `mimes`: [`accepts`] for each, with the header
+/// looked up and split once.
+pub(crate) fn accepts_each<const N: usize>(headers: &HeaderMap, mimes: [&str; N]) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    let mut admitted = [false; N];
     // Split as bytes: the separators are ASCII, and a `char` search per piece cost more
     // than the comparison.
-    let mime = mime.as_bytes();
-    let kind = mime.split(|&b| b == b'/').next().unwrap_or(mime);
-    accept.as_bytes().split(|&b| b == b',').any(|part| {
+    for part in accept.as_bytes().split(|&b| b == b',') {
         let range = part
             .split(|&b| b == b';')
             .next()
             .unwrap_or_default()
             .trim_ascii();
-        range.eq_ignore_ascii_case(mime)
-            || range == b"*/*"
-            || range
-                .strip_suffix(b"/*")
-                .is_some_and(|k| k.eq_ignore_ascii_case(kind))
-    })
+        for (mime, admitted) in mimes.iter().zip(&mut admitted) {
+            *admitted = *admitted || admits(range, mime.as_bytes());
+        }
+        if admitted.iter().all(|a| *a) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether one media range of `Accept` admits `mime`.
+fn admits(range: &[u8], mime: &[u8]) -> bool {
+    let kind = mime.split(|&b| b == b'/').next().unwrap_or(mime);
+    range.eq_ignore_ascii_case(mime)
+        || range == b"*/*"
+        || range
+            .strip_suffix(b"/*")
+            .is_some_and(|k| k.eq_ignore_ascii_case(kind))
 }
 
 /// A JSON answer to a request; a refusal by the pipeline (rate limit, authorization) gets its
@@ -268,7 +285,7 @@ pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response {
 mod tests {
     use axum::http::{HeaderMap, HeaderValue, header};
 
-    use super::accepts;
+    use super::{accepts, accepts_each};
 
     fn with_accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -297,5 +314,21 @@ mod tests {
         ));
         assert!(!accepts(&with_accept("application/*x"), json));
         assert!(!accepts(&with_accept(""), json));
+        let both = [json, sse];
+        assert!(accepts_each(&HeaderMap::new(), both));
+        assert!(accepts_each(
+            &with_accept("text/event-stream ,application/json"),
+            both
+        ));
+        assert!(accepts_each(&with_accept("*/*"), both));
+        assert!(accepts_each(
+            &with_accept("application/*, text/*;q=0.5"),
+            both
+        ));
+        assert!(!accepts_each(&with_accept("application/json"), both));
+        assert!(!accepts_each(
+            &with_accept("text/*, application/jsonx"),
+            both
+        ));
     }
 }
