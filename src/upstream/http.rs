@@ -160,11 +160,12 @@ impl HttpLink {
                 VERSION_HEADER => Ok(HeaderName::from_static(VERSION_HEADER)),
                 _ => HeaderName::from_bytes(name.as_bytes()),
             };
-            let value = match value {
-                // Only the gateway's own constants are borrowed (the revision).
-                Cow::Borrowed(fixed) => Ok(HeaderValue::from_static(fixed)),
-                Cow::Owned(own) => HeaderValue::from_maybe_shared(bytes::Bytes::from(own)),
-            };
+            // Checked either way (a bad value is left out below, never a panic), copied
+            // neither way.
+            let value = HeaderValue::from_maybe_shared(match value {
+                Cow::Borrowed(fixed) => Bytes::from_static(fixed.as_bytes()),
+                Cow::Owned(own) => Bytes::from(own),
+            });
             let (Ok(header), Ok(value)) = (header, value) else {
                 tracing::debug!(upstream = %self.upstream, header = %name, "Left out a header HTTP cannot carry");
                 continue;
