@@ -7,6 +7,7 @@
 //!
 //! | layer | holds |
 //! |---|---|
+//! | `alloc` | the global allocator the binaries install (the one module allowed `unsafe`) |
 //! | `protocol` | the wire: JSON-RPC, codes, methods, eras, envelope, headers |
 //! | `config` | data only: raw shapes, the validated model, every stage's section |
 //! | `net` | outbound HTTP clients, and what happens without CA certificates |
@@ -24,9 +25,10 @@
 //! | `demo` | the built-in demo server, which shares only the wire |
 //! | `cli` | the commands |
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod aggregate;
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod demo;

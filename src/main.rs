@@ -9,9 +9,9 @@ use manifold::telemetry;
 
 // mimalloc instead of glibc's malloc: a proxied call allocates and frees many small, short-lived
 // buffers on several threads, where glibc spent about a quarter of the gateway's instructions
-// (docs/performance.md).
+// (docs/performance.md). `manifold::alloc` says why not through the `mimalloc` crate.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: manifold::alloc::Mimalloc = manifold::alloc::Mimalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
