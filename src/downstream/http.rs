@@ -40,15 +40,26 @@ pub(crate) async fn method_not_allowed() -> Response {
     resp
 }
 
+/// `POST` on the MCP path, as a route of the router (which finds the peer in the request's
+/// extensions). The server's own path comes in through [`post_message_from`].
 pub(crate) async fn post_message(
     State(state): State<AppState>,
     request: axum::http::Request<Body>,
+) -> Response {
+    let peer = request.extensions().get::<Peer>().cloned();
+    post_message_from(&state, request, peer.as_ref()).await
+}
+
+/// One client message posted on `peer`'s connection.
+pub(crate) async fn post_message_from(
+    state: &AppState,
+    request: axum::http::Request<Body>,
+    peer: Option<&Peer>,
 ) -> Response {
     // Taken apart rather than extracted piece by piece: the `HeaderMap` extractor copies the
     // headers.
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let peer = parts.extensions.get::<Peer>();
     if let Err((status, msg)) = state.guard.check(&headers) {
         return rpc_error(status, ErrorObject::invalid_request(msg));
     }
@@ -74,11 +85,11 @@ pub(crate) async fn post_message(
     }
     // Credentials before the body: an unauthenticated client gets 401 without the gateway
     // reading (or parsing) what it sent.
-    let caller = match caller(&state, &headers, peer, "http").await {
+    let caller = match caller(state, &headers, peer, "http").await {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    let bytes = match read_body(&state, body).await {
+    let bytes = match read_body(state, body).await {
         Ok(bytes) => bytes,
         Err(resp) => return *resp,
     };
@@ -91,17 +102,17 @@ pub(crate) async fn post_message(
         (Message::parse(&bytes), None)
     };
     if super::stateless::is_stateless_post(&headers, &parsed) {
-        return super::stateless::post(&state, &headers, parsed, taken, caller).await;
+        return super::stateless::post(state, &headers, parsed, taken, caller).await;
     }
     // Each path's future is boxed on its own: inline, the largest (7 KB) would size every
     // request's future, which the server copies twice when it boxes it.
     match parsed {
         Ok(Message::Request(req)) if req.method == methods::INITIALIZE => {
-            Box::pin(initialize(&state, &headers, req, caller)).await
+            Box::pin(initialize(state, &headers, req, caller)).await
         }
-        Ok(message) => Box::pin(in_session(&state, &headers, message, caller)).await,
+        Ok(message) => Box::pin(in_session(state, &headers, message, caller)).await,
         Err(ParseError::Invalid(e)) => rpc_error(StatusCode::BAD_REQUEST, e),
-        Err(ParseError::Batch(items)) => Box::pin(batch(&state, &headers, items, caller)).await,
+        Err(ParseError::Batch(items)) => Box::pin(batch(state, &headers, items, caller)).await,
     }
 }
 

@@ -30,7 +30,7 @@ use axum::routing::get;
 use crate::gateway::Gateway;
 use crate::protocol::ErrorObject;
 use guard::Guard;
-use web::{AppState, rpc_error};
+use web::{AppState, Peer, rpc_error};
 
 /// The HTTP application as the edge serves it: the MCP endpoint and the health endpoints.
 /// The edge runs [`admit`] on each request before [`App::serve`].
@@ -47,14 +47,19 @@ pub struct App {
 }
 
 impl App {
-    pub async fn serve<B>(self, req: axum::http::Request<B>) -> Response
+    /// Answers one request that came on `peer`'s connection. A POST on the MCP path is handed
+    /// its peer directly; the router's routes find it in the request's extensions (putting it
+    /// there costs three allocations, which the call path does without).
+    pub async fn serve<B>(self, mut req: axum::http::Request<B>, peer: Peer) -> Response
     where
         B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
         if req.method() == axum::http::Method::POST && req.uri().path() == &*self.path {
-            return http::post_message(State(self.state), req.map(axum::body::Body::new)).await;
+            let req = req.map(axum::body::Body::new);
+            return http::post_message_from(&self.state, req, Some(&peer)).await;
         }
+        req.extensions_mut().insert(peer);
         match tower::ServiceExt::oneshot(self.router, req).await {
             Ok(resp) => resp,
             Err(never) => match never {},

@@ -232,10 +232,10 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
         if let Some(refused) = crate::downstream::admit(&mut req) {
             return Box::pin(std::future::ready(Ok(refused)));
         }
-        req.extensions_mut().insert(self.peer.clone());
         let app = self.app.clone();
+        let peer = self.peer.clone();
         Box::pin(async move {
-            let resp = app.serve(req).await;
+            let resp = app.serve(req, peer).await;
             Ok(resp.map(|body| super::in_flight::Guarded::body(body, counted)))
         })
     }
