@@ -47,15 +47,18 @@ pub(crate) async fn post_message(
     request: axum::http::Request<Body>,
 ) -> Response {
     let peer = request.extensions().get::<Peer>().cloned();
-    post_message_from(&state, request, peer.as_ref()).await
+    post_message_from(state, request, peer).await
 }
 
-/// One client message posted on `peer`'s connection.
+/// One client message posted on `peer`'s connection. Owns what it is given, so the server
+/// can box this future itself rather than a future around it.
 pub(crate) async fn post_message_from(
-    state: &AppState,
+    state: AppState,
     request: axum::http::Request<Body>,
-    peer: Option<&Peer>,
+    peer: Option<Peer>,
 ) -> Response {
+    let state = &state;
+    let peer = peer.as_ref();
     // Taken apart rather than extracted piece by piece: the `HeaderMap` extractor copies the
     // headers.
     let (parts, body) = request.into_parts();
