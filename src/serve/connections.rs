@@ -29,10 +29,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
 use dashmap::DashMap;
+use futures::FutureExt as _;
+use futures::task::AtomicWaker;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -165,7 +168,18 @@ fn refuse(shared: &Shared, tcp: TcpStream, addr: SocketAddr, limit: &'static str
 }
 
 /// Serves one connection until it ends, goes idle, or the server closes.
-async fn connection(shared: &Shared, tcp: TcpStream, addr: SocketAddr, source: Arc<SourceSlot>) {
+///
+/// The connection's task polls only the connection. What may close it (the server closing,
+/// the idle and header timeouts) is watched by a task of its own, which asks the connection
+/// to finish ([`Stop`]) and, [`CLOSE_GRACE`] later, to stop. Raced against the connection in
+/// one `select!`, the close signal and the idle timer were polled again on every wake of the
+/// connection, three or four per request.
+async fn connection(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    source: Arc<SourceSlot>,
+) {
     let activity = Arc::new(Activity::new());
     let vouched = source;
     let service = ConnectionService {
@@ -174,39 +188,81 @@ async fn connection(shared: &Shared, tcp: TcpStream, addr: SocketAddr, source: A
         peer: Peer::new(addr, move || vouched.release()),
         activity: activity.clone(),
     };
+    let stop = Arc::new(Stop::default());
+    let _watch = AbortOnDrop(tokio::spawn(watch(
+        shared.clone(),
+        activity,
+        stop.clone(),
+        addr,
+    )));
     let conn = shared.builder.serve_connection(TokioIo::new(tcp), service);
     tokio::pin!(conn);
-    let mut stop_by: Option<Instant> = None;
-    loop {
-        let stopping = stop_by.is_some();
-        let hard_stop = stop_by.unwrap_or_else(Instant::now);
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    let timed_out = e
-                        .downcast_ref::<hyper::Error>()
-                        .is_some_and(hyper::Error::is_timeout);
-                    if timed_out {
-                        shared.metrics.connection_closed("header_timeout");
-                        tracing::debug!(peer = %addr, "Closed a connection: request headers not received in time");
-                    } else {
-                        tracing::debug!(peer = %addr, error = %e, "Connection ended with an error");
-                    }
-                }
-                return;
-            }
-            _ = shared.close.cancelled(), if !stopping => {
-                conn.as_mut().graceful_shutdown();
-                stop_by = Some(Instant::now() + CLOSE_GRACE);
-            }
-            reason = activity.idle(&shared.limits), if !stopping => {
-                shared.metrics.connection_closed(reason);
-                tracing::debug!(peer = %addr, reason, "Closed a connection with no request in flight");
-                conn.as_mut().graceful_shutdown();
-                stop_by = Some(Instant::now() + CLOSE_GRACE);
-            }
-            _ = tokio::time::sleep_until(hard_stop), if stopping => return,
+    let mut asked = false;
+    let ended = std::future::poll_fn(|cx| {
+        // Registered before the flags are read: a flag raised after this wakes the task.
+        stop.waker.register(cx.waker());
+        if stop.now.load(Ordering::Acquire) {
+            return Poll::Ready(None);
         }
+        if !asked && stop.asked.load(Ordering::Acquire) {
+            asked = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        conn.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    let Some(Err(e)) = ended else {
+        return;
+    };
+    let timed_out = e
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout);
+    if timed_out {
+        shared.metrics.connection_closed("header_timeout");
+        tracing::debug!(peer = %addr, "Closed a connection: request headers not received in time");
+    } else {
+        tracing::debug!(peer = %addr, error = %e, "Connection ended with an error");
+    }
+}
+
+/// Waits for a reason to close the connection (the server closing, or the connection idle
+/// for its allowed time), asks it to finish, and stops it if it has not within
+/// [`CLOSE_GRACE`].
+async fn watch(shared: Arc<Shared>, activity: Arc<Activity>, stop: Arc<Stop>, addr: SocketAddr) {
+    tokio::select! {
+        _ = shared.close.cancelled() => {}
+        reason = activity.idle(&shared.limits) => {
+            shared.metrics.connection_closed(reason);
+            tracing::debug!(peer = %addr, reason, "Closed a connection with no request in flight");
+        }
+    }
+    stop.raise(&stop.asked);
+    tokio::time::sleep(CLOSE_GRACE).await;
+    stop.raise(&stop.now);
+}
+
+/// What the watcher tells a connection: finish what is in flight (`asked`), or stop now.
+#[derive(Default)]
+struct Stop {
+    asked: AtomicBool,
+    now: AtomicBool,
+    /// The connection's task, woken when a flag is raised.
+    waker: AtomicWaker,
+}
+
+impl Stop {
+    fn raise(&self, flag: &AtomicBool) {
+        flag.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// Aborts the watcher when the connection is done with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -232,12 +288,12 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
         if let Some(refused) = crate::downstream::admit(&mut req) {
             return Box::pin(std::future::ready(Ok(refused)));
         }
-        let app = self.app.clone();
-        let peer = self.peer.clone();
-        Box::pin(async move {
-            let resp = app.serve(req, peer).await;
-            Ok(resp.map(|body| super::in_flight::Guarded::body(body, counted)))
-        })
+        // The application's future boxed as it is, with the body's guard added by a `map`
+        // rather than by an async block around it (which would be one more copy of it).
+        let answer = self.app.clone().serve(req, self.peer.clone());
+        Box::pin(
+            answer.map(|resp| Ok(resp.map(|body| super::in_flight::Guarded::body(body, counted)))),
+        )
     }
 }
 
