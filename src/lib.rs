@@ -8,6 +8,7 @@
 //! | layer | holds |
 //! |---|---|
 //! | `alloc` | the global allocator the binaries install (the one module allowed `unsafe`) |
+//! | `sync` | small concurrency helpers the layers share |
 //! | `protocol` | the wire: JSON-RPC, codes, methods, eras, envelope, headers |
 //! | `config` | data only: raw shapes, the validated model, every stage's section |
 //! | `net` | outbound HTTP clients, and what happens without CA certificates |
@@ -41,6 +42,7 @@ pub mod relay;
 pub mod router;
 pub mod serve;
 pub mod session;
+pub mod sync;
 pub mod tasks;
 pub mod telemetry;
 pub mod upstream;

@@ -37,6 +37,7 @@ use std::path::Path;
 #[rustfmt::skip] // a table: one aligned line per layer
 const LAYERS: &[&str] = &[
     "alloc",      // the global allocator the binaries install; uses nothing of the crate
+    "sync",       // small concurrency helpers the layers share
     "protocol",   // wire: JSON-RPC, codes, methods, the Era type, envelope, headers
     "config",     // data only: raw shapes, validated model, every stage's config shape
     "net",        // outbound HTTP clients and the shared Redis; no CA certificates is not fatal

@@ -234,7 +234,7 @@ impl Stateless {
         let outcome = tokio::select! {
             biased;
             outcome = pipeline.handle(&mut ctx, &req) => outcome,
-            _ = self.cancel.cancelled() => Err(ErrorObject::cancelled()),
+            _ = crate::sync::cancelled(&self.cancel) => Err(ErrorObject::cancelled()),
         };
         let outcome = match outcome {
             Ok(mut result) => {

@@ -166,7 +166,7 @@ where
     };
     tokio::select! {
         outcome = answer(ctx) => outcome,
-        _ = token.cancelled() => {
+        _ = crate::sync::cancelled(&token) => {
             tracing::debug!(method = %req.method, id = %req.id, "Cancelled by the client");
             Err(ErrorObject::cancelled())
         }

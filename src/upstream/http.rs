@@ -218,7 +218,7 @@ impl HttpLink {
         };
         tokio::select! {
             answer = send_post(self, msg, headers, true) => answer,
-            _ = self.stop.cancelled() => None,
+            _ = crate::sync::cancelled(&self.stop) => None,
         }
     }
 
