@@ -37,7 +37,8 @@ pub const INPUT_REQUIRED: &str = "input_required";
 pub struct Taken {
     /// Whether the request had a `_meta` object (one left empty is not kept in the params).
     pub meta: bool,
-    /// The values of [`HOP_KEYS`], in that order.
+    /// The values of [`HOP_KEYS`], in that order; `clientInfo`'s is never kept (see
+    /// [`Envelope`]).
     pub keys: [Option<Value>; 4],
 }
 
@@ -47,7 +48,8 @@ pub struct Envelope {
     pub version: String,
     /// A ClientCapabilities object (`{}` = no optional features).
     pub client_capabilities: Value,
-    pub client_info: Option<Value>,
+    // No `clientInfo`: the gateway reads nothing of the client's (it sends its own upstream),
+    // so a stateless parse checks it as JSON and skips it rather than building it.
     /// Opt-in to `notifications/message` for this request (deprecated feature).
     pub log_level: Option<String>,
 }
@@ -74,7 +76,6 @@ impl Envelope {
             client_capabilities: super::field::get(meta, CLIENT_CAPABILITIES)
                 .cloned()
                 .unwrap_or_else(|| json!({})),
-            client_info: super::field::get(meta, CLIENT_INFO).cloned(),
             log_level: meta
                 .get(LOG_LEVEL)
                 .and_then(Value::as_str)
@@ -137,12 +138,11 @@ impl Envelope {
     /// [`Envelope::take`] for keys the parse already took out of `_meta` (see
     /// [`crate::protocol::Message::parse_stateless`]): the same checks, the same errors.
     pub fn from_taken(taken: Taken) -> Result<Envelope, ErrorObject> {
-        let [version, capabilities, client_info, log_level] = taken.keys;
+        let [version, capabilities, _, log_level] = taken.keys;
         let version = Envelope::check_keys(taken.meta, version.as_ref(), capabilities.as_ref())?;
         Ok(Envelope {
             version,
             client_capabilities: capabilities.unwrap_or_else(|| json!({})),
-            client_info,
             log_level: log_level.and_then(|l| l.as_str().map(str::to_owned)),
         })
     }
@@ -173,11 +173,10 @@ impl Envelope {
                 p.remove("_meta");
             }
         }
-        let [_, capabilities, client_info, log_level] = taken;
+        let [_, capabilities, _, log_level] = taken;
         Ok(Envelope {
             version,
             client_capabilities: capabilities.unwrap_or_else(|| json!({})),
-            client_info,
             log_level: log_level.and_then(|l| l.as_str().map(str::to_owned)),
         })
     }
