@@ -31,33 +31,42 @@ fn plain_fits(align: usize, size: usize) -> bool {
     align <= 8 || (align == 16 && size.is_multiple_of(16))
 }
 
+/// A block for `layout` from the plain call when it is aligned enough, else the aligned one.
+///
+/// # Safety
+///
+/// `plain` and `aligned` are mimalloc's: they take any size and a power-of-two alignment,
+/// which `Layout` guarantees.
+#[inline(always)]
+unsafe fn pick(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if plain_fits(layout.align(), layout.size()) {
+            plain(layout.size()) as *mut u8
+        } else {
+            aligned(layout.size(), layout.align()) as *mut u8
+        }
+    }
+}
+
 // SAFETY: every pointer handed out comes from mimalloc, is aligned as its layout asks
 // (`plain_fits`, or mimalloc's aligned calls), and is given back to mimalloc's `mi_free`,
 // which takes blocks from any of its allocation calls.
 unsafe impl GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: mimalloc's allocation calls take any size and a power-of-two alignment,
-        // which `Layout` guarantees.
-        unsafe {
-            if plain_fits(layout.align(), layout.size()) {
-                mi::mi_malloc(layout.size()) as *mut u8
-            } else {
-                mi::mi_malloc_aligned(layout.size(), layout.align()) as *mut u8
-            }
-        }
+        // SAFETY: see `pick`.
+        unsafe { pick(layout, mi::mi_malloc, mi::mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as in `alloc`.
-        unsafe {
-            if plain_fits(layout.align(), layout.size()) {
-                mi::mi_zalloc(layout.size()) as *mut u8
-            } else {
-                mi::mi_zalloc_aligned(layout.size(), layout.align()) as *mut u8
-            }
-        }
+        // SAFETY: see `pick`.
+        unsafe { pick(layout, mi::mi_zalloc, mi::mi_zalloc_aligned) }
     }
 
     #[inline]

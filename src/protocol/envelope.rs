@@ -26,6 +26,13 @@ pub const HOP_KEYS: [&str; 4] = [
     LOG_LEVEL,
 ];
 
+/// `clientInfo`'s place in [`HOP_KEYS`]: the one hop key nothing reads (see [`Envelope`]).
+pub const CLIENT_INFO_AT: usize = 2;
+const _: () = assert!(matches!(
+    HOP_KEYS[CLIENT_INFO_AT].as_bytes(),
+    b"io.modelcontextprotocol/clientInfo"
+));
+
 pub const RESULT_TYPE: &str = "resultType";
 pub const COMPLETE: &str = "complete";
 pub const INPUT_REQUIRED: &str = "input_required";

@@ -789,13 +789,6 @@ impl<'de> serde::de::Visitor<'de> for ParamsSeed<'_> {
 /// `None`: the envelope check refuses it as a missing `_meta`, whatever it was.
 struct MetaSeed<'t>(&'t mut [Option<Value>; 4]);
 
-/// `clientInfo`'s place in [`envelope::HOP_KEYS`].
-const CLIENT_INFO_KEY: usize = 2;
-const _: () = assert!(matches!(
-    envelope::HOP_KEYS[CLIENT_INFO_KEY].as_bytes(),
-    b"io.modelcontextprotocol/clientInfo"
-));
-
 type MetaRead = Option<Map<String, Value>>;
 
 impl<'de> serde::de::DeserializeSeed<'de> for MetaSeed<'_> {
@@ -821,7 +814,7 @@ impl<'de> serde::de::Visitor<'de> for MetaSeed<'_> {
         while let Some(key) = map.next_key_seed(Names(&envelope::HOP_KEYS))? {
             match key {
                 // Checked as JSON, not built: nothing reads the client's `clientInfo`.
-                Named::Known(CLIENT_INFO_KEY) => {
+                Named::Known(envelope::CLIENT_INFO_AT) => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
                 Named::Known(i) => self.0[i] = Some(map.next_value()?),

@@ -44,6 +44,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::limits::ConnectionsConfig;
 use crate::downstream::App;
@@ -189,7 +190,7 @@ async fn connection(
         activity: activity.clone(),
     };
     let stop = Arc::new(Stop::default());
-    let _watch = AbortOnDrop(tokio::spawn(watch(
+    let _watch = AbortOnDropHandle::new(tokio::spawn(watch(
         shared.clone(),
         activity,
         stop.clone(),
@@ -254,15 +255,6 @@ impl Stop {
     fn raise(&self, flag: &AtomicBool) {
         flag.store(true, Ordering::Release);
         self.waker.wake();
-    }
-}
-
-/// Aborts the watcher when the connection is done with it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
