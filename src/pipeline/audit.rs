@@ -15,6 +15,7 @@ use super::{DynStage, Next, Outcome, RequestContext, Stage};
 use crate::config::audit::AuditConfig;
 use crate::protocol::arguments::Shape;
 use crate::protocol::{Request, methods};
+use crate::telemetry::text::Line;
 use crate::upstream::Upstreams;
 
 pub fn stage(config: &AuditConfig, upstreams: &Arc<Upstreams>) -> Option<Arc<dyn DynStage>> {
@@ -87,10 +88,51 @@ struct Entry<'r> {
     started: Instant,
 }
 
+/// The log target of audit lines.
+const TARGET: &str = "manifold::audit";
+
 impl Entry<'_> {
+    /// Logs the line: written straight to the text log when that is where it goes (see
+    /// [`Line`]), as an event otherwise. Both read the same.
     fn write(&self, outcome: &'static str, code: Option<i32>) {
+        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+            return;
+        }
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        match Line::start(TARGET, tracing::Level::INFO) {
+            Some(mut line) => {
+                self.fill(&mut line, outcome, code, duration_ms);
+                line.write();
+            }
+            None => self.event(outcome, code, duration_ms),
+        }
+    }
+
+    /// The line's fields, in the order and with the types of [`Entry::event`]'s.
+    fn fill(&self, line: &mut Line, outcome: &'static str, code: Option<i32>, duration_ms: f64) {
+        line.message("audit")
+            .display("principal", &printable(&self.principal.subject))
+            .str("auth", self.principal.method.as_str())
+            .display(
+                "session",
+                self.session.as_ref().map_or("", |s| super::short(&s.id)),
+            )
+            .str("transport", self.transport)
+            .display("method", self.method)
+            .str("kind", self.kind)
+            .display("target", &printable(self.target))
+            .display("upstream", self.upstream.as_ref().map_or("", |u| u.name()))
+            .str("outcome", outcome);
+        if let Some(code) = code {
+            line.i64("error_code", i64::from(code));
+        }
+        line.f64("duration_ms", duration_ms)
+            .display("arguments", &printable(&self.arguments));
+    }
+
+    fn event(&self, outcome: &'static str, code: Option<i32>, duration_ms: f64) {
         tracing::info!(
-            target: "manifold::audit",
+            target: TARGET,
             principal = %printable(&self.principal.subject),
             auth = self.principal.method.as_str(),
             session = %self.session.as_ref().map_or("", |s| super::short(&s.id)),
@@ -101,7 +143,7 @@ impl Entry<'_> {
             upstream = %self.upstream.as_ref().map_or("", |u| u.name()),
             outcome,
             error_code = code,
-            duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms,
             arguments = %printable(&self.arguments),
             "audit"
         );
@@ -221,5 +263,92 @@ mod tests {
         assert_eq!(audited(&call), Some(("tool", "demo__echo")));
         let list = Request::new(crate::protocol::Id::Num(2), methods::TOOLS_LIST, None);
         assert_eq!(audited(&list), None);
+    }
+
+    /// The line written straight to the log and the event the log layer formats read the
+    /// same, byte for byte after the time: escapes, quotes, empty fields, a missing and a
+    /// present error code, durations.
+    #[test]
+    fn a_line_written_directly_reads_as_the_event_would() {
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let session = Arc::new(crate::session::Session::new(
+            "2025-11-25",
+            json!({}),
+            json!({}),
+        ));
+        let alice = crate::session::Principal {
+            subject: "alice\n INFO forged".into(),
+            ..crate::session::Principal::local()
+        };
+        let entries = [
+            Entry {
+                principal: crate::session::Principal::anonymous_shared(),
+                session: None,
+                transport: "http",
+                method: "tools/call",
+                kind: "tool",
+                target: "fx__tool0",
+                upstream: None,
+                arguments: "{}".into(),
+                started: Instant::now(),
+            },
+            Entry {
+                principal: Arc::new(alice),
+                session: Some(session),
+                transport: "stdio",
+                method: "resources/read",
+                kind: "resource",
+                target: "file:///tmp/a b\u{1b}[31m\"q\"",
+                upstream: None,
+                arguments: "{\"k\": \"v\\t\"}".into(),
+                started: Instant::now(),
+            },
+        ];
+        let cases = [
+            ("ok", None, 5.108_457_000_000_000_5),
+            ("error", Some(-32602), 0.25),
+            ("denied", Some(-32003), 1e-5),
+            ("abandoned", None, 123_456.0),
+        ];
+        for entry in &entries {
+            for (outcome, code, ms) in cases {
+                let lines = Capture::default();
+                let out = lines.clone();
+                let layer = tracing_subscriber::fmt::layer()
+                    .with_writer(move || out.clone())
+                    .with_ansi(false)
+                    .without_time()
+                    .fmt_fields(crate::telemetry::text::TextFields);
+                let subscriber = tracing_subscriber::registry().with(layer);
+                tracing::subscriber::with_default(subscriber, || entry.event(outcome, code, ms));
+                let event = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+
+                let mut line = Line::begin(TARGET, tracing::Level::INFO);
+                entry.fill(&mut line, outcome, code, ms);
+                let direct = line.finish();
+                let (time, rest) = direct.split_once(' ').unwrap();
+                assert_eq!(time.len(), "2026-12-06T17:55:06.728215Z".len(), "{direct}");
+                assert_eq!(rest, event);
+                assert!(
+                    event.starts_with(" INFO manifold::audit: audit principal="),
+                    "{event}"
+                );
+            }
+        }
+    }
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

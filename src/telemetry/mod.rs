@@ -16,7 +16,7 @@ mod clock;
 pub mod export;
 pub mod spans;
 pub mod stderr;
-mod text;
+pub mod text;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::{EnvFilter, Targets};
@@ -88,8 +88,9 @@ pub fn log_layer(format: LogFormat, quiet: bool) -> BoxedLayer {
         .unwrap_or_else(|| EnvFilter::new(default));
     // Colours only for a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let plain = matches!(format, LogFormat::Text) && !ansi;
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(|| stderr::Stderr)
+        .with_writer(text::LogWriter { plain })
         .with_ansi(ansi)
         .with_timer(clock::Timestamp);
     match format {

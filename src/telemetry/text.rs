@@ -13,9 +13,12 @@ use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 
+use super::clock;
+use super::stderr::Stderr;
 use crate::protocol::text::Printable;
 
 /// The [`FormatFields`] of the text format.
@@ -23,23 +26,21 @@ pub struct TextFields;
 
 impl<'writer> FormatFields<'writer> for TextFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
-        let mut visitor = Fields {
-            writer: Gather {
-                line: writer,
-                bytes: [0; GATHER],
-                len: 0,
-            },
-            first: true,
-            result: Ok(()),
-        };
+        let mut visitor = Fields::new(Gather {
+            line: writer,
+            bytes: [0; GATHER],
+            len: 0,
+        });
         fields.record(&mut visitor);
         visitor.result?;
         visitor.writer.flush()
     }
 }
 
-struct Fields<'writer> {
-    writer: Gather<'writer>,
+/// Writes fields one by one into `writer`: the visitor of [`TextFields`], and what a
+/// [`Line`] writes with.
+struct Fields<W> {
+    writer: W,
     first: bool,
     result: fmt::Result,
 }
@@ -91,12 +92,19 @@ impl fmt::Write for Gather<'_> {
     }
 }
 
-impl Fields<'_> {
-    fn name(&mut self, field: &Field) -> fmt::Result {
+impl<W: fmt::Write> Fields<W> {
+    fn new(writer: W) -> Self {
+        Fields {
+            writer,
+            first: true,
+            result: Ok(()),
+        }
+    }
+
+    fn name(&mut self, name: &str) -> fmt::Result {
         if !std::mem::take(&mut self.first) {
             self.writer.write_char(' ')?;
         }
-        let name = field.name();
         if name != "message" {
             self.writer
                 .write_str(name.strip_prefix("r#").unwrap_or(name))?;
@@ -105,18 +113,25 @@ impl Fields<'_> {
         Ok(())
     }
 
-    fn write(&mut self, field: &Field, value: &dyn fmt::Debug) -> fmt::Result {
+    fn write(&mut self, field: &str, value: &dyn fmt::Debug) -> fmt::Result {
         self.name(field)?;
         write!(Printable(&mut self.writer), "{value:?}")
     }
 
+    /// Text as `%` records it: `Display` of a `str` writes it whole, so only the escaping is
+    /// left.
+    fn write_display(&mut self, field: &str, value: &str) -> fmt::Result {
+        self.name(field)?;
+        Printable(&mut self.writer).write_str(value)
+    }
+
     /// Text without control characters (a number, a boolean), written as it is.
-    fn write_plain(&mut self, field: &Field, text: &str) -> fmt::Result {
+    fn write_plain(&mut self, field: &str, text: &str) -> fmt::Result {
         self.name(field)?;
         self.writer.write_str(text)
     }
 
-    fn write_f64(&mut self, field: &Field, value: f64) -> fmt::Result {
+    fn write_f64(&mut self, field: &str, value: f64) -> fmt::Result {
         match shortest(value, &mut ryu::Buffer::new()) {
             Some(text) => self.write_plain(field, text),
             None => self.write(field, &value),
@@ -125,7 +140,7 @@ impl Fields<'_> {
 
     /// A string as `Debug` writes it (quoted, escaped): plain printable ASCII without
     /// quotes or backslashes reads the same, so it is written as it is.
-    fn write_str(&mut self, field: &Field, value: &str) -> fmt::Result {
+    fn write_str(&mut self, field: &str, value: &str) -> fmt::Result {
         let plain = value
             .bytes()
             .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
@@ -139,41 +154,150 @@ impl Fields<'_> {
     }
 }
 
-impl Visit for Fields<'_> {
+impl<W: fmt::Write> Visit for Fields<W> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.result.is_ok() {
-            self.result = self.write(field, value);
+            self.result = self.write(field.name(), value);
         }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.result.is_ok() {
-            self.result = self.write_str(field, value);
+            self.result = self.write_str(field.name(), value);
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.result.is_ok() {
-            self.result = self.write_plain(field, itoa::Buffer::new().format(value));
+            self.result = self.write_plain(field.name(), itoa::Buffer::new().format(value));
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.result.is_ok() {
-            self.result = self.write_plain(field, itoa::Buffer::new().format(value));
+            self.result = self.write_plain(field.name(), itoa::Buffer::new().format(value));
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         if self.result.is_ok() {
-            self.result = self.write_plain(field, if value { "true" } else { "false" });
+            self.result = self.write_plain(field.name(), if value { "true" } else { "false" });
         }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         if self.result.is_ok() {
-            self.result = self.write_f64(field, value);
+            self.result = self.write_f64(field.name(), value);
         }
+    }
+}
+
+/// One line of the text log, written to stderr without an event: for a line logged on every
+/// request (the audit line), where tracing's dispatch and its `Full` format cost several
+/// times what the line itself does. It reads exactly as the log layer writes the same event:
+/// the time, the level, the target, then the fields in order, each written by [`Fields`].
+///
+/// [`Line::start`] gives one only when the line would come out that way: the installed
+/// subscriber logs this text format to stderr without colours (its log layer's writer is a
+/// plain [`LogWriter`]) and no span is current (the layer would write the spans it sees
+/// first). Otherwise the caller logs the event as usual. The caller first asks
+/// `tracing::enabled!` for the event, so the log's filter still decides; a line written here
+/// goes to the log alone, so it suits only events no other layer takes.
+pub struct Line {
+    fields: Fields<String>,
+}
+
+/// Room for a line's text up front: an audit line is about 250 bytes.
+const LINE: usize = 320;
+
+impl Line {
+    pub fn start(target: &str, level: tracing::Level) -> Option<Line> {
+        let plain = tracing::dispatcher::get_default(|log| {
+            log.downcast_ref::<LogWriter>().is_some_and(|w| w.plain)
+                && log.current_span().id().is_none()
+        });
+        plain.then(|| Line::begin(target, level))
+    }
+
+    /// The line's head, as `Format<Full, Timestamp>` writes it without colours.
+    pub(crate) fn begin(target: &str, level: tracing::Level) -> Line {
+        let mut text = String::with_capacity(LINE);
+        if clock::Timestamp
+            .format_time(&mut Writer::new(&mut text))
+            .is_err()
+        {
+            text.push_str("<unknown time>");
+        }
+        text.push(' ');
+        text.push_str(match level {
+            tracing::Level::TRACE => "TRACE",
+            tracing::Level::DEBUG => "DEBUG",
+            tracing::Level::INFO => " INFO",
+            tracing::Level::WARN => " WARN",
+            tracing::Level::ERROR => "ERROR",
+        });
+        text.push(' ');
+        text.push_str(target);
+        text.push_str(": ");
+        Line {
+            fields: Fields::new(text),
+        }
+    }
+
+    /// The event's message: its text, escaped, without a name.
+    pub fn message(&mut self, text: &str) -> &mut Self {
+        self.display("message", text)
+    }
+
+    /// A field recorded as a `&str` (`name = value`): quoted and escaped as `Debug` writes it.
+    pub fn str(&mut self, name: &str, value: &str) -> &mut Self {
+        let _ = self.fields.write_str(name, value);
+        self
+    }
+
+    /// A field recorded with `%` (`name = %value`): as it is, control characters escaped.
+    pub fn display(&mut self, name: &str, value: &str) -> &mut Self {
+        let _ = self.fields.write_display(name, value);
+        self
+    }
+
+    pub fn f64(&mut self, name: &str, value: f64) -> &mut Self {
+        let _ = self.fields.write_f64(name, value);
+        self
+    }
+
+    pub fn i64(&mut self, name: &str, value: i64) -> &mut Self {
+        let _ = self
+            .fields
+            .write_plain(name, itoa::Buffer::new().format(value));
+        self
+    }
+
+    /// The whole line, newline included.
+    pub(crate) fn finish(self) -> String {
+        let mut text = self.fields.writer;
+        text.push('\n');
+        text
+    }
+
+    /// Writes the line out where the log layer writes its lines.
+    pub fn write(self) {
+        let _ = std::io::Write::write_all(&mut Stderr, self.finish().as_bytes());
+    }
+}
+
+/// The log layer's writer, both formats: each line to [`Stderr`]. `plain` marks the text
+/// format without colours, whose lines a [`Line`] may write itself.
+#[derive(Debug, Clone, Copy)]
+pub struct LogWriter {
+    pub plain: bool,
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Stderr {
+        Stderr
     }
 }
 
@@ -401,6 +525,69 @@ mod tests {
             " INFO t: m a=-9223372036854775808 b=9223372036854775807 \
              c=18446744073709551615 d=0 e=-1 f=255 g=-32602 i=true j=false k=7\n"
         );
+    }
+
+    /// A line goes straight out only under a log layer that writes plain text to stderr, and
+    /// outside any span that layer would write first.
+    #[test]
+    fn a_line_is_written_directly_only_where_the_log_layer_would_write_it_so() {
+        use super::{Line, LogWriter};
+        use tracing_subscriber::Layer as _;
+
+        let layer = |plain| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(LogWriter { plain })
+                .with_ansi(false)
+                .fmt_fields(TextFields)
+                .with_filter(tracing_subscriber::EnvFilter::new("debug"))
+        };
+        let start = || Line::start("t", tracing::Level::INFO).is_some();
+        let plain = || tracing_subscriber::registry().with(layer(true));
+        assert!(tracing::subscriber::with_default(plain(), start));
+        assert!(!tracing::subscriber::with_default(
+            tracing_subscriber::registry().with(layer(false)),
+            start
+        ));
+        assert!(!tracing::subscriber::with_default(
+            tracing::subscriber::NoSubscriber::default(),
+            start
+        ));
+        // Another writer (a test's, a file's): the event goes its way.
+        assert!(!tracing::subscriber::with_default(
+            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer()),
+            start
+        ));
+        tracing::subscriber::with_default(plain(), || {
+            let span = tracing::info_span!("request");
+            let _inside = span.enter();
+            assert!(!start(), "the layer would write the span's name first");
+        });
+        tracing::subscriber::with_default(plain(), || {
+            assert!(start(), "the span has closed");
+        });
+    }
+
+    #[test]
+    fn a_lines_head_is_the_full_formats() {
+        for level in [
+            tracing::Level::TRACE,
+            tracing::Level::DEBUG,
+            tracing::Level::INFO,
+            tracing::Level::WARN,
+            tracing::Level::ERROR,
+        ] {
+            let mut line = super::Line::begin("a::b", level);
+            line.message("m").str("k", "v");
+            let direct = line.finish();
+            let event = logged(|| match level {
+                tracing::Level::TRACE => tracing::trace!(target: "a::b", k = "v", "m"),
+                tracing::Level::DEBUG => tracing::debug!(target: "a::b", k = "v", "m"),
+                tracing::Level::INFO => tracing::info!(target: "a::b", k = "v", "m"),
+                tracing::Level::WARN => tracing::warn!(target: "a::b", k = "v", "m"),
+                tracing::Level::ERROR => tracing::error!(target: "a::b", k = "v", "m"),
+            });
+            assert_eq!(direct.split_once(' ').unwrap().1, event);
+        }
     }
 
     /// Past what [`super::Gather`] holds: pieces longer than it, and many short ones, some
