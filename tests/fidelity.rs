@@ -365,6 +365,65 @@ async fn a_streamed_call_outlives_its_connection_until_the_session_ends() {
     .await;
 }
 
+/// A stream's head waits for its first message (so a quick answer leaves in one write): a
+/// client that goes away before any has no event id to resume from, and its request is
+/// cancelled upstream at once, not after `resume_window`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_dropped_before_its_first_event_is_cancelled_at_once() {
+    let (gw, tap) = tapped_alpha_with("resume_window: 120s\n").await;
+    let c = std::sync::Arc::new(Mcp::connect(&gw.url).await);
+
+    let body = slow_call(json!(c.next_id()), 20_000, None);
+    let pending = {
+        let c = c.clone();
+        tokio::spawn(async move { post_streaming(&c, &body).await })
+    };
+    let upstream = upstream_slow_call(&tap, 20_000).await;
+    assert!(!pending.is_finished(), "no head before the first event");
+    pending.abort();
+    // Within WAIT (30 s), well before the 120 s window.
+    wait_for(WAIT, "notifications/cancelled at the upstream", || async {
+        cancelled_upstream(&tap, &upstream["id"]).then_some(())
+    })
+    .await;
+    assert_eq!(c.call_text("alpha__whoami", json!({})).await, "alpha");
+}
+
+/// A 2026-07-28 client cancels by going away: its call, still waiting for a result the
+/// upstream has not sent, is cancelled upstream at once, and the gateway serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_client_that_goes_away_cancels_its_call_upstream() {
+    let (gw, tap) = tapped_alpha().await;
+    let client = std::sync::Arc::new(support::Stateless::new(&gw.url, json!({})));
+
+    let body = client.body(
+        client.next_id(),
+        "tools/call",
+        json!({"name": "alpha__slow", "arguments": {"ms": 20_000}}),
+    );
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let headers = support::Stateless::headers_for(&body);
+            client.post_raw(&body, &headers).await
+        })
+    };
+    let upstream = upstream_slow_call(&tap, 20_000).await;
+    assert!(!pending.is_finished(), "answered before the upstream did");
+    pending.abort();
+    wait_for(WAIT, "notifications/cancelled at the upstream", || async {
+        cancelled_upstream(&tap, &upstream["id"]).then_some(())
+    })
+    .await;
+    let answer = client
+        .ok(
+            "tools/call",
+            json!({"name": "alpha__whoami", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(answer["content"][0]["text"], "alpha", "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_every_answer_is_a_stream_and_an_unresumed_one_is_cancelled_after_the_window() {
     let (gw, tap) = tapped_alpha_with("resume_window: 1s\n").await;
@@ -390,11 +449,14 @@ async fn by_default_every_answer_is_a_stream_and_an_unresumed_one_is_cancelled_a
     assert_eq!(reply.json()["result"]["content"][0]["text"], "alpha");
 
     // A client that drops the stream and never comes back: after `resume_window` the
-    // request is cancelled upstream, so abandoned work does not run to its end.
-    let resp = post_streaming(&c, &slow_call(json!(c.next_id()), 20_000, None)).await;
+    // request is cancelled upstream, so abandoned work does not run to its end. (Its
+    // progress puts the stream's head out at once.)
+    let resp = post_streaming(&c, &slow_call(json!(c.next_id()), 20_000, Some("gone"))).await;
     assert!(content_type(&resp).starts_with("text/event-stream"));
+    let mut answer = RawSse::new(resp);
+    answer.next(WAIT).await.expect("a first progress event");
     let upstream = upstream_slow_call(&tap, 20_000).await;
-    drop(resp);
+    drop(answer);
     wait_for(WAIT, "notifications/cancelled at the upstream", || async {
         cancelled_upstream(&tap, &upstream["id"]).then_some(())
     })

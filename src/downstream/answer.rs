@@ -22,11 +22,13 @@ use crate::session::events::EventLog;
 const REQUEST_STREAM_QUEUE: usize = 64;
 
 /// Runs a request and answers it. In `stream` mode (the default) the answer is an SSE
-/// stream from the start; in `auto` mode it is plain JSON when the result comes first, and a
-/// stream as soon as a message for this request (progress, a server→client request) arrives
-/// before it. A stream carries those messages in order and ends with the response.
+/// stream, whose head goes out with its first message (or, with none, after
+/// `COMMIT_AFTER`, so keep-alives flow on a long call); in `auto` mode it is plain JSON when
+/// the result comes first, and a stream as soon as a message for this request (progress, a
+/// server→client request) arrives before it. A stream carries those messages in order and
+/// ends with the response.
 ///
-/// While the answer is plain JSON, a client that goes away drops the request (and the
+/// Until the answer's head is out, a client that goes away drops the request (and the
 /// upstream request is cancelled). Once it is a stream, the request runs in its own task into
 /// the stream's replay buffer, so a client whose connection dropped can resume it with
 /// `Last-Event-ID`; if no reader comes back within `resume_window` it is cancelled upstream.
@@ -72,24 +74,22 @@ pub(crate) async fn answer(
         if refused || mode == ResponseMode::Auto {
             return super::web::answered_or_refused(answered);
         }
-        let log = session.new_request_stream(&id);
-        while let Ok(msg) = rx.try_recv() {
-            log.push(msg);
-        }
-        log.push_text(answered.into_text());
-        log.close();
-        return sse_response(
-            log.follow(0)
-                .map(|(id, json)| sse_json(&json.text()).map(|e| e.id(id))),
-        );
+        return streamed_whole(&session, &id, rx, answered);
     }
-    let first = match mode {
-        ResponseMode::Stream => None,
-        ResponseMode::Auto => tokio::select! {
-            biased;
-            answered = JustPolled::new(&mut work) => return super::web::answered_or_refused(answered),
-            Some(first) = rx.recv() => Some(first),
-        },
+    // The stream's head waits for its first message, so that a quick answer leaves in one
+    // write with it (and its end) rather than in two. Until then the request runs in this
+    // task, and a client that goes away cancels it: with no event id yet there is nothing it
+    // could resume.
+    let first = tokio::select! {
+        biased;
+        answered = JustPolled::new(&mut work) => {
+            return match mode {
+                ResponseMode::Auto => super::web::answered_or_refused(answered),
+                ResponseMode::Stream => streamed_whole(&session, &id, rx, answered),
+            };
+        }
+        Some(first) = rx.recv() => Some(first),
+        _ = tokio::time::sleep(super::stateless::COMMIT_AFTER), if mode == ResponseMode::Stream => None,
     };
     let log = session.new_request_stream(&id);
     if let Some(first) = first {
@@ -100,6 +100,25 @@ pub(crate) async fn answer(
         .map(|(id, json)| sse_json(&json.text()).map(|e| e.id(id)));
     tokio::spawn(run_into(work, rx, log, window));
     sse_response(events)
+}
+
+/// The stream of a request whose answer is already there: what came before it, then it.
+fn streamed_whole(
+    session: &Session,
+    id: &crate::protocol::Id,
+    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    answered: Answered,
+) -> Response {
+    let log = session.new_request_stream(id);
+    while let Ok(msg) = rx.try_recv() {
+        log.push(msg);
+    }
+    log.push_text(answered.into_text());
+    log.close();
+    sse_response(
+        log.follow(0)
+            .map(|(id, json)| sse_json(&json.text()).map(|e| e.id(id))),
+    )
 }
 
 /// Drives a streamed request to its end, writing its messages and response into `log`.
