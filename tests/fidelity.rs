@@ -287,41 +287,51 @@ async fn a_cancellation_stops_only_the_senders_request_of_that_id() {
     assert_eq!(event.json()["error"]["code"], json!(-32013));
 }
 
+/// A client that goes away before its answer has a head cancels the call upstream at once:
+/// in `auto` mode the answer would be plain JSON, and in `stream` mode a stream's head waits
+/// for its first event (so a quick answer leaves in one write), so there is no event id to
+/// resume from, and the 120 s `resume_window` does not apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_going_away_before_any_event_cancels_its_call_upstream() {
-    // `auto` answers plain JSON until something for the request arrives.
-    let (gw, tap) = tapped_alpha_with("response_mode: auto\n").await;
-    let c = Mcp::connect(&gw.url).await;
+    for settings in ["response_mode: auto\n", "resume_window: 120s\n"] {
+        let (gw, tap) = tapped_alpha_with(settings).await;
+        let c = Mcp::connect(&gw.url).await;
 
-    // No progress token: the answer would be plain JSON, so the request lives only as long
-    // as the client's connection.
-    let body = slow_call(json!(c.next_id()), 20_000, None);
-    let (url, session, version) = (c.url.clone(), c.session.clone(), c.version.clone());
-    let call = tokio::spawn(async move {
-        streaming_client()
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("accept", ACCEPT_BOTH)
-            .header("mcp-session-id", &session)
-            .header("mcp-protocol-version", &version)
-            .json(&body)
-            .send()
-            .await
-            .map(|r| r.status())
-    });
-    let upstream = upstream_slow_call(&tap, 20_000).await;
-    assert!(
-        upstream["params"]["_meta"]["progressToken"].is_null(),
-        "{upstream}"
-    );
+        // No progress token: nothing for the request comes before its result.
+        let body = slow_call(json!(c.next_id()), 20_000, None);
+        let (url, session, version) = (c.url.clone(), c.session.clone(), c.version.clone());
+        let call = tokio::spawn(async move {
+            streaming_client()
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("accept", ACCEPT_BOTH)
+                .header("mcp-session-id", &session)
+                .header("mcp-protocol-version", &version)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status())
+        });
+        let upstream = abandon(&tap, call).await;
+        assert!(
+            upstream["params"]["_meta"]["progressToken"].is_null(),
+            "{upstream}"
+        );
+        assert_eq!(c.call_text("alpha__whoami", json!({})).await, "alpha");
+    }
+}
+
+/// Drops `call` (a POST still waiting for its answer) once its 20 s slow call has reached
+/// the upstream, and waits (at most WAIT, 30 s) for the gateway to cancel it there.
+async fn abandon<T>(tap: &Wiretap, call: tokio::task::JoinHandle<T>) -> Value {
+    let upstream = upstream_slow_call(tap, 20_000).await;
     call.abort();
     assert!(call.await.is_err(), "the call was still waiting");
-
     wait_for(WAIT, "notifications/cancelled at the upstream", || async {
-        cancelled_upstream(&tap, &upstream["id"]).then_some(())
+        cancelled_upstream(tap, &upstream["id"]).then_some(())
     })
     .await;
-    assert_eq!(c.call_text("alpha__whoami", json!({})).await, "alpha");
+    upstream
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,30 +375,6 @@ async fn a_streamed_call_outlives_its_connection_until_the_session_ends() {
     .await;
 }
 
-/// A stream's head waits for its first message (so a quick answer leaves in one write): a
-/// client that goes away before any has no event id to resume from, and its request is
-/// cancelled upstream at once, not after `resume_window`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_dropped_before_its_first_event_is_cancelled_at_once() {
-    let (gw, tap) = tapped_alpha_with("resume_window: 120s\n").await;
-    let c = std::sync::Arc::new(Mcp::connect(&gw.url).await);
-
-    let body = slow_call(json!(c.next_id()), 20_000, None);
-    let pending = {
-        let c = c.clone();
-        tokio::spawn(async move { post_streaming(&c, &body).await })
-    };
-    let upstream = upstream_slow_call(&tap, 20_000).await;
-    assert!(!pending.is_finished(), "no head before the first event");
-    pending.abort();
-    // Within WAIT (30 s), well before the 120 s window.
-    wait_for(WAIT, "notifications/cancelled at the upstream", || async {
-        cancelled_upstream(&tap, &upstream["id"]).then_some(())
-    })
-    .await;
-    assert_eq!(c.call_text("alpha__whoami", json!({})).await, "alpha");
-}
-
 /// A 2026-07-28 client cancels by going away: its call, still waiting for a result the
 /// upstream has not sent, is cancelled upstream at once, and the gateway serves on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,13 +394,7 @@ async fn a_stateless_client_that_goes_away_cancels_its_call_upstream() {
             client.post_raw(&body, &headers).await
         })
     };
-    let upstream = upstream_slow_call(&tap, 20_000).await;
-    assert!(!pending.is_finished(), "answered before the upstream did");
-    pending.abort();
-    wait_for(WAIT, "notifications/cancelled at the upstream", || async {
-        cancelled_upstream(&tap, &upstream["id"]).then_some(())
-    })
-    .await;
+    abandon(&tap, pending).await;
     let answer = client
         .ok(
             "tools/call",

@@ -270,8 +270,6 @@ mod tests {
     /// present error code, durations.
     #[test]
     fn a_line_written_directly_reads_as_the_event_would() {
-        use tracing_subscriber::layer::SubscriberExt;
-
         let session = Arc::new(crate::session::Session::new(
             "2025-11-25",
             json!({}),
@@ -313,16 +311,7 @@ mod tests {
         ];
         for entry in &entries {
             for (outcome, code, ms) in cases {
-                let lines = Capture::default();
-                let out = lines.clone();
-                let layer = tracing_subscriber::fmt::layer()
-                    .with_writer(move || out.clone())
-                    .with_ansi(false)
-                    .without_time()
-                    .fmt_fields(crate::telemetry::text::TextFields);
-                let subscriber = tracing_subscriber::registry().with(layer);
-                tracing::subscriber::with_default(subscriber, || entry.event(outcome, code, ms));
-                let event = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+                let event = crate::telemetry::text::logged(|| entry.event(outcome, code, ms));
 
                 let mut line = Line::begin(TARGET, tracing::Level::INFO);
                 entry.fill(&mut line, outcome, code, ms);
@@ -335,20 +324,6 @@ mod tests {
                     "{event}"
                 );
             }
-        }
-    }
-
-    /// A writer the test reads back.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
         }
     }
 }

@@ -337,28 +337,49 @@ fn may_tie(value: f64) -> bool {
     (1..27).contains(&k) && u128::from(odd) * 5u128.pow(k as u32) < 10u128.pow(18)
 }
 
+/// The lines `emit` logs, without time, through [`TextFields`] (for tests that compare what
+/// is written with what the log layer writes).
+#[cfg(test)]
+pub(crate) fn logged(emit: impl FnOnce()) -> String {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let lines = Lines::default();
+    let out = lines.clone();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(move || out.clone())
+        .with_ansi(false)
+        .without_time()
+        .fmt_fields(TextFields);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), emit);
+    let text = lines.0.lock().map(|l| l.clone()).unwrap_or_default();
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// A writer a test can read back.
+#[cfg(test)]
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use tracing_subscriber::layer::SubscriberExt;
 
-    use super::{TextFields, may_tie, shortest};
-
-    /// A writer the test can read back.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use super::{TextFields, logged, may_tie, shortest};
 
     #[test]
     fn fields_are_written_as_name_value_with_control_characters_escaped() {
@@ -383,19 +404,6 @@ mod tests {
              accented=\"é\" type=3 ok=true ms=1.5 \
              body=line one\\nINFO forged\\u{1b}[31m\n"
         );
-    }
-
-    /// The lines `emit` logs, without time, through [`TextFields`].
-    fn logged(emit: impl FnOnce()) -> String {
-        let lines = Lines::default();
-        let out = lines.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .with_writer(move || out.clone())
-            .with_ansi(false)
-            .without_time()
-            .fmt_fields(TextFields);
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), emit);
-        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
     }
 
     /// Values from all over the range of f64, and the durations of the audit log.
