@@ -289,11 +289,15 @@ async fn a_cancellation_stops_only_the_senders_request_of_that_id() {
 
 /// A client that goes away before its answer has a head cancels the call upstream at once:
 /// in `auto` mode the answer would be plain JSON, and in `stream` mode a stream's head waits
-/// for its first event (so a quick answer leaves in one write), so there is no event id to
-/// resume from, and the 120 s `resume_window` does not apply.
+/// for its first event (so a quick answer leaves in one write; here up to 60 s, so the test
+/// does not race the default 1 s), so there is no event id to resume from, and the 120 s
+/// `resume_window` does not apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_going_away_before_any_event_cancels_its_call_upstream() {
-    for settings in ["response_mode: auto\n", "resume_window: 120s\n"] {
+    for settings in [
+        "response_mode: auto\n",
+        "first_event_wait: 60s\nresume_window: 120s\n",
+    ] {
         let (gw, tap) = tapped_alpha_with(settings).await;
         let c = Mcp::connect(&gw.url).await;
 

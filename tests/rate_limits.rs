@@ -250,7 +250,8 @@ async fn a_busy_upstream_makes_new_calls_wait_then_fail_without_dropping_the_adm
     ));
     gw.wait_ready().await;
     let http = Mcp::connect(&gw.url).await;
-    // The first call takes the only slot at once (its stream opens as it does).
+    // The first call takes the only slot at once; its stream opens a second later
+    // (`first_event_wait`: it has no event before its result).
     let (id, slow) = http
         .stream_request(
             "tools/call",

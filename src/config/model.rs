@@ -29,6 +29,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Default `resume_window`: time for a client to reconnect after a dropped stream.
 pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(30);
+/// Default `first_event_wait`: long enough for most calls to answer within it (their answer
+/// then leaves in one write), short next to any proxy's or client's header timeout.
+pub const DEFAULT_FIRST_EVENT_WAIT: Duration = Duration::from_secs(1);
 /// Default per-upstream request `timeout`.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,6 +63,10 @@ pub struct Config {
     /// How long a request whose response stream lost its reader keeps running, so the client
     /// can resume it with `Last-Event-ID`; then it is cancelled upstream. Default 30 seconds.
     pub resume_window: Duration,
+    /// How long a streamed answer's head (status and headers) waits for its first event, so
+    /// that a quick answer goes out in one write with it; zero sends the head at once.
+    /// Default 1 second.
+    pub first_event_wait: Duration,
     /// Key sealing resumable state. Default `None`: the caller then uses a random per-process
     /// key, which is fine for one replica but not for several behind a load balancer.
     pub seal_key: Option<[u8; 32]>,
@@ -289,6 +296,7 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             response_mode: ResponseMode::Stream,
             resume_window: DEFAULT_RESUME_WINDOW,
+            first_event_wait: DEFAULT_FIRST_EVENT_WAIT,
             seal_key: None,
             redis: None,
             security: Security {
@@ -326,6 +334,7 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("response_mode", &self.response_mode)
             .field("resume_window", &self.resume_window)
+            .field("first_event_wait", &self.first_event_wait)
             .field("seal_key", &self.seal_key.map(|_| REDACTED))
             .field("redis", &self.redis)
             .field("security", &self.security)

@@ -42,6 +42,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         max_body_bytes: bounded("max_body_bytes", raw.max_body_bytes, 1, usize::MAX, e),
         response_mode: response_mode(&raw.response_mode, e),
         resume_window: duration("resume_window", &raw.resume_window, true, e),
+        first_event_wait: duration("first_event_wait", &raw.first_event_wait, true, e),
         seal_key: seal_key(raw.seal_key.as_deref(), e),
         redis: super::redis::RedisConfig::from_raw(&raw.redis, e),
         security: security(raw.security, listen, e),

@@ -23,7 +23,7 @@ const REQUEST_STREAM_QUEUE: usize = 64;
 
 /// Runs a request and answers it. In `stream` mode (the default) the answer is an SSE
 /// stream, whose head goes out with its first message (or, with none, after
-/// `COMMIT_AFTER`, so keep-alives flow on a long call); in `auto` mode it is plain JSON when
+/// `first_event_wait`, so keep-alives flow on a long call); in `auto` mode it is plain JSON when
 /// the result comes first, and a stream as soon as a message for this request (progress, a
 /// server→client request) arrives before it. A stream carries those messages in order and
 /// ends with the response.
@@ -40,7 +40,11 @@ pub(crate) async fn answer(
     caller: Caller,
 ) -> Response {
     let config = gateway.config();
-    let (mode, window) = (config.response_mode, config.resume_window);
+    let (mode, window, hold) = (
+        config.response_mode,
+        config.resume_window,
+        config.first_event_wait,
+    );
     let (tx, mut rx) = tokio::sync::mpsc::channel(REQUEST_STREAM_QUEUE);
     let (admit_tx, admit_rx) = tokio::sync::oneshot::channel();
     let runner = session.clone();
@@ -89,7 +93,7 @@ pub(crate) async fn answer(
             };
         }
         Some(first) = rx.recv() => Some(first),
-        _ = tokio::time::sleep(super::stateless::COMMIT_AFTER), if mode == ResponseMode::Stream => None,
+        _ = tokio::time::sleep(hold), if mode == ResponseMode::Stream => None,
     };
     let log = session.new_request_stream(&id);
     if let Some(first) = first {

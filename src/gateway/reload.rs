@@ -240,6 +240,7 @@ fn same_settings(old: &Config, new: &Config) -> bool {
         && old.max_body_bytes == new.max_body_bytes
         && old.response_mode == new.response_mode
         && old.resume_window == new.resume_window
+        && old.first_event_wait == new.first_event_wait
 }
 
 #[cfg(test)]

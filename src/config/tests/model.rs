@@ -111,3 +111,21 @@ fn test_defaults_bind_port_zero() {
     assert_eq!(config.listen.port(), 0);
     assert!(config.upstreams.is_empty());
 }
+
+#[test]
+fn first_event_wait_defaults_to_a_second_and_may_be_zero() {
+    use std::time::Duration;
+    assert_eq!(
+        parse("listen: 127.0.0.1:8080").unwrap().first_event_wait,
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        parse("first_event_wait: 250ms").unwrap().first_event_wait,
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        parse("first_event_wait: 0").unwrap().first_event_wait,
+        Duration::ZERO
+    );
+    assert!(parse("first_event_wait: soon").is_err());
+}
