@@ -18,6 +18,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use super::envelope::{self, CACHE_SCOPE, COMPLETE, RESULT_TYPE, SERVER_INFO, TTL_MS};
+use super::scan;
 
 /// A JSON-RPC result.
 #[derive(Clone)]
@@ -85,11 +86,7 @@ impl Payload {
     /// A result from its JSON text (already known to be valid JSON).
     pub fn from_text(text: &str) -> Payload {
         // Anything but an object (which MCP results always are) has nothing to note.
-        let top = if text.starts_with('{') {
-            serde_json::from_str::<Top>(text).unwrap_or_default()
-        } else {
-            Top::default()
-        };
+        let top = Top::scan(text);
         if top.duplicate {
             // Parsed now: the gateway and the client then see the same (last) value.
             return Payload(Repr::Value(parse(text)));
@@ -252,6 +249,61 @@ impl serde::Serialize for Payload {
     }
 }
 
+impl Top {
+    /// What [`Top`]'s parse notes of `text` (valid JSON), found by walking its structure
+    /// ([`scan::members`]) rather than parsing it: only the values of `resultType` and
+    /// `isError` are read. A member name with escapes is rare, and parsed.
+    fn scan(text: &str) -> Top {
+        if !text.starts_with('{') {
+            return Top::default();
+        }
+        let mut top = Top {
+            object: true,
+            ..Top::default()
+        };
+        // On the stack for the usual few members.
+        let mut names: SmallVec<[&str; 8]> = SmallVec::new();
+        let mut escaped = false;
+        scan::members(text, |member| {
+            escaped |= member.escaped;
+            if names.contains(&member.name) {
+                top.duplicate = true;
+            }
+            match member.name {
+                RESULT_TYPE => {
+                    top.result_type = Some(if member.rest.starts_with(r#""complete""#) {
+                        ResultType::Complete
+                    } else {
+                        ResultType::Other(first_value(member.rest))
+                    });
+                }
+                "isError" => {
+                    top.is_error = Some(match member.rest.as_bytes().first() {
+                        Some(b'f') => Value::Bool(false),
+                        Some(b't') => Value::Bool(true),
+                        _ => first_value(member.rest),
+                    });
+                }
+                other => {
+                    top.meta |= other == "_meta";
+                    top.cache_hints |= other == TTL_MS || other == CACHE_SCOPE;
+                }
+            }
+            names.push(member.name);
+        });
+        if escaped {
+            return serde_json::from_str::<Top>(text).unwrap_or_default();
+        }
+        top.members = names.len();
+        top
+    }
+}
+
+/// The JSON value `text` starts with (valid JSON follows it).
+fn first_value(text: &str) -> Value {
+    Value::deserialize(&mut serde_json::Deserializer::from_str(text)).unwrap_or(Value::Null)
+}
+
 impl<'de> Deserialize<'de> for Top {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Members;
@@ -365,6 +417,66 @@ mod tests {
             assert_eq!(raw.result_type(), value.result_type(), "{text}");
             assert_eq!(raw.is_object(), value.is_object(), "{text}");
             assert_eq!(raw, value, "{text}");
+        }
+    }
+
+    /// The walk over a result's text notes what parsing it notes, whatever the names, the
+    /// values, the spacing and the repeats.
+    #[test]
+    fn the_walk_notes_what_the_parse_notes() {
+        use rand::{Rng, SeedableRng};
+        let names = [
+            "resultType",
+            "isError",
+            "_meta",
+            "ttlMs",
+            "cacheScope",
+            "content",
+            r#"is\u0045rror"#,
+            r#"_m\u0065ta"#,
+            ":",
+            "{",
+            "",
+        ];
+        let values = [
+            r#""complete""#,
+            r#""complete ""#,
+            r#""x""#,
+            "true",
+            "false",
+            "null",
+            "-7.5e3",
+            r#"{"isError":true,"resultType":"y","_meta":{}}"#,
+            r#"[{"_meta":1},"\"}",[]]"#,
+            r#""a\"b:{,""#,
+            "{}",
+        ];
+        let spaces = ["", " ", "\n\t ", "\r\n"];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let pick = |rng: &mut rand::rngs::StdRng, from: &[&'static str]| {
+            from[rng.random_range(0..from.len())]
+        };
+        for _ in 0..5000 {
+            let mut text = String::from("{");
+            for i in 0..rng.random_range(0..6) {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(pick(&mut rng, &spaces));
+                text.push_str(&format!(r#""{}""#, pick(&mut rng, &names)));
+                text.push_str(pick(&mut rng, &spaces));
+                text.push(':');
+                text.push_str(pick(&mut rng, &spaces));
+                text.push_str(pick(&mut rng, &values));
+                text.push_str(pick(&mut rng, &spaces));
+            }
+            text.push('}');
+            let walked = Top::scan(&text);
+            let parsed: Top = serde_json::from_str(&text).expect("valid JSON");
+            assert_eq!(format!("{walked:?}"), format!("{parsed:?}"), "{text}");
+        }
+        for text in ["[1]", r#""{\"a\":1}""#, "7", "null"] {
+            assert!(!Top::scan(text).object, "{text}");
         }
     }
 

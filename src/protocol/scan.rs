@@ -16,8 +16,7 @@ use super::word;
 /// whitespace between tokens (strings escape them), so the value is the same; text that
 /// passes through must not break the line framing of stdio peers.
 pub fn one_line(text: &str) -> Cow<'_, str> {
-    let bytes = text.as_bytes();
-    if !bytes.contains(&b'\n') && !bytes.contains(&b'\r') {
+    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
     Cow::Owned(text.replace(['\n', '\r'], " "))
@@ -77,6 +76,55 @@ pub fn outline(text: &str, max: usize) -> Option<Vec<String>> {
         ControlFlow::Continue(())
     });
     walked.is_continue().then_some(names)
+}
+
+/// A top-level member of an object's text, as [`members`] finds it.
+pub struct Member<'t> {
+    /// The name as written between its quotes (escapes left as they are).
+    pub name: &'t str,
+    /// Whether the name has escapes, so `name` is not its value.
+    pub escaped: bool,
+    /// The text from the member's value to the end of the object's text.
+    pub rest: &'t str,
+}
+
+/// Calls `f` for each top-level member of the object `text` is, in order, names repeated
+/// as written; for anything but an object, never. One pass, as [`outline`].
+pub fn members<'t>(text: &'t str, mut f: impl FnMut(Member<'t>)) {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'{') {
+        return;
+    }
+    let mut depth = 0usize;
+    let _ = walk(bytes, |token| {
+        match token {
+            Token::Open => depth += 1,
+            Token::Close => depth = depth.saturating_sub(1),
+            Token::String {
+                start,
+                end,
+                escaped,
+            } if depth == 1 => {
+                // A string at the top level followed by a colon is a name (a value is
+                // followed by a comma or the closing brace).
+                let mut after = bytes[end..].iter().enumerate();
+                if let Some((colon, b':')) = after.find(|(_, b)| !b.is_ascii_whitespace()) {
+                    let from = end + colon + 1;
+                    let value = bytes[from..]
+                        .iter()
+                        .position(|b| !b.is_ascii_whitespace())
+                        .map_or(text.len(), |at| from + at);
+                    f(Member {
+                        name: &text[start..end - 1],
+                        escaped,
+                        rest: &text[value..],
+                    });
+                }
+            }
+            Token::String { .. } => {}
+        }
+        ControlFlow::Continue(())
+    });
 }
 
 enum Token {
@@ -151,10 +199,23 @@ fn next(bytes: &[u8], from: usize, marks: impl Fn(u64) -> u64) -> Option<usize> 
         }
         i += 8;
     }
-    let mut tail = [b' '; 8];
-    let rest = bytes.get(i..)?;
-    tail[..rest.len()].copy_from_slice(rest);
-    let m = marks(word::of(&tail));
+    let rest = bytes.get(i..).filter(|rest| !rest.is_empty())?;
+    // The last word of the text, shifted down to start at `i` (spaces above the end), when
+    // the text has eight bytes: a short text's many last words are then read, not copied.
+    let w = match bytes.len().checked_sub(8) {
+        Some(last) => {
+            let shift = 8 * (i - last) as u32;
+            let spaces = u64::from_le_bytes([b' '; 8]);
+            let tail = word::of(bytes[last..].try_into().expect("eight bytes"));
+            tail >> shift | spaces << (64 - shift)
+        }
+        None => {
+            let mut tail = [b' '; 8];
+            tail[..rest.len()].copy_from_slice(rest);
+            word::of(&tail)
+        }
+    };
+    let m = marks(w);
     (m != 0).then(|| i + word::first(m))
 }
 
