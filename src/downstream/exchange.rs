@@ -208,9 +208,9 @@ pub struct Stateless {
     pub caller: Caller,
     /// Fired once the pipeline admits the request (see [`RequestContext::admitted`]).
     pub admitted: Option<oneshot::Sender<()>>,
-    /// Cancels the request: the client closed its stream, or (stdio) sent
-    /// `notifications/cancelled`.
-    pub cancel: CancellationToken,
+    /// Cancels the request (stdio: the client sent `notifications/cancelled`). `None` where
+    /// the transport cancels by dropping the request (HTTP: the client went away).
+    pub cancel: Option<CancellationToken>,
 }
 
 impl Stateless {
@@ -229,12 +229,15 @@ impl Stateless {
         let mut ctx = RequestContext::new(None, self.sink, self.caller);
         ctx.envelope = Some(Arc::new(self.envelope));
         ctx.admitted = self.admitted;
-        ctx.cancel = Some(self.cancel.clone());
+        ctx.cancel = self.cancel.clone();
         ctx.shared_listings = shared_listings;
-        let outcome = tokio::select! {
-            biased;
-            outcome = pipeline.handle(&mut ctx, &req) => outcome,
-            _ = crate::sync::cancelled(&self.cancel) => Err(ErrorObject::cancelled()),
+        let outcome = match &self.cancel {
+            Some(cancel) => tokio::select! {
+                biased;
+                outcome = pipeline.handle(&mut ctx, &req) => outcome,
+                _ = crate::sync::cancelled(cancel) => Err(ErrorObject::cancelled()),
+            },
+            None => pipeline.handle(&mut ctx, &req).await,
         };
         let outcome = match outcome {
             Ok(mut result) => {

@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use super::answer::{JustPolled, sse_event, sse_response};
 use super::exchange;
@@ -244,14 +243,14 @@ async fn answer(
 ) -> Response {
     let (tx, mut rx) = mpsc::channel(STREAM_QUEUE);
     let (admit_tx, admit_rx) = oneshot::channel();
-    let cancel = CancellationToken::new();
     let id = req.id.clone();
+    // Dropping the request cancels it, upstream included: no token needed.
     let run = exchange::Stateless {
         envelope,
         sink: Some(tx),
         caller,
         admitted: Some(admit_tx),
-        cancel: cancel.clone(),
+        cancel: None,
     };
     let worker = gateway.clone();
     let mut work = Box::pin(async move { run.answer(&worker.pipeline(), req).await });
@@ -296,7 +295,7 @@ async fn answer(
         }
         let _ = out_tx.send(Message::Response(response)).await;
     });
-    let guard = AbortOnDrop(driver, cancel);
+    let guard = AbortOnDrop(driver);
     let shutdown = gateway.shutdown.clone().cancelled_owned();
     let events = tokio_stream_of(out_rx).map(move |msg| {
         let _hold = &guard;
@@ -305,12 +304,12 @@ async fn answer(
     sse_response(events.take_until(shutdown))
 }
 
-/// Aborts the request's task when the response stream goes away.
-struct AbortOnDrop(tokio::task::JoinHandle<()>, CancellationToken);
+/// Aborts the request's task when the response stream goes away: the request is dropped
+/// with it, which cancels it upstream.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.1.cancel();
         self.0.abort();
     }
 }

@@ -205,7 +205,7 @@ impl Connection {
                 sink: Some(out.clone()),
                 caller: Caller::local(),
                 admitted: None,
-                cancel: run_cancel,
+                cancel: Some(run_cancel),
             };
             let response = run.request(&gateway.pipeline(), req).await;
             // After the client cancels a request, nothing more is sent for it (stdio
