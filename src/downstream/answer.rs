@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -119,10 +119,35 @@ fn streamed_whole(
     }
     log.push_text(answered.into_text());
     log.close();
-    sse_response(
-        log.follow(0)
-            .map(|(id, json)| sse_json(&json.text()).map(|e| e.id(id))),
+    // The events as a follower would read them, in one body: no stream to poll, no
+    // keep-alive timer, and the answer leaves with its head in one write.
+    let mut body = String::new();
+    log.each_now(|id, json| sse_text(&mut body, id, &json.text()));
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
     )
+        .into_response();
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// Appends one SSE event as [`sse_json`] and its id write it: `event`, a `data` line per
+/// line of the message (it has one), `id`, and the blank line that ends it.
+fn sse_text(out: &mut String, id: &str, json: &str) {
+    out.push_str("event: message\n");
+    for line in json.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("id: ");
+    out.push_str(id);
+    out.push_str("\n\n");
 }
 
 /// Drives a streamed request to its end, writing its messages and response into `log`.
@@ -242,6 +267,39 @@ mod tests {
             } else {
                 Poll::Pending
             }
+        }
+    }
+
+    /// An answer already whole is written as one body; it reads byte for byte as the
+    /// stream of its log would, events dropped from the log (and the notice) included.
+    #[tokio::test]
+    async fn a_whole_answer_reads_as_its_stream_would() {
+        use futures::StreamExt;
+        use http_body_util::BodyExt;
+
+        use crate::protocol::{Id, Message, Notification};
+        use crate::session::events::{EventLog, REPLAY_EVENTS};
+
+        for count in [0, 1, 3, REPLAY_EVENTS + 5] {
+            let log = EventLog::for_request(7, Id::Num(1));
+            for i in 0..count {
+                let progress = serde_json::json!({ "progress": i });
+                log.push(Message::Notification(Notification::new(
+                    "notifications/progress",
+                    Some(progress),
+                )));
+            }
+            log.push_json("{\"jsonrpc\":\"2.0\",\n\"id\":1,\"result\":{}}".to_owned());
+            log.close();
+            let streamed = super::sse_response(
+                log.follow(0)
+                    .map(|(id, json)| super::sse_json(&json.text()).map(|e| e.id(id))),
+            );
+            let streamed = streamed.into_body().collect().await.unwrap().to_bytes();
+            let mut whole = String::new();
+            log.each_now(|id, json| super::sse_text(&mut whole, id, &json.text()));
+            assert!(!whole.is_empty());
+            assert_eq!(whole, String::from_utf8_lossy(&streamed), "{count} events");
         }
     }
 

@@ -73,6 +73,53 @@ impl Follow {
     }
 }
 
+/// What a follower reads next.
+enum Next {
+    Item((String, Text)),
+    /// Nothing yet: the log is open.
+    Wait,
+    End,
+}
+
+impl Follow {
+    fn next(&mut self) -> Next {
+        if self.ended {
+            return Next::End;
+        }
+        let log = &self.log;
+        let mut inner = log.lock();
+        if !log.replay {
+            while inner.events.front().is_some_and(|e| e.seq <= self.cursor) {
+                inner.events.pop_front();
+            }
+        }
+        if inner.dropped_through > self.cursor {
+            let missed = inner.dropped_through - self.cursor;
+            self.cursor = inner.dropped_through;
+            drop(inner);
+            let notice = log.gap_notice(missed);
+            self.ended = log.request.is_some();
+            return Next::Item((event_id(log.stream, self.cursor), notice));
+        }
+        // One event at a time: a reader that stalls holds nothing the log let go.
+        let next = inner.events.front().and_then(|front| {
+            let skip = (self.cursor + 1).saturating_sub(front.seq);
+            let event = inner.events.get(usize::try_from(skip).ok()?)?;
+            Some((event.seq, event.json.clone()))
+        });
+        let closed = inner.closed;
+        drop(inner);
+        match next {
+            Some((seq, json)) => {
+                self.cursor = seq;
+                Next::Item((event_id(log.stream, seq), json))
+            }
+            None if closed => Next::End,
+            None => Next::Wait,
+        }
+    }
+}
+
 impl Drop for Follow {
     fn drop(&mut self) {
         self.log.readers.fetch_sub(1, Ordering::AcqRel);
@@ -223,48 +270,27 @@ impl EventLog {
     ) -> impl Stream<Item = (String, Text)> + Send + 'static {
         futures::stream::unfold(Follow::new(self, after), |mut f| async move {
             loop {
-                if f.ended {
-                    return None;
-                }
                 // Registered before looking, so a push in between still wakes this reader.
                 let log = f.log.clone();
                 let changed = log.changed.notified();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
-                let (next, closed) = {
-                    let mut inner = f.log.lock();
-                    if !f.log.replay {
-                        while inner.events.front().is_some_and(|e| e.seq <= f.cursor) {
-                            inner.events.pop_front();
-                        }
-                    }
-                    if inner.dropped_through > f.cursor {
-                        let missed = inner.dropped_through - f.cursor;
-                        f.cursor = inner.dropped_through;
-                        drop(inner);
-                        let notice = f.log.gap_notice(missed);
-                        f.ended = f.log.request.is_some();
-                        let item = (event_id(f.log.stream, f.cursor), notice);
-                        return Some((item, f));
-                    }
-                    // One event at a time: a reader that stalls holds nothing the log let go.
-                    let next = inner.events.front().and_then(|front| {
-                        let skip = (f.cursor + 1).saturating_sub(front.seq);
-                        let event = inner.events.get(usize::try_from(skip).ok()?)?;
-                        Some((event.seq, event.json.clone()))
-                    });
-                    (next, inner.closed)
-                };
-                if let Some((seq, json)) = next {
-                    f.cursor = seq;
-                    return Some(((event_id(f.log.stream, seq), json), f));
+                match f.next() {
+                    Next::Item(item) => return Some((item, f)),
+                    Next::End => return None,
+                    Next::Wait => changed.await,
                 }
-                if closed {
-                    return None;
-                }
-                changed.await;
             }
         })
+    }
+
+    /// What [`EventLog::follow`] from the start gives a reader of this log now, up to
+    /// where it would wait: for an answer already whole, written at once.
+    pub fn each_now(self: &Arc<Self>, mut each: impl FnMut(&str, &Text)) {
+        let mut f = Follow::new(self, 0);
+        while let Next::Item((id, json)) = f.next() {
+            each(&id, &json);
+        }
     }
 
     fn gap_notice(&self, missed: u64) -> Text {
