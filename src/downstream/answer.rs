@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -20,6 +20,8 @@ use crate::session::events::EventLog;
 
 /// Messages queued on one request's response stream before further ones are dropped.
 const REQUEST_STREAM_QUEUE: usize = 64;
+/// Tells proxies such as nginx to pass events through as they come.
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 /// Runs a request and answers it. In `stream` mode (the default) the answer is an SSE
 /// stream, whose head goes out with its first message (or, with none, after
@@ -123,22 +125,26 @@ fn streamed_whole(
     // keep-alive timer, and the answer leaves with its head in one write.
     let mut body = String::new();
     log.each_now(|id, json| sse_text(&mut body, id, &json.text()));
-    let mut resp = (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response();
-    resp.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    sse_whole(body)
+}
+
+/// An SSE answer of events all written already: the headers of [`sse_response`], one body.
+fn sse_whole(body: String) -> Response {
+    let mut resp = Response::new(body.into());
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     resp
 }
 
 /// Appends one SSE event as [`sse_json`] and its id write it: `event`, a `data` line per
 /// line of the message (it has one), `id`, and the blank line that ends it.
 fn sse_text(out: &mut String, id: &str, json: &str) {
+    out.reserve(json.len() + id.len() + 32);
     out.push_str("event: message\n");
     for line in json.split('\n') {
         out.push_str("data: ");
@@ -242,7 +248,7 @@ pub(crate) fn sse_response(
         .into_response();
     // Proxies such as nginx must pass events through as they come.
     resp.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+        .insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     resp
 }
 
@@ -295,11 +301,18 @@ mod tests {
                 log.follow(0)
                     .map(|(id, json)| super::sse_json(&json.text()).map(|e| e.id(id))),
             );
-            let streamed = streamed.into_body().collect().await.unwrap().to_bytes();
             let mut whole = String::new();
             log.each_now(|id, json| super::sse_text(&mut whole, id, &json.text()));
             assert!(!whole.is_empty());
-            assert_eq!(whole, String::from_utf8_lossy(&streamed), "{count} events");
+            let whole = super::sse_whole(whole);
+            assert_eq!(whole.headers(), streamed.headers());
+            let streamed = streamed.into_body().collect().await.unwrap().to_bytes();
+            let whole = whole.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(
+                String::from_utf8_lossy(&whole),
+                String::from_utf8_lossy(&streamed),
+                "{count} events"
+            );
         }
     }
 
