@@ -13,7 +13,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::de::{MapAccess, Visitor};
 use serde_json::Value;
 use smallvec::SmallVec;
 
@@ -266,29 +266,8 @@ impl Top {
         let mut escaped = false;
         scan::members(text, |member| {
             escaped |= member.escaped;
-            if names.contains(&member.name) {
-                top.duplicate = true;
-            }
-            match member.name {
-                RESULT_TYPE => {
-                    top.result_type = Some(if member.rest.starts_with(r#""complete""#) {
-                        ResultType::Complete
-                    } else {
-                        ResultType::Other(first_value(member.rest))
-                    });
-                }
-                "isError" => {
-                    top.is_error = Some(match member.rest.as_bytes().first() {
-                        Some(b'f') => Value::Bool(false),
-                        Some(b't') => Value::Bool(true),
-                        _ => first_value(member.rest),
-                    });
-                }
-                other => {
-                    top.meta |= other == "_meta";
-                    top.cache_hints |= other == TTL_MS || other == CACHE_SCOPE;
-                }
-            }
+            top.duplicate |= names.contains(&member.name);
+            top.note(member.name, member.rest);
             names.push(member.name);
         });
         if escaped {
@@ -296,6 +275,31 @@ impl Top {
         }
         top.members = names.len();
         top
+    }
+
+    /// Notes the member `name` whose value `value` starts with (valid JSON): the values of
+    /// `resultType` and `isError` are read, `"complete"`, `true` and `false` without a parse.
+    fn note(&mut self, name: &str, value: &str) {
+        match name {
+            RESULT_TYPE => {
+                self.result_type = Some(if value.starts_with(r#""complete""#) {
+                    ResultType::Complete
+                } else {
+                    ResultType::Other(first_value(value))
+                });
+            }
+            "isError" => {
+                self.is_error = Some(match value.as_bytes().first() {
+                    Some(b'f') => Value::Bool(false),
+                    Some(b't') => Value::Bool(true),
+                    _ => first_value(value),
+                });
+            }
+            other => {
+                self.meta |= other == "_meta";
+                self.cache_hints |= other == TTL_MS || other == CACHE_SCOPE;
+            }
+        }
     }
 }
 
@@ -320,26 +324,10 @@ impl<'de> Deserialize<'de> for Top {
                 // On the stack for the usual few members.
                 let mut names: SmallVec<[Cow<'de, str>; 8]> = SmallVec::new();
                 while let Some(Name(name)) = map.next_key()? {
-                    if names.contains(&name) {
-                        top.duplicate = true;
-                    }
-                    match name.as_ref() {
-                        RESULT_TYPE => {
-                            // Read as text first: `"complete"` needs no value built.
-                            let raw: &'de serde_json::value::RawValue = map.next_value()?;
-                            top.result_type = Some(if raw.get() == r#""complete""# {
-                                ResultType::Complete
-                            } else {
-                                ResultType::Other(parse(raw.get()))
-                            });
-                        }
-                        "isError" => top.is_error = Some(map.next_value()?),
-                        other => {
-                            top.meta |= other == "_meta";
-                            top.cache_hints |= other == TTL_MS || other == CACHE_SCOPE;
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+                    top.duplicate |= names.contains(&name);
+                    // Every value as its text, noted as the walk notes it.
+                    let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                    top.note(&name, raw.get());
                     names.push(name);
                 }
                 top.members = names.len();
