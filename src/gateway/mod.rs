@@ -144,7 +144,7 @@ impl Gateway {
             sealer,
             parked: Default::default(),
             events,
-            http: http_client(),
+            http: crate::net::upstream_client(),
             redis: config.redis.as_ref().map(Redis::new),
         };
         let metrics = Arc::new(Metrics::default());
@@ -363,16 +363,6 @@ fn router(
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One HTTP client for every upstream: connections and TLS sessions are reused.
-fn http_client() -> reqwest::Client {
-    crate::net::client("upstreams", |builder| {
-        builder
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(crate::net::USER_AGENT)
-    })
 }
 
 async fn reap_task(gateway: Arc<Gateway>) {

@@ -50,6 +50,17 @@ pub fn client(
     }
 }
 
+/// The HTTP client of every upstream (one for all: connections and TLS sessions are reused).
+/// The lean HTTP/1 path (`upstream::h1`) keeps the same timeouts and `User-Agent`.
+pub fn upstream_client() -> reqwest::Client {
+    client("upstreams", |builder| {
+        builder
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .user_agent(USER_AGENT)
+    })
+}
+
 /// Whether a client was built without the system's certificate store.
 pub fn tls_roots_missing() -> bool {
     ROOTS_MISSING.load(Ordering::Relaxed)

@@ -290,50 +290,58 @@ impl HttpLink {
         self.with_version(req)
     }
 
-    /// The headers of a POST on the lean path: what [`HttpLink::request`] and [`send_post`]
-    /// set on a reqwest request, in the same order and with the same replace-or-append
-    /// semantics, and the client's `User-Agent` unless a configured header set its own.
-    fn post_headers(&self, extra: &[(HeaderName, HeaderValue)], trace: &Trace) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(8 + self.headers.len() + extra.len());
+    /// The headers of a POST on the lean path: what [`HttpLink::reqwest_post`] sets on a
+    /// reqwest request, with the same replace-or-append semantics (a header of the request's
+    /// own replaces a fixed one of that name), and the client's `User-Agent` unless a
+    /// configured or own header set one.
+    fn post_headers(
+        &self,
+        lines: &mut h1::Lines<'_>,
+        extra: &[(HeaderName, HeaderValue)],
+        trace: &Trace,
+    ) {
+        // `extra` has each name once (see `request_headers`), none of them configured.
+        let own = |name: &HeaderName| extra.iter().any(|(n, _)| n == name);
+        let mut fixed = |name: &HeaderName, value: &HeaderValue| {
+            if !own(name) {
+                lines.add(name, value);
+            }
+        };
         for (name, value) in &self.headers {
-            map.append(name, value.clone());
+            fixed(name, value);
         }
-        map.append(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
+        fixed(&ACCEPT, &HeaderValue::from_static(ACCEPT_BOTH));
         if self.era() == Era::Handshake {
             let session = self.session_id.read().ok();
             if let Some(s) = session.as_ref().and_then(|s| s.as_deref())
                 && let Ok(value) = HeaderValue::from_str(s)
             {
-                map.append(SESSION_HEADER, value);
+                fixed(&HeaderName::from_static(SESSION_HEADER), &value);
             }
             drop(session);
             let version = self.protocol_version.read().ok();
             if let Some(v) = version.as_ref().and_then(|v| v.as_deref())
                 && let Ok(value) = HeaderValue::from_str(v)
             {
-                map.append(VERSION_HEADER, value);
+                fixed(&HeaderName::from_static(VERSION_HEADER), &value);
             }
         }
-        map.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let mut last = None;
+        fixed(&CONTENT_TYPE, &HeaderValue::from_static("application/json"));
         for (name, value) in extra {
-            // As reqwest's `headers()`: each name given replaces what was there.
-            if last != Some(name) {
-                map.insert(name, value.clone());
-                last = Some(name);
-            } else {
-                map.append(name, value.clone());
-            }
+            lines.add(name, value);
         }
         if let Some((parent, state)) = trace {
-            map.append("traceparent", parent.clone());
+            lines.add(&HeaderName::from_static("traceparent"), parent);
             if let Some(state) = state {
-                map.append("tracestate", state.clone());
+                lines.add(&HeaderName::from_static("tracestate"), state);
             }
         }
-        map.entry(USER_AGENT)
-            .or_insert(HeaderValue::from_static(crate::net::USER_AGENT));
-        map
+        if !self.headers.contains_key(USER_AGENT) && !own(&USER_AGENT) {
+            lines.add(
+                &USER_AGENT,
+                &HeaderValue::from_static(crate::net::USER_AGENT),
+            );
+        }
     }
 
     /// A POST through reqwest, as every POST went before the lean path.
@@ -496,7 +504,7 @@ async fn send_post(
     drop(msg);
     let sent = match &link.lean {
         Some(lean) => match lean
-            .post(link.post_headers(&extra, &trace), body.clone())
+            .post(|lines| link.post_headers(lines, &extra, &trace), &body)
             .await
         {
             Ok(resp) if !resp.status().is_redirection() => Ok(Sent::Lean(resp)),

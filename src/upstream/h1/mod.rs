@@ -36,10 +36,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::Stream;
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderValue, Response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+pub use wire::Lines;
 use wire::{Decoder, Head, Step};
 
 /// Longest wait for a TCP connection, as the reqwest client's `connect_timeout`.
@@ -193,18 +194,32 @@ impl Client {
         })
     }
 
-    /// POSTs `body` with `headers` (plus `Host` unless they have one, and `Content-Length`)
-    /// and returns the answer's head as soon as it came; the body streams from the connection.
-    pub async fn post(&self, headers: HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+    /// POSTs `body` with the headers `headers` adds (plus `Host` unless it adds one, and
+    /// `Content-Length`) and returns the answer's head as soon as it came; the body streams
+    /// from the connection.
+    pub async fn post(
+        &self,
+        headers: impl FnOnce(&mut Lines<'_>),
+        body: &[u8],
+    ) -> Result<Response<Body>, Error> {
         let inner = &self.inner;
+        let mut request = Vec::new();
+        let mut headers = Some(headers);
         let mut line = loop {
             let (mut line, reused) = match inner.take() {
                 Some(line) => (line, true),
                 None => (inner.dial().await?, false),
             };
-            wire::write_post(&mut line.write, &inner.target, &inner.host, &headers, &body);
-            match line.io.write_all(&line.write).await {
-                Ok(()) => break line,
+            // Written once, into the room of the first connection's last request.
+            if let Some(headers) = headers.take() {
+                request = std::mem::take(&mut line.write);
+                wire::write_post(&mut request, &inner.target, &inner.host, headers, body);
+            }
+            match line.io.write_all(&request).await {
+                Ok(()) => {
+                    line.write = request;
+                    break line;
+                }
                 // The upstream closed the reused connection before the request went out
                 // whole, so it did not take it: it may go on another connection.
                 Err(_) if reused => continue,

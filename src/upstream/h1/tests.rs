@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use http::header::HOST;
-use http::{HeaderName, Request, StatusCode};
+use http::{HeaderMap, HeaderName, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -125,20 +125,14 @@ async fn links_to_one_url_share_one_pool_and_other_urls_have_their_own() {
     let server = server(|_| json(r#"{"ok":true}"#)).await;
     let first = Client::shared(&server.url).unwrap();
     let second = Client::shared(&server.url).unwrap();
-    let resp = first
-        .post(HeaderMap::new(), Bytes::from_static(b"{}"))
-        .await
-        .unwrap();
+    let resp = first.post(|_| {}, b"{}").await.unwrap();
     assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
     assert_eq!(
         second.idle(),
         1,
         "the connection first used is second's too"
     );
-    let resp = second
-        .post(HeaderMap::new(), Bytes::from_static(b"{}"))
-        .await
-        .unwrap();
+    let resp = second.post(|_| {}, b"{}").await.unwrap();
     assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
     let other = server.url.join("/other").unwrap();
@@ -150,10 +144,7 @@ async fn a_connection_read_to_the_end_is_reused() {
     let server = server(|_| json(r#"{"ok":true}"#)).await;
     let client = Client::direct(&server.url).unwrap();
     for _ in 0..3 {
-        let resp = client
-            .post(HeaderMap::new(), Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
+        let resp = client.post(|_| {}, b"{}").await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
         assert_eq!(client.idle(), 1);
@@ -177,7 +168,7 @@ async fn an_answer_without_a_body_returns_its_connection_unread() {
     .await;
     let client = Client::direct(&server.url).unwrap();
     for _ in 0..2 {
-        let resp = client.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+        let resp = client.post(|_| {}, b"").await.unwrap();
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
         drop(resp);
         assert_eq!(client.idle(), 1);
@@ -195,7 +186,7 @@ async fn a_caller_host_header_is_kept() {
         HeaderName::from_static("x-extra"),
         HeaderValue::from_static("1"),
     );
-    let resp = client.post(headers, Bytes::new()).await.unwrap();
+    let resp = client.post(|l| l.extend(&headers), b"").await.unwrap();
     read_all(resp.into_body()).await;
     let seen = server.seen.lock().unwrap();
     assert_eq!(seen[0].1["host"], "elsewhere");
@@ -210,7 +201,7 @@ async fn dropping_an_answer_half_read_closes_its_connection() {
     )
     .await;
     let client = Client::direct(&url).unwrap();
-    let resp = client.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+    let resp = client.post(|_| {}, b"").await.unwrap();
     let mut body = resp.into_body();
     assert_eq!(body.next().await.unwrap().unwrap(), "hello");
     drop(body);
@@ -225,7 +216,7 @@ async fn dropping_an_answer_half_read_closes_its_connection() {
 async fn dropping_a_request_before_its_answer_closes_its_connection() {
     let (url, closed) = raw_server(b"").await;
     let client = Client::direct(&url).unwrap();
-    let post = client.post(HeaderMap::new(), Bytes::from_static(b"{}"));
+    let post = client.post(|_| {}, b"{}");
     assert!(
         tokio::time::timeout(Duration::from_millis(200), post)
             .await
@@ -296,7 +287,7 @@ async fn three_posts(url: &url::Url) -> Vec<(StatusCode, Vec<u8>, usize)> {
     let client = Client::direct(url).unwrap();
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let resp = client.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+        let resp = client.post(|_| {}, b"").await.unwrap();
         let status = resp.status();
         let body = read_all(resp.into_body()).await;
         seen.push((status, body, client.idle()));
@@ -369,7 +360,7 @@ async fn a_body_dropped_with_only_its_framing_unread_returns_its_connection() {
     let (url, accepted) = thread_server(sse, false);
     let client = Client::direct(&url).unwrap();
     for _ in 0..2 {
-        let resp = client.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+        let resp = client.post(|_| {}, b"").await.unwrap();
         let mut body = resp.into_body();
         assert_eq!(body.next().await.unwrap().unwrap(), "hello");
         drop(body);
@@ -385,7 +376,7 @@ async fn a_broken_answer_is_an_error_that_names_it() {
         Client::direct(&url).unwrap()
     };
     let e = client(&[b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n"])
-        .post(HeaderMap::new(), Bytes::new())
+        .post(|_| {}, b"")
         .await
         .unwrap_err();
     assert!(
@@ -394,7 +385,7 @@ async fn a_broken_answer_is_an_error_that_names_it() {
         "{e}"
     );
     let e = client(&[b"HTTP/1.1 200 OK\r\ncontent-le"])
-        .post(HeaderMap::new(), Bytes::new())
+        .post(|_| {}, b"")
         .await
         .unwrap_err();
     assert!(
@@ -403,7 +394,7 @@ async fn a_broken_answer_is_an_error_that_names_it() {
         "{e}"
     );
     let lean = client(&[b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nhalf"]);
-    let resp = lean.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+    let resp = lean.post(|_| {}, b"").await.unwrap();
     let mut body = resp.into_body();
     assert_eq!(body.next().await.unwrap().unwrap(), "half");
     let e = body.next().await.unwrap().unwrap_err();
@@ -426,7 +417,7 @@ async fn no_task_drives_a_connection_but_its_caller() {
     };
     let before = tasks();
     for _ in 0..3 {
-        let resp = client.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+        let resp = client.post(|_| {}, b"").await.unwrap();
         assert_eq!(tasks(), before, "a task was spawned for the connection");
         assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
         assert_eq!(client.idle(), 1);
@@ -440,7 +431,7 @@ async fn an_idle_connection_the_upstream_closed_is_not_used_again() {
     let (url, accepted) = thread_server(OK, true);
     let client = Client::direct(&url).unwrap();
     for round in 1..=3 {
-        let resp = client.post(HeaderMap::new(), Bytes::new()).await.unwrap();
+        let resp = client.post(|_| {}, b"").await.unwrap();
         assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
         // The upstream's close reaches the idle connection while nobody drives it.
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -460,10 +451,7 @@ async fn closed_port() -> url::Url {
 async fn a_failed_connect_is_reported_as_reqwest_reports_it() {
     let url = closed_port().await;
     let client = Client::direct(&url).unwrap();
-    let e = client
-        .post(HeaderMap::new(), Bytes::new())
-        .await
-        .unwrap_err();
+    let e = client.post(|_| {}, b"").await.unwrap_err();
     assert!(e.is_connect());
     let prefix = format!(
         "error sending request for url ({url}): client error (Connect): tcp connect error: "
@@ -472,7 +460,7 @@ async fn a_failed_connect_is_reported_as_reqwest_reports_it() {
 }
 
 fn reqwest_client() -> reqwest::Client {
-    crate::net::client("test", |builder| builder)
+    crate::net::upstream_client()
 }
 
 fn call(id: i64) -> Message {
@@ -528,4 +516,84 @@ async fn a_redirect_is_followed_through_reqwest() {
     let targets: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
     // Once on the lean path, again through reqwest, which followed the redirect.
     assert_eq!(targets, ["/mcp?x=1", "/mcp?x=1", "/moved"]);
+}
+
+#[tokio::test]
+async fn the_lean_path_sends_the_headers_reqwest_sends() {
+    // Each round: a call whose answer names a session, then a call the lean path sends and
+    // reqwest sends again after a redirect: the two must carry the same headers.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let configured = [
+        vec![("X-Configured", "1")],
+        vec![("User-Agent", "mine"), ("Accept", "application/json")],
+    ];
+    for configured in configured {
+        CALLS.store(0, Ordering::SeqCst);
+        let server = server(|target| {
+            if target.starts_with("/moved") {
+                return json(r#"{"jsonrpc":"2.0","id":2,"result":{}}"#);
+            }
+            if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+                let mut resp = json(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+                resp.headers_mut()
+                    .insert("mcp-session-id", HeaderValue::from_static("s-1"));
+                return resp;
+            }
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+            resp.headers_mut()
+                .insert("location", HeaderValue::from_static("/moved"));
+            resp
+        })
+        .await;
+        let headers = configured
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let link =
+            super::super::http::connect("up", &server.url, &headers, reqwest_client()).unwrap();
+        let http = link.http.clone().unwrap();
+        let answer = http.exchange(call(1), Vec::new()).await.unwrap();
+        assert!(answer.outcome.is_ok(), "{answer:?}");
+        let traced = serde_json::json!({"name": "x", "_meta": {
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "tracestate": "k=v",
+        }});
+        let msg = Message::Request(RpcRequest::new(Id::Num(2), "tools/call", Some(traced)));
+        let own = vec![
+            ("Mcp-Method".into(), "tools/call".into()),
+            ("Mcp-Name".into(), "x".into()),
+        ];
+        let answer = http.exchange(msg, own).await.unwrap();
+        assert!(answer.outcome.is_ok(), "{answer:?}");
+        let seen = server.seen.lock().unwrap();
+        let lines = |i: usize| {
+            let mut lines: Vec<(String, String)> = seen[i]
+                .1
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            lines.sort();
+            lines
+        };
+        let (lean, reqwest) = (lines(1), lines(2));
+        assert_eq!(lean, reqwest);
+        for expected in [
+            ("mcp-session-id", "s-1"),
+            ("mcp-name", "x"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("tracestate", "k=v"),
+            ("content-type", "application/json"),
+        ] {
+            let line = (expected.0.to_owned(), expected.1.to_owned());
+            assert!(lean.contains(&line), "{expected:?} missing from {lean:?}");
+        }
+        for (k, v) in &configured {
+            let line = (k.to_ascii_lowercase(), v.to_string());
+            assert!(lean.contains(&line), "{line:?} missing from {lean:?}");
+        }
+    }
 }

@@ -5,6 +5,8 @@
 //! Nothing here does I/O: the client reads into a buffer and hands it over, so every rule
 //! can be tested on bytes alone.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
@@ -15,28 +17,28 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines an answer's head may have.
 pub const MAX_HEADERS: usize = 100;
 
-/// Writes a POST of `body` to `target` with `headers`, `Host` (unless the headers have one)
-/// and `Content-Length`, into `out`, which it clears first.
+/// Writes a POST of `body` to `target` into `out` (cleared first): the request line, the
+/// headers `headers` adds, `Host` unless it added one, and `Content-Length`.
 pub fn write_post(
     out: &mut Vec<u8>,
     target: &str,
     host: &HeaderValue,
-    headers: &HeaderMap,
+    headers: impl FnOnce(&mut Lines<'_>),
     body: &[u8],
 ) {
     out.clear();
-    out.reserve(64 + target.len() + headers.len() * 32 + body.len());
+    out.reserve(256 + target.len() + body.len());
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(HOST) {
+    let mut lines = Lines { out, host: false };
+    headers(&mut lines);
+    let Lines {
+        out,
+        host: has_host,
+    } = lines;
+    if !has_host {
         line(out, HOST.as_str().as_bytes(), host.as_bytes());
-    }
-    for (name, value) in headers {
-        // The length is the body's, whatever the caller said.
-        if name != CONTENT_LENGTH && name != TRANSFER_ENCODING {
-            line(out, name.as_str().as_bytes(), value.as_bytes());
-        }
     }
     let mut digits = itoa::Buffer::new();
     line(
@@ -46,6 +48,32 @@ pub fn write_post(
     );
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
+}
+
+/// The header lines of a request being written. A [`HeaderName`] and a [`HeaderValue`] hold
+/// nothing a header line cannot carry (no line breaks), so each goes out as it is.
+pub struct Lines<'a> {
+    out: &'a mut Vec<u8>,
+    host: bool,
+}
+
+impl Lines<'_> {
+    /// Adds a header line; the body's framing is the writer's, so a `Content-Length` or
+    /// `Transfer-Encoding` given here is left out.
+    pub fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            return;
+        }
+        self.host |= name == HOST;
+        line(self.out, name.as_str().as_bytes(), value.as_bytes());
+    }
+
+    /// Adds every header of `map`.
+    pub fn extend(&mut self, map: &HeaderMap) {
+        for (name, value) in map {
+            self.add(name, value);
+        }
+    }
 }
 
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -91,9 +119,15 @@ pub enum Framing {
 
 /// Parses the head at the start of `buf` (RFC 9112 §4 and §6.3, for the answer to a POST).
 pub fn parse_head(buf: &[u8]) -> Result<Head, String> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut lines);
-    let len = match resp.parse(buf) {
+    if buf.is_empty() {
+        return Ok(Head::Partial);
+    }
+    // Left uninitialized: most heads fill a few of the hundred.
+    let mut lines = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut lines);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(format!("answer head longer than {MAX_HEAD} bytes"));
@@ -428,28 +462,17 @@ mod tests {
         headers.append("x-two", HeaderValue::from_static("a"));
         headers.append("x-two", HeaderValue::from_static("b"));
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
-        write_post(
-            &mut out,
-            "/mcp?x=1",
-            &HeaderValue::from_static("h:1"),
-            &headers,
-            b"{}",
-        );
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let host = HeaderValue::from_static("h:1");
+        write_post(&mut out, "/mcp?x=1", &host, |l| l.extend(&headers), b"{}");
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /mcp?x=1 HTTP/1.1\r\nhost: h:1\r\ncontent-type: application/json\r\n\
-             x-two: a\r\nx-two: b\r\ncontent-length: 2\r\n\r\n{}"
+            "POST /mcp?x=1 HTTP/1.1\r\ncontent-type: application/json\r\n\
+             x-two: a\r\nx-two: b\r\nhost: h:1\r\ncontent-length: 2\r\n\r\n{}"
         );
         let mut out = Vec::new();
-        headers.clear();
-        headers.insert(HOST, HeaderValue::from_static("mine"));
-        write_post(
-            &mut out,
-            "/",
-            &HeaderValue::from_static("h:1"),
-            &headers,
-            b"",
-        );
+        let mine = HeaderValue::from_static("mine");
+        write_post(&mut out, "/", &host, |l| l.add(&HOST, &mine), b"");
         assert_eq!(
             out,
             b"POST / HTTP/1.1\r\nhost: mine\r\ncontent-length: 0\r\n\r\n"
