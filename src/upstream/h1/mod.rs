@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use http::{HeaderValue, Response};
 use tokio::io::AsyncWriteExt;
@@ -227,9 +227,9 @@ impl Client {
             }
         };
         let head = loop {
-            match wire::parse_head(&line.read) {
+            match wire::parse_head(&mut line.read) {
                 Ok(Head::Final(head)) => break head,
-                Ok(Head::Interim(len)) => line.read.advance(len),
+                Ok(Head::Interim) => {}
                 Ok(Head::Partial) => match std::future::poll_fn(|cx| line.poll_fill(cx)).await {
                     Ok(0) => {
                         let why = "connection closed before message completed";
@@ -241,7 +241,6 @@ impl Client {
                 Err(why) => return Err(inner.failed(false, "SendRequest", &why)),
             }
         };
-        line.read.advance(head.len);
         let mut resp = Response::new(Body {
             decoder: Decoder::new(head.framing),
             line: Some(line),

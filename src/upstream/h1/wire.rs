@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use smallvec::SmallVec;
 
 /// Longest head an answer may have: its status line and headers, or a chunk's size line and
 /// the trailers after the last chunk.
@@ -88,8 +89,8 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 pub enum Head {
     /// Not a whole head yet.
     Partial,
-    /// An interim (1xx) answer of this many bytes, to skip: the final one follows.
-    Interim(usize),
+    /// An interim (1xx) answer, taken off the buffer: the final one follows.
+    Interim,
     /// The final answer's head, `len` bytes long.
     Final(Final),
 }
@@ -100,7 +101,6 @@ pub struct Final {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
-    pub len: usize,
     pub framing: Framing,
     /// Whether the connection may carry another request once this body was read.
     pub reuse: bool,
@@ -117,16 +117,20 @@ pub enum Framing {
     Close,
 }
 
-/// Parses the head at the start of `buf` (RFC 9112 §4 and §6.3, for the answer to a POST).
-pub fn parse_head(buf: &[u8]) -> Result<Head, String> {
+/// Parses the head at the start of `buf` (RFC 9112 §4 and §6.3, for the answer to a POST)
+/// and, once it is whole, takes it off the buffer. The header values share the head's bytes.
+pub fn parse_head(buf: &mut BytesMut) -> Result<Head, String> {
     if buf.is_empty() {
         return Ok(Head::Partial);
     }
     // Left uninitialized: most heads fill a few of the hundred.
     let mut lines = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, buf, &mut lines);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        &buf[..],
+        &mut lines,
+    );
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
@@ -142,36 +146,63 @@ pub fn parse_head(buf: &[u8]) -> Result<Head, String> {
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(String::from("unexpected 101 Switching Protocols"));
         }
-        return Ok(Head::Interim(len));
+        buf.advance(len);
+        return Ok(Head::Interim);
     }
     let version = match resp.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| format!("invalid header name {:?}", h.name))?;
-        let value = HeaderValue::from_bytes(h.value)
+    // Where each name and value lie in the head, so that the values can be slices of it
+    // (no copy each) once it is split off the buffer.
+    let start = buf.as_ptr() as usize;
+    let at = |part: &[u8]| {
+        let from = if part.is_empty() {
+            0
+        } else {
+            part.as_ptr() as usize - start
+        };
+        from..from + part.len()
+    };
+    let places: SmallVec<[_; 16]> = resp
+        .headers
+        .iter()
+        .map(|h| (at(h.name.as_bytes()), at(h.value)))
+        .collect();
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(places.len());
+    let mut said = Framed::default();
+    for (name, value) in places {
+        let name = HeaderName::from_bytes(&head[name.clone()]).map_err(|_| {
+            format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(&head[name])
+            )
+        })?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value))
             .map_err(|_| format!("invalid value of header {name}"))?;
+        said.note(&name, &value);
         headers.append(name, value);
     }
-    let mut reuse = keeps_alive(version, &headers);
+    let mut reuse = match version {
+        Version::HTTP_10 => said.keep_alive,
+        _ => !said.close,
+    };
     let framing = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         Framing::Length(0)
-    } else if headers.contains_key(TRANSFER_ENCODING) {
+    } else if said.transfer_encoding {
         // A length beside chunks may be a smuggling attempt: the chunks count, and the
         // connection carries nothing after this answer (RFC 9112 §6.3, point 3).
-        if headers.contains_key(CONTENT_LENGTH) || version == Version::HTTP_10 {
+        if said.length.is_some() || version == Version::HTTP_10 {
             reuse = false;
         }
-        if last_coding_is_chunked(&headers) {
+        if said.chunked_last {
             Framing::Chunked
         } else {
             Framing::Close
         }
-    } else if headers.contains_key(CONTENT_LENGTH) {
-        Framing::Length(content_length(&headers)?)
+    } else if let Some(length) = said.length {
+        Framing::Length(length.map_err(String::from)?)
     } else {
         Framing::Close
     };
@@ -182,25 +213,55 @@ pub fn parse_head(buf: &[u8]) -> Result<Head, String> {
         status,
         version,
         headers,
-        len,
         framing,
         reuse,
     }))
 }
 
-/// Whether the connection stays open after this answer: HTTP/1.1 unless it says `close`,
-/// HTTP/1.0 only when it says `keep-alive`.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let says = |token: &str| {
-        headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(token)))
-    };
-    match version {
-        Version::HTTP_10 => says("keep-alive"),
-        _ => !says("close"),
+/// What an answer's head says of its framing and its connection, noted header by header as
+/// the head is read (rather than looked up again by name).
+#[derive(Default)]
+struct Framed {
+    transfer_encoding: bool,
+    /// Whether the last coding of all `Transfer-Encoding` headers is `chunked`.
+    chunked_last: bool,
+    /// The `Content-Length`, once one came: every one (and every item of a list) must be
+    /// the same number, or the framing cannot be trusted (RFC 9112 §6.3, point 5).
+    length: Option<Result<u64, &'static str>>,
+    /// `Connection` tokens.
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Framed {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            if let Some(last) = tokens(value).last() {
+                self.chunked_last = last.eq_ignore_ascii_case("chunked");
+            }
+        } else if name == CONTENT_LENGTH {
+            for item in value.as_bytes().split(|&b| b == b',') {
+                let n = decimal(item.trim_ascii()).ok_or("invalid content-length");
+                self.length = Some(match (self.length, n) {
+                    (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                    (Some(Ok(m)), Ok(n)) if m != n => Err("conflicting content-length values"),
+                    (_, n) => n,
+                });
+            }
+        } else if name == CONNECTION {
+            for token in tokens(value) {
+                self.close |= token.eq_ignore_ascii_case("close");
+                self.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        }
     }
+}
+
+/// A length as digits only (no sign, no spaces), at most 19 of them so it cannot overflow.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    let valid = !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit);
+    valid.then(|| digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// The comma-separated tokens of a header value, trimmed.
@@ -211,37 +272,6 @@ fn tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-}
-
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(tokens)
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
-}
-
-/// The body's length: every `Content-Length` (and every item of a list) must be the same
-/// number, or the framing cannot be trusted (RFC 9112 §6.3, point 5).
-fn content_length(headers: &HeaderMap) -> Result<u64, String> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            let parsed =
-                (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
-                    .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
-            match (parsed, length) {
-                (None, _) => return Err(String::from("invalid content-length")),
-                (Some(n), Some(m)) if n != m => {
-                    return Err(String::from("conflicting content-length values"));
-                }
-                (Some(n), _) => length = Some(n),
-            }
-        }
-    }
-    length.ok_or_else(|| String::from("invalid content-length"))
 }
 
 /// Takes an answer's body off the bytes read, as its framing says.
@@ -422,7 +452,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Final {
-        match parse_head(text.as_bytes()).unwrap() {
+        match parse_head(&mut BytesMut::from(text)).unwrap() {
             Head::Final(f) => f,
             other => panic!("not a final head: {other:?}"),
         }
@@ -489,7 +519,6 @@ mod tests {
             (StatusCode::OK, Framing::Length(11), true)
         );
         assert_eq!(f.headers["content-type"], "application/json");
-        assert_eq!(f.len, 71);
         let f = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
         assert_eq!((f.framing, f.reuse), (Framing::Chunked, true));
         let f = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
@@ -529,24 +558,44 @@ mod tests {
             "HTTP/2 200 OK\r\n\r\n",
             "HTTP/1.1 20 Twenty\r\n\r\n",
         ] {
-            assert!(parse_head(bad.as_bytes()).is_err(), "{bad:?} was taken");
+            assert!(
+                parse_head(&mut BytesMut::from(bad)).is_err(),
+                "{bad:?} was taken"
+            );
         }
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
         let text = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
-        assert!(parse_head(text.as_bytes()).is_err());
+        assert!(parse_head(&mut BytesMut::from(text.as_str())).is_err());
         let long = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
-        assert!(parse_head(long.as_bytes()).is_err());
+        assert!(parse_head(&mut BytesMut::from(long.as_str())).is_err());
         assert!(matches!(
-            parse_head(&long.as_bytes()[..1000]),
+            parse_head(&mut BytesMut::from(&long.as_bytes()[..1000])),
             Ok(Head::Partial)
         ));
     }
 
     #[test]
-    fn interim_answers_are_skipped_by_their_length() {
-        let text = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
-        assert!(matches!(parse_head(text), Ok(Head::Interim(25))));
-        assert!(matches!(parse_head(&text[25..]), Ok(Head::Partial)));
+    fn interim_answers_are_taken_off_the_buffer() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"[..]);
+        assert!(matches!(parse_head(&mut buf), Ok(Head::Interim)));
+        assert_eq!(buf, &b"HTTP/1.1 200 OK\r\n"[..]);
+        assert!(matches!(parse_head(&mut buf), Ok(Head::Partial)));
+        assert_eq!(buf.len(), 17, "a partial head stays in the buffer");
+    }
+
+    #[test]
+    fn a_whole_head_is_taken_off_the_buffer_and_its_values_kept() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nMcp-Session-Id: s-1\r\nx-empty:\r\ncontent-length: 2\r\n\r\n{}"[..],
+        );
+        let Ok(Head::Final(f)) = parse_head(&mut buf) else {
+            panic!("not a final head");
+        };
+        assert_eq!(buf, &b"{}"[..]);
+        assert_eq!(f.headers["mcp-session-id"], "s-1");
+        assert_eq!(f.headers["x-empty"], "");
+        assert_eq!(f.headers["content-length"], "2");
+        assert_eq!(f.headers.len(), 3);
     }
 
     #[test]
