@@ -258,6 +258,51 @@ async fn a_declared_100_mb_body_is_refused_at_once_with_413() {
     assert_eq!(c.ok("ping", json!({})).await, json!({}));
 }
 
+/// A body sent in chunks, with no length declared, is read in its pieces and refused once
+/// they pass `max_body_bytes`; within the limit, the pieces make one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_is_joined_and_refused_past_the_limit() {
+    let gw = Gateway::start("upstreams: {}\nmax_body_bytes: 1000\n");
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         accept: {ACCEPT_BOTH}\r\nmcp-protocol-version: 2026-07-28\r\nmcp-method: server/discover\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    let discover = r#"{"jsonrpc":"2.0","id":7,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"0"}}}}"#;
+    let (first, second) = discover.split_at(20);
+    let mut tcp = connect_from(&gw, [127, 0, 0, 1]).await;
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    for piece in [first, second] {
+        tcp.write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes())
+            .await
+            .expect("chunk");
+        tcp.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tcp.write_all(b"0\r\n\r\n").await.expect("last chunk");
+    let answer = read_until_closed(&mut tcp, WAIT).await.expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(r#""id":7,"result":{"supportedVersions""#),
+        "{answer}"
+    );
+    let mut tcp = connect_from(&gw, [127, 0, 0, 1]).await;
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    let piece = "x".repeat(600);
+    for _ in 0..2 {
+        tcp.write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes())
+            .await
+            .expect("chunk");
+    }
+    let answer = read_until_closed(&mut tcp, WAIT)
+        .await
+        .expect("answered and closed without the rest of the body");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("larger than 1000 bytes"), "{answer}");
+    let c = Mcp::connect(&gw.url).await;
+    assert_eq!(c.ok("ping", json!({})).await, json!({}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_authority_is_checked_like_host() {
     support::init_tls();

@@ -130,9 +130,15 @@ pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Box
     if usize::try_from(http_body::Body::size_hint(&body).lower()).unwrap_or(usize::MAX) > limit {
         return Err(too_large());
     }
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(too_large()),
+    let mut reading = std::pin::pin!(collect(body, limit));
+    // Most bodies came with their head: read at once, without arming the timer.
+    let read = match futures::poll!(reading.as_mut()) {
+        std::task::Poll::Ready(read) => Ok(read),
+        std::task::Poll::Pending => tokio::time::timeout(timeout, reading).await,
+    };
+    match read {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(too_large()),
         Err(_) => {
             state.gateway.metrics.connection_closed("body_timeout");
             tracing::debug!(timeout = ?timeout, "Request body not received in time");
@@ -149,6 +155,35 @@ pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Box
             Err(Box::new(resp))
         }
     }
+}
+
+/// The body's bytes, if it ends within `limit` bytes (and without an error). One piece (the
+/// usual body, which came with its head) is kept as it is; several are joined.
+async fn collect(mut body: Body, limit: usize) -> Option<Bytes> {
+    use http_body_util::BodyExt;
+    let mut whole = Bytes::new();
+    let mut joined: Option<Vec<u8>> = None;
+    while let Some(frame) = body.frame().await {
+        // Trailers carry nothing the gateway reads.
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        let have = joined.as_ref().map_or(whole.len(), Vec::len);
+        if data.len() > limit - have {
+            return None;
+        }
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if whole.is_empty() => whole = data,
+            None => {
+                let mut both = Vec::with_capacity(whole.len() + data.len());
+                both.extend_from_slice(&whole);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+    }
+    Some(joined.map_or(whole, Bytes::from))
 }
 
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
@@ -285,7 +320,7 @@ pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response {
 mod tests {
     use axum::http::{HeaderMap, HeaderValue, header};
 
-    use super::{accepts, accepts_each};
+    use super::{accepts, accepts_each, collect};
 
     fn with_accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -330,5 +365,34 @@ mod tests {
             &with_accept("text/*, application/jsonx"),
             both
         ));
+    }
+
+    fn body(pieces: &[&'static str]) -> axum::body::Body {
+        let frames = pieces
+            .iter()
+            .map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from_static(p.as_bytes())));
+        axum::body::Body::from_stream(futures::stream::iter(frames.collect::<Vec<_>>()))
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_within_its_limit() {
+        let one = "{\"jsonrpc\":\"2.0\"}";
+        let read = collect(body(&[one]), one.len()).await.unwrap();
+        assert_eq!(read, one);
+        assert_eq!(read.as_ptr(), one.as_ptr(), "one piece is kept, not copied");
+        let read = collect(body(&["", "ab", "", "cd", "e"]), 5).await.unwrap();
+        assert_eq!(read, "abcde");
+        assert_eq!(collect(body(&[]), 0).await.unwrap(), "");
+        assert!(collect(body(&["ab", "cd", "ef"]), 5).await.is_none());
+        assert!(collect(body(&["abcdef"]), 5).await.is_none());
+        let broken = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"ab")),
+            Err(std::io::Error::other("reset")),
+        ]);
+        assert!(
+            collect(axum::body::Body::from_stream(broken), 5)
+                .await
+                .is_none()
+        );
     }
 }
