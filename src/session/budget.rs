@@ -39,7 +39,7 @@ impl Buffers {
             used: AtomicUsize::new(0),
             limit: self.per_session,
             global: self.clone(),
-            logs: Mutex::new(VecDeque::new()),
+            logs: Mutex::new(Logs::default()),
         })
     }
 }
@@ -50,7 +50,37 @@ pub struct Budget {
     used: AtomicUsize,
     limit: usize,
     global: Arc<Buffers>,
-    logs: Mutex<VecDeque<Weak<EventLog>>>,
+    logs: Mutex<Logs>,
+}
+
+/// The logs a budget may shed from, registered in order. Dead ones (streams the session has
+/// forgotten) are dropped as they are found behind the first, where the oldest request
+/// streams are, and otherwise in a sweep of the whole list once it has doubled since the
+/// last: a request's answer registers a log, and a sweep per registration was a walk over
+/// every stream the session keeps on every call.
+#[derive(Debug, Default)]
+struct Logs {
+    list: VecDeque<Weak<EventLog>>,
+    /// Length of `list` after the last sweep.
+    swept: usize,
+}
+
+/// Dead entries a list may gain beyond doubling before it is swept.
+const SWEEP_SLACK: usize = 16;
+
+impl Logs {
+    fn register(&mut self, log: &Arc<EventLog>) {
+        // Request streams end oldest first (the session keeps its newest few), so the dead
+        // gather right behind the first entry, the session's standalone stream.
+        while self.list.get(1).is_some_and(|l| l.strong_count() == 0) {
+            self.list.remove(1);
+        }
+        if self.list.len() >= 2 * self.swept + SWEEP_SLACK {
+            self.list.retain(|l| l.strong_count() > 0);
+            self.swept = self.list.len();
+        }
+        self.list.push_back(Arc::downgrade(log));
+    }
 }
 
 /// Bytes charged to a budget until this is dropped.
@@ -103,9 +133,7 @@ impl Budget {
     /// Lets the budget shed events of `log` when the session goes over it. The first log
     /// registered (the session's standalone stream) is shed last.
     pub fn register(&self, log: &Arc<EventLog>) {
-        let mut logs = lock(&self.logs);
-        logs.retain(|l| l.strong_count() > 0);
-        logs.push_back(Arc::downgrade(log));
+        lock(&self.logs).register(log);
     }
 
     /// Drops the oldest events of the session's logs (request streams first, the standalone
@@ -114,7 +142,7 @@ impl Budget {
     pub(super) fn shed(&self, keep: (u64, u64)) {
         let logs: Vec<Arc<EventLog>> = {
             let logs = lock(&self.logs);
-            let mut live: Vec<_> = logs.iter().filter_map(Weak::upgrade).collect();
+            let mut live: Vec<_> = logs.list.iter().filter_map(Weak::upgrade).collect();
             if !live.is_empty() {
                 let standalone = live.remove(0);
                 live.push(standalone);
@@ -132,4 +160,54 @@ impl Budget {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Id;
+
+    fn log(stream: u64) -> Arc<EventLog> {
+        EventLog::for_request(stream, Id::Num(stream as i64))
+    }
+
+    #[test]
+    fn registered_logs_stay_bounded_whatever_order_they_end_in() {
+        let budget = Buffers::new(1 << 20, 1 << 30).session();
+        let standalone = log(0);
+        budget.register(&standalone);
+        // As a session keeps its newest 32 request streams: the oldest end first.
+        let mut kept = VecDeque::new();
+        for stream in 1..=10_000 {
+            let l = log(stream);
+            budget.register(&l);
+            kept.push_back(l);
+            if kept.len() > 32 {
+                kept.pop_front();
+            }
+            assert!(lock(&budget.logs).list.len() <= 34, "at stream {stream}");
+        }
+        // Streams that end out of order are swept once the list has doubled.
+        let mut held = Vec::new();
+        for stream in 10_001..=20_000 {
+            let l = log(stream);
+            budget.register(&l);
+            // Every other one lives on: the dead sit between the living.
+            if stream % 2 == 0 {
+                held.push(l);
+            }
+            if held.len() > 32 {
+                held.remove(0);
+            }
+            let len = lock(&budget.logs).list.len();
+            assert!(
+                len <= 2 * (32 + 32 + 2) + SWEEP_SLACK + 1,
+                "at stream {stream}: {len}"
+            );
+        }
+        // The standalone stream is still first: it is shed last.
+        let logs = lock(&budget.logs);
+        let first = logs.list.front().and_then(Weak::upgrade).unwrap();
+        assert!(Arc::ptr_eq(&first, &standalone));
+    }
 }
