@@ -158,9 +158,12 @@ pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Box
 }
 
 /// The body's bytes, if it ends within `limit` bytes (and without an error). One piece (the
-/// usual body, which came with its head) is kept as it is; several are joined.
+/// usual body, which came with its head) is kept as it is; several are joined, into room
+/// made once for the length the request declared (up to `limit`).
 async fn collect(mut body: Body, limit: usize) -> Option<Bytes> {
+    use http_body::Body as _;
     use http_body_util::BodyExt;
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
     let mut whole = Bytes::new();
     let mut joined: Option<Vec<u8>> = None;
     while let Some(frame) = body.frame().await {
@@ -176,7 +179,8 @@ async fn collect(mut body: Body, limit: usize) -> Option<Bytes> {
             Some(joined) => joined.extend_from_slice(&data),
             None if whole.is_empty() => whole = data,
             None => {
-                let mut both = Vec::with_capacity(whole.len() + data.len());
+                let room = declared.min(limit).max(whole.len() + data.len());
+                let mut both = Vec::with_capacity(room);
                 both.extend_from_slice(&whole);
                 both.extend_from_slice(&data);
                 joined = Some(both);

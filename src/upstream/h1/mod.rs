@@ -204,6 +204,7 @@ impl Client {
     ) -> Result<Response<Body>, Error> {
         let inner = &self.inner;
         let mut request = Vec::new();
+        let mut rest: &[u8] = &[];
         let mut headers = Some(headers);
         let mut line = loop {
             let (mut line, reused) = match inner.take() {
@@ -213,9 +214,9 @@ impl Client {
             // Written once, into the room of the first connection's last request.
             if let Some(headers) = headers.take() {
                 request = std::mem::take(&mut line.write);
-                wire::write_post(&mut request, &inner.target, &inner.host, headers, body);
+                rest = wire::write_post(&mut request, &inner.target, &inner.host, headers, body);
             }
-            match line.io.write_all(&request).await {
+            match write_request(&mut line.io, &request, rest).await {
                 Ok(()) => {
                     line.write = request;
                     break line;
@@ -257,6 +258,26 @@ impl Client {
     pub fn idle(&self) -> usize {
         self.inner.lock().len()
     }
+}
+
+/// Writes `head`, then `body` from where it is: one `writev` for both while the socket
+/// takes them.
+async fn write_request(io: &mut TcpStream, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    if body.is_empty() {
+        return io.write_all(head).await;
+    }
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let parts = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
+        let n = io.write_vectored(&parts).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        body = &body[n - from_head..];
+    }
+    Ok(())
 }
 
 impl Inner {

@@ -158,6 +158,49 @@ async fn a_connection_read_to_the_end_is_reused() {
     assert_eq!(headers["content-length"], "2");
 }
 
+/// A long body leaves from where it is, after the head, and arrives whole; the buffer the
+/// connection keeps for its next request holds only a head.
+#[tokio::test]
+async fn a_long_body_arrives_whole_and_is_not_kept_with_its_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url: url::Url = format!("http://{}/mcp", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = service_fn(|req: Request<Incoming>| async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            // The body's length and a checksum of it that order matters to.
+            let sum = body
+                .iter()
+                .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+            let text = format!("{} {sum}", body.len());
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+        });
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+            .unwrap();
+    });
+    let client = Client::direct(&url).unwrap();
+    for len in [wire::INLINE_BODY + 1, 1 << 20, 10] {
+        let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 23) as u8).collect();
+        let sum = body
+            .iter()
+            .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let post = async { read_all(client.post(|_| {}, &body).await.unwrap().into_body()).await };
+        let answer = tokio::time::timeout(WAIT, post).await.expect("an answer");
+        assert_eq!(String::from_utf8(answer).unwrap(), format!("{len} {sum}"));
+        let idle = client.inner.lock();
+        assert_eq!(idle.len(), 1, "the connection is kept");
+        let kept = idle[0].line.write.capacity();
+        assert!(
+            kept < wire::INLINE_BODY + 1024,
+            "{kept} bytes kept after {len}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_answer_without_a_body_returns_its_connection_unread() {
     let server = server(|_| {

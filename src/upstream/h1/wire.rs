@@ -18,17 +18,25 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines an answer's head may have.
 pub const MAX_HEADERS: usize = 100;
 
+/// Longest body written into the request's buffer, so that head and body leave in one
+/// write; a longer one is sent from where it is, after the head, rather than copied (and
+/// the buffer, kept with its connection, stays small).
+pub const INLINE_BODY: usize = 16 * 1024;
+
 /// Writes a POST of `body` to `target` into `out` (cleared first): the request line, the
-/// headers `headers` adds, `Host` unless it added one, and `Content-Length`.
-pub fn write_post(
+/// headers `headers` adds, `Host` unless it added one, `Content-Length`, and the body if it
+/// is no longer than [`INLINE_BODY`]. Returns what is left to send after `out`: nothing, or
+/// the whole body.
+pub fn write_post<'b>(
     out: &mut Vec<u8>,
     target: &str,
     host: &HeaderValue,
     headers: impl FnOnce(&mut Lines<'_>),
-    body: &[u8],
-) {
+    body: &'b [u8],
+) -> &'b [u8] {
+    let inline = body.len() <= INLINE_BODY;
     out.clear();
-    out.reserve(256 + target.len() + body.len());
+    out.reserve(256 + target.len() + if inline { body.len() } else { 0 });
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -48,7 +56,11 @@ pub fn write_post(
         digits.format(body.len()).as_bytes(),
     );
     out.extend_from_slice(b"\r\n");
+    if !inline {
+        return body;
+    }
     out.extend_from_slice(body);
+    &[]
 }
 
 /// The header lines of a request being written. A [`HeaderName`] and a [`HeaderValue`] hold
@@ -507,6 +519,23 @@ mod tests {
             out,
             b"POST / HTTP/1.1\r\nhost: mine\r\ncontent-length: 0\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_long_body_is_left_out_of_the_buffer() {
+        let host = HeaderValue::from_static("h");
+        let mut out = Vec::new();
+        let body = vec![b' '; INLINE_BODY];
+        assert!(write_post(&mut out, "/", &host, |_| {}, &body).is_empty());
+        assert!(out.ends_with(&body));
+        let body = vec![b' '; INLINE_BODY + 1];
+        let rest = write_post(&mut out, "/", &host, |_| {}, &body);
+        assert_eq!(rest.len(), body.len());
+        let head = format!(
+            "POST / HTTP/1.1\r\nhost: h\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        assert_eq!(out, head.as_bytes());
     }
 
     #[test]
