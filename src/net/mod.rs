@@ -50,13 +50,18 @@ pub fn client(
     }
 }
 
+/// Longest wait for a TCP connection to an upstream.
+pub const UPSTREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long an idle connection to an upstream may be reused.
+pub const UPSTREAM_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// The HTTP client of every upstream (one for all: connections and TLS sessions are reused).
 /// The lean HTTP/1 path (`upstream::h1`) keeps the same timeouts and `User-Agent`.
 pub fn upstream_client() -> reqwest::Client {
     client("upstreams", |builder| {
         builder
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+            .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
             .user_agent(USER_AGENT)
     })
 }

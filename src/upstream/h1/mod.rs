@@ -44,9 +44,9 @@ pub use wire::Lines;
 use wire::{Decoder, Head, Step};
 
 /// Longest wait for a TCP connection, as the reqwest client's `connect_timeout`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = crate::net::UPSTREAM_CONNECT_TIMEOUT;
 /// How long an idle connection may be reused, as reqwest's `pool_idle_timeout`.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const IDLE_TIMEOUT: Duration = crate::net::UPSTREAM_IDLE_TIMEOUT;
 /// Idle time before TCP keep-alive probes, and between them, as reqwest's defaults.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Most idle connections kept per upstream URL; more are closed when their answer ends.

@@ -158,6 +158,13 @@ async fn a_connection_read_to_the_end_is_reused() {
     assert_eq!(headers["content-length"], "2");
 }
 
+/// A checksum that the order of the bytes matters to.
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)))
+}
+
 /// A long body leaves from where it is, after the head, and arrives whole; the buffer the
 /// connection keeps for its next request holds only a head.
 #[tokio::test]
@@ -170,11 +177,7 @@ async fn a_long_body_arrives_whole_and_is_not_kept_with_its_connection() {
         let (stream, _) = listener.accept().await.unwrap();
         let service = service_fn(|req: Request<Incoming>| async move {
             let body = req.into_body().collect().await.unwrap().to_bytes();
-            // The body's length and a checksum of it that order matters to.
-            let sum = body
-                .iter()
-                .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
-            let text = format!("{} {sum}", body.len());
+            let text = format!("{} {}", body.len(), checksum(&body));
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
         });
         hyper::server::conn::http1::Builder::new()
@@ -185,9 +188,7 @@ async fn a_long_body_arrives_whole_and_is_not_kept_with_its_connection() {
     let client = Client::direct(&url).unwrap();
     for len in [wire::INLINE_BODY + 1, 1 << 20, 10] {
         let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 23) as u8).collect();
-        let sum = body
-            .iter()
-            .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let sum = checksum(&body);
         let post = async { read_all(client.post(|_| {}, &body).await.unwrap().into_body()).await };
         let answer = tokio::time::timeout(WAIT, post).await.expect("an answer");
         assert_eq!(String::from_utf8(answer).unwrap(), format!("{len} {sum}"));
@@ -418,24 +419,20 @@ async fn a_broken_answer_is_an_error_that_names_it() {
         let (url, _) = thread_server(answer, true);
         Client::direct(&url).unwrap()
     };
-    let e = client(&[b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n"])
-        .post(|_| {}, b"")
-        .await
-        .unwrap_err();
-    assert!(
-        e.to_string()
-            .ends_with("client error (SendRequest): invalid content-length"),
-        "{e}"
-    );
-    let e = client(&[b"HTTP/1.1 200 OK\r\ncontent-le"])
-        .post(|_| {}, b"")
-        .await
-        .unwrap_err();
-    assert!(
-        e.to_string()
-            .ends_with("connection closed before message completed"),
-        "{e}"
-    );
+    let broken: [(&'static [&'static [u8]], &str); 2] = [
+        (
+            &[b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n"],
+            "client error (SendRequest): invalid content-length",
+        ),
+        (
+            &[b"HTTP/1.1 200 OK\r\ncontent-le"],
+            "connection closed before message completed",
+        ),
+    ];
+    for (answer, why) in broken {
+        let e = client(answer).post(|_| {}, b"").await.unwrap_err();
+        assert!(e.to_string().ends_with(why), "{e}");
+    }
     let lean = client(&[b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nhalf"]);
     let resp = lean.post(|_| {}, b"").await.unwrap();
     let mut body = resp.into_body();
