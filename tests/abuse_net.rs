@@ -51,6 +51,21 @@ async fn read_until_closed(tcp: &mut TcpStream, limit: Duration) -> Option<Strin
     Some(String::from_utf8_lossy(&seen).into_owned())
 }
 
+/// Reads the answer on `tcp` until the gateway closes it, checks that its status line starts
+/// with `status` and that it says `says`; then checks that another client is still served.
+async fn refused_and_others_served(gw: &Gateway, tcp: &mut TcpStream, status: &str, says: &str) {
+    let answer = read_until_closed(tcp, WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no {status} answer and close within {WAIT:?}"));
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status}")),
+        "{answer}"
+    );
+    assert!(answer.contains(says), "{answer}");
+    let c = Mcp::connect(&gw.url).await;
+    assert_eq!(c.ok("ping", json!({})).await, json!({}));
+}
+
 async fn metric(gw: &Gateway, series: &str) -> f64 {
     gw.metric(series).await.unwrap_or(0.0)
 }
@@ -214,14 +229,8 @@ async fn a_body_that_never_comes_is_answered_408_within_the_body_timeout() {
     )
     .await
     .expect("headers");
-    let answer = read_until_closed(&mut tcp, WAIT)
-        .await
-        .expect("answered and closed within the body timeout");
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("connections.body_timeout"), "{answer}");
     // Every other client is served meanwhile and after.
-    let c = Mcp::connect(&gw.url).await;
-    assert_eq!(c.ok("ping", json!({})).await, json!({}));
+    refused_and_others_served(&gw, &mut tcp, "408", "connections.body_timeout").await;
     assert!(
         metric(
             &gw,
@@ -249,13 +258,7 @@ async fn a_declared_100_mb_body_is_refused_at_once_with_413() {
     )
     .await
     .expect("headers");
-    let answer = read_until_closed(&mut tcp, WAIT)
-        .await
-        .expect("answered and closed without waiting for the body");
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("larger than"), "{answer}");
-    let c = Mcp::connect(&gw.url).await;
-    assert_eq!(c.ok("ping", json!({})).await, json!({}));
+    refused_and_others_served(&gw, &mut tcp, "413", "larger than").await;
 }
 
 /// A body sent in chunks, with no length declared, is read in its pieces and refused once
@@ -294,13 +297,7 @@ async fn a_chunked_body_is_joined_and_refused_past_the_limit() {
             .await
             .expect("chunk");
     }
-    let answer = read_until_closed(&mut tcp, WAIT)
-        .await
-        .expect("answered and closed without the rest of the body");
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("larger than 1000 bytes"), "{answer}");
-    let c = Mcp::connect(&gw.url).await;
-    assert_eq!(c.ok("ping", json!({})).await, json!({}));
+    refused_and_others_served(&gw, &mut tcp, "413", "larger than 1000 bytes").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
