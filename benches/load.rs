@@ -35,7 +35,8 @@
 //! target). Request ids vary (oha picks each body from a file of
 //! numbered lines). CPU per call: utime + stime from `/proc/PID/stat` of the gateway (or
 //! HAProxy) and of the upstream process(es) before and after each run, over the responses
-//! oha counted. Every visit's status codes are kept (all should be 200), and the gateways'
+//! oha counted; the proxy's stime alone is shown beside it (its kernel part: loopback TCP
+//! both ways, the wake-ups and the switches on the shared CPU). Every visit's status codes are kept (all should be 200), and the gateways'
 //! audit lines are counted by outcome (all should be `ok`), their logs emptied between
 //! scenarios so a long run does not fill the disk.
 //!
@@ -572,16 +573,16 @@ impl Bench {
     ) -> Visit {
         let upstream_pids = target.upstream.pids();
         let proxy_before = target.proxy.map(cpu_ticks);
-        let upstream_before: u64 = upstream_pids.iter().map(|p| cpu_ticks(*p)).sum();
+        let upstream_before: u64 = upstream_pids.iter().map(|p| cpu_ticks(*p).total()).sum();
         let run = self.oha(&target.url, conns, duration, headers, body);
         let proxy_after = target.proxy.map(cpu_ticks);
-        let upstream_after: u64 = upstream_pids.iter().map(|p| cpu_ticks(*p)).sum();
+        let upstream_after: u64 = upstream_pids.iter().map(|p| cpu_ticks(*p).total()).sum();
         let per_call =
             |ticks: u64| ticks as f64 / self.clk_tck * 1e6 / (run.completed.max(1)) as f64;
+        let proxy = proxy_before.zip(proxy_after);
         Visit {
-            proxy_us: proxy_before
-                .zip(proxy_after)
-                .map(|(b, a)| per_call(a.saturating_sub(b))),
+            proxy_us: proxy.map(|(b, a)| per_call(a.total().saturating_sub(b.total()))),
+            proxy_system_us: proxy.map(|(b, a)| per_call(a.system.saturating_sub(b.system))),
             upstream_us: (!upstream_pids.is_empty())
                 .then(|| per_call(upstream_after.saturating_sub(upstream_before))),
             run,
@@ -1210,8 +1211,9 @@ impl OhaRun {
 /// One target's run in one round.
 struct Visit {
     run: OhaRun,
-    /// CPU µs per call of the proxy, and of the upstream process(es).
+    /// CPU µs per call of the proxy (of it, in the kernel), and of the upstream process(es).
     proxy_us: Option<f64>,
+    proxy_system_us: Option<f64>,
     upstream_us: Option<f64>,
 }
 
@@ -1222,6 +1224,7 @@ struct Summary {
     p50: f64,
     p99: f64,
     proxy_us: Option<f64>,
+    proxy_system_us: Option<f64>,
     upstream_us: Option<f64>,
 }
 
@@ -1236,6 +1239,7 @@ fn summarize(visits: &[Visit]) -> Summary {
         p50: of(&|v| v.run.p50_us),
         p99: of(&|v| v.run.p99_us),
         proxy_us: opt(&|v| v.proxy_us),
+        proxy_system_us: opt(&|v| v.proxy_system_us),
         upstream_us: opt(&|v| v.upstream_us),
     }
 }
@@ -1419,9 +1423,9 @@ fn cpu_table(
     );
     let _ = writeln!(
         out,
-        "  proxy = the gateway (or haproxy) process; upstream = the upstream process(es) in the \
-         same run;\n  ×direct up = proxy / the upstream's in the direct run; busy = (proxy + \
-         upstream) CPU seconds per second{}",
+        "  proxy = the gateway (or haproxy) process, and of it the kernel's part (stime); \
+         upstream = the upstream process(es) in the\n  same run; ×direct up = proxy / the \
+         upstream's in the direct run; busy = (proxy + upstream) CPU seconds per second{}",
         if pinned {
             " (CPU 1 holds both: 1.00 = saturated)"
         } else {
@@ -1430,8 +1434,8 @@ fn cpu_table(
     );
     let _ = writeln!(
         out,
-        "  {:<40} {:<22} {:>9} {:>9} {:>9} {:>6} {:>11} │ issue 14 target",
-        "scenario", "target", "calls/s", "proxy", "upstream", "busy", "×direct up"
+        "  {:<40} {:<22} {:>9} {:>9} {:>7} {:>9} {:>6} {:>11} │ issue 14 target",
+        "scenario", "target", "calls/s", "proxy", "kernel", "upstream", "busy", "×direct up"
     );
     for (s, visits) in scenarios.iter().zip(results) {
         let sums: Vec<Summary> = visits.iter().map(|v| summarize(v)).collect();
@@ -1439,6 +1443,7 @@ fn cpu_table(
         for (i, t) in targets.iter().enumerate() {
             let x = sums[i];
             let proxy = x.proxy_us.unwrap_or(f64::NAN);
+            let kernel = x.proxy_system_us.unwrap_or(f64::NAN);
             let upstream = x.upstream_us.unwrap_or(f64::NAN);
             let busy = (x.proxy_us.unwrap_or(0.0) + upstream) * x.rps / 1e6;
             let ratio = proxy / up;
@@ -1457,10 +1462,11 @@ fn cpu_table(
             let label = if i == 0 { s.title() } else { String::new() };
             let _ = writeln!(
                 out,
-                "  {label:<40} {:<22} {:>9.0} {:>9} {:>9} {:>6.2} {:>11} │ {goal}",
+                "  {label:<40} {:<22} {:>9.0} {:>9} {:>7} {:>9} {:>6.2} {:>11} │ {goal}",
                 t.name,
                 x.rps,
                 cell(proxy, 1),
+                cell(kernel, 1),
                 cell(upstream, 1),
                 busy,
                 cell(ratio, 2),
@@ -1784,12 +1790,28 @@ fn order(round: usize, n: usize) -> Vec<usize> {
     }
 }
 
-/// utime + stime of a process, in clock ticks (0 when it is gone).
-fn cpu_ticks(pid: u32) -> u64 {
-    stat_fields(pid).map_or(0, |f| {
+/// CPU time of a process in clock ticks, in user space and in the kernel.
+#[derive(Clone, Copy, Default)]
+struct Ticks {
+    user: u64,
+    system: u64,
+}
+
+impl Ticks {
+    fn total(self) -> u64 {
+        self.user + self.system
+    }
+}
+
+/// utime and stime of a process (0 when it is gone).
+fn cpu_ticks(pid: u32) -> Ticks {
+    stat_fields(pid).map_or(Ticks::default(), |f| {
         let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         // Fields after the command: state is field 3 (index 0), utime 14, stime 15.
-        n(11) + n(12)
+        Ticks {
+            user: n(11),
+            system: n(12),
+        }
     })
 }
 
