@@ -170,12 +170,9 @@ async fn replicas_sharing_a_redis_answer_for_each_others_tasks() {
         .parse()
         .expect("elapsed ms");
     assert!(after < 20_000, "{event}");
-    assert!(
-        a.log()
-            .contains("Task cancelled; its call was cancelled upstream"),
-        "A ran the task and stopped it:\n{}",
-        a.log()
-    );
+    // A ran the task and stopped it (logged after the upstream saw the cancel).
+    a.log_with("Task cancelled; its call was cancelled upstream")
+        .await;
     // Still cancelled afterwards: the runner's own ending does not overwrite it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(on_b.get(&other).await.unwrap()["status"], "cancelled");

@@ -158,6 +158,25 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it holds `text` (polled for at most [`WAIT`]); panics with the log, saying
+    /// what it waited for, if it never does. A line can reach the file a little after what
+    /// it reports is visible over HTTP: the gateway buffers log lines per runtime thread
+    /// until the thread goes idle (`telemetry::stderr`), and two threads' lines can land in
+    /// either order.
+    pub async fn log_with(&self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            if Instant::now() >= deadline {
+                panic!("the gateway never logged {text:?} in {WAIT:?}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the process to exit.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
