@@ -68,10 +68,8 @@ fn is_method(method: &'static str) -> impl Fn(&Value) -> bool {
 
 /// The `tools/call` of `slow` for `ms` milliseconds as the upstream received it, once it has.
 async fn upstream_slow_call(tap: &Wiretap, ms: u64) -> Value {
-    wait_for(WAIT, "the call to reach the upstream", || async {
-        tap.sent()
-            .into_iter()
-            .find(|m| m["method"] == "tools/call" && m["params"]["arguments"]["ms"] == json!(ms))
+    tap.first_sent("the call to reach the upstream", |m| {
+        m["method"] == "tools/call" && m["params"]["arguments"]["ms"] == json!(ms)
     })
     .await
 }
@@ -222,7 +220,20 @@ async fn a_cancelled_call_ends_with_32013_and_the_upstream_stops_its_work() {
         cancelled_upstream(&tap, &upstream_id).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The fixture stopped the call (its journal says so), and the journal's own answer is in
+    // the tap: every progress line the call wrote before it stopped came out ahead of it.
+    wait_for(WAIT, "the upstream to stop the call", || async {
+        let journal = c.call_text("alpha__journal", json!({})).await;
+        journal.contains("cancelled slow").then_some(())
+    })
+    .await;
+    wait_for(WAIT, "the journal's answer in the tap", || async {
+        tap.answered()
+            .iter()
+            .any(|m| m["result"].to_string().contains("cancelled slow"))
+            .then_some(())
+    })
+    .await;
     let settled = upstream_progress(&tap, &upstream_token);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(

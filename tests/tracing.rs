@@ -429,10 +429,10 @@ async fn trace_context_reaches_a_stdio_upstream_in_meta_and_meta_wins_over_the_h
 
     // On the wire: the CLIENT span's context replaced the client's, tracestate kept.
     let sent = tap
-        .sent()
-        .into_iter()
-        .find(|m| m["method"] == "tools/call")
-        .expect("tools/call reached the upstream");
+        .first_sent("tools/call to reach the upstream", |m| {
+            m["method"] == "tools/call"
+        })
+        .await;
     assert_eq!(
         sent["params"]["_meta"]["traceparent"],
         json!(format!("00-{meta_trace}-{}-01", client.span_id))
@@ -460,10 +460,10 @@ async fn without_an_exporter_upstream_messages_are_untouched_and_logs_are_text()
     )
     .await;
     let sent = tap
-        .sent()
-        .into_iter()
-        .find(|m| m["method"] == "tools/call")
-        .expect("tools/call reached the upstream");
+        .first_sent("tools/call to reach the upstream", |m| {
+            m["method"] == "tools/call"
+        })
+        .await;
     assert_eq!(sent["params"], json!({"name": "whoami", "arguments": {}}));
     let log = gw.log();
     let first = log.lines().next().expect("the gateway logged something");

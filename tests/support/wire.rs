@@ -157,6 +157,17 @@ impl Wiretap {
         read_jsonl(&self.sent)
     }
 
+    /// The first message the gateway sent the upstream that `pred` accepts, polled for at
+    /// most [`super::WAIT`]. Polled, not read once: `tee` writes a line to the upstream
+    /// before it appends it to `sent`, so the answer to a request can reach the test before
+    /// the request's line is in the file.
+    pub async fn first_sent(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        super::mcp::wait_for(super::WAIT, what, || async {
+            self.sent().into_iter().find(|m| pred(m))
+        })
+        .await
+    }
+
     /// The JSON messages the upstream wrote so far.
     pub fn answered(&self) -> Vec<Value> {
         read_jsonl(&self.answered)
