@@ -281,48 +281,58 @@ const OK: &[&[u8]] = &[
 /// A blocking server on its own thread (so it adds no task to the test's runtime): each
 /// connection gets `answer` for every request on it, its pieces written a few milliseconds
 /// apart (so they come in reads of their own), and with `close_after_one` the server closes
-/// the connection after its first answer. Counts the connections.
+/// the connection after its first answer. Counts the connections, and those it closed.
 fn thread_server(
     answer: &'static [&'static [u8]],
     close_after_one: bool,
-) -> (url::Url, Arc<AtomicUsize>) {
-    use std::io::{Read, Write};
+) -> (url::Url, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (count, ended) = (accepted.clone(), closed.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
+            let Ok(stream) = stream else { return };
             count.fetch_add(1, Ordering::SeqCst);
+            let ended = ended.clone();
             std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                loop {
-                    // Requests here carry an empty body: a head is a whole request.
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        for (i, piece) in answer.iter().enumerate() {
-                            if i > 0 {
-                                std::thread::sleep(Duration::from_millis(5));
-                            }
-                            if stream.write_all(piece).is_err() {
-                                return;
-                            }
-                        }
-                        if close_after_one {
-                            return;
-                        }
-                    }
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
+                serve(stream, answer, close_after_one);
+                // `serve` dropped the stream: the client's side has its close.
+                ended.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
-    (url.parse().unwrap(), accepted)
+    (url.parse().unwrap(), accepted, closed)
+}
+
+/// Answers each request on `stream` with the pieces of `answer`, 5 ms apart; with
+/// `close_after_one`, closes after the first.
+fn serve(mut stream: std::net::TcpStream, answer: &[&[u8]], close_after_one: bool) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    loop {
+        // Requests here carry an empty body: a head is a whole request.
+        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            seen.drain(..end + 4);
+            for (i, piece) in answer.iter().enumerate() {
+                if i > 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if stream.write_all(piece).is_err() {
+                    return;
+                }
+            }
+            if close_after_one {
+                return;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// Three POSTs of an empty body to `url` with one client: each answer's status and body,
@@ -349,7 +359,7 @@ async fn answers_in_pieces_are_read_whole_and_their_connection_reused() {
         b"\n9\r\ndata: 2\n\n\r\n0\r\n",
         b"\r\n",
     ];
-    let (url, accepted) = thread_server(chunked, false);
+    let (url, accepted, _) = thread_server(chunked, false);
     for (status, body, idle) in three_posts(&url).await {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, b"data: 1\n\ndata: 2\n\n");
@@ -357,7 +367,7 @@ async fn answers_in_pieces_are_read_whole_and_their_connection_reused() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
     let length: &[&[u8]] = &[b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhe", b"llo"];
-    let (url, accepted) = thread_server(length, false);
+    let (url, accepted, _) = thread_server(length, false);
     for (_, body, idle) in three_posts(&url).await {
         assert_eq!((body.as_slice(), idle), (&b"hello"[..], 1));
     }
@@ -374,7 +384,7 @@ async fn an_answer_that_ends_its_connection_is_not_reused() {
         &[b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA"],
     ];
     for answer in answers {
-        let (url, accepted) = thread_server(answer, false);
+        let (url, accepted, _) = thread_server(answer, false);
         for (status, body, idle) in three_posts(&url).await {
             assert_eq!(
                 (status, body.as_slice(), idle),
@@ -388,7 +398,7 @@ async fn an_answer_that_ends_its_connection_is_not_reused() {
             String::from_utf8_lossy(answer[0])
         );
     }
-    let (url, accepted) = thread_server(&[b"HTTP/1.1 200 OK\r\n\r\nuntil the close"], true);
+    let (url, accepted, _) = thread_server(&[b"HTTP/1.1 200 OK\r\n\r\nuntil the close"], true);
     for (_, body, idle) in three_posts(&url).await {
         assert_eq!((body.as_slice(), idle), (&b"until the close"[..], 0));
     }
@@ -401,7 +411,7 @@ async fn a_body_dropped_with_only_its_framing_unread_returns_its_connection() {
     // last chunk, already read, needs nobody to ask for it.
     let sse: &[&[u8]] =
         &[b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"];
-    let (url, accepted) = thread_server(sse, false);
+    let (url, accepted, _) = thread_server(sse, false);
     let client = Client::direct(&url).unwrap();
     for _ in 0..2 {
         let resp = client.post(|_| {}, b"").await.unwrap();
@@ -416,7 +426,7 @@ async fn a_body_dropped_with_only_its_framing_unread_returns_its_connection() {
 #[tokio::test]
 async fn a_broken_answer_is_an_error_that_names_it() {
     let client = |answer| {
-        let (url, _) = thread_server(answer, true);
+        let (url, _, _) = thread_server(answer, true);
         Client::direct(&url).unwrap()
     };
     let broken: [(&'static [&'static [u8]], &str); 2] = [
@@ -448,7 +458,7 @@ async fn a_broken_answer_is_an_error_that_names_it() {
 
 #[tokio::test]
 async fn no_task_drives_a_connection_but_its_caller() {
-    let (url, accepted) = thread_server(OK, false);
+    let (url, accepted, _) = thread_server(OK, false);
     let client = Client::direct(&url).unwrap();
     let tasks = || {
         tokio::runtime::Handle::current()
@@ -468,13 +478,17 @@ async fn no_task_drives_a_connection_but_its_caller() {
 
 #[tokio::test]
 async fn an_idle_connection_the_upstream_closed_is_not_used_again() {
-    let (url, accepted) = thread_server(OK, true);
+    let (url, accepted, closed) = thread_server(OK, true);
     let client = Client::direct(&url).unwrap();
     for round in 1..=3 {
         let resp = client.post(|_| {}, b"").await.unwrap();
         assert_eq!(read_all(resp.into_body()).await, br#"{"ok":true}"#);
         // The upstream's close reaches the idle connection while nobody drives it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while closed.load(Ordering::SeqCst) < round && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(closed.load(Ordering::SeqCst), round, "the server closed");
         assert_eq!(accepted.load(Ordering::SeqCst), round);
     }
 }
