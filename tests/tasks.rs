@@ -239,7 +239,15 @@ async fn cancelling_a_task_cancels_its_upstream_call() {
         )
         .await;
     let id = created["task"]["taskId"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Cancelled once the call runs upstream (cancelled before, it never gets there).
+    wait_for(WAIT, "the call to reach the upstream", || {
+        let client = client.clone();
+        async move {
+            let journal = client.call_text("alpha__journal", json!({})).await;
+            journal.contains("slow 20000 ms started").then_some(())
+        }
+    })
+    .await;
     let cancelled = client.ok("tasks/cancel", json!({ "taskId": id })).await;
     assert_eq!(cancelled["status"], "cancelled");
     let again = client.err("tasks/cancel", json!({ "taskId": id })).await;

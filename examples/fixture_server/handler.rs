@@ -188,6 +188,7 @@ impl Fixture {
         ms: u64,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
+        self.record(format!("slow {ms} ms started"));
         let token = context.meta.get_progress_token();
         let total = Duration::from_millis(ms);
         let mut elapsed = Duration::ZERO;
