@@ -28,6 +28,15 @@ async fn gateway(top: &str, upstream_extra: &str) -> Gateway {
     gw
 }
 
+/// Waits (at most [`WAIT`]) for the `alpha` fixture's journal to record `event`.
+async fn journaled(client: &Mcp, event: &str) {
+    wait_for(WAIT, &format!("{event:?} in alpha's journal"), || async {
+        let journal = client.call_text("alpha__journal", json!({})).await;
+        journal.contains(event).then_some(())
+    })
+    .await;
+}
+
 fn stateless_with_tasks(gw: &Gateway) -> Stateless {
     Stateless::new(&gw.url, json!({ "extensions": { EXTENSION: {} } }))
 }
@@ -240,14 +249,7 @@ async fn cancelling_a_task_cancels_its_upstream_call() {
         .await;
     let id = created["task"]["taskId"].as_str().unwrap().to_owned();
     // Cancelled once the call runs upstream (cancelled before, it never gets there).
-    wait_for(WAIT, "the call to reach the upstream", || {
-        let client = client.clone();
-        async move {
-            let journal = client.call_text("alpha__journal", json!({})).await;
-            journal.contains("slow 20000 ms started").then_some(())
-        }
-    })
-    .await;
+    journaled(&client, "slow 20000 ms started").await;
     let cancelled = client.ok("tasks/cancel", json!({ "taskId": id })).await;
     assert_eq!(cancelled["status"], "cancelled");
     let again = client.err("tasks/cancel", json!({ "taskId": id })).await;
@@ -255,14 +257,7 @@ async fn cancelling_a_task_cancels_its_upstream_call() {
         again["code"], -32602,
         "a finished task cannot be cancelled: {again}"
     );
-    wait_for(WAIT, "the upstream to see the cancellation", || {
-        let client = client.clone();
-        async move {
-            let journal = client.call_text("alpha__journal", json!({})).await;
-            journal.contains("cancelled slow").then_some(())
-        }
-    })
-    .await;
+    journaled(&client, "cancelled slow").await;
     assert_eq!(
         client.ok("tasks/get", json!({ "taskId": id })).await["status"],
         "cancelled"
@@ -320,11 +315,8 @@ async fn a_task_is_forgotten_after_its_ttl() {
         )
         .await;
     let id = created["task"]["taskId"].as_str().unwrap().to_owned();
-    wait_for(WAIT, "the expired task's call to be cancelled", || async {
-        let journal = client.call_text("alpha__journal", json!({})).await;
-        journal.contains("cancelled slow").then_some(())
-    })
-    .await;
+    // The expired task's call was cancelled.
+    journaled(&client, "cancelled slow").await;
     assert_eq!(
         client.err("tasks/get", json!({ "taskId": id })).await["code"],
         -32602
