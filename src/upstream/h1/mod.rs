@@ -260,24 +260,14 @@ impl Client {
     }
 }
 
-/// Writes `head`, then `body` from where it is: one `writev` for both while the socket
-/// takes them.
+/// Writes `head`, then `body` from where it is: `writev`s of both while the socket takes
+/// them (tokio's `write_all_buf` writes a chained buffer vectored), or one plain write of
+/// the head when the body is in it.
 async fn write_request(io: &mut TcpStream, head: &[u8], body: &[u8]) -> std::io::Result<()> {
     if body.is_empty() {
         return io.write_all(head).await;
     }
-    let (mut head, mut body) = (head, body);
-    while !head.is_empty() || !body.is_empty() {
-        let parts = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
-        let n = io.write_vectored(&parts).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        let from_head = n.min(head.len());
-        head = &head[from_head..];
-        body = &body[n - from_head..];
-    }
-    Ok(())
+    io.write_all_buf(&mut bytes::Buf::chain(head, body)).await
 }
 
 impl Inner {
